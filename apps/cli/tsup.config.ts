@@ -1,4 +1,4 @@
 import { defineConfig } from "tsup";
 import { baseConfig } from "../../tsup.config.base";
 
-export default defineConfig(baseConfig);
+export default defineConfig({ ...baseConfig, entry: ["src/bitnet.ts"], dts: false });

@@ -19,6 +19,7 @@ export {
   gguf,
   type MetadataJsonOptions,
   metadataValueToJson,
+  shortestFloat32,
   valueTypeName,
 } from "./metadata";
 export { alignUp, GgufFile, type GgufTensorInfo, type ParseGgufOptions, parseGguf } from "./reader";

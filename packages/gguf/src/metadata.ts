@@ -358,11 +358,33 @@ export function metadataValueToJson(value: GgufValue, options: MetadataJsonOptio
     case GgufValueType.ARRAY:
       return arrayToJson(value, maxArrayLength);
     case GgufValueType.FLOAT32:
+      return floatToJson(shortestFloat32(value.value));
     case GgufValueType.FLOAT64:
-      return Number.isFinite(value.value) ? value.value : String(value.value);
+      return floatToJson(value.value);
     default:
       return value.value;
   }
+}
+
+function floatToJson(value: number): number | string {
+  return Number.isFinite(value) ? value : String(value);
+}
+
+/**
+ * The shortest decimal that reads back as the same f32 (so 1e-5 stored as f32 prints as 1e-5,
+ * not 0.000009999999747378752).
+ */
+export function shortestFloat32(value: number): number {
+  if (!Number.isFinite(value)) {
+    return value;
+  }
+  for (let digits = 1; digits <= 9; digits++) {
+    const candidate = Number(value.toPrecision(digits));
+    if (Math.fround(candidate) === value) {
+      return candidate;
+    }
+  }
+  return value;
 }
 
 function bigintToJson(value: bigint): number | string {
@@ -382,7 +404,11 @@ function arrayToJson(value: GgufArrayValue, maxArrayLength: number): unknown {
     if (typeof element === "bigint") {
       out.push(bigintToJson(element));
     } else if (typeof element === "number") {
-      out.push(Number.isFinite(element) ? element : String(element));
+      out.push(
+        floatToJson(
+          value.elementType === GgufValueType.FLOAT32 ? shortestFloat32(element) : element,
+        ),
+      );
     } else if (typeof element === "object" && element !== null) {
       out.push(arrayToJson(element, maxArrayLength));
     } else {

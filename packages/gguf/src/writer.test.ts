@@ -103,13 +103,14 @@ describe("GgufWriter", () => {
     const file = path.join(tmp, "interop.gguf");
     await w.writeFile(file);
     const theirs = await hfGguf(file, { allowLocalFile: true });
-    expect(theirs.metadata["general.architecture"]).toBe("bitnet-b1.58");
-    expect(theirs.metadata["bitnet-b1.58.block_count"]).toBe(2);
-    expect(theirs.metadata["bitnet-b1.58.rope.freq_base"]).toBe(500000);
-    expect(theirs.metadata["general.size"]).toBe(1234567890123n);
-    expect(theirs.metadata["general.flag"]).toBe(true);
-    expect(theirs.metadata["tokenizer.ggml.tokens"]).toEqual(["a", "b", "Ġc"]);
-    expect(theirs.metadata["tokenizer.ggml.token_type"]).toEqual([1, 1, 3]);
+    const theirMetadata = theirs.metadata as Record<string, unknown>;
+    expect(theirMetadata["general.architecture"]).toBe("bitnet-b1.58");
+    expect(theirMetadata["bitnet-b1.58.block_count"]).toBe(2);
+    expect(theirMetadata["bitnet-b1.58.rope.freq_base"]).toBe(500000);
+    expect(theirMetadata["general.size"]).toBe(1234567890123n);
+    expect(theirMetadata["general.flag"]).toBe(true);
+    expect(theirMetadata["tokenizer.ggml.tokens"]).toEqual(["a", "b", "Ġc"]);
+    expect(theirMetadata["tokenizer.ggml.token_type"]).toEqual([1, 1, 3]);
     const ours = parseGguf(new Uint8Array(fs.readFileSync(file)));
     expect(
       theirs.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype, Number(t.offset)]),

@@ -18,55 +18,48 @@ function trit(byte: number, n: number): number {
   return (((byte * POW3[n]) & 0xff) * 3) >> 8;
 }
 
-function encodeTrits(codes: number[]): number {
-  let q = 0;
-  for (const c of codes) {
-    q = q * 3 + c;
-  }
-  // ceiling division (243 == 3^5): spreads the 243 values over 0..255
-  return Math.floor((q * 256 + 242) / 243) & 0xff;
+/** Stores a base-3 number (0..242) as ceil(q·256/243), spreading it over the byte range. */
+function storeTrits(q: number): number {
+  return ((q * 256 + 242) / 243) | 0;
 }
 
 /** Packs ternary values with one scale per 256-element block (or one scale for all). */
 export function packTQ1_0(values: Int8Array, scales: Float32Array | number): Uint8Array {
   const n = values.length;
   checkBlocks("TQ1_0", n, TQ1_0_BLOCK);
-  const nb = n / TQ1_0_BLOCK;
-  const out = new Uint8Array(nb * TQ1_0_BYTES);
-  const code = (i: number): number => {
-    const c = values[i] + 1;
-    if (c < 0 || c > 2) {
+  for (let i = 0; i < n; i++) {
+    if (values[i] < -1 || values[i] > 1) {
       throw new QuantizationError(
         `could not pack TQ1_0 - values must be -1, 0 or +1 (element ${i}).`,
       );
     }
-    return c;
-  };
-  const digits: number[] = [];
+  }
+  const nb = n / TQ1_0_BLOCK;
+  const out = new Uint8Array(nb * TQ1_0_BYTES);
   for (let b = 0; b < nb; b++) {
     const x = b * TQ1_0_BLOCK;
     const y = b * TQ1_0_BYTES;
+    // Codes are value + 1 (0, 1, 2); the first trit is the most significant.
     for (let m = 0; m < 32; m++) {
-      digits.length = 0;
+      let q = 0;
       for (let t = 0; t < 5; t++) {
-        digits.push(code(x + 32 * t + m));
+        q = q * 3 + values[x + 32 * t + m] + 1;
       }
-      out[y + m] = encodeTrits(digits);
+      out[y + m] = storeTrits(q);
     }
     for (let m = 0; m < 16; m++) {
-      digits.length = 0;
+      let q = 0;
       for (let t = 0; t < 5; t++) {
-        digits.push(code(x + 160 + 16 * t + m));
+        q = q * 3 + values[x + 160 + 16 * t + m] + 1;
       }
-      out[y + 32 + m] = encodeTrits(digits);
+      out[y + 32 + m] = storeTrits(q);
     }
     for (let j = 0; j < 4; j++) {
-      digits.length = 0;
+      let q = 0;
       for (let t = 0; t < 4; t++) {
-        digits.push(code(x + 240 + 4 * t + j));
+        q = q * 3 + values[x + 240 + 4 * t + j] + 1;
       }
-      digits.push(0); // shifts the first trit to the most significant position
-      out[y + 48 + j] = encodeTrits(digits);
+      out[y + 48 + j] = storeTrits(q * 3); // ×3 moves the first of 4 trits to the top position
     }
     const d = f32ToF16(typeof scales === "number" ? scales : scales[b]);
     out[y + 52] = d & 0xff;

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// The whole test suite: build + typecheck (turbo), lint (biome), then every vitest project.
+// Prints a final line "N passed, N failed" (static checks count as one test each).
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+
+const extra = process.argv.slice(2);
+const results = { passed: 0, failed: 0 };
+
+function check(name, command, args) {
+  console.log(`\n▶ ${name}: ${command} ${args.join(" ")}`);
+  const { status } = spawnSync(command, args, { stdio: "inherit", shell: false });
+  if (status === 0) {
+    results.passed++;
+  } else {
+    results.failed++;
+    console.log(`✗ ${name} failed (exit ${status})`);
+  }
+  return status === 0;
+}
+
+const built = check("build + typecheck", "turbo", [
+  "run",
+  "build",
+  "typecheck",
+  "--output-logs=errors-only",
+]);
+check("lint", "biome", ["check", "."]);
+
+if (built) {
+  fs.mkdirSync(".cache", { recursive: true });
+  const report = ".cache/vitest-report.json";
+  fs.rmSync(report, { force: true });
+  console.log("\n▶ vitest");
+  spawnSync(
+    "vitest",
+    ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...extra],
+    {
+      stdio: "inherit",
+    },
+  );
+  if (fs.existsSync(report)) {
+    const json = JSON.parse(fs.readFileSync(report, "utf8"));
+    results.passed += json.numPassedTests;
+    results.failed += json.numFailedTests;
+    // A test file that fails to load reports no tests: count it as a failure.
+    const brokenFiles = json.testResults.filter(
+      (f) => f.status === "failed" && f.assertionResults.length === 0,
+    ).length;
+    results.failed += brokenFiles;
+  } else {
+    results.failed++;
+    console.log("✗ vitest produced no report");
+  }
+} else {
+  results.failed++;
+  console.log("✗ tests not run: the build failed");
+}
+
+console.log(`\n${results.passed} passed, ${results.failed} failed`);
+process.exitCode = results.failed === 0 ? 0 : 1;
