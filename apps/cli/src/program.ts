@@ -5,6 +5,7 @@
 import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
 import { runInspect } from "./commands/inspect";
+import { runDetokenize, runTokenize } from "./commands/tokenize";
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -29,6 +30,45 @@ function buildProgram(io: CliIo): Command {
     .option("--json", "print one JSON object instead of tables")
     .action(async (path: string, options: { json?: boolean }) => {
       io.stdout(await runInspect(path, { json: options.json === true }));
+    });
+
+  program
+    .command("tokenize")
+    .description("print the token ids of a text (llama-tokenize style; --json for an array)")
+    .requiredOption("-m, --model <model.gguf>", "model whose tokenizer to use")
+    .option("-f, --file <file>", "read the text from a UTF-8 file")
+    .option("--no-bos", "do not prepend the BOS token")
+    .option("--special", "parse special tokens written in the text (e.g. <|eot_id|>)")
+    .option(
+      "--pre <mode>",
+      'pre-tokenizer for files without tokenizer.ggml.pre: "llama3" (default) or "llama.cpp" (bitnet.cpp-compatible)',
+    )
+    .option("--json", "print only a JSON array of ids")
+    .argument("[text]", "text to tokenize")
+    .action(
+      async (
+        text: string | undefined,
+        options: {
+          model: string;
+          file?: string;
+          bos: boolean;
+          special?: boolean;
+          pre?: string;
+          json?: boolean;
+        },
+      ) => {
+        io.stdout(await runTokenize(text, options));
+      },
+    );
+
+  program
+    .command("detokenize")
+    .description("print the text of token ids")
+    .requiredOption("-m, --model <model.gguf>", "model whose tokenizer to use")
+    .requiredOption("--ids <ids>", "comma-separated token ids, e.g. 128000,9906,1917")
+    .option("--special", "render control tokens (BOS, <|eot_id|>, …) as text")
+    .action(async (options: { model: string; ids: string; special?: boolean }) => {
+      io.stdout(await runDetokenize(options));
     });
 
   return program;

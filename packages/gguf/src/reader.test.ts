@@ -114,6 +114,13 @@ describe("parseGguf on valid files", () => {
     expect([...file.metadata.keys()]).toEqual(Object.keys(got));
   });
 
+  it("keeps a leading U+FEFF in strings (a real token text in LLaMA vocabularies)", async () => {
+    const w = new GgufWriter();
+    w.set("bom", gguf.stringArray(["\ufeff", "\ufeffx", "a\ufeff"]));
+    const file = parseGguf(await w.toBytes());
+    expect(file.metadata.requireStringArray("bom")).toEqual(["\ufeff", "\ufeffx", "a\ufeff"]);
+  });
+
   it("honours a custom alignment", async () => {
     const w = new GgufWriter({ alignment: 64 });
     w.addTensor("x", "F32", [3], new Uint8Array(12)).addTensor(

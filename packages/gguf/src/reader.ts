@@ -224,7 +224,8 @@ class Cursor {
   }
 }
 
-const textDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: keep a leading U+FEFF (a real token text in some vocabularies) instead of stripping it.
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string): string {
   // ASCII fast path: token strings and keys are mostly short ASCII.

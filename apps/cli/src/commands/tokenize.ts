@@ -1,0 +1,129 @@
+/**
+ * `bitnet tokenize` and `bitnet detokenize`: the model's tokenizer from the command line,
+ * like llama.cpp's llama-tokenize.
+ */
+import { isUtf8 } from "node:buffer";
+import * as fs from "node:fs";
+import { BitnetError } from "@bitnet-ts/errors";
+import { readGgufFile } from "@bitnet-ts/gguf";
+import { type PreTokenizerMode, Tokenizer } from "@bitnet-ts/tokenizers";
+
+export class CliInputError extends BitnetError {
+  constructor(message: string) {
+    super("CLI_INVALID_INPUT", message);
+  }
+}
+
+export async function loadTokenizer(modelPath: string, pre?: string): Promise<Tokenizer> {
+  if (pre !== undefined && pre !== "llama3" && pre !== "llama.cpp") {
+    throw new CliInputError(`could not use --pre ${pre} - expected "llama3" or "llama.cpp".`);
+  }
+  const file = await readGgufFile(modelPath);
+  return Tokenizer.fromGguf(
+    file.metadata,
+    pre === undefined ? {} : { preTokenizer: pre as PreTokenizerMode },
+  );
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Reads a text file as strict UTF-8: invalid bytes (e.g. encoded lone surrogates) are an error. */
+export function readTextFile(path: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(path);
+  } catch (error) {
+    throw new CliInputError(`could not read "${path}" - ${(error as Error).message}.`);
+  }
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    // Find where it breaks, for the message.
+    let good = 0;
+    for (let n = 1; n <= bytes.length; n++) {
+      try {
+        strictUtf8.decode(bytes.subarray(0, n));
+        good = n;
+      } catch {
+        if (n - good > 4) {
+          break;
+        }
+      }
+    }
+    throw new CliInputError(
+      `could not read "${path}" - it is not valid UTF-8 (bad byte 0x${bytes[good]?.toString(16).padStart(2, "0")} at offset ${good}; unpaired surrogates and binary files are rejected).`,
+    );
+  }
+}
+
+export interface TokenizeOptions {
+  model: string;
+  file?: string;
+  bos: boolean;
+  special?: boolean;
+  json?: boolean;
+  pre?: string;
+}
+
+export async function runTokenize(
+  text: string | undefined,
+  options: TokenizeOptions,
+): Promise<string> {
+  if ((text === undefined) === (options.file === undefined)) {
+    throw new CliInputError(
+      "could not tokenize - give the text as an argument or with -f FILE (one of them).",
+    );
+  }
+  const input = text ?? readTextFile(options.file!);
+  const tokenizer = await loadTokenizer(options.model, options.pre);
+  const ids = tokenizer.encode(input, {
+    addBos: options.bos,
+    parseSpecial: options.special === true,
+  });
+  if (options.json) {
+    return `${JSON.stringify(ids)}\n`;
+  }
+  // llama-tokenize style: one token per line, id and the piece it stands for.
+  return `${ids.map((id) => `${String(id).padStart(6)} -> ${describePiece(tokenizer.tokenBytes(id, { special: true }))}`).join("\n")}\n`;
+}
+
+/** A piece as a JSON string, or its bytes when it is only part of a UTF-8 character. */
+function describePiece(bytes: Uint8Array): string {
+  if (isUtf8(bytes)) {
+    return JSON.stringify(Buffer.from(bytes).toString("utf8"));
+  }
+  return `bytes [${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ")}]`;
+}
+
+export function parseIds(list: string): number[] {
+  const parts = list.split(/[\s,]+/).filter((p) => p.length > 0);
+  if (parts.length === 0) {
+    throw new CliInputError(
+      "could not detokenize - --ids is empty; give ids like --ids 128000,9906,1917.",
+    );
+  }
+  return parts.map((p) => {
+    if (!/^\d+$/.test(p)) {
+      throw new CliInputError(
+        `could not detokenize - "${p}" is not a token id (expected non-negative integers).`,
+      );
+    }
+    return Number(p);
+  });
+}
+
+export async function runDetokenize(options: {
+  model: string;
+  ids: string;
+  special?: boolean;
+}): Promise<string> {
+  const ids = parseIds(options.ids);
+  const tokenizer = await loadTokenizer(options.model);
+  const bad = ids.find((id) => id >= tokenizer.vocabSize);
+  if (bad !== undefined) {
+    throw new CliInputError(
+      `could not detokenize - token id ${bad} is out of range (the vocabulary has ${tokenizer.vocabSize} tokens).`,
+    );
+  }
+  return `${tokenizer.decode(ids, { special: options.special === true })}\n`;
+}

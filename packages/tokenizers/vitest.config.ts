@@ -1,0 +1,6 @@
+import { defineProject } from "vitest/config";
+
+export default defineProject({
+  resolve: { conditions: ["source"] },
+  test: { name: "tokenizers", include: ["src/**/*.test.ts", "test/**/*.test.ts"] },
+});
