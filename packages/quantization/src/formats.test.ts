@@ -163,7 +163,9 @@ describe("Q8_0", () => {
             const amax = Math.max(...x.subarray(32 * b, 32 * b + 32).map(Math.abs));
             for (let j = 32 * b; j < 32 * b + 32; j++) {
               // Half a step, plus the f16 rounding of the scale (relative error ≤ 2^-11) times |x|.
-            expect(Math.abs(y[j]! - x[j]!)).toBeLessThanOrEqual((amax / 127) * 0.5 + amax * 2 ** -11 + 1e-6);
+              expect(Math.abs(y[j]! - x[j]!)).toBeLessThanOrEqual(
+                (amax / 127) * 0.5 + amax * 2 ** -11 + 1e-6,
+              );
             }
           }
         },
