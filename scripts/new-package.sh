@@ -58,7 +58,11 @@ import { defineProject } from "vitest/config";
 
 export default defineProject({
   resolve: { conditions: ["source"] },
-  test: { name: "$name", include: ["src/**/*.test.ts", "test/**/*.test.ts"] },
+  test: {
+    name: "$name",
+    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    setupFiles: ["../../vitest.setup.ts"],
+  },
 });
 TS
 echo "scaffolded $dir"
