@@ -4,8 +4,13 @@
  */
 import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
+import { runChat } from "./commands/chat";
+import { runEval } from "./commands/eval";
 import { runInspect } from "./commands/inspect";
+import { runPerplexity } from "./commands/perplexity";
+import { runRun } from "./commands/run";
 import { runDetokenize, runTokenize } from "./commands/tokenize";
+import { addModelOptions, addSamplingOptions, integer } from "./options";
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -71,11 +76,110 @@ function buildProgram(io: CliIo): Command {
       io.stdout(await runDetokenize(options));
     });
 
+  const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+  addSamplingOptions(
+    addModelOptions(
+      program
+        .command("run")
+        .description("generate text from a prompt, streamed to stdout")
+        .option("-p, --prompt <text>", "prompt text")
+        .option("-f, --file <file>", "read the prompt from a UTF-8 file")
+        .option(
+          "-n, --n-predict <n>",
+          "tokens to generate; -1 = until end of text (default 128)",
+          integer("--n-predict", -1),
+        )
+        .option(
+          "-r, --reverse-prompt <text>",
+          "stop when this text is generated (repeatable)",
+          collect,
+        )
+        .option("--ignore-eos", "keep generating after end-of-text tokens")
+        .option("--special", "parse special tokens written in the prompt")
+        .option("--no-display-prompt", "do not echo the prompt")
+        .option(
+          "--json",
+          'print one JSON object: {"prompt_tokens", "tokens", "text", "timings", …}',
+        ),
+      true,
+    ),
+  ).action(async (options) => {
+    await runRun(options, io);
+  });
+
+  addSamplingOptions(
+    addModelOptions(
+      program
+        .command("chat")
+        .description("chat interactively through the model's chat template")
+        .option("--system <text>", "system prompt (llama.cpp's -sys works too)")
+        .option(
+          "-n, --n-predict <n>",
+          "most tokens per reply (default 256)",
+          integer("--n-predict", -1),
+        ),
+      true,
+    ),
+  ).action(async (options) => {
+    await runChat(options, io);
+  });
+
+  addModelOptions(
+    program
+      .command("perplexity")
+      .description(
+        "perplexity of a text file (llama-perplexity semantics: the second half of each chunk is scored)",
+      )
+      .option("-f, --file <file>", "UTF-8 text to score")
+      .option("--chunks <n>", "score at most this many chunks", integer("--chunks", 1))
+      .option("-b, --batch-size <n>", "tokens per step (default 512)", integer("--batch-size", 1))
+      .option("--json", "print one JSON object"),
+    false,
+  ).action(async (options) => {
+    await runPerplexity(options, io);
+  });
+
+  addModelOptions(
+    program
+      .command("eval")
+      .description(
+        "teacher-forced evaluation: logits of every position (raw f32) and greedy next tokens (JSON)",
+      )
+      .option("--tokens <ids>", "comma-separated token ids")
+      .option("--seq", "evaluate one token per step instead of one batch")
+      .option("--logits <out.f32>", "write the logits as little-endian f32 [n_tokens, n_vocab]"),
+    false,
+  ).action(async (options) => {
+    await runEval(options, io);
+  });
+
   return program;
 }
 
+/**
+ * llama.cpp's multi-letter single-dash flags (Commander only knows one-letter short flags),
+ * rewritten to their long forms before parsing.
+ */
+const LLAMA_ALIASES: Readonly<Record<string, string>> = {
+  "-sys": "--system",
+  "-np": "--parallel",
+  "-to": "--timeout",
+  "-tb": "--threads",
+};
+
+export function normalizeArgv(argv: readonly string[]): string[] {
+  return argv.map((arg) => {
+    const eq = arg.indexOf("=");
+    const flag = eq < 0 ? arg : arg.slice(0, eq);
+    const long = LLAMA_ALIASES[flag];
+    return long === undefined ? arg : long + (eq < 0 ? "" : arg.slice(eq));
+  });
+}
+
 /** Runs the CLI on `argv` (without the node and script paths) and returns the exit code. */
-export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+export async function runCli(rawArgv: readonly string[], io: CliIo): Promise<number> {
+  const argv = normalizeArgv(rawArgv);
   const program = buildProgram(io);
   const verbose = argv.includes("--verbose");
   try {

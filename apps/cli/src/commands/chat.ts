@@ -1,0 +1,72 @@
+/**
+ * `bitnet chat`: an interactive conversation through the model's chat template. Ctrl-C stops the
+ * current reply; Ctrl-D (or /exit) quits; /reset starts over.
+ */
+import * as readline from "node:readline";
+import { ChatSession } from "@bitnet-ts/generation";
+import { type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
+import type { CliIo } from "../program";
+import { loadGenerator } from "./load";
+
+export interface ChatOptions extends ModelOptions, SamplingOptions {
+  system?: string;
+  nPredict?: number;
+}
+
+export async function runChat(
+  options: ChatOptions,
+  io: CliIo,
+  input: NodeJS.ReadableStream = process.stdin,
+): Promise<void> {
+  const { generator } = await loadGenerator(options, io, true);
+  const session = new ChatSession(
+    generator,
+    options.system === undefined ? {} : { systemPrompt: options.system },
+  );
+  const rl = readline.createInterface({ input, terminal: false });
+  io.stderr("bitnet chat: type a message; /reset starts over, /exit or Ctrl-D quits.\n");
+  let current: { cancel(): void } | undefined;
+  const onSigint = (): void => {
+    if (current !== undefined) {
+      current.cancel();
+    } else {
+      rl.close();
+    }
+  };
+  process.on("SIGINT", onSigint);
+  try {
+    io.stdout("> ");
+    for await (const line of rl) {
+      const text = line.trim();
+      if (text === "/exit" || text === "/quit") {
+        break;
+      }
+      if (text === "/reset") {
+        session.reset();
+        io.stdout("(conversation reset)\n> ");
+        continue;
+      }
+      if (text.length === 0) {
+        io.stdout("> ");
+        continue;
+      }
+      const reply = session.prompt(text, {
+        ...samplingSettings(options),
+        maxTokens: options.nPredict ?? 256,
+      });
+      current = reply;
+      for await (const piece of reply) {
+        io.stdout(piece);
+      }
+      const result = await reply.result;
+      current = undefined;
+      io.stdout(result.finishReason === "abort" ? " [stopped]\n> " : "\n> ");
+    }
+    io.stdout("\n");
+  } finally {
+    process.removeListener("SIGINT", onSigint);
+    rl.close();
+    session.dispose();
+    await generator.dispose();
+  }
+}

@@ -1,0 +1,55 @@
+/** `bitnet perplexity`: llama-perplexity on a text file (scores the second half of each chunk). */
+import { perplexity } from "@bitnet-ts/generation";
+import type { ModelOptions } from "../options";
+import type { CliIo } from "../program";
+import { loadGenerator } from "./load";
+import { CliInputError, readTextFile } from "./tokenize";
+
+export interface PerplexityCliOptions extends ModelOptions {
+  file?: string;
+  chunks?: number;
+  batchSize?: number;
+  json?: boolean;
+}
+
+export async function runPerplexity(options: PerplexityCliOptions, io: CliIo): Promise<void> {
+  if (options.file === undefined) {
+    throw new CliInputError("could not compute perplexity - give the text with -f FILE.");
+  }
+  const text = readTextFile(options.file);
+  const { ctxSize, ...rest } = options;
+  const ctx = ctxSize ?? 512;
+  const { generator } = await loadGenerator({ ...rest, ctxSize: Math.max(ctx, 1) }, io, false);
+  try {
+    const tokenizer = generator.tokenizer;
+    const tokens = tokenizer.encode(text);
+    io.stderr(
+      `bitnet perplexity: ${tokens.length} tokens, ${Math.floor(tokens.length / ctx)} chunks of ${ctx}\n`,
+    );
+    const started = performance.now();
+    const result = await perplexity(generator.model, tokens, {
+      contextLength: ctx,
+      bos: tokenizer.vocab.addBos ? tokenizer.bos : undefined,
+      ...(options.chunks === undefined ? {} : { maxChunks: options.chunks }),
+      ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+      onChunk: (c, _n, ppl) => {
+        if (!options.json) {
+          io.stdout(`[${c}]${ppl.toFixed(4)},`);
+        }
+      },
+    });
+    const seconds = (performance.now() - started) / 1000;
+    if (options.json) {
+      io.stdout(
+        `${JSON.stringify({ ppl: result.ppl, error: result.error, chunks: result.chunks, scored_tokens: result.scored, n_ctx: ctx, per_chunk: result.perChunk, seconds })}\n`,
+      );
+    } else {
+      io.stdout(
+        `\nFinal estimate: PPL = ${result.ppl.toFixed(4)} +/- ${result.error.toFixed(5)}\n`,
+      );
+      io.stderr(`bitnet perplexity: ${result.scored} tokens scored in ${seconds.toFixed(1)} s\n`);
+    }
+  } finally {
+    await generator.dispose();
+  }
+}

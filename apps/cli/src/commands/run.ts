@@ -1,0 +1,84 @@
+/** `bitnet run`: generate text from a prompt, streamed to stdout (llama-cli style). */
+import type { GenerationResult } from "@bitnet-ts/generation";
+import { type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
+import type { CliIo } from "../program";
+import { loadGenerator } from "./load";
+import { CliInputError, readTextFile } from "./tokenize";
+
+export interface RunOptions extends ModelOptions, SamplingOptions {
+  prompt?: string;
+  file?: string;
+  nPredict?: number;
+  json?: boolean;
+  displayPrompt?: boolean;
+  reversePrompt?: string[];
+  ignoreEos?: boolean;
+  special?: boolean;
+}
+
+export async function runRun(
+  options: RunOptions,
+  io: CliIo,
+): Promise<GenerationResult & { model: string; loadMs: number; backend: string }> {
+  if (options.prompt !== undefined && options.file !== undefined) {
+    throw new CliInputError("could not run - give either -p TEXT or -f FILE, not both.");
+  }
+  const prompt = options.file !== undefined ? readTextFile(options.file) : (options.prompt ?? "");
+  const { generator, path, loadMs } = await loadGenerator(options, io, true);
+  try {
+    const controller = new AbortController();
+    const onSigint = (): void => controller.abort();
+    process.once("SIGINT", onSigint);
+    const generation = generator.generate(prompt, {
+      ...samplingSettings(options),
+      maxTokens: options.nPredict ?? 128,
+      stop: options.reversePrompt ?? [],
+      ignoreEos: options.ignoreEos === true,
+      parseSpecial: options.special === true,
+      signal: controller.signal,
+    });
+    if (!options.json) {
+      if (options.displayPrompt !== false) {
+        io.stdout(prompt);
+      }
+      for await (const piece of generation) {
+        io.stdout(piece);
+      }
+      io.stdout("\n");
+    }
+    const result = await generation.result;
+    process.removeListener("SIGINT", onSigint);
+    const t = result.timings;
+    if (options.json) {
+      io.stdout(
+        `${JSON.stringify({
+          prompt_tokens: result.promptTokens,
+          tokens: result.tokens,
+          text: result.text,
+          finish_reason: result.finishReason,
+          seed: result.seed,
+          timings: {
+            load_ms: round(loadMs),
+            prompt_ms: round(t.promptMs),
+            prompt_tokens: t.promptTokens,
+            prompt_per_second: round(t.promptTokensPerSecond),
+            predicted_ms: round(t.generationMs),
+            predicted_tokens: t.generatedTokens,
+            predicted_per_second: round(t.generatedTokensPerSecond),
+          },
+        })}\n`,
+      );
+    } else {
+      io.stderr(
+        `bitnet: ${generator.model.backendName} backend | load ${round(loadMs)} ms | prompt ${t.promptTokens} tokens in ${round(t.promptMs)} ms (${round(t.promptTokensPerSecond)} t/s) | generated ${t.generatedTokens} tokens in ${round(t.generationMs)} ms (${round(t.generatedTokensPerSecond)} t/s) | ${result.finishReason} | seed ${result.seed}\n`,
+      );
+    }
+    return { ...result, model: path, loadMs, backend: generator.model.backendName };
+  } finally {
+    await generator.dispose();
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}

@@ -1,0 +1,135 @@
+/** Shared option parsing for the generation commands (llama.cpp flag names). */
+import type { BackendName, FfnActivation } from "@bitnet-ts/engine-core";
+import type { SamplingSettings } from "@bitnet-ts/logits";
+import { type Command, InvalidArgumentError } from "commander";
+
+export function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value.trim())) {
+      throw new InvalidArgumentError(`${name} must be an integer.`);
+    }
+    const n = Number(value);
+    if (n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+export function number(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+export function choice<T extends string>(name: string, choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`${name} must be one of ${choices.join(", ")}.`);
+    }
+    return value as T;
+  };
+}
+
+export interface ModelOptions {
+  model?: string;
+  ctxSize?: number;
+  threads?: number;
+  backend?: BackendName;
+  ffnAct?: FfnActivation;
+}
+
+export interface SamplingOptions {
+  temp?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  typical?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  seed?: number;
+}
+
+export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
+  return cmd
+    .option(
+      "-m, --model <model.gguf>",
+      modelOptional ? "GGUF model (default: the built-in synthetic demo model)" : "GGUF model",
+    )
+    .option("-c, --ctx-size <n>", "context length (default: the model's)", integer("--ctx-size", 1))
+    .option("-t, --threads <n>", "threads for native backends", integer("--threads", 1, 1024))
+    .option(
+      "--backend <name>",
+      "auto, cpu, reference or reference-f64 (default auto)",
+      choice("--backend", ["auto", "cpu", "reference", "reference-f64"] as const),
+    )
+    .option(
+      "--ffn-act <act>",
+      "override the FFN activation: relu2 or silu (a 2B-4T checkpoint converted by mainline llama.cpp lands in arch bitnet but needs relu2)",
+      choice("--ffn-act", ["relu2", "silu"] as const),
+    );
+}
+
+export function addSamplingOptions(cmd: Command): Command {
+  return cmd
+    .option("--temp <t>", "temperature; ≤ 0 is greedy (default 0.8)", number("--temp", -1e9, 1e9))
+    .option("--top-k <k>", "top-k; ≤ 0 keeps all (default 40)", integer("--top-k", -1e9, 1e9))
+    .option("--top-p <p>", "top-p; 1 disables (default 0.95)", number("--top-p", 0, 1))
+    .option("--min-p <p>", "min-p; 0 disables (default 0.05)", number("--min-p", 0, 1))
+    .option(
+      "--typical <p>",
+      "locally typical sampling; 1 disables (default 1)",
+      number("--typical", 0, 1),
+    )
+    .option(
+      "--repeat-penalty <x>",
+      "repetition penalty; 1 disables (default 1)",
+      number("--repeat-penalty", 1e-9, 1e9),
+    )
+    .option(
+      "--repeat-last-n <n>",
+      "tokens the penalties look back over; -1 = context (default 64)",
+      integer("--repeat-last-n", -1),
+    )
+    .option(
+      "--presence-penalty <x>",
+      "presence penalty (default 0)",
+      number("--presence-penalty", -1e9, 1e9),
+    )
+    .option(
+      "--frequency-penalty <x>",
+      "frequency penalty (default 0)",
+      number("--frequency-penalty", -1e9, 1e9),
+    )
+    .option(
+      "-s, --seed <n>",
+      "RNG seed; -1 = random (default -1)",
+      integer("--seed", -1, 0xffffffff),
+    );
+}
+
+export function samplingSettings(o: SamplingOptions): SamplingSettings {
+  const s: Record<string, number> = {};
+  const set = (key: keyof SamplingSettings, v: number | undefined): void => {
+    if (v !== undefined) {
+      s[key] = v;
+    }
+  };
+  set("temperature", o.temp);
+  set("topK", o.topK);
+  set("topP", o.topP);
+  set("minP", o.minP);
+  set("typicalP", o.typical);
+  set("repeatPenalty", o.repeatPenalty);
+  set("repeatLastN", o.repeatLastN);
+  set("presencePenalty", o.presencePenalty);
+  set("frequencyPenalty", o.frequencyPenalty);
+  set("seed", o.seed);
+  return s as SamplingSettings;
+}

@@ -1,0 +1,17 @@
+export {
+  type CrossvalOptions,
+  type CrossvalReport,
+  crossvalidate,
+  type EngineReport,
+  formatReport,
+} from "./crossval";
+export { ReferenceUnavailableError } from "./errors";
+export { type LlamaReference, loadNodeLlamaCpp, openLlamaReference } from "./llama";
+export {
+  argmaxOf,
+  comparePosition,
+  type PositionMetrics,
+  type Summary,
+  summarize,
+  topIndices,
+} from "./metrics";

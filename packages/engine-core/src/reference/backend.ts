@@ -1,0 +1,496 @@
+/**
+ * The pure-TypeScript reference backend: interprets the graph op by op with the kernels in
+ * ops.ts. Slow, obviously correct, the oracle of every other backend.
+ */
+import type {
+  Backend,
+  CaptureRequest,
+  CompiledModel,
+  CompileOptions,
+  RunLogits,
+  SequenceRun,
+  StepResult,
+} from "../backend";
+import { EngineError, EngineErrorCode } from "../errors";
+import type { GraphOp } from "../graph";
+import type { BoundTensor, ModelDescription } from "../model";
+import {
+  add,
+  attendOne,
+  F16_TABLE,
+  glu,
+  headRow,
+  linear,
+  type Numerics,
+  rmsNorm,
+  ropeNeox,
+  toCache,
+} from "./ops";
+import { floatValues, type LinearWeight, linearWeight } from "./weights";
+
+export interface ReferenceBackendOptions {
+  /** "ggml" (default): f32 with ggml's rounding points; "f64": doubles throughout (the crossval yardstick). */
+  readonly numerics?: Numerics;
+}
+
+export class ReferenceBackend implements Backend {
+  readonly name: string;
+  readonly numerics: Numerics;
+
+  constructor(options: ReferenceBackendOptions = {}) {
+    this.numerics = options.numerics ?? "ggml";
+    this.name = this.numerics === "ggml" ? "reference" : "reference-f64";
+  }
+
+  async compile(model: ModelDescription, options: CompileOptions = {}): Promise<CompiledModel> {
+    return new ReferenceModel(model, this.numerics, this.name, options);
+  }
+}
+
+interface SequenceState {
+  length: number;
+  /** Per layer: cached keys/values, [capacity × kvWidth]. */
+  keys: Float64Array[];
+  values: Float64Array[];
+}
+
+/** A table (embedding or head) kept as raw f16 bits when it is F16, else as f32 values. */
+interface Table {
+  readonly typeName: string;
+  readonly f16Bits: Uint16Array | undefined;
+  readonly floats: Float32Array | undefined;
+}
+
+function table(t: BoundTensor): Table {
+  if (t.info.type.name === "F16") {
+    const bits =
+      t.data.byteOffset % 2 === 0
+        ? new Uint16Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 2)
+        : new Uint16Array(t.data.slice().buffer);
+    return { typeName: "F16", f16Bits: bits, floats: undefined };
+  }
+  return { typeName: t.info.type.name, f16Bits: undefined, floats: floatValues(t) };
+}
+
+class ReferenceModel implements CompiledModel {
+  readonly description: ModelDescription;
+  readonly backendName: string;
+  readonly contextLength: number;
+  readonly #mode: Numerics;
+  readonly #linear = new Map<string, LinearWeight>();
+  readonly #norms = new Map<string, Float32Array>();
+  readonly #scales = new Map<string, number>();
+  readonly #tables = new Map<string, Table>();
+  readonly #sequences = new Map<number, SequenceState>();
+  readonly #kernels = new Map<string, number>();
+  #nextSequence = 0;
+  #disposed = false;
+
+  constructor(model: ModelDescription, mode: Numerics, name: string, options: CompileOptions) {
+    this.description = model;
+    this.backendName = name;
+    this.#mode = mode;
+    const hp = model.hparams;
+    const ctx = options.contextLength ?? hp.contextLength;
+    if (!Number.isInteger(ctx) || ctx < 1) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not compile the model - context length ${ctx} must be a positive integer.`,
+      );
+    }
+    this.contextLength = ctx;
+    const tensor = (name: string): BoundTensor => {
+      const t = model.tensors.get(name);
+      if (t === undefined) {
+        throw new EngineError(
+          EngineErrorCode.MISSING_TENSOR,
+          `could not compile the model - the graph uses tensor "${name}", which is not bound.`,
+        );
+      }
+      return t;
+    };
+    for (const op of model.graph.ops) {
+      switch (op.kind) {
+        case "embed":
+        case "output":
+          if (!this.#tables.has(op.kind === "embed" ? op.table : op.weight)) {
+            const name = op.kind === "embed" ? op.table : op.weight;
+            this.#tables.set(name, table(tensor(name)));
+          }
+          break;
+        case "rms_norm":
+          this.#norms.set(op.weight, floatValues(tensor(op.weight)));
+          break;
+        case "linear":
+          this.#linear.set(op.weight, linearWeight(tensor(op.weight)));
+          if (op.scale !== undefined) {
+            this.#scales.set(op.scale, floatValues(tensor(op.scale))[0]!);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  get sequenceCount(): number {
+    return this.#sequences.size;
+  }
+
+  kernelCounts(): ReadonlyMap<string, number> {
+    return new Map(this.#kernels);
+  }
+
+  #count(id: string): void {
+    this.#kernels.set(id, (this.#kernels.get(id) ?? 0) + 1);
+  }
+
+  #alive(): void {
+    if (this.#disposed) {
+      throw new EngineError(EngineErrorCode.DISPOSED, "could not use the model - it was disposed.");
+    }
+  }
+
+  #sequence(id: number): SequenceState {
+    this.#alive();
+    const s = this.#sequences.get(id);
+    if (s === undefined) {
+      throw new EngineError(
+        EngineErrorCode.BAD_SEQUENCE,
+        `could not use sequence ${id} - it does not exist (never created, or freed).`,
+      );
+    }
+    return s;
+  }
+
+  createSequence(): number {
+    this.#alive();
+    const id = this.#nextSequence++;
+    const L = this.description.hparams.nLayer;
+    this.#sequences.set(id, {
+      length: 0,
+      keys: new Array(L).fill(new Float64Array(0)),
+      values: new Array(L).fill(new Float64Array(0)),
+    });
+    return id;
+  }
+
+  forkSequence(sequence: number): number {
+    const src = this.#sequence(sequence);
+    const id = this.#nextSequence++;
+    this.#sequences.set(id, {
+      length: src.length,
+      keys: src.keys.map((k) => k.slice()),
+      values: src.values.map((v) => v.slice()),
+    });
+    return id;
+  }
+
+  truncateSequence(sequence: number, length: number): void {
+    const s = this.#sequence(sequence);
+    if (!Number.isInteger(length) || length < 0 || length > s.length) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not truncate sequence ${sequence} to ${length} - it has ${s.length} tokens.`,
+      );
+    }
+    s.length = length;
+  }
+
+  freeSequence(sequence: number): void {
+    this.#sequence(sequence);
+    this.#sequences.delete(sequence);
+  }
+
+  sequenceLength(sequence: number): number {
+    return this.#sequence(sequence).length;
+  }
+
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    this.#sequences.clear();
+  }
+
+  #ensureCapacity(s: SequenceState, needed: number, kvWidth: number): void {
+    for (let il = 0; il < s.keys.length; il++) {
+      if (s.keys[il]!.length >= needed * kvWidth) {
+        continue;
+      }
+      const capacity = Math.min(
+        this.contextLength,
+        Math.max(needed, 2 * (s.keys[il]!.length / kvWidth), 64),
+      );
+      const grow = (old: Float64Array): Float64Array => {
+        const next = new Float64Array(capacity * kvWidth);
+        next.set(old.subarray(0, Math.min(old.length, next.length)));
+        return next;
+      };
+      s.keys[il] = grow(s.keys[il]!);
+      s.values[il] = grow(s.values[il]!);
+    }
+  }
+
+  async step(
+    runs: readonly SequenceRun[],
+    capture?: CaptureRequest,
+  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
+    this.#alive();
+    const hp = this.description.hparams;
+    const mode = this.#mode;
+    // --- validate everything before touching any state ---
+    const seen = new Set<number>();
+    let total = 0;
+    for (const run of runs) {
+      const s = this.#sequence(run.sequence);
+      if (seen.has(run.sequence)) {
+        throw new EngineError(
+          EngineErrorCode.BAD_SEQUENCE,
+          `could not run the step - sequence ${run.sequence} appears twice in one step.`,
+        );
+      }
+      seen.add(run.sequence);
+      for (const token of run.tokens) {
+        if (!Number.isInteger(token) || token < 0 || token >= hp.vocabSize) {
+          throw new EngineError(
+            EngineErrorCode.BAD_TOKEN,
+            `could not run the step - token ${token} is outside the vocabulary (0..${hp.vocabSize - 1}).`,
+          );
+        }
+      }
+      if (s.length + run.tokens.length > this.contextLength) {
+        throw new EngineError(
+          EngineErrorCode.CONTEXT_FULL,
+          `could not run the step - sequence ${run.sequence} would hold ${s.length + run.tokens.length} tokens, more than the context length ${this.contextLength}.`,
+        );
+      }
+      total += run.tokens.length;
+    }
+    // --- flatten the runs into one batch ---
+    const tokens = new Int32Array(total);
+    const positions = new Int32Array(total);
+    const owner: SequenceState[] = new Array(total);
+    const wantsLogits = new Uint8Array(total);
+    let at = 0;
+    for (const run of runs) {
+      const s = this.#sequence(run.sequence);
+      const mode_ = run.logits ?? "last";
+      run.tokens.forEach((token, i) => {
+        tokens[at] = token;
+        positions[at] = s.length + i;
+        owner[at] = s;
+        wantsLogits[at] =
+          mode_ === "all" || (mode_ === "last" && i === run.tokens.length - 1) ? 1 : 0;
+        at++;
+      });
+    }
+    const kvWidth = hp.headDim * hp.nHeadKv;
+    for (const run of runs) {
+      const s = this.#sequence(run.sequence);
+      this.#ensureCapacity(s, s.length + run.tokens.length, kvWidth);
+    }
+    // --- run the graph ---
+    const buffers = new Map<string, Float64Array>();
+    const widths = this.description.graph.buffers;
+    const get = (name: string): Float64Array => buffers.get(name)!;
+    const alloc = (name: string): Float64Array => {
+      const b = new Float64Array(total * widths[name]!);
+      buffers.set(name, b);
+      return b;
+    };
+    let logits: Float32Array = new Float32Array(0);
+    for (const op of this.description.graph.ops) {
+      this.#runOp(op, {
+        tokens,
+        positions,
+        owner,
+        wantsLogits,
+        total,
+        kvWidth,
+        get,
+        alloc,
+        mode,
+        setLogits: (l) => (logits = l),
+      });
+    }
+    for (const run of runs) {
+      this.#sequence(run.sequence).length += run.tokens.length;
+    }
+    // --- split logits per run ---
+    const vocab = hp.vocabSize;
+    const result: RunLogits[] = [];
+    let row = 0;
+    let tokenIndex = 0;
+    for (const run of runs) {
+      let rows = 0;
+      for (let i = 0; i < run.tokens.length; i++) {
+        rows += wantsLogits[tokenIndex + i]!;
+      }
+      result.push({
+        sequence: run.sequence,
+        rows,
+        logits: logits.subarray(row * vocab, (row + rows) * vocab),
+      });
+      row += rows;
+      tokenIndex += run.tokens.length;
+    }
+    let captured: Map<string, Float32Array> | undefined;
+    if (capture !== undefined) {
+      captured = new Map();
+      for (const name of capture.buffers) {
+        const b = buffers.get(name);
+        if (b === undefined) {
+          throw new EngineError(
+            EngineErrorCode.BAD_OPTION,
+            `could not capture buffer "${name}" - the graph has no such buffer.`,
+          );
+        }
+        captured.set(name, Float32Array.from(b));
+      }
+    }
+    return captured === undefined ? { runs: result } : { runs: result, captured };
+  }
+
+  #runOp(
+    op: GraphOp,
+    ctx: {
+      tokens: Int32Array;
+      positions: Int32Array;
+      owner: SequenceState[];
+      wantsLogits: Uint8Array;
+      total: number;
+      kvWidth: number;
+      get: (name: string) => Float64Array;
+      alloc: (name: string) => Float64Array;
+      mode: Numerics;
+      setLogits: (l: Float32Array) => void;
+    },
+  ): void {
+    const hp = this.description.hparams;
+    const { total, mode } = ctx;
+    switch (op.kind) {
+      case "embed": {
+        const t = this.#tables.get(op.table)!;
+        const out = ctx.alloc(op.out);
+        const d = hp.nEmbd;
+        for (let i = 0; i < total; i++) {
+          const row = ctx.tokens[i]! * d;
+          for (let k = 0; k < d; k++) {
+            out[i * d + k] =
+              t.f16Bits !== undefined ? F16_VALUE(t.f16Bits[row + k]!) : t.floats![row + k]!;
+          }
+        }
+        this.#count(`ref.embed.${t.typeName.toLowerCase()}`);
+        return;
+      }
+      case "rms_norm": {
+        const x = ctx.get(op.x);
+        const w = this.#norms.get(op.weight)!;
+        rmsNorm(x, w, ctx.alloc(op.out), total, w.length, hp.rmsEps, mode);
+        this.#count("ref.rms_norm.f32");
+        return;
+      }
+      case "linear": {
+        const w = this.#linear.get(op.weight)!;
+        const scale = op.scale === undefined ? 1 : this.#scales.get(op.scale)!;
+        linear(w, ctx.get(op.x), ctx.alloc(op.out), total, scale, mode);
+        const act =
+          w.activationQuant === "per-token-int8"
+            ? ".i8"
+            : w.activationQuant === "q8_k"
+              ? ".q8_k"
+              : "";
+        this.#count(`ref.linear.${w.typeName.toLowerCase()}${act}`);
+        return;
+      }
+      case "rope": {
+        ropeNeox(
+          ctx.get(op.x),
+          ctx.alloc(op.out),
+          ctx.positions,
+          op.heads,
+          hp.headDim,
+          hp.nRot,
+          hp.ropeFreqBase,
+          mode,
+        );
+        this.#count("ref.rope.neox");
+        return;
+      }
+      case "attention": {
+        const q = ctx.get(op.q);
+        const k = ctx.get(op.k);
+        const v = ctx.get(op.v);
+        const out = ctx.alloc(op.out);
+        const kvw = ctx.kvWidth;
+        // Store the batch's keys and values first, so tokens of one sequence in this batch see
+        // each other (causally) exactly as if they had been decoded one at a time.
+        for (let i = 0; i < total; i++) {
+          const s = ctx.owner[i]!;
+          const p = ctx.positions[i]!;
+          const keys = s.keys[op.layer]!;
+          const values = s.values[op.layer]!;
+          for (let j = 0; j < kvw; j++) {
+            keys[p * kvw + j] = toCache(k[i * kvw + j]!, mode);
+            values[p * kvw + j] = toCache(v[i * kvw + j]!, mode);
+          }
+        }
+        for (let i = 0; i < total; i++) {
+          const s = ctx.owner[i]!;
+          attendOne(
+            q,
+            i * hp.nEmbd,
+            s.keys[op.layer]!,
+            s.values[op.layer]!,
+            ctx.positions[i]! + 1,
+            hp.nHead,
+            hp.nHeadKv,
+            hp.headDim,
+            out,
+            i * hp.nEmbd,
+            mode,
+          );
+        }
+        this.#count(mode === "ggml" ? "ref.attention.gqa.f16kv" : "ref.attention.gqa.f64");
+        return;
+      }
+      case "add": {
+        const n = total * this.description.graph.buffers[op.out]!;
+        add(ctx.get(op.a), ctx.get(op.b), ctx.alloc(op.out), n, mode);
+        this.#count("ref.add.f32");
+        return;
+      }
+      case "glu": {
+        const n = total * this.description.graph.buffers[op.out]!;
+        glu(ctx.get(op.gate), ctx.get(op.up), ctx.alloc(op.out), n, op.activation, mode);
+        this.#count(`ref.glu.${op.activation}`);
+        return;
+      }
+      case "output": {
+        const t = this.#tables.get(op.weight)!;
+        const x = ctx.get(op.x);
+        const vocab = hp.vocabSize;
+        let rows = 0;
+        for (let i = 0; i < total; i++) {
+          rows += ctx.wantsLogits[i]!;
+        }
+        const logits = new Float32Array(rows * vocab);
+        let r = 0;
+        for (let i = 0; i < total; i++) {
+          if (ctx.wantsLogits[i]) {
+            headRow(x, i * hp.nEmbd, hp.nEmbd, vocab, t.f16Bits, t.floats, logits, r * vocab, mode);
+            r++;
+          }
+        }
+        ctx.setLogits(logits);
+        if (rows > 0) {
+          this.#count(`ref.output.${t.typeName.toLowerCase()}`);
+        }
+        return;
+      }
+    }
+  }
+}
+
+function F16_VALUE(bits: number): number {
+  return F16_TABLE[bits]!;
+}

@@ -1,0 +1,363 @@
+/**
+ * The text generator: a compiled model, its tokenizer and a scheduler. `generate` streams text
+ * as an AsyncIterable; concurrent generations are batched into shared backend steps.
+ */
+import {
+  type BackendName,
+  type CompiledModel,
+  type FfnActivation,
+  loadModel,
+} from "@bitnet-ts/engine-core";
+import { readGgufFile } from "@bitnet-ts/gguf";
+import { Sampler, type SamplingSettings } from "@bitnet-ts/logits";
+import {
+  type ChatMessage,
+  type ChatTemplateOptions,
+  Tokenizer,
+  type TokenizerOptions,
+} from "@bitnet-ts/tokenizers";
+import { GenerationError, GenerationErrorCode } from "./errors";
+import { Scheduler, type SchedulerJob, type SchedulerOptions } from "./scheduler";
+import { StopMatcher } from "./stop";
+
+export type FinishReason = "stop" | "length" | "abort" | "context";
+
+export interface GenerateOptions extends SamplingSettings {
+  /** Most tokens to generate (default 128; -1 = until EOS or the context is full). */
+  readonly maxTokens?: number;
+  /** Stop when one of these strings is generated (it is not included in the text). */
+  readonly stop?: readonly string[];
+  /** Keep generating after end-of-generation tokens (default false). */
+  readonly ignoreEos?: boolean;
+  /** Prepend BOS to a text prompt (default: the model's add_bos setting). */
+  readonly addBos?: boolean;
+  /** Parse special tokens written in a text prompt (default false). */
+  readonly parseSpecial?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface GenerationTimings {
+  /** Milliseconds from the request to the first generated token (prompt evaluation). */
+  readonly promptMs: number;
+  /** Milliseconds spent generating after the first token. */
+  readonly generationMs: number;
+  readonly promptTokens: number;
+  readonly generatedTokens: number;
+  readonly promptTokensPerSecond: number;
+  readonly generatedTokensPerSecond: number;
+}
+
+export interface GenerationResult {
+  readonly promptTokens: readonly number[];
+  readonly tokens: readonly number[];
+  readonly text: string;
+  readonly finishReason: FinishReason;
+  /** The sampler seed actually used (replay with the same settings gives the same tokens). */
+  readonly seed: number;
+  readonly timings: GenerationTimings;
+}
+
+/** A running generation: iterate it for text pieces, or await `result`. */
+export interface Generation extends AsyncIterable<string> {
+  readonly result: Promise<GenerationResult>;
+  /** Stops the generation (like aborting its signal). */
+  cancel(): void;
+}
+
+export interface TextGeneratorOptions extends SchedulerOptions {
+  readonly backend?: BackendName;
+  readonly contextLength?: number;
+  readonly threads?: number;
+  readonly ffnActivation?: FfnActivation;
+  readonly tokenizer?: TokenizerOptions;
+  readonly onLog?: (message: string) => void;
+}
+
+export class TextGenerator {
+  readonly model: CompiledModel;
+  readonly tokenizer: Tokenizer;
+  readonly scheduler: Scheduler;
+  #disposed = false;
+
+  constructor(model: CompiledModel, tokenizer: Tokenizer, options: SchedulerOptions = {}) {
+    this.model = model;
+    this.tokenizer = tokenizer;
+    this.scheduler = new Scheduler(model, options);
+  }
+
+  /**
+   * Loads a GGUF model and its tokenizer.
+   *
+   * @example
+   * const generator = await TextGenerator.load("model.gguf");
+   * for await (const text of generator.generate("Once upon a time", { maxTokens: 32 })) {
+   *   process.stdout.write(text);
+   * }
+   */
+  static async load(path: string, options: TextGeneratorOptions = {}): Promise<TextGenerator> {
+    const model = await loadModel(path, {
+      ...(options.backend === undefined ? {} : { backend: options.backend }),
+      ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
+      ...(options.threads === undefined ? {} : { threads: options.threads }),
+      ...(options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation }),
+      ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
+    });
+    const tokenizer = Tokenizer.fromGguf(model.description.file.metadata, options.tokenizer ?? {});
+    return new TextGenerator(model, tokenizer, options);
+  }
+
+  /** Loads only a tokenizer from a GGUF header (cheap). */
+  static async tokenizerFor(path: string, options: TokenizerOptions = {}): Promise<Tokenizer> {
+    return Tokenizer.fromGguf((await readGgufFile(path)).metadata, options);
+  }
+
+  #alive(): void {
+    if (this.#disposed) {
+      throw new GenerationError(
+        GenerationErrorCode.DISPOSED,
+        "could not generate - the generator was disposed.",
+      );
+    }
+  }
+
+  /** Generates a continuation of a text or token prompt. */
+  generate(prompt: string | readonly number[], options: GenerateOptions = {}): Generation {
+    this.#alive();
+    const promptTokens =
+      typeof prompt === "string"
+        ? this.tokenizer.encode(prompt, {
+            ...(options.addBos === undefined ? {} : { addBos: options.addBos }),
+            parseSpecial: options.parseSpecial ?? false,
+          })
+        : [...prompt];
+    return this.#start(promptTokens, options, undefined);
+  }
+
+  /** Renders a chat with the model's template and generates the assistant's reply. */
+  generateChat(
+    messages: readonly ChatMessage[],
+    options: GenerateOptions & { template?: ChatTemplateOptions } = {},
+  ): Generation {
+    this.#alive();
+    return this.#start(
+      this.tokenizer.encodeChat(messages, options.template ?? {}),
+      options,
+      undefined,
+    );
+  }
+
+  /**
+   * Generation on an existing sequence whose first `reuse` tokens are already evaluated
+   * (chat sessions reuse their KV cache). The sequence is kept, not freed, at the end.
+   */
+  generateOnSequence(
+    sequence: number,
+    promptTokens: readonly number[],
+    reuse: number,
+    options: GenerateOptions,
+  ): Generation {
+    this.#alive();
+    return this.#start([...promptTokens], options, { sequence, reuse });
+  }
+
+  #start(
+    promptTokens: number[],
+    options: GenerateOptions,
+    existing: { sequence: number; reuse: number } | undefined,
+  ): Generation {
+    const ctx = this.model.contextLength;
+    const maxTokens = options.maxTokens ?? 128;
+    if (!Number.isInteger(maxTokens) || maxTokens < -1) {
+      throw new GenerationError(
+        GenerationErrorCode.BAD_OPTION,
+        `could not generate - maxTokens = ${maxTokens}; expected a non-negative integer or -1.`,
+      );
+    }
+    if (promptTokens.length === 0) {
+      throw new GenerationError(
+        GenerationErrorCode.BAD_OPTION,
+        "could not generate - the prompt is empty (no tokens, not even BOS).",
+      );
+    }
+    if (promptTokens.length >= ctx) {
+      throw new GenerationError(
+        GenerationErrorCode.PROMPT_TOO_LONG,
+        `could not generate - the prompt has ${promptTokens.length} tokens but the context holds ${ctx}; shorten it or raise the context length.`,
+      );
+    }
+    const sampler = new Sampler(options, {
+      contextLength: ctx,
+      ...(this.tokenizer.tokenId("Ċ") === undefined
+        ? {}
+        : { newlineToken: this.tokenizer.tokenId("Ċ")! }),
+    });
+    for (const t of promptTokens) {
+      sampler.accept(t);
+    }
+    const sequence = existing?.sequence ?? this.model.createSequence();
+    const keepSequence = existing !== undefined;
+    const decoder = this.tokenizer.createDecoder();
+    const stopper = new StopMatcher(options.stop ?? []);
+    const eog = new Set(options.ignoreEos ? [] : this.tokenizer.endOfGenerationIds());
+    const generated: number[] = [];
+    let text = "";
+    const started = performance.now();
+    let firstTokenAt: number | undefined;
+    const queue: string[] = [];
+    let waiting: (() => void) | undefined;
+    let finished = false;
+    let failure: unknown;
+    let resolveResult!: (r: GenerationResult) => void;
+    let rejectResult!: (e: unknown) => void;
+    const result = new Promise<GenerationResult>((resolve, reject) => {
+      resolveResult = resolve;
+      rejectResult = reject;
+    });
+    result.catch(() => {}); // consumers that only iterate still see the error there
+    const wake = (): void => {
+      const w = waiting;
+      waiting = undefined;
+      w?.();
+    };
+    const emit = (piece: string): void => {
+      if (piece.length > 0) {
+        text += piece;
+        queue.push(piece);
+        wake();
+      }
+    };
+    const abort = new AbortController();
+    const signal =
+      options.signal === undefined ? abort.signal : AbortSignal.any([options.signal, abort.signal]);
+    const finish = (reason: FinishReason): void => {
+      if (finished) {
+        return;
+      }
+      finished = true;
+      job.done = true;
+      // Any bytes of an unfinished character become U+FFFD (never half a UTF-8 sequence).
+      const tail = decoder.flush();
+      emit(reason === "stop" ? stopper.flush() : stopper.flush() + tail);
+      if (!keepSequence) {
+        try {
+          this.model.freeSequence(sequence);
+        } catch {
+          // already freed (model disposed)
+        }
+      }
+      const end = performance.now();
+      const firstAt = firstTokenAt ?? end;
+      const promptMs = firstAt - started;
+      const generationMs = end - firstAt;
+      resolveResult({
+        promptTokens,
+        tokens: generated,
+        text,
+        finishReason: reason,
+        seed: sampler.seed,
+        timings: {
+          promptMs,
+          generationMs,
+          promptTokens: promptTokens.length - (existing?.reuse ?? 0),
+          generatedTokens: generated.length,
+          promptTokensPerSecond:
+            promptMs > 0 ? ((promptTokens.length - (existing?.reuse ?? 0)) * 1000) / promptMs : 0,
+          generatedTokensPerSecond:
+            generationMs > 0 && generated.length > 1
+              ? ((generated.length - 1) * 1000) / generationMs
+              : 0,
+        },
+      });
+      wake();
+    };
+    const job: SchedulerJob = {
+      sequence,
+      pending: promptTokens.slice(existing?.reuse ?? 0),
+      next: undefined,
+      signal,
+      done: false,
+      onLogits: (logits) => {
+        const token = sampler.sample(logits);
+        firstTokenAt ??= performance.now();
+        if (eog.has(token)) {
+          finish("stop");
+          return;
+        }
+        generated.push(token);
+        sampler.accept(token);
+        const piece = decoder.push(token);
+        const { emit: safe, stopped } = stopper.push(piece);
+        emit(safe);
+        if (stopped) {
+          finish("stop");
+          return;
+        }
+        if (maxTokens !== -1 && generated.length >= maxTokens) {
+          finish("length");
+          return;
+        }
+        if (this.model.sequenceLength(sequence) >= ctx) {
+          finish("context");
+          return;
+        }
+        job.next = token;
+      },
+      onError: (error) => {
+        if (finished) {
+          return;
+        }
+        finished = true;
+        failure = error;
+        if (!keepSequence) {
+          try {
+            this.model.freeSequence(sequence);
+          } catch {
+            // ignore
+          }
+        }
+        rejectResult(error);
+        wake();
+      },
+      onAbort: () => finish("abort"),
+    };
+    if (maxTokens === 0) {
+      // Nothing to generate: still evaluate nothing and report.
+      queueMicrotask(() => finish("length"));
+    } else {
+      if (job.pending.length === 0) {
+        throw new GenerationError(
+          GenerationErrorCode.BAD_OPTION,
+          "could not generate - every prompt token is already evaluated; nothing to condition on.",
+        );
+      }
+      this.scheduler.add(job);
+    }
+    const iterator = async function* (): AsyncGenerator<string> {
+      for (;;) {
+        if (queue.length > 0) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (failure !== undefined) {
+          throw failure;
+        }
+        if (finished) {
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          waiting = resolve;
+        });
+      }
+    };
+    return {
+      result,
+      cancel: () => abort.abort(),
+      [Symbol.asyncIterator]: iterator,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    await this.model.dispose();
+  }
+}

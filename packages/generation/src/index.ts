@@ -1,0 +1,21 @@
+export { ChatSession, type ChatSessionOptions } from "./chat";
+export { GenerationError, GenerationErrorCode } from "./errors";
+export {
+  type FinishReason,
+  type GenerateOptions,
+  type Generation,
+  type GenerationResult,
+  type GenerationTimings,
+  TextGenerator,
+  type TextGeneratorOptions,
+} from "./generator";
+export { Scheduler, type SchedulerJob, type SchedulerOptions } from "./scheduler";
+export { StopMatcher } from "./stop";
+export {
+  type EvaluateOptions,
+  evaluateLogits,
+  logProbability,
+  type PerplexityOptions,
+  type PerplexityResult,
+  perplexity,
+} from "./tasks";

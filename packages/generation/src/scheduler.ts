@@ -1,0 +1,147 @@
+/**
+ * Continuous batching: every active generation contributes to one backend step per iteration —
+ * a chunk of its prompt while prefilling, one token while decoding — so concurrent generations
+ * share the weight reads of each step. Jobs join and leave between steps. Because backends are
+ * batch-invariant, a generation's tokens do not depend on what else is running.
+ */
+import type { CompiledModel, SequenceRun } from "@bitnet-ts/engine-core";
+
+export interface SchedulerJob {
+  readonly sequence: number;
+  /** Prompt tokens not yet evaluated. */
+  pending: number[];
+  /** The token to evaluate next while decoding (undefined while prefilling or when done). */
+  next: number | undefined;
+  readonly signal: AbortSignal | undefined;
+  /** Called with the logits row when the job's last evaluated token asked for logits. */
+  onLogits(logits: Float32Array): void;
+  /** Called when the job must stop because of an abort or a failed step. */
+  onError(error: unknown): void;
+  onAbort(): void;
+  done: boolean;
+}
+
+export interface SchedulerOptions {
+  /** Most prompt tokens one job evaluates per step (default 256). */
+  readonly prefillChunk?: number;
+  /** Most tokens per step across jobs (default 512); decoding jobs are always included. */
+  readonly batchBudget?: number;
+}
+
+export class Scheduler {
+  readonly #model: CompiledModel;
+  readonly #jobs: SchedulerJob[] = [];
+  readonly #prefillChunk: number;
+  readonly #budget: number;
+  #running = false;
+  /** Steps executed and tokens evaluated, for metrics. */
+  steps = 0;
+  evaluatedTokens = 0;
+  /** Called after each step with the number of sequences it contained (metrics). */
+  onStep: ((sequences: number, tokens: number, ms: number) => void) | undefined;
+
+  constructor(model: CompiledModel, options: SchedulerOptions = {}) {
+    this.#model = model;
+    this.#prefillChunk = options.prefillChunk ?? 256;
+    this.#budget = options.batchBudget ?? 512;
+  }
+
+  get activeJobs(): number {
+    return this.#jobs.length;
+  }
+
+  add(job: SchedulerJob): void {
+    this.#jobs.push(job);
+    if (!this.#running) {
+      this.#running = true;
+      // Start on a fresh tick so several jobs added together share the first step.
+      setImmediate(() => void this.#loop());
+    }
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (this.#jobs.length > 0) {
+        this.#dropFinished();
+        if (this.#jobs.length === 0) {
+          break;
+        }
+        const runs: SequenceRun[] = [];
+        const members: SchedulerJob[] = [];
+        let budget = this.#budget;
+        // Decoding jobs first (one token each): they are latency-sensitive.
+        for (const job of this.#jobs) {
+          if (job.pending.length === 0 && job.next !== undefined) {
+            runs.push({ sequence: job.sequence, tokens: [job.next], logits: "last" });
+            members.push(job);
+            job.next = undefined;
+            budget--;
+          }
+        }
+        for (const job of this.#jobs) {
+          if (job.pending.length > 0 && budget > 0) {
+            const n = Math.min(job.pending.length, this.#prefillChunk, budget);
+            const tokens = job.pending.splice(0, n);
+            runs.push({
+              sequence: job.sequence,
+              tokens,
+              logits: job.pending.length === 0 ? "last" : "none",
+            });
+            members.push(job);
+            budget -= n;
+          }
+        }
+        if (runs.length === 0) {
+          // Every job is waiting on its consumer: nothing to evaluate until one continues.
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          continue;
+        }
+        const started = performance.now();
+        let result: Awaited<ReturnType<CompiledModel["step"]>>;
+        try {
+          result = await this.#model.step(runs);
+        } catch (error) {
+          for (const job of members) {
+            job.done = true;
+            job.onError(error);
+          }
+          continue;
+        }
+        this.steps++;
+        const tokens = runs.reduce((n, r) => n + r.tokens.length, 0);
+        this.evaluatedTokens += tokens;
+        this.onStep?.(runs.length, tokens, performance.now() - started);
+        result.runs.forEach((run, i) => {
+          const job = members[i]!;
+          if (run.rows > 0 && !job.done) {
+            try {
+              job.onLogits(run.logits.subarray(0, this.#model.description.hparams.vocabSize));
+            } catch (error) {
+              job.done = true;
+              job.onError(error);
+            }
+          }
+        });
+      }
+    } finally {
+      this.#running = false;
+      if (this.#jobs.length > 0) {
+        this.#running = true;
+        setImmediate(() => void this.#loop());
+      }
+    }
+  }
+
+  #dropFinished(): void {
+    for (let i = this.#jobs.length - 1; i >= 0; i--) {
+      const job = this.#jobs[i]!;
+      if (!job.done && job.signal?.aborted) {
+        job.done = true;
+        job.onAbort();
+      }
+      if (job.done) {
+        this.#jobs.splice(i, 1);
+      }
+    }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The candidate list the sampler chain works on, llama.cpp's llama_token_data_array: token ids
+ * with logits (and probabilities after softmax), possibly sorted by logit descending.
+ */
+export class Candidates {
+  ids: Int32Array;
+  logits: Float32Array;
+  probs: Float32Array;
+  size: number;
+  sorted = false;
+
+  constructor(logits: Float32Array) {
+    const n = logits.length;
+    this.ids = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      this.ids[i] = i;
+    }
+    this.logits = Float32Array.from(logits);
+    this.probs = new Float32Array(n);
+    this.size = n;
+  }
+
+  /** Sorts by logit descending (ties: lower id first), fully. */
+  sort(): void {
+    if (this.sorted) {
+      return;
+    }
+    const order = Array.from(this.ids.subarray(0, this.size).keys());
+    const ids = this.ids;
+    const logits = this.logits;
+    order.sort((a, b) => logits[b] - logits[a] || ids[a] - ids[b]);
+    this.#permute(order);
+    this.sorted = true;
+  }
+
+  /** Keeps the k highest logits, sorted (a bounded selection: O(n log k)). */
+  keepTop(k: number): void {
+    if (k >= this.size) {
+      this.sort();
+      return;
+    }
+    const ids = this.ids;
+    const logits = this.logits;
+    // Min-heap of the best k seen so far, by (logit, -id).
+    const heap: number[] = [];
+    const worse = (a: number, b: number): boolean =>
+      logits[a] < logits[b] || (logits[a] === logits[b] && ids[a] > ids[b]);
+    const siftDown = (i: number): void => {
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && worse(heap[l], heap[m])) {
+          m = l;
+        }
+        if (r < heap.length && worse(heap[r], heap[m])) {
+          m = r;
+        }
+        if (m === i) {
+          return;
+        }
+        [heap[i], heap[m]] = [heap[m], heap[i]];
+        i = m;
+      }
+    };
+    for (let i = 0; i < this.size; i++) {
+      if (heap.length < k) {
+        heap.push(i);
+        for (let j = heap.length - 1; j > 0; ) {
+          const p = (j - 1) >> 1;
+          if (!worse(heap[j], heap[p])) {
+            break;
+          }
+          [heap[j], heap[p]] = [heap[p], heap[j]];
+          j = p;
+        }
+      } else if (worse(heap[0], i)) {
+        heap[0] = i;
+        siftDown(0);
+      }
+    }
+    heap.sort((a, b) => logits[b] - logits[a] || ids[a] - ids[b]);
+    this.#permute(heap);
+    this.size = heap.length;
+    this.sorted = true;
+  }
+
+  #permute(order: number[]): void {
+    const ids = new Int32Array(order.length);
+    const logits = new Float32Array(order.length);
+    const probs = new Float32Array(order.length);
+    for (let i = 0; i < order.length; i++) {
+      ids[i] = this.ids[order[i]];
+      logits[i] = this.logits[order[i]];
+      probs[i] = this.probs[order[i]];
+    }
+    this.ids = ids;
+    this.logits = logits;
+    this.probs = probs;
+    this.size = order.length;
+  }
+
+  /** p_i = exp(l_i − l_max) / Σ exp(l_j − l_max), sorting first (llama.cpp's softmax). */
+  softmax(): void {
+    this.sort();
+    const max = this.logits[0];
+    let sum = 0;
+    for (let i = 0; i < this.size; i++) {
+      const p = Math.exp(this.logits[i] - max);
+      this.probs[i] = p;
+      sum += p;
+    }
+    for (let i = 0; i < this.size; i++) {
+      this.probs[i] /= sum;
+    }
+  }
+
+  /** Keeps the first `n` candidates (in current order). */
+  truncate(n: number): void {
+    this.size = Math.min(this.size, n);
+  }
+
+  /** Keeps the candidates at the given positions, in that order. */
+  select(positions: number[], sorted: boolean): void {
+    this.#permute(positions);
+    this.sorted = sorted;
+  }
+}

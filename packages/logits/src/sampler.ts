@@ -1,0 +1,209 @@
+/**
+ * A sampler with llama.cpp's default chain (the bitnet.cpp fork's order):
+ * logit bias → penalties → top-k → typical → top-p → min-p → temperature → softmax → draw;
+ * temperature ≤ 0 means greedy (after bias and penalties).
+ */
+import { randomInt } from "node:crypto";
+import { BitnetError } from "@bitnet-ts/errors";
+import { Candidates } from "./candidates";
+import { Mt19937 } from "./mt19937";
+import {
+  applyLogitBias,
+  applyPenalties,
+  argmax,
+  minP,
+  temperature,
+  topK,
+  topP,
+  typical,
+} from "./processors";
+
+export interface SamplingSettings {
+  /** Default 0.8; ≤ 0 samples greedily. */
+  readonly temperature?: number;
+  /** Default 40; ≤ 0 keeps all. */
+  readonly topK?: number;
+  /** Default 0.95; 1 disables. */
+  readonly topP?: number;
+  /** Default 0.05; 0 disables. */
+  readonly minP?: number;
+  /** Locally typical sampling; default 1 (off). */
+  readonly typicalP?: number;
+  /** Default 1 (off). */
+  readonly repeatPenalty?: number;
+  /** Tokens the penalties look back over; default 64; -1 = the whole context; 0 = off. */
+  readonly repeatLastN?: number;
+  readonly frequencyPenalty?: number;
+  readonly presencePenalty?: number;
+  /** Additive logit biases by token id. */
+  readonly logitBias?: ReadonlyMap<number, number> | Readonly<Record<number, number>>;
+  /** 32-bit seed; undefined or 0xFFFFFFFF (llama.cpp's LLAMA_DEFAULT_SEED) picks a random one. */
+  readonly seed?: number;
+  /** Minimum candidates the filters keep; default 0 (llama.cpp's min_keep). */
+  readonly minKeep?: number;
+  /** Penalize the newline token too (default false, as llama.cpp's penalize_nl). */
+  readonly penalizeNewline?: boolean;
+}
+
+export const DEFAULT_SAMPLING: Required<Omit<SamplingSettings, "logitBias" | "seed">> = {
+  temperature: 0.8,
+  topK: 40,
+  topP: 0.95,
+  minP: 0.05,
+  typicalP: 1,
+  repeatPenalty: 1,
+  repeatLastN: 64,
+  frequencyPenalty: 0,
+  presencePenalty: 0,
+  minKeep: 0,
+  penalizeNewline: false,
+};
+
+export class SamplingError extends BitnetError {
+  constructor(message: string) {
+    super("SAMPLING_INVALID", message);
+  }
+}
+
+/** Validates settings; returns a clear error naming the bad field. */
+export function validateSampling(s: SamplingSettings): void {
+  const check = (field: string, ok: boolean, expected: string): void => {
+    if (!ok) {
+      throw new SamplingError(
+        `could not create the sampler - ${field} = ${String((s as Record<string, unknown>)[field])} is invalid.\nExpected ${expected}.`,
+      );
+    }
+  };
+  const finite = (v: number | undefined) => v === undefined || Number.isFinite(v);
+  check("temperature", finite(s.temperature), "a finite number (≤ 0 for greedy)");
+  check("topK", s.topK === undefined || Number.isInteger(s.topK), "an integer (≤ 0 keeps all)");
+  check("topP", s.topP === undefined || (s.topP >= 0 && s.topP <= 1), "a number from 0 to 1");
+  check("minP", s.minP === undefined || (s.minP >= 0 && s.minP <= 1), "a number from 0 to 1");
+  check(
+    "typicalP",
+    s.typicalP === undefined || (s.typicalP >= 0 && s.typicalP <= 1),
+    "a number from 0 to 1",
+  );
+  check(
+    "repeatPenalty",
+    s.repeatPenalty === undefined || (Number.isFinite(s.repeatPenalty) && s.repeatPenalty > 0),
+    "a positive number",
+  );
+  check(
+    "repeatLastN",
+    s.repeatLastN === undefined || (Number.isInteger(s.repeatLastN) && s.repeatLastN >= -1),
+    "an integer ≥ -1",
+  );
+  check("frequencyPenalty", finite(s.frequencyPenalty), "a finite number");
+  check("presencePenalty", finite(s.presencePenalty), "a finite number");
+  check(
+    "seed",
+    s.seed === undefined || (Number.isInteger(s.seed) && s.seed >= -1 && s.seed <= 0xffffffff),
+    "an integer from 0 to 4294967295 (or -1 for random)",
+  );
+  check(
+    "minKeep",
+    s.minKeep === undefined || (Number.isInteger(s.minKeep) && s.minKeep >= 0),
+    "a non-negative integer",
+  );
+}
+
+export interface SamplerOptions {
+  /** The newline token (exempt from penalties unless penalizeNewline). */
+  readonly newlineToken?: number;
+  /** Context length (for repeatLastN = -1). */
+  readonly contextLength?: number;
+}
+
+export class Sampler {
+  readonly settings: Required<Omit<SamplingSettings, "logitBias" | "seed">>;
+  /** The seed actually used (a random one when none was given), for receipts and replay. */
+  readonly seed: number;
+  readonly #bias: ReadonlyMap<number, number>;
+  readonly #options: SamplerOptions;
+  #rng: Mt19937;
+  #history: number[] = [];
+
+  constructor(settings: SamplingSettings = {}, options: SamplerOptions = {}) {
+    validateSampling(settings);
+    const defined = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
+    this.settings = { ...DEFAULT_SAMPLING, ...defined } as Required<
+      Omit<SamplingSettings, "logitBias" | "seed">
+    >;
+    this.seed =
+      settings.seed === undefined || settings.seed === -1 || settings.seed === 0xffffffff
+        ? randomInt(0, 0xffffffff)
+        : settings.seed >>> 0;
+    this.#rng = new Mt19937(this.seed);
+    const bias = settings.logitBias;
+    this.#bias =
+      bias instanceof Map
+        ? bias
+        : new Map(Object.entries(bias ?? {}).map(([k, v]) => [Number(k), v as number]));
+    this.#options = options;
+  }
+
+  /** Records a token (prompt or generated) for the repetition penalties. */
+  accept(token: number): void {
+    this.#history.push(token);
+    const keep = Math.max(this.#window(), 0);
+    if (this.#history.length > keep * 2 + 1024) {
+      this.#history = this.#history.slice(-keep);
+    }
+  }
+
+  /** Forgets the history and restarts the random stream from the seed. */
+  reset(): void {
+    this.#history = [];
+    this.#rng = new Mt19937(this.seed);
+  }
+
+  #window(): number {
+    const n = this.settings.repeatLastN;
+    return n === -1 ? (this.#options.contextLength ?? this.#history.length) : n;
+  }
+
+  /** Picks the next token from a row of logits. */
+  sample(logits: Float32Array): number {
+    const s = this.settings;
+    const c = new Candidates(logits);
+    applyLogitBias(c, this.#bias);
+    const window = Math.min(this.#window(), this.#history.length);
+    if (window > 0) {
+      const counts = new Map<number, number>();
+      for (let i = this.#history.length - window; i < this.#history.length; i++) {
+        const t = this.#history[i]!;
+        counts.set(t, (counts.get(t) ?? 0) + 1);
+      }
+      applyPenalties(
+        c,
+        counts,
+        { repeat: s.repeatPenalty, frequency: s.frequencyPenalty, presence: s.presencePenalty },
+        s.penalizeNewline ? undefined : this.#options.newlineToken,
+      );
+    }
+    if (s.temperature <= 0) {
+      return c.ids[argmax(c.logits.subarray(0, c.size))]!;
+    }
+    topK(c, s.topK, s.minKeep);
+    typical(c, s.typicalP, s.minKeep);
+    topP(c, s.topP, Math.max(1, s.minKeep));
+    minP(c, s.minP, Math.max(1, s.minKeep));
+    temperature(c, s.temperature);
+    c.softmax();
+    // dist: draw from the categorical over the remaining candidates, in order.
+    const u = this.#rng.nextDouble();
+    let total = 0;
+    for (let i = 0; i < c.size; i++) {
+      total += c.probs[i]!;
+    }
+    let acc = 0;
+    for (let i = 0; i < c.size; i++) {
+      acc += c.probs[i]!;
+      if (u * total < acc) {
+        return c.ids[i]!;
+      }
+    }
+    return c.ids[c.size - 1]!;
+  }
+}
