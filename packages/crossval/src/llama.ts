@@ -108,7 +108,9 @@ export async function openLlamaReference(
         const results = await sequence.controlledEvaluate(
           tokens.map((t) => [t, { generateNext: { logits: true } }]) as never,
         );
-        results.forEach((r, i) => rows.set(toArray(r?.next.logits), i * vocabSize));
+        for (const [i, r] of results.entries()) {
+          rows.set(toArray(r?.next.logits), i * vocabSize);
+        }
       } else {
         for (let i = 0; i < tokens.length; i++) {
           const results = await sequence.controlledEvaluate([

@@ -367,6 +367,7 @@ export function glu(
   for (let i = 0; i < n; i++) {
     const g = gate[i]!;
     if (activation === "relu2") {
+      // biome-ignore lint/complexity/useMathMinMax: ggml's relu is (x > 0 ? x : 0), which maps NaN to 0.
       const r = g > 0 ? g : 0;
       out[i] = mode === "ggml" ? fround(fround(r * r) * up[i]!) : r * r * up[i]!;
     } else if (mode === "ggml") {
