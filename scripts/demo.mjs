@@ -1,20 +1,22 @@
 #!/usr/bin/env node
-// The README's main job: generate the tiny demo model (once, into .cache/models) and show it
-// with `bitnet inspect`. Text generation joins here when the engine lands.
+// The README's main job: generate text with the embedded default model (a synthetic demo model
+// generated on first use into the cache folder; no download). Extra arguments go to `bitnet run`.
 import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
 
-const model = ".cache/models/tiny-i2s.gguf";
-if (!fs.existsSync(model)) {
-  fs.mkdirSync(".cache/models", { recursive: true });
-  const gen = spawnSync(process.execPath, ["tools/fixtures/dist/cli.js", "tiny-i2s", model], {
-    stdio: "inherit",
-  });
-  if (gen.status !== 0) {
-    process.exit(gen.status ?? 1);
-  }
-}
-const run = spawnSync(process.execPath, ["apps/cli/dist/bitnet.js", "inspect", model], {
-  stdio: "inherit",
-});
+const args = process.argv.slice(2);
+const run = spawnSync(
+  process.execPath,
+  [
+    "apps/cli/dist/bitnet.js",
+    "run",
+    "-p",
+    "Once upon a time, there was a little",
+    "-n",
+    "32",
+    "--temp",
+    "0",
+    ...args,
+  ],
+  { stdio: "inherit" },
+);
 process.exit(run.status ?? 1);

@@ -6,5 +6,7 @@ export default defineProject({
     name: "generation",
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     setupFiles: ["../../vitest.setup.ts"],
+    // Model-dependent tests run real forward passes on the reference backend.
+    testTimeout: 120_000,
   },
 });

@@ -3,7 +3,11 @@ import type { BackendName, FfnActivation } from "@bitnet-ts/engine-core";
 import type { SamplingSettings } from "@bitnet-ts/logits";
 import { type Command, InvalidArgumentError } from "commander";
 
-export function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+export function integer(
+  name: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): (value: string) => number {
   return (value: string): number => {
     if (!/^-?\d+$/.test(value.trim())) {
       throw new InvalidArgumentError(`${name} must be an integer.`);
@@ -16,7 +20,7 @@ export function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER
   };
 }
 
-export function number(name: string, min: number, max: number) {
+export function number(name: string, min: number, max: number): (value: string) => number {
   return (value: string): number => {
     const n = Number(value);
     if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
@@ -26,7 +30,10 @@ export function number(name: string, min: number, max: number) {
   };
 }
 
-export function choice<T extends string>(name: string, choices: readonly T[]) {
+export function choice<T extends string>(
+  name: string,
+  choices: readonly T[],
+): (value: string) => T {
   return (value: string): T => {
     if (!(choices as readonly string[]).includes(value)) {
       throw new InvalidArgumentError(`${name} must be one of ${choices.join(", ")}.`);

@@ -5,12 +5,13 @@
 import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
 import { runChat } from "./commands/chat";
+import { runCrossval } from "./commands/crossval";
 import { runEval } from "./commands/eval";
 import { runInspect } from "./commands/inspect";
 import { runPerplexity } from "./commands/perplexity";
 import { runRun } from "./commands/run";
 import { runDetokenize, runTokenize } from "./commands/tokenize";
-import { addModelOptions, addSamplingOptions, integer } from "./options";
+import { addModelOptions, addSamplingOptions, choice, integer } from "./options";
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -153,6 +154,29 @@ function buildProgram(io: CliIo): Command {
   ).action(async (options) => {
     await runEval(options, io);
   });
+
+  program
+    .command("crossval")
+    .description(
+      "compare our engine with llama.cpp (node-llama-cpp) on the same GGUF: per-position logits and greedy tokens",
+    )
+    .option("-m, --model <model.gguf>", "GGUF model llama.cpp can load (TQ1_0 / TQ2_0)")
+    .option("-f, --file <prompts.txt>", "prompts, one per line")
+    .option(
+      "-n, --n-predict <n>",
+      "greedy tokens per prompt (default 32)",
+      integer("--n-predict", 1, 4096),
+    )
+    .option(
+      "--backend <name>",
+      "our backend to compare (default reference; the f64 yardstick always runs)",
+      choice("--backend", ["auto", "cpu", "reference", "reference-f64"] as const),
+    )
+    .option("-t, --threads <n>", "threads", integer("--threads", 1, 1024))
+    .option("--json", "print the report as JSON")
+    .action(async (options) => {
+      await runCrossval(options, io);
+    });
 
   return program;
 }

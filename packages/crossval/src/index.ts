@@ -15,3 +15,4 @@ export {
   summarize,
   topIndices,
 } from "./metrics";
+export { llamaPerplexity } from "./perplexity";

@@ -15,6 +15,8 @@ export interface LlamaReference {
   greedy(prompt: readonly number[], n: number): Promise<{ tokens: number[]; logits: Float32Array }>;
   /** Logits of every position, evaluated as one batch ("batch") or one token per call ("sequential"). */
   logits(tokens: readonly number[], mode: "batch" | "sequential"): Promise<Float32Array>;
+  /** Logits of positions from `from` on, the whole sequence evaluated as one batch from an empty cache. */
+  logitsFrom(tokens: readonly number[], from: number): Promise<Float32Array>;
   /** Tokenization by llama.cpp itself (no BOS). */
   tokenize(text: string): number[];
   dispose(): Promise<void>;
@@ -118,6 +120,16 @@ export async function openLlamaReference(
           ] as never);
           rows.set(toArray(results[0]?.next.logits), i * vocabSize);
         }
+      }
+      return rows;
+    },
+    async logitsFrom(tokens, from) {
+      await sequence.clearHistory();
+      const items = tokens.map((t, i) => (i >= from ? [t, { generateNext: { logits: true } }] : t));
+      const results = await sequence.controlledEvaluate(items as never);
+      const rows = new Float32Array((tokens.length - from) * vocabSize);
+      for (let i = from; i < tokens.length; i++) {
+        rows.set(toArray(results[i]?.next.logits), (i - from) * vocabSize);
       }
       return rows;
     },

@@ -26,5 +26,5 @@ export {
   readModelDescription,
 } from "./model";
 export { ReferenceBackend, type ReferenceBackendOptions } from "./reference/backend";
-export type { Numerics } from "./reference/ops";
+export { type Numerics, ternaryDot } from "./reference/ops";
 export { AUTO_ORDER, type BackendName, type SelectBackendOptions, selectBackend } from "./select";

@@ -29,6 +29,24 @@ function nearestInt(x: number): number {
   return fround(x + 12582912) - 12582912;
 }
 
+/**
+ * Σ values[base + c] · q[c] for c in [start, end): the exact integer dot product of a ternary
+ * weight row and quantized activations (every backend must reproduce it bit for bit).
+ */
+export function ternaryDot(
+  values: Int8Array,
+  base: number,
+  q: Int32Array,
+  start: number,
+  end: number,
+): number {
+  let dot = 0;
+  for (let c = start; c < end; c++) {
+    dot += values[base + c]! * q[c]!;
+  }
+  return dot;
+}
+
 /** out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ w, for `rows` rows of width n. */
 export function rmsNorm(
   x: Float64Array,
@@ -119,11 +137,7 @@ function linearPerToken(
       q[c] = Math.max(-128, Math.min(127, nearestInt(fround(x[c]! * s))));
     }
     for (let r = 0; r < rows; r++) {
-      let dot = 0;
-      const base = r * cols;
-      for (let c = 0; c < cols; c++) {
-        dot += values[base + c]! * q[c]!;
-      }
+      const dot = ternaryDot(values, r * cols, q, 0, cols);
       y[r] = fround(fround(dot / s) * scales[r]!);
     }
   } else {
@@ -132,11 +146,7 @@ function linearPerToken(
       q[c] = Math.max(-128, Math.min(127, rint(x[c]! * s)));
     }
     for (let r = 0; r < rows; r++) {
-      let dot = 0;
-      const base = r * cols;
-      for (let c = 0; c < cols; c++) {
-        dot += values[base + c]! * q[c]!;
-      }
+      const dot = ternaryDot(values, r * cols, q, 0, cols);
       y[r] = (dot / s) * scales[r]!;
     }
   }
@@ -187,10 +197,7 @@ function linearQ8K(
     let sumf = 0;
     const base = r * cols;
     for (let b = 0; b < nb; b++) {
-      let sumi = 0;
-      for (let c = 256 * b; c < 256 * b + 256; c++) {
-        sumi += values[base + c]! * q[c]!;
-      }
+      const sumi = ternaryDot(values, base, q, 256 * b, 256 * b + 256);
       const dw = scales[r * nb + b]!;
       if (mode === "ggml") {
         // ggml_vec_dot_tq2_0_q8_K: d = y.d * x.d; sumf += (float) sumi * d.

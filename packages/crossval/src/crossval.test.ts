@@ -1,0 +1,77 @@
+/**
+ * Cross-validation against llama.cpp (node-llama-cpp 3.22.1, prebuilt) on the tiny TQ2_0 and
+ * TQ1_0 fixtures, judged against a yardstick measured in the same run: our reference backend in
+ * float64, a correct implementation with another summation order.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { loadModel } from "@bitnet-ts/engine-core";
+import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import { perplexity } from "@bitnet-ts/generation";
+import { Tokenizer } from "@bitnet-ts/tokenizers";
+import { afterAll, describe, expect, it } from "vitest";
+import { type CrossvalReport, crossvalidate, formatReport } from "./crossval";
+import { llamaPerplexity } from "./perplexity";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "crossval-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const repo = path.resolve(import.meta.dirname, "../../..");
+const prompts = fs
+  .readFileSync(path.join(repo, "fixtures/crossval-prompts.txt"), "utf8")
+  .split("\n")
+  .filter((l) => l.trim());
+
+async function model(name: string): Promise<string> {
+  const file = path.join(tmp, `${name}.gguf`);
+  if (!fs.existsSync(file)) {
+    await writeFixture(PRESETS[name]!, file);
+  }
+  return file;
+}
+
+/** The acceptance rule: no farther from llama.cpp than the f64 yardstick allows, and absolute floors. */
+function judge(report: CrossvalReport): void {
+  const [ours, yardstick] = report.engines;
+  expect(ours!.engine).toContain("reference (ggml numerics)");
+  expect(yardstick!.engine).toContain("f64");
+  expect(ours!.summary.meanKl).toBeLessThanOrEqual(2 * yardstick!.summary.meanKl);
+  expect(ours!.summary.top1Agreement).toBeGreaterThanOrEqual(
+    yardstick!.summary.top1Agreement - 0.03,
+  );
+  expect(ours!.summary.top1Agreement).toBeGreaterThanOrEqual(0.9);
+  expect(ours!.summary.meanKl).toBeLessThanOrEqual(0.05);
+  expect(ours!.first8Identical).toBeGreaterThanOrEqual(yardstick!.first8Identical - 1);
+  // llama.cpp against itself is the floor; it must be (near) perfect.
+  expect(report.llamaSelf.top1Agreement).toBeGreaterThanOrEqual(0.99);
+}
+
+describe("cross-validation against llama.cpp", () => {
+  for (const name of ["tiny-tq2", "tiny-tq1"]) {
+    it(`${name}: within the f64 yardstick of llama.cpp`, { timeout: 240_000 }, async () => {
+      const report = await crossvalidate(await model(name), prompts, { nTokens: 16 });
+      console.info(formatReport(report));
+      judge(report);
+    });
+  }
+
+  it("tiny-tq2: perplexity within 1% of llama.cpp's", { timeout: 240_000 }, async () => {
+    const file = await model("tiny-tq2");
+    const text = fs.readFileSync(path.join(repo, "fixtures/perplexity-sample.txt"), "utf8");
+    const engine = await loadModel(file, { backend: "reference", contextLength: 64 });
+    const tokenizer = Tokenizer.fromGguf(engine.description.file.metadata);
+    const tokens = tokenizer.encode(text);
+    const ours = await perplexity(engine, tokens, { contextLength: 64, bos: tokenizer.bos });
+    await engine.dispose();
+    const theirs = await llamaPerplexity(file, tokens, {
+      contextLength: 64,
+      vocabSize: tokenizer.vocabSize,
+      bos: tokenizer.bos,
+    });
+    console.info(
+      `perplexity: ours ${ours.ppl.toFixed(4)} ± ${ours.error.toFixed(4)}, llama.cpp ${theirs.ppl.toFixed(4)} ± ${theirs.error.toFixed(4)} (${ours.scored} tokens)`,
+    );
+    expect(ours.scored).toBe(theirs.scored);
+    expect(Math.abs(ours.ppl - theirs.ppl) / theirs.ppl).toBeLessThan(0.01);
+  });
+});

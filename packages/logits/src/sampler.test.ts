@@ -1,0 +1,150 @@
+import * as fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { Candidates } from "./candidates";
+import { Mt19937 } from "./mt19937";
+import { applyLogitBias, applyPenalties, argmax, minP, topK, topP, typical } from "./processors";
+import { Sampler } from "./sampler";
+
+const cands = (logits: number[]) => new Candidates(Float32Array.from(logits));
+const ids = (c: Candidates) => Array.from(c.ids.subarray(0, c.size));
+
+describe("Mt19937", () => {
+  it("matches std::mt19937's reference outputs", () => {
+    const rng = new Mt19937(5489);
+    expect(rng.nextU32()).toBe(3499211612);
+    expect(rng.nextU32()).toBe(581869302);
+    const r = new Mt19937(5489);
+    let last = 0;
+    for (let i = 0; i < 10000; i++) {
+      last = r.nextU32();
+    }
+    expect(last).toBe(4123659995); // the C++ standard's required 10000th value
+    const d = new Mt19937(1).nextDouble();
+    expect(d).toBeGreaterThanOrEqual(0);
+    expect(d).toBeLessThan(1);
+  });
+});
+
+describe("processors (llama.cpp semantics)", () => {
+  it("top-k keeps the k best, sorted, lower id first on ties", () => {
+    const c = cands([1, 5, 3, 5, 2]);
+    topK(c, 3);
+    expect(ids(c)).toEqual([1, 3, 2]);
+    const all = cands([1, 2]);
+    topK(all, 0);
+    expect(ids(all)).toEqual([1, 0]);
+  });
+
+  it("top-p keeps the smallest prefix reaching p", () => {
+    // softmax of ln(0.5), ln(0.3), ln(0.2): probabilities 0.5, 0.3, 0.2
+    const c = cands([Math.log(0.5), Math.log(0.3), Math.log(0.2)]);
+    topP(c, 0.75);
+    expect(ids(c)).toEqual([0, 1]);
+    const d = cands([Math.log(0.5), Math.log(0.3), Math.log(0.2)]);
+    topP(d, 0.5);
+    expect(ids(d)).toEqual([0]);
+  });
+
+  it("min-p keeps tokens with p ≥ p_min · p_max", () => {
+    const c = cands([Math.log(0.5), Math.log(0.3), Math.log(0.02), Math.log(0.18)]);
+    minP(c, 0.1); // threshold 0.05
+    expect(ids(c)).toEqual([0, 1, 3]);
+  });
+
+  it("typical keeps the tokens closest to the entropy", () => {
+    const c = cands([Math.log(0.4), Math.log(0.4), Math.log(0.1), Math.log(0.1)]);
+    typical(c, 0.5);
+    expect(ids(c).sort()).toEqual([0, 1]);
+  });
+
+  it("penalties follow llama.cpp's formula and spare the newline", () => {
+    const c = cands([2, -2, 1, 3]);
+    applyPenalties(
+      c,
+      new Map([
+        [0, 2],
+        [1, 1],
+        [3, 1],
+      ]),
+      { repeat: 2, frequency: 0.5, presence: 0.25 },
+      3,
+    );
+    expect(Array.from(c.logits)).toEqual([2 / 2 - 2 * 0.5 - 0.25, -2 * 2 - 0.5 - 0.25, 1, 3]);
+  });
+
+  it("logit bias adds to the named tokens", () => {
+    const c = cands([0, 0, 0]);
+    applyLogitBias(
+      c,
+      new Map([
+        [2, 5],
+        [0, Number.NEGATIVE_INFINITY],
+      ]),
+    );
+    expect(Array.from(c.logits)).toEqual([Number.NEGATIVE_INFINITY, 0, 5]);
+  });
+
+  it("argmax takes the first maximum", () => {
+    expect(argmax([1, 3, 3, 2])).toBe(1);
+  });
+});
+
+describe("Sampler", () => {
+  const logits = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 3);
+
+  it("is greedy at temperature ≤ 0, after bias and penalties", () => {
+    const greedy = new Sampler({ temperature: 0 });
+    expect(greedy.sample(logits)).toBe(argmax(logits));
+    const biased = new Sampler({ temperature: 0, logitBias: { 7: 100 } });
+    expect(biased.sample(logits)).toBe(7);
+    const penalized = new Sampler({ temperature: 0, repeatPenalty: 100 });
+    penalized.accept(argmax(logits));
+    expect(penalized.sample(logits)).not.toBe(argmax(logits));
+  });
+
+  it("gives the same tokens for the same seed and settings, different for another seed", () => {
+    const run = (seed: number) => {
+      const s = new Sampler({ seed, temperature: 1.5, topK: 100, topP: 1, minP: 0 });
+      return Array.from({ length: 50 }, () => s.sample(logits));
+    };
+    expect(run(42)).toEqual(run(42));
+    expect(run(42)).not.toEqual(run(43));
+    const s = new Sampler({ seed: 42 });
+    expect(s.seed).toBe(42);
+    expect(new Sampler({}).seed).toBeGreaterThanOrEqual(0);
+  });
+
+  it("samples in proportion to the probabilities", () => {
+    const l = Float32Array.from([Math.log(0.6), Math.log(0.3), Math.log(0.1)]);
+    const s = new Sampler({ seed: 1, temperature: 1, topK: 0, topP: 1, minP: 0 });
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 20000; i++) {
+      counts[s.sample(l)]!++;
+    }
+    expect(counts[0]! / 20000).toBeCloseTo(0.6, 1);
+    expect(counts[1]! / 20000).toBeCloseTo(0.3, 1);
+    expect(counts[2]! / 20000).toBeCloseTo(0.1, 1);
+  });
+
+  it("only ever returns tokens the filters keep", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 0, max: 1000 }), (k, seed) => {
+        const s = new Sampler({ seed, topK: k, topP: 1, minP: 0, temperature: 2 });
+        const top = Array.from(logits.keys())
+          .sort((a, b) => logits[b]! - logits[a]! || a - b)
+          .slice(0, k);
+        expect(top).toContain(s.sample(logits));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("rejects invalid settings with a clear error", () => {
+    const bad = expect.objectContaining({ code: "SAMPLING_INVALID" });
+    expect(() => new Sampler({ topP: 1.5 })).toThrowError(bad);
+    expect(() => new Sampler({ temperature: Number.NaN })).toThrowError(bad);
+    expect(() => new Sampler({ topK: 1.5 })).toThrowError(bad);
+    expect(() => new Sampler({ seed: 2 ** 40 })).toThrowError(bad);
+    expect(() => new Sampler({ repeatPenalty: 0 })).toThrowError(bad);
+  });
+});
