@@ -74,7 +74,7 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     .option(
       "--backend <name>",
       "auto, cpu, reference or reference-f64 (default auto)",
-      choice("--backend", ["auto", "cpu", "reference", "reference-f64"] as const),
+      choice("--backend", ["auto", "cuda", "metal", "cpu", "reference", "reference-f64"] as const),
     )
     .option(
       "--ffn-act <act>",

@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { runChat } from "./commands/chat";
 import { runCrossval } from "./commands/crossval";
 import { runEval } from "./commands/eval";
+import { runInfo } from "./commands/info";
 import { runInspect } from "./commands/inspect";
 import { runPerplexity } from "./commands/perplexity";
 import { runRun } from "./commands/run";
@@ -75,6 +76,14 @@ function buildProgram(io: CliIo): Command {
     .option("--special", "render control tokens (BOS, <|eot_id|>, …) as text")
     .action(async (options: { model: string; ids: string; special?: boolean }) => {
       io.stdout(await runDetokenize(options));
+    });
+
+  program
+    .command("info")
+    .description("what this machine has: CPU features, cores, memory, CUDA/Metal, backend order")
+    .option("--json", "print one JSON object")
+    .action(async (options: { json?: boolean }) => {
+      io.stdout(await runInfo(options));
     });
 
   const collect = (value: string, previous: string[] = []): string[] => [...previous, value];

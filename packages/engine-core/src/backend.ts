@@ -62,5 +62,7 @@ export interface CompileOptions {
 
 export interface Backend {
   readonly name: string;
+  /** True when compile() reads tensor bytes from memory (the model must be read with its data). */
+  readonly needsTensorData: boolean;
   compile(model: ModelDescription, options?: CompileOptions): Promise<CompiledModel>;
 }

@@ -10,7 +10,10 @@ import type { HParams } from "./hparams";
 
 export interface BoundTensor {
   readonly info: GgufTensorInfo;
-  /** The tensor's bytes (a zero-copy view of the file in memory). */
+  /**
+   * The tensor's bytes, a zero-copy view of the file in memory. Throws when the model was read
+   * without its data (native backends map the file themselves and only need `info`).
+   */
   readonly data: Uint8Array;
 }
 
@@ -63,7 +66,12 @@ export function describeModel(
       );
     }
     checkTensor(spec, info);
-    tensors.set(spec.name, { info, data: file.tensorData(info) });
+    tensors.set(spec.name, {
+      info,
+      get data(): Uint8Array {
+        return file.tensorData(info);
+      },
+    });
   }
   const graph = arch.graph(hparams, (name) => tensors.has(name));
   return { path, file, hparams, graph, tensors };

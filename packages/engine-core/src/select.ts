@@ -1,16 +1,22 @@
 /**
  * Backend selection. Backends are loaded by name with a dynamic import, so engine-core never
- * depends on a native package; "auto" tries the fastest available and falls back, with a logged
- * reason, to the pure-TypeScript reference backend.
+ * depends on a native package; "auto" asks device-probe what the machine has, tries the best
+ * backend first and falls back, with a logged reason, to the pure-TypeScript reference backend.
  */
+import { autoBackendOrder, probeDevice } from "@bitnet-ts/device-probe";
 import type { Backend } from "./backend";
 import { EngineError, EngineErrorCode } from "./errors";
 import { ReferenceBackend } from "./reference/backend";
 
-export type BackendName = "auto" | "cpu" | "reference" | "reference-f64";
+export type BackendName = "auto" | "cuda" | "metal" | "cpu" | "reference" | "reference-f64";
 
-/** Order "auto" tries: native CPU kernels, then the reference backend. */
-export const AUTO_ORDER: readonly BackendName[] = ["cpu", "reference"];
+/**
+ * The order "auto" tries, from device-probe: CUDA when a GPU is usable, Metal on macOS, the
+ * native CPU kernels, then the reference backend (always available).
+ */
+export function autoOrder(): BackendName[] {
+  return autoBackendOrder(probeDevice());
+}
 
 export interface SelectBackendOptions {
   readonly threads?: number;
@@ -27,9 +33,12 @@ async function loadNative(packageName: string, options: SelectBackendOptions): P
   try {
     mod = (await import(/* @vite-ignore */ packageName)) as BackendModule;
   } catch (error) {
+    const missing = (error as { code?: string }).code === "ERR_MODULE_NOT_FOUND";
     throw new EngineError(
       EngineErrorCode.BACKEND_UNAVAILABLE,
-      `${packageName} is not installed (${(error as Error).message.split("\n")[0]})`,
+      missing
+        ? `${packageName} is not installed`
+        : `${packageName} failed to load (${(error as Error).message.split("\n")[0]})`,
       { cause: error },
     );
   }
@@ -48,8 +57,13 @@ export async function selectBackend(
       return new ReferenceBackend({ numerics: "f64" });
     case "cpu":
       return loadNative("@bitnet-ts/kernels-cpu", options);
+    case "cuda":
+      return loadNative("@bitnet-ts/kernels-cuda", options);
+    case "metal":
+      return loadNative("@bitnet-ts/kernels-metal", options);
     case "auto": {
-      for (const candidate of AUTO_ORDER) {
+      const order = autoOrder();
+      for (const [i, candidate] of order.entries()) {
         if (candidate === "reference") {
           return new ReferenceBackend();
         }
@@ -57,7 +71,7 @@ export async function selectBackend(
           return await selectBackend(candidate, options);
         } catch (error) {
           options.onLog?.(
-            `backend "${candidate}" unavailable: ${(error as Error).message}; trying the next one`,
+            `backend "${candidate}" unavailable (${(error as Error).message}); using "${order[i + 1]}"`,
           );
         }
       }
@@ -66,7 +80,7 @@ export async function selectBackend(
     default:
       throw new EngineError(
         EngineErrorCode.BACKEND_UNAVAILABLE,
-        `could not select backend "${String(name)}" - expected one of auto, cpu, reference, reference-f64.`,
+        `could not select backend "${String(name)}" - expected one of auto, cuda, metal, cpu, reference, reference-f64.`,
       );
   }
 }

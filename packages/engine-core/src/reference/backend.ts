@@ -35,6 +35,7 @@ export interface ReferenceBackendOptions {
 
 export class ReferenceBackend implements Backend {
   readonly name: string;
+  readonly needsTensorData = true;
   readonly numerics: Numerics;
 
   constructor(options: ReferenceBackendOptions = {}) {
