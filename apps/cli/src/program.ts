@@ -2,6 +2,7 @@
  * The `bitnet` command line: one Commander program whose commands are small modules.
  * `runCli` never throws: errors become one line on stderr and exit code 1.
  */
+import { registerBackend } from "@bitnet-ts/engine-core";
 import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
 import { runChat } from "./commands/chat";
@@ -20,6 +21,9 @@ export interface CliIo {
 }
 
 const VERSION = "0.0.0";
+
+// The native CPU kernels are a dependency of the CLI; engine-core loads them on demand.
+registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
 
 function buildProgram(io: CliIo): Command {
   const program = new Command("bitnet")

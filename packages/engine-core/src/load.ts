@@ -1,6 +1,8 @@
 /** One call from a GGUF path to a compiled model on the chosen backend. */
 import type { CompiledModel } from "./backend";
+import { EngineError, EngineErrorCode } from "./errors";
 import { type DescribeOptions, readModelDescription } from "./model";
+import { ReferenceBackend } from "./reference/backend";
 import { type BackendName, selectBackend } from "./select";
 
 export interface LoadModelOptions extends DescribeOptions {
@@ -13,7 +15,9 @@ export interface LoadModelOptions extends DescribeOptions {
 }
 
 /**
- * Loads a GGUF model and compiles it on a backend.
+ * Loads a GGUF model and compiles it on a backend. With "auto", a backend that cannot compile
+ * this model (e.g. an unsupported tensor type) falls back to the reference backend, with a
+ * logged reason.
  *
  * @example
  * const model = await loadModel("model.gguf", { backend: "reference" });
@@ -21,20 +25,26 @@ export interface LoadModelOptions extends DescribeOptions {
  * const { runs } = await model.step([{ sequence: seq, tokens: [128000, 9906] }]);
  * console.log(runs[0].logits.length); // vocab size
  */
-export async function loadModel(
-  path: string,
-  options: LoadModelOptions = {},
-): Promise<CompiledModel> {
-  const description = await readModelDescription(
-    path,
-    options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation },
-  );
-  const backend = await selectBackend(options.backend ?? "auto", {
+export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<CompiledModel> {
+  const name = options.backend ?? "auto";
+  const backend = await selectBackend(name, {
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
   });
-  return backend.compile(description, {
+  const archOptions = options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation };
+  const compileOptions = {
     ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
     ...(options.threads === undefined ? {} : { threads: options.threads }),
-  });
+  };
+  const description = await readModelDescription(path, { ...archOptions, tensorData: backend.needsTensorData });
+  try {
+    return await backend.compile(description, compileOptions);
+  } catch (error) {
+    if (name !== "auto" || backend instanceof ReferenceBackend || !(error instanceof EngineError) || error.code !== EngineErrorCode.BACKEND_UNAVAILABLE) {
+      throw error;
+    }
+    options.onLog?.(`backend "${backend.name}" cannot run this model (${error.message}); using "reference"`);
+    const reference = new ReferenceBackend();
+    return reference.compile(await readModelDescription(path, { ...archOptions, tensorData: true }), compileOptions);
+  }
 }

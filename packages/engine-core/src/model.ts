@@ -96,11 +96,15 @@ function checkTensor(spec: TensorSpec, info: GgufTensorInfo): void {
   }
 }
 
-/** Reads a GGUF file with its data and describes it. */
+/**
+ * Reads and describes a GGUF file. With `tensorData: false` only the header is read (native
+ * backends map the file themselves); the reference backend needs the data in memory.
+ */
 export async function readModelDescription(
   path: string,
-  options: DescribeOptions = {},
+  options: DescribeOptions & { readonly tensorData?: boolean } = {},
 ): Promise<ModelDescription> {
-  const file = await readGgufFile(path, { tensorData: true });
-  return describeModel(file, options, path);
+  const { tensorData = true, ...rest } = options;
+  const file = await readGgufFile(path, { tensorData });
+  return describeModel(file, rest, path);
 }

@@ -28,7 +28,41 @@ interface BackendModule {
   createBackend(options: { threads?: number }): Promise<Backend> | Backend;
 }
 
+/** A function that loads a backend package on demand (registered by the app that installs it). */
+export type BackendLoader = () => Promise<BackendModule>;
+
+const registry = new Map<string, BackendLoader>();
+
+/**
+ * Registers where a native backend package comes from. Apps that depend on e.g.
+ * `@bitnet-ts/kernels-cpu` register it so engine-core can load it from the app's dependency tree:
+ *
+ * @example
+ * registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+ */
+export function registerBackend(name: "cpu" | "cuda" | "metal", loader: BackendLoader): void {
+  registry.set(name, loader);
+}
+
+const PACKAGES: Record<string, string> = {
+  "@bitnet-ts/kernels-cpu": "cpu",
+  "@bitnet-ts/kernels-cuda": "cuda",
+  "@bitnet-ts/kernels-metal": "metal",
+};
+
 async function loadNative(packageName: string, options: SelectBackendOptions): Promise<Backend> {
+  const registered = registry.get(PACKAGES[packageName] ?? "");
+  if (registered !== undefined) {
+    let mod: BackendModule;
+    try {
+      mod = await registered();
+    } catch (error) {
+      throw new EngineError(EngineErrorCode.BACKEND_UNAVAILABLE, `${packageName} failed to load (${(error as Error).message.split("\n")[0]})`, {
+        cause: error,
+      });
+    }
+    return createFrom(packageName, mod, options);
+  }
   let mod: BackendModule;
   try {
     mod = (await import(/* @vite-ignore */ packageName)) as BackendModule;
@@ -42,7 +76,17 @@ async function loadNative(packageName: string, options: SelectBackendOptions): P
       { cause: error },
     );
   }
-  return mod.createBackend(options.threads === undefined ? {} : { threads: options.threads });
+  return createFrom(packageName, mod, options);
+}
+
+async function createFrom(packageName: string, mod: BackendModule, options: SelectBackendOptions): Promise<Backend> {
+  try {
+    return await mod.createBackend(options.threads === undefined ? {} : { threads: options.threads });
+  } catch (error) {
+    throw new EngineError(EngineErrorCode.BACKEND_UNAVAILABLE, `${packageName} cannot run here (${(error as Error).message.split("\n")[0]})`, {
+      cause: error,
+    });
+  }
 }
 
 /** Resolves a backend name to a Backend. */

@@ -1,0 +1,55 @@
+// ---------------------------------------------------------------------------------------------
+// Kernel table: one row of function pointers per SIMD path (scalar, avx2, avx512vnni, neon),
+// chosen at run time by what the CPU reports, overridable for tests.
+//
+// Shapes: W is (rows × cols) row-major in its packed format; activations are (T × cols);
+// outputs are out[t * out_stride + r] for rows r in [r0, r1) — each thread takes a row range.
+// ---------------------------------------------------------------------------------------------
+#pragma once
+#include <cstdint>
+#include "common.h"
+
+namespace bitnet {
+
+// Activation layout a path's ternary kernels read: natural order, or within every 256 elements
+// the order [0..31, 128..159, 32..63, 160..191, 64..95, 192..223, 96..127, 224..255] that lets
+// one 64-byte load of packed codes feed four full-width 512-bit dot products.
+enum ActLayout : int { LAYOUT_NATURAL = 0, LAYOUT_INTERLEAVE256 = 1 };
+
+struct Kernels {
+  const char* name;
+  ActLayout layout;
+
+  // I2_S × per-token int8: out = (Σ code·q − Σq) / act_scale · w_scale (exact integer dot).
+  void (*i2s_gemm)(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
+                   const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride);
+
+  // TQ2_0 × Q8_K: per 256-block, Σ code·q − bsum, times d_w · d_a, summed over blocks.
+  void (*tq2_gemm)(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                   const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride);
+
+  // F16 × f32 (activations already rounded to f16 values): the output head / F16 matmuls.
+  void (*f16_gemm)(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
+                   int64_t out_stride);
+
+  // Q8_0 × Q8_0 activations (the optional requantized head).
+  void (*q8_0_gemm)(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t T,
+                    float* out, int64_t out_stride);
+};
+
+const Kernels& kernels_scalar();
+const Kernels* kernels_avx2();       // nullptr when not compiled in or not supported
+const Kernels* kernels_avx512vnni();  // nullptr when not compiled in or not supported
+const Kernels* kernels_neon();
+
+// The best path this CPU supports, or the named one ("scalar", "avx2", "avx512vnni", "neon").
+// Returns nullptr for a name that is not available here.
+const Kernels* select_kernels(const char* name);
+
+// Names of the paths available on this CPU, best last.
+int available_kernel_paths(const char** out, int max);
+
+// Reorders one token's int8 activations (cols, multiple of 128) into `layout`.
+void permute_activations(const int8_t* src, int8_t* dst, int64_t cols, ActLayout layout);
+
+}  // namespace bitnet

@@ -1,0 +1,35 @@
+// Run-time choice of the kernel path.
+#include <cstring>
+#include "kernels.h"
+
+namespace bitnet {
+
+// NEON kernels are not written yet: ARM machines run the scalar path (correct, slower).
+const Kernels* kernels_neon() { return nullptr; }
+
+int available_kernel_paths(const char** out, int max) {
+  int n = 0;
+  const Kernels* all[] = {&kernels_scalar(), kernels_neon(), kernels_avx2(), kernels_avx512vnni()};
+  for (const Kernels* k : all) {
+    if (k != nullptr && n < max) {
+      out[n++] = k->name;
+    }
+  }
+  return n;
+}
+
+const Kernels* select_kernels(const char* name) {
+  if (name == nullptr || std::strcmp(name, "auto") == 0) {
+    if (const Kernels* k = kernels_avx512vnni()) return k;
+    if (const Kernels* k = kernels_avx2()) return k;
+    if (const Kernels* k = kernels_neon()) return k;
+    return &kernels_scalar();
+  }
+  if (std::strcmp(name, "scalar") == 0) return &kernels_scalar();
+  if (std::strcmp(name, "avx2") == 0) return kernels_avx2();
+  if (std::strcmp(name, "avx512vnni") == 0) return kernels_avx512vnni();
+  if (std::strcmp(name, "neon") == 0) return kernels_neon();
+  return nullptr;
+}
+
+}  // namespace bitnet

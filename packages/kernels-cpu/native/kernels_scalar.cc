@@ -1,0 +1,117 @@
+// ---------------------------------------------------------------------------------------------
+// Scalar kernels: the portable path, bit-exact with the TypeScript reference backend (same
+// summation order, f32 rounding at the same points). Every SIMD path is tested against these.
+// Ports of ggml-cpu/quants.c *_generic and bitnet.cpp's I2_S dot, at
+// ggml-org/ggml src/ggml-cpu/quants.c (ggml_vec_dot_tq2_0_q8_K_generic).
+// ---------------------------------------------------------------------------------------------
+#include <cstring>
+#include "kernels.h"
+
+namespace bitnet {
+namespace {
+
+// Ternary code of element e of an I2_S tensor (x86 128-element layout): byte 32·(e/128) + e%32,
+// bits 6 − 2·((e%128)/32).
+inline int i2s_code(const uint8_t* w, int64_t e) {
+  const uint8_t byte = w[32 * (e >> 7) + (e & 31)];
+  return (byte >> (6 - 2 * ((e & 127) >> 5))) & 3;
+}
+
+void i2s_gemm_scalar(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
+                     const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
+  for (int64_t r = r0; r < r1; r++) {
+    for (int64_t t = 0; t < T; t++) {
+      const int8_t* qt = q + t * cols;
+      int32_t dot = 0;
+      for (int64_t c = 0; c < cols; c++) {
+        dot += i2s_code(w, r * cols + c) * qt[c];
+      }
+      const float y = (float)(dot - act_sum[t]) / act_scale[t];
+      out[t * out_stride + r] = y * w_scale;
+    }
+  }
+}
+
+void tq2_gemm_scalar(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                     const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  const int64_t nb = cols / 256;
+  for (int64_t r = r0; r < r1; r++) {
+    const BlockTQ2* row = w + r * nb;
+    for (int64_t t = 0; t < T; t++) {
+      const int8_t* qt = q + t * cols;
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t sumi = 0;
+        for (int j = 0; j < 64; j += 32) {
+          for (int l = 0; l < 4; l++) {
+            for (int k = 0; k < 32; k++) {
+              sumi += qt[b * 256 + j * 4 + l * 32 + k] * ((row[b].qs[j + k] >> (l * 2)) & 3);
+            }
+          }
+        }
+        sumi -= act_bsum[t * nb + b];
+        const float d = act_d[t * nb + b] * f16_to_f32(row[b].d);
+        sumf += (float)sumi * d;
+      }
+      out[t * out_stride + r] = sumf;
+    }
+  }
+}
+
+void f16_gemm_scalar(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
+                     int64_t out_stride) {
+  for (int64_t r = r0; r < r1; r++) {
+    const uint16_t* row = w + r * cols;
+    for (int64_t t = 0; t < T; t++) {
+      const float* xt = x + t * cols;
+      float acc = 0.0f;
+      for (int64_t c = 0; c < cols; c++) {
+        acc += f16_to_f32(row[c]) * xt[c];
+      }
+      out[t * out_stride + r] = acc;
+    }
+  }
+}
+
+void q8_0_gemm_scalar(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t T,
+                      float* out, int64_t out_stride) {
+  const int64_t nb = cols / 32;
+  for (int64_t r = r0; r < r1; r++) {
+    const BlockQ8_0* row = w + r * nb;
+    for (int64_t t = 0; t < T; t++) {
+      const BlockQ8_0* xt = xq + t * nb;
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t sumi = 0;
+        for (int k = 0; k < 32; k++) {
+          sumi += row[b].qs[k] * xt[b].qs[k];
+        }
+        sumf += (float)sumi * (f16_to_f32(row[b].d) * f16_to_f32(xt[b].d));
+      }
+      out[t * out_stride + r] = sumf;
+    }
+  }
+}
+
+const Kernels SCALAR = {"scalar", LAYOUT_NATURAL, i2s_gemm_scalar, tq2_gemm_scalar, f16_gemm_scalar, q8_0_gemm_scalar};
+
+}  // namespace
+
+const Kernels& kernels_scalar() { return SCALAR; }
+
+void permute_activations(const int8_t* src, int8_t* dst, int64_t cols, ActLayout layout) {
+  if (layout == LAYOUT_NATURAL) {
+    std::memcpy(dst, src, (size_t)cols);
+    return;
+  }
+  int64_t c = 0;
+  for (; c + 256 <= cols; c += 256) {
+    for (int l = 0; l < 4; l++) {
+      std::memcpy(dst + c + 64 * l, src + c + 32 * l, 32);
+      std::memcpy(dst + c + 64 * l + 32, src + c + 128 + 32 * l, 32);
+    }
+  }
+  std::memcpy(dst + c, src + c, (size_t)(cols - c));  // a 128-element tail stays natural
+}
+
+}  // namespace bitnet

@@ -1,0 +1,660 @@
+// ---------------------------------------------------------------------------------------------
+// Model: mapping, repacking, buffer planning and the per-op execution of a forward step.
+// Op semantics and rounding points mirror packages/engine-core/src/reference/ops.ts ("ggml"
+// numerics); with the scalar kernels a step is bit-exact with the reference backend except for
+// libm transcendental rounding (exp, cos, sin, pow) in rare last-bit cases.
+// ---------------------------------------------------------------------------------------------
+#include "model.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace bitnet {
+namespace {
+
+// Decodes one TQ1_0 block into a TQ2_0 block with the same scale (lossless).
+void tq1_to_tq2(const BlockTQ1& in, BlockTQ2& out) {
+  static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
+  int8_t v[256];
+  for (int n = 0; n < 5; n++) {
+    for (int m = 0; m < 32; m++) v[32 * n + m] = (int8_t)((((uint16_t)(uint8_t)(in.qs[m] * pow3[n])) * 3) >> 8);
+    for (int m = 0; m < 16; m++) v[160 + 16 * n + m] = (int8_t)((((uint16_t)(uint8_t)(in.qs[32 + m] * pow3[n])) * 3) >> 8);
+  }
+  for (int n = 0; n < 4; n++)
+    for (int j = 0; j < 4; j++) v[240 + 4 * n + j] = (int8_t)((((uint16_t)(uint8_t)(in.qh[j] * pow3[n])) * 3) >> 8);
+  std::memset(out.qs, 0, 64);
+  for (int c = 0; c < 2; c++)
+    for (int l = 0; l < 4; l++)
+      for (int m = 0; m < 32; m++) out.qs[32 * c + m] |= (uint8_t)(v[128 * c + 32 * l + m] << (2 * l));
+  out.d = in.d;
+}
+
+// ggml quantize_row_q8_0_ref for one row.
+void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+  for (int64_t b = 0; b < n / 32; b++) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = std::max(amax, std::fabs(x[32 * b + j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = f32_to_f16(d);
+    for (int j = 0; j < 32; j++) y[b].qs[j] = (int8_t)std::lround(x[32 * b + j] * id);
+  }
+}
+
+// Dequantizes one row of an embedding table into f32.
+void dequant_row(const Tensor& t, int64_t row, float* out) {
+  const int64_t n = t.ne0;
+  switch (t.type) {
+    case T_F32:
+      std::memcpy(out, t.data + row * n * 4, (size_t)n * 4);
+      return;
+    case T_F16: {
+      const uint16_t* p = (const uint16_t*)t.data + row * n;
+      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(p[i]);
+      return;
+    }
+    case T_BF16: {
+      const uint16_t* p = (const uint16_t*)t.data + row * n;
+      for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(p[i]);
+      return;
+    }
+    case T_Q8_0: {
+      const BlockQ8_0* p = (const BlockQ8_0*)t.data + row * (n / 32);
+      for (int64_t b = 0; b < n / 32; b++) {
+        const float d = f16_to_f32(p[b].d);
+        for (int j = 0; j < 32; j++) out[32 * b + j] = (float)p[b].qs[j] * d;
+      }
+      return;
+    }
+    case T_Q6_K: {
+      const uint8_t* base = t.data + row * (n / 256) * 210;
+      for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t* blk = base + 210 * b;
+        const float d = f16_to_f32((uint16_t)(blk[208] | (blk[209] << 8)));
+        for (int half = 0; half < 2; half++) {
+          const uint8_t* ql = blk + 64 * half;
+          const uint8_t* qh = blk + 128 + 32 * half;
+          const int8_t* sc = (const int8_t*)(blk + 192 + 8 * half);
+          float* y = out + 256 * b + 128 * half;
+          for (int l = 0; l < 32; l++) {
+            const int is = l / 16;
+            const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * sc[is + 0] * q1;
+            y[l + 32] = d * sc[is + 2] * q2;
+            y[l + 64] = d * sc[is + 4] * q3;
+            y[l + 96] = d * sc[is + 6] * q4;
+          }
+        }
+      }
+      return;
+    }
+    default:
+      throw std::runtime_error("unsupported embedding type");
+  }
+}
+
+std::string type_tag(int32_t type) {
+  switch (type) {
+    case T_F32: return "f32";
+    case T_F16: return "f16";
+    case T_BF16: return "bf16";
+    case T_Q8_0: return "q8_0";
+    case T_Q6_K: return "q6_k";
+    case T_TQ1_0: return "tq1_0";
+    case T_TQ2_0: return "tq2_0";
+    case T_I2_S: return "i2_s";
+    default: return "t" + std::to_string(type);
+  }
+}
+
+}  // namespace
+
+Model::Model(ModelConfig config) : cfg_(std::move(config)) {
+  kernels_ = select_kernels(cfg_.kernel_path.c_str());
+  if (kernels_ == nullptr) {
+    throw std::runtime_error("kernel path \"" + cfg_.kernel_path + "\" is not available on this CPU");
+  }
+  // ---- map the file read-only; tensor data is used in place ----
+  const int fd = ::open(cfg_.path.c_str(), O_RDONLY);
+  if (fd < 0) throw std::runtime_error("could not open " + cfg_.path + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw std::runtime_error("could not stat " + cfg_.path);
+  }
+  map_size_ = (uint64_t)st.st_size;
+  void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) throw std::runtime_error("could not map " + cfg_.path + ": " + std::strerror(errno));
+  map_ = (uint8_t*)m;
+  ::madvise(map_, map_size_, MADV_WILLNEED);
+
+  pool_ = std::make_unique<ThreadPool>(cfg_.threads);
+
+  // ---- bind tensors, repacking only where a kernel needs another layout ----
+  for (const TensorSpec& spec : cfg_.tensors) {
+    if (spec.offset + spec.bytes > map_size_) throw std::runtime_error("tensor " + spec.name + " is outside the file");
+    Tensor t{spec.type, spec.ne0, spec.ne1, map_ + spec.offset, 0.0f};
+    if (spec.type == T_TQ1_0) {
+      // TQ1_0 (base-3) is decoded once into the TQ2_0 layout the kernels read.
+      const int64_t nb = spec.ne0 * spec.ne1 / 256;
+      owned_.emplace_back((size_t)nb * sizeof(BlockTQ2));
+      BlockTQ2* dst = (BlockTQ2*)owned_.back().data();
+      const BlockTQ1* src = (const BlockTQ1*)t.data;
+      for (int64_t b = 0; b < nb; b++) tq1_to_tq2(src[b], dst[b]);
+      repacked_bytes_ += owned_.back().size();
+      t.type = T_TQ2_0;
+      t.data = owned_.back().data();
+    } else if (spec.type == T_BF16 && spec.ne1 > 1 && spec.name.find("token_embd") == std::string::npos) {
+      // BF16 projections run as F32.
+      owned_.emplace_back((size_t)spec.ne0 * spec.ne1 * 4);
+      float* dst = (float*)owned_.back().data();
+      const uint16_t* src = (const uint16_t*)t.data;
+      for (int64_t i = 0; i < spec.ne0 * spec.ne1; i++) dst[i] = bf16_to_f32(src[i]);
+      repacked_bytes_ += owned_.back().size();
+      t.type = T_F32;
+      t.data = owned_.back().data();
+    }
+    if (spec.ne0 * spec.ne1 == 1 && spec.type == T_F32) {
+      std::memcpy(&t.scalar, t.data, 4);
+    }
+    tensors_.push_back(t);
+  }
+
+  // ---- the optional Q8_0 output head (requantized once at load) ----
+  for (const OpSpec& op : cfg_.ops) {
+    if (op.kind == OP_OUTPUT && cfg_.head_q8_0) {
+      Tensor& head = tensors_[op.weight];
+      if (head.type != T_Q8_0 && head.ne0 % 32 == 0) {
+        const int64_t rows = head.ne1, cols = head.ne0;
+        owned_.emplace_back((size_t)rows * (cols / 32) * sizeof(BlockQ8_0));
+        BlockQ8_0* dst = (BlockQ8_0*)owned_.back().data();
+        const Tensor src = head;
+        pool_->run([&](int tid) {
+          int64_t r0, r1;
+          share(rows, tid, pool_->size(), r0, r1);
+          std::vector<float> row((size_t)cols);
+          for (int64_t r = r0; r < r1; r++) {
+            dequant_row(src, r, row.data());
+            quantize_q8_0(row.data(), dst + r * (cols / 32), cols);
+          }
+        });
+        repacked_bytes_ += owned_.back().size();
+        // A separate tensor, so the embedding lookup keeps reading the file's rows.
+        tensors_.push_back(Tensor{T_Q8_0, cols, rows, owned_.back().data(), 0.0f});
+        const_cast<OpSpec&>(op).weight = (int32_t)tensors_.size() - 1;
+        if (src.type == T_F16 || src.type == T_F32 || src.type == T_BF16) {
+          // The file's head rows are no longer read for logits; let the kernel drop them from RSS.
+          ::madvise((void*)((uintptr_t)src.data & ~(uintptr_t)4095), (size_t)(src.ne0 * src.ne1 * (src.type == T_F32 ? 4 : 2)), MADV_DONTNEED);
+        }
+      }
+    }
+  }
+
+  // ---- validate the shapes the kernels rely on, and name each op's kernel ----
+  const std::string path = kernels_->name;
+  for (const OpSpec& op : cfg_.ops) {
+    std::string id;
+    switch (op.kind) {
+      case OP_EMBED: id = "embed." + type_tag(tensors_[op.weight].type); break;
+      case OP_RMS_NORM: id = "rms_norm.f32"; break;
+      case OP_ROPE: id = "rope.neox"; break;
+      case OP_ATTENTION: id = "attention.gqa.f16kv"; break;
+      case OP_ADD: id = "add.f32"; break;
+      case OP_GLU: id = op.act == 0 ? "glu.relu2" : "glu.silu"; break;
+      case OP_LINEAR: {
+        const Tensor& w = tensors_[op.weight];
+        if (w.type == T_I2_S) {
+          if (w.ne0 % 128 != 0) throw std::runtime_error("I2_S rows must be multiples of 128");
+          id = "linear.i2_s.i8";
+        } else if (w.type == T_TQ2_0) {
+          if (w.ne0 % 256 != 0) throw std::runtime_error("TQ rows must be multiples of 256");
+          id = "linear.tq2_0.q8_k";
+        } else if (w.type == T_F16) {
+          id = "linear.f16";
+        } else if (w.type == T_F32) {
+          id = "linear.f32";
+        } else {
+          throw std::runtime_error("tensor type " + type_tag(w.type) + " is not supported for projections by the CPU backend");
+        }
+        break;
+      }
+      case OP_OUTPUT: {
+        const Tensor& w = tensors_[op.weight];
+        if (w.type != T_F16 && w.type != T_Q8_0 && w.type != T_F32) {
+          throw std::runtime_error("output head type " + type_tag(w.type) + " is not supported by the CPU backend");
+        }
+        id = "output." + type_tag(w.type);
+        break;
+      }
+      default:
+        throw std::runtime_error("unknown op kind");
+    }
+    op_kernel_.push_back("cpu." + path + "." + id);
+  }
+  plan_buffers();
+  scratch_.resize((size_t)pool_->size());
+  for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(cfg_.context, 256) + 1024);
+}
+
+Model::~Model() {
+  pool_.reset();
+  if (map_ != nullptr) ::munmap(map_, map_size_);
+}
+
+// Buffers live from the op that writes them to their last reader; slots are reused once free.
+void Model::plan_buffers() {
+  const size_t nbuf = cfg_.buffer_widths.size();
+  std::vector<int64_t> last(nbuf, -1);
+  for (size_t i = 0; i < cfg_.ops.size(); i++) {
+    const OpSpec& op = cfg_.ops[i];
+    for (int32_t b : {op.in0, op.in1, op.in2, op.out}) {
+      if (b >= 0) last[(size_t)b] = (int64_t)i;
+    }
+  }
+  slot_of_.assign(nbuf, -1);
+  std::vector<int64_t> slot_free_after;  // op index after which the slot is free
+  std::vector<int64_t> slot_width;
+  for (size_t i = 0; i < cfg_.ops.size(); i++) {
+    const int32_t out = cfg_.ops[i].out;
+    if (out < 0 || cfg_.ops[i].kind == OP_OUTPUT) continue;
+    int32_t chosen = -1;
+    for (size_t s = 0; s < slot_free_after.size(); s++) {
+      if (slot_free_after[s] < (int64_t)i) {
+        chosen = (int32_t)s;
+        break;
+      }
+    }
+    if (chosen < 0) {
+      chosen = (int32_t)slot_free_after.size();
+      slot_free_after.push_back(0);
+      slot_width.push_back(0);
+    }
+    slot_of_[(size_t)out] = chosen;
+    slot_free_after[(size_t)chosen] = last[(size_t)out];
+    slot_width[(size_t)chosen] = std::max(slot_width[(size_t)chosen], cfg_.buffer_widths[(size_t)out]);
+  }
+  slots_.resize(slot_width.size());
+  for (size_t s = 0; s < slot_width.size(); s++) slots_[s].resize((size_t)(slot_width[s] * cfg_.max_batch));
+  int64_t max_width = 0;
+  for (int64_t w : cfg_.buffer_widths) max_width = std::max(max_width, w);
+  q_.resize((size_t)(max_width * cfg_.max_batch));
+  q_scale_.resize((size_t)(max_width / 256 + 1) * cfg_.max_batch);
+  q_sum_.resize((size_t)(max_width / 256 + 1) * cfg_.max_batch);
+  head_x_.resize((size_t)(cfg_.n_embd * cfg_.max_batch));
+  head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cfg_.max_batch);
+}
+
+void Model::count(const std::string& id) { counts_[id]++; }
+
+void Model::create_sequence(int32_t id) {
+  Sequence s;
+  s.k.resize((size_t)cfg_.n_layer);
+  s.v.resize((size_t)cfg_.n_layer);
+  seqs_[id] = std::move(s);
+}
+
+void Model::free_sequence(int32_t id) { seqs_.erase(id); }
+
+void Model::fork_sequence(int32_t src, int32_t dst) {
+  auto it = seqs_.find(src);
+  if (it == seqs_.end()) throw std::runtime_error("unknown sequence");
+  seqs_[dst] = it->second;
+}
+
+void Model::truncate_sequence(int32_t id, int64_t length) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) throw std::runtime_error("unknown sequence");
+  it->second.length = std::min(it->second.length, length);
+}
+
+void Model::ensure_capacity(Sequence& s, int64_t needed) {
+  if (needed <= s.capacity) return;
+  const int64_t kvw = cfg_.head_dim * cfg_.n_head_kv;
+  int64_t cap = std::max<int64_t>(64, s.capacity * 2);
+  while (cap < needed) cap *= 2;
+  cap = std::min(cap, cfg_.context);
+  for (int64_t l = 0; l < cfg_.n_layer; l++) {
+    s.k[(size_t)l].resize((size_t)(cap * kvw));
+    s.v[(size_t)l].resize((size_t)(cap * kvw));
+  }
+  s.capacity = cap;
+}
+
+void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, int64_t T, const uint8_t* want_logits,
+                 float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out) {
+  if (T <= 0) return;
+  if (T > cfg_.max_batch) throw std::runtime_error("batch larger than the compiled maximum");
+  tokens_ = tokens;
+  seq_ids_ = seqs;
+  positions_ = positions;
+  want_ = want_logits;
+  logits_ = logits;
+  owners_.assign((size_t)T, nullptr);
+  logit_rows_.clear();
+  for (int64_t t = 0; t < T; t++) {
+    auto it = seqs_.find(seqs[t]);
+    if (it == seqs_.end()) throw std::runtime_error("unknown sequence in step");
+    owners_[(size_t)t] = &it->second;
+    ensure_capacity(it->second, positions[t] + 1);
+    if (want_logits[t]) logit_rows_.push_back(t);
+  }
+  quant_buffer_ = -1;
+  for (size_t i = 0; i < cfg_.ops.size(); i++) count(op_kernel_[i]);
+  pool_->run([&](int tid) {
+    const int nth = pool_->size();
+    for (const OpSpec& op : cfg_.ops) {
+      run_op(op, tid, nth, T);
+      pool_->barrier().wait();
+      if (tid == 0) {
+        for (size_t c = 0; c < capture.size(); c++) {
+          if (capture[c] == op.out && op.kind != OP_OUTPUT) {
+            std::memcpy(capture_out[c], buf(op.out), (size_t)(T * cfg_.buffer_widths[(size_t)op.out]) * 4);
+          }
+        }
+      }
+      pool_->barrier().wait();
+    }
+  });
+  for (int64_t t = 0; t < T; t++) {
+    Sequence* s = owners_[(size_t)t];
+    s->length = std::max(s->length, (int64_t)positions[t] + 1);
+  }
+}
+
+void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
+  const int64_t d = cfg_.n_embd;
+  int64_t b0, b1;
+  switch (op.kind) {
+    case OP_EMBED: {
+      const Tensor& table = tensors_[op.weight];
+      share(T, tid, nth, b0, b1);
+      for (int64_t t = b0; t < b1; t++) dequant_row(table, tokens_[t], buf(op.out) + t * d);
+      return;
+    }
+    case OP_RMS_NORM: {
+      const int64_t n = cfg_.buffer_widths[(size_t)op.out];
+      const float* x = buf(op.in0);
+      float* y = buf(op.out);
+      const Tensor& w = tensors_[op.weight];
+      std::vector<float> gain;
+      const float* g = (const float*)w.data;
+      if (w.type == T_F16) {
+        gain.resize((size_t)n);
+        for (int64_t i = 0; i < n; i++) gain[(size_t)i] = f16_to_f32(((const uint16_t*)w.data)[i]);
+        g = gain.data();
+      }
+      share(T, tid, nth, b0, b1);
+      for (int64_t t = b0; t < b1; t++) {
+        const float* xt = x + t * n;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += (double)(xt[i] * xt[i]);
+        const float mean = (float)(sum / (double)n);
+        const float scale = 1.0f / std::sqrt(mean + cfg_.eps);
+        for (int64_t i = 0; i < n; i++) y[t * n + i] = (xt[i] * scale) * g[i];
+      }
+      return;
+    }
+    case OP_LINEAR: {
+      const Tensor& w = tensors_[op.weight];
+      const int64_t cols = w.ne0, rows = w.ne1;
+      const float* x = buf(op.in0);
+      float* y = buf(op.out);
+      const int kind = w.type == T_I2_S ? 0 : w.type == T_TQ2_0 ? 1 : 2;
+      // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it.
+      if (kind < 2 && !(quant_buffer_ == op.in0 && quant_kind_ == kind)) {
+        share(T, tid, nth, b0, b1);
+        std::vector<int8_t> tmp((size_t)cols);
+        for (int64_t t = b0; t < b1; t++) {
+          const float* xt = x + t * cols;
+          int8_t* qt = q_.data() + t * cols;
+          if (kind == 0) {
+            // bitnet.cpp quantize_row_i8_s: max |x| in double (floor 1e-5), s = 127/max as f32.
+            double max = 0.00001;
+            for (int64_t i = 0; i < cols; i++) max = std::max(max, (double)std::fabs(xt[i]));
+            const float s = (float)(127.0 / max);
+            int32_t sum = 0;
+            for (int64_t i = 0; i < cols; i++) {
+              int v = nearest_int(xt[i] * s);
+              v = v > 127 ? 127 : v < -128 ? -128 : v;
+              tmp[(size_t)i] = (int8_t)v;
+              sum += v;
+            }
+            q_scale_[(size_t)t] = s;
+            q_sum_[(size_t)t] = sum;
+          } else {
+            // ggml quantize_row_q8_K_ref per 256-block.
+            const int64_t nb = cols / 256;
+            for (int64_t b = 0; b < nb; b++) {
+              float amax = 0.0f, max = 0.0f;
+              for (int j = 0; j < 256; j++) {
+                const float ax = std::fabs(xt[256 * b + j]);
+                if (ax > amax) {
+                  amax = ax;
+                  max = xt[256 * b + j];
+                }
+              }
+              int32_t bsum = 0;
+              if (amax == 0.0f) {
+                std::memset(tmp.data() + 256 * b, 0, 256);
+                q_scale_[(size_t)(t * nb + b)] = 0.0f;
+              } else {
+                const float iscale = -127.0f / max;
+                for (int j = 0; j < 256; j++) {
+                  const int v = std::min(127, nearest_int(iscale * xt[256 * b + j]));
+                  tmp[(size_t)(256 * b + j)] = (int8_t)v;
+                  bsum += v;
+                }
+                q_scale_[(size_t)(t * nb + b)] = 1.0f / iscale;
+              }
+              q_sum_[(size_t)(t * nb + b)] = bsum;
+            }
+          }
+          permute_activations(tmp.data(), qt, cols, kernels_->layout);
+        }
+        pool_->barrier().wait();
+        if (tid == 0) {
+          quant_buffer_ = op.in0;
+          quant_kind_ = kind;
+        }
+      } else {
+        // keep the barrier count identical on every thread
+        pool_->barrier().wait();
+      }
+      // Phase 2: output rows split across threads.
+      share(rows, tid, nth, b0, b1);
+      if (b0 < b1) {
+        if (kind == 0) {
+          float w_scale;
+          std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
+          kernels_->i2s_gemm(w.data, cols, b0, b1, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
+        } else if (kind == 1) {
+          kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, b0, b1, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
+        } else if (w.type == T_F16) {
+          std::vector<float> xr((size_t)(T * cols));
+          for (int64_t i = 0; i < T * cols; i++) xr[(size_t)i] = round_f16(x[i]);
+          kernels_->f16_gemm((const uint16_t*)w.data, cols, b0, b1, xr.data(), T, y, rows);
+        } else {
+          const float* f = (const float*)w.data;
+          for (int64_t r = b0; r < b1; r++)
+            for (int64_t t = 0; t < T; t++) {
+              float acc = 0.0f;
+              for (int64_t c = 0; c < cols; c++) acc += f[r * cols + c] * x[t * cols + c];
+              y[t * rows + r] = acc;
+            }
+        }
+        if (op.scale >= 0) {
+          const float s = tensors_[op.scale].scalar;
+          for (int64_t t = 0; t < T; t++)
+            for (int64_t r = b0; r < b1; r++) y[t * rows + r] *= s;
+        }
+      }
+      return;
+    }
+    case OP_ROPE: {
+      const int64_t hd = cfg_.head_dim, n_rot = cfg_.n_rot, half = n_rot / 2;
+      const int64_t width = op.heads * hd;
+      const float* x = buf(op.in0);
+      float* y = buf(op.out);
+      share(T, tid, nth, b0, b1);
+      std::vector<float> cs((size_t)half), sn((size_t)half);
+      const float theta_scale = (float)std::pow((double)cfg_.rope_base, (double)(-2.0f / (float)n_rot));
+      for (int64_t t = b0; t < b1; t++) {
+        float theta = (float)positions_[t];
+        for (int64_t i = 0; i < half; i++) {
+          cs[(size_t)i] = (float)std::cos((double)theta);
+          sn[(size_t)i] = (float)std::sin((double)theta);
+          theta = theta * theta_scale;
+        }
+        for (int64_t h = 0; h < op.heads; h++) {
+          const float* xi = x + t * width + h * hd;
+          float* yo = y + t * width + h * hd;
+          for (int64_t i = 0; i < half; i++) {
+            const float x0 = xi[i], x1 = xi[i + half];
+            yo[i] = x0 * cs[(size_t)i] - x1 * sn[(size_t)i];
+            yo[i + half] = x0 * sn[(size_t)i] + x1 * cs[(size_t)i];
+          }
+          for (int64_t i = n_rot; i < hd; i++) yo[i] = xi[i];
+        }
+      }
+      return;
+    }
+    case OP_ATTENTION: {
+      const int64_t hd = cfg_.head_dim, nh = cfg_.n_head, nkv = cfg_.n_head_kv, kvw = hd * nkv;
+      const float* q = buf(op.in0);
+      const float* k = buf(op.in1);
+      const float* v = buf(op.in2);
+      float* out = buf(op.out);
+      // Phase 1: store the batch's keys and values (f16, like llama.cpp's default cache).
+      share(T, tid, nth, b0, b1);
+      for (int64_t t = b0; t < b1; t++) {
+        Sequence* s = owners_[(size_t)t];
+        uint16_t* kd = s->k[(size_t)op.layer].data() + positions_[t] * kvw;
+        uint16_t* vd = s->v[(size_t)op.layer].data() + positions_[t] * kvw;
+        for (int64_t j = 0; j < kvw; j++) {
+          kd[j] = f32_to_f16(k[t * kvw + j]);
+          vd[j] = f32_to_f16(v[t * kvw + j]);
+        }
+      }
+      pool_->barrier().wait();
+      // Phase 2: (token, head) pairs split across threads.
+      const int64_t group = nh / nkv;
+      const float scale = (float)(1.0 / std::sqrt((double)hd));
+      float* scores = scratch_[(size_t)tid].data();
+      std::vector<float> qh((size_t)hd), acc((size_t)hd);
+      share(T * nh, tid, nth, b0, b1);
+      for (int64_t p = b0; p < b1; p++) {
+        const int64_t t = p / nh, h = p % nh, kvh = h / group;
+        const int64_t len = positions_[t] + 1;
+        const Sequence* s = owners_[(size_t)t];
+        const uint16_t* keys = s->k[(size_t)op.layer].data();
+        const uint16_t* vals = s->v[(size_t)op.layer].data();
+        for (int64_t i = 0; i < hd; i++) qh[(size_t)i] = round_f16(q[t * d + h * hd + i]);
+        float max = -INFINITY;
+        for (int64_t j = 0; j < len; j++) {
+          const uint16_t* kr = keys + j * kvw + kvh * hd;
+          float sdot = 0.0f;
+          for (int64_t i = 0; i < hd; i++) sdot += qh[(size_t)i] * f16_to_f32(kr[i]);
+          sdot = sdot * scale;
+          scores[j] = sdot;
+          max = std::max(max, sdot);
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < len; j++) {
+          const float e = (float)std::exp((double)(scores[j] - max));
+          scores[j] = e;
+          sum += (double)e;
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < len; j++) scores[j] = round_f16(scores[j] * inv);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t i = 0; i < hd; i++) {
+          float a = 0.0f;
+          for (int64_t j = 0; j < len; j++) a += scores[j] * f16_to_f32(vals[j * kvw + kvh * hd + i]);
+          acc[(size_t)i] = a;
+        }
+        std::memcpy(out + t * d + h * hd, acc.data(), (size_t)hd * 4);
+      }
+      return;
+    }
+    case OP_ADD: {
+      const int64_t n = T * cfg_.buffer_widths[(size_t)op.out];
+      const float* a = buf(op.in0);
+      const float* b = buf(op.in1);
+      float* y = buf(op.out);
+      share(n, tid, nth, b0, b1);
+      for (int64_t i = b0; i < b1; i++) y[i] = a[i] + b[i];
+      return;
+    }
+    case OP_GLU: {
+      const int64_t n = T * cfg_.buffer_widths[(size_t)op.out];
+      const float* g = buf(op.in0);
+      const float* u = buf(op.in1);
+      float* y = buf(op.out);
+      share(n, tid, nth, b0, b1);
+      if (op.act == 0) {
+        for (int64_t i = b0; i < b1; i++) {
+          const float r = g[i] > 0.0f ? g[i] : 0.0f;
+          y[i] = (r * r) * u[i];
+        }
+      } else {
+        for (int64_t i = b0; i < b1; i++) {
+          const float e = (float)std::exp(-(double)g[i]);
+          const float sg = g[i] / (1.0f + e);
+          y[i] = sg * u[i];
+        }
+      }
+      return;
+    }
+    case OP_OUTPUT: {
+      const Tensor& w = tensors_[op.weight];
+      const int64_t rows = (int64_t)logit_rows_.size();
+      if (rows == 0) return;
+      const float* x = buf(op.in0);
+      const int64_t vocab = w.ne1, cols = w.ne0;
+      // Phase 1: the activation rows that need logits, in the head's dot type.
+      share(rows, tid, nth, b0, b1);
+      for (int64_t r = b0; r < b1; r++) {
+        const float* xt = x + logit_rows_[(size_t)r] * cols;
+        if (w.type == T_Q8_0) {
+          quantize_q8_0(xt, head_q_.data() + r * (cols / 32), cols);
+        } else {
+          for (int64_t i = 0; i < cols; i++) head_x_[(size_t)(r * cols + i)] = w.type == T_F16 ? round_f16(xt[i]) : xt[i];
+        }
+      }
+      pool_->barrier().wait();
+      // Phase 2: vocabulary rows split across threads.
+      share(vocab, tid, nth, b0, b1);
+      if (b0 < b1) {
+        if (w.type == T_F16) {
+          kernels_->f16_gemm((const uint16_t*)w.data, cols, b0, b1, head_x_.data(), rows, logits_, vocab);
+        } else if (w.type == T_Q8_0) {
+          kernels_->q8_0_gemm((const BlockQ8_0*)w.data, cols, b0, b1, head_q_.data(), rows, logits_, vocab);
+        } else {
+          const float* f = (const float*)w.data;
+          for (int64_t v = b0; v < b1; v++)
+            for (int64_t r = 0; r < rows; r++) {
+              float acc = 0.0f;
+              for (int64_t c = 0; c < cols; c++) acc += f[v * cols + c] * head_x_[(size_t)(r * cols + c)];
+              logits_[r * vocab + v] = acc;
+            }
+        }
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+}  // namespace bitnet

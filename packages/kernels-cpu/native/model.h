@@ -1,0 +1,126 @@
+// ---------------------------------------------------------------------------------------------
+// The native model: the GGUF file mapped read-only, the forward graph compiled to an execution
+// plan over reusable buffer slots, per-sequence f16 KV caches, and a thread pool that runs a
+// whole step (all ops of all layers for a batch of tokens) per call.
+// ---------------------------------------------------------------------------------------------
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include "kernels.h"
+#include "threadpool.h"
+
+namespace bitnet {
+
+enum OpKind : int32_t { OP_EMBED = 0, OP_RMS_NORM = 1, OP_LINEAR = 2, OP_ROPE = 3, OP_ATTENTION = 4, OP_ADD = 5, OP_GLU = 6, OP_OUTPUT = 7 };
+
+struct TensorSpec {
+  std::string name;
+  int32_t type;
+  int64_t ne0, ne1;
+  uint64_t offset;  // absolute offset in the file
+  uint64_t bytes;
+};
+
+struct OpSpec {
+  int32_t kind;
+  int32_t in0 = -1, in1 = -1, in2 = -1;  // buffer ids
+  int32_t out = -1;
+  int32_t weight = -1;  // tensor index
+  int32_t scale = -1;   // tensor index of an optional [1] scale
+  int32_t heads = 0;
+  int32_t layer = 0;
+  int32_t act = 0;  // 0 relu2, 1 silu
+};
+
+struct ModelConfig {
+  std::string path;
+  int64_t n_embd, n_layer, n_ff, n_head, n_head_kv, head_dim, n_rot, vocab, context;
+  float rope_base, eps;
+  std::vector<TensorSpec> tensors;
+  std::vector<OpSpec> ops;
+  std::vector<int64_t> buffer_widths;  // per buffer id
+  int threads = 1;
+  int max_batch = 256;
+  std::string kernel_path = "auto";
+  bool head_q8_0 = false;
+};
+
+struct Tensor {
+  int32_t type;  // after repacking
+  int64_t ne0, ne1;
+  const uint8_t* data;
+  float scalar;  // value of [1]-shaped F32 tensors
+};
+
+struct Sequence {
+  int64_t length = 0;
+  int64_t capacity = 0;
+  std::vector<std::vector<uint16_t>> k, v;  // per layer [capacity × kv_width] f16
+};
+
+class Model {
+ public:
+  explicit Model(ModelConfig config);
+  ~Model();
+
+  void create_sequence(int32_t id);
+  void free_sequence(int32_t id);
+  void fork_sequence(int32_t src, int32_t dst);
+  void truncate_sequence(int32_t id, int64_t length);
+
+  // One forward step. tokens/seqs/positions: T entries; want_logits: T flags; logits: rows × vocab.
+  // capture: buffer ids to copy out (each into capture_out[i], T × width floats).
+  void step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, int64_t T, const uint8_t* want_logits,
+            float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out);
+
+  const char* kernel_name() const { return kernels_->name; }
+  std::map<std::string, int64_t> kernel_counts() const { return counts_; }
+  uint64_t mapped_bytes() const { return map_size_; }
+  uint64_t repacked_bytes() const { return repacked_bytes_; }
+  int threads() const { return pool_->size(); }
+
+ private:
+  void plan_buffers();
+  void run_op(const OpSpec& op, int tid, int nth, int64_t T);
+  void count(const std::string& id);
+  float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
+  void ensure_capacity(Sequence& s, int64_t needed);
+
+  ModelConfig cfg_;
+  const Kernels* kernels_;
+  std::unique_ptr<ThreadPool> pool_;
+  uint8_t* map_ = nullptr;
+  uint64_t map_size_ = 0;
+  std::vector<Tensor> tensors_;
+  std::vector<std::vector<uint8_t>> owned_;  // repacked tensors
+  uint64_t repacked_bytes_ = 0;
+  std::vector<int32_t> slot_of_;
+  std::vector<std::vector<float>> slots_;
+  std::unordered_map<int32_t, Sequence> seqs_;
+  std::map<std::string, int64_t> counts_;
+  std::vector<std::string> op_kernel_;  // kernel id per op, for counts
+
+  // Per-step state.
+  const int32_t* tokens_ = nullptr;
+  const int32_t* seq_ids_ = nullptr;
+  const int32_t* positions_ = nullptr;
+  const uint8_t* want_ = nullptr;
+  float* logits_ = nullptr;
+  std::vector<Sequence*> owners_;
+  std::vector<int64_t> logit_rows_;
+  // Quantized activations of the last quantized buffer (shared by q/k/v and gate/up).
+  int32_t quant_buffer_ = -1;
+  int32_t quant_kind_ = -1;
+  std::vector<int8_t> q_;
+  std::vector<float> q_scale_;
+  std::vector<int32_t> q_sum_;
+  std::vector<float> head_x_;
+  std::vector<BlockQ8_0> head_q_;
+  std::vector<std::vector<float>> scratch_;  // per thread
+};
+
+}  // namespace bitnet

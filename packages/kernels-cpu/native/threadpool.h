@@ -1,0 +1,115 @@
+// ---------------------------------------------------------------------------------------------
+// A persistent thread pool for whole forward steps: the calling thread is worker 0, N−1 threads
+// wait on a condition variable between steps, and within a step ops are separated by a spin
+// barrier (cheap: a step runs dozens of ops in a few milliseconds).
+// ---------------------------------------------------------------------------------------------
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace bitnet {
+
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait() {
+    const int gen = generation_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == gen) {
+      if (++spins > 4096) {
+        std::this_thread::yield();
+      }
+    }
+  }
+  int size() const { return n_; }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<int> generation_{0};
+};
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n) : n_(n < 1 ? 1 : n), barrier_(n_) {
+    for (int i = 1; i < n_; i++) {
+      threads_.emplace_back([this, i] { loop(i); });
+    }
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      job_id_++;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int size() const { return n_; }
+  SpinBarrier& barrier() { return barrier_; }
+
+  // Runs job(thread_index) on every worker (the caller is worker 0) and returns when all are done.
+  void run(const std::function<void(int)>& job) {
+    if (n_ == 1) {
+      job(0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      pending_.store(n_ - 1, std::memory_order_release);
+      job_id_++;
+    }
+    cv_.notify_all();
+    job(0);
+    int spins = 0;
+    while (pending_.load(std::memory_order_acquire) != 0) {
+      if (++spins > 4096) std::this_thread::yield();
+    }
+  }
+
+ private:
+  void loop(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return job_id_ != seen; });
+        seen = job_id_;
+        if (stop_) return;
+        job = job_;
+      }
+      (*job)(index);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  const int n_;
+  SpinBarrier barrier_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  uint64_t job_id_ = 0;
+  bool stop_ = false;
+  const std::function<void(int)>* job_ = nullptr;
+  std::atomic<int> pending_{0};
+};
+
+// The [begin, end) share of `n` items for worker `i` of `k`.
+inline void share(int64_t n, int i, int k, int64_t& begin, int64_t& end) {
+  const int64_t per = n / k, rest = n % k;
+  begin = i * per + (i < rest ? i : rest);
+  end = begin + per + (i < rest ? 1 : 0);
+}
+
+}  // namespace bitnet
