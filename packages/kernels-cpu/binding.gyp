@@ -8,6 +8,7 @@
         "native/kernels_scalar.cc",
         "native/kernels_avx2.cc",
         "native/kernels_avx512.cc",
+        "native/kernels_amx.cc",
         "native/kernels_dispatch.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

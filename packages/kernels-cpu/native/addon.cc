@@ -53,6 +53,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     cfg.max_batch = (int)GetInt(c, "maxBatch");
     cfg.kernel_path = c.Get("kernelPath").As<Napi::String>().Utf8Value();
     cfg.head_q8_0 = c.Get("headQ8_0").As<Napi::Boolean>().Value();
+    cfg.use_mmap = c.Get("mmap").As<Napi::Boolean>().Value();
     const Napi::Array tensors = c.Get("tensors").As<Napi::Array>();
     for (uint32_t i = 0; i < tensors.Length(); i++) {
       const Napi::Object t = tensors.Get(i).As<Napi::Object>();
@@ -128,7 +129,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       out.Set("kernelPath", model_->kernel_name());
       out.Set("threads", model_->threads());
       out.Set("mappedBytes", (double)model_->mapped_bytes());
+      out.Set("loadedBytes", (double)model_->loaded_bytes());
       out.Set("repackedBytes", (double)model_->repacked_bytes());
+      Napi::Object times = Napi::Object::New(info.Env());
+      for (const auto& [k, v] : model_->op_times()) times.Set(k, Napi::Number::New(info.Env(), (double)v / 1e6));
+      out.Set("opMilliseconds", times);
     }
     return out;
   }

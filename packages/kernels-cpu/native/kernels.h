@@ -35,6 +35,24 @@ struct Kernels {
   // Q8_0 × Q8_0 activations (the optional requantized head).
   void (*q8_0_gemm)(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t T,
                     float* out, int64_t out_stride);
+
+  // Attention scores: scores[j] = Σ_i q[i]·k[i·stride + j] for j < len, summed in i order (each
+  // position is one SIMD lane, so every path matches the scalar order exactly). K is f16,
+  // transposed per head ([head_dim][capacity]); q holds f16-rounded values.
+  void (*attn_scores)(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores);
+
+  // out[i] = Σ_j p[j]·v[j·kvw + i] for i < hd, summed in j order (lanes over i: exact).
+  void (*attn_values)(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out);
+
+  // Σ (double)(x[i]·x[i]) — the RMSNorm sum (scalar: in order; SIMD: in lanes).
+  double (*sum_squares)(const float* x, int64_t n);
+
+  // y[i] = (float)exp((double)x[i]) — SIMD paths evaluate exp in double precision, so the result
+  // differs from libm's only when it lies within ~1e-16 of a float rounding boundary.
+  void (*exp)(const float* x, float* y, int64_t n);
+
+  // y = relu(g)² · u, elementwise (exact on every path).
+  void (*relu2_glu)(const float* g, const float* u, float* y, int64_t n);
 };
 
 const Kernels& kernels_scalar();
@@ -48,6 +66,17 @@ const Kernels* select_kernels(const char* name);
 
 // Names of the paths available on this CPU, best last.
 int available_kernel_paths(const char** out, int max);
+
+// ---- AMX (x86 Sapphire Rapids and later): prefill GEMM for I2_S ----
+// True when the CPU has AMX-INT8 and the OS granted tile state to this process.
+bool amx_available();
+// Packs T tokens of natural-order int8 activations into 16×64-byte B tiles
+// ((T+15)/16 × cols/64 tiles of 1 KiB).
+void pack_amx_activations(const int8_t* q, int64_t cols, int64_t T, int8_t* btiles);
+// Integer dot products of rows [r0, r1) (multiples of 16) with T packed tokens:
+// acc[t · acc_stride + r] = Σ code·q (codes 0..2, before subtracting Σq).
+void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T, int32_t* acc,
+                  int64_t acc_stride);
 
 // Reorders one token's int8 activations (cols, multiple of 128) into `layout`.
 void permute_activations(const int8_t* src, int8_t* dst, int64_t cols, ActLayout layout);

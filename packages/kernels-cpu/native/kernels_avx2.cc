@@ -5,6 +5,7 @@
 // Technique after bitnet.cpp's I2_S kernels (src/ggml-bitnet-mad.cpp) and llama.cpp's
 // ggml-cpu/arch/x86/quants.c (ggml_vec_dot_tq2_0_q8_K).
 // ---------------------------------------------------------------------------------------------
+#include <cmath>
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -164,7 +165,96 @@ void q8_0_gemm_avx2(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, co
   }
 }
 
-const Kernels AVX2 = {"avx2", LAYOUT_NATURAL, i2s_gemm_avx2, tq2_gemm_avx2, f16_gemm_avx2, q8_0_gemm_avx2};
+// Scores for 8 positions at once, each lane summing in i order (exact scalar order per lane).
+void attn_scores_avx2(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8) {
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < hd; i++) {
+      const __m256 k = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(kt + i * stride + j)));
+      s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(q[i]), k));
+    }
+    _mm256_storeu_ps(scores + j, s);
+  }
+  for (; j < len; j++) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < hd; i++) s += q[i] * f16_to_f32(kt[i * stride + j]);
+    scores[j] = s;
+  }
+}
+
+void attn_values_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= hd; i += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+      const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + j * kvw + i)));
+      a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(p[j]), vv));
+    }
+    _mm256_storeu_ps(out + i, a);
+  }
+  for (; i < hd; i++) {
+    float a = 0.0f;
+    for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
+    out[i] = a;
+  }
+}
+
+double sum_squares_avx2(const float* x, int64_t n) {
+  __m256d a = _mm256_setzero_pd(), b = a;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 sq = _mm256_mul_ps(v, v);
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+    b = _mm256_add_pd(b, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+  }
+  __m256d s = _mm256_add_pd(a, b);
+  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  for (; i < n; i++) sum += (double)(x[i] * x[i]);
+  return sum;
+}
+
+// exp in double precision, 4 lanes (see kernels_avx512.cc exp_pd).
+inline __m256d exp_pd4(__m256d x) {
+  x = _mm256_max_pd(_mm256_min_pd(x, _mm256_set1_pd(709.0)), _mm256_set1_pd(-708.0));
+  const __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), x);
+  r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
+  static const double c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+                             1.0 / 40320.0,      1.0 / 5040.0,      1.0 / 720.0,      1.0 / 120.0,      1.0 / 24.0,
+                             1.0 / 6.0,          0.5,               1.0,              1.0};
+  __m256d p = _mm256_set1_pd(c[0]);
+  for (int i = 1; i < 14; i++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c[i]));
+  // 2^k through the exponent bits (k is within the normal range after the clamp).
+  const __m256i e = _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k)), _mm256_set1_epi64x(1023)), 52);
+  return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
+}
+
+void exp_avx2(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    _mm_storeu_ps(y + i, _mm256_cvtpd_ps(exp_pd4(v)));
+  }
+  for (; i < n; i++) y[i] = (float)std::exp((double)x[i]);
+}
+
+void relu2_glu_avx2(const float* g, const float* u, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 r = _mm256_max_ps(_mm256_loadu_ps(g + i), _mm256_setzero_ps());
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(r, r), _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; i++) {
+    const float r = g[i] > 0.0f ? g[i] : 0.0f;
+    y[i] = (r * r) * u[i];
+  }
+}
+
+const Kernels AVX2 = {"avx2", LAYOUT_NATURAL, i2s_gemm_avx2, tq2_gemm_avx2, f16_gemm_avx2, q8_0_gemm_avx2,
+                      attn_scores_avx2, attn_values_avx2, sum_squares_avx2, exp_avx2, relu2_glu_avx2};
 
 }  // namespace
 

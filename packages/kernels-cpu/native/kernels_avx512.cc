@@ -1,9 +1,11 @@
 // ---------------------------------------------------------------------------------------------
 // AVX-512 (F, BW, VL) + VNNI kernels. One 64-byte load of packed ternary codes (two I2_S blocks,
 // or one TQ2_0 block) yields four 64-lane code vectors, each multiplied with 64 int8
-// activations by vpdpbusd (u8 × s8 → int32, 4 products per lane) — activations are pre-permuted
-// into LAYOUT_INTERLEAVE256 once per token so every load is contiguous.
+// activations by vpdpbusd (u8 × s8 → int32, 4 products per lane). Activations are permuted into
+// LAYOUT_INTERLEAVE256 once per token so every load is contiguous. Independent accumulators
+// keep several vpdpbusd chains in flight (its latency, not memory, otherwise bounds a matvec).
 // ---------------------------------------------------------------------------------------------
+#include <cmath>
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -15,152 +17,212 @@
 namespace bitnet {
 namespace {
 
-inline int32_t hsum_i32_512(__m512i v) { return _mm512_reduce_add_epi32(v); }
-inline float hsum_f32_512(__m512 v) { return _mm512_reduce_add_ps(v); }
+inline int32_t hsum_i32(__m512i v) { return _mm512_reduce_add_epi32(v); }
+inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-// Σ code·q of 256 elements: I2_S codes of two consecutive 128-blocks (64 bytes), bit groups
-// 6,4,2,0 ↔ element groups 0..31, 32..63, 64..95, 96..127 of each block.
-inline __m512i i2s_256(__m512i acc, const uint8_t* codes, const int8_t* q) {
-  const __m512i mask = _mm512_set1_epi8(3);
-  const __m512i packed = _mm512_loadu_si512(codes);
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask), _mm512_loadu_si512(q));
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask), _mm512_loadu_si512(q + 64));
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask), _mm512_loadu_si512(q + 128));
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(packed, mask), _mm512_loadu_si512(q + 192));
-  return acc;
-}
+// How far ahead of the current load weights are prefetched (bytes): measured on this machine.
+constexpr int PREFETCH_BYTES = 1024;
+
+#define CODES(packed, shift) _mm512_and_si512(_mm512_srli_epi16(packed, shift), mask3)
 
 // A 128-element tail block (natural activation order), with 256-bit VNNI.
-inline __m256i i2s_128(__m256i acc, const uint8_t* codes, const int8_t* q) {
+inline int32_t i2s_tail(const uint8_t* codes, const int8_t* q) {
   const __m256i mask = _mm256_set1_epi8(3);
   const __m256i packed = _mm256_loadu_si256((const __m256i*)codes);
-  acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask), _mm256_loadu_si256((const __m256i*)q));
-  acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask), _mm256_loadu_si256((const __m256i*)(q + 32)));
-  acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask), _mm256_loadu_si256((const __m256i*)(q + 64)));
-  acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(packed, mask), _mm256_loadu_si256((const __m256i*)(q + 96)));
-  return acc;
-}
-
-inline int32_t i2s_row_dot(const uint8_t* row, const int8_t* q, int64_t cols) {
-  __m512i acc = _mm512_setzero_si512();
-  int64_t c = 0;
-  for (; c + 256 <= cols; c += 256) {
-    acc = i2s_256(acc, row + c / 4, q + c);
-  }
-  int32_t dot = hsum_i32_512(acc);
-  if (c < cols) {
-    __m256i tail = i2s_128(_mm256_setzero_si256(), row + c / 4, q + c);
-    dot += hsum_i32_512(_mm512_zextsi256_si512(tail));
-  }
-  return dot;
+  __m256i a = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask), _mm256_loadu_si256((const __m256i*)q));
+  __m256i b = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask), _mm256_loadu_si256((const __m256i*)(q + 32)));
+  a = _mm256_dpbusd_epi32(a, _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask), _mm256_loadu_si256((const __m256i*)(q + 64)));
+  b = _mm256_dpbusd_epi32(b, _mm256_and_si256(packed, mask), _mm256_loadu_si256((const __m256i*)(q + 96)));
+  return hsum_i32(_mm512_zextsi256_si512(_mm256_add_epi32(a, b)));
 }
 
 void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                      const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
+  const __m512i mask3 = _mm512_set1_epi8(3);
   const int64_t row_bytes = cols / 4;
   const int64_t full = cols - cols % 256;
-  for (int64_t r = r0; r < r1; r++) {
-    const uint8_t* row = w + r * row_bytes;
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) {
-      // Four tokens share each 64-byte code load.
-      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-      const int8_t* q0 = q + (t + 0) * cols;
-      const int8_t* q1 = q + (t + 1) * cols;
-      const int8_t* q2 = q + (t + 2) * cols;
-      const int8_t* q3 = q + (t + 3) * cols;
-      const __m512i mask = _mm512_set1_epi8(3);
+  auto finish = [&](int64_t r, int64_t t, int32_t dot) {
+    if (full < cols) dot += i2s_tail(w + r * row_bytes + full / 4, q + t * cols + full);
+    const float y = (float)(dot - act_sum[t]) / act_scale[t];
+    out[t * out_stride + r] = y * w_scale;
+  };
+  int64_t t = 0;
+  // Prefill: four tokens share each 64-byte code load; two accumulators per token.
+  for (; t + 4 <= T; t += 4) {
+    const int8_t* q0 = q + (t + 0) * cols;
+    const int8_t* q1 = q + (t + 1) * cols;
+    const int8_t* q2 = q + (t + 2) * cols;
+    const int8_t* q3 = q + (t + 3) * cols;
+    for (int64_t r = r0; r < r1; r++) {
+      const uint8_t* row = w + r * row_bytes;
+      __m512i a0 = _mm512_setzero_si512(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
       for (int64_t c = 0; c < full; c += 256) {
         const __m512i packed = _mm512_loadu_si512(row + c / 4);
-        const __m512i k0 = _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask);
-        const __m512i k1 = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-        const __m512i k2 = _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask);
-        const __m512i k3 = _mm512_and_si512(packed, mask);
+        const __m512i k0 = CODES(packed, 6), k1 = CODES(packed, 4), k2 = CODES(packed, 2), k3 = _mm512_and_si512(packed, mask3);
         a0 = _mm512_dpbusd_epi32(a0, k0, _mm512_loadu_si512(q0 + c));
-        a0 = _mm512_dpbusd_epi32(a0, k1, _mm512_loadu_si512(q0 + c + 64));
-        a0 = _mm512_dpbusd_epi32(a0, k2, _mm512_loadu_si512(q0 + c + 128));
-        a0 = _mm512_dpbusd_epi32(a0, k3, _mm512_loadu_si512(q0 + c + 192));
+        b0 = _mm512_dpbusd_epi32(b0, k1, _mm512_loadu_si512(q0 + c + 64));
         a1 = _mm512_dpbusd_epi32(a1, k0, _mm512_loadu_si512(q1 + c));
-        a1 = _mm512_dpbusd_epi32(a1, k1, _mm512_loadu_si512(q1 + c + 64));
-        a1 = _mm512_dpbusd_epi32(a1, k2, _mm512_loadu_si512(q1 + c + 128));
-        a1 = _mm512_dpbusd_epi32(a1, k3, _mm512_loadu_si512(q1 + c + 192));
+        b1 = _mm512_dpbusd_epi32(b1, k1, _mm512_loadu_si512(q1 + c + 64));
         a2 = _mm512_dpbusd_epi32(a2, k0, _mm512_loadu_si512(q2 + c));
-        a2 = _mm512_dpbusd_epi32(a2, k1, _mm512_loadu_si512(q2 + c + 64));
-        a2 = _mm512_dpbusd_epi32(a2, k2, _mm512_loadu_si512(q2 + c + 128));
-        a2 = _mm512_dpbusd_epi32(a2, k3, _mm512_loadu_si512(q2 + c + 192));
+        b2 = _mm512_dpbusd_epi32(b2, k1, _mm512_loadu_si512(q2 + c + 64));
         a3 = _mm512_dpbusd_epi32(a3, k0, _mm512_loadu_si512(q3 + c));
-        a3 = _mm512_dpbusd_epi32(a3, k1, _mm512_loadu_si512(q3 + c + 64));
+        b3 = _mm512_dpbusd_epi32(b3, k1, _mm512_loadu_si512(q3 + c + 64));
+        a0 = _mm512_dpbusd_epi32(a0, k2, _mm512_loadu_si512(q0 + c + 128));
+        b0 = _mm512_dpbusd_epi32(b0, k3, _mm512_loadu_si512(q0 + c + 192));
+        a1 = _mm512_dpbusd_epi32(a1, k2, _mm512_loadu_si512(q1 + c + 128));
+        b1 = _mm512_dpbusd_epi32(b1, k3, _mm512_loadu_si512(q1 + c + 192));
+        a2 = _mm512_dpbusd_epi32(a2, k2, _mm512_loadu_si512(q2 + c + 128));
+        b2 = _mm512_dpbusd_epi32(b2, k3, _mm512_loadu_si512(q2 + c + 192));
         a3 = _mm512_dpbusd_epi32(a3, k2, _mm512_loadu_si512(q3 + c + 128));
-        a3 = _mm512_dpbusd_epi32(a3, k3, _mm512_loadu_si512(q3 + c + 192));
+        b3 = _mm512_dpbusd_epi32(b3, k3, _mm512_loadu_si512(q3 + c + 192));
       }
-      const __m512i acc[4] = {a0, a1, a2, a3};
-      for (int k = 0; k < 4; k++) {
-        int32_t dot = hsum_i32_512(acc[k]);
-        if (full < cols) {
-          __m256i tail = i2s_128(_mm256_setzero_si256(), row + full / 4, q + (t + k) * cols + full);
-          dot += hsum_i32_512(_mm512_zextsi256_si512(tail));
-        }
-        const float y = (float)(dot - act_sum[t + k]) / act_scale[t + k];
-        out[(t + k) * out_stride + r] = y * w_scale;
-      }
+      finish(r, t + 0, hsum_i32(_mm512_add_epi32(a0, b0)));
+      finish(r, t + 1, hsum_i32(_mm512_add_epi32(a1, b1)));
+      finish(r, t + 2, hsum_i32(_mm512_add_epi32(a2, b2)));
+      finish(r, t + 3, hsum_i32(_mm512_add_epi32(a3, b3)));
     }
-    for (; t < T; t++) {
-      const int32_t dot = i2s_row_dot(row, q + t * cols, cols);
-      const float y = (float)(dot - act_sum[t]) / act_scale[t];
-      out[t * out_stride + r] = y * w_scale;
+  }
+  // Decode: one token, two rows at a time, four accumulators per row.
+  for (; t < T; t++) {
+    const int8_t* qt = q + t * cols;
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+      const uint8_t* ra = w + r * row_bytes;
+      const uint8_t* rb = ra + row_bytes;
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+      for (int64_t c = 0; c < full; c += 256) {
+        // Weights stream from memory once per token: prefetch well ahead of the two rows.
+        _mm_prefetch((const char*)(ra + c / 4 + PREFETCH_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char*)(rb + c / 4 + PREFETCH_BYTES), _MM_HINT_T0);
+        const __m512i x0 = _mm512_loadu_si512(qt + c), x1 = _mm512_loadu_si512(qt + c + 64);
+        const __m512i x2 = _mm512_loadu_si512(qt + c + 128), x3 = _mm512_loadu_si512(qt + c + 192);
+        const __m512i pa = _mm512_loadu_si512(ra + c / 4), pb = _mm512_loadu_si512(rb + c / 4);
+        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 6), x0);
+        c0 = _mm512_dpbusd_epi32(c0, CODES(pb, 6), x0);
+        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 4), x1);
+        c1 = _mm512_dpbusd_epi32(c1, CODES(pb, 4), x1);
+        a2 = _mm512_dpbusd_epi32(a2, CODES(pa, 2), x2);
+        c2 = _mm512_dpbusd_epi32(c2, CODES(pb, 2), x2);
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(pa, mask3), x3);
+        c3 = _mm512_dpbusd_epi32(c3, _mm512_and_si512(pb, mask3), x3);
+      }
+      finish(r, t, hsum_i32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3))));
+      finish(r + 1, t, hsum_i32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3))));
+    }
+    for (; r < r1; r++) {
+      const uint8_t* ra = w + r * row_bytes;
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t c = 0; c < full; c += 256) {
+        const __m512i pa = _mm512_loadu_si512(ra + c / 4);
+        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 6), _mm512_loadu_si512(qt + c));
+        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 4), _mm512_loadu_si512(qt + c + 64));
+        a2 = _mm512_dpbusd_epi32(a2, CODES(pa, 2), _mm512_loadu_si512(qt + c + 128));
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(pa, mask3), _mm512_loadu_si512(qt + c + 192));
+      }
+      finish(r, t, hsum_i32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3))));
     }
   }
 }
 
-// Σ code·q of one TQ2_0 block: qs[0..63] in one load; bits 2l ↔ element groups 32l.. of
-// chunk 0 (bytes 0..31) and 128+32l.. of chunk 1 (bytes 32..63): LAYOUT_INTERLEAVE256.
-inline __m512i tq2_256(__m512i acc, const uint8_t* qs, const int8_t* q) {
-  const __m512i mask = _mm512_set1_epi8(3);
-  const __m512i packed = _mm512_loadu_si512(qs);
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(packed, mask), _mm512_loadu_si512(q));
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask), _mm512_loadu_si512(q + 64));
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask), _mm512_loadu_si512(q + 128));
-  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask), _mm512_loadu_si512(q + 192));
-  return acc;
-}
-
+// TQ2_0: one block's qs[0..63] in one load; bits 2l ↔ element groups 32l.. of chunk 0 (bytes
+// 0..31) and 128+32l.. of chunk 1 (bytes 32..63): the same LAYOUT_INTERLEAVE256.
 void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                      const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  const __m512i mask3 = _mm512_set1_epi8(3);
   const int64_t nb = cols / 256;
-  for (int64_t r = r0; r < r1; r++) {
-    const BlockTQ2* row = w + r * nb;
-    for (int64_t t = 0; t < T; t++) {
-      const int8_t* qt = q + t * cols;
-      __m512 acc = _mm512_setzero_ps();
-      float correction = 0.0f;
+  for (int64_t t = 0; t < T; t++) {
+    const int8_t* qt = q + t * cols;
+    const float* dt = act_d + t * nb;
+    const int32_t* st = act_bsum + t * nb;
+    int64_t r = r0;
+    // Two rows at a time share the activation loads.
+    for (; r + 2 <= r1; r += 2) {
+      const BlockTQ2* ra = w + r * nb;
+      const BlockTQ2* rb = ra + nb;
+      __m512 fa = _mm512_setzero_ps(), fb = fa;
+      float corr_a = 0.0f, corr_b = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
-        const __m512i sum = tq2_256(_mm512_setzero_si512(), row[b].qs, qt + 256 * b);
-        const float d = act_d[t * nb + b] * f16_to_f32(row[b].d);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(d), acc);
-        correction += (float)act_bsum[t * nb + b] * d;
+        _mm_prefetch((const char*)(ra + b) + PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char*)(rb + b) + PREFETCH_BYTES, _MM_HINT_T0);
+        const int8_t* qb = qt + 256 * b;
+        const __m512i x0 = _mm512_loadu_si512(qb), x1 = _mm512_loadu_si512(qb + 64);
+        const __m512i x2 = _mm512_loadu_si512(qb + 128), x3 = _mm512_loadu_si512(qb + 192);
+        const __m512i pa = _mm512_loadu_si512(ra[b].qs), pb = _mm512_loadu_si512(rb[b].qs);
+        __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pa, mask3), x0);
+        __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(pa, 2), x1);
+        __m512i c0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pb, mask3), x0);
+        __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(pb, 2), x1);
+        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 4), x2);
+        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 6), x3);
+        c0 = _mm512_dpbusd_epi32(c0, CODES(pb, 4), x2);
+        c1 = _mm512_dpbusd_epi32(c1, CODES(pb, 6), x3);
+        const float da = dt[b] * f16_to_f32(ra[b].d);
+        const float db = dt[b] * f16_to_f32(rb[b].d);
+        fa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_set1_ps(da), fa);
+        fb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), _mm512_set1_ps(db), fb);
+        corr_a += (float)st[b] * da;
+        corr_b += (float)st[b] * db;
       }
-      out[t * out_stride + r] = hsum_f32_512(acc) - correction;
+      out[t * out_stride + r] = hsum_f32(fa) - corr_a;
+      out[t * out_stride + r + 1] = hsum_f32(fb) - corr_b;
+    }
+    for (; r < r1; r++) {
+      const BlockTQ2* ra = w + r * nb;
+      __m512 fa = _mm512_setzero_ps();
+      float corr = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        const int8_t* qb = qt + 256 * b;
+        const __m512i pa = _mm512_loadu_si512(ra[b].qs);
+        __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pa, mask3), _mm512_loadu_si512(qb));
+        __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(pa, 2), _mm512_loadu_si512(qb + 64));
+        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 4), _mm512_loadu_si512(qb + 128));
+        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 6), _mm512_loadu_si512(qb + 192));
+        const float d = dt[b] * f16_to_f32(ra[b].d);
+        fa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_set1_ps(d), fa);
+        corr += (float)st[b] * d;
+      }
+      out[t * out_stride + r] = hsum_f32(fa) - corr;
     }
   }
 }
 
 void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                      int64_t out_stride) {
-  for (int64_t r = r0; r < r1; r++) {
-    const uint16_t* row = w + r * cols;
-    for (int64_t t = 0; t < T; t++) {
-      const float* xt = x + t * cols;
+  const int64_t full = cols - cols % 32;
+  for (int64_t t = 0; t < T; t++) {
+    const float* xt = x + t * cols;
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+      const uint16_t* ra = w + r * cols;
+      const uint16_t* rb = ra + cols;
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+      for (int64_t c = 0; c < full; c += 32) {
+        _mm_prefetch((const char*)(ra + c) + PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char*)(rb + c) + PREFETCH_BYTES, _MM_HINT_T0);
+        const __m512 x0 = _mm512_loadu_ps(xt + c), x1 = _mm512_loadu_ps(xt + c + 16);
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c))), x0, a0);
+        b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c))), x0, b0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16))), x1, a1);
+        b1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c + 16))), x1, b1);
+      }
+      float sa = hsum_f32(_mm512_add_ps(a0, a1)), sb = hsum_f32(_mm512_add_ps(b0, b1));
+      for (int64_t c = full; c < cols; c++) {
+        sa += f16_to_f32(ra[c]) * xt[c];
+        sb += f16_to_f32(rb[c]) * xt[c];
+      }
+      out[t * out_stride + r] = sa;
+      out[t * out_stride + r + 1] = sb;
+    }
+    for (; r < r1; r++) {
+      const uint16_t* ra = w + r * cols;
       __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-      int64_t c = 0;
-      for (; c + 32 <= cols; c += 32) {
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + c))), _mm512_loadu_ps(xt + c), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + c + 16))), _mm512_loadu_ps(xt + c + 16), a1);
+      for (int64_t c = 0; c < full; c += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c))), _mm512_loadu_ps(xt + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16))), _mm512_loadu_ps(xt + c + 16), a1);
       }
-      float acc = hsum_f32_512(_mm512_add_ps(a0, a1));
-      for (; c < cols; c++) {
-        acc += f16_to_f32(row[c]) * xt[c];
-      }
-      out[t * out_stride + r] = acc;
+      float sa = hsum_f32(_mm512_add_ps(a0, a1));
+      for (int64_t c = full; c < cols; c++) sa += f16_to_f32(ra[c]) * xt[c];
+      out[t * out_stride + r] = sa;
     }
   }
 }
@@ -168,23 +230,121 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
 void q8_0_gemm_avx512(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t T,
                       float* out, int64_t out_stride) {
   const int64_t nb = cols / 32;
-  for (int64_t r = r0; r < r1; r++) {
-    const BlockQ8_0* row = w + r * nb;
-    for (int64_t t = 0; t < T; t++) {
-      const BlockQ8_0* xt = xq + t * nb;
-      __m256 acc = _mm256_setzero_ps();
-      for (int64_t b = 0; b < nb; b++) {
-        const __m256i wq = _mm256_loadu_si256((const __m256i*)row[b].qs);
-        const __m256i xv = _mm256_loadu_si256((const __m256i*)xt[b].qs);
-        const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xv, wq));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16_to_f32(row[b].d) * f16_to_f32(xt[b].d)), acc);
+  for (int64_t t = 0; t < T; t++) {
+    const BlockQ8_0* xt = xq + t * nb;
+    for (int64_t r = r0; r < r1; r++) {
+      const BlockQ8_0* row = w + r * nb;
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+      int64_t b = 0;
+      for (; b + 2 <= nb; b += 2) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i*)row[b].qs), w1 = _mm256_loadu_si256((const __m256i*)row[b + 1].qs);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i*)xt[b].qs), x1 = _mm256_loadu_si256((const __m256i*)xt[b + 1].qs);
+        const __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+        const __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f16_to_f32(row[b].d) * f16_to_f32(xt[b].d)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(f16_to_f32(row[b + 1].d) * f16_to_f32(xt[b + 1].d)), acc1);
       }
-      out[t * out_stride + r] = hsum_f32_512(_mm512_zextps256_ps512(acc));
+      for (; b < nb; b++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i*)row[b].qs);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i*)xt[b].qs);
+        const __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f16_to_f32(row[b].d) * f16_to_f32(xt[b].d)), acc0);
+      }
+      out[t * out_stride + r] = hsum_f32(_mm512_zextps256_ps512(_mm256_add_ps(acc0, acc1)));
     }
   }
 }
 
-const Kernels AVX512 = {"avx512vnni", LAYOUT_INTERLEAVE256, i2s_gemm_avx512, tq2_gemm_avx512, f16_gemm_avx512, q8_0_gemm_avx512};
+// Scores for 16 positions at once: lane j accumulates Σ_i q[i]·k[i][j] in i order (exact
+// scalar order per lane). Products of f16 values are exact in f32.
+void attn_scores_avx512(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
+  int64_t j = 0;
+  for (; j + 16 <= len; j += 16) {
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t i = 0; i < hd; i++) {
+      const __m512 k = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(kt + i * stride + j)));
+      s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_set1_ps(q[i]), k));
+    }
+    _mm512_storeu_ps(scores + j, s);
+  }
+  for (; j < len; j++) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < hd; i++) s += q[i] * f16_to_f32(kt[i * stride + j]);
+    scores[j] = s;
+  }
+}
+
+void attn_values_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= hd; i += 16) {
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+      const __m512 vv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(v + j * kvw + i)));
+      a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(p[j]), vv));
+    }
+    _mm512_storeu_ps(out + i, a);
+  }
+  for (; i < hd; i++) {
+    float a = 0.0f;
+    for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
+    out[i] = a;
+  }
+}
+
+double sum_squares_avx512(const float* x, int64_t n) {
+  __m512d a = _mm512_setzero_pd(), b = a;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __m512 sq = _mm512_mul_ps(v, v);  // squares in f32, as the reference
+    a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+    b = _mm512_add_pd(b, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sq), 1))));
+  }
+  double sum = _mm512_reduce_add_pd(_mm512_add_pd(a, b));
+  for (; i < n; i++) sum += (double)(x[i] * x[i]);
+  return sum;
+}
+
+// exp in double precision, 8 lanes: x = k·ln2 + r (|r| ≤ ln2/2), exp(r) by a degree-13 Taylor
+// polynomial (truncation < 2e-17 relative), then scaled by 2^k. Inputs are f32 values.
+inline __m512d exp_pd(__m512d x) {
+  x = _mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(709.0)), _mm512_set1_pd(-745.0));
+  const __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x − k·ln2 with ln2 split in two (Cody–Waite) to keep r exact.
+  __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(6.93147180369123816490e-01), x);
+  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(1.90821492927058770002e-10), r);
+  static const double c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+                             1.0 / 40320.0,      1.0 / 5040.0,      1.0 / 720.0,      1.0 / 120.0,      1.0 / 24.0,
+                             1.0 / 6.0,          0.5,               1.0,              1.0};
+  __m512d p = _mm512_set1_pd(c[0]);
+  for (int i = 1; i < 14; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c[i]));
+  return _mm512_scalef_pd(p, k);
+}
+
+void exp_avx512(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    _mm256_storeu_ps(y + i, _mm512_cvtpd_ps(exp_pd(v)));
+  }
+  for (; i < n; i++) y[i] = (float)std::exp((double)x[i]);
+}
+
+void relu2_glu_avx512(const float* g, const float* u, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 r = _mm512_max_ps(_mm512_loadu_ps(g + i), _mm512_setzero_ps());
+    _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(r, r), _mm512_loadu_ps(u + i)));
+  }
+  for (; i < n; i++) {
+    const float r = g[i] > 0.0f ? g[i] : 0.0f;
+    y[i] = (r * r) * u[i];
+  }
+}
+
+const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,
+                        f16_gemm_avx512,    q8_0_gemm_avx512,     attn_scores_avx512, attn_values_avx512,
+                        sum_squares_avx512, exp_avx512,           relu2_glu_avx512};
 
 }  // namespace
 

@@ -15,6 +15,9 @@ int available_kernel_paths(const char** out, int max) {
       out[n++] = k->name;
     }
   }
+  if (kernels_avx512vnni() != nullptr && amx_available() && n < max) {
+    out[n++] = "amx";  // AVX-512 VNNI plus the AMX prefill GEMM
+  }
   return n;
 }
 

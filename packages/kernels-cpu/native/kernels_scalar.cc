@@ -4,6 +4,7 @@
 // Ports of ggml-cpu/quants.c *_generic and bitnet.cpp's I2_S dot, at
 // ggml-org/ggml src/ggml-cpu/quants.c (ggml_vec_dot_tq2_0_q8_K_generic).
 // ---------------------------------------------------------------------------------------------
+#include <cmath>
 #include <cstring>
 #include "kernels.h"
 
@@ -93,7 +94,41 @@ void q8_0_gemm_scalar(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, 
   }
 }
 
-const Kernels SCALAR = {"scalar", LAYOUT_NATURAL, i2s_gemm_scalar, tq2_gemm_scalar, f16_gemm_scalar, q8_0_gemm_scalar};
+void attn_scores_scalar(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
+  for (int64_t j = 0; j < len; j++) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < hd; i++) s += q[i] * f16_to_f32(kt[i * stride + j]);
+    scores[j] = s;
+  }
+}
+
+void attn_values_scalar(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+  for (int64_t i = 0; i < hd; i++) {
+    float a = 0.0f;
+    for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
+    out[i] = a;
+  }
+}
+
+double sum_squares_scalar(const float* x, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+  return sum;
+}
+
+void exp_scalar(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = (float)std::exp((double)x[i]);
+}
+
+void relu2_glu_scalar(const float* g, const float* u, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float r = g[i] > 0.0f ? g[i] : 0.0f;
+    y[i] = (r * r) * u[i];
+  }
+}
+
+const Kernels SCALAR = {"scalar", LAYOUT_NATURAL, i2s_gemm_scalar, tq2_gemm_scalar, f16_gemm_scalar, q8_0_gemm_scalar,
+                        attn_scores_scalar, attn_values_scalar, sum_squares_scalar, exp_scalar, relu2_glu_scalar};
 
 }  // namespace
 

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -120,11 +122,14 @@ std::string type_tag(int32_t type) {
 }  // namespace
 
 Model::Model(ModelConfig config) : cfg_(std::move(config)) {
-  kernels_ = select_kernels(cfg_.kernel_path.c_str());
-  if (kernels_ == nullptr) {
+  // "amx" is the AVX-512 VNNI kernels plus the AMX prefill GEMM; "auto" picks it when usable.
+  const bool want_amx = cfg_.kernel_path == "amx";
+  kernels_ = select_kernels(want_amx ? "avx512vnni" : cfg_.kernel_path.c_str());
+  if (kernels_ == nullptr || (want_amx && !amx_available())) {
     throw std::runtime_error("kernel path \"" + cfg_.kernel_path + "\" is not available on this CPU");
   }
-  // ---- map the file read-only; tensor data is used in place ----
+  use_amx_ = (want_amx || cfg_.kernel_path == "auto") && std::strcmp(kernels_->name, "avx512vnni") == 0 && amx_available();
+  pool_ = std::make_unique<ThreadPool>(cfg_.threads);
   const int fd = ::open(cfg_.path.c_str(), O_RDONLY);
   if (fd < 0) throw std::runtime_error("could not open " + cfg_.path + ": " + std::strerror(errno));
   struct stat st;
@@ -133,18 +138,59 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
     throw std::runtime_error("could not stat " + cfg_.path);
   }
   map_size_ = (uint64_t)st.st_size;
-  void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED) throw std::runtime_error("could not map " + cfg_.path + ": " + std::strerror(errno));
-  map_ = (uint8_t*)m;
-  ::madvise(map_, map_size_, MADV_WILLNEED);
-
-  pool_ = std::make_unique<ThreadPool>(cfg_.threads);
+  // File offset → address of the bytes, whichever way the tensors are held.
+  std::vector<uint8_t*> data_of(cfg_.tensors.size(), nullptr);
+  if (cfg_.use_mmap) {
+    // ---- map the file read-only; tensor data is used in place ----
+    void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED) throw std::runtime_error("could not map " + cfg_.path + ": " + std::strerror(errno));
+    map_ = (uint8_t*)m;
+    ::madvise(map_, map_size_, MADV_WILLNEED);
+    for (size_t i = 0; i < cfg_.tensors.size(); i++) data_of[i] = map_ + cfg_.tensors[i].offset;
+  } else {
+    // ---- read the tensors into anonymous huge-page memory (llama.cpp's --no-mmap) ----
+    const uint64_t huge = 2u << 20;
+    uint64_t total = 0;
+    std::vector<uint64_t> at(cfg_.tensors.size());
+    for (size_t i = 0; i < cfg_.tensors.size(); i++) {
+      at[i] = total;
+      total += (cfg_.tensors[i].bytes + 63) & ~(uint64_t)63;
+    }
+    loaded_size_ = (total + huge - 1) / huge * huge;
+    loaded_ = (uint8_t*)std::aligned_alloc(huge, loaded_size_);
+    if (loaded_ == nullptr) {
+      ::close(fd);
+      throw std::runtime_error("could not allocate " + std::to_string(loaded_size_) + " bytes for the weights");
+    }
+    ::madvise(loaded_, loaded_size_, MADV_HUGEPAGE);
+    std::string failure;
+    pool_->run([&](int tid) {
+      int64_t b0, b1;
+      share((int64_t)cfg_.tensors.size(), tid, pool_->size(), b0, b1);
+      for (int64_t i = b0; i < b1; i++) {
+        const TensorSpec& spec = cfg_.tensors[(size_t)i];
+        uint64_t done = 0;
+        while (done < spec.bytes) {
+          const ssize_t n = ::pread(fd, loaded_ + at[(size_t)i] + done, spec.bytes - done, (off_t)(spec.offset + done));
+          if (n <= 0) {
+            failure = "could not read " + spec.name;
+            return;
+          }
+          done += (uint64_t)n;
+        }
+      }
+    });
+    ::close(fd);
+    if (!failure.empty()) throw std::runtime_error(failure);
+    for (size_t i = 0; i < cfg_.tensors.size(); i++) data_of[i] = loaded_ + at[i];
+  }
 
   // ---- bind tensors, repacking only where a kernel needs another layout ----
-  for (const TensorSpec& spec : cfg_.tensors) {
+  for (size_t ti = 0; ti < cfg_.tensors.size(); ti++) {
+    const TensorSpec& spec = cfg_.tensors[ti];
     if (spec.offset + spec.bytes > map_size_) throw std::runtime_error("tensor " + spec.name + " is outside the file");
-    Tensor t{spec.type, spec.ne0, spec.ne1, map_ + spec.offset, 0.0f};
+    Tensor t{spec.type, spec.ne0, spec.ne1, data_of[ti], 0.0f};
     if (spec.type == T_TQ1_0) {
       // TQ1_0 (base-3) is decoded once into the TQ2_0 layout the kernels read.
       const int64_t nb = spec.ne0 * spec.ne1 / 256;
@@ -193,7 +239,7 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
         // A separate tensor, so the embedding lookup keeps reading the file's rows.
         tensors_.push_back(Tensor{T_Q8_0, cols, rows, owned_.back().data(), 0.0f});
         const_cast<OpSpec&>(op).weight = (int32_t)tensors_.size() - 1;
-        if (src.type == T_F16 || src.type == T_F32 || src.type == T_BF16) {
+        if (cfg_.use_mmap && (src.type == T_F16 || src.type == T_F32 || src.type == T_BF16)) {
           // The file's head rows are no longer read for logits; let the kernel drop them from RSS.
           ::madvise((void*)((uintptr_t)src.data & ~(uintptr_t)4095), (size_t)(src.ne0 * src.ne1 * (src.type == T_F32 ? 4 : 2)), MADV_DONTNEED);
         }
@@ -250,6 +296,7 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
 Model::~Model() {
   pool_.reset();
   if (map_ != nullptr) ::munmap(map_, map_size_);
+  std::free(loaded_);
 }
 
 // Buffers live from the op that writes them to their last reader; slots are reused once free.
@@ -292,10 +339,21 @@ void Model::plan_buffers() {
   q_scale_.resize((size_t)(max_width / 256 + 1) * cfg_.max_batch);
   q_sum_.resize((size_t)(max_width / 256 + 1) * cfg_.max_batch);
   head_x_.resize((size_t)(cfg_.n_embd * cfg_.max_batch));
+  if (use_amx_) {
+    q_tiles_.resize((size_t)(max_width * ((cfg_.max_batch + 15) / 16 * 16)));
+    int64_t max_rows = 0;
+    for (const Tensor& t : tensors_) if (t.type == T_I2_S) max_rows = std::max(max_rows, t.ne1);
+    acc_i32_.resize((size_t)(max_rows * cfg_.max_batch));
+  }
   head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cfg_.max_batch);
 }
 
 void Model::count(const std::string& id) { counts_[id]++; }
+
+// AMX pays off from one full token tile; rows split across threads in tiles of 16.
+bool Model::amx_eligible(const Tensor& w, int64_t T) const {
+  return use_amx_ && w.type == T_I2_S && T >= 16 && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
+}
 
 void Model::create_sequence(int32_t id) {
   Sequence s;
@@ -318,6 +376,8 @@ void Model::truncate_sequence(int32_t id, int64_t length) {
   it->second.length = std::min(it->second.length, length);
 }
 
+// K is stored transposed per head, [kv_width][capacity], so attention scores for consecutive
+// positions are contiguous (one SIMD lane per position); V stays [capacity][kv_width].
 void Model::ensure_capacity(Sequence& s, int64_t needed) {
   if (needed <= s.capacity) return;
   const int64_t kvw = cfg_.head_dim * cfg_.n_head_kv;
@@ -325,7 +385,11 @@ void Model::ensure_capacity(Sequence& s, int64_t needed) {
   while (cap < needed) cap *= 2;
   cap = std::min(cap, cfg_.context);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    s.k[(size_t)l].resize((size_t)(cap * kvw));
+    std::vector<uint16_t> k((size_t)(cap * kvw));
+    for (int64_t i = 0; i < kvw && s.capacity > 0; i++) {
+      std::memcpy(k.data() + i * cap, s.k[(size_t)l].data() + i * s.capacity, (size_t)s.length * 2);
+    }
+    s.k[(size_t)l] = std::move(k);
     s.v[(size_t)l].resize((size_t)(cap * kvw));
   }
   s.capacity = cap;
@@ -350,12 +414,22 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     if (want_logits[t]) logit_rows_.push_back(t);
   }
   quant_buffer_ = -1;
-  for (size_t i = 0; i < cfg_.ops.size(); i++) count(op_kernel_[i]);
+  for (size_t i = 0; i < cfg_.ops.size(); i++) {
+    const OpSpec& op = cfg_.ops[i];
+    const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
+    count(amx ? "cpu.amx." + op_kernel_[i].substr(op_kernel_[i].find('.', 4) + 1) : op_kernel_[i]);
+  }
+  std::vector<int64_t> elapsed(cfg_.ops.size(), 0);
   pool_->run([&](int tid) {
     const int nth = pool_->size();
-    for (const OpSpec& op : cfg_.ops) {
+    for (size_t i = 0; i < cfg_.ops.size(); i++) {
+      const OpSpec& op = cfg_.ops[i];
+      const auto started = std::chrono::steady_clock::now();
       run_op(op, tid, nth, T);
       pool_->barrier().wait();
+      if (tid == 0) {
+        elapsed[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
+      }
       if (tid == 0) {
         for (size_t c = 0; c < capture.size(); c++) {
           if (capture[c] == op.out && op.kind != OP_OUTPUT) {
@@ -369,6 +443,10 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   for (int64_t t = 0; t < T; t++) {
     Sequence* s = owners_[(size_t)t];
     s->length = std::max(s->length, (int64_t)positions[t] + 1);
+  }
+  for (size_t i = 0; i < cfg_.ops.size(); i++) {
+    const std::string& id = op_kernel_[i];
+    op_ns_[id.substr(id.find('.', 4) + 1)] += elapsed[i];
   }
 }
 
@@ -397,8 +475,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       share(T, tid, nth, b0, b1);
       for (int64_t t = b0; t < b1; t++) {
         const float* xt = x + t * n;
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; i++) sum += (double)(xt[i] * xt[i]);
+        const double sum = kernels_->sum_squares(xt, n);
         const float mean = (float)(sum / (double)n);
         const float scale = 1.0f / std::sqrt(mean + cfg_.eps);
         for (int64_t i = 0; i < n; i++) y[t * n + i] = (xt[i] * scale) * g[i];
@@ -410,15 +487,17 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       const int64_t cols = w.ne0, rows = w.ne1;
       const float* x = buf(op.in0);
       float* y = buf(op.out);
-      const int kind = w.type == T_I2_S ? 0 : w.type == T_TQ2_0 ? 1 : 2;
+      const bool amx = amx_eligible(w, T);
+      // 0: int8 per token (kernel layout), 3: int8 per token for AMX tiles, 1: Q8_K, 2: float.
+      const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : w.type == T_TQ2_0 ? 1 : 2;
       // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it.
-      if (kind < 2 && !(quant_buffer_ == op.in0 && quant_kind_ == kind)) {
+      if (kind != 2 && !(quant_buffer_ == op.in0 && quant_kind_ == kind)) {
         share(T, tid, nth, b0, b1);
         std::vector<int8_t> tmp((size_t)cols);
         for (int64_t t = b0; t < b1; t++) {
           const float* xt = x + t * cols;
           int8_t* qt = q_.data() + t * cols;
-          if (kind == 0) {
+          if (kind == 0 || kind == 3) {
             // bitnet.cpp quantize_row_i8_s: max |x| in double (floor 1e-5), s = 127/max as f32.
             double max = 0.00001;
             for (int64_t i = 0; i < cols; i++) max = std::max(max, (double)std::fabs(xt[i]));
@@ -460,7 +539,17 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
               q_sum_[(size_t)(t * nb + b)] = bsum;
             }
           }
-          permute_activations(tmp.data(), qt, cols, kernels_->layout);
+          permute_activations(tmp.data(), qt, cols, kind == 3 ? LAYOUT_NATURAL : kernels_->layout);
+        }
+        pool_->barrier().wait();
+        if (kind == 3) {
+          // Pack the token tiles for AMX, split by token tile.
+          const int64_t ttiles = (T + 15) / 16;
+          share(ttiles, tid, nth, b0, b1);
+          for (int64_t tt = b0; tt < b1; tt++) {
+            const int64_t n = std::min<int64_t>(16, T - 16 * tt);
+            pack_amx_activations(q_.data() + 16 * tt * cols, cols, n, q_tiles_.data() + tt * (cols / 64) * 1024);
+          }
         }
         pool_->barrier().wait();
         if (tid == 0) {
@@ -470,11 +559,28 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       } else {
         // keep the barrier count identical on every thread
         pool_->barrier().wait();
+        pool_->barrier().wait();
       }
       // Phase 2: output rows split across threads.
-      share(rows, tid, nth, b0, b1);
+      if (kind == 3) {
+        share(rows / 16, tid, nth, b0, b1);
+        b0 *= 16;
+        b1 *= 16;
+      } else {
+        share(rows, tid, nth, b0, b1);
+      }
       if (b0 < b1) {
-        if (kind == 0) {
+        if (kind == 3) {
+          float w_scale;
+          std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
+          i2s_gemm_amx(w.data, cols, b0, b1, q_tiles_.data(), T, acc_i32_.data(), rows);
+          for (int64_t t = 0; t < T; t++) {
+            for (int64_t r = b0; r < b1; r++) {
+              const float v = (float)(acc_i32_[(size_t)(t * rows + r)] - q_sum_[(size_t)t]) / q_scale_[(size_t)t];
+              y[t * rows + r] = v * w_scale;
+            }
+          }
+        } else if (kind == 0) {
           float w_scale;
           std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
           kernels_->i2s_gemm(w.data, cols, b0, b1, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
@@ -539,10 +645,11 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       share(T, tid, nth, b0, b1);
       for (int64_t t = b0; t < b1; t++) {
         Sequence* s = owners_[(size_t)t];
-        uint16_t* kd = s->k[(size_t)op.layer].data() + positions_[t] * kvw;
-        uint16_t* vd = s->v[(size_t)op.layer].data() + positions_[t] * kvw;
+        const int64_t pos = positions_[t];
+        uint16_t* kd = s->k[(size_t)op.layer].data();
+        uint16_t* vd = s->v[(size_t)op.layer].data() + pos * kvw;
         for (int64_t j = 0; j < kvw; j++) {
-          kd[j] = f32_to_f16(k[t * kvw + j]);
+          kd[j * s->capacity + pos] = f32_to_f16(k[t * kvw + j]);
           vd[j] = f32_to_f16(v[t * kvw + j]);
         }
       }
@@ -551,7 +658,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       const int64_t group = nh / nkv;
       const float scale = (float)(1.0 / std::sqrt((double)hd));
       float* scores = scratch_[(size_t)tid].data();
-      std::vector<float> qh((size_t)hd), acc((size_t)hd);
+      std::vector<float> qh((size_t)hd);
       share(T * nh, tid, nth, b0, b1);
       for (int64_t p = b0; p < b1; p++) {
         const int64_t t = p / nh, h = p % nh, kvh = h / group;
@@ -560,30 +667,19 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         const uint16_t* keys = s->k[(size_t)op.layer].data();
         const uint16_t* vals = s->v[(size_t)op.layer].data();
         for (int64_t i = 0; i < hd; i++) qh[(size_t)i] = round_f16(q[t * d + h * hd + i]);
+        kernels_->attn_scores(qh.data(), keys + kvh * hd * s->capacity, s->capacity, hd, len, scores);
         float max = -INFINITY;
         for (int64_t j = 0; j < len; j++) {
-          const uint16_t* kr = keys + j * kvw + kvh * hd;
-          float sdot = 0.0f;
-          for (int64_t i = 0; i < hd; i++) sdot += qh[(size_t)i] * f16_to_f32(kr[i]);
-          sdot = sdot * scale;
-          scores[j] = sdot;
-          max = std::max(max, sdot);
+          scores[j] = scores[j] * scale;
+          max = std::max(max, scores[j]);
         }
+        for (int64_t j = 0; j < len; j++) scores[j] = scores[j] - max;
+        kernels_->exp(scores, scores, len);
         double sum = 0.0;
-        for (int64_t j = 0; j < len; j++) {
-          const float e = (float)std::exp((double)(scores[j] - max));
-          scores[j] = e;
-          sum += (double)e;
-        }
+        for (int64_t j = 0; j < len; j++) sum += (double)scores[j];
         const float inv = (float)(1.0 / sum);
         for (int64_t j = 0; j < len; j++) scores[j] = round_f16(scores[j] * inv);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t i = 0; i < hd; i++) {
-          float a = 0.0f;
-          for (int64_t j = 0; j < len; j++) a += scores[j] * f16_to_f32(vals[j * kvw + kvh * hd + i]);
-          acc[(size_t)i] = a;
-        }
-        std::memcpy(out + t * d + h * hd, acc.data(), (size_t)hd * 4);
+        kernels_->attn_values(scores, vals + kvh * hd, kvw, hd, len, out + t * d + h * hd);
       }
       return;
     }
@@ -603,14 +699,13 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       float* y = buf(op.out);
       share(n, tid, nth, b0, b1);
       if (op.act == 0) {
-        for (int64_t i = b0; i < b1; i++) {
-          const float r = g[i] > 0.0f ? g[i] : 0.0f;
-          y[i] = (r * r) * u[i];
-        }
+        kernels_->relu2_glu(g + b0, u + b0, y + b0, b1 - b0);
       } else {
+        // silu(g)·u = g / (1 + exp(−g)) · u, with exp evaluated as the reference does.
+        for (int64_t i = b0; i < b1; i++) y[i] = -g[i];
+        kernels_->exp(y + b0, y + b0, b1 - b0);
         for (int64_t i = b0; i < b1; i++) {
-          const float e = (float)std::exp(-(double)g[i]);
-          const float sg = g[i] / (1.0f + e);
+          const float sg = g[i] / (1.0f + y[i]);
           y[i] = sg * u[i];
         }
       }

@@ -47,6 +47,10 @@ struct ModelConfig {
   int max_batch = 256;
   std::string kernel_path = "auto";
   bool head_q8_0 = false;
+  // true: tensor data is read in place from the read-only mapping of the file (default).
+  // false: tensor data is read into anonymous memory backed by transparent huge pages
+  // (llama.cpp's --no-mmap): more resident memory for the process, faster streaming reads.
+  bool use_mmap = true;
 };
 
 struct Tensor {
@@ -77,9 +81,12 @@ class Model {
   void step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, int64_t T, const uint8_t* want_logits,
             float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out);
 
-  const char* kernel_name() const { return kernels_->name; }
+  const char* kernel_name() const { return use_amx_ ? "amx" : kernels_->name; }
   std::map<std::string, int64_t> kernel_counts() const { return counts_; }
-  uint64_t mapped_bytes() const { return map_size_; }
+  // Wall time per op kind (ns, measured on worker 0), for profiling.
+  std::map<std::string, int64_t> op_times() const { return op_ns_; }
+  uint64_t mapped_bytes() const { return map_ != nullptr ? map_size_ : 0; }
+  uint64_t loaded_bytes() const { return loaded_size_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }
   int threads() const { return pool_->size(); }
 
@@ -87,6 +94,7 @@ class Model {
   void plan_buffers();
   void run_op(const OpSpec& op, int tid, int nth, int64_t T);
   void count(const std::string& id);
+  bool amx_eligible(const Tensor& w, int64_t T) const;
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
   void ensure_capacity(Sequence& s, int64_t needed);
 
@@ -95,6 +103,8 @@ class Model {
   std::unique_ptr<ThreadPool> pool_;
   uint8_t* map_ = nullptr;
   uint64_t map_size_ = 0;
+  uint8_t* loaded_ = nullptr;  // anonymous copy of the tensors (use_mmap = false)
+  uint64_t loaded_size_ = 0;
   std::vector<Tensor> tensors_;
   std::vector<std::vector<uint8_t>> owned_;  // repacked tensors
   uint64_t repacked_bytes_ = 0;
@@ -102,6 +112,7 @@ class Model {
   std::vector<std::vector<float>> slots_;
   std::unordered_map<int32_t, Sequence> seqs_;
   std::map<std::string, int64_t> counts_;
+  std::map<std::string, int64_t> op_ns_;
   std::vector<std::string> op_kernel_;  // kernel id per op, for counts
 
   // Per-step state.
@@ -118,6 +129,10 @@ class Model {
   std::vector<int8_t> q_;
   std::vector<float> q_scale_;
   std::vector<int32_t> q_sum_;
+  // AMX prefill: activations packed into B tiles, integer results before scaling.
+  bool use_amx_ = false;
+  std::vector<int8_t> q_tiles_;
+  std::vector<int32_t> acc_i32_;
   std::vector<float> head_x_;
   std::vector<BlockQ8_0> head_q_;
   std::vector<std::vector<float>> scratch_;  // per thread

@@ -27,6 +27,13 @@ export interface CpuBackendOptions {
   readonly kernelPath?: string;
   /** Requantize an F16 output head to Q8_0 at load: faster decode, slightly different logits (default false). */
   readonly headQ8_0?: boolean;
+  /**
+   * true (default): the GGUF file is mapped read-only and tensors are used in place (fast load,
+   * shared page cache, resident memory ≈ weights). false: tensors are read into anonymous
+   * transparent-huge-page memory (llama.cpp's --no-mmap): faster decode where 4 KiB page
+   * mappings limit streaming bandwidth (env BITNET_NO_MMAP=1).
+   */
+  readonly mmap?: boolean;
   /** Most tokens per native step (default 256); longer steps are split. */
   readonly maxBatch?: number;
   /** Explicit path to the compiled addon. */
@@ -132,7 +139,8 @@ export class CpuBackend implements Backend {
         threads,
         maxBatch,
         kernelPath,
-        headQ8_0: this.#options.headQ8_0 === true,
+        headQ8_0: this.#options.headQ8_0 ?? process.env["BITNET_HEAD_Q8_0"] === "1",
+        mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
         tensors,
         ops,
         bufferWidths: bufferNames.map((n) => model.graph.buffers[n]!),

@@ -53,6 +53,8 @@ export interface NativeModelConfig {
   readonly kernelPath: string;
   /** Requantize an F16 output head to Q8_0 at load. */
   readonly headQ8_0: boolean;
+  /** Use tensor data in place from a read-only mapping (true) or read it into huge-page memory (false). */
+  readonly mmap: boolean;
   readonly tensors: readonly NativeTensorSpec[];
   readonly ops: readonly NativeOpSpec[];
   /** Row width of every buffer id. */
@@ -78,7 +80,15 @@ export interface NativeModel {
     captureOut: Float32Array[],
   ): Promise<void>;
   kernelCounts(): Record<string, number>;
-  info(): { kernelPath: string; threads: number; mappedBytes: number; repackedBytes: number };
+  info(): {
+    kernelPath: string;
+    threads: number;
+    mappedBytes: number;
+    loadedBytes: number;
+    repackedBytes: number;
+    /** Wall time per op kind (worker 0), for profiling. */
+    opMilliseconds: Record<string, number>;
+  };
   dispose(): void;
 }
 

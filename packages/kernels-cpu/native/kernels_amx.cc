@@ -1,0 +1,170 @@
+// ---------------------------------------------------------------------------------------------
+// AMX (Advanced Matrix Extensions) prefill GEMM for I2_S: TDPBUSD multiplies a 16×64 tile of
+// unsigned int8 (the ternary codes, unpacked on the fly from 2 bits) by a 64×16 tile of signed
+// int8 activations (16 tokens, VNNI layout), accumulating 16×16 int32 — 16,384 exact integer
+// multiply-adds per instruction. The integer dot products are the same as every other path's,
+// so results are bit-exact with the scalar kernels.
+// ---------------------------------------------------------------------------------------------
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace bitnet {
+namespace {
+
+struct TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+constexpr int TOKEN_TILES = 6;  // C tiles per pass (6 C + 1 A + 1 B = all 8 tile registers)
+
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw")
+
+void configure_tiles() {
+  // Tile state is per thread: every worker configures once.
+  static thread_local bool configured = false;
+  if (configured) return;
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette_id = 1;
+  for (int i = 0; i < 8; i++) {
+    cfg.rows[i] = 16;
+    cfg.colsb[i] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  configured = true;
+}
+
+// Unpacks 16 rows × 64 codes (elements [k0, k0+64) of each row, k0 a multiple of 64) of an I2_S
+// tensor into a 16×64 byte tile. In a 128-element block, elements 0..63 are bit groups 6 and 4
+// of its 32 bytes, elements 64..127 bit groups 2 and 0.
+inline void unpack_i2s_tile(const uint8_t* w, int64_t row_bytes, int64_t r, int64_t k0, uint8_t* tile) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  const int shift_hi = (k0 & 64) ? 2 : 6;
+  const int64_t byte = (k0 >> 7) * 32;
+  for (int i = 0; i < 16; i++) {
+    const __m256i packed = _mm256_loadu_si256((const __m256i*)(w + (r + i) * row_bytes + byte));
+    const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(packed, shift_hi), mask);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, shift_hi - 2), mask);
+    _mm256_storeu_si256((__m256i*)(tile + 64 * i), lo);
+    _mm256_storeu_si256((__m256i*)(tile + 64 * i + 32), hi);
+  }
+}
+
+void i2s_gemm_amx_impl(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
+                       int32_t* acc, int64_t acc_stride) {
+  configure_tiles();
+  const int64_t row_bytes = cols / 4;
+  const int64_t kchunks = cols / 64;
+  const int64_t ttiles = (T + 15) / 16;
+  alignas(64) uint8_t a_tile[16 * 64];
+  alignas(64) int32_t c_tile[16 * 16];
+  for (int64_t r = r0; r < r1; r += 16) {
+    for (int64_t tt0 = 0; tt0 < ttiles; tt0 += TOKEN_TILES) {
+      const int64_t n = ttiles - tt0 < TOKEN_TILES ? ttiles - tt0 : TOKEN_TILES;
+      _tile_zero(2);
+      _tile_zero(3);
+      _tile_zero(4);
+      _tile_zero(5);
+      _tile_zero(6);
+      _tile_zero(7);
+      for (int64_t kc = 0; kc < kchunks; kc++) {
+        unpack_i2s_tile(w, row_bytes, r, kc * 64, a_tile);
+        _tile_loadd(0, a_tile, 64);
+        // B tiles are stored [token tile][k chunk][16 rows × 64 bytes].
+        const int8_t* b = btiles + ((tt0 * kchunks) + kc) * 1024;
+        const int64_t step = kchunks * 1024;
+        _tile_loadd(1, b, 64);
+        _tile_dpbusd(2, 0, 1);
+        if (n > 1) { _tile_loadd(1, b + step, 64); _tile_dpbusd(3, 0, 1); }
+        if (n > 2) { _tile_loadd(1, b + 2 * step, 64); _tile_dpbusd(4, 0, 1); }
+        if (n > 3) { _tile_loadd(1, b + 3 * step, 64); _tile_dpbusd(5, 0, 1); }
+        if (n > 4) { _tile_loadd(1, b + 4 * step, 64); _tile_dpbusd(6, 0, 1); }
+        if (n > 5) { _tile_loadd(1, b + 5 * step, 64); _tile_dpbusd(7, 0, 1); }
+      }
+      // C tile (rows × tokens) → acc[token][row].
+      for (int64_t j = 0; j < n; j++) {
+        switch (j) {
+          case 0: _tile_stored(2, c_tile, 64); break;
+          case 1: _tile_stored(3, c_tile, 64); break;
+          case 2: _tile_stored(4, c_tile, 64); break;
+          case 3: _tile_stored(5, c_tile, 64); break;
+          case 4: _tile_stored(6, c_tile, 64); break;
+          default: _tile_stored(7, c_tile, 64); break;
+        }
+        const int64_t t0 = (tt0 + j) * 16;
+        for (int i = 0; i < 16; i++) {
+          for (int c = 0; c < 16 && t0 + c < T; c++) acc[(t0 + c) * acc_stride + r + i] = c_tile[16 * i + c];
+        }
+      }
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+std::atomic<int> amx_state{0};  // 0 unknown, 1 usable, −1 not
+
+}  // namespace
+
+// Packs T tokens of natural-order int8 activations (T × cols) into B tiles:
+// tile (token tile tt, k chunk kc) row kk, byte 4n + j = q[16·tt + n][64·kc + 4·kk + j] (zero-padded).
+void pack_amx_activations(const int8_t* q, int64_t cols, int64_t T, int8_t* btiles) {
+  const int64_t kchunks = cols / 64;
+  const int64_t ttiles = (T + 15) / 16;
+  for (int64_t tt = 0; tt < ttiles; tt++) {
+    for (int64_t kc = 0; kc < kchunks; kc++) {
+      int8_t* tile = btiles + (tt * kchunks + kc) * 1024;
+      for (int kk = 0; kk < 16; kk++) {
+        for (int n = 0; n < 16; n++) {
+          const int64_t t = tt * 16 + n;
+          for (int j = 0; j < 4; j++) {
+            tile[64 * kk + 4 * n + j] = t < T ? q[t * cols + 64 * kc + 4 * kk + j] : 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+bool amx_available() {
+  int state = amx_state.load();
+  if (state == 0) {
+    __builtin_cpu_init();
+    bool ok = __builtin_cpu_supports("amx-int8") && __builtin_cpu_supports("amx-tile");
+    if (ok) {
+      // The OS must grant the tile data state to this process (Linux ≥ 5.16).
+      constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+      ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }
+    state = ok ? 1 : -1;
+    amx_state.store(state);
+  }
+  return state == 1;
+}
+
+void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T, int32_t* acc,
+                  int64_t acc_stride) {
+  i2s_gemm_amx_impl(w, cols, r0, r1, btiles, T, acc, acc_stride);
+}
+
+}  // namespace bitnet
+
+#else
+namespace bitnet {
+bool amx_available() { return false; }
+void pack_amx_activations(const int8_t*, int64_t, int64_t, int8_t*) {}
+void i2s_gemm_amx(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, int32_t*, int64_t) {}
+}  // namespace bitnet
+#endif
