@@ -78,6 +78,11 @@ void pack_amx_activations(const int8_t* q, int64_t cols, int64_t T, int8_t* btil
 void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T, int32_t* acc,
                   int64_t acc_stride);
 
+// TQ2_0 × Q8_K for T packed tokens (natural order): out[t · out_stride + r] for rows [r0, r1)
+// (multiples of 16), blocks summed in order with the scalar kernel's rounding (bit-exact).
+void tq2_gemm_amx(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
+                  const float* act_d, const int32_t* act_bsum, float* out, int64_t out_stride);
+
 // Reorders one token's int8 activations (cols, multiple of 128) into `layout`.
 void permute_activations(const int8_t* src, int8_t* dst, int64_t cols, ActLayout layout);
 

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -112,6 +113,80 @@ void i2s_gemm_amx_impl(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, c
   }
 }
 
+// Unpacks 16 rows × 64 codes of TQ2_0 k-chunk kc (elements 64·kc … of each row): block kc/4,
+// sub-chunk kc%4 covers chunk c = sub/2 (bytes 32c..32c+31), bit pairs l = 2·(sub%2) and +1.
+inline void unpack_tq2_tile(const BlockTQ2* w, int64_t nb, int64_t r, int64_t kc, uint8_t* tile) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  const int64_t b = kc >> 2, sub = kc & 3;
+  const int c = (int)(sub >> 1), l0 = 2 * (int)(sub & 1);
+  for (int i = 0; i < 16; i++) {
+    const __m256i packed = _mm256_loadu_si256((const __m256i*)(w[(r + i) * nb + b].qs + 32 * c));
+    _mm256_storeu_si256((__m256i*)(tile + 64 * i), _mm256_and_si256(_mm256_srli_epi16(packed, 2 * l0), mask));
+    _mm256_storeu_si256((__m256i*)(tile + 64 * i + 32), _mm256_and_si256(_mm256_srli_epi16(packed, 2 * l0 + 2), mask));
+  }
+}
+
+void tq2_gemm_amx_impl(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
+                       const float* act_d, const int32_t* act_bsum, float* out, int64_t out_stride) {
+  configure_tiles();
+  const int64_t nb = cols / 256;
+  const int64_t kchunks = cols / 64;
+  const int64_t ttiles = (T + 15) / 16;
+  const int64_t step = kchunks * 1024;
+  alignas(64) uint8_t a_tile[16 * 64];
+  alignas(64) int32_t c_tile[16 * 16];
+  for (int64_t r = r0; r < r1; r += 16) {
+    for (int64_t tt0 = 0; tt0 < ttiles; tt0 += TOKEN_TILES) {
+      const int64_t n = ttiles - tt0 < TOKEN_TILES ? ttiles - tt0 : TOKEN_TILES;
+      for (int64_t t = tt0 * 16; t < std::min<int64_t>(T, (tt0 + n) * 16); t++)
+        for (int i = 0; i < 16; i++) out[t * out_stride + r + i] = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        _tile_zero(2);
+        _tile_zero(3);
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+        for (int64_t sub = 0; sub < 4; sub++) {
+          const int64_t kc = 4 * b + sub;
+          unpack_tq2_tile(w, nb, r, kc, a_tile);
+          _tile_loadd(0, a_tile, 64);
+          const int8_t* bt = btiles + (tt0 * kchunks + kc) * 1024;
+          _tile_loadd(1, bt, 64);
+          _tile_dpbusd(2, 0, 1);
+          if (n > 1) { _tile_loadd(1, bt + step, 64); _tile_dpbusd(3, 0, 1); }
+          if (n > 2) { _tile_loadd(1, bt + 2 * step, 64); _tile_dpbusd(4, 0, 1); }
+          if (n > 3) { _tile_loadd(1, bt + 3 * step, 64); _tile_dpbusd(5, 0, 1); }
+          if (n > 4) { _tile_loadd(1, bt + 4 * step, 64); _tile_dpbusd(6, 0, 1); }
+          if (n > 5) { _tile_loadd(1, bt + 5 * step, 64); _tile_dpbusd(7, 0, 1); }
+        }
+        // Per block: (Σ code·q − Σq) · (d_act · d_w), added in block order as the scalar kernel.
+        for (int64_t j = 0; j < n; j++) {
+          switch (j) {
+            case 0: _tile_stored(2, c_tile, 64); break;
+            case 1: _tile_stored(3, c_tile, 64); break;
+            case 2: _tile_stored(4, c_tile, 64); break;
+            case 3: _tile_stored(5, c_tile, 64); break;
+            case 4: _tile_stored(6, c_tile, 64); break;
+            default: _tile_stored(7, c_tile, 64); break;
+          }
+          const int64_t t0 = (tt0 + j) * 16;
+          for (int c = 0; c < 16 && t0 + c < T; c++) {
+            const int64_t t = t0 + c;
+            const float da = act_d[t * nb + b];
+            const int32_t bs = act_bsum[t * nb + b];
+            float* o = out + t * out_stride + r;
+            for (int i = 0; i < 16; i++) {
+              const float d = da * f16_to_f32(w[(r + i) * nb + b].d);
+              o[i] += (float)(c_tile[16 * i + c] - bs) * d;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 #pragma GCC pop_options
 
 std::atomic<int> amx_state{0};  // 0 unknown, 1 usable, −1 not
@@ -159,11 +234,17 @@ void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   i2s_gemm_amx_impl(w, cols, r0, r1, btiles, T, acc, acc_stride);
 }
 
+void tq2_gemm_amx(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
+                  const float* act_d, const int32_t* act_bsum, float* out, int64_t out_stride) {
+  tq2_gemm_amx_impl(w, cols, r0, r1, btiles, T, act_d, act_bsum, out, out_stride);
+}
+
 }  // namespace bitnet
 
 #else
 namespace bitnet {
 bool amx_available() { return false; }
+void tq2_gemm_amx(const BlockTQ2*, int64_t, int64_t, int64_t, const int8_t*, int64_t, const float*, const int32_t*, float*, int64_t) {}
 void pack_amx_activations(const int8_t*, int64_t, int64_t, int8_t*) {}
 void i2s_gemm_amx(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, int32_t*, int64_t) {}
 }  // namespace bitnet

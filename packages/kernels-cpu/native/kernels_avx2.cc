@@ -108,15 +108,13 @@ void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, cons
     const BlockTQ2* row = w + r * nb;
     for (int64_t t = 0; t < T; t++) {
       const int8_t* qt = q + t * cols;
-      __m256 acc = _mm256_setzero_ps();
-      float correction = 0.0f;  // Σ over blocks of Σq·d: maps codes {0,1,2} to {−1,0,1}
+      // Exact per-block integer sums, scaled in block order: bit-exact with the scalar kernel.
+      float sumf = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
-        const __m256i sum = tq2_block(row[b], qt + 256 * b);  // exact per-lane integer sums
-        const float d = act_d[t * nb + b] * f16_to_f32(row[b].d);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(d), acc);
-        correction += (float)act_bsum[t * nb + b] * d;
+        const int32_t sumi = hsum_i32(tq2_block(row[b], qt + 256 * b)) - act_bsum[t * nb + b];
+        sumf += (float)sumi * (act_d[t * nb + b] * f16_to_f32(row[b].d));
       }
-      out[t * out_stride + r] = hsum_f32(acc) - correction;
+      out[t * out_stride + r] = sumf;
     }
   }
 }

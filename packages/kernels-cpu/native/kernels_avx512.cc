@@ -125,7 +125,19 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
 }
 
 // TQ2_0: one block's qs[0..63] in one load; bits 2l ↔ element groups 32l.. of chunk 0 (bytes
-// 0..31) and 128+32l.. of chunk 1 (bytes 32..63): the same LAYOUT_INTERLEAVE256.
+// 0..31) and 128+32l.. of chunk 1 (bytes 32..63): the same LAYOUT_INTERLEAVE256. Each block's
+// integer sum is reduced exactly and its scale applied in scalar block order, so the result is
+// bit-exact with the scalar kernel (lane-wise float accumulation would lose precision to the
+// cancellation between Σ code·q and Σq).
+inline int32_t tq2_block_dot(const uint8_t* qs, const int8_t* qb, __m512i mask3) {
+  const __m512i packed = _mm512_loadu_si512(qs);
+  __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(packed, mask3), _mm512_loadu_si512(qb));
+  __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(packed, 2), _mm512_loadu_si512(qb + 64));
+  a0 = _mm512_dpbusd_epi32(a0, CODES(packed, 4), _mm512_loadu_si512(qb + 128));
+  a1 = _mm512_dpbusd_epi32(a1, CODES(packed, 6), _mm512_loadu_si512(qb + 192));
+  return hsum_i32(_mm512_add_epi32(a0, a1));
+}
+
 void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                      const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
   const __m512i mask3 = _mm512_set1_epi8(3);
@@ -135,53 +147,30 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
     const float* dt = act_d + t * nb;
     const int32_t* st = act_bsum + t * nb;
     int64_t r = r0;
-    // Two rows at a time share the activation loads.
     for (; r + 2 <= r1; r += 2) {
       const BlockTQ2* ra = w + r * nb;
       const BlockTQ2* rb = ra + nb;
-      __m512 fa = _mm512_setzero_ps(), fb = fa;
-      float corr_a = 0.0f, corr_b = 0.0f;
+      float sa = 0.0f, sb = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
         _mm_prefetch((const char*)(ra + b) + PREFETCH_BYTES, _MM_HINT_T0);
         _mm_prefetch((const char*)(rb + b) + PREFETCH_BYTES, _MM_HINT_T0);
         const int8_t* qb = qt + 256 * b;
-        const __m512i x0 = _mm512_loadu_si512(qb), x1 = _mm512_loadu_si512(qb + 64);
-        const __m512i x2 = _mm512_loadu_si512(qb + 128), x3 = _mm512_loadu_si512(qb + 192);
-        const __m512i pa = _mm512_loadu_si512(ra[b].qs), pb = _mm512_loadu_si512(rb[b].qs);
-        __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pa, mask3), x0);
-        __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(pa, 2), x1);
-        __m512i c0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pb, mask3), x0);
-        __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(pb, 2), x1);
-        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 4), x2);
-        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 6), x3);
-        c0 = _mm512_dpbusd_epi32(c0, CODES(pb, 4), x2);
-        c1 = _mm512_dpbusd_epi32(c1, CODES(pb, 6), x3);
-        const float da = dt[b] * f16_to_f32(ra[b].d);
-        const float db = dt[b] * f16_to_f32(rb[b].d);
-        fa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_set1_ps(da), fa);
-        fb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), _mm512_set1_ps(db), fb);
-        corr_a += (float)st[b] * da;
-        corr_b += (float)st[b] * db;
+        const int32_t ia = tq2_block_dot(ra[b].qs, qb, mask3) - st[b];
+        const int32_t ib = tq2_block_dot(rb[b].qs, qb, mask3) - st[b];
+        sa += (float)ia * (dt[b] * f16_to_f32(ra[b].d));
+        sb += (float)ib * (dt[b] * f16_to_f32(rb[b].d));
       }
-      out[t * out_stride + r] = hsum_f32(fa) - corr_a;
-      out[t * out_stride + r + 1] = hsum_f32(fb) - corr_b;
+      out[t * out_stride + r] = sa;
+      out[t * out_stride + r + 1] = sb;
     }
     for (; r < r1; r++) {
       const BlockTQ2* ra = w + r * nb;
-      __m512 fa = _mm512_setzero_ps();
-      float corr = 0.0f;
+      float sa = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
-        const int8_t* qb = qt + 256 * b;
-        const __m512i pa = _mm512_loadu_si512(ra[b].qs);
-        __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pa, mask3), _mm512_loadu_si512(qb));
-        __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(pa, 2), _mm512_loadu_si512(qb + 64));
-        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 4), _mm512_loadu_si512(qb + 128));
-        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 6), _mm512_loadu_si512(qb + 192));
-        const float d = dt[b] * f16_to_f32(ra[b].d);
-        fa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_set1_ps(d), fa);
-        corr += (float)st[b] * d;
+        const int32_t ia = tq2_block_dot(ra[b].qs, qt + 256 * b, mask3) - st[b];
+        sa += (float)ia * (dt[b] * f16_to_f32(ra[b].d));
       }
-      out[t * out_stride + r] = hsum_f32(fa) - corr;
+      out[t * out_stride + r] = sa;
     }
   }
 }

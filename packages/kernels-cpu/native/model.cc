@@ -342,7 +342,7 @@ void Model::plan_buffers() {
   if (use_amx_) {
     q_tiles_.resize((size_t)(max_width * ((cfg_.max_batch + 15) / 16 * 16)));
     int64_t max_rows = 0;
-    for (const Tensor& t : tensors_) if (t.type == T_I2_S) max_rows = std::max(max_rows, t.ne1);
+    for (const Tensor& t : tensors_) if (t.type == T_I2_S || t.type == T_TQ2_0) max_rows = std::max(max_rows, t.ne1);
     acc_i32_.resize((size_t)(max_rows * cfg_.max_batch));
   }
   head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cfg_.max_batch);
@@ -352,7 +352,7 @@ void Model::count(const std::string& id) { counts_[id]++; }
 
 // AMX pays off from one full token tile; rows split across threads in tiles of 16.
 bool Model::amx_eligible(const Tensor& w, int64_t T) const {
-  return use_amx_ && w.type == T_I2_S && T >= 16 && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
+  return use_amx_ && (w.type == T_I2_S || w.type == T_TQ2_0) && T >= 16 && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
 }
 
 void Model::create_sequence(int32_t id) {
@@ -488,8 +488,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       const float* x = buf(op.in0);
       float* y = buf(op.out);
       const bool amx = amx_eligible(w, T);
-      // 0: int8 per token (kernel layout), 3: int8 per token for AMX tiles, 1: Q8_K, 2: float.
-      const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : w.type == T_TQ2_0 ? 1 : 2;
+      // 0: int8 per token (kernel layout), 3: the same for AMX tiles, 1: Q8_K, 4: Q8_K for AMX, 2: float.
+      const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : w.type == T_TQ2_0 ? (amx ? 4 : 1) : 2;
       // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it.
       if (kind != 2 && !(quant_buffer_ == op.in0 && quant_kind_ == kind)) {
         share(T, tid, nth, b0, b1);
@@ -539,10 +539,10 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
               q_sum_[(size_t)(t * nb + b)] = bsum;
             }
           }
-          permute_activations(tmp.data(), qt, cols, kind == 3 ? LAYOUT_NATURAL : kernels_->layout);
+          permute_activations(tmp.data(), qt, cols, kind >= 3 ? LAYOUT_NATURAL : kernels_->layout);
         }
         pool_->barrier().wait();
-        if (kind == 3) {
+        if (kind >= 3) {
           // Pack the token tiles for AMX, split by token tile.
           const int64_t ttiles = (T + 15) / 16;
           share(ttiles, tid, nth, b0, b1);
@@ -562,7 +562,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         pool_->barrier().wait();
       }
       // Phase 2: output rows split across threads.
-      if (kind == 3) {
+      if (kind >= 3) {
         share(rows / 16, tid, nth, b0, b1);
         b0 *= 16;
         b1 *= 16;
@@ -580,6 +580,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
               y[t * rows + r] = v * w_scale;
             }
           }
+        } else if (kind == 4) {
+          tq2_gemm_amx((const BlockTQ2*)w.data, cols, b0, b1, q_tiles_.data(), T, q_scale_.data(), q_sum_.data(), y, rows);
         } else if (kind == 0) {
           float w_scale;
           std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
