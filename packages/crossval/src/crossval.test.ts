@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel } from "@bitnet-ts/engine-core";
+import { loadModel, registerBackend } from "@bitnet-ts/engine-core";
 import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { perplexity } from "@bitnet-ts/generation";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
@@ -54,6 +54,22 @@ describe("cross-validation against llama.cpp", () => {
       judge(report);
     });
   }
+
+  it("tiny-tq2 on the native CPU backend: no farther from llama.cpp than the reference backend", {
+    timeout: 240_000,
+  }, async () => {
+    registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+    const report = await crossvalidate(await model("tiny-tq2"), prompts, {
+      nTokens: 16,
+      backends: ["cpu", "reference"],
+    });
+    console.info(formatReport(report));
+    const [cpu, reference] = report.engines;
+    expect(cpu!.engine).toBe("bitnet-ts cpu");
+    expect(cpu!.summary.meanKl).toBeLessThanOrEqual(reference!.summary.meanKl * 1.01 + 1e-9);
+    expect(cpu!.summary.top1Agreement).toBeGreaterThanOrEqual(reference!.summary.top1Agreement);
+    expect(cpu!.first8Identical).toBeGreaterThanOrEqual(reference!.first8Identical);
+  });
 
   it("tiny-tq2: perplexity within 1% of llama.cpp's", { timeout: 240_000 }, async () => {
     const file = await model("tiny-tq2");

@@ -27,4 +27,11 @@ export {
 } from "./model";
 export { ReferenceBackend, type ReferenceBackendOptions } from "./reference/backend";
 export { type Numerics, ternaryDot } from "./reference/ops";
-export { autoOrder, type BackendLoader, type BackendName, registerBackend, type SelectBackendOptions, selectBackend } from "./select";
+export {
+  autoOrder,
+  type BackendLoader,
+  type BackendName,
+  registerBackend,
+  type SelectBackendOptions,
+  selectBackend,
+} from "./select";

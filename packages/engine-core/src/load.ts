@@ -25,26 +25,43 @@ export interface LoadModelOptions extends DescribeOptions {
  * const { runs } = await model.step([{ sequence: seq, tokens: [128000, 9906] }]);
  * console.log(runs[0].logits.length); // vocab size
  */
-export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<CompiledModel> {
+export async function loadModel(
+  path: string,
+  options: LoadModelOptions = {},
+): Promise<CompiledModel> {
   const name = options.backend ?? "auto";
   const backend = await selectBackend(name, {
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
   });
-  const archOptions = options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation };
+  const archOptions =
+    options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation };
   const compileOptions = {
     ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
     ...(options.threads === undefined ? {} : { threads: options.threads }),
   };
-  const description = await readModelDescription(path, { ...archOptions, tensorData: backend.needsTensorData });
+  const description = await readModelDescription(path, {
+    ...archOptions,
+    tensorData: backend.needsTensorData,
+  });
   try {
     return await backend.compile(description, compileOptions);
   } catch (error) {
-    if (name !== "auto" || backend instanceof ReferenceBackend || !(error instanceof EngineError) || error.code !== EngineErrorCode.BACKEND_UNAVAILABLE) {
+    if (
+      name !== "auto" ||
+      backend instanceof ReferenceBackend ||
+      !(error instanceof EngineError) ||
+      error.code !== EngineErrorCode.BACKEND_UNAVAILABLE
+    ) {
       throw error;
     }
-    options.onLog?.(`backend "${backend.name}" cannot run this model (${error.message}); using "reference"`);
+    options.onLog?.(
+      `backend "${backend.name}" cannot run this model (${error.message}); using "reference"`,
+    );
     const reference = new ReferenceBackend();
-    return reference.compile(await readModelDescription(path, { ...archOptions, tensorData: true }), compileOptions);
+    return reference.compile(
+      await readModelDescription(path, { ...archOptions, tensorData: true }),
+      compileOptions,
+    );
   }
 }

@@ -57,9 +57,13 @@ async function loadNative(packageName: string, options: SelectBackendOptions): P
     try {
       mod = await registered();
     } catch (error) {
-      throw new EngineError(EngineErrorCode.BACKEND_UNAVAILABLE, `${packageName} failed to load (${(error as Error).message.split("\n")[0]})`, {
-        cause: error,
-      });
+      throw new EngineError(
+        EngineErrorCode.BACKEND_UNAVAILABLE,
+        `${packageName} failed to load (${(error as Error).message.split("\n")[0]})`,
+        {
+          cause: error,
+        },
+      );
     }
     return createFrom(packageName, mod, options);
   }
@@ -79,13 +83,23 @@ async function loadNative(packageName: string, options: SelectBackendOptions): P
   return createFrom(packageName, mod, options);
 }
 
-async function createFrom(packageName: string, mod: BackendModule, options: SelectBackendOptions): Promise<Backend> {
+async function createFrom(
+  packageName: string,
+  mod: BackendModule,
+  options: SelectBackendOptions,
+): Promise<Backend> {
   try {
-    return await mod.createBackend(options.threads === undefined ? {} : { threads: options.threads });
+    return await mod.createBackend(
+      options.threads === undefined ? {} : { threads: options.threads },
+    );
   } catch (error) {
-    throw new EngineError(EngineErrorCode.BACKEND_UNAVAILABLE, `${packageName} cannot run here (${(error as Error).message.split("\n")[0]})`, {
-      cause: error,
-    });
+    throw new EngineError(
+      EngineErrorCode.BACKEND_UNAVAILABLE,
+      `${packageName} cannot run here (${(error as Error).message.split("\n")[0]})`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 

@@ -31,14 +31,3 @@ export async function fixture(name: string): Promise<string> {
 export function cleanup(): void {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
-
-/** Bitwise equality of two float arrays (NaN-safe, distinguishes -0). */
-export function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return (
-    a.length === b.length &&
-    Buffer.compare(
-      Buffer.from(a.buffer, a.byteOffset, a.byteLength),
-      Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-    ) === 0
-  );
-}

@@ -5,6 +5,7 @@
 // ---------------------------------------------------------------------------------------------
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -177,6 +178,17 @@ class StepWorker : public Napi::AsyncWorker {
         capture_out_.push_back(a.Data());
       }
     }
+    if (info.Length() > 8 && info[7].IsTypedArray() && info[8].IsArray()) {
+      const Napi::Int32Array ids = info[7].As<Napi::Int32Array>();
+      const Napi::Array data = info[8].As<Napi::Array>();
+      const uint32_t n = std::min<uint32_t>(data.Length(), (uint32_t)ids.ElementLength());  // the TS side checks they match
+      for (uint32_t i = 0; i < n; i++) {
+        Napi::Float32Array a = data.Get(i).As<Napi::Float32Array>();
+        keep_.push_back(Napi::Persistent(a.As<Napi::Object>()));
+        inject_.push_back(ids[i]);
+        inject_data_.push_back(a.Data());
+      }
+    }
   }
   ~StepWorker() override { owner_->Unref(); }
 
@@ -185,7 +197,7 @@ class StepWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       owner_->model()->step(tokens_.Data(), seqs_.Data(), positions_.Data(), (int64_t)tokens_.ElementLength(), want_.Data(),
-                            logits_.Data(), capture_, capture_out_);
+                            logits_.Data(), capture_, capture_out_, inject_, inject_data_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -202,6 +214,8 @@ class StepWorker : public Napi::AsyncWorker {
   Napi::Float32Array logits_;
   std::vector<int32_t> capture_;
   std::vector<float*> capture_out_;
+  std::vector<int32_t> inject_;
+  std::vector<const float*> inject_data_;
 };
 
 Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
@@ -223,7 +237,7 @@ Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));  // bump with every change to src/binding.ts
   return exports;
 }
 

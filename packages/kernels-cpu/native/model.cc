@@ -252,7 +252,14 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
   for (const OpSpec& op : cfg_.ops) {
     std::string id;
     switch (op.kind) {
-      case OP_EMBED: id = "embed." + type_tag(tensors_[op.weight].type); break;
+      case OP_EMBED: {
+        const int32_t type = tensors_[op.weight].type;
+        if (type != T_F32 && type != T_F16 && type != T_BF16 && type != T_Q8_0 && type != T_Q6_K) {
+          throw std::runtime_error("embedding type " + type_tag(type) + " is not supported by the CPU backend");
+        }
+        id = "embed." + type_tag(type);
+        break;
+      }
       case OP_RMS_NORM: id = "rms_norm.f32"; break;
       case OP_ROPE: id = "rope.neox"; break;
       case OP_ATTENTION: id = "attention.gqa.f16kv"; break;
@@ -265,7 +272,8 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
           id = "linear.i2_s.i8";
         } else if (w.type == T_TQ2_0) {
           if (w.ne0 % 256 != 0) throw std::runtime_error("TQ rows must be multiples of 256");
-          id = "linear.tq2_0.q8_k";
+          // TQ1_0 runs on the TQ2_0 kernels after a lossless repack at load: name both.
+          id = cfg_.tensors[(size_t)op.weight].type == T_TQ1_0 ? "linear.tq1_0_as_tq2_0.q8_k" : "linear.tq2_0.q8_k";
         } else if (w.type == T_F16) {
           id = "linear.f16";
         } else if (w.type == T_F32) {
@@ -277,7 +285,7 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
       }
       case OP_OUTPUT: {
         const Tensor& w = tensors_[op.weight];
-        if (w.type != T_F16 && w.type != T_Q8_0 && w.type != T_F32) {
+        if (w.type != T_F16 && w.type != T_Q8_0 && w.type != T_F32 && w.type != T_BF16 && w.type != T_Q6_K) {
           throw std::runtime_error("output head type " + type_tag(w.type) + " is not supported by the CPU backend");
         }
         id = "output." + type_tag(w.type);
@@ -290,7 +298,7 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
   }
   plan_buffers();
   scratch_.resize((size_t)pool_->size());
-  for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(cfg_.context, 256) + 1024);
+  for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(std::max<int64_t>(cfg_.context, cfg_.n_embd), 256) + 1024);
 }
 
 Model::~Model() {
@@ -396,7 +404,8 @@ void Model::ensure_capacity(Sequence& s, int64_t needed) {
 }
 
 void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, int64_t T, const uint8_t* want_logits,
-                 float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out) {
+                 float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out,
+                 const std::vector<int32_t>& inject, const std::vector<const float*>& inject_data) {
   if (T <= 0) return;
   if (T > cfg_.max_batch) throw std::runtime_error("batch larger than the compiled maximum");
   tokens_ = tokens;
@@ -424,20 +433,34 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     const int nth = pool_->size();
     for (size_t i = 0; i < cfg_.ops.size(); i++) {
       const OpSpec& op = cfg_.ops[i];
+      if (!inject.empty()) {
+        if (tid == 0) {
+          for (size_t c = 0; c < inject.size(); c++) {
+            if (inject[c] >= 0 && (inject[c] == op.in0 || inject[c] == op.in1 || inject[c] == op.in2)) {
+              std::memcpy(buf(inject[c]), inject_data[c], (size_t)(T * cfg_.buffer_widths[(size_t)inject[c]]) * 4);
+              if (quant_buffer_ == inject[c]) quant_buffer_ = -1;  // its quantized copy is stale now
+            }
+          }
+        }
+        pool_->barrier().wait();
+      }
       const auto started = std::chrono::steady_clock::now();
       run_op(op, tid, nth, T);
       pool_->barrier().wait();
       if (tid == 0) {
         elapsed[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
       }
-      if (tid == 0) {
-        for (size_t c = 0; c < capture.size(); c++) {
-          if (capture[c] == op.out && op.kind != OP_OUTPUT) {
-            std::memcpy(capture_out[c], buf(op.out), (size_t)(T * cfg_.buffer_widths[(size_t)op.out]) * 4);
+      // Copying a buffer out must finish before the next op may overwrite its slot.
+      if (!capture.empty()) {
+        if (tid == 0) {
+          for (size_t c = 0; c < capture.size(); c++) {
+            if (capture[c] == op.out && op.kind != OP_OUTPUT) {
+              std::memcpy(capture_out[c], buf(op.out), (size_t)(T * cfg_.buffer_widths[(size_t)op.out]) * 4);
+            }
           }
         }
+        pool_->barrier().wait();
       }
-      pool_->barrier().wait();
     }
   });
   for (int64_t t = 0; t < T; t++) {
@@ -593,11 +616,12 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
           for (int64_t i = 0; i < T * cols; i++) xr[(size_t)i] = round_f16(x[i]);
           kernels_->f16_gemm((const uint16_t*)w.data, cols, b0, b1, xr.data(), T, y, rows);
         } else {
+          // F32 projections (rare): each product exact in double, the sum rounded per step, as the reference.
           const float* f = (const float*)w.data;
           for (int64_t r = b0; r < b1; r++)
             for (int64_t t = 0; t < T; t++) {
               float acc = 0.0f;
-              for (int64_t c = 0; c < cols; c++) acc += f[r * cols + c] * x[t * cols + c];
+              for (int64_t c = 0; c < cols; c++) acc = (float)((double)acc + (double)f[r * cols + c] * (double)x[t * cols + c]);
               y[t * rows + r] = acc;
             }
         }
@@ -738,13 +762,19 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         } else if (w.type == T_Q8_0) {
           kernels_->q8_0_gemm((const BlockQ8_0*)w.data, cols, b0, b1, head_q_.data(), rows, logits_, vocab);
         } else {
-          const float* f = (const float*)w.data;
-          for (int64_t v = b0; v < b1; v++)
+          // F32, BF16 and Q6_K heads: dequantize one vocabulary row at a time and take f32 dot
+          // products, each product exact in double and the sum rounded once per step (the
+          // reference backend's order). Slower than a quantized dot, but exact to the reference.
+          float* row = scratch_[(size_t)tid].data();
+          for (int64_t v = b0; v < b1; v++) {
+            dequant_row(w, v, row);
             for (int64_t r = 0; r < rows; r++) {
+              const float* xr = head_x_.data() + r * cols;
               float acc = 0.0f;
-              for (int64_t c = 0; c < cols; c++) acc += f[v * cols + c] * head_x_[(size_t)(r * cols + c)];
+              for (int64_t c = 0; c < cols; c++) acc = (float)((double)acc + (double)row[c] * (double)xr[c]);
               logits_[r * vocab + v] = acc;
             }
+          }
         }
       }
       return;

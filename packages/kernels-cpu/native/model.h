@@ -78,8 +78,11 @@ class Model {
 
   // One forward step. tokens/seqs/positions: T entries; want_logits: T flags; logits: rows × vocab.
   // capture: buffer ids to copy out (each into capture_out[i], T × width floats).
+  // inject: buffer ids whose values are replaced (from inject_data[i], T × width floats) right
+  // before each op that reads them — op-by-op checks against another backend's intermediates.
   void step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, int64_t T, const uint8_t* want_logits,
-            float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out);
+            float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out,
+            const std::vector<int32_t>& inject = {}, const std::vector<const float*>& inject_data = {});
 
   const char* kernel_name() const { return use_amx_ ? "amx" : kernels_->name; }
   std::map<std::string, int64_t> kernel_counts() const { return counts_; }

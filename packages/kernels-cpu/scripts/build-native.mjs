@@ -32,7 +32,12 @@ function findNodedir() {
     path.resolve(path.dirname(process.execPath), ".."),
   ];
   for (const c of candidates) {
-    if (c && c !== "undefined" && c !== "null" && fs.existsSync(path.join(c, "include/node/node_api.h"))) {
+    if (
+      c &&
+      c !== "undefined" &&
+      c !== "null" &&
+      fs.existsSync(path.join(c, "include/node/node_api.h"))
+    ) {
       return c;
     }
   }

@@ -6,13 +6,22 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "..");
-const prebuild = path.join(root, "prebuilds", `${process.platform}-${process.arch}`, "bitnet_kernels_cpu.node");
+const prebuild = path.join(
+  root,
+  "prebuilds",
+  `${process.platform}-${process.arch}`,
+  "bitnet_kernels_cpu.node",
+);
 if (fs.existsSync(prebuild)) {
   console.log(`kernels-cpu: using prebuilt ${path.relative(root, prebuild)}`);
   process.exit(0);
 }
-const r = spawnSync(process.execPath, [path.join(root, "scripts/build-native.mjs")], { stdio: "inherit" });
+const r = spawnSync(process.execPath, [path.join(root, "scripts/build-native.mjs")], {
+  stdio: "inherit",
+});
 if (r.status !== 0) {
-  console.warn("kernels-cpu: could not compile the native addon; bitnet-ts will run on the (slow) reference backend.");
+  console.warn(
+    "kernels-cpu: could not compile the native addon; bitnet-ts will run on the (slow) reference backend.",
+  );
 }
 process.exit(0);

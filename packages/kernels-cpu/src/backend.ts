@@ -17,7 +17,13 @@ import {
   type SequenceRun,
   type StepResult,
 } from "@bitnet-ts/engine-core";
-import { type NativeBinding, type NativeModel, type NativeOpSpec, NativeOpKind, type NativeTensorSpec } from "./binding";
+import {
+  type NativeBinding,
+  type NativeModel,
+  NativeOpKind,
+  type NativeOpSpec,
+  type NativeTensorSpec,
+} from "./binding";
 import { loadBinding } from "./loader";
 
 export interface CpuBackendOptions {
@@ -56,9 +62,12 @@ export class CpuBackend implements Backend {
     return this.binding.availablePaths();
   }
 
-  async compile(model: ModelDescription, options: CompileOptions = {}): Promise<CompiledModel> {
+  async compile(model: ModelDescription, options: CompileOptions = {}): Promise<CpuModel> {
     if (model.path === undefined) {
-      throw new EngineError(EngineErrorCode.BAD_OPTION, "could not compile for the CPU backend - the model has no file path to map.");
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        "could not compile for the CPU backend - the model has no file path to map.",
+      );
     }
     const hp = model.hparams;
     const threads = options.threads ?? this.#options.threads ?? probeDevice().cpu.physicalCores;
@@ -81,7 +90,10 @@ export class CpuBackend implements Backend {
       if (i === undefined) {
         const t = model.tensors.get(name);
         if (t === undefined) {
-          throw new EngineError(EngineErrorCode.MISSING_TENSOR, `could not compile - tensor "${name}" is not bound.`);
+          throw new EngineError(
+            EngineErrorCode.MISSING_TENSOR,
+            `could not compile - tensor "${name}" is not bound.`,
+          );
         }
         i = tensors.length;
         tensors.push({
@@ -100,7 +112,18 @@ export class CpuBackend implements Backend {
     const bufferId = new Map(bufferNames.map((n, i) => [n, i]));
     const b = (name: string): number => bufferId.get(name)!;
     const ops: NativeOpSpec[] = model.graph.ops.map((op: GraphOp) => {
-      const base = { kind: NativeOpKind[op.kind], in0: -1, in1: -1, in2: -1, out: b(op.out), weight: -1, scale: -1, heads: 0, layer: 0, act: 0 };
+      const base = {
+        kind: NativeOpKind[op.kind],
+        in0: -1,
+        in1: -1,
+        in2: -1,
+        out: b(op.out),
+        weight: -1,
+        scale: -1,
+        heads: 0,
+        layer: 0,
+        act: 0,
+      };
       switch (op.kind) {
         case "embed":
           return { ...base, weight: tensor(op.table) };
@@ -115,9 +138,19 @@ export class CpuBackend implements Backend {
         case "add":
           return { ...base, in0: b(op.a), in1: b(op.b) };
         case "glu":
-          return { ...base, in0: b(op.gate), in1: b(op.up), act: op.activation === "relu2" ? 0 : 1 };
+          return {
+            ...base,
+            in0: b(op.gate),
+            in1: b(op.up),
+            act: op.activation === "relu2" ? 0 : 1,
+          };
         case "output":
           return { ...base, in0: b(op.x), weight: tensor(op.weight) };
+        default:
+          throw new EngineError(
+            EngineErrorCode.BAD_OPTION,
+            `could not compile op "${(op as GraphOp).kind}" - the CPU backend does not know it.`,
+          );
       }
     });
     const maxBatch = this.#options.maxBatch ?? 256;
@@ -146,9 +179,13 @@ export class CpuBackend implements Backend {
         bufferWidths: bufferNames.map((n) => model.graph.buffers[n]!),
       });
     } catch (error) {
-      throw new EngineError(EngineErrorCode.BACKEND_UNAVAILABLE, `could not compile the model for the CPU backend - ${(error as Error).message}.`, {
-        cause: error,
-      });
+      throw new EngineError(
+        EngineErrorCode.BACKEND_UNAVAILABLE,
+        `could not compile the model for the CPU backend - ${(error as Error).message}.`,
+        {
+          cause: error,
+        },
+      );
     }
     return new CpuModel(model, native, contextLength, maxBatch, bufferId);
   }
@@ -158,7 +195,7 @@ interface SequenceState {
   length: number;
 }
 
-class CpuModel implements CompiledModel {
+export class CpuModel implements CompiledModel {
   readonly description: ModelDescription;
   readonly backendName = "cpu";
   readonly contextLength: number;
@@ -172,7 +209,13 @@ class CpuModel implements CompiledModel {
   #next = 0;
   #disposed = false;
 
-  constructor(description: ModelDescription, native: NativeModel, contextLength: number, maxBatch: number, buffers: Map<string, number>) {
+  constructor(
+    description: ModelDescription,
+    native: NativeModel,
+    contextLength: number,
+    maxBatch: number,
+    buffers: Map<string, number>,
+  ) {
     this.description = description;
     this.native = native;
     this.contextLength = contextLength;
@@ -211,7 +254,10 @@ class CpuModel implements CompiledModel {
     this.#alive();
     const s = this.#sequences.get(id);
     if (s === undefined) {
-      throw new EngineError(EngineErrorCode.BAD_SEQUENCE, `could not use sequence ${id} - it does not exist (never created, or freed).`);
+      throw new EngineError(
+        EngineErrorCode.BAD_SEQUENCE,
+        `could not use sequence ${id} - it does not exist (never created, or freed).`,
+      );
     }
     return s;
   }
@@ -235,7 +281,10 @@ class CpuModel implements CompiledModel {
   truncateSequence(sequence: number, length: number): void {
     const s = this.#sequence(sequence);
     if (!Number.isInteger(length) || length < 0 || length > s.length) {
-      throw new EngineError(EngineErrorCode.BAD_OPTION, `could not truncate sequence ${sequence} to ${length} - it has ${s.length} tokens.`);
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not truncate sequence ${sequence} to ${length} - it has ${s.length} tokens.`,
+      );
     }
     s.length = length;
     this.#native(() => this.native.truncateSequence(sequence, length));
@@ -251,7 +300,32 @@ class CpuModel implements CompiledModel {
     return this.#sequence(sequence).length;
   }
 
-  async step(runs: readonly SequenceRun[], capture?: CaptureRequest): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
+  step(
+    runs: readonly SequenceRun[],
+    capture?: CaptureRequest,
+  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
+    return this.#step(runs, capture, undefined);
+  }
+
+  /**
+   * A step in op-by-op oracle mode: right before each op runs, the buffers named in `inputs`
+   * that it reads are overwritten with the given values (T × width floats, T = the step's
+   * tokens), so every op can be checked in isolation against another backend's intermediates
+   * captured on the same step. Must fit one native step.
+   */
+  stepWithInputs(
+    runs: readonly SequenceRun[],
+    inputs: ReadonlyMap<string, Float32Array>,
+    capture: CaptureRequest,
+  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
+    return this.#step(runs, capture, inputs);
+  }
+
+  async #step(
+    runs: readonly SequenceRun[],
+    capture: CaptureRequest | undefined,
+    inputs: ReadonlyMap<string, Float32Array> | undefined,
+  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
     this.#alive();
     while (this.#inflight !== undefined) {
       await this.#inflight; // one native step at a time
@@ -262,12 +336,18 @@ class CpuModel implements CompiledModel {
     for (const run of runs) {
       const s = this.#sequence(run.sequence);
       if (seen.has(run.sequence)) {
-        throw new EngineError(EngineErrorCode.BAD_SEQUENCE, `could not run the step - sequence ${run.sequence} appears twice in one step.`);
+        throw new EngineError(
+          EngineErrorCode.BAD_SEQUENCE,
+          `could not run the step - sequence ${run.sequence} appears twice in one step.`,
+        );
       }
       seen.add(run.sequence);
       for (const token of run.tokens) {
         if (!Number.isInteger(token) || token < 0 || token >= hp.vocabSize) {
-          throw new EngineError(EngineErrorCode.BAD_TOKEN, `could not run the step - token ${token} is outside the vocabulary (0..${hp.vocabSize - 1}).`);
+          throw new EngineError(
+            EngineErrorCode.BAD_TOKEN,
+            `could not run the step - token ${token} is outside the vocabulary (0..${hp.vocabSize - 1}).`,
+          );
         }
       }
       if (s.length + run.tokens.length > this.contextLength) {
@@ -281,12 +361,44 @@ class CpuModel implements CompiledModel {
     const captureIds = (capture?.buffers ?? []).map((name) => {
       const id = this.#buffers.get(name);
       if (id === undefined) {
-        throw new EngineError(EngineErrorCode.BAD_OPTION, `could not capture buffer "${name}" - the graph has no such buffer.`);
+        throw new EngineError(
+          EngineErrorCode.BAD_OPTION,
+          `could not capture buffer "${name}" - the graph has no such buffer.`,
+        );
       }
       return id;
     });
     if (captureIds.length > 0 && total > this.#maxBatch) {
-      throw new EngineError(EngineErrorCode.BAD_OPTION, `could not capture buffers - the step has ${total} tokens, more than one native step (${this.#maxBatch}).`);
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not capture buffers - the step has ${total} tokens, more than one native step (${this.#maxBatch}).`,
+      );
+    }
+    const injectIds: number[] = [];
+    const injectData: Float32Array[] = [];
+    for (const [name, values] of inputs ?? []) {
+      const id = this.#buffers.get(name);
+      const width = this.description.graph.buffers[name];
+      if (id === undefined || width === undefined) {
+        throw new EngineError(
+          EngineErrorCode.BAD_OPTION,
+          `could not inject buffer "${name}" - the graph has no such buffer.`,
+        );
+      }
+      if (values.length !== total * width) {
+        throw new EngineError(
+          EngineErrorCode.BAD_OPTION,
+          `could not inject buffer "${name}" - it needs ${total * width} values (${total} tokens × ${width}), got ${values.length}.`,
+        );
+      }
+      injectIds.push(id);
+      injectData.push(values);
+    }
+    if (injectIds.length > 0 && total > this.#maxBatch) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not inject buffers - the step has ${total} tokens, more than one native step (${this.#maxBatch}).`,
+      );
     }
     // Flatten: token, sequence, position, and whether its logits are wanted.
     const tokens = new Int32Array(total);
@@ -312,7 +424,7 @@ class CpuModel implements CompiledModel {
     const vocab = hp.vocabSize;
     const logits = new Float32Array(rowsTotal * vocab);
     const captured = new Map<string, Float32Array>();
-    const captureOut = captureIds.map((id, i) => {
+    const captureOut = captureIds.map((_id, i) => {
       const out = new Float32Array(total * this.description.graph.buffers[capture!.buffers[i]!]!);
       captured.set(capture!.buffers[i]!, out);
       return out;
@@ -334,6 +446,8 @@ class CpuModel implements CompiledModel {
           logits.subarray(row * vocab, (row + rows) * vocab),
           Int32Array.from(captureIds),
           captureOut,
+          Int32Array.from(injectIds),
+          injectData,
         );
         row += rows;
       }
@@ -358,7 +472,11 @@ class CpuModel implements CompiledModel {
       for (let i = 0; i < run.tokens.length; i++) {
         rows += want[index + i]!;
       }
-      result.push({ sequence: run.sequence, rows, logits: logits.subarray(row * vocab, (row + rows) * vocab) });
+      result.push({
+        sequence: run.sequence,
+        rows,
+        logits: logits.subarray(row * vocab, (row + rows) * vocab),
+      });
       row += rows;
       index += run.tokens.length;
     }
@@ -376,8 +494,11 @@ class CpuModel implements CompiledModel {
   }
 }
 
-/** The SIMD path "auto" resolves to here, from device-probe (the addon re-checks with cpuid). */
-export function expectedKernelPath(): string {
+/**
+ * The SIMD path "auto" resolves to here, from device-probe (the addon re-checks with cpuid).
+ * NEON kernels are not written yet, so ARM machines run the scalar path.
+ */
+export function expectedKernelPath(): "avx512vnni" | "avx2" | "scalar" {
   const best = bestCpuPath(probeDevice().cpu);
-  return best === "neon-dotprod" ? "neon" : best;
+  return best === "avx512vnni" || best === "avx2" ? best : "scalar";
 }

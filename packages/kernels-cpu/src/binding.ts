@@ -4,9 +4,27 @@
  */
 
 /** ggml type ids the native code executes. */
-export const NATIVE_TYPES = { F32: 0, F16: 1, Q8_0: 8, Q6_K: 14, BF16: 30, TQ1_0: 34, TQ2_0: 35, I2_S: 36 } as const;
+export const NATIVE_TYPES = {
+  F32: 0,
+  F16: 1,
+  Q8_0: 8,
+  Q6_K: 14,
+  BF16: 30,
+  TQ1_0: 34,
+  TQ2_0: 35,
+  I2_S: 36,
+} as const;
 
-export const NativeOpKind = { embed: 0, rms_norm: 1, linear: 2, rope: 3, attention: 4, add: 5, glu: 6, output: 7 } as const;
+export const NativeOpKind = {
+  embed: 0,
+  rms_norm: 1,
+  linear: 2,
+  rope: 3,
+  attention: 4,
+  add: 5,
+  glu: 6,
+  output: 7,
+} as const;
 
 export interface NativeTensorSpec {
   readonly name: string;
@@ -78,6 +96,9 @@ export interface NativeModel {
     logits: Float32Array,
     captureIds: Int32Array,
     captureOut: Float32Array[],
+    /** Buffers whose values are replaced right before each op that reads them (op-by-op checks). */
+    injectIds?: Int32Array,
+    injectData?: Float32Array[],
   ): Promise<void>;
   kernelCounts(): Record<string, number>;
   info(): {

@@ -1,8 +1,14 @@
-import { type CpuBackendOptions, CpuBackend } from "./backend";
+import { CpuBackend, type CpuBackendOptions } from "./backend";
 
-export { CpuBackend, type CpuBackendOptions, expectedKernelPath } from "./backend";
+export { CpuBackend, type CpuBackendOptions, CpuModel, expectedKernelPath } from "./backend";
 export type { NativeBinding, NativeModel, NativeModelConfig } from "./binding";
-export { KernelUnavailableError, loadBinding } from "./loader";
+export {
+  type BindingCandidate,
+  bindingCandidates,
+  KernelUnavailableError,
+  loadBinding,
+  loadBindingFrom,
+} from "./loader";
 
 /** Entry point engine-core's backend selection imports dynamically ("cpu"). */
 export function createBackend(options: CpuBackendOptions = {}): CpuBackend {

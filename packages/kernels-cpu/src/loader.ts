@@ -3,8 +3,9 @@
  * → a prebuilt binary for this platform → build/Release. On failure, one error lists every
  * attempt and the fix.
  */
-import { createRequire } from "node:module";
+
 import * as fs from "node:fs";
+import { createRequire } from "node:module";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { BitnetError } from "@bitnet-ts/errors";
@@ -18,19 +19,38 @@ export class KernelUnavailableError extends BitnetError {
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
+/** The addon ABI this TypeScript expects (bumped with every change to binding.ts). */
+const ABI_VERSION = 2;
+
 let cached: NativeBinding | undefined;
 
-export function loadBinding(explicitPath?: string): NativeBinding {
-  if (cached !== undefined && explicitPath === undefined) {
-    return cached;
-  }
-  const require = createRequire(import.meta.url);
-  const attempts: string[] = [];
-  const candidates: [string, string | undefined][] = [
+/** Where the loader looks, in order: a label for messages and a file (undefined: skipped). */
+export type BindingCandidate = readonly [label: string, file: string | undefined];
+
+/** The default search order: explicit path (option or env) → prebuild → build/Release. */
+export function bindingCandidates(explicitPath?: string): BindingCandidate[] {
+  return [
     ["explicit path", explicitPath ?? process.env["BITNET_KERNELS_CPU_PATH"]],
-    ["prebuild", path.join(packageRoot, "prebuilds", `${process.platform}-${process.arch}`, "bitnet_kernels_cpu.node")],
+    [
+      "prebuild",
+      path.join(
+        packageRoot,
+        "prebuilds",
+        `${process.platform}-${process.arch}`,
+        "bitnet_kernels_cpu.node",
+      ),
+    ],
     ["build/Release", path.join(packageRoot, "build", "Release", "bitnet_kernels_cpu.node")],
   ];
+}
+
+/**
+ * Loads the addon from the first candidate that works. Throws one KernelUnavailableError that
+ * lists every attempt and the fix.
+ */
+export function loadBindingFrom(candidates: readonly BindingCandidate[]): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const attempts: string[] = [];
   for (const [label, file] of candidates) {
     if (file === undefined) {
       continue;
@@ -41,12 +61,11 @@ export function loadBinding(explicitPath?: string): NativeBinding {
     }
     try {
       const binding = require(file) as NativeBinding;
-      if (binding.abiVersion !== 1) {
-        attempts.push(`${label}: ${file} (ABI ${binding.abiVersion}, expected 1: stale build)`);
+      if (binding.abiVersion !== ABI_VERSION) {
+        attempts.push(
+          `${label}: ${file} (ABI ${binding.abiVersion}, expected ${ABI_VERSION}: stale build)`,
+        );
         continue;
-      }
-      if (explicitPath === undefined) {
-        cached = binding;
       }
       return binding;
     } catch (error) {
@@ -54,6 +73,18 @@ export function loadBinding(explicitPath?: string): NativeBinding {
     }
   }
   throw new KernelUnavailableError(
-    `could not load the native CPU kernels - no usable addon.\nTried:\n  ${attempts.join("\n  ")}\nFix: run \`pnpm --filter @bitnet-ts/kernels-cpu build:native\` (needs python3, make and g++), or set BITNET_KERNELS_CPU_PATH to a built bitnet_kernels_cpu.node.`,
+    `could not load the native CPU kernels - no usable addon.\nTried:\n  ${attempts.join("\n  ") || "(no candidates)"}\nFix: run \`pnpm --filter @bitnet-ts/kernels-cpu build:native\` (needs python3, make and g++), or set BITNET_KERNELS_CPU_PATH to a built bitnet_kernels_cpu.node.`,
   );
+}
+
+/** The addon, found in the default order (cached unless an explicit path is given). */
+export function loadBinding(explicitPath?: string): NativeBinding {
+  if (cached !== undefined && explicitPath === undefined) {
+    return cached;
+  }
+  const binding = loadBindingFrom(bindingCandidates(explicitPath));
+  if (explicitPath === undefined) {
+    cached = binding;
+  }
+  return binding;
 }

@@ -1,0 +1,355 @@
+/**
+ * The native backend end to end: the backend contract on every kernel path, the pinned golden
+ * tokens, bit-exact agreement with the reference backend where the arithmetic is the same,
+ * invariance to the thread count and to mmap, the head variants, and its failure modes.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { loadModel, readModelDescription } from "@bitnet-ts/engine-core";
+import {
+  describeBackendContract,
+  logitsBatched,
+  logitsOneByOne,
+  sameBits,
+} from "@bitnet-ts/engine-core/testing";
+import { Tokenizer } from "@bitnet-ts/tokenizers";
+import { afterAll, describe, expect, it } from "vitest";
+import { cleanup, cpuModel, fixture, LONG_PROMPT, tmp, withEmbedding } from "../test/models";
+import { CpuBackend } from "./backend";
+import { loadBinding } from "./loader";
+
+afterAll(cleanup);
+
+const paths = loadBinding().availablePaths();
+const OTHER = [
+  128000, 5451, 5304, 264, 892, 11, 358, 1093, 279, 16053, 5679, 13, 578, 4062, 14198, 39935, 35308,
+];
+
+for (const kernelPath of paths) {
+  describeBackendContract(
+    `tiny-i2s on cpu (${kernelPath}, 2 threads)`,
+    () => cpuModel("tiny-i2s", { kernelPath, threads: 2 }),
+    {
+      prompt: LONG_PROMPT,
+      other: OTHER,
+    },
+  );
+}
+describeBackendContract(
+  "tiny-tq1 on cpu (auto, 3 threads)",
+  () => cpuModel("tiny-tq1", { threads: 3 }),
+  {
+    prompt: LONG_PROMPT,
+    other: OTHER,
+  },
+);
+
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) {
+    if (row[i]! > row[best]!) {
+      best = i;
+    }
+  }
+  return best;
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+const golden = JSON.parse(
+  fs.readFileSync(
+    path.resolve(import.meta.dirname, "../../../fixtures/golden-greedy.json"),
+    "utf8",
+  ),
+) as {
+  models: Record<string, Record<string, number[]>>;
+};
+
+describe("golden greedy tokens on every kernel path", () => {
+  for (const [name, prompts] of Object.entries(golden.models)) {
+    it.each(paths)(`${name} on %s`, { timeout: 60_000 }, async (kernelPath) => {
+      const model = await cpuModel(name, { kernelPath, threads: 2 });
+      const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
+      for (const [prompt, expected] of Object.entries(prompts)) {
+        const seq = model.createSequence();
+        let { runs } = await model.step([{ sequence: seq, tokens: tokenizer.encode(prompt) }]);
+        const tokens: number[] = [];
+        while (tokens.length < expected.length) {
+          tokens.push(argmax(runs[0]!.logits));
+          ({ runs } = await model.step([{ sequence: seq, tokens: [tokens.at(-1)!] }]));
+        }
+        expect(tokens, `${name} ${kernelPath}: ${prompt}`).toEqual(expected);
+        model.freeSequence(seq);
+      }
+      await model.dispose();
+    });
+  }
+});
+
+describe("agreement with the reference backend", () => {
+  it.each(["tiny-i2s", "tiny-tq2", "tiny-tq1"])(
+    "%s: the scalar path reproduces the reference logits bit for bit",
+    { timeout: 60_000 },
+    async (name) => {
+      const reference = await loadModel(await fixture(name), {
+        backend: "reference",
+        contextLength: 64,
+      });
+      const native = await cpuModel(name, { kernelPath: "scalar", threads: 2 });
+      expect(
+        sameBits(
+          await logitsBatched(native, LONG_PROMPT),
+          await logitsBatched(reference, LONG_PROMPT),
+        ),
+      ).toBe(true);
+      await native.dispose();
+      await reference.dispose();
+    },
+  );
+
+  it.each(["F32", "BF16"] as const)(
+    "an %s output head reproduces the reference logits bit for bit",
+    { timeout: 60_000 },
+    async (type) => {
+      const file = await withEmbedding("tiny-tq2", type);
+      const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
+      const native = await new CpuBackend({ threads: 2 }).compile(
+        await readModelDescription(file, { tensorData: false }),
+        { contextLength: 64 },
+      );
+      expect(
+        sameBits(
+          await logitsBatched(native, LONG_PROMPT),
+          await logitsBatched(reference, LONG_PROMPT),
+        ),
+      ).toBe(true);
+      expect([...native.kernelCounts().keys()]).toContain(
+        `cpu.${native.info().kernelPath === "amx" ? "avx512vnni" : native.info().kernelPath}.output.${type.toLowerCase()}`,
+      );
+      await native.dispose();
+      await reference.dispose();
+    },
+  );
+
+  it("a Q8_0 head takes llama.cpp's Q8_0 × Q8_0 dot: same top-1, cosine ≥ 0.9999 to the reference's float dot", {
+    timeout: 60_000,
+  }, async () => {
+    const file = await withEmbedding("tiny-tq2", "Q8_0");
+    const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
+    const native = await new CpuBackend({ threads: 2 }).compile(
+      await readModelDescription(file, { tensorData: false }),
+      { contextLength: 64 },
+    );
+    const a = await logitsBatched(native, LONG_PROMPT);
+    const b = await logitsBatched(reference, LONG_PROMPT);
+    const vocab = native.description.hparams.vocabSize;
+    for (let t = 0; t < LONG_PROMPT.length; t++) {
+      const ra = a.subarray(t * vocab, (t + 1) * vocab);
+      const rb = b.subarray(t * vocab, (t + 1) * vocab);
+      expect(argmax(ra)).toBe(argmax(rb));
+      expect(cosine(ra, rb)).toBeGreaterThanOrEqual(0.9999);
+    }
+    await native.dispose();
+    await reference.dispose();
+  });
+});
+
+describe("invariance", () => {
+  it.each(["tiny-i2s", "tiny-tq2"])(
+    "%s: logits are identical whatever the thread count (1, 2, 3, 5)",
+    { timeout: 60_000 },
+    async (name) => {
+      const results: Float32Array[] = [];
+      for (const threads of [1, 2, 3, 5]) {
+        const model = await cpuModel(name, { threads });
+        expect(model.info().threads).toBe(threads);
+        results.push(await logitsBatched(model, LONG_PROMPT));
+        results.push(await logitsOneByOne(model, LONG_PROMPT.slice(0, 4)));
+        await model.dispose();
+      }
+      for (let i = 2; i < results.length; i++) {
+        expect(sameBits(results[i]!, results[i % 2]!), `run ${i}`).toBe(true);
+      }
+    },
+  );
+
+  it("reading the weights into memory (--no-mmap) gives the same logits as mapping the file", {
+    timeout: 60_000,
+  }, async () => {
+    const mapped = await cpuModel("tiny-i2s", { threads: 2, mmap: true });
+    const loaded = await cpuModel("tiny-i2s", { threads: 2, mmap: false });
+    expect(mapped.info().mappedBytes).toBeGreaterThan(0);
+    expect(mapped.info().loadedBytes).toBe(0);
+    expect(loaded.info().mappedBytes).toBe(0);
+    expect(loaded.info().loadedBytes).toBeGreaterThan(0);
+    expect(
+      sameBits(await logitsBatched(mapped, LONG_PROMPT), await logitsBatched(loaded, LONG_PROMPT)),
+    ).toBe(true);
+    await mapped.dispose();
+    await loaded.dispose();
+  });
+});
+
+describe("the Q8_0 head option", () => {
+  it("requantizes the F16 head at load: same top-1 on the prompt, cosine ≥ 0.999, reported as a Q8_0 kernel", {
+    timeout: 60_000,
+  }, async () => {
+    const f16 = await cpuModel("tiny-i2s", { threads: 2 });
+    const q8 = await cpuModel("tiny-i2s", { threads: 2, headQ8_0: true });
+    expect(q8.info().repackedBytes).toBeGreaterThan(0);
+    const a = await logitsBatched(f16, LONG_PROMPT);
+    const b = await logitsBatched(q8, LONG_PROMPT);
+    const vocab = f16.description.hparams.vocabSize;
+    for (let t = 0; t < LONG_PROMPT.length; t++) {
+      const ra = a.subarray(t * vocab, (t + 1) * vocab);
+      const rb = b.subarray(t * vocab, (t + 1) * vocab);
+      expect(argmax(rb)).toBe(argmax(ra));
+      expect(cosine(ra, rb)).toBeGreaterThanOrEqual(0.999);
+    }
+    expect([...q8.kernelCounts().keys()].some((k) => k.endsWith(".output.q8_0"))).toBe(true);
+    expect([...f16.kernelCounts().keys()].some((k) => k.endsWith(".output.f16"))).toBe(true);
+    await f16.dispose();
+    await q8.dispose();
+  });
+});
+
+describe("what ran", () => {
+  it.each(paths)(
+    "reports the kernels it executed on the %s path, with call counts",
+    { timeout: 60_000 },
+    async (kernelPath) => {
+      const model = await cpuModel("tiny-i2s", { kernelPath, threads: 2 });
+      expect(model.info().kernelPath).toBe(kernelPath);
+      const seq = model.createSequence();
+      await model.step([{ sequence: seq, tokens: LONG_PROMPT }]);
+      await model.step([{ sequence: seq, tokens: [1234] }]);
+      const counts = model.kernelCounts();
+      const vector = kernelPath === "amx" ? "avx512vnni" : kernelPath;
+      const layers = model.description.hparams.nLayer;
+      // 7 ternary projections per layer; the prompt's step uses AMX tiles when the path has them.
+      expect(counts.get(`cpu.${kernelPath === "amx" ? "amx" : vector}.linear.i2_s.i8`)).toBe(
+        kernelPath === "amx" ? 7 * layers : 14 * layers,
+      );
+      if (kernelPath === "amx") {
+        expect(counts.get("cpu.avx512vnni.linear.i2_s.i8")).toBe(7 * layers);
+      }
+      expect(counts.get(`cpu.${vector}.output.f16`)).toBe(2);
+      expect(counts.get(`cpu.${vector}.attention.gqa.f16kv`)).toBe(2 * layers);
+      await model.dispose();
+    },
+  );
+
+  it("names the repacked TQ1_0 kernels honestly", { timeout: 60_000 }, async () => {
+    const model = await cpuModel("tiny-tq1", { threads: 2 });
+    expect(model.info().repackedBytes).toBeGreaterThan(0);
+    await logitsBatched(model, [128000, 791]);
+    expect(
+      [...model.kernelCounts().keys()].some((k) => k.endsWith(".linear.tq1_0_as_tq2_0.q8_k")),
+    ).toBe(true);
+    await model.dispose();
+  });
+});
+
+describe("runtime behaviour", () => {
+  it("never blocks the event loop during a step", { timeout: 60_000 }, async () => {
+    const model = await cpuModel("tiny-i2s", { kernelPath: "scalar", threads: 1 });
+    const seq = model.createSequence();
+    const tokens = Array.from({ length: 60 }, (_, i) => LONG_PROMPT[i % LONG_PROMPT.length]!);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const started = performance.now();
+    await model.step([{ sequence: seq, tokens }]);
+    const elapsed = performance.now() - started;
+    clearInterval(timer);
+    // A step of tens of milliseconds runs on the addon's threads while timers keep firing.
+    expect(elapsed).toBeGreaterThan(10);
+    expect(ticks).toBeGreaterThanOrEqual(2);
+    await model.dispose();
+  });
+
+  it("serializes overlapping steps and defers sequence changes made while one runs", {
+    timeout: 60_000,
+  }, async () => {
+    const model = await cpuModel("tiny-tq2", { threads: 2 });
+    const expected = await logitsBatched(model, LONG_PROMPT);
+    const a = model.createSequence();
+    const b = model.createSequence();
+    const first = model.step([{ sequence: a, tokens: LONG_PROMPT, logits: "all" }]);
+    const second = model.step([{ sequence: b, tokens: LONG_PROMPT, logits: "all" }]);
+    const doomed = model.createSequence();
+    model.freeSequence(doomed); // while the first step is in flight
+    const [ra, rb] = await Promise.all([first, second]);
+    expect(sameBits(Float32Array.from(ra.runs[0]!.logits), expected)).toBe(true);
+    expect(sameBits(Float32Array.from(rb.runs[0]!.logits), expected)).toBe(true);
+    expect(model.sequenceCount).toBe(2);
+    const disposing = model.dispose();
+    await disposing;
+  });
+
+  it("rejects a kernel path this CPU cannot run, with the ones it can", async () => {
+    const description = await readModelDescription(await fixture("tiny-i2s"), {
+      tensorData: false,
+    });
+    await expect(new CpuBackend({ kernelPath: "sve2" }).compile(description)).rejects.toMatchObject(
+      {
+        code: "ENGINE_BACKEND_UNAVAILABLE",
+        message: expect.stringContaining("scalar"),
+      },
+    );
+  });
+
+  it("rejects bad captures and injections with typed errors", async () => {
+    const model = await cpuModel("tiny-i2s", { threads: 2 });
+    const seq = model.createSequence();
+    await expect(
+      model.step([{ sequence: seq, tokens: [1] }], { buffers: ["no-such-buffer"] }),
+    ).rejects.toMatchObject({ code: "ENGINE_BAD_OPTION" });
+    await expect(
+      model.stepWithInputs(
+        [{ sequence: seq, tokens: [1, 2] }],
+        new Map([["attn_norm-0", new Float32Array(3)]]),
+        { buffers: [] },
+      ),
+    ).rejects.toMatchObject({
+      code: "ENGINE_BAD_OPTION",
+      message: expect.stringContaining("needs 512 values"),
+    });
+    expect(model.sequenceLength(seq)).toBe(0);
+    await model.dispose();
+  });
+
+  it("injected inputs really replace the op's input", async () => {
+    const model = await cpuModel("tiny-i2s", { threads: 2 });
+    const seq = model.createSequence();
+    const width = model.description.graph.buffers["attn_norm-0"]!;
+    const { captured } = await model.stepWithInputs(
+      [{ sequence: seq, tokens: [128000, 791] }],
+      new Map([["attn_norm-0", new Float32Array(2 * width)]]),
+      {
+        buffers: ["Qcur-0", "attn_norm-0"],
+      },
+    );
+    expect(captured!.get("Qcur-0")!.every((v) => v === 0)).toBe(true);
+    await model.dispose();
+  });
+
+  it("refuses a file that was truncated after its header was read, without crashing", async () => {
+    const file = path.join(tmp, "truncated.gguf");
+    fs.copyFileSync(await fixture("tiny-i2s"), file);
+    const description = await readModelDescription(file, { tensorData: false });
+    fs.truncateSync(file, fs.statSync(file).size - 4096);
+    await expect(new CpuBackend().compile(description)).rejects.toMatchObject({
+      code: "ENGINE_BACKEND_UNAVAILABLE",
+    });
+  });
+});

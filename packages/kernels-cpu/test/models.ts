@@ -1,0 +1,73 @@
+/** Fixture models for the native backend's tests, generated once per test file into a temp folder. */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { readModelDescription } from "@bitnet-ts/engine-core";
+import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import { GgufWriter, parseGguf } from "@bitnet-ts/gguf";
+import { decodeF16, encodeBf16, encodeF32, quantizeQ8_0 } from "@bitnet-ts/quantization";
+import { CpuBackend, type CpuBackendOptions, type CpuModel } from "../src/backend";
+
+export const tmp: string = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-cpu-"));
+
+export async function fixture(name: string): Promise<string> {
+  const file = path.join(tmp, `${name}.gguf`);
+  if (!fs.existsSync(file)) {
+    const preset = PRESETS[name];
+    if (preset === undefined) {
+      throw new Error(`unknown fixture ${name}`);
+    }
+    await writeFixture(preset, file);
+  }
+  return file;
+}
+
+export function cleanup(): void {
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+/** The fixture compiled on the native backend. */
+export async function cpuModel(
+  name: string,
+  options: CpuBackendOptions = {},
+  contextLength = 64,
+): Promise<CpuModel> {
+  const description = await readModelDescription(await fixture(name), { tensorData: false });
+  return new CpuBackend(options).compile(description, { contextLength });
+}
+
+/** A 20-token prompt in the fixtures' LLaMA-3 vocabulary: long enough for the 16-token GEMM tiles. */
+export const LONG_PROMPT: readonly number[] = [
+  128000, 791, 6864, 315, 9822, 374, 12366, 13, 578, 4062, 14198, 39935, 35308, 927, 279, 16053,
+  5679, 13, 358, 1093,
+];
+
+/**
+ * A copy of a fixture whose tied embedding / output head is stored as `type` instead of F16
+ * (values converted from the F16 originals), to exercise the other head and lookup kernels.
+ */
+export async function withEmbedding(name: string, type: "F32" | "BF16" | "Q8_0"): Promise<string> {
+  const file = path.join(tmp, `${name}-${type.toLowerCase()}.gguf`);
+  if (fs.existsSync(file)) {
+    return file;
+  }
+  const source = parseGguf(new Uint8Array(fs.readFileSync(await fixture(name))));
+  const writer = new GgufWriter({ alignment: source.alignment }).setAll(source.metadata);
+  for (const t of source.tensors) {
+    const data = source.tensorData(t);
+    if (t.name !== "token_embd.weight") {
+      writer.addTensor(t.name, t.type, t.shape, data);
+      continue;
+    }
+    const values = decodeF16(data, new Float32Array(t.elementCount));
+    const encoded =
+      type === "F32"
+        ? encodeF32(values)
+        : type === "BF16"
+          ? encodeBf16(values)
+          : quantizeQ8_0(values);
+    writer.addTensor(t.name, type, t.shape, encoded);
+  }
+  await writer.writeFile(file);
+  return file;
+}
