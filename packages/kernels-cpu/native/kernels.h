@@ -53,7 +53,21 @@ struct Kernels {
 
   // y = relu(g)² · u, elementwise (exact on every path).
   void (*relu2_glu)(const float* g, const float* u, float* y, int64_t n);
+
+  // Per-token int8 activations (bitnet.cpp quantize_row_i8_s), natural order: s = 127/max|x|
+  // (max floored at 1e-5, divided in double), q = clamp(nearest_int(x·s)), and Σq. Exact on
+  // every path (max and round-to-nearest-even do not depend on order or width).
+  void (*quantize_i8)(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
+
+  // Q8_K per 256-block (ggml quantize_row_q8_K_ref): d = 1/iscale with iscale = −127/x_max
+  // (x_max the first element of largest magnitude), q = min(127, nearest_int(iscale·x)), and
+  // per-block Σq. Exact on every path.
+  void (*quantize_q8k)(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
 };
+
+// The scalar quantizers (shared by paths without their own).
+void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
+void quantize_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
 
 const Kernels& kernels_scalar();
 const Kernels* kernels_avx2();       // nullptr when not compiled in or not supported

@@ -251,8 +251,10 @@ void relu2_glu_avx2(const float* g, const float* u, float* y, int64_t n) {
   }
 }
 
-const Kernels AVX2 = {"avx2", LAYOUT_NATURAL, i2s_gemm_avx2, tq2_gemm_avx2, f16_gemm_avx2, q8_0_gemm_avx2,
-                      attn_scores_avx2, attn_values_avx2, sum_squares_avx2, exp_avx2, relu2_glu_avx2};
+const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
+                      f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
+                      sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_scalar,
+                      quantize_q8k_scalar};
 
 }  // namespace
 

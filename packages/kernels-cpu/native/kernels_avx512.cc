@@ -5,6 +5,7 @@
 // LAYOUT_INTERLEAVE256 once per token so every load is contiguous. Independent accumulators
 // keep several vpdpbusd chains in flight (its latency, not memory, otherwise bounds a matvec).
 // ---------------------------------------------------------------------------------------------
+#include <algorithm>
 #include <cmath>
 #include "kernels.h"
 
@@ -20,8 +21,16 @@ namespace {
 inline int32_t hsum_i32(__m512i v) { return _mm512_reduce_add_epi32(v); }
 inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-// How far ahead of the current load weights are prefetched (bytes): measured on this machine.
-constexpr int PREFETCH_BYTES = 1024;
+// How far ahead of the current load weights are prefetched, and into which level. Measured on
+// this machine (Sapphire Rapids, 2 threads, I2_S decode): into L2 (prefetcht1) 8 KiB ahead gives
+// 30-32 GB/s on huge-page memory and 25 GB/s on a 4 KiB-page file mapping, against 27 and 19
+// GB/s for prefetcht0 1 KiB ahead. Prefetching to L2 keeps the L1 fill buffers free for the
+// loads, and running well ahead carries the stream across 4 KiB page boundaries, where the
+// hardware streamer stops on file mappings.
+#ifndef BITNET_PREFETCH_BYTES
+#define BITNET_PREFETCH_BYTES 8192
+#endif
+constexpr int PREFETCH_BYTES = BITNET_PREFETCH_BYTES;
 
 #define CODES(packed, shift) _mm512_and_si512(_mm512_srli_epi16(packed, shift), mask3)
 
@@ -92,8 +101,8 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
       for (int64_t c = 0; c < full; c += 256) {
         // Weights stream from memory once per token: prefetch well ahead of the two rows.
-        _mm_prefetch((const char*)(ra + c / 4 + PREFETCH_BYTES), _MM_HINT_T0);
-        _mm_prefetch((const char*)(rb + c / 4 + PREFETCH_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char*)(ra + c / 4 + PREFETCH_BYTES), _MM_HINT_T1);
+        _mm_prefetch((const char*)(rb + c / 4 + PREFETCH_BYTES), _MM_HINT_T1);
         const __m512i x0 = _mm512_loadu_si512(qt + c), x1 = _mm512_loadu_si512(qt + c + 64);
         const __m512i x2 = _mm512_loadu_si512(qt + c + 128), x3 = _mm512_loadu_si512(qt + c + 192);
         const __m512i pa = _mm512_loadu_si512(ra + c / 4), pb = _mm512_loadu_si512(rb + c / 4);
@@ -152,8 +161,8 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
       const BlockTQ2* rb = ra + nb;
       float sa = 0.0f, sb = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
-        _mm_prefetch((const char*)(ra + b) + PREFETCH_BYTES, _MM_HINT_T0);
-        _mm_prefetch((const char*)(rb + b) + PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char*)(ra + b) + PREFETCH_BYTES, _MM_HINT_T1);
+        _mm_prefetch((const char*)(rb + b) + PREFETCH_BYTES, _MM_HINT_T1);
         const int8_t* qb = qt + 256 * b;
         const int32_t ia = tq2_block_dot(ra[b].qs, qb, mask3) - st[b];
         const int32_t ib = tq2_block_dot(rb[b].qs, qb, mask3) - st[b];
@@ -186,8 +195,8 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
       const uint16_t* rb = ra + cols;
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
       for (int64_t c = 0; c < full; c += 32) {
-        _mm_prefetch((const char*)(ra + c) + PREFETCH_BYTES, _MM_HINT_T0);
-        _mm_prefetch((const char*)(rb + c) + PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char*)(ra + c) + PREFETCH_BYTES, _MM_HINT_T1);
+        _mm_prefetch((const char*)(rb + c) + PREFETCH_BYTES, _MM_HINT_T1);
         const __m512 x0 = _mm512_loadu_ps(xt + c), x1 = _mm512_loadu_ps(xt + c + 16);
         a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c))), x0, a0);
         b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c))), x0, b0);
@@ -331,9 +340,69 @@ void relu2_glu_avx512(const float* g, const float* u, float* y, int64_t n) {
   }
 }
 
+// Largest |x| of n floats (n a multiple of 16); NaN lanes are ignored, as std::max does.
+inline float abs_max16(const float* x, int64_t n) {
+  __m512 m = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m);
+  return _mm512_reduce_max_ps(m);
+}
+
+void quantize_i8_avx512(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum) {
+  if (n % 16 != 0) {
+    quantize_i8_scalar(x, n, q, scale, sum);
+    return;
+  }
+  const double max = std::max(0.00001, (double)abs_max16(x, n));
+  const float s = (float)(127.0 / max);
+  const __m512 vs = _mm512_set1_ps(s);
+  const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
+  __m512i total = _mm512_setzero_si512();
+  for (int64_t i = 0; i < n; i += 16) {
+    // x·s rounded once, then to the nearest integer, ties to even (MXCSR default): nearest_int.
+    __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs));
+    v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+    _mm_storeu_si128((__m128i*)(q + i), _mm512_cvtepi32_epi8(v));
+    total = _mm512_add_epi32(total, v);
+  }
+  *scale = s;
+  *sum = _mm512_reduce_add_epi32(total);
+}
+
+void quantize_q8k_avx512(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum) {
+  const __m512i hi = _mm512_set1_epi32(127);
+  for (int64_t b = 0; b < n / 256; b++) {
+    const float* xb = x + 256 * b;
+    const float amax = abs_max16(xb, 256);
+    if (!(amax > 0.0f)) {
+      quantize_q8k_scalar(xb, 256, q + 256 * b, d + b, bsum + b);  // zero (or NaN) blocks: as the reference
+      continue;
+    }
+    // The first element whose magnitude is amax gives the sign, as the in-order scan does.
+    float max = 0.0f;
+    for (int j = 0; j < 256; j += 16) {
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xb + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (hit != 0) {
+        max = xb[j + __builtin_ctz(hit)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m512 vs = _mm512_set1_ps(iscale);
+    __m512i total = _mm512_setzero_si512();
+    for (int j = 0; j < 256; j += 16) {
+      const __m512i v = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb + j))), hi);
+      _mm_storeu_si128((__m128i*)(q + 256 * b + j), _mm512_cvtepi32_epi8(v));
+      total = _mm512_add_epi32(total, v);
+    }
+    d[b] = 1.0f / iscale;
+    bsum[b] = _mm512_reduce_add_epi32(total);
+  }
+}
+
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,
                         f16_gemm_avx512,    q8_0_gemm_avx512,     attn_scores_avx512, attn_values_avx512,
-                        sum_squares_avx512, exp_avx512,           relu2_glu_avx512};
+                        sum_squares_avx512, exp_avx512,           relu2_glu_avx512,   quantize_i8_avx512,
+                        quantize_q8k_avx512};
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 // Ports of ggml-cpu/quants.c *_generic and bitnet.cpp's I2_S dot, at
 // ggml-org/ggml src/ggml-cpu/quants.c (ggml_vec_dot_tq2_0_q8_K_generic).
 // ---------------------------------------------------------------------------------------------
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include "kernels.h"
@@ -127,10 +128,55 @@ void relu2_glu_scalar(const float* g, const float* u, float* y, int64_t n) {
   }
 }
 
-const Kernels SCALAR = {"scalar", LAYOUT_NATURAL, i2s_gemm_scalar, tq2_gemm_scalar, f16_gemm_scalar, q8_0_gemm_scalar,
-                        attn_scores_scalar, attn_values_scalar, sum_squares_scalar, exp_scalar, relu2_glu_scalar};
+const Kernels SCALAR = {"scalar",           LAYOUT_NATURAL,     i2s_gemm_scalar,    tq2_gemm_scalar,
+                        f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_scalar,
+                        sum_squares_scalar, exp_scalar,         relu2_glu_scalar,   quantize_i8_scalar,
+                        quantize_q8k_scalar};
 
 }  // namespace
+
+void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum) {
+  double max = 0.00001;
+  for (int64_t i = 0; i < n; i++) max = std::max(max, (double)std::fabs(x[i]));
+  const float s = (float)(127.0 / max);
+  int32_t total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int v = nearest_int(x[i] * s);
+    v = v > 127 ? 127 : v < -128 ? -128 : v;
+    q[i] = (int8_t)v;
+    total += v;
+  }
+  *scale = s;
+  *sum = total;
+}
+
+void quantize_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum) {
+  for (int64_t b = 0; b < n / 256; b++) {
+    const float* xb = x + 256 * b;
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 256; j++) {
+      const float ax = std::fabs(xb[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = xb[j];
+      }
+    }
+    int32_t total = 0;
+    if (amax == 0.0f) {
+      std::memset(q + 256 * b, 0, 256);
+      d[b] = 0.0f;
+    } else {
+      const float iscale = -127.0f / max;
+      for (int j = 0; j < 256; j++) {
+        const int v = std::min(127, nearest_int(iscale * xb[j]));
+        q[256 * b + j] = (int8_t)v;
+        total += v;
+      }
+      d[b] = 1.0f / iscale;
+    }
+    bsum[b] = total;
+  }
+}
 
 const Kernels& kernels_scalar() { return SCALAR; }
 

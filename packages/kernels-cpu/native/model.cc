@@ -142,7 +142,9 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
   std::vector<uint8_t*> data_of(cfg_.tensors.size(), nullptr);
   if (cfg_.use_mmap) {
     // ---- map the file read-only; tensor data is used in place ----
-    void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    // MAP_POPULATE maps every page now (the file is read into the page cache if it is not
+    // there yet), so no step pays page faults.
+    void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     ::close(fd);
     if (m == MAP_FAILED) throw std::runtime_error("could not map " + cfg_.path + ": " + std::strerror(errno));
     map_ = (uint8_t*)m;
@@ -294,9 +296,34 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
       default:
         throw std::runtime_error("unknown op kind");
     }
-    op_kernel_.push_back("cpu." + path + "." + id);
+    auto intern = [this](const std::string& name) {
+      for (size_t k = 0; k < kernel_names_.size(); k++) {
+        if (kernel_names_[k] == name) return (int32_t)k;
+      }
+      kernel_names_.push_back(name);
+      kernel_calls_.push_back(0);
+      return (int32_t)(kernel_names_.size() - 1);
+    };
+    op_kernel_id_.push_back(intern("cpu." + path + "." + id));
+    op_kernel_amx_.push_back(intern("cpu.amx." + id));
+    int32_t kind_id = -1;
+    for (size_t k = 0; k < op_kind_names_.size(); k++) {
+      if (op_kind_names_[k] == id) kind_id = (int32_t)k;
+    }
+    if (kind_id < 0) {
+      op_kind_names_.push_back(id);
+      op_ns_.push_back(0);
+      kind_id = (int32_t)(op_kind_names_.size() - 1);
+    }
+    op_kind_id_.push_back(kind_id);
   }
   plan_buffers();
+  quant_buffer_.assign((size_t)pool_->size(), -1);
+  quant_kind_.assign((size_t)pool_->size(), -1);
+  quant_tmp_.resize((size_t)pool_->size());
+  int64_t widest = 0;
+  for (int64_t w : cfg_.buffer_widths) widest = std::max(widest, w);
+  for (auto& q : quant_tmp_) q.resize((size_t)widest);
   scratch_.resize((size_t)pool_->size());
   for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(std::max<int64_t>(cfg_.context, cfg_.n_embd), 256) + 1024);
 }
@@ -339,24 +366,47 @@ void Model::plan_buffers() {
     slot_free_after[(size_t)chosen] = last[(size_t)out];
     slot_width[(size_t)chosen] = std::max(slot_width[(size_t)chosen], cfg_.buffer_widths[(size_t)out]);
   }
+  slot_width_ = slot_width;
   slots_.resize(slot_width.size());
-  for (size_t s = 0; s < slot_width.size(); s++) slots_[s].resize((size_t)(slot_width[s] * cfg_.max_batch));
-  int64_t max_width = 0;
-  for (int64_t w : cfg_.buffer_widths) max_width = std::max(max_width, w);
-  q_.resize((size_t)(max_width * cfg_.max_batch));
-  q_scale_.resize((size_t)(max_width / 256 + 1) * cfg_.max_batch);
-  q_sum_.resize((size_t)(max_width / 256 + 1) * cfg_.max_batch);
-  head_x_.resize((size_t)(cfg_.n_embd * cfg_.max_batch));
-  if (use_amx_) {
-    q_tiles_.resize((size_t)(max_width * ((cfg_.max_batch + 15) / 16 * 16)));
-    int64_t max_rows = 0;
-    for (const Tensor& t : tensors_) if (t.type == T_I2_S || t.type == T_TQ2_0) max_rows = std::max(max_rows, t.ne1);
-    acc_i32_.resize((size_t)(max_rows * cfg_.max_batch));
+  for (int64_t w : cfg_.buffer_widths) max_width_ = std::max(max_width_, w);
+  for (const Tensor& t : tensors_) {
+    if (t.type == T_I2_S || t.type == T_TQ2_0) max_rows_ = std::max(max_rows_, t.ne1);
   }
-  head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cfg_.max_batch);
 }
 
-void Model::count(const std::string& id) { counts_[id]++; }
+// Per-token buffers grow with the largest step seen (to a power of two, at most max_batch), so
+// a process that only decodes holds a few kilobytes of activations, not max_batch rows.
+void Model::reserve_batch(int64_t T) {
+  if (T <= batch_capacity_) return;
+  int64_t cap = 1;
+  while (cap < T) cap *= 2;
+  cap = std::min<int64_t>(cap, cfg_.max_batch);
+  for (size_t s = 0; s < slots_.size(); s++) slots_[s].resize((size_t)(slot_width_[s] * cap));
+  q_.resize((size_t)(max_width_ * cap));
+  q_scale_.resize((size_t)(max_width_ / 256 + 1) * cap);
+  q_sum_.resize((size_t)(max_width_ / 256 + 1) * cap);
+  head_x_.resize((size_t)(cfg_.n_embd * cap));
+  head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cap);
+  if (use_amx_ && cap >= 16) {
+    q_tiles_.resize((size_t)(max_width_ * ((cap + 15) / 16 * 16)));
+    acc_i32_.resize((size_t)(max_rows_ * cap));
+  }
+  batch_capacity_ = cap;
+}
+
+std::map<std::string, int64_t> Model::kernel_counts() const {
+  std::map<std::string, int64_t> out;
+  for (size_t k = 0; k < kernel_names_.size(); k++) {
+    if (kernel_calls_[k] > 0) out[kernel_names_[k]] += kernel_calls_[k];
+  }
+  return out;
+}
+
+std::map<std::string, int64_t> Model::op_times() const {
+  std::map<std::string, int64_t> out;
+  for (size_t k = 0; k < op_kind_names_.size(); k++) out[op_kind_names_[k]] += op_ns_[k];
+  return out;
+}
 
 // AMX pays off from one full token tile; rows split across threads in tiles of 16.
 bool Model::amx_eligible(const Tensor& w, int64_t T) const {
@@ -408,6 +458,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
                  const std::vector<int32_t>& inject, const std::vector<const float*>& inject_data) {
   if (T <= 0) return;
   if (T > cfg_.max_batch) throw std::runtime_error("batch larger than the compiled maximum");
+  reserve_batch(T);
   tokens_ = tokens;
   seq_ids_ = seqs;
   positions_ = positions;
@@ -422,11 +473,24 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     ensure_capacity(it->second, positions[t] + 1);
     if (want_logits[t]) logit_rows_.push_back(t);
   }
-  quant_buffer_ = -1;
+  std::fill(quant_buffer_.begin(), quant_buffer_.end(), -1);
+  // Which kernel each op runs this step (AMX tiles only from 16 tokens on), and whether the
+  // barrier after it can be skipped: consecutive projections of the same input (q/k/v,
+  // gate/up) share the quantized activations and write distinct buffers, so threads may run
+  // straight on (not with AMX, whose integer scratch is shared, nor when buffers are copied in
+  // or out between ops).
+  std::vector<uint8_t> barrier_after(cfg_.ops.size(), 1);
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
     const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
-    count(amx ? "cpu.amx." + op_kernel_[i].substr(op_kernel_[i].find('.', 4) + 1) : op_kernel_[i]);
+    kernel_calls_[(size_t)(amx ? op_kernel_amx_[i] : op_kernel_id_[i])]++;
+    if (i + 1 < cfg_.ops.size() && inject.empty() && capture.empty() && !amx) {
+      const OpSpec& next = cfg_.ops[i + 1];
+      if (op.kind == OP_LINEAR && next.kind == OP_LINEAR && next.in0 == op.in0 &&
+          tensors_[op.weight].type == tensors_[next.weight].type && !amx_eligible(tensors_[next.weight], T)) {
+        barrier_after[i] = 0;
+      }
+    }
   }
   std::vector<int64_t> elapsed(cfg_.ops.size(), 0);
   pool_->run([&](int tid) {
@@ -438,7 +502,10 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
           for (size_t c = 0; c < inject.size(); c++) {
             if (inject[c] >= 0 && (inject[c] == op.in0 || inject[c] == op.in1 || inject[c] == op.in2)) {
               std::memcpy(buf(inject[c]), inject_data[c], (size_t)(T * cfg_.buffer_widths[(size_t)inject[c]]) * 4);
-              if (quant_buffer_ == inject[c]) quant_buffer_ = -1;  // its quantized copy is stale now
+              // Its quantized copy is stale now (the other threads wait at the barrier below).
+              for (int32_t& qb : quant_buffer_) {
+                if (qb == inject[c]) qb = -1;
+              }
             }
           }
         }
@@ -446,7 +513,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       }
       const auto started = std::chrono::steady_clock::now();
       run_op(op, tid, nth, T);
-      pool_->barrier().wait();
+      if (barrier_after[i]) pool_->barrier().wait();
       if (tid == 0) {
         elapsed[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
       }
@@ -467,10 +534,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     Sequence* s = owners_[(size_t)t];
     s->length = std::max(s->length, (int64_t)positions[t] + 1);
   }
-  for (size_t i = 0; i < cfg_.ops.size(); i++) {
-    const std::string& id = op_kernel_[i];
-    op_ns_[id.substr(id.find('.', 4) + 1)] += elapsed[i];
-  }
+  for (size_t i = 0; i < cfg_.ops.size(); i++) op_ns_[(size_t)op_kind_id_[i]] += elapsed[i];
 }
 
 void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
@@ -513,59 +577,23 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       const bool amx = amx_eligible(w, T);
       // 0: int8 per token (kernel layout), 3: the same for AMX tiles, 1: Q8_K, 4: Q8_K for AMX, 2: float.
       const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : w.type == T_TQ2_0 ? (amx ? 4 : 1) : 2;
-      // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it.
-      if (kind != 2 && !(quant_buffer_ == op.in0 && quant_kind_ == kind)) {
+      // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it. Every thread sees the
+      // same quant_buffer_ value, so all take the same branch.
+      if (kind != 2 && !(quant_buffer_[(size_t)tid] == op.in0 && quant_kind_[(size_t)tid] == kind)) {
         share(T, tid, nth, b0, b1);
-        std::vector<int8_t> tmp((size_t)cols);
+        int8_t* tmp = quant_tmp_[(size_t)tid].data();
         for (int64_t t = b0; t < b1; t++) {
           const float* xt = x + t * cols;
-          int8_t* qt = q_.data() + t * cols;
           if (kind == 0 || kind == 3) {
-            // bitnet.cpp quantize_row_i8_s: max |x| in double (floor 1e-5), s = 127/max as f32.
-            double max = 0.00001;
-            for (int64_t i = 0; i < cols; i++) max = std::max(max, (double)std::fabs(xt[i]));
-            const float s = (float)(127.0 / max);
-            int32_t sum = 0;
-            for (int64_t i = 0; i < cols; i++) {
-              int v = nearest_int(xt[i] * s);
-              v = v > 127 ? 127 : v < -128 ? -128 : v;
-              tmp[(size_t)i] = (int8_t)v;
-              sum += v;
-            }
-            q_scale_[(size_t)t] = s;
-            q_sum_[(size_t)t] = sum;
+            kernels_->quantize_i8(xt, cols, tmp, &q_scale_[(size_t)t], &q_sum_[(size_t)t]);
           } else {
-            // ggml quantize_row_q8_K_ref per 256-block.
             const int64_t nb = cols / 256;
-            for (int64_t b = 0; b < nb; b++) {
-              float amax = 0.0f, max = 0.0f;
-              for (int j = 0; j < 256; j++) {
-                const float ax = std::fabs(xt[256 * b + j]);
-                if (ax > amax) {
-                  amax = ax;
-                  max = xt[256 * b + j];
-                }
-              }
-              int32_t bsum = 0;
-              if (amax == 0.0f) {
-                std::memset(tmp.data() + 256 * b, 0, 256);
-                q_scale_[(size_t)(t * nb + b)] = 0.0f;
-              } else {
-                const float iscale = -127.0f / max;
-                for (int j = 0; j < 256; j++) {
-                  const int v = std::min(127, nearest_int(iscale * xt[256 * b + j]));
-                  tmp[(size_t)(256 * b + j)] = (int8_t)v;
-                  bsum += v;
-                }
-                q_scale_[(size_t)(t * nb + b)] = 1.0f / iscale;
-              }
-              q_sum_[(size_t)(t * nb + b)] = bsum;
-            }
+            kernels_->quantize_q8k(xt, cols, tmp, &q_scale_[(size_t)(t * nb)], &q_sum_[(size_t)(t * nb)]);
           }
-          permute_activations(tmp.data(), qt, cols, kind >= 3 ? LAYOUT_NATURAL : kernels_->layout);
+          permute_activations(tmp, q_.data() + t * cols, cols, kind >= 3 ? LAYOUT_NATURAL : kernels_->layout);
         }
-        pool_->barrier().wait();
         if (kind >= 3) {
+          pool_->barrier().wait();
           // Pack the token tiles for AMX, split by token tile.
           const int64_t ttiles = (T + 15) / 16;
           share(ttiles, tid, nth, b0, b1);
@@ -574,14 +602,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
             pack_amx_activations(q_.data() + 16 * tt * cols, cols, n, q_tiles_.data() + tt * (cols / 64) * 1024);
           }
         }
-        pool_->barrier().wait();
-        if (tid == 0) {
-          quant_buffer_ = op.in0;
-          quant_kind_ = kind;
-        }
-      } else {
-        // keep the barrier count identical on every thread
-        pool_->barrier().wait();
+        quant_buffer_[(size_t)tid] = op.in0;
+        quant_kind_[(size_t)tid] = kind;
         pool_->barrier().wait();
       }
       // Phase 2: output rows split across threads.

@@ -85,9 +85,10 @@ class Model {
             const std::vector<int32_t>& inject = {}, const std::vector<const float*>& inject_data = {});
 
   const char* kernel_name() const { return use_amx_ ? "amx" : kernels_->name; }
-  std::map<std::string, int64_t> kernel_counts() const { return counts_; }
+  // Kernel ids executed so far and how often.
+  std::map<std::string, int64_t> kernel_counts() const;
   // Wall time per op kind (ns, measured on worker 0), for profiling.
-  std::map<std::string, int64_t> op_times() const { return op_ns_; }
+  std::map<std::string, int64_t> op_times() const;
   uint64_t mapped_bytes() const { return map_ != nullptr ? map_size_ : 0; }
   uint64_t loaded_bytes() const { return loaded_size_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }
@@ -95,8 +96,8 @@ class Model {
 
  private:
   void plan_buffers();
+  void reserve_batch(int64_t T);
   void run_op(const OpSpec& op, int tid, int nth, int64_t T);
-  void count(const std::string& id);
   bool amx_eligible(const Tensor& w, int64_t T) const;
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
   void ensure_capacity(Sequence& s, int64_t needed);
@@ -113,10 +114,18 @@ class Model {
   uint64_t repacked_bytes_ = 0;
   std::vector<int32_t> slot_of_;
   std::vector<std::vector<float>> slots_;
+  std::vector<int64_t> slot_width_;
+  int64_t max_width_ = 0, max_rows_ = 0;
+  int64_t batch_capacity_ = 0;  // tokens the per-token buffers hold now
   std::unordered_map<int32_t, Sequence> seqs_;
-  std::map<std::string, int64_t> counts_;
-  std::map<std::string, int64_t> op_ns_;
-  std::vector<std::string> op_kernel_;  // kernel id per op, for counts
+  // Kernel ids (interned) and their call counts; per op the id of its vector-path kernel and of
+  // its AMX variant; per op kind the accumulated wall time.
+  std::vector<std::string> kernel_names_;
+  std::vector<int64_t> kernel_calls_;
+  std::vector<int32_t> op_kernel_id_, op_kernel_amx_;
+  std::vector<std::string> op_kind_names_;
+  std::vector<int64_t> op_ns_;
+  std::vector<int32_t> op_kind_id_;
 
   // Per-step state.
   const int32_t* tokens_ = nullptr;
@@ -127,8 +136,11 @@ class Model {
   std::vector<Sequence*> owners_;
   std::vector<int64_t> logit_rows_;
   // Quantized activations of the last quantized buffer (shared by q/k/v and gate/up).
-  int32_t quant_buffer_ = -1;
-  int32_t quant_kind_ = -1;
+  // Each thread tracks which buffer q_ holds (the same value on every thread, kept per thread so
+  // no thread reads it while another updates it).
+  std::vector<int32_t> quant_buffer_;
+  std::vector<int32_t> quant_kind_;
+  std::vector<std::vector<int8_t>> quant_tmp_;  // per thread, one row in natural order
   std::vector<int8_t> q_;
   std::vector<float> q_scale_;
   std::vector<int32_t> q_sum_;
