@@ -9,7 +9,8 @@
         "native/kernels_avx2.cc",
         "native/kernels_avx512.cc",
         "native/kernels_amx.cc",
-        "native/kernels_dispatch.cc"
+        "native/kernels_dispatch.cc",
+        "native/bandwidth.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -20,6 +20,16 @@ export function integer(
   };
 }
 
+/** A comma-separated list of integers (llama-bench's `-p 128,512`). */
+export function integerList(
+  name: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): (value: string) => number[] {
+  const one = integer(name, min, max);
+  return (value: string): number[] => value.split(",").map((v) => one(v));
+}
+
 export function number(name: string, min: number, max: number): (value: string) => number {
   return (value: string): number => {
     const n = Number(value);
@@ -48,6 +58,19 @@ export interface ModelOptions {
   threads?: number;
   backend?: BackendName;
   ffnAct?: FfnActivation;
+  /** false with --no-mmap (Commander's negated flag). */
+  mmap?: boolean;
+  headQ8_0?: boolean;
+  kernelPath?: string;
+}
+
+/** The native-backend options the model flags select (the reference backends ignore them). */
+export function backendOptionsOf(options: ModelOptions): Record<string, unknown> {
+  return {
+    ...(options.mmap === false ? { mmap: false } : {}),
+    ...(options.headQ8_0 === true ? { headQ8_0: true } : {}),
+    ...(options.kernelPath === undefined ? {} : { kernelPath: options.kernelPath }),
+  };
 }
 
 export interface SamplingOptions {
@@ -80,6 +103,19 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
       "--ffn-act <act>",
       "override the FFN activation: relu2 or silu (a 2B-4T checkpoint converted by mainline llama.cpp lands in arch bitnet but needs relu2)",
       choice("--ffn-act", ["relu2", "silu"] as const),
+    )
+    .option(
+      "--no-mmap",
+      "read the weights into (huge-page) memory instead of mapping the file: faster decode where 4 KiB page mappings slow streaming, more private memory",
+    )
+    .option(
+      "--head-q8_0",
+      "requantize an F16 output head to Q8_0 at load (CPU backend): faster decode, logits differ slightly from the file's numerics",
+    )
+    .option(
+      "--kernel-path <path>",
+      "force a CPU kernel path: scalar, avx2, avx512vnni or amx (default: the best this CPU has)",
+      choice("--kernel-path", ["scalar", "avx2", "avx512vnni", "amx", "neon"] as const),
     );
 }
 

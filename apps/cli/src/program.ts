@@ -5,6 +5,7 @@
 import { registerBackend } from "@bitnet-ts/engine-core";
 import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
+import { type BenchCliOptions, runBench } from "./commands/bench";
 import { runChat } from "./commands/chat";
 import { runCrossval } from "./commands/crossval";
 import { runEval } from "./commands/eval";
@@ -13,7 +14,7 @@ import { runInspect } from "./commands/inspect";
 import { runPerplexity } from "./commands/perplexity";
 import { runRun } from "./commands/run";
 import { runDetokenize, runTokenize } from "./commands/tokenize";
-import { addModelOptions, addSamplingOptions, choice, integer } from "./options";
+import { addModelOptions, addSamplingOptions, choice, integer, integerList } from "./options";
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -166,6 +167,38 @@ function buildProgram(io: CliIo): Command {
     false,
   ).action(async (options) => {
     await runEval(options, io);
+  });
+
+  addModelOptions(
+    program
+      .command("bench")
+      .description(
+        "llama-bench for this engine: prompt processing (pp) and generation (tg) tokens/s, optionally next to llama.cpp on the same file, and the memory-bandwidth bound",
+      )
+      .option(
+        "-p, --n-prompt <n>",
+        "prompt tokens of the pp tests, comma-separated (default 128; 0 skips)",
+        integerList("--n-prompt", 0, 1 << 16),
+      )
+      .option(
+        "-n, --n-gen <n>",
+        "generated tokens of the tg tests, comma-separated (default 64; 0 skips)",
+        integerList("--n-gen", 0, 1 << 16),
+      )
+      .option(
+        "-r, --repetitions <n>",
+        "repetitions per test (default 5)",
+        integer("--repetitions", 1, 1000),
+      )
+      .option(
+        "--compare-llama",
+        "run the same tests through llama.cpp (node-llama-cpp) in the same run",
+      )
+      .option("--json", "print one JSON object"),
+    true,
+  ).action(async (options) => {
+    const { repetitions, ...rest } = options as BenchCliOptions & { repetitions?: number };
+    await runBench({ ...rest, ...(repetitions === undefined ? {} : { reps: repetitions }) }, io);
   });
 
   program

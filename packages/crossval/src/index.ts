@@ -6,7 +6,8 @@ export {
   formatReport,
 } from "./crossval";
 export { ReferenceUnavailableError } from "./errors";
-export { type LlamaReference, loadNodeLlamaCpp, openLlamaReference } from "./llama";
+export { type LlamaReference, loadNodeLlamaCpp, openLlamaCpu, openLlamaReference } from "./llama";
+export { type LlamaBenchOptions, type LlamaBenchSession, openLlamaBench } from "./llama-bench";
 export {
   argmaxOf,
   comparePosition,

@@ -32,25 +32,33 @@ export async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
   }
 }
 
-export async function openLlamaReference(
-  modelPath: string,
-  options: { contextSize: number; vocabSize: number; threads?: number },
-): Promise<LlamaReference> {
+/** llama.cpp on the CPU, from node-llama-cpp's prebuilt binaries (never built from source here). */
+export async function openLlamaCpu(): Promise<{
+  nlc: NodeLlamaCpp;
+  llama: Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
+}> {
   const nlc = await loadNodeLlamaCpp();
-  let llama: Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
   try {
-    llama = await nlc.getLlama({
+    const llama = await nlc.getLlama({
       build: "never",
       gpu: false,
       logLevel: nlc.LlamaLogLevel.error,
       progressLogs: false,
     });
+    return { nlc, llama };
   } catch (error) {
     throw new ReferenceUnavailableError(
       `node-llama-cpp has no usable prebuilt binary here (${(error as Error).message})`,
       { cause: error },
     );
   }
+}
+
+export async function openLlamaReference(
+  modelPath: string,
+  options: { contextSize: number; vocabSize: number; threads?: number },
+): Promise<LlamaReference> {
+  const { llama } = await openLlamaCpu();
   const model = await llama.loadModel({ modelPath });
   const context = await model.createContext({
     contextSize: options.contextSize,

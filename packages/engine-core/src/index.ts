@@ -31,6 +31,7 @@ export {
   autoOrder,
   type BackendLoader,
   type BackendName,
+  type NativeBackendOptions,
   registerBackend,
   type SelectBackendOptions,
   selectBackend,

@@ -3,7 +3,7 @@ import type { CompiledModel } from "./backend";
 import { EngineError, EngineErrorCode } from "./errors";
 import { type DescribeOptions, readModelDescription } from "./model";
 import { ReferenceBackend } from "./reference/backend";
-import { type BackendName, selectBackend } from "./select";
+import { type BackendName, type NativeBackendOptions, selectBackend } from "./select";
 
 export interface LoadModelOptions extends DescribeOptions {
   /** Backend to run on (default "auto"). */
@@ -11,6 +11,8 @@ export interface LoadModelOptions extends DescribeOptions {
   /** Context length (default: the model's). */
   readonly contextLength?: number;
   readonly threads?: number;
+  /** Options for a native backend (e.g. `{ mmap: false }` for the CPU backend); ignored by the reference backends. */
+  readonly backendOptions?: NativeBackendOptions;
   readonly onLog?: (message: string) => void;
 }
 
@@ -33,6 +35,7 @@ export async function loadModel(
   const backend = await selectBackend(name, {
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
+    ...(options.backendOptions === undefined ? {} : { backendOptions: options.backendOptions }),
   });
   const archOptions =
     options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation };

@@ -18,14 +18,21 @@ export function autoOrder(): BackendName[] {
   return autoBackendOrder(probeDevice());
 }
 
+/**
+ * Options a native backend understands beyond the thread count (e.g. the CPU backend's `mmap`,
+ * `headQ8_0`, `kernelPath`); the reference backends ignore them.
+ */
+export type NativeBackendOptions = Readonly<Record<string, unknown>>;
+
 export interface SelectBackendOptions {
   readonly threads?: number;
+  readonly backendOptions?: NativeBackendOptions;
   /** Receives one line per backend that was skipped and why. */
   readonly onLog?: (message: string) => void;
 }
 
 interface BackendModule {
-  createBackend(options: { threads?: number }): Promise<Backend> | Backend;
+  createBackend(options: { threads?: number } & NativeBackendOptions): Promise<Backend> | Backend;
 }
 
 /** A function that loads a backend package on demand (registered by the app that installs it). */
@@ -89,9 +96,10 @@ async function createFrom(
   options: SelectBackendOptions,
 ): Promise<Backend> {
   try {
-    return await mod.createBackend(
-      options.threads === undefined ? {} : { threads: options.threads },
-    );
+    return await mod.createBackend({
+      ...options.backendOptions,
+      ...(options.threads === undefined ? {} : { threads: options.threads }),
+    });
   } catch (error) {
     throw new EngineError(
       EngineErrorCode.BACKEND_UNAVAILABLE,

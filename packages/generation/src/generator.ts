@@ -7,6 +7,7 @@ import {
   type CompiledModel,
   type FfnActivation,
   loadModel,
+  type NativeBackendOptions,
 } from "@bitnet-ts/engine-core";
 import { readGgufFile } from "@bitnet-ts/gguf";
 import { Sampler, type SamplingSettings } from "@bitnet-ts/logits";
@@ -68,6 +69,8 @@ export interface TextGeneratorOptions extends SchedulerOptions {
   readonly backend?: BackendName;
   readonly contextLength?: number;
   readonly threads?: number;
+  /** Options for a native backend, e.g. `{ mmap: false }` (see @bitnet-ts/kernels-cpu). */
+  readonly backendOptions?: NativeBackendOptions;
   readonly ffnActivation?: FfnActivation;
   readonly tokenizer?: TokenizerOptions;
   readonly onLog?: (message: string) => void;
@@ -101,6 +104,7 @@ export class TextGenerator {
       ...(options.threads === undefined ? {} : { threads: options.threads }),
       ...(options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation }),
       ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
+      ...(options.backendOptions === undefined ? {} : { backendOptions: options.backendOptions }),
     });
     const tokenizer = Tokenizer.fromGguf(model.description.file.metadata, options.tokenizer ?? {});
     return new TextGenerator(model, tokenizer, options);

@@ -5,7 +5,15 @@
 // ---------------------------------------------------------------------------------------------
 #include <napi.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -226,6 +234,81 @@ Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// measureBandwidth({ path?, offset, bytes, threads, reps, kernelPath }): read bandwidth of a region
+// of a file mapped read-only (as the model's weights are by default) or, without a path, of
+// anonymous huge-page memory (as with mmap: false). Resolves to one GB/s figure per repetition.
+class BandwidthWorker : public Napi::AsyncWorker {
+ public:
+  BandwidthWorker(Napi::Env env, const Napi::Object& o)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (o.Has("path") && o.Get("path").IsString()) path_ = o.Get("path").As<Napi::String>().Utf8Value();
+    offset_ = o.Has("offset") ? GetInt(o, "offset") : 0;
+    bytes_ = GetInt(o, "bytes");
+    threads_ = (int)GetInt(o, "threads");
+    reps_ = (int)GetInt(o, "reps");
+    kernel_path_ = o.Has("kernelPath") ? o.Get("kernelPath").As<Napi::String>().Utf8Value() : "auto";
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    const bitnet::Kernels* k = bitnet::select_kernels(kernel_path_ == "amx" ? "avx512vnni" : kernel_path_.c_str());
+    if (k == nullptr) return SetError("kernel path \"" + kernel_path_ + "\" is not available on this CPU");
+    if (bytes_ < (1 << 20) || threads_ < 1 || reps_ < 1) return SetError("bandwidth probe needs ≥ 1 MiB, ≥ 1 thread, ≥ 1 repetition");
+    const int64_t bytes = bytes_ / 64 * 64;
+    if (path_.empty()) {
+      const size_t huge = 2u << 20;
+      const size_t size = ((size_t)bytes + huge - 1) / huge * huge;
+      uint8_t* p = (uint8_t*)std::aligned_alloc(huge, size);
+      if (p == nullptr) return SetError("could not allocate " + std::to_string(size) + " bytes");
+      ::madvise(p, size, MADV_HUGEPAGE);
+      for (size_t i = 0; i < size; i += 4096) p[i] = (uint8_t)i;  // touch every page
+      std::memset(p, 1, size);
+      rates_ = bitnet::measure_read_bandwidth(*k, p, bytes, threads_, reps_);
+      std::free(p);
+      return;
+    }
+    const int fd = ::open(path_.c_str(), O_RDONLY);
+    if (fd < 0) return SetError("could not open " + path_ + ": " + std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || offset_ < 0 || offset_ + bytes > (int64_t)st.st_size) {
+      ::close(fd);
+      return SetError("the region is outside " + path_);
+    }
+    const int64_t page = ::sysconf(_SC_PAGESIZE);
+    const int64_t start = offset_ / page * page;
+    const size_t length = (size_t)(offset_ + bytes - start);
+    void* m = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)start);
+    ::close(fd);
+    if (m == MAP_FAILED) return SetError("could not map " + path_ + ": " + std::strerror(errno));
+    rates_ = bitnet::measure_read_bandwidth(*k, (const uint8_t*)m + (offset_ - start), bytes, threads_, reps_);
+    ::munmap(m, length);
+  }
+  void OnOK() override {
+    Napi::Array out = Napi::Array::New(Env(), rates_.size());
+    for (size_t i = 0; i < rates_.size(); i++) out.Set((uint32_t)i, rates_[i]);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_, kernel_path_;
+  int64_t offset_ = 0, bytes_ = 0;
+  int threads_ = 1, reps_ = 1;
+  std::vector<double> rates_;
+};
+
+Napi::Value MeasureBandwidth(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(info.Env(), "measureBandwidth expects an options object").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  auto* worker = new BandwidthWorker(info.Env(), info[0].As<Napi::Object>());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
   const char* names[8];
   const int n = bitnet::available_kernel_paths(names, 8);
@@ -237,7 +320,8 @@ Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
-  exports.Set("abiVersion", Napi::Number::New(env, 2));  // bump with every change to src/binding.ts
+  exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
+  exports.Set("abiVersion", Napi::Number::New(env, 3));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -7,6 +7,7 @@
 // ---------------------------------------------------------------------------------------------
 #pragma once
 #include <cstdint>
+#include <vector>
 #include "common.h"
 
 namespace bitnet {
@@ -63,11 +64,27 @@ struct Kernels {
   // (x_max the first element of largest magnitude), q = min(127, nearest_int(iscale·x)), and
   // per-block Σq. Exact on every path.
   void (*quantize_q8k)(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
+
+  // Reads n bytes (a multiple of 64) as fast as this path can stream them (the same prefetching
+  // as the matvec kernels) and returns a checksum: the bandwidth probe behind `bitnet bench`.
+  uint64_t (*stream_read)(const uint8_t* p, int64_t n);
+
+  // f32 → f16 bits, and f32 → nearest f16 value as f32 (y may be x): round to nearest even, as
+  // ggml's conversion (hardware F16C on the x86 SIMD paths gives the same bits for every
+  // non-NaN input).
+  void (*to_f16)(const float* x, uint16_t* y, int64_t n);
+  void (*round_f16)(const float* x, float* y, int64_t n);
 };
 
 // The scalar quantizers (shared by paths without their own).
 void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
 void quantize_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
+uint64_t stream_read_scalar(const uint8_t* p, int64_t n);
+void to_f16_scalar(const float* x, uint16_t* y, int64_t n);
+void round_f16_scalar(const float* x, float* y, int64_t n);
+
+// Read bandwidth of [p, p + bytes) with `threads` threads, one figure (GB/s) per repetition.
+std::vector<double> measure_read_bandwidth(const Kernels& k, const uint8_t* p, int64_t bytes, int threads, int reps);
 
 const Kernels& kernels_scalar();
 const Kernels* kernels_avx2();       // nullptr when not compiled in or not supported

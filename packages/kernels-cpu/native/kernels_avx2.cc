@@ -251,10 +251,42 @@ void relu2_glu_avx2(const float* g, const float* u, float* y, int64_t n) {
   }
 }
 
+void to_f16_avx2(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128((__m128i*)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; i++) y[i] = f32_to_f16(x[i]);
+}
+
+void round_f16_avx2(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; i++) y[i] = round_f16(x[i]);
+}
+
+uint64_t stream_read_avx2(const uint8_t* p, int64_t n) {
+  __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+  for (int64_t i = 0; i + 128 <= n; i += 128) {
+    _mm_prefetch((const char*)(p + i + 8192), _MM_HINT_T1);
+    _mm_prefetch((const char*)(p + i + 8192 + 64), _MM_HINT_T1);
+    a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i*)(p + i)));
+    b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i*)(p + i + 32)));
+    c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i*)(p + i + 64)));
+    d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i*)(p + i + 96)));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+  return (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 1) + (uint64_t)_mm256_extract_epi64(s, 2) +
+         (uint64_t)_mm256_extract_epi64(s, 3);
+}
+
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
                       f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
                       sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_scalar,
-                      quantize_q8k_scalar};
+                      quantize_q8k_scalar, stream_read_avx2, to_f16_avx2,       round_f16_avx2};
 
 }  // namespace
 
@@ -267,7 +299,7 @@ const Kernels* kernels_avx2_impl() { return &AVX2; }
 namespace bitnet {
 const Kernels* kernels_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? kernels_avx2_impl() : nullptr;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") ? kernels_avx2_impl() : nullptr;
 }
 }  // namespace bitnet
 

@@ -399,10 +399,38 @@ void quantize_q8k_avx512(const float* x, int64_t n, int8_t* q, float* d, int32_t
   }
 }
 
+void to_f16_avx512(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_si256((__m256i*)(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; i++) y[i] = f32_to_f16(x[i]);
+}
+
+void round_f16_avx512(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_storeu_ps(y + i, _mm512_cvtph_ps(h));
+  }
+  for (; i < n; i++) y[i] = round_f16(x[i]);
+}
+
+uint64_t stream_read_avx512(const uint8_t* p, int64_t n) {
+  __m512i a = _mm512_setzero_si512(), b = a;
+  for (int64_t i = 0; i + 128 <= n; i += 128) {
+    _mm_prefetch((const char*)(p + i + PREFETCH_BYTES), _MM_HINT_T1);
+    _mm_prefetch((const char*)(p + i + PREFETCH_BYTES + 64), _MM_HINT_T1);
+    a = _mm512_add_epi64(a, _mm512_loadu_si512(p + i));
+    b = _mm512_add_epi64(b, _mm512_loadu_si512(p + i + 64));
+  }
+  return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a, b));
+}
+
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,
                         f16_gemm_avx512,    q8_0_gemm_avx512,     attn_scores_avx512, attn_values_avx512,
                         sum_squares_avx512, exp_avx512,           relu2_glu_avx512,   quantize_i8_avx512,
-                        quantize_q8k_avx512};
+                        quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512};
 
 }  // namespace
 

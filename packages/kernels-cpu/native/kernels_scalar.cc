@@ -131,9 +131,30 @@ void relu2_glu_scalar(const float* g, const float* u, float* y, int64_t n) {
 const Kernels SCALAR = {"scalar",           LAYOUT_NATURAL,     i2s_gemm_scalar,    tq2_gemm_scalar,
                         f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_scalar,
                         sum_squares_scalar, exp_scalar,         relu2_glu_scalar,   quantize_i8_scalar,
-                        quantize_q8k_scalar};
+                        quantize_q8k_scalar, stream_read_scalar, to_f16_scalar,     round_f16_scalar};
 
 }  // namespace
+
+void to_f16_scalar(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = f32_to_f16(x[i]);
+}
+
+void round_f16_scalar(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = round_f16(x[i]);
+}
+
+uint64_t stream_read_scalar(const uint8_t* p, int64_t n) {
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  for (int64_t i = 0; i + 32 <= n; i += 32) {
+    uint64_t w[4];
+    std::memcpy(w, p + i, 32);
+    a += w[0];
+    b += w[1];
+    c += w[2];
+    d += w[3];
+  }
+  return a ^ b ^ c ^ d;
+}
 
 void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum) {
   double max = 0.00001;

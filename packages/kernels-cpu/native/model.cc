@@ -409,6 +409,28 @@ std::map<std::string, int64_t> Model::op_times() const {
 }
 
 // AMX pays off from one full token tile; rows split across threads in tiles of 16.
+// Decode streams every weight once per token; within an op the kernels prefetch ahead, but each
+// op's first kilobytes would start cold. Before the barrier, each thread asks L2 for the start
+// of its share of the next matrix op's weights.
+void Model::prefetch_next_weights(size_t i, int tid, int nth) const {
+  for (size_t j = i + 1; j < cfg_.ops.size() && j <= i + 4; j++) {
+    const OpSpec& next = cfg_.ops[j];
+    if (next.kind != OP_LINEAR && next.kind != OP_OUTPUT) continue;
+    const Tensor& w = tensors_[(size_t)next.weight];
+    const int64_t row_bytes = w.type == T_I2_S    ? w.ne0 / 4
+                              : w.type == T_TQ2_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ2)
+                              : w.type == T_Q8_0  ? w.ne0 / 32 * (int64_t)sizeof(BlockQ8_0)
+                              : w.type == T_F32   ? w.ne0 * 4
+                                                  : w.ne0 * 2;
+    int64_t r0, r1;
+    share(w.ne1, tid, nth, r0, r1);
+    const uint8_t* start = w.data + r0 * row_bytes;
+    const int64_t n = std::min<int64_t>(8192, (r1 - r0) * row_bytes);
+    for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(start + o, 0, 2);
+    return;
+  }
+}
+
 bool Model::amx_eligible(const Tensor& w, int64_t T) const {
   return use_amx_ && (w.type == T_I2_S || w.type == T_TQ2_0) && T >= 16 && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
 }
@@ -513,6 +535,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       }
       const auto started = std::chrono::steady_clock::now();
       run_op(op, tid, nth, T);
+      if (T <= 4) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait();
       if (tid == 0) {
         elapsed[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
@@ -635,7 +658,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
           kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, b0, b1, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
         } else if (w.type == T_F16) {
           std::vector<float> xr((size_t)(T * cols));
-          for (int64_t i = 0; i < T * cols; i++) xr[(size_t)i] = round_f16(x[i]);
+          kernels_->round_f16(x, xr.data(), T * cols);
           kernels_->f16_gemm((const uint16_t*)w.data, cols, b0, b1, xr.data(), T, y, rows);
         } else {
           // F32 projections (rare): each product exact in double, the sum rounded per step, as the reference.
@@ -689,17 +712,18 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       const float* k = buf(op.in1);
       const float* v = buf(op.in2);
       float* out = buf(op.out);
-      // Phase 1: store the batch's keys and values (f16, like llama.cpp's default cache).
-      share(T, tid, nth, b0, b1);
-      for (int64_t t = b0; t < b1; t++) {
+      // Phase 1: store the batch's keys and values (f16, like llama.cpp's default cache), split
+      // by (token, kv head) so a single decoded token is still shared across threads.
+      share(T * nkv, tid, nth, b0, b1);
+      uint16_t* k16 = (uint16_t*)scratch_[(size_t)tid].data();
+      for (int64_t p = b0; p < b1; p++) {
+        const int64_t t = p / nkv, kh = p % nkv;
         Sequence* s = owners_[(size_t)t];
         const int64_t pos = positions_[t];
-        uint16_t* kd = s->k[(size_t)op.layer].data();
-        uint16_t* vd = s->v[(size_t)op.layer].data() + pos * kvw;
-        for (int64_t j = 0; j < kvw; j++) {
-          kd[j * s->capacity + pos] = f32_to_f16(k[t * kvw + j]);
-          vd[j] = f32_to_f16(v[t * kvw + j]);
-        }
+        kernels_->to_f16(k + t * kvw + kh * hd, k16, hd);
+        uint16_t* kd = s->k[(size_t)op.layer].data() + kh * hd * s->capacity + pos;
+        for (int64_t j = 0; j < hd; j++) kd[j * s->capacity] = k16[j];
+        kernels_->to_f16(v + t * kvw + kh * hd, s->v[(size_t)op.layer].data() + pos * kvw + kh * hd, hd);
       }
       pool_->barrier().wait();
       // Phase 2: (token, head) pairs split across threads.
@@ -714,7 +738,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         const Sequence* s = owners_[(size_t)t];
         const uint16_t* keys = s->k[(size_t)op.layer].data();
         const uint16_t* vals = s->v[(size_t)op.layer].data();
-        for (int64_t i = 0; i < hd; i++) qh[(size_t)i] = round_f16(q[t * d + h * hd + i]);
+        kernels_->round_f16(q + t * d + h * hd, qh.data(), hd);
         kernels_->attn_scores(qh.data(), keys + kvh * hd * s->capacity, s->capacity, hd, len, scores);
         float max = -INFINITY;
         for (int64_t j = 0; j < len; j++) {
@@ -726,7 +750,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         double sum = 0.0;
         for (int64_t j = 0; j < len; j++) sum += (double)scores[j];
         const float inv = (float)(1.0 / sum);
-        for (int64_t j = 0; j < len; j++) scores[j] = round_f16(scores[j] * inv);
+        for (int64_t j = 0; j < len; j++) scores[j] = scores[j] * inv;
+        kernels_->round_f16(scores, scores, len);
         kernels_->attn_values(scores, vals + kvh * hd, kvw, hd, len, out + t * d + h * hd);
       }
       return;
@@ -772,7 +797,11 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         if (w.type == T_Q8_0) {
           quantize_q8_0(xt, head_q_.data() + r * (cols / 32), cols);
         } else {
-          for (int64_t i = 0; i < cols; i++) head_x_[(size_t)(r * cols + i)] = w.type == T_F16 ? round_f16(xt[i]) : xt[i];
+          if (w.type == T_F16) {
+            kernels_->round_f16(xt, head_x_.data() + r * cols, cols);
+          } else {
+            std::memcpy(head_x_.data() + r * cols, xt, (size_t)cols * 4);
+          }
         }
       }
       pool_->barrier().wait();

@@ -99,6 +99,7 @@ class Model {
   void reserve_batch(int64_t T);
   void run_op(const OpSpec& op, int tid, int nth, int64_t T);
   bool amx_eligible(const Tensor& w, int64_t T) const;
+  void prefetch_next_weights(size_t i, int tid, int nth) const;
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
   void ensure_capacity(Sequence& s, int64_t needed);
 

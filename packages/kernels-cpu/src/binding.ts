@@ -113,8 +113,21 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface BandwidthProbe {
+  /** A file to map read-only and read (the model's weights as mmap uses them); omit for anonymous huge-page memory. */
+  readonly path?: string;
+  readonly offset?: number;
+  /** Bytes to read per repetition (≥ 1 MiB; use several times the last-level cache). */
+  readonly bytes: number;
+  readonly threads: number;
+  readonly reps: number;
+  readonly kernelPath?: string;
+}
+
 export interface NativeBinding {
   NativeModel: new (config: NativeModelConfig) => NativeModel;
+  /** Read bandwidth in GB/s, one figure per repetition, streaming as the matvec kernels do. */
+  measureBandwidth(probe: BandwidthProbe): Promise<number[]>;
   /** Kernel paths this CPU can run, best last. */
   availablePaths(): string[];
   abiVersion: number;

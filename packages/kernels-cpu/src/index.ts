@@ -1,7 +1,12 @@
 import { CpuBackend, type CpuBackendOptions } from "./backend";
 
 export { CpuBackend, type CpuBackendOptions, CpuModel, expectedKernelPath } from "./backend";
-export type { NativeBinding, NativeModel, NativeModelConfig } from "./binding";
+export {
+  type BandwidthResult,
+  type MeasureBandwidthOptions,
+  measureReadBandwidth,
+} from "./bandwidth";
+export type { BandwidthProbe, NativeBinding, NativeModel, NativeModelConfig } from "./binding";
 export {
   type BindingCandidate,
   bindingCandidates,

@@ -9,7 +9,7 @@ import { bindingCandidates, KernelUnavailableError, loadBinding, loadBindingFrom
 describe("loading the addon", () => {
   it("finds the build and reports the kernel paths this CPU runs", () => {
     const binding = loadBinding();
-    expect(binding.abiVersion).toBe(2);
+    expect(binding.abiVersion).toBe(3);
     const paths = binding.availablePaths();
     expect(paths[0]).toBe("scalar");
     // What device-probe expects must be what the addon's own cpuid check offers.
@@ -30,7 +30,7 @@ describe("loading the addon", () => {
   });
 
   it("falls through a missing explicit path to the next candidate", () => {
-    expect(loadBinding("/nonexistent/bitnet_kernels_cpu.node").abiVersion).toBe(2);
+    expect(loadBinding("/nonexistent/bitnet_kernels_cpu.node").abiVersion).toBe(3);
   });
 
   it("fails with one typed error that lists every attempt and the fix", () => {

@@ -1,6 +1,6 @@
 import { TextGenerator } from "@bitnet-ts/generation";
 import { defaultModelPath } from "../default-model";
-import type { ModelOptions } from "../options";
+import { backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 
 /** Resolves -m (or the demo model) and loads the generator, reporting load time on stderr. */
@@ -22,6 +22,7 @@ export async function loadGenerator(
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
+    backendOptions: backendOptionsOf(options),
     onLog: (line) => io.stderr(`bitnet: ${line}\n`),
   });
   return { generator, path, loadMs: performance.now() - started };

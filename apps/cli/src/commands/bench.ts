@@ -1,0 +1,360 @@
+/**
+ * `bitnet bench`: llama-bench for our engine. pp<N> evaluates N prompt tokens as one batch from
+ * an empty cache; tg<N> generates N tokens one step at a time from an empty cache. With
+ * --compare-llama the same tests run through llama.cpp (node-llama-cpp) on the same file in the
+ * same run, interleaved repetition by repetition so machine noise hits both alike. The decode
+ * bound is bytes read per generated token / read bandwidth, both measured by this command.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type LlamaBenchSession, openLlamaBench } from "@bitnet-ts/crossval";
+import { type CompiledModel, loadModel } from "@bitnet-ts/engine-core";
+import type { GgufFile } from "@bitnet-ts/gguf";
+import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
+import { defaultModelPath } from "../default-model";
+import { backendOptionsOf, type ModelOptions } from "../options";
+import type { CliIo } from "../program";
+import { formatTable } from "../table";
+
+export interface BenchCliOptions extends ModelOptions {
+  nPrompt?: number[];
+  nGen?: number[];
+  reps?: number;
+  json?: boolean;
+  compareLlama?: boolean;
+  receipt?: string;
+}
+
+export interface BenchResult {
+  readonly engine: "bitnet-ts" | "llama.cpp";
+  readonly test: string;
+  readonly tps_mean: number;
+  readonly tps_std: number;
+  readonly tps_median: number;
+  readonly reps: number;
+  readonly samples: readonly number[];
+}
+
+export interface BenchBound {
+  /** Bandwidth of the memory the weights are read from in this run (GB/s, best repetition). */
+  readonly bandwidth_gbs: number;
+  readonly memory: "file-mapping" | "anonymous";
+  /** Weights read per generated token (+ the KV cache at the tg test's mean position). */
+  readonly bytes_per_token: number;
+  /** The decode speed that bandwidth allows. */
+  readonly tg_tps: number;
+  /** Our tg median over the bound (1 = at the bound). */
+  readonly fraction: number | null;
+}
+
+export interface BenchReport {
+  readonly model: string;
+  readonly model_bytes: number;
+  readonly params: number;
+  readonly backend: string;
+  readonly threads: number;
+  readonly mmap: boolean;
+  readonly load_ms: number;
+  readonly results: readonly BenchResult[];
+  readonly bound: BenchBound | null;
+  readonly bandwidth: { readonly file_mapping_gbs: number; readonly anonymous_gbs: number } | null;
+  readonly llama: string | null;
+  /** Median tokens/s ratios bitnet-ts / llama.cpp per test, from the same run. */
+  readonly speedup: Readonly<Record<string, number>> | null;
+}
+
+interface Engine {
+  readonly name: "bitnet-ts" | "llama.cpp";
+  prefill(tokens: readonly number[]): Promise<number>;
+  decode(tokens: readonly number[]): Promise<number>;
+}
+
+function ours(model: CompiledModel): Engine {
+  return {
+    name: "bitnet-ts",
+    async prefill(tokens) {
+      const seq = model.createSequence();
+      const started = performance.now();
+      await model.step([{ sequence: seq, tokens, logits: "last" }]);
+      const ms = performance.now() - started;
+      model.freeSequence(seq);
+      return ms;
+    },
+    async decode(tokens) {
+      const seq = model.createSequence();
+      const started = performance.now();
+      for (const token of tokens) {
+        await model.step([{ sequence: seq, tokens: [token] }]);
+      }
+      const ms = performance.now() - started;
+      model.freeSequence(seq);
+      return ms;
+    },
+  };
+}
+
+function theirs(session: LlamaBenchSession): Engine {
+  return {
+    name: "llama.cpp",
+    prefill: (t) => session.prefill(t),
+    decode: (t) => session.decode(t),
+  };
+}
+
+/** Token ids for the tests: seeded, spread over the vocabulary (as llama-bench's random tokens). */
+function benchTokens(n: number, vocab: number, seed: number): number[] {
+  let state = seed >>> 0 || 1;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    out.push(state % Math.min(vocab, 100_000));
+  }
+  return out;
+}
+
+function stats(samples: readonly number[]): { mean: number; std: number; median: number } {
+  const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
+  const std =
+    samples.length > 1
+      ? Math.sqrt(samples.reduce((a, b) => a + (b - mean) ** 2, 0) / (samples.length - 1))
+      : 0;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { mean, std, median };
+}
+
+/** Bytes one generated token reads: every weight once (a tied head reads the whole embedding). */
+export function bytesPerToken(file: GgufFile, headQ8_0: boolean, kvBytes: number): number {
+  const embd = file.findTensor("token_embd.weight");
+  const untiedOutput = file.findTensor("output.weight");
+  let bytes = 0;
+  for (const t of file.tensors) {
+    bytes += t.byteSize;
+  }
+  if (embd !== undefined && untiedOutput !== undefined) {
+    bytes -= embd.byteSize - embd.byteSize / (embd.shape[1] ?? 1); // the lookup reads one row
+  }
+  const head = untiedOutput ?? embd;
+  if (headQ8_0 && head !== undefined && head.type.name === "F16") {
+    bytes += (head.elementCount / 32) * 34 - head.byteSize;
+  }
+  return bytes + kvBytes;
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+}
+
+function params(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} B` : `${(n / 1e6).toFixed(2)} M`;
+}
+
+export async function runBench(options: BenchCliOptions, io: CliIo): Promise<BenchReport> {
+  const modelPath = options.model ?? (await defaultModelPath((line) => io.stderr(`${line}\n`)));
+  const nPrompt = options.nPrompt ?? [128];
+  const nGen = options.nGen ?? [64];
+  const reps = options.reps ?? 5;
+  const mmap = options.mmap !== false;
+  const progress = (line: string): void => {
+    io.stderr(`bitnet bench: ${line}\n`);
+  };
+
+  progress(`loading ${path.basename(modelPath)}`);
+  const started = performance.now();
+  const contextLength = Math.max(...nPrompt, ...nGen) + 16;
+  const model = await loadModel(modelPath, {
+    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
+    backendOptions: backendOptionsOf(options),
+    contextLength,
+    onLog: (line) => io.stderr(`bitnet: ${line}\n`),
+  });
+  const loadMs = performance.now() - started;
+  const native =
+    "info" in model
+      ? (model as unknown as { info(): { kernelPath: string; threads: number } }).info()
+      : undefined;
+  const threads = native?.threads ?? options.threads ?? 1;
+  const backend =
+    native === undefined ? model.backendName : `${model.backendName} ${native.kernelPath}`;
+  const file = model.description.file;
+  const hp = model.description.hparams;
+  let session: LlamaBenchSession | undefined;
+  try {
+    // Bandwidth first, while nothing else runs: the model's own file through a read-only
+    // mapping (what mmap'd weights stream from) and anonymous huge-page memory (--no-mmap).
+    let bandwidth: BenchReport["bandwidth"] = null;
+    if (native !== undefined) {
+      progress(`measuring read bandwidth with ${threads} threads`);
+      const fileBw = await measureReadBandwidth({ path: modelPath, threads });
+      const anonBw = await measureReadBandwidth({ threads });
+      bandwidth = { file_mapping_gbs: fileBw.bestGbs, anonymous_gbs: anonBw.bestGbs };
+    }
+    const engines: Engine[] = [ours(model)];
+    if (options.compareLlama) {
+      progress("loading the same file in llama.cpp (node-llama-cpp)");
+      session = await openLlamaBench(modelPath, {
+        threads,
+        contextSize: contextLength,
+        batchSize: Math.max(...nPrompt),
+        useMmap: mmap,
+      });
+      engines.push(theirs(session));
+    }
+    const tests: { name: string; run: (e: Engine) => Promise<number>; tokens: number }[] = [
+      ...nPrompt
+        .filter((n) => n > 0)
+        .map((n) => {
+          const tokens = benchTokens(n, hp.vocabSize, n);
+          return { name: `pp${n}`, tokens: n, run: (e: Engine) => e.prefill(tokens) };
+        }),
+      ...nGen
+        .filter((n) => n > 0)
+        .map((n) => {
+          const tokens = benchTokens(n, hp.vocabSize, 7919 + n);
+          return { name: `tg${n}`, tokens: n, run: (e: Engine) => e.decode(tokens) };
+        }),
+    ];
+    progress("warm-up");
+    for (const e of engines) {
+      await e.prefill(benchTokens(Math.min(32, contextLength - 1), hp.vocabSize, 1));
+      await e.decode(benchTokens(4, hp.vocabSize, 2));
+    }
+    const samples = new Map<string, number[]>();
+    for (let rep = 0; rep < reps; rep++) {
+      for (const test of tests) {
+        // Alternate which engine goes first, so drift in machine speed favours neither.
+        const order = rep % 2 === 0 ? engines : [...engines].reverse();
+        for (const e of order) {
+          const ms = await test.run(e);
+          const key = `${e.name}\u0000${test.name}`;
+          samples.set(key, [...(samples.get(key) ?? []), (test.tokens * 1000) / ms]);
+        }
+      }
+      progress(`repetition ${rep + 1}/${reps} done`);
+    }
+    const results: BenchResult[] = [];
+    for (const e of engines) {
+      for (const test of tests) {
+        const s = samples.get(`${e.name}\u0000${test.name}`)!;
+        const { mean, std, median } = stats(s);
+        results.push({
+          engine: e.name,
+          test: test.name,
+          tps_mean: mean,
+          tps_std: std,
+          tps_median: median,
+          reps: s.length,
+          samples: s,
+        });
+      }
+    }
+    let bound: BenchBound | null = null;
+    const tg = nGen.find((n) => n > 0);
+    if (bandwidth !== null) {
+      const kvWidth = hp.nHeadKv * hp.headDim;
+      const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
+      const kvBytes = 2 * hp.nLayer * kvWidth * 2 * meanPosition; // K and V, f16
+      const bytes = bytesPerToken(file, options.headQ8_0 === true, kvBytes);
+      const gbs = mmap ? bandwidth.file_mapping_gbs : bandwidth.anonymous_gbs;
+      const tgTps = (gbs * 1e9) / bytes;
+      const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
+      bound = {
+        bandwidth_gbs: gbs,
+        memory: mmap ? "file-mapping" : "anonymous",
+        bytes_per_token: bytes,
+        tg_tps: tgTps,
+        fraction: ourTg === undefined ? null : ourTg.tps_median / tgTps,
+      };
+    }
+    let speedup: Record<string, number> | null = null;
+    if (session !== undefined) {
+      speedup = {};
+      for (const test of tests) {
+        const a = results.find((r) => r.engine === "bitnet-ts" && r.test === test.name)!;
+        const b = results.find((r) => r.engine === "llama.cpp" && r.test === test.name)!;
+        speedup[test.name] = a.tps_median / b.tps_median;
+      }
+    }
+    let modelBytes = 0;
+    for (const t of file.tensors) {
+      modelBytes += t.byteSize;
+    }
+    const report: BenchReport = {
+      model: modelPath,
+      model_bytes: fs.statSync(modelPath).size,
+      params: file.tensors.reduce((n, t) => n + t.elementCount, 0),
+      backend,
+      threads,
+      mmap,
+      load_ms: loadMs,
+      results,
+      bound,
+      bandwidth,
+      llama: session?.label ?? null,
+      speedup,
+    };
+    if (options.json) {
+      io.stdout(`${JSON.stringify(report)}\n`);
+    } else {
+      io.stdout(`${formatBench(report, modelBytes)}\n`);
+    }
+    return report;
+  } finally {
+    await session?.dispose();
+    await model.dispose();
+  }
+}
+
+/** The llama-bench table, then ratios and the bandwidth bound. */
+export function formatBench(report: BenchReport, weightBytes: number): string {
+  const name = path.basename(report.model);
+  const rows = report.results.map((r) => [
+    name,
+    gib(weightBytes),
+    params(report.params),
+    r.engine === "bitnet-ts" ? `bitnet-ts ${report.backend}` : (report.llama ?? "llama.cpp"),
+    String(report.threads),
+    r.test,
+    `${r.tps_mean.toFixed(2)} ± ${r.tps_std.toFixed(2)}`,
+    r.tps_median.toFixed(2),
+  ]);
+  const lines = [
+    formatTable(
+      [
+        { header: "model" },
+        { header: "size", align: "right" },
+        { header: "params", align: "right" },
+        { header: "backend" },
+        { header: "threads", align: "right" },
+        { header: "test" },
+        { header: "t/s", align: "right" },
+        { header: "median", align: "right" },
+      ],
+      rows,
+    ),
+  ];
+  if (report.speedup !== null) {
+    lines.push(
+      "",
+      `bitnet-ts / llama.cpp (medians, same run): ${Object.entries(report.speedup)
+        .map(([test, x]) => `${test} ${x.toFixed(2)}×`)
+        .join(", ")}`,
+    );
+  }
+  if (report.bound !== null && report.bandwidth !== null) {
+    const b = report.bound;
+    lines.push(
+      "",
+      `read bandwidth (${report.threads} threads, best of 5): file mapping ${report.bandwidth.file_mapping_gbs.toFixed(1)} GB/s, anonymous memory ${report.bandwidth.anonymous_gbs.toFixed(1)} GB/s`,
+      `decode bound: ${(b.bytes_per_token / 1e9).toFixed(3)} GB read per token at ${b.bandwidth_gbs.toFixed(1)} GB/s (${b.memory === "file-mapping" ? "weights mapped from the file" : "weights in anonymous memory, --no-mmap"}) = ${b.tg_tps.toFixed(2)} t/s${b.fraction === null ? "" : `; measured ${(b.fraction * 100).toFixed(0)}% of it`}`,
+    );
+  }
+  lines.push(`load ${report.load_ms.toFixed(0)} ms`);
+  return lines.join("\n");
+}
