@@ -1,4 +1,8 @@
 import { defineConfig } from "tsup";
 import { baseConfig } from "../../tsup.config.base";
 
-export default defineConfig({ ...baseConfig, entry: ["src/tokenizer.ts"], dts: false });
+export default defineConfig({
+  ...baseConfig,
+  entry: ["src/tokenizer.ts", "src/head-q8.ts"],
+  dts: false,
+});

@@ -30,7 +30,7 @@ struct TileConfig {
 constexpr int TOKEN_TILES = 6;  // C tiles per pass (6 C + 1 A + 1 B = all 8 tile registers)
 
 #pragma GCC push_options
-#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw")
+#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw,f16c")
 
 void configure_tiles() {
   // Tile state is per thread: every worker configures once.
@@ -177,7 +177,7 @@ void tq2_gemm_amx_impl(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, 
             const int32_t bs = act_bsum[t * nb + b];
             float* o = out + t * out_stride + r;
             for (int i = 0; i < 16; i++) {
-              const float d = da * f16_to_f32(w[(r + i) * nb + b].d);
+              const float d = da * _cvtsh_ss(w[(r + i) * nb + b].d);
               o[i] += (float)(c_tile[16 * i + c] - bs) * d;
             }
           }

@@ -112,7 +112,7 @@ void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, cons
       float sumf = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
         const int32_t sumi = hsum_i32(tq2_block(row[b], qt + 256 * b)) - act_bsum[t * nb + b];
-        sumf += (float)sumi * (act_d[t * nb + b] * f16_to_f32(row[b].d));
+        sumf += (float)sumi * (act_d[t * nb + b] * _cvtsh_ss(row[b].d));
       }
       out[t * out_stride + r] = sumf;
     }
@@ -156,7 +156,7 @@ void q8_0_gemm_avx2(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, co
         // s8 × s8 via the sign trick: |w| (u8) × (x with w's sign).
         const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xv, wq));
         const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-        acc = _mm256_fmadd_ps(s, _mm256_set1_ps(f16_to_f32(row[b].d) * f16_to_f32(xt[b].d)), acc);
+        acc = _mm256_fmadd_ps(s, _mm256_set1_ps(_cvtsh_ss(row[b].d) * _cvtsh_ss(xt[b].d)), acc);  // F16C
       }
       out[t * out_stride + r] = hsum_f32(acc);
     }

@@ -7,6 +7,7 @@
 // ---------------------------------------------------------------------------------------------
 #include <algorithm>
 #include <cmath>
+#include <vector>
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -166,8 +167,8 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
         const int8_t* qb = qt + 256 * b;
         const int32_t ia = tq2_block_dot(ra[b].qs, qb, mask3) - st[b];
         const int32_t ib = tq2_block_dot(rb[b].qs, qb, mask3) - st[b];
-        sa += (float)ia * (dt[b] * f16_to_f32(ra[b].d));
-        sb += (float)ib * (dt[b] * f16_to_f32(rb[b].d));
+        sa += (float)ia * (dt[b] * _cvtsh_ss(ra[b].d));
+        sb += (float)ib * (dt[b] * _cvtsh_ss(rb[b].d));
       }
       out[t * out_stride + r] = sa;
       out[t * out_stride + r + 1] = sb;
@@ -177,7 +178,7 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
       float sa = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
         const int32_t ia = tq2_block_dot(ra[b].qs, qt + 256 * b, mask3) - st[b];
-        sa += (float)ia * (dt[b] * f16_to_f32(ra[b].d));
+        sa += (float)ia * (dt[b] * _cvtsh_ss(ra[b].d));
       }
       out[t * out_stride + r] = sa;
     }
@@ -228,25 +229,29 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
 void q8_0_gemm_avx512(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t T,
                       float* out, int64_t out_stride) {
   const int64_t nb = cols / 32;
+  std::vector<float> xd((size_t)nb);
   for (int64_t t = 0; t < T; t++) {
     const BlockQ8_0* xt = xq + t * nb;
+    for (int64_t b = 0; b < nb; b++) xd[(size_t)b] = _cvtsh_ss(xt[b].d);  // F16C, once per token
     for (int64_t r = r0; r < r1; r++) {
       const BlockQ8_0* row = w + r * nb;
       __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
       int64_t b = 0;
       for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char*)(row + b) + PREFETCH_BYTES, _MM_HINT_T1);
         const __m256i w0 = _mm256_loadu_si256((const __m256i*)row[b].qs), w1 = _mm256_loadu_si256((const __m256i*)row[b + 1].qs);
         const __m256i x0 = _mm256_loadu_si256((const __m256i*)xt[b].qs), x1 = _mm256_loadu_si256((const __m256i*)xt[b + 1].qs);
+        // int8 × int8 on u8 × s8 VNNI: |w| · (x with w's sign).
         const __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
         const __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f16_to_f32(row[b].d) * f16_to_f32(xt[b].d)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(f16_to_f32(row[b + 1].d) * f16_to_f32(xt[b + 1].d)), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(_cvtsh_ss(row[b].d) * xd[(size_t)b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(_cvtsh_ss(row[b + 1].d) * xd[(size_t)b + 1]), acc1);
       }
       for (; b < nb; b++) {
         const __m256i w0 = _mm256_loadu_si256((const __m256i*)row[b].qs);
         const __m256i x0 = _mm256_loadu_si256((const __m256i*)xt[b].qs);
         const __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f16_to_f32(row[b].d) * f16_to_f32(xt[b].d)), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(_cvtsh_ss(row[b].d) * xd[(size_t)b]), acc0);
       }
       out[t * out_stride + r] = hsum_f32(_mm512_zextps256_ps512(_mm256_add_ps(acc0, acc1)));
     }
