@@ -199,7 +199,11 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
       owned_.emplace_back((size_t)nb * sizeof(BlockTQ2));
       BlockTQ2* dst = (BlockTQ2*)owned_.back().data();
       const BlockTQ1* src = (const BlockTQ1*)t.data;
-      for (int64_t b = 0; b < nb; b++) tq1_to_tq2(src[b], dst[b]);
+      pool_->run([&](int tid) {
+        int64_t b0, b1;
+        share(nb, tid, pool_->size(), b0, b1);
+        for (int64_t b = b0; b < b1; b++) tq1_to_tq2(src[b], dst[b]);
+      });
       repacked_bytes_ += owned_.back().size();
       t.type = T_TQ2_0;
       t.data = owned_.back().data();

@@ -127,13 +127,21 @@ function stats(samples: readonly number[]): { mean: number; std: number; median:
   return { mean, std, median };
 }
 
-/** Bytes one generated token reads: every weight once (a tied head reads the whole embedding). */
-export function bytesPerToken(file: GgufFile, headQ8_0: boolean, kvBytes: number): number {
+/**
+ * Bytes one generated token reads: every weight once (a tied head reads the whole embedding).
+ * The CPU backend reads TQ1_0 weights as the TQ2_0 it repacks them to at load (`tq1AsTq2`).
+ */
+export function bytesPerToken(
+  file: GgufFile,
+  headQ8_0: boolean,
+  kvBytes: number,
+  tq1AsTq2 = false,
+): number {
   const embd = file.findTensor("token_embd.weight");
   const untiedOutput = file.findTensor("output.weight");
   let bytes = 0;
   for (const t of file.tensors) {
-    bytes += t.byteSize;
+    bytes += tq1AsTq2 && t.type.name === "TQ1_0" ? (t.elementCount / 256) * 66 : t.byteSize;
   }
   if (embd !== undefined && untiedOutput !== undefined) {
     bytes -= embd.byteSize - embd.byteSize / (embd.shape[1] ?? 1); // the lookup reads one row
@@ -260,7 +268,12 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       const kvWidth = hp.nHeadKv * hp.headDim;
       const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
       const kvBytes = 2 * hp.nLayer * kvWidth * 2 * meanPosition; // K and V, f16
-      const bytes = bytesPerToken(file, options.headQ8_0 === true, kvBytes);
+      const bytes = bytesPerToken(
+        file,
+        options.headQ8_0 === true,
+        kvBytes,
+        model.backendName === "cpu",
+      );
       const gbs = mmap ? bandwidth.file_mapping_gbs : bandwidth.anonymous_gbs;
       const tgTps = (gbs * 1e9) / bytes;
       const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
