@@ -52,6 +52,38 @@ if (built) {
     results.failed++;
     console.log("✗ vitest produced no report");
   }
+  // A receipt from a real run on a fixture, verified with a replay (the receipts issue's CI gate).
+  const model = ".cache/ci/tiny-i2s.gguf";
+  const receipt = ".cache/ci/receipt.json";
+  fs.mkdirSync(".cache/ci", { recursive: true });
+  if (check("fixture for the receipt", "node", ["tools/fixtures/dist/cli.js", "tiny-i2s", model])) {
+    const ran = check("run with --receipt", "node", [
+      "apps/cli/dist/bitnet.js",
+      "run",
+      "-m",
+      model,
+      "-p",
+      "The capital of France is",
+      "-n",
+      "16",
+      "-s",
+      "1234",
+      "--receipt",
+      receipt,
+    ]);
+    if (ran) {
+      check("verify-receipt --replay", "node", [
+        "apps/cli/dist/bitnet.js",
+        "verify-receipt",
+        receipt,
+        "-m",
+        model,
+        "--replay",
+      ]);
+    } else {
+      results.failed++;
+    }
+  }
 } else {
   results.failed++;
   console.log("✗ tests not run: the build failed");

@@ -14,6 +14,7 @@ import { runInspect } from "./commands/inspect";
 import { runPerplexity } from "./commands/perplexity";
 import { runRun } from "./commands/run";
 import { runDetokenize, runTokenize } from "./commands/tokenize";
+import { runVerifyReceipt } from "./commands/verify-receipt";
 import { addModelOptions, addSamplingOptions, choice, integer, integerList } from "./options";
 
 export interface CliIo {
@@ -116,12 +117,35 @@ function buildProgram(io: CliIo): Command {
         .option(
           "--json",
           'print one JSON object: {"prompt_tokens", "tokens", "text", "timings", …}',
+        )
+        .option(
+          "--receipt <out.json>",
+          "write a run receipt: model hash, backend, kernels executed, sampling, tokens, timings (check it with verify-receipt)",
         ),
       true,
     ),
   ).action(async (options) => {
     await runRun(options, io);
   });
+
+  program
+    .command("verify-receipt")
+    .description(
+      "check a run receipt: schema, compute path, kernels against the model, token counts, timings; optionally the model file and a replay",
+    )
+    .argument("<receipt.json>", "receipt written by bitnet run/bench --receipt")
+    .option(
+      "-m, --model <model.gguf>",
+      "check the receipt's sha256, size and tensor types against this file (and replay on it)",
+    )
+    .option(
+      "--replay",
+      "re-run the generation with the same model, backend, threads, sampling and seed; require identical token ids",
+    )
+    .option("--json", "print the gates as JSON")
+    .action(async (file: string, options: { model?: string; replay?: boolean; json?: boolean }) => {
+      await runVerifyReceipt(file, options, io);
+    });
 
   addSamplingOptions(
     addModelOptions(
@@ -193,6 +217,10 @@ function buildProgram(io: CliIo): Command {
       .option(
         "--compare-llama",
         "run the same tests through llama.cpp (node-llama-cpp) in the same run",
+      )
+      .option(
+        "--receipt <out.json>",
+        "write a bench receipt (model hash, backend, kernels, results)",
       )
       .option("--json", "print one JSON object"),
     true,

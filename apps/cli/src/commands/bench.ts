@@ -14,6 +14,7 @@ import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
 import { defaultModelPath } from "../default-model";
 import { backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
+import { backendSection, modelSection, receiptHeader, writeReceipt } from "../receipt";
 import { formatTable } from "../table";
 
 export interface BenchCliOptions extends ModelOptions {
@@ -312,6 +313,44 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       llama: session?.label ?? null,
       speedup,
     };
+    if (options.receipt !== undefined) {
+      const steps = results.filter((r) => r.engine === "bitnet-ts");
+      const mean = (test: string) => steps.find((r) => r.test === test)?.tps_mean ?? 0;
+      const pp = tests.find((t) => t.name.startsWith("pp"));
+      const tgTest = tests.find((t) => t.name.startsWith("tg"));
+      writeReceipt(options.receipt, {
+        ...receiptHeader(),
+        kind: "bench",
+        model: await modelSection(model, modelPath, (line) => progress(line)),
+        backend: backendSection(model, backendOptionsOf(options), options.threads),
+        context_length: model.contextLength,
+        sampling: null,
+        prompt_tokens: [],
+        generated_tokens: [],
+        finish_reason: null,
+        timings: {
+          load_ms: loadMs,
+          prefill_ms: pp === undefined ? 0 : (pp.tokens * 1000) / Math.max(mean(pp.name), 1e-9),
+          decode_ms:
+            tgTest === undefined ? 0 : (tgTest.tokens * 1000) / Math.max(mean(tgTest.name), 1e-9),
+          prefill_tokens_per_second: pp === undefined ? 0 : mean(pp.name),
+          decode_tokens_per_second: tgTest === undefined ? 0 : mean(tgTest.name),
+        },
+        bench: {
+          results: results.map((r) => ({ ...r, samples: [...r.samples] })),
+          bound:
+            bound === null
+              ? null
+              : {
+                  bandwidth_gbs: bound.bandwidth_gbs,
+                  memory: bound.memory,
+                  bytes_per_token: bound.bytes_per_token,
+                  tg_tps: bound.tg_tps,
+                },
+        },
+      });
+      progress(`receipt written to ${options.receipt}`);
+    }
     if (options.json) {
       io.stdout(`${JSON.stringify(report)}\n`);
     } else {

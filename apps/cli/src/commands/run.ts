@@ -1,7 +1,19 @@
 /** `bitnet run`: generate text from a prompt, streamed to stdout (llama-cli style). */
 import type { GenerationResult } from "@bitnet-ts/generation";
-import { type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
+import {
+  backendOptionsOf,
+  type ModelOptions,
+  type SamplingOptions,
+  samplingSettings,
+} from "../options";
 import type { CliIo } from "../program";
+import {
+  backendSection,
+  modelSection,
+  receiptHeader,
+  samplingSection,
+  writeReceipt,
+} from "../receipt";
 import { loadGenerator } from "./load";
 import { CliInputError, readTextFile } from "./tokenize";
 
@@ -14,6 +26,7 @@ export interface RunOptions extends ModelOptions, SamplingOptions {
   reversePrompt?: string[];
   ignoreEos?: boolean;
   special?: boolean;
+  receipt?: string;
 }
 
 export async function runRun(
@@ -29,10 +42,13 @@ export async function runRun(
     const controller = new AbortController();
     const onSigint = (): void => controller.abort();
     process.once("SIGINT", onSigint);
+    const settings = samplingSettings(options);
+    const maxTokens = options.nPredict ?? 128;
+    const stop = options.reversePrompt ?? [];
     const generation = generator.generate(prompt, {
-      ...samplingSettings(options),
-      maxTokens: options.nPredict ?? 128,
-      stop: options.reversePrompt ?? [],
+      ...settings,
+      maxTokens,
+      stop,
       ignoreEos: options.ignoreEos === true,
       parseSpecial: options.special === true,
       signal: controller.signal,
@@ -72,6 +88,40 @@ export async function runRun(
       io.stderr(
         `bitnet: ${generator.model.backendName} backend | load ${round(loadMs)} ms | prompt ${t.promptTokens} tokens in ${round(t.promptMs)} ms (${round(t.promptTokensPerSecond)} t/s) | generated ${t.generatedTokens} tokens in ${round(t.generationMs)} ms (${round(t.generatedTokensPerSecond)} t/s) | ${result.finishReason} | seed ${result.seed}\n`,
       );
+    }
+    if (options.receipt !== undefined) {
+      const model = generator.model;
+      writeReceipt(options.receipt, {
+        ...receiptHeader(),
+        kind: "run",
+        model: await modelSection(model, path, (line) => io.stderr(`bitnet: ${line}\n`)),
+        backend: backendSection(
+          model,
+          {
+            ...backendOptionsOf(options),
+            ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
+          },
+          options.threads,
+        ),
+        context_length: model.contextLength,
+        sampling: samplingSection(settings, result.seed, {
+          maxTokens,
+          ignoreEos: options.ignoreEos === true,
+          stop,
+        }),
+        prompt_tokens: [...result.promptTokens],
+        generated_tokens: [...result.tokens],
+        finish_reason: result.finishReason,
+        timings: {
+          load_ms: loadMs,
+          prefill_ms: t.promptMs,
+          decode_ms: t.generationMs,
+          prefill_tokens_per_second: t.promptTokensPerSecond,
+          decode_tokens_per_second: t.generatedTokensPerSecond,
+        },
+        bench: null,
+      });
+      io.stderr(`bitnet: receipt written to ${options.receipt}\n`);
     }
     return { ...result, model: path, loadMs, backend: generator.model.backendName };
   } finally {

@@ -1,0 +1,56 @@
+/** `bitnet verify-receipt`: the receipt gates as a table, a verdict, and the exit code. */
+import * as fs from "node:fs";
+import { BitnetError } from "@bitnet-ts/errors";
+import { formatVerifyReport, verifyReceipt } from "@bitnet-ts/receipts";
+import type { CliIo } from "../program";
+import { replayReceipt } from "../receipt";
+import { CliInputError } from "./tokenize";
+
+export async function runVerifyReceipt(
+  file: string,
+  options: { model?: string; replay?: boolean; json?: boolean },
+  io: CliIo,
+): Promise<boolean> {
+  let input: unknown;
+  try {
+    input = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new CliInputError(
+      `could not read receipt ${file} - ${(error as Error).message.split("\n")[0]}.`,
+    );
+  }
+  const report = await verifyReceipt(input, {
+    ...(options.model === undefined ? {} : { modelPath: options.model }),
+    ...(options.replay
+      ? {
+          replay: (receipt) => {
+            const model = options.model ?? receipt.model.path;
+            if (!fs.existsSync(model)) {
+              throw new CliInputError(
+                `could not replay - the model ${model} is not there; pass it with -m.`,
+              );
+            }
+            return replayReceipt(receipt, model);
+          },
+        }
+      : {}),
+    onProgress: (line) => io.stderr(`bitnet verify-receipt: ${line}\n`),
+  });
+  if (options.json) {
+    io.stdout(`${JSON.stringify({ ok: report.ok, gates: report.gates })}\n`);
+  } else {
+    io.stdout(`${formatVerifyReport(report, file)}\n`);
+  }
+  if (!report.ok) {
+    const failed = report.gates.filter((g) => g.status === "fail").map((g) => g.gate);
+    throw new ReceiptRejectedError(`receipt ${file} failed ${failed.join(", ")}`);
+  }
+  return true;
+}
+
+/** A receipt failed a gate (exit code 1 after the table). */
+export class ReceiptRejectedError extends BitnetError {
+  constructor(message: string) {
+    super("RECEIPT_REJECTED", message);
+  }
+}

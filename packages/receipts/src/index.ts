@@ -1,0 +1,20 @@
+export { formatVerifyReport } from "./format";
+export { sha256File } from "./hash";
+export {
+  type BackendSection,
+  type BenchSection,
+  type DeviceSection,
+  type ModelSection,
+  RECEIPT_SCHEMA_VERSION,
+  RunReceipt,
+  receiptJsonSchema,
+  type SamplingSection,
+  type TimingsSection,
+} from "./schema";
+export {
+  type GateName,
+  type GateResult,
+  type VerifyOptions,
+  type VerifyReport,
+  verifyReceipt,
+} from "./verify";
