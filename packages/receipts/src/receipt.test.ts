@@ -146,7 +146,11 @@ describe("receipt gates", () => {
     [
       "more steps than tokens",
       "kernel_calls",
-      (r) => r.backend.kernels.forEach((k) => (k.calls *= 2)),
+      (r) => {
+        for (const k of r.backend.kernels) {
+          k.calls *= 2;
+        }
+      },
     ],
     ["a token id outside the vocabulary", "tokens", (r) => (r.generated_tokens[3] = 200_000)],
     ["more tokens than max_tokens", "tokens", (r) => r.generated_tokens.push(5)],
