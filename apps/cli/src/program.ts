@@ -13,6 +13,7 @@ import { runInfo } from "./commands/info";
 import { runInspect } from "./commands/inspect";
 import { runPerplexity } from "./commands/perplexity";
 import { runRun } from "./commands/run";
+import { runServe } from "./commands/serve";
 import { runDetokenize, runTokenize } from "./commands/tokenize";
 import { runVerifyReceipt } from "./commands/verify-receipt";
 import { addModelOptions, addSamplingOptions, choice, integer, integerList } from "./options";
@@ -126,6 +127,42 @@ function buildProgram(io: CliIo): Command {
     ),
   ).action(async (options) => {
     await runRun(options, io);
+  });
+
+  addModelOptions(
+    program
+      .command("serve")
+      .description(
+        "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics",
+      )
+      .option("--host <host>", "address to listen on (default 127.0.0.1: loopback only)")
+      .option("--port <port>", "port (default 8080)", integer("--port", 0, 65535))
+      .option(
+        "--parallel <n>",
+        "requests generating at once, batched together (default 4)",
+        integer("--parallel", 1, 256),
+      )
+      .option(
+        "--max-queue <n>",
+        "requests that may wait for a slot; beyond that 503 + Retry-After (default 64)",
+        integer("--max-queue", 0, 100_000),
+      )
+      .option("--api-key <keys>", "require one of these API keys (comma-separated)")
+      .option("--api-key-file <file>", "require one of the API keys in this file (one per line)")
+      .option(
+        "--timeout <s>",
+        "longest generation per request in seconds (default 600)",
+        integer("--timeout", 1, 86_400),
+      )
+      .option("--alias <name>", "model name in /v1/models and responses (default: the file name)")
+      .option(
+        "--grace <s>",
+        "on SIGTERM, seconds to let in-flight requests finish (default 10)",
+        integer("--grace", 0, 3600),
+      ),
+    true,
+  ).action(async (options) => {
+    await runServe(options, io);
   });
 
   program

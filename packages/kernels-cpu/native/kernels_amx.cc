@@ -51,15 +51,16 @@ void configure_tiles() {
 // tensor into a 16×64 byte tile. In a 128-element block, elements 0..63 are bit groups 6 and 4
 // of its 32 bytes, elements 64..127 bit groups 2 and 0.
 inline void unpack_i2s_tile(const uint8_t* w, int64_t row_bytes, int64_t r, int64_t k0, uint8_t* tile) {
-  const __m256i mask = _mm256_set1_epi8(3);
+  // One 32-byte load per row feeds both halves of a 64-byte register, shifted by a different
+  // count each (variable shift): one shift, one and, one full-line store per row.
+  const __m512i mask = _mm512_set1_epi8(3);
   const int shift_hi = (k0 & 64) ? 2 : 6;
+  const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16((short)shift_hi), _mm256_set1_epi16((short)(shift_hi - 2)), 1);
   const int64_t byte = (k0 >> 7) * 32;
   for (int i = 0; i < 16; i++) {
     const __m256i packed = _mm256_loadu_si256((const __m256i*)(w + (r + i) * row_bytes + byte));
-    const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(packed, shift_hi), mask);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, shift_hi - 2), mask);
-    _mm256_storeu_si256((__m256i*)(tile + 64 * i), lo);
-    _mm256_storeu_si256((__m256i*)(tile + 64 * i + 32), hi);
+    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), packed, 1);
+    _mm512_store_si512((__m512i*)(tile + 64 * i), _mm512_and_si512(_mm512_srlv_epi16(both, shifts), mask));
   }
 }
 

@@ -185,35 +185,64 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
   }
 }
 
+// Two weight rows × TB tokens: each weight vector is converted from f16 once and used for TB
+// tokens. Per (row, token) the lanes accumulate in exactly the order of the one-token case (two
+// accumulators over alternating 16-column halves, then one reduction), so a token's logits do
+// not depend on how many tokens share the step.
+template <int TB>
+inline void f16_pair(const uint16_t* ra, const uint16_t* rb, int64_t cols, int64_t full, const float* const* xs, float* const* outs,
+                     int64_t r) {
+  __m512 a0[TB], a1[TB], b0[TB], b1[TB];
+  for (int k = 0; k < TB; k++) a0[k] = a1[k] = b0[k] = b1[k] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < full; c += 32) {
+    _mm_prefetch((const char*)(ra + c) + PREFETCH_BYTES, _MM_HINT_T1);
+    _mm_prefetch((const char*)(rb + c) + PREFETCH_BYTES, _MM_HINT_T1);
+    const __m512 wa0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c)));
+    const __m512 wb0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c)));
+    const __m512 wa1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16)));
+    const __m512 wb1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c + 16)));
+    for (int k = 0; k < TB; k++) {
+      const __m512 x0 = _mm512_loadu_ps(xs[k] + c), x1 = _mm512_loadu_ps(xs[k] + c + 16);
+      a0[k] = _mm512_fmadd_ps(wa0, x0, a0[k]);
+      b0[k] = _mm512_fmadd_ps(wb0, x0, b0[k]);
+      a1[k] = _mm512_fmadd_ps(wa1, x1, a1[k]);
+      b1[k] = _mm512_fmadd_ps(wb1, x1, b1[k]);
+    }
+  }
+  for (int k = 0; k < TB; k++) {
+    float sa = hsum_f32(_mm512_add_ps(a0[k], a1[k])), sb = hsum_f32(_mm512_add_ps(b0[k], b1[k]));
+    for (int64_t c = full; c < cols; c++) {
+      sa += f16_to_f32(ra[c]) * xs[k][c];
+      sb += f16_to_f32(rb[c]) * xs[k][c];
+    }
+    outs[k][r] = sa;
+    outs[k][r + 1] = sb;
+  }
+}
+
 void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                      int64_t out_stride) {
   const int64_t full = cols - cols % 32;
-  for (int64_t t = 0; t < T; t++) {
-    const float* xt = x + t * cols;
-    int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) {
-      const uint16_t* ra = w + r * cols;
-      const uint16_t* rb = ra + cols;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-      for (int64_t c = 0; c < full; c += 32) {
-        _mm_prefetch((const char*)(ra + c) + PREFETCH_BYTES, _MM_HINT_T1);
-        _mm_prefetch((const char*)(rb + c) + PREFETCH_BYTES, _MM_HINT_T1);
-        const __m512 x0 = _mm512_loadu_ps(xt + c), x1 = _mm512_loadu_ps(xt + c + 16);
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c))), x0, a0);
-        b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c))), x0, b0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16))), x1, a1);
-        b1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c + 16))), x1, b1);
-      }
-      float sa = hsum_f32(_mm512_add_ps(a0, a1)), sb = hsum_f32(_mm512_add_ps(b0, b1));
-      for (int64_t c = full; c < cols; c++) {
-        sa += f16_to_f32(ra[c]) * xt[c];
-        sb += f16_to_f32(rb[c]) * xt[c];
-      }
-      out[t * out_stride + r] = sa;
-      out[t * out_stride + r + 1] = sb;
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const uint16_t* ra = w + r * cols;
+    const uint16_t* rb = ra + cols;
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) {
+      const float* xs[4] = {x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols};
+      float* outs[4] = {out + t * out_stride, out + (t + 1) * out_stride, out + (t + 2) * out_stride, out + (t + 3) * out_stride};
+      f16_pair<4>(ra, rb, cols, full, xs, outs, r);
     }
-    for (; r < r1; r++) {
-      const uint16_t* ra = w + r * cols;
+    for (; t < T; t++) {
+      const float* xs[1] = {x + t * cols};
+      float* outs[1] = {out + t * out_stride};
+      f16_pair<1>(ra, rb, cols, full, xs, outs, r);
+    }
+  }
+  for (; r < r1; r++) {
+    const uint16_t* ra = w + r * cols;
+    for (int64_t t = 0; t < T; t++) {
+      const float* xt = x + t * cols;
       __m512 a0 = _mm512_setzero_ps(), a1 = a0;
       for (int64_t c = 0; c < full; c += 32) {
         a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c))), _mm512_loadu_ps(xt + c), a0);

@@ -19,6 +19,15 @@
 #include <stdexcept>
 
 namespace bitnet {
+
+// Fewest tokens a step needs for the AMX GEMM: one token (decode) streams weights at memory
+// speed on the vector kernels; from two tokens on, a half-empty AMX tile still computes far
+// faster than VNNI, which is what batched decoding of several sequences needs.
+#ifndef BITNET_AMX_MIN_TOKENS
+#define BITNET_AMX_MIN_TOKENS 2
+#endif
+constexpr int64_t AMX_MIN_TOKENS = BITNET_AMX_MIN_TOKENS;
+
 namespace {
 
 // Decodes one TQ1_0 block into a TQ2_0 block with the same scale (lossless).
@@ -391,9 +400,10 @@ void Model::reserve_batch(int64_t T) {
   q_sum_.resize((size_t)(max_width_ / 256 + 1) * cap);
   head_x_.resize((size_t)(cfg_.n_embd * cap));
   head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cap);
-  if (use_amx_ && cap >= 16) {
-    q_tiles_.resize((size_t)(max_width_ * ((cap + 15) / 16 * 16)));
-    acc_i32_.resize((size_t)(max_rows_ * cap));
+  if (use_amx_ && cap >= AMX_MIN_TOKENS) {
+    const int64_t padded = (cap + 15) / 16 * 16;  // whole token tiles
+    q_tiles_.resize((size_t)(max_width_ * padded));
+    acc_i32_.resize((size_t)(max_rows_ * padded));
   }
   batch_capacity_ = cap;
 }
@@ -412,7 +422,6 @@ std::map<std::string, int64_t> Model::op_times() const {
   return out;
 }
 
-// AMX pays off from one full token tile; rows split across threads in tiles of 16.
 // Decode streams every weight once per token; within an op the kernels prefetch ahead, but each
 // op's first kilobytes would start cold. Before the barrier, each thread asks L2 for the start
 // of its share of the next matrix op's weights.
@@ -435,8 +444,22 @@ void Model::prefetch_next_weights(size_t i, int tid, int nth) const {
   }
 }
 
+// With several tokens, a kernel called on all of a thread's rows would stream those weights
+// once per token (or per 4 tokens). Calling it on tiles of rows that fit in L1/L2 reads each
+// weight from memory once per step, whatever the batch: what makes batched decoding of many
+// sequences nearly as cheap per step as decoding one.
+template <typename F>
+inline void for_row_tiles(int64_t r0, int64_t r1, int64_t row_bytes, int64_t tokens, F&& kernel) {
+  if (tokens <= 1) {
+    kernel(r0, r1);
+    return;
+  }
+  const int64_t tile = std::max<int64_t>(2, (32 * 1024 / std::max<int64_t>(row_bytes, 1)) & ~(int64_t)1);
+  for (int64_t a = r0; a < r1; a += tile) kernel(a, std::min(r1, a + tile));
+}
+
 bool Model::amx_eligible(const Tensor& w, int64_t T) const {
-  return use_amx_ && (w.type == T_I2_S || w.type == T_TQ2_0) && T >= 16 && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
+  return use_amx_ && (w.type == T_I2_S || w.type == T_TQ2_0) && T >= AMX_MIN_TOKENS && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
 }
 
 void Model::create_sequence(int32_t id) {
@@ -657,13 +680,19 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         } else if (kind == 0) {
           float w_scale;
           std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
-          kernels_->i2s_gemm(w.data, cols, b0, b1, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
+          for_row_tiles(b0, b1, cols / 4, T, [&](int64_t a, int64_t b) {
+            kernels_->i2s_gemm(w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
+          });
         } else if (kind == 1) {
-          kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, b0, b1, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
+          for_row_tiles(b0, b1, cols / 256 * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
+            kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
+          });
         } else if (w.type == T_F16) {
           std::vector<float> xr((size_t)(T * cols));
           kernels_->round_f16(x, xr.data(), T * cols);
-          kernels_->f16_gemm((const uint16_t*)w.data, cols, b0, b1, xr.data(), T, y, rows);
+          for_row_tiles(b0, b1, cols * 2, T, [&](int64_t a, int64_t b) {
+            kernels_->f16_gemm((const uint16_t*)w.data, cols, a, b, xr.data(), T, y, rows);
+          });
         } else {
           // F32 projections (rare): each product exact in double, the sum rounded per step, as the reference.
           const float* f = (const float*)w.data;
@@ -813,9 +842,13 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       share(vocab, tid, nth, b0, b1);
       if (b0 < b1) {
         if (w.type == T_F16) {
-          kernels_->f16_gemm((const uint16_t*)w.data, cols, b0, b1, head_x_.data(), rows, logits_, vocab);
+          for_row_tiles(b0, b1, cols * 2, rows, [&](int64_t a, int64_t b) {
+            kernels_->f16_gemm((const uint16_t*)w.data, cols, a, b, head_x_.data(), rows, logits_, vocab);
+          });
         } else if (w.type == T_Q8_0) {
-          kernels_->q8_0_gemm((const BlockQ8_0*)w.data, cols, b0, b1, head_q_.data(), rows, logits_, vocab);
+          for_row_tiles(b0, b1, cols / 32 * (int64_t)sizeof(BlockQ8_0), rows, [&](int64_t a, int64_t b) {
+            kernels_->q8_0_gemm((const BlockQ8_0*)w.data, cols, a, b, head_q_.data(), rows, logits_, vocab);
+          });
         } else {
           // F32, BF16 and Q6_K heads: dequantize one vocabulary row at a time and take f32 dot
           // products, each product exact in double and the sum rounded once per step (the

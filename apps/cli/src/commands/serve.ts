@@ -1,0 +1,82 @@
+/** `bitnet serve`: the OpenAI-compatible server, until SIGTERM or SIGINT (then a graceful stop). */
+import * as fs from "node:fs";
+import { startServer } from "@bitnet-ts/server";
+import { defaultModelPath } from "../default-model";
+import { backendOptionsOf, type ModelOptions } from "../options";
+import type { CliIo } from "../program";
+import { CliInputError } from "./tokenize";
+
+export interface ServeOptions extends ModelOptions {
+  host?: string;
+  port?: number;
+  parallel?: number;
+  apiKey?: string;
+  apiKeyFile?: string;
+  maxQueue?: number;
+  timeout?: number;
+  alias?: string;
+  grace?: number;
+}
+
+function apiKeys(options: ServeOptions): string[] {
+  const keys: string[] = [];
+  if (options.apiKey !== undefined) {
+    keys.push(...options.apiKey.split(","));
+  }
+  if (options.apiKeyFile !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(options.apiKeyFile, "utf8");
+    } catch (error) {
+      throw new CliInputError(
+        `could not read --api-key-file ${options.apiKeyFile} - ${(error as Error).message}.`,
+      );
+    }
+    keys.push(...text.split(/\r?\n/));
+  }
+  const clean = keys.map((k) => k.trim()).filter((k) => k.length > 0);
+  if ((options.apiKey !== undefined || options.apiKeyFile !== undefined) && clean.length === 0) {
+    throw new CliInputError("could not start - the API key options give no key.");
+  }
+  return clean;
+}
+
+export async function runServe(options: ServeOptions, io: CliIo): Promise<void> {
+  const model = options.model ?? (await defaultModelPath((line) => io.stderr(`${line}\n`)));
+  const log = (line: string): void => io.stderr(`bitnet serve: ${line}\n`);
+  const server = await startServer({
+    model,
+    ...(options.alias === undefined ? {} : { alias: options.alias }),
+    host: options.host ?? "127.0.0.1",
+    port: options.port ?? 8080,
+    ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
+    ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
+    ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    backendOptions: backendOptionsOf(options),
+    apiKeys: apiKeys(options),
+    ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
+    onLog: log,
+  });
+  await new Promise<void>((resolve, reject) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        return;
+      }
+      stopping = true;
+      log(`${signal}: no new requests; finishing in-flight ones (up to ${options.grace ?? 10} s)`);
+      server.close({ graceMs: (options.grace ?? 10) * 1000 }).then(() => {
+        log("stopped");
+        resolve();
+      }, reject);
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+    server.ready.catch((error: unknown) => {
+      stopping = true;
+      server.close({ graceMs: 0 }).finally(() => reject(error));
+    });
+  });
+}

@@ -1,0 +1,81 @@
+/** Prometheus metrics (prom-client, on the server's own registry). */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export interface ServerMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<"route" | "status">;
+  readonly promptTokens: Counter;
+  readonly generatedTokens: Counter;
+  readonly timeToFirstToken: Histogram;
+  readonly timePerToken: Histogram;
+}
+
+export function createMetrics(gauges: {
+  queued: () => number;
+  busy: () => number;
+  sequences: () => number;
+  slots: number;
+}): ServerMetrics {
+  const registry = new Registry();
+  const requests = new Counter({
+    name: "bitnet_requests_total",
+    help: "HTTP requests by route and status code",
+    labelNames: ["route", "status"] as const,
+    registers: [registry],
+  });
+  const promptTokens = new Counter({
+    name: "bitnet_prompt_tokens_total",
+    help: "Prompt tokens evaluated",
+    registers: [registry],
+  });
+  const generatedTokens = new Counter({
+    name: "bitnet_generated_tokens_total",
+    help: "Tokens generated",
+    registers: [registry],
+  });
+  const timeToFirstToken = new Histogram({
+    name: "bitnet_time_to_first_token_seconds",
+    help: "From admission to the first generated token",
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const timePerToken = new Histogram({
+    name: "bitnet_time_per_output_token_seconds",
+    help: "Mean time per generated token after the first, per request",
+    buckets: [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "bitnet_queue_depth",
+    help: "Requests waiting for a slot",
+    registers: [registry],
+    collect() {
+      this.set(gauges.queued());
+    },
+  });
+  new Gauge({
+    name: "bitnet_busy_slots",
+    help: "Requests generating now",
+    registers: [registry],
+    collect() {
+      this.set(gauges.busy());
+    },
+  });
+  new Gauge({
+    name: "bitnet_slots",
+    help: "Requests that may generate at once (--parallel)",
+    registers: [registry],
+    collect() {
+      this.set(gauges.slots);
+    },
+  });
+  new Gauge({
+    name: "bitnet_live_sequences",
+    help: "Sequences holding KV cache in the engine",
+    registers: [registry],
+    collect() {
+      this.set(gauges.sequences());
+    },
+  });
+  return { registry, requests, promptTokens, generatedTokens, timeToFirstToken, timePerToken };
+}

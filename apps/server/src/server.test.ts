@@ -1,0 +1,448 @@
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import autocannon from "autocannon";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BitnetServer, startServer } from "./server";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bitnet-server-"));
+const model = path.join(tmp, "tiny-i2s.gguf");
+const KEY = "sk-test-key";
+let server: BitnetServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  await writeFixture(PRESETS["tiny-i2s"]!, model);
+  server = await startServer({
+    model,
+    port: 0,
+    parallel: 4,
+    maxQueue: 32,
+    apiKeys: [KEY],
+    contextLength: 256,
+    threads: 2,
+  });
+  await server.ready;
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
+}, 120_000);
+
+afterAll(async () => {
+  await server?.close({ graceMs: 1000 });
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The fields these tests read from JSON responses. */
+interface ResponseBody {
+  error: { type: string; code: string | null; message: string; param: string | null };
+  tokens: { id: number; piece: string }[];
+  content: string;
+}
+
+async function post(route: string, body: unknown, headers: Record<string, string> = {}) {
+  const r = await fetch(`${server.url}${route}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${KEY}`, ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return {
+    status: r.status,
+    headers: r.headers,
+    json: (await r.json().catch(() => undefined)) as ResponseBody,
+  };
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (
+    await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })
+  ).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1]);
+}
+
+const hello = [{ role: "user" as const, content: "Hello, who are you?" }];
+
+describe("OpenAI SDK", () => {
+  it("chat completions: the response shape, usage, finish_reason", async () => {
+    const r = await client.chat.completions.create({
+      model: "tiny-i2s",
+      messages: hello,
+      max_tokens: 6,
+      seed: 3,
+    });
+    expect(r.id).toMatch(/^chatcmpl-/);
+    expect(r.object).toBe("chat.completion");
+    expect(r.model).toBe("tiny-i2s");
+    expect(r.choices[0]!.message.role).toBe("assistant");
+    expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    expect(r.choices[0]!.finish_reason).toBe("length");
+    expect(r.usage!.completion_tokens).toBe(6);
+    expect(r.usage!.total_tokens).toBe(r.usage!.prompt_tokens + 6);
+  });
+
+  it("streams chat chunks that add up to the same text, with usage last, then [DONE]", async () => {
+    const once = await client.chat.completions.create({
+      model: "m",
+      messages: hello,
+      max_tokens: 8,
+      seed: 11,
+      temperature: 0.9,
+    });
+    const stream = await client.chat.completions.create({
+      model: "m",
+      messages: hello,
+      max_tokens: 8,
+      seed: 11,
+      temperature: 0.9,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+    }
+    expect(chunks[0]!.choices[0]!.delta.role).toBe("assistant");
+    expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+    expect(text).toBe(once.choices[0]!.message.content);
+    const finish = chunks.at(-2)!;
+    expect(finish.choices[0]!.finish_reason).toBe("length");
+    const usage = chunks.at(-1)!;
+    expect(usage.choices).toEqual([]);
+    expect(usage.usage!.completion_tokens).toBe(8);
+  });
+
+  it("completions, plain and streamed, from text or token ids", async () => {
+    const r = await client.completions.create({
+      model: "m",
+      prompt: "The capital of France is",
+      max_tokens: 5,
+      temperature: 0,
+    });
+    expect(r.object).toBe("text_completion");
+    expect(r.id).toMatch(/^cmpl-/);
+    expect(r.choices[0]!.text.length).toBeGreaterThan(0);
+    const ids = await client.completions.create({
+      model: "m",
+      prompt: [128000, 791, 6864, 315, 9822, 374],
+      max_tokens: 5,
+      temperature: 0,
+    });
+    expect(ids.choices[0]!.text).toBe(r.choices[0]!.text);
+    const stream = await client.completions.create({
+      model: "m",
+      prompt: "The capital of France is",
+      max_tokens: 5,
+      temperature: 0,
+      stream: true,
+    });
+    let text = "";
+    for await (const c of stream) {
+      text += c.choices[0]?.text ?? "";
+    }
+    expect(text).toBe(r.choices[0]!.text);
+  });
+
+  it("lists the model", async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(["tiny-i2s"]);
+  });
+
+  it("surfaces errors as the SDK's typed errors", async () => {
+    await expect(
+      client.chat.completions.create({ model: "m", messages: hello, temperature: 5 }),
+    ).rejects.toMatchObject({
+      status: 400,
+      param: "temperature",
+    });
+    await expect(
+      client.chat.completions.create({ model: "m", messages: hello, temperature: 5 }),
+    ).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    const wrongKey = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "sk-wrong", maxRetries: 0 });
+    await expect(wrongKey.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const long = "word ".repeat(400);
+    await expect(
+      client.completions.create({ model: "m", prompt: long, max_tokens: 4 }),
+    ).rejects.toMatchObject({
+      status: 400,
+      code: "context_length_exceeded",
+    });
+  });
+});
+
+describe("bad requests get 4xx with an OpenAI error body, never a crash", () => {
+  const cases: [string, string, unknown, number, string | null][] = [
+    ["invalid JSON", "/v1/chat/completions", "{nope", 400, "invalid_json"],
+    ["a body that is not an object", "/v1/chat/completions", "[1,2]", 400, "invalid_body"],
+    ["messages as a string", "/v1/chat/completions", { messages: "hi" }, 400, "invalid_value"],
+    ["missing messages", "/v1/chat/completions", { model: "m" }, 400, "missing_required_parameter"],
+    [
+      "an unknown role",
+      "/v1/chat/completions",
+      { messages: [{ role: "wizard", content: "x" }] },
+      400,
+      "invalid_value",
+    ],
+    ["empty messages", "/v1/chat/completions", { messages: [] }, 400, "invalid_value"],
+    [
+      "a user message without content",
+      "/v1/chat/completions",
+      { messages: [{ role: "user" }] },
+      400,
+      "invalid_value",
+    ],
+    [
+      "non-string content",
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: 42 }] },
+      400,
+      "invalid_value",
+    ],
+    [
+      "top_p above 1",
+      "/v1/chat/completions",
+      { messages: hello, top_p: 1.5 },
+      400,
+      "invalid_value",
+    ],
+    [
+      "max_tokens 0",
+      "/v1/chat/completions",
+      { messages: hello, max_tokens: 0 },
+      400,
+      "invalid_value",
+    ],
+    ["n = 2", "/v1/chat/completions", { messages: hello, n: 2 }, 400, "invalid_value"],
+    [
+      "tools",
+      "/v1/chat/completions",
+      { messages: hello, tools: [{ type: "function" }] },
+      400,
+      "invalid_value",
+    ],
+    [
+      "five stop strings",
+      "/v1/chat/completions",
+      { messages: hello, stop: ["a", "b", "c", "d", "e"] },
+      400,
+      "invalid_value",
+    ],
+    [
+      "an out-of-vocabulary prompt id",
+      "/v1/completions",
+      { prompt: [1, 999999] },
+      400,
+      "invalid_token",
+    ],
+    [
+      "a logit_bias for a missing token",
+      "/v1/completions",
+      { prompt: "x", logit_bias: { "999999": 1 } },
+      400,
+      "invalid_token",
+    ],
+    ["two prompts", "/v1/completions", { prompt: ["a", "b"] }, 400, "invalid_value"],
+    [
+      "an out-of-vocabulary id to detokenize",
+      "/detokenize",
+      { tokens: [5, 10_000_000] },
+      400,
+      "invalid_token",
+    ],
+    ["negative ids to detokenize", "/detokenize", { tokens: [-1] }, 400, "invalid_token"],
+  ];
+  it.each(cases)("%s", async (_what, route, body, status, code) => {
+    const r = await post(route, body);
+    expect(r.status).toBe(status);
+    expect(r.json.error.type).toBe("invalid_request_error");
+    expect(r.json.error.code).toBe(code);
+    expect(typeof r.json.error.message).toBe("string");
+    expect("param" in r.json.error).toBe(true);
+  });
+
+  it("a body over the limit is 413, a wrong content type 415, an unknown route 404", async () => {
+    expect((await post("/v1/completions", { prompt: "x".repeat(2 << 20) })).status).toBe(413);
+    const r = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "text/plain", authorization: `Bearer ${KEY}` },
+      body: "hi",
+    });
+    expect(r.status).toBe(415);
+    expect((await post("/v1/nothing", {})).status).toBe(404);
+  });
+
+  it("checks the API key (Bearer or X-Api-Key) except on /health", async () => {
+    expect((await post("/tokenize", { content: "hi" }, { authorization: "" })).status).toBe(401);
+    expect(
+      (await post("/tokenize", { content: "hi" }, { authorization: "Bearer nope" })).status,
+    ).toBe(401);
+    expect(
+      (await post("/tokenize", { content: "hi" }, { authorization: "", "x-api-key": KEY })).status,
+    ).toBe(200);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    expect(await (await fetch(`${server.url}/health`)).json()).toEqual({ status: "ok" });
+  });
+
+  it("tokenizes and detokenizes", async () => {
+    const t = await post("/tokenize", { content: "Hello world", with_pieces: true });
+    expect(t.json.tokens.map((x) => x.piece).join("")).toBe("Hello world");
+    const d = await post("/detokenize", { tokens: t.json.tokens.map((x) => x.id) });
+    expect(d.json.content).toBe("Hello world");
+  });
+});
+
+describe("batching", () => {
+  it("same seed gives the same text alone and with other requests in the batch", {
+    timeout: 60_000,
+  }, async () => {
+    const ask = (seed: number) =>
+      client.chat.completions
+        .create({ model: "m", messages: hello, max_tokens: 12, seed, temperature: 1 })
+        .then((r) => r.choices[0]!.message.content);
+    const alone = await ask(99);
+    const together = await Promise.all([ask(99), ask(5), ask(99), ask(6), ask(99), ask(7)]);
+    expect(together[0]).toBe(alone);
+    expect(together[2]).toBe(alone);
+    expect(together[4]).toBe(alone);
+  });
+
+  it("cancels a stream when its client disconnects and frees the sequence", {
+    timeout: 60_000,
+  }, async () => {
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: "m", messages: hello, max_tokens: 200, stream: true, ignore_eos: true } as never,
+      { signal: controller.signal },
+    );
+    let n = 0;
+    try {
+      for await (const _chunk of stream as unknown as AsyncIterable<unknown>) {
+        if (++n === 3) {
+          controller.abort();
+        }
+      }
+    } catch {
+      // aborted
+    }
+    for (
+      let i = 0;
+      i < 50 &&
+      ((await metric("bitnet_live_sequences")) > 0 || (await metric("bitnet_busy_slots")) > 0);
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await metric("bitnet_live_sequences")).toBe(0);
+    expect(await metric("bitnet_busy_slots")).toBe(0);
+  });
+
+  it("serves a load test without a failed request (300 requests, 16 connections)", {
+    timeout: 120_000,
+  }, async () => {
+    const result = await autocannon({
+      url: `${server.url}/v1/completions`,
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 4, temperature: 0.7 }),
+      connections: 16,
+      amount: 300,
+    });
+    expect(result.errors).toBe(0);
+    expect(result.timeouts).toBe(0);
+    expect(result.non2xx).toBe(0);
+    expect(result.requests.sent).toBeGreaterThanOrEqual(300);
+    expect(await metric("bitnet_live_sequences")).toBe(0);
+  });
+});
+
+describe("the bounded queue", () => {
+  it("answers 503 with Retry-After when the queue is full, and recovers", {
+    timeout: 60_000,
+  }, async () => {
+    const small = await startServer({
+      model,
+      port: 0,
+      parallel: 1,
+      maxQueue: 1,
+      contextLength: 256,
+    });
+    await small.ready;
+    const ask = () =>
+      fetch(`${small.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "Once", max_tokens: 40, ignore_eos: true }),
+      });
+    const responses = await Promise.all([ask(), ask(), ask(), ask()]);
+    const statuses = responses.map((r) => r.status).sort();
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(2);
+    const refused = responses.find((r) => r.status === 503)!;
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("queue_full");
+    expect((await ask()).status).toBe(200);
+    await small.close();
+  });
+});
+
+describe("bitnet serve", () => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const BIN = path.resolve(here, "../../cli/dist/bitnet.js");
+
+  it("answers 503 while loading, then finishes an in-flight stream on SIGTERM and exits 0", {
+    timeout: 60_000,
+  }, async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(
+      process.execPath,
+      [BIN, "serve", "-m", model, "--port", String(port), "-c", "256"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on("exit", (code) => resolve(code)),
+    );
+    const url = `http://127.0.0.1:${port}`;
+    let sawLoading = false;
+    for (let i = 0; i < 200; i++) {
+      const r = await fetch(`${url}/health`).catch(() => undefined);
+      if (r?.status === 503) {
+        sawLoading = true;
+      }
+      if (r?.status === 200) {
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    expect(sawLoading || stderr.includes("loaded")).toBe(true);
+    const response = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        prompt: "Once upon a time",
+        max_tokens: 30,
+        stream: true,
+        ignore_eos: true,
+      }),
+    });
+    const reader = response.body!.getReader();
+    await reader.read(); // the stream has started
+    child.kill("SIGTERM");
+    let body = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        break;
+      }
+      body += new TextDecoder().decode(value);
+    }
+    expect(body.trim().endsWith("data: [DONE]")).toBe(true);
+    expect(body).toContain('"finish_reason":"length"');
+    expect(await exited).toBe(0);
+    expect(stderr).toContain("SIGTERM");
+    await expect(fetch(`${url}/health`)).rejects.toThrow();
+  });
+});
