@@ -7,6 +7,7 @@ import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
 import { type BenchCliOptions, runBench } from "./commands/bench";
 import { runChat } from "./commands/chat";
+import { runConvert, runQuantize } from "./commands/convert";
 import { runCrossval } from "./commands/crossval";
 import { runEval } from "./commands/eval";
 import { runInfo } from "./commands/info";
@@ -164,6 +165,61 @@ function buildProgram(io: CliIo): Command {
   ).action(async (options) => {
     await runServe(options, io);
   });
+
+  program
+    .command("convert")
+    .description(
+      "convert a Hugging Face BitNet checkpoint (2B-4T packed or bf16, or 1bitLLM bitnet_b1_58) to GGUF",
+    )
+    .argument(
+      "<hf-folder>",
+      "folder with config.json, model.safetensors (or shards) and the tokenizer files",
+    )
+    .option("-o, --outfile <out.gguf>", "output file (default: <hf-folder>/ggml-model-<type>.gguf)")
+    .option(
+      "--type <type>",
+      "ternary type: i2_s (bitnet.cpp), tq2_0 or tq1_0 (mainline llama.cpp); default i2_s",
+    )
+    .option("--embed <type>", "token embedding type: f16 (default), f32, q8_0 or q6_k")
+    .option(
+      "--arch <arch>",
+      "bitnet-b1.58 (bitnet.cpp; default for i2_s) or bitnet (mainline llama.cpp; default for tq types)",
+      choice("--arch", ["bitnet-b1.58", "bitnet"] as const),
+    )
+    .action(
+      async (
+        dir: string,
+        options: {
+          outfile?: string;
+          type?: string;
+          embed?: string;
+          arch?: "bitnet-b1.58" | "bitnet";
+        },
+      ) => {
+        await runConvert(dir, options, io);
+      },
+    );
+
+  program
+    .command("quantize")
+    .description(
+      "convert a GGUF between I2_S, TQ2_0 and TQ1_0 (losslessly) and/or between embedding types",
+    )
+    .argument("<in.gguf>", "input model")
+    .argument("<out.gguf>", "output model")
+    .argument("[type]", "i2_s, tq2_0 or tq1_0 (omit to change only the embedding)")
+    .option("--embed <type>", "token embedding type: f16, f32, q8_0 or q6_k")
+    .option("--allow-lossy", "round scales the target type cannot hold exactly instead of refusing")
+    .action(
+      async (
+        input: string,
+        output: string,
+        type: string | undefined,
+        options: { embed?: string; allowLossy?: boolean },
+      ) => {
+        await runQuantize(input, output, type, options, io);
+      },
+    );
 
   program
     .command("verify-receipt")

@@ -289,7 +289,7 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     if (!body.with_pieces) {
       return { tokens };
     }
-    const decoder = new TextDecoder("utf-8", { fatal: true });
+    const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     return {
       tokens: tokens.map((t) => {
         const bytes = g.tokenizer.tokenBytes(t, { special: true });

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { f16ToF32 } from "./float";
 import { dequantizeI2S, i2sByteSize, packI2S, quantizeI2S, unpackI2S } from "./i2s";
 import { dequantizeQ4_0, quantizeQ4_0 } from "./q4_0";
-import { dequantizeQ6_K } from "./q6_k";
+import { dequantizeQ6_K, quantizeQ6_K } from "./q6_k";
 import { dequantizeQ8_0, quantizeQ8_0 } from "./q8_0";
 import { dequantizeQ8_K, encodeQ8_K, quantizeQ8_K } from "./q8_k";
 import { absmeanTernary, quantizeActivationsI8 } from "./ternary";
@@ -171,6 +171,49 @@ describe("Q8_0", () => {
           }
         },
       ),
+    );
+  });
+});
+
+describe("Q6_K", () => {
+  it("keeps a smooth ramp within its 6-bit step and the 8-bit sub-scale, and zeros as zeros", () => {
+    const x = new Float32Array(256);
+    for (let i = 0; i < 256; i++) {
+      x[i] = ((i % 64) - 32) * 0.25;
+    }
+    const y = dequantizeQ6_K(quantizeQ6_K(x), 256);
+    for (let i = 0; i < 256; i++) {
+      // |x| ≤ 8: half a step of 8/32, plus the sub-scale quantized to 1/128 of the largest.
+      expect(Math.abs(y[i]! - x[i]!)).toBeLessThanOrEqual(0.125 + 8 / 128);
+    }
+    expect(
+      [...dequantizeQ6_K(quantizeQ6_K(new Float32Array(256)), 256)].every((v) => v === 0),
+    ).toBe(true);
+  });
+
+  it("stays within ~1% of each sub-block's range on random data, deterministically", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.float({ min: -4, max: 4, noNaN: true, noDefaultInfinity: true }), {
+          minLength: 512,
+          maxLength: 512,
+        }),
+        (v) => {
+          const x = Float32Array.from(v);
+          const q = quantizeQ6_K(x);
+          expect(quantizeQ6_K(x)).toEqual(q);
+          const y = dequantizeQ6_K(q, 512);
+          for (let s = 0; s < 32; s++) {
+            const amax = Math.max(...x.subarray(16 * s, 16 * s + 16).map(Math.abs));
+            for (let j = 16 * s; j < 16 * s + 16; j++) {
+              // 6-bit steps of the sub-block scale, the 8-bit quantized scale (≤ 1/128 of the block
+              // maximum) and f16 rounding; a generous bound that still catches packing errors.
+              expect(Math.abs(y[j]! - x[j]!)).toBeLessThanOrEqual(amax / 31 + 4 / 128 + 1e-6);
+            }
+          }
+        },
+      ),
+      { numRuns: 50 },
     );
   });
 });
