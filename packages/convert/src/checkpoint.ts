@@ -224,7 +224,7 @@ export function absmean(w: Float32Array): { values: Int8Array; scale: number } {
     if (Math.abs(x % 1) === 0.5 && r % 2 !== 0) {
       r -= 1;
     }
-    values[i] = r > 1 ? 1 : r < -1 ? -1 : r;
+    values[i] = Math.max(-1, Math.min(1, r));
   }
   return { values, scale: Math.fround(1 / s) };
 }
