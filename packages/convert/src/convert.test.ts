@@ -8,7 +8,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { crossvalidate } from "@bitnet-ts/crossval";
+import { argmaxOf, comparePosition, crossvalidate } from "@bitnet-ts/crossval";
 import { type CompiledModel, loadModel, registerBackend } from "@bitnet-ts/engine-core";
 import { isBitnetError } from "@bitnet-ts/errors";
 import {
@@ -42,36 +42,7 @@ function checkpoint(layout: HfLayout): Promise<HfCheckpoint> {
 const PROMPT_TEXT = "The capital of France is";
 
 function argmax(x: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) {
-    if (x[i]! > x[best]!) {
-      best = i;
-    }
-  }
-  return best;
-}
-
-function kl(reference: ArrayLike<number>, candidate: ArrayLike<number>): number {
-  const n = reference.length;
-  const lse = (x: ArrayLike<number>) => {
-    let m = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < n; i++) {
-      m = Math.max(m, x[i]!);
-    }
-    let s = 0;
-    for (let i = 0; i < n; i++) {
-      s += Math.exp(x[i]! - m);
-    }
-    return m + Math.log(s);
-  };
-  const a = lse(reference);
-  const b = lse(candidate);
-  let d = 0;
-  for (let i = 0; i < n; i++) {
-    const p = Math.exp(reference[i]! - a);
-    d += p * (reference[i]! - a - (candidate[i]! - b));
-  }
-  return d;
+  return argmaxOf(x, 0, x.length);
 }
 
 /** Mean KL(oracle ‖ engine) and top-1 agreement over a prompt and its greedy continuation. */
@@ -89,8 +60,9 @@ async function compare(
   for (let i = 0; i < steps; i++) {
     const ours = (await model.step([{ sequence: seq, tokens: [token] }])).runs[0]!.logits;
     const ref = session.eval(token);
-    klSum += kl(ref, ours);
-    agree += argmax(ref) === argmax(ours) ? 1 : 0;
+    const m = comparePosition(ref, 0, ours, 0, ref.length);
+    klSum += m.kl;
+    agree += m.top1 ? 1 : 0;
     token = i + 1 < tokens.length ? tokens[i + 1]! : argmax(ref);
   }
   model.freeSequence(seq);

@@ -36,3 +36,4 @@ export {
   type SelectBackendOptions,
   selectBackend,
 } from "./select";
+export { validateStep } from "./validate";

@@ -16,6 +16,7 @@ import {
   type RunLogits,
   type SequenceRun,
   type StepResult,
+  validateStep,
 } from "@bitnet-ts/engine-core";
 import {
   type NativeBinding,
@@ -331,33 +332,12 @@ export class CpuModel implements CompiledModel {
       await this.#inflight; // one native step at a time
     }
     const hp = this.description.hparams;
-    const seen = new Set<number>();
-    let total = 0;
-    for (const run of runs) {
-      const s = this.#sequence(run.sequence);
-      if (seen.has(run.sequence)) {
-        throw new EngineError(
-          EngineErrorCode.BAD_SEQUENCE,
-          `could not run the step - sequence ${run.sequence} appears twice in one step.`,
-        );
-      }
-      seen.add(run.sequence);
-      for (const token of run.tokens) {
-        if (!Number.isInteger(token) || token < 0 || token >= hp.vocabSize) {
-          throw new EngineError(
-            EngineErrorCode.BAD_TOKEN,
-            `could not run the step - token ${token} is outside the vocabulary (0..${hp.vocabSize - 1}).`,
-          );
-        }
-      }
-      if (s.length + run.tokens.length > this.contextLength) {
-        throw new EngineError(
-          EngineErrorCode.CONTEXT_FULL,
-          `could not run the step - sequence ${run.sequence} would hold ${s.length + run.tokens.length} tokens, more than the context length ${this.contextLength}.`,
-        );
-      }
-      total += run.tokens.length;
-    }
+    const total = validateStep(
+      runs,
+      (id) => this.#sequence(id).length,
+      hp.vocabSize,
+      this.contextLength,
+    );
     const captureIds = (capture?.buffers ?? []).map((name) => {
       const id = this.#buffers.get(name);
       if (id === undefined) {

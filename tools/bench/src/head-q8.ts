@@ -7,6 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { comparePosition } from "@bitnet-ts/crossval";
 import { loadModel, registerBackend } from "@bitnet-ts/engine-core";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
 
@@ -33,16 +34,6 @@ const q8 = await loadModel(modelPath, {
 const tokenizer = Tokenizer.fromGguf(f16.description.file.metadata);
 const vocab = f16.description.hparams.vocabSize;
 
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) {
-    if (row[i]! > row[best]!) {
-      best = i;
-    }
-  }
-  return best;
-}
-
 let positions = 0;
 let top1 = 0;
 let minCos = 1;
@@ -61,19 +52,13 @@ for (const prompt of prompts) {
   for (let t = 0; t < tokens.length; t++) {
     const a = rows[0]!.subarray(t * vocab, (t + 1) * vocab);
     const b = rows[1]!.subarray(t * vocab, (t + 1) * vocab);
-    let ab = 0;
-    let aa = 0;
-    let bb = 0;
+    const m = comparePosition(a, 0, b, 0, vocab);
     for (let i = 0; i < vocab; i++) {
-      ab += a[i]! * b[i]!;
-      aa += a[i]! * a[i]!;
-      bb += b[i]! * b[i]!;
       maxAbs = Math.max(maxAbs, Math.abs(a[i]! - b[i]!));
     }
-    const cos = ab / Math.sqrt(aa * bb);
-    minCos = Math.min(minCos, cos);
-    sumCos += cos;
-    top1 += argmax(a) === argmax(b) ? 1 : 0;
+    minCos = Math.min(minCos, m.cosine);
+    sumCos += m.cosine;
+    top1 += m.top1 ? 1 : 0;
     positions++;
   }
 }

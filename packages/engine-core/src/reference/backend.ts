@@ -14,6 +14,7 @@ import type {
 import { EngineError, EngineErrorCode } from "../errors";
 import type { GraphOp } from "../graph";
 import type { BoundTensor, ModelDescription } from "../model";
+import { validateStep } from "../validate";
 import {
   add,
   attendOne,
@@ -239,33 +240,12 @@ class ReferenceModel implements CompiledModel {
     const hp = this.description.hparams;
     const mode = this.#mode;
     // --- validate everything before touching any state ---
-    const seen = new Set<number>();
-    let total = 0;
-    for (const run of runs) {
-      const s = this.#sequence(run.sequence);
-      if (seen.has(run.sequence)) {
-        throw new EngineError(
-          EngineErrorCode.BAD_SEQUENCE,
-          `could not run the step - sequence ${run.sequence} appears twice in one step.`,
-        );
-      }
-      seen.add(run.sequence);
-      for (const token of run.tokens) {
-        if (!Number.isInteger(token) || token < 0 || token >= hp.vocabSize) {
-          throw new EngineError(
-            EngineErrorCode.BAD_TOKEN,
-            `could not run the step - token ${token} is outside the vocabulary (0..${hp.vocabSize - 1}).`,
-          );
-        }
-      }
-      if (s.length + run.tokens.length > this.contextLength) {
-        throw new EngineError(
-          EngineErrorCode.CONTEXT_FULL,
-          `could not run the step - sequence ${run.sequence} would hold ${s.length + run.tokens.length} tokens, more than the context length ${this.contextLength}.`,
-        );
-      }
-      total += run.tokens.length;
-    }
+    const total = validateStep(
+      runs,
+      (id) => this.#sequence(id).length,
+      hp.vocabSize,
+      this.contextLength,
+    );
     // --- flatten the runs into one batch ---
     const tokens = new Int32Array(total);
     const positions = new Int32Array(total);
