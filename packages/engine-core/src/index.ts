@@ -36,4 +36,5 @@ export {
   type SelectBackendOptions,
   selectBackend,
 } from "./select";
+export { type SequenceLength, SequenceTable } from "./sequences";
 export { validateStep } from "./validate";

@@ -15,6 +15,7 @@ import {
   type ModelDescription,
   type RunLogits,
   type SequenceRun,
+  SequenceTable,
   type StepResult,
   validateStep,
 } from "@bitnet-ts/engine-core";
@@ -203,12 +204,10 @@ export class CpuModel implements CompiledModel {
   readonly native: NativeModel;
   readonly #maxBatch: number;
   readonly #buffers: Map<string, number>;
-  readonly #sequences = new Map<number, SequenceState>();
+  readonly #sequences = new SequenceTable<SequenceState>();
   /** Native sequence mutations wait for the step in flight (the step reads the sequences). */
   readonly #pending: (() => void)[] = [];
   #inflight: Promise<unknown> | undefined;
-  #next = 0;
-  #disposed = false;
 
   constructor(
     description: ModelDescription,
@@ -245,60 +244,31 @@ export class CpuModel implements CompiledModel {
     }
   }
 
-  #alive(): void {
-    if (this.#disposed) {
-      throw new EngineError(EngineErrorCode.DISPOSED, "could not use the model - it was disposed.");
-    }
-  }
-
-  #sequence(id: number): SequenceState {
-    this.#alive();
-    const s = this.#sequences.get(id);
-    if (s === undefined) {
-      throw new EngineError(
-        EngineErrorCode.BAD_SEQUENCE,
-        `could not use sequence ${id} - it does not exist (never created, or freed).`,
-      );
-    }
-    return s;
-  }
-
   createSequence(): number {
-    this.#alive();
-    const id = this.#next++;
-    this.#sequences.set(id, { length: 0 });
+    const id = this.#sequences.add({ length: 0 });
     this.#native(() => this.native.createSequence(id));
     return id;
   }
 
   forkSequence(sequence: number): number {
-    const src = this.#sequence(sequence);
-    const id = this.#next++;
-    this.#sequences.set(id, { length: src.length });
+    const src = this.#sequences.get(sequence);
+    const id = this.#sequences.add({ length: src.length });
     this.#native(() => this.native.forkSequence(sequence, id));
     return id;
   }
 
   truncateSequence(sequence: number, length: number): void {
-    const s = this.#sequence(sequence);
-    if (!Number.isInteger(length) || length < 0 || length > s.length) {
-      throw new EngineError(
-        EngineErrorCode.BAD_OPTION,
-        `could not truncate sequence ${sequence} to ${length} - it has ${s.length} tokens.`,
-      );
-    }
-    s.length = length;
+    this.#sequences.truncate(sequence, length);
     this.#native(() => this.native.truncateSequence(sequence, length));
   }
 
   freeSequence(sequence: number): void {
-    this.#sequence(sequence);
     this.#sequences.delete(sequence);
     this.#native(() => this.native.freeSequence(sequence));
   }
 
   sequenceLength(sequence: number): number {
-    return this.#sequence(sequence).length;
+    return this.#sequences.get(sequence).length;
   }
 
   step(
@@ -327,14 +297,14 @@ export class CpuModel implements CompiledModel {
     capture: CaptureRequest | undefined,
     inputs: ReadonlyMap<string, Float32Array> | undefined,
   ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
-    this.#alive();
+    this.#sequences.assertAlive();
     while (this.#inflight !== undefined) {
       await this.#inflight; // one native step at a time
     }
     const hp = this.description.hparams;
     const total = validateStep(
       runs,
-      (id) => this.#sequence(id).length,
+      (id) => this.#sequences.get(id).length,
       hp.vocabSize,
       this.contextLength,
     );
@@ -387,7 +357,7 @@ export class CpuModel implements CompiledModel {
     const want = new Uint8Array(total);
     let at = 0;
     for (const run of runs) {
-      const s = this.#sequence(run.sequence);
+      const s = this.#sequences.get(run.sequence);
       const mode = run.logits ?? "last";
       run.tokens.forEach((token, i) => {
         tokens[at] = token;
@@ -442,7 +412,7 @@ export class CpuModel implements CompiledModel {
       }
     }
     for (const run of runs) {
-      this.#sequence(run.sequence).length += run.tokens.length;
+      this.#sequences.get(run.sequence).length += run.tokens.length;
     }
     const result: RunLogits[] = [];
     let row = 0;
@@ -464,13 +434,11 @@ export class CpuModel implements CompiledModel {
   }
 
   async dispose(): Promise<void> {
-    if (this.#disposed) {
+    if (!this.#sequences.dispose()) {
       return;
     }
-    this.#disposed = true;
     await this.#inflight;
     this.native.dispose();
-    this.#sequences.clear();
   }
 }
 

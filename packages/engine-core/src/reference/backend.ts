@@ -14,6 +14,7 @@ import type {
 import { EngineError, EngineErrorCode } from "../errors";
 import type { GraphOp } from "../graph";
 import type { BoundTensor, ModelDescription } from "../model";
+import { SequenceTable } from "../sequences";
 import { validateStep } from "../validate";
 import {
   add,
@@ -83,10 +84,8 @@ class ReferenceModel implements CompiledModel {
   readonly #norms = new Map<string, Float32Array>();
   readonly #scales = new Map<string, number>();
   readonly #tables = new Map<string, Table>();
-  readonly #sequences = new Map<number, SequenceState>();
+  readonly #sequences = new SequenceTable<SequenceState>();
   readonly #kernels = new Map<string, number>();
-  #nextSequence = 0;
-  #disposed = false;
 
   constructor(model: ModelDescription, mode: Numerics, name: string, options: CompileOptions) {
     this.description = model;
@@ -147,70 +146,38 @@ class ReferenceModel implements CompiledModel {
     this.#kernels.set(id, (this.#kernels.get(id) ?? 0) + 1);
   }
 
-  #alive(): void {
-    if (this.#disposed) {
-      throw new EngineError(EngineErrorCode.DISPOSED, "could not use the model - it was disposed.");
-    }
-  }
-
-  #sequence(id: number): SequenceState {
-    this.#alive();
-    const s = this.#sequences.get(id);
-    if (s === undefined) {
-      throw new EngineError(
-        EngineErrorCode.BAD_SEQUENCE,
-        `could not use sequence ${id} - it does not exist (never created, or freed).`,
-      );
-    }
-    return s;
-  }
-
   createSequence(): number {
-    this.#alive();
-    const id = this.#nextSequence++;
     const L = this.description.hparams.nLayer;
-    this.#sequences.set(id, {
+    return this.#sequences.add({
       length: 0,
       keys: new Array(L).fill(new Float64Array(0)),
       values: new Array(L).fill(new Float64Array(0)),
     });
-    return id;
   }
 
   forkSequence(sequence: number): number {
-    const src = this.#sequence(sequence);
-    const id = this.#nextSequence++;
-    this.#sequences.set(id, {
+    const src = this.#sequences.get(sequence);
+    return this.#sequences.add({
       length: src.length,
       keys: src.keys.map((k) => k.slice()),
       values: src.values.map((v) => v.slice()),
     });
-    return id;
   }
 
   truncateSequence(sequence: number, length: number): void {
-    const s = this.#sequence(sequence);
-    if (!Number.isInteger(length) || length < 0 || length > s.length) {
-      throw new EngineError(
-        EngineErrorCode.BAD_OPTION,
-        `could not truncate sequence ${sequence} to ${length} - it has ${s.length} tokens.`,
-      );
-    }
-    s.length = length;
+    this.#sequences.truncate(sequence, length);
   }
 
   freeSequence(sequence: number): void {
-    this.#sequence(sequence);
     this.#sequences.delete(sequence);
   }
 
   sequenceLength(sequence: number): number {
-    return this.#sequence(sequence).length;
+    return this.#sequences.get(sequence).length;
   }
 
   async dispose(): Promise<void> {
-    this.#disposed = true;
-    this.#sequences.clear();
+    this.#sequences.dispose();
   }
 
   #ensureCapacity(s: SequenceState, needed: number, kvWidth: number): void {
@@ -236,13 +203,13 @@ class ReferenceModel implements CompiledModel {
     runs: readonly SequenceRun[],
     capture?: CaptureRequest,
   ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
-    this.#alive();
+    this.#sequences.assertAlive();
     const hp = this.description.hparams;
     const mode = this.#mode;
     // --- validate everything before touching any state ---
     const total = validateStep(
       runs,
-      (id) => this.#sequence(id).length,
+      (id) => this.#sequences.get(id).length,
       hp.vocabSize,
       this.contextLength,
     );
@@ -253,7 +220,7 @@ class ReferenceModel implements CompiledModel {
     const wantsLogits = new Uint8Array(total);
     let at = 0;
     for (const run of runs) {
-      const s = this.#sequence(run.sequence);
+      const s = this.#sequences.get(run.sequence);
       const mode_ = run.logits ?? "last";
       run.tokens.forEach((token, i) => {
         tokens[at] = token;
@@ -266,7 +233,7 @@ class ReferenceModel implements CompiledModel {
     }
     const kvWidth = hp.headDim * hp.nHeadKv;
     for (const run of runs) {
-      const s = this.#sequence(run.sequence);
+      const s = this.#sequences.get(run.sequence);
       this.#ensureCapacity(s, s.length + run.tokens.length, kvWidth);
     }
     // --- run the graph ---
@@ -294,7 +261,7 @@ class ReferenceModel implements CompiledModel {
       });
     }
     for (const run of runs) {
-      this.#sequence(run.sequence).length += run.tokens.length;
+      this.#sequences.get(run.sequence).length += run.tokens.length;
     }
     // --- split logits per run ---
     const vocab = hp.vocabSize;
