@@ -229,19 +229,30 @@ export function absmean(w: Float32Array): { values: Int8Array; scale: number } {
   return { values, scale: Math.fround(1 / s) };
 }
 
+/** A packed projection (U8, four ternary rows per byte), checked before any byte is read. */
+function packedTensor(
+  ck: Checkpoint,
+  name: string,
+  rows: number,
+  cols: number,
+): SafetensorsTensorInfo {
+  const t = tensor(ck, name);
+  if (t.dtype !== "U8") {
+    throw new ConvertError(
+      ConvertErrorCode.BAD_TENSOR,
+      `could not convert - packed tensor "${name}" is ${t.dtype}; expected U8.`,
+    );
+  }
+  expectShape(t, [rows / 4, cols], "four ternary rows per byte");
+  return t;
+}
+
 /** One projection as ternary values and a per-tensor scale, whatever the layout. */
 export function readTernary(ck: Checkpoint, layer: number, p: Projection): TernaryTensor {
   const [rows, cols] = projectionShape(ck, p);
   const name = `${projectionName(layer, p)}.weight`;
   if (ck.layout === "packed") {
-    const t = tensor(ck, name);
-    if (t.dtype !== "U8") {
-      throw new ConvertError(
-        ConvertErrorCode.BAD_TENSOR,
-        `could not convert - packed tensor "${name}" is ${t.dtype}; expected U8.`,
-      );
-    }
-    expectShape(t, [rows / 4, cols], "four ternary rows per byte");
+    packedTensor(ck, name, rows, cols);
     const scaleName = `${projectionName(layer, p)}.weight_scale`;
     const st = tensor(ck, scaleName);
     if (st.elementCount !== 1) {
@@ -314,14 +325,7 @@ export function checkTensors(ck: Checkpoint, vocabSize: number): void {
       const [rows, cols] = projectionShape(ck, pr);
       const name = `${projectionName(il, pr)}.weight`;
       if (ck.layout === "packed") {
-        const t = tensor(ck, name);
-        if (t.dtype !== "U8") {
-          throw new ConvertError(
-            ConvertErrorCode.BAD_TENSOR,
-            `could not convert - packed tensor "${name}" is ${t.dtype}; expected U8.`,
-          );
-        }
-        expectShape(t, [rows / 4, cols], "four ternary rows per byte");
+        packedTensor(ck, name, rows, cols);
         tensor(ck, `${projectionName(il, pr)}.weight_scale`);
       } else {
         float(name, [rows, cols]);
