@@ -52,6 +52,34 @@ describe("GgufWriter", () => {
     expect(data[2048 * 64 - 1]).toBe(63);
   });
 
+  it("writes the same bytes as toBytes across many buffer flushes, whatever the chunk sizes", async () => {
+    const w = new GgufWriter();
+    w.set("general.architecture", gguf.string("x"));
+    // 19 MiB + a bit in chunks of odd sizes, then a tensor larger than the 8 MiB buffer in one piece.
+    const elements = (19 << 20) + 96;
+    const chunkSizes = [1, 4093, 65_537, 3 << 20, 9 << 20];
+    w.addTensor("odd", "F32", [elements / 4], function* () {
+      let made = 0;
+      for (let i = 0; made < elements; i++) {
+        const n = Math.min(chunkSizes[i % chunkSizes.length]!, elements - made);
+        const chunk = new Uint8Array(n);
+        for (let j = 0; j < n; j++) {
+          chunk[j] = (made + j) * 7 + 3;
+        }
+        made += n;
+        yield chunk;
+      }
+    });
+    const whole = new Uint8Array(9 << 20).map((_, i) => i * 13);
+    w.addTensor("whole", "F32", [whole.length / 4], whole);
+    const file = path.join(tmp, "flushes.gguf");
+    await w.writeFile(file);
+    const written = new Uint8Array(fs.readFileSync(file));
+    const expected = await w.toBytes();
+    expect(written.length).toBe(expected.length);
+    expect(Buffer.compare(Buffer.from(written), Buffer.from(expected))).toBe(0);
+  });
+
   it("never leaves a partial file when a tensor produces the wrong size", async () => {
     const file = path.join(tmp, "partial.gguf");
     for (const produced of [100, 300]) {

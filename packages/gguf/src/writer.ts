@@ -252,7 +252,11 @@ export class GgufWriter {
   }
 }
 
-/** Coalesces small writes into large ones. */
+/**
+ * Coalesces writes into 8 MiB writes at 8 MiB-aligned offsets (all but the last). Besides fewer
+ * syscalls, this lets filesystems with large folios (ext4, xfs on Linux ≥ 6.16) cache the new
+ * file in 2 MiB folios, which a model loader can then map with 2 MiB page-table entries.
+ */
 class BufferedFile {
   readonly #buffer = new Uint8Array(8 << 20);
   #used = 0;
@@ -260,16 +264,16 @@ class BufferedFile {
   constructor(readonly handle: fs.promises.FileHandle) {}
 
   async write(chunk: Uint8Array): Promise<void> {
-    if (chunk.length >= this.#buffer.length) {
-      await this.flush();
-      await writeAll(this.handle, chunk);
-      return;
+    let done = 0;
+    while (done < chunk.length) {
+      const n = Math.min(chunk.length - done, this.#buffer.length - this.#used);
+      this.#buffer.set(chunk.subarray(done, done + n), this.#used);
+      this.#used += n;
+      done += n;
+      if (this.#used === this.#buffer.length) {
+        await this.flush();
+      }
     }
-    if (this.#used + chunk.length > this.#buffer.length) {
-      await this.flush();
-    }
-    this.#buffer.set(chunk, this.#used);
-    this.#used += chunk.length;
   }
 
   async flush(): Promise<void> {

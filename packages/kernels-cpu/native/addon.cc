@@ -138,6 +138,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       out.Set("kernelPath", model_->kernel_name());
       out.Set("threads", model_->threads());
       out.Set("mappedBytes", (double)model_->mapped_bytes());
+      out.Set("hugeMappedBytes", (double)model_->huge_mapped_bytes());
       out.Set("loadedBytes", (double)model_->loaded_bytes());
       out.Set("repackedBytes", (double)model_->repacked_bytes());
       Napi::Object times = Napi::Object::New(info.Env());
@@ -274,14 +275,15 @@ class BandwidthWorker : public Napi::AsyncWorker {
       ::close(fd);
       return SetError("the region is outside " + path_);
     }
+    // Mapped exactly as the model loader maps weights, so the bound matches what steps read.
     const int64_t page = ::sysconf(_SC_PAGESIZE);
     const int64_t start = offset_ / page * page;
-    const size_t length = (size_t)(offset_ + bytes - start);
-    void* m = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)start);
+    bitnet::FileMap map;
+    const std::string failure = bitnet::map_file(fd, (uint64_t)start, (size_t)(offset_ + bytes - start), map);
     ::close(fd);
-    if (m == MAP_FAILED) return SetError("could not map " + path_ + ": " + std::strerror(errno));
-    rates_ = bitnet::measure_read_bandwidth(*k, (const uint8_t*)m + (offset_ - start), bytes, threads_, reps_);
-    ::munmap(m, length);
+    if (!failure.empty()) return SetError("could not map " + path_ + ": " + failure);
+    rates_ = bitnet::measure_read_bandwidth(*k, map.data + (offset_ - start), bytes, threads_, reps_);
+    bitnet::unmap_file(map);
   }
   void OnOK() override {
     Napi::Array out = Napi::Array::New(Env(), rates_.size());
@@ -321,7 +323,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
   exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
-  exports.Set("abiVersion", Napi::Number::New(env, 3));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 4));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -151,13 +151,10 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
   std::vector<uint8_t*> data_of(cfg_.tensors.size(), nullptr);
   if (cfg_.use_mmap) {
     // ---- map the file read-only; tensor data is used in place ----
-    // MAP_POPULATE maps every page now (the file is read into the page cache if it is not
-    // there yet), so no step pays page faults.
-    void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    const std::string failure = map_file(fd, 0, (size_t)map_size_, file_map_);
     ::close(fd);
-    if (m == MAP_FAILED) throw std::runtime_error("could not map " + cfg_.path + ": " + std::strerror(errno));
-    map_ = (uint8_t*)m;
-    ::madvise(map_, map_size_, MADV_WILLNEED);
+    if (!failure.empty()) throw std::runtime_error("could not map " + cfg_.path + ": " + failure);
+    map_ = file_map_.data;
     for (size_t i = 0; i < cfg_.tensors.size(); i++) data_of[i] = map_ + cfg_.tensors[i].offset;
   } else {
     // ---- read the tensors into anonymous huge-page memory (llama.cpp's --no-mmap) ----
@@ -343,7 +340,7 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
 
 Model::~Model() {
   pool_.reset();
-  if (map_ != nullptr) ::munmap(map_, map_size_);
+  unmap_file(file_map_);
   std::free(loaded_);
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+#include "file_map.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -90,6 +91,8 @@ class Model {
   // Wall time per op kind (ns, measured on worker 0), for profiling.
   std::map<std::string, int64_t> op_times() const;
   uint64_t mapped_bytes() const { return map_ != nullptr ? map_size_ : 0; }
+  // Bytes of the mapping held in 2 MiB page-table entries (see file_map.h).
+  uint64_t huge_mapped_bytes() const { return pmd_mapped_bytes(file_map_); }
   uint64_t loaded_bytes() const { return loaded_size_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }
   int threads() const { return pool_->size(); }
@@ -106,7 +109,8 @@ class Model {
   ModelConfig cfg_;
   const Kernels* kernels_;
   std::unique_ptr<ThreadPool> pool_;
-  uint8_t* map_ = nullptr;
+  FileMap file_map_;
+  uint8_t* map_ = nullptr;  // file_map_.data: the file's bytes (use_mmap)
   uint64_t map_size_ = 0;
   uint8_t* loaded_ = nullptr;  // anonymous copy of the tensors (use_mmap = false)
   uint64_t loaded_size_ = 0;

@@ -189,6 +189,8 @@ describe("invariance", () => {
     const mapped = await cpuModel("tiny-i2s", { threads: 2, mmap: true });
     const loaded = await cpuModel("tiny-i2s", { threads: 2, mmap: false });
     expect(mapped.info().mappedBytes).toBeGreaterThan(0);
+    expect(mapped.info().hugeMappedBytes).toBeGreaterThanOrEqual(0);
+    expect(mapped.info().hugeMappedBytes).toBeLessThanOrEqual(mapped.info().mappedBytes);
     expect(mapped.info().loadedBytes).toBe(0);
     expect(loaded.info().mappedBytes).toBe(0);
     expect(loaded.info().loadedBytes).toBeGreaterThan(0);

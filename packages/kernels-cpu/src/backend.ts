@@ -37,9 +37,11 @@ export interface CpuBackendOptions {
   readonly headQ8_0?: boolean;
   /**
    * true (default): the GGUF file is mapped read-only and tensors are used in place (fast load,
-   * shared page cache, resident memory ≈ weights). false: tensors are read into anonymous
-   * transparent-huge-page memory (llama.cpp's --no-mmap): faster decode where 4 KiB page
-   * mappings limit streaming bandwidth (env BITNET_NO_MMAP=1).
+   * shared page cache, resident memory ≈ weights), at a 2 MiB-aligned address so that the kernel
+   * can use 2 MiB page-table entries where the page cache holds the file in 2 MiB folios
+   * (`info().hugeMappedBytes` says how much). false: tensors are read into anonymous
+   * transparent-huge-page memory (llama.cpp's --no-mmap): as fast whatever the page cache holds,
+   * at the cost of a private copy (env BITNET_NO_MMAP=1).
    */
   readonly mmap?: boolean;
   /** Most tokens per native step (default 256); longer steps are split. */

@@ -105,6 +105,8 @@ export interface NativeModel {
     kernelPath: string;
     threads: number;
     mappedBytes: number;
+    /** Bytes of the file mapping held in 2 MiB page-table entries (0 without mmap). */
+    hugeMappedBytes: number;
     loadedBytes: number;
     repackedBytes: number;
     /** Wall time per op kind (worker 0), for profiling. */

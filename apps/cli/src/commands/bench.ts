@@ -55,6 +55,11 @@ export interface BenchReport {
   readonly backend: string;
   readonly threads: number;
   readonly mmap: boolean;
+  /**
+   * Share of the mapped file held in 2 MiB page-table entries (Linux; null without a native
+   * mmap'd model). Low when the file's page cache holds small pages, e.g. right after a copy.
+   */
+  readonly huge_page_fraction: number | null;
   readonly load_ms: number;
   readonly results: readonly BenchResult[];
   readonly bound: BenchBound | null;
@@ -186,7 +191,16 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   const loadMs = performance.now() - started;
   const native =
     "info" in model
-      ? (model as unknown as { info(): { kernelPath: string; threads: number } }).info()
+      ? (
+          model as unknown as {
+            info(): {
+              kernelPath: string;
+              threads: number;
+              mappedBytes: number;
+              hugeMappedBytes?: number;
+            };
+          }
+        ).info()
       : undefined;
   const threads = native?.threads ?? options.threads ?? 1;
   const backend =
@@ -306,6 +320,10 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       backend,
       threads,
       mmap,
+      huge_page_fraction:
+        native !== undefined && native.mappedBytes > 0 && native.hugeMappedBytes !== undefined
+          ? native.hugeMappedBytes / native.mappedBytes
+          : null,
       load_ms: loadMs,
       results,
       bound,
@@ -405,6 +423,16 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
       "",
       `read bandwidth (${report.threads} threads, best of 5): file mapping ${report.bandwidth.file_mapping_gbs.toFixed(1)} GB/s, anonymous memory ${report.bandwidth.anonymous_gbs.toFixed(1)} GB/s`,
       `decode bound: ${(b.bytes_per_token / 1e9).toFixed(3)} GB read per token at ${b.bandwidth_gbs.toFixed(1)} GB/s (${b.memory === "file-mapping" ? "weights mapped from the file" : "weights in anonymous memory, --no-mmap"}) = ${b.tg_tps.toFixed(2)} t/s${b.fraction === null ? "" : `; measured ${(b.fraction * 100).toFixed(0)}% of it`}`,
+    );
+  }
+  if (report.huge_page_fraction !== null) {
+    const share = report.huge_page_fraction;
+    lines.push(
+      `weights mapped in 2 MiB pages: ${(share * 100).toFixed(0)}%${
+        share < 0.5
+          ? " (the page cache holds this file in small pages; once it is evicted, e.g. after a reboot, the next load reads it back in 2 MiB pages, and decode gets faster)"
+          : ""
+      }`,
     );
   }
   lines.push(`load ${report.load_ms.toFixed(0)} ms`);
