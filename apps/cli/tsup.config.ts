@@ -1,4 +1,10 @@
 import { defineConfig } from "tsup";
 import { baseConfig } from "../../tsup.config.base";
 
-export default defineConfig({ ...baseConfig, entry: ["src/bitnet.ts"], dts: false });
+// splitting: each command is its own chunk, loaded when the command runs (see program.ts).
+export default defineConfig({
+  ...baseConfig,
+  entry: ["src/bitnet.ts"],
+  dts: false,
+  splitting: true,
+});

@@ -63,6 +63,9 @@ describe("bitnet bench", () => {
       (report.bound!.bandwidth_gbs * 1e9) / report.bound!.bytes_per_token,
       6,
     );
+    // The engine's peak: at least the weights it maps, before the probes add a second mapping.
+    const weights = readGgufFileSync(i2s).tensors.reduce((n, t) => n + t.byteSize, 0);
+    expect(report.peak_rss_bytes).toBeGreaterThan(weights);
     // Whether 2 MiB entries are used depends on the kernel and the page cache; the share is a share.
     expect(report.huge_page_fraction).toBeGreaterThanOrEqual(0);
     expect(report.huge_page_fraction).toBeLessThanOrEqual(1);
@@ -95,6 +98,7 @@ describe("bitnet bench", () => {
     );
     expect(r.stdout).toContain("anonymous memory, --no-mmap");
     expect(r.stdout).not.toContain("2 MiB pages"); // nothing is mapped
+    expect(r.stdout).not.toContain("peak RSS"); // llama.cpp's model shares the process
   });
 
   it("counts a tied head once and the Q8_0 head at its own size", () => {

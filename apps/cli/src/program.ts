@@ -5,18 +5,9 @@
 import { registerBackend } from "@bitnet-ts/engine-core";
 import { isBitnetError } from "@bitnet-ts/errors";
 import { Command, CommanderError } from "commander";
-import { type BenchCliOptions, runBench } from "./commands/bench";
-import { runChat } from "./commands/chat";
-import { runConvert, runQuantize } from "./commands/convert";
-import { runCrossval } from "./commands/crossval";
-import { runEval } from "./commands/eval";
-import { runInfo } from "./commands/info";
-import { runInspect } from "./commands/inspect";
-import { runPerplexity } from "./commands/perplexity";
-import { runRun } from "./commands/run";
-import { runServe } from "./commands/serve";
-import { runDetokenize, runTokenize } from "./commands/tokenize";
-import { runVerifyReceipt } from "./commands/verify-receipt";
+// Commands are imported when they run, so `bitnet --help` or `bitnet run` does not load the
+// server, converter or llama.cpp bindings (and their memory) that other commands need.
+import type { BenchCliOptions } from "./commands/bench";
 import { addModelOptions, addSamplingOptions, choice, integer, integerList } from "./options";
 
 export interface CliIo {
@@ -44,7 +35,11 @@ function buildProgram(io: CliIo): Command {
     .argument("<model.gguf>", "GGUF file to inspect")
     .option("--json", "print one JSON object instead of tables")
     .action(async (path: string, options: { json?: boolean }) => {
-      io.stdout(await runInspect(path, { json: options.json === true }));
+      io.stdout(
+        await (await import("./commands/inspect")).runInspect(path, {
+          json: options.json === true,
+        }),
+      );
     });
 
   program
@@ -72,7 +67,7 @@ function buildProgram(io: CliIo): Command {
           json?: boolean;
         },
       ) => {
-        io.stdout(await runTokenize(text, options));
+        io.stdout(await (await import("./commands/tokenize")).runTokenize(text, options));
       },
     );
 
@@ -83,7 +78,7 @@ function buildProgram(io: CliIo): Command {
     .requiredOption("--ids <ids>", "comma-separated token ids, e.g. 128000,9906,1917")
     .option("--special", "render control tokens (BOS, <|eot_id|>, …) as text")
     .action(async (options: { model: string; ids: string; special?: boolean }) => {
-      io.stdout(await runDetokenize(options));
+      io.stdout(await (await import("./commands/tokenize")).runDetokenize(options));
     });
 
   program
@@ -91,7 +86,7 @@ function buildProgram(io: CliIo): Command {
     .description("what this machine has: CPU features, cores, memory, CUDA/Metal, backend order")
     .option("--json", "print one JSON object")
     .action(async (options: { json?: boolean }) => {
-      io.stdout(await runInfo(options));
+      io.stdout(await (await import("./commands/info")).runInfo(options));
     });
 
   const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -127,7 +122,7 @@ function buildProgram(io: CliIo): Command {
       true,
     ),
   ).action(async (options) => {
-    await runRun(options, io);
+    await (await import("./commands/run")).runRun(options, io);
   });
 
   addModelOptions(
@@ -163,7 +158,7 @@ function buildProgram(io: CliIo): Command {
       ),
     true,
   ).action(async (options) => {
-    await runServe(options, io);
+    await (await import("./commands/serve")).runServe(options, io);
   });
 
   program
@@ -196,7 +191,7 @@ function buildProgram(io: CliIo): Command {
           arch?: "bitnet-b1.58" | "bitnet";
         },
       ) => {
-        await runConvert(dir, options, io);
+        await (await import("./commands/convert")).runConvert(dir, options, io);
       },
     );
 
@@ -217,7 +212,7 @@ function buildProgram(io: CliIo): Command {
         type: string | undefined,
         options: { embed?: string; allowLossy?: boolean },
       ) => {
-        await runQuantize(input, output, type, options, io);
+        await (await import("./commands/convert")).runQuantize(input, output, type, options, io);
       },
     );
 
@@ -237,7 +232,7 @@ function buildProgram(io: CliIo): Command {
     )
     .option("--json", "print the gates as JSON")
     .action(async (file: string, options: { model?: string; replay?: boolean; json?: boolean }) => {
-      await runVerifyReceipt(file, options, io);
+      await (await import("./commands/verify-receipt")).runVerifyReceipt(file, options, io);
     });
 
   addSamplingOptions(
@@ -254,7 +249,7 @@ function buildProgram(io: CliIo): Command {
       true,
     ),
   ).action(async (options) => {
-    await runChat(options, io);
+    await (await import("./commands/chat")).runChat(options, io);
   });
 
   addModelOptions(
@@ -269,7 +264,7 @@ function buildProgram(io: CliIo): Command {
       .option("--json", "print one JSON object"),
     false,
   ).action(async (options) => {
-    await runPerplexity(options, io);
+    await (await import("./commands/perplexity")).runPerplexity(options, io);
   });
 
   addModelOptions(
@@ -283,7 +278,7 @@ function buildProgram(io: CliIo): Command {
       .option("--logits <out.f32>", "write the logits as little-endian f32 [n_tokens, n_vocab]"),
     false,
   ).action(async (options) => {
-    await runEval(options, io);
+    await (await import("./commands/eval")).runEval(options, io);
   });
 
   addModelOptions(
@@ -319,7 +314,10 @@ function buildProgram(io: CliIo): Command {
     true,
   ).action(async (options) => {
     const { repetitions, ...rest } = options as BenchCliOptions & { repetitions?: number };
-    await runBench({ ...rest, ...(repetitions === undefined ? {} : { reps: repetitions }) }, io);
+    await (await import("./commands/bench")).runBench(
+      { ...rest, ...(repetitions === undefined ? {} : { reps: repetitions }) },
+      io,
+    );
   });
 
   program
@@ -342,7 +340,7 @@ function buildProgram(io: CliIo): Command {
     .option("-t, --threads <n>", "threads", integer("--threads", 1, 1024))
     .option("--json", "print the report as JSON")
     .action(async (options) => {
-      await runCrossval(options, io);
+      await (await import("./commands/crossval")).runCrossval(options, io);
     });
 
   return program;

@@ -378,7 +378,11 @@ void Model::plan_buffers() {
   }
   slot_width_ = slot_width;
   slots_.resize(slot_width.size());
-  for (int64_t w : cfg_.buffer_widths) max_width_ = std::max(max_width_, w);
+  // The quantized-activation scratch holds linear inputs only (at most n_ff wide), not the
+  // vocab-wide logits buffer: sizing it by the widest buffer cost 32 MiB at a 128-token step.
+  for (const OpSpec& op : cfg_.ops) {
+    if (op.kind == OP_LINEAR) max_width_ = std::max(max_width_, cfg_.buffer_widths[(size_t)op.in0]);
+  }
   for (const Tensor& t : tensors_) {
     if (t.type == T_I2_S || t.type == T_TQ2_0) max_rows_ = std::max(max_rows_, t.ne1);
   }

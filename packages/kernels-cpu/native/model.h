@@ -120,7 +120,7 @@ class Model {
   std::vector<int32_t> slot_of_;
   std::vector<std::vector<float>> slots_;
   std::vector<int64_t> slot_width_;
-  int64_t max_width_ = 0, max_rows_ = 0;
+  int64_t max_width_ = 0, max_rows_ = 0;  // widest linear input, most rows of a ternary weight
   int64_t batch_capacity_ = 0;  // tokens the per-token buffers hold now
   std::unordered_map<int32_t, Sequence> seqs_;
   // Kernel ids (interned) and their call counts; per op the id of its vector-path kernel and of

@@ -61,6 +61,8 @@ export interface BenchReport {
    */
   readonly huge_page_fraction: number | null;
   readonly load_ms: number;
+  /** Peak resident memory of the process after the tests (null with --compare-llama). */
+  readonly peak_rss_bytes: number | null;
   readonly results: readonly BenchResult[];
   readonly bound: BenchBound | null;
   readonly bandwidth: { readonly file_mapping_gbs: number; readonly anonymous_gbs: number } | null;
@@ -209,15 +211,6 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   const hp = model.description.hparams;
   let session: LlamaBenchSession | undefined;
   try {
-    // Bandwidth first, while nothing else runs: the model's own file through a read-only
-    // mapping (what mmap'd weights stream from) and anonymous huge-page memory (--no-mmap).
-    let bandwidth: BenchReport["bandwidth"] = null;
-    if (native !== undefined) {
-      progress(`measuring read bandwidth with ${threads} threads`);
-      const fileBw = await measureReadBandwidth({ path: modelPath, threads });
-      const anonBw = await measureReadBandwidth({ threads });
-      bandwidth = { file_mapping_gbs: fileBw.bestGbs, anonymous_gbs: anonBw.bestGbs };
-    }
     const engines: Engine[] = [ours(model)];
     if (options.compareLlama) {
       progress("loading the same file in llama.cpp (node-llama-cpp)");
@@ -260,6 +253,18 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
         }
       }
       progress(`repetition ${rep + 1}/${reps} done`);
+    }
+    // The process's peak before the bandwidth probes (which map the file again and fill 1 GiB of
+    // anonymous memory): what the engine itself needed. Not meaningful with llama.cpp loaded too.
+    const peakRssBytes = session === undefined ? process.resourceUsage().maxRSS * 1024 : null;
+    // Bandwidth after the tests, while nothing else runs: the model's own file through a
+    // read-only mapping (what mmap'd weights stream from) and anonymous huge-page memory.
+    let bandwidth: BenchReport["bandwidth"] = null;
+    if (native !== undefined) {
+      progress(`measuring read bandwidth with ${threads} threads`);
+      const fileBw = await measureReadBandwidth({ path: modelPath, threads });
+      const anonBw = await measureReadBandwidth({ threads });
+      bandwidth = { file_mapping_gbs: fileBw.bestGbs, anonymous_gbs: anonBw.bestGbs };
     }
     const results: BenchResult[] = [];
     for (const e of engines) {
@@ -325,6 +330,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
           ? native.hugeMappedBytes / native.mappedBytes
           : null,
       load_ms: loadMs,
+      peak_rss_bytes: peakRssBytes,
       results,
       bound,
       bandwidth,
@@ -435,6 +441,12 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
       }`,
     );
   }
-  lines.push(`load ${report.load_ms.toFixed(0)} ms`);
+  lines.push(
+    `load ${report.load_ms.toFixed(0)} ms${
+      report.peak_rss_bytes === null
+        ? ""
+        : `; peak RSS ${(report.peak_rss_bytes / 1e9).toFixed(3)} GB = ${(report.peak_rss_bytes / weightBytes).toFixed(3)} × the weights`
+    }`,
+  );
   return lines.join("\n");
 }
