@@ -4,12 +4,18 @@ import * as path from "node:path";
 import { isBitnetError } from "@bitnet-ts/errors";
 import { describe, expect, it } from "vitest";
 import { expectedKernelPath } from "./backend";
-import { bindingCandidates, KernelUnavailableError, loadBinding, loadBindingFrom } from "./loader";
+import {
+  ABI_VERSION,
+  bindingCandidates,
+  KernelUnavailableError,
+  loadBinding,
+  loadBindingFrom,
+} from "./loader";
 
 describe("loading the addon", () => {
   it("finds the build and reports the kernel paths this CPU runs", () => {
     const binding = loadBinding();
-    expect(binding.abiVersion).toBe(3);
+    expect(binding.abiVersion).toBe(ABI_VERSION);
     const paths = binding.availablePaths();
     expect(paths[0]).toBe("scalar");
     // What device-probe expects must be what the addon's own cpuid check offers.
@@ -30,7 +36,7 @@ describe("loading the addon", () => {
   });
 
   it("falls through a missing explicit path to the next candidate", () => {
-    expect(loadBinding("/nonexistent/bitnet_kernels_cpu.node").abiVersion).toBe(3);
+    expect(loadBinding("/nonexistent/bitnet_kernels_cpu.node").abiVersion).toBe(ABI_VERSION);
   });
 
   it("fails with one typed error that lists every attempt and the fix", () => {
