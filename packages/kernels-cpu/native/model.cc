@@ -20,13 +20,15 @@
 
 namespace bitnet {
 
-// Fewest tokens a step needs for the AMX GEMM: one token (decode) streams weights at memory
-// speed on the vector kernels; from two tokens on, a half-empty AMX tile still computes far
-// faster than VNNI, which is what batched decoding of several sequences needs.
-#ifndef BITNET_AMX_MIN_TOKENS
-#define BITNET_AMX_MIN_TOKENS 2
-#endif
-constexpr int64_t AMX_MIN_TOKENS = BITNET_AMX_MIN_TOKENS;
+// Fewest tokens a step needs for the AMX GEMM, per weight type. AMX pays a fixed cost to unpack
+// ternary codes into int8 tiles, whatever the token count up to a tile; the VNNI kernels pay per
+// token. Measured per step of the bench models' linears (2 threads, ms, VNNI vs AMX):
+// I2_S T=2 24 vs 51, T=4 29 vs 53, T=8 48 vs 56, T=12 74 vs 59; TQ2_0 T=2 45 vs 64, T=4 78 vs
+// 80, T=8 151 vs 101. At I2_S T=8 the two are close in isolation, and the server's 8-stream
+// throughput was no better with VNNI, so AMX keeps T ≥ 8.
+constexpr int64_t AMX_MIN_TOKENS_I2S = 8;
+constexpr int64_t AMX_MIN_TOKENS_TQ2 = 4;
+constexpr int64_t AMX_MIN_TOKENS = std::min(AMX_MIN_TOKENS_I2S, AMX_MIN_TOKENS_TQ2);
 
 namespace {
 
@@ -460,7 +462,8 @@ inline void for_row_tiles(int64_t r0, int64_t r1, int64_t row_bytes, int64_t tok
 }
 
 bool Model::amx_eligible(const Tensor& w, int64_t T) const {
-  return use_amx_ && (w.type == T_I2_S || w.type == T_TQ2_0) && T >= AMX_MIN_TOKENS && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
+  const int64_t min_tokens = w.type == T_I2_S ? AMX_MIN_TOKENS_I2S : AMX_MIN_TOKENS_TQ2;
+  return use_amx_ && (w.type == T_I2_S || w.type == T_TQ2_0) && T >= min_tokens && w.ne1 % 16 == 0 && w.ne0 % 64 == 0;
 }
 
 void Model::create_sequence(int32_t id) {
