@@ -64,6 +64,30 @@ inline void unpack_i2s_tile(const uint8_t* w, int64_t row_bytes, int64_t r, int6
   }
 }
 
+// Multiplies the weight tile in tmm0 with the activation tiles of up to 6 token tiles (b, b +
+// step, ...) into accumulators tmm2..tmm7. Tile registers are immediates, hence the unrolling.
+inline void dpbusd_token_tiles(const int8_t* b, int64_t step, int64_t n) {
+  _tile_loadd(1, b, 64);
+  _tile_dpbusd(2, 0, 1);
+  if (n > 1) { _tile_loadd(1, b + step, 64); _tile_dpbusd(3, 0, 1); }
+  if (n > 2) { _tile_loadd(1, b + 2 * step, 64); _tile_dpbusd(4, 0, 1); }
+  if (n > 3) { _tile_loadd(1, b + 3 * step, 64); _tile_dpbusd(5, 0, 1); }
+  if (n > 4) { _tile_loadd(1, b + 4 * step, 64); _tile_dpbusd(6, 0, 1); }
+  if (n > 5) { _tile_loadd(1, b + 5 * step, 64); _tile_dpbusd(7, 0, 1); }
+}
+
+// Stores accumulator tmm(2 + j) (16 rows × 16 tokens of int32) to c_tile.
+inline void store_token_tile(int64_t j, int32_t* c_tile) {
+  switch (j) {
+    case 0: _tile_stored(2, c_tile, 64); break;
+    case 1: _tile_stored(3, c_tile, 64); break;
+    case 2: _tile_stored(4, c_tile, 64); break;
+    case 3: _tile_stored(5, c_tile, 64); break;
+    case 4: _tile_stored(6, c_tile, 64); break;
+    default: _tile_stored(7, c_tile, 64); break;
+  }
+}
+
 void i2s_gemm_amx_impl(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
                        int32_t* acc, int64_t acc_stride) {
   configure_tiles();
@@ -87,24 +111,11 @@ void i2s_gemm_amx_impl(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, c
         // B tiles are stored [token tile][k chunk][16 rows × 64 bytes].
         const int8_t* b = btiles + ((tt0 * kchunks) + kc) * 1024;
         const int64_t step = kchunks * 1024;
-        _tile_loadd(1, b, 64);
-        _tile_dpbusd(2, 0, 1);
-        if (n > 1) { _tile_loadd(1, b + step, 64); _tile_dpbusd(3, 0, 1); }
-        if (n > 2) { _tile_loadd(1, b + 2 * step, 64); _tile_dpbusd(4, 0, 1); }
-        if (n > 3) { _tile_loadd(1, b + 3 * step, 64); _tile_dpbusd(5, 0, 1); }
-        if (n > 4) { _tile_loadd(1, b + 4 * step, 64); _tile_dpbusd(6, 0, 1); }
-        if (n > 5) { _tile_loadd(1, b + 5 * step, 64); _tile_dpbusd(7, 0, 1); }
+        dpbusd_token_tiles(b, step, n);
       }
       // C tile (rows × tokens) → acc[token][row].
       for (int64_t j = 0; j < n; j++) {
-        switch (j) {
-          case 0: _tile_stored(2, c_tile, 64); break;
-          case 1: _tile_stored(3, c_tile, 64); break;
-          case 2: _tile_stored(4, c_tile, 64); break;
-          case 3: _tile_stored(5, c_tile, 64); break;
-          case 4: _tile_stored(6, c_tile, 64); break;
-          default: _tile_stored(7, c_tile, 64); break;
-        }
+        store_token_tile(j, c_tile);
         const int64_t t0 = (tt0 + j) * 16;
         for (int i = 0; i < 16; i++) {
           for (int c = 0; c < 16 && t0 + c < T; c++) acc[(t0 + c) * acc_stride + r + i] = c_tile[16 * i + c];
@@ -153,24 +164,11 @@ void tq2_gemm_amx_impl(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, 
           unpack_tq2_tile(w, nb, r, kc, a_tile);
           _tile_loadd(0, a_tile, 64);
           const int8_t* bt = btiles + (tt0 * kchunks + kc) * 1024;
-          _tile_loadd(1, bt, 64);
-          _tile_dpbusd(2, 0, 1);
-          if (n > 1) { _tile_loadd(1, bt + step, 64); _tile_dpbusd(3, 0, 1); }
-          if (n > 2) { _tile_loadd(1, bt + 2 * step, 64); _tile_dpbusd(4, 0, 1); }
-          if (n > 3) { _tile_loadd(1, bt + 3 * step, 64); _tile_dpbusd(5, 0, 1); }
-          if (n > 4) { _tile_loadd(1, bt + 4 * step, 64); _tile_dpbusd(6, 0, 1); }
-          if (n > 5) { _tile_loadd(1, bt + 5 * step, 64); _tile_dpbusd(7, 0, 1); }
+          dpbusd_token_tiles(bt, step, n);
         }
         // Per block: (Σ code·q − Σq) · (d_act · d_w), added in block order as the scalar kernel.
         for (int64_t j = 0; j < n; j++) {
-          switch (j) {
-            case 0: _tile_stored(2, c_tile, 64); break;
-            case 1: _tile_stored(3, c_tile, 64); break;
-            case 2: _tile_stored(4, c_tile, 64); break;
-            case 3: _tile_stored(5, c_tile, 64); break;
-            case 4: _tile_stored(6, c_tile, 64); break;
-            default: _tile_stored(7, c_tile, 64); break;
-          }
+          store_token_tile(j, c_tile);
           const int64_t t0 = (tt0 + j) * 16;
           for (int c = 0; c < 16 && t0 + c < T; c++) {
             const int64_t t = t0 + c;
