@@ -1,4 +1,8 @@
-/** GPU backends: CUDA (through nvidia-smi and nvcc) and Metal, each as { available, reason }. */
+/**
+ * GPU hardware as the system reports it: NVIDIA GPUs (nvidia-smi, nvcc) and Metal. These are facts
+ * about the machine, not about backends: whether the CUDA or WebGPU backend can run is for the
+ * backend package to say when it loads (engine-core's probeBackends).
+ */
 import { execFileSync } from "node:child_process";
 
 export interface CudaDevice {
@@ -9,8 +13,9 @@ export interface CudaDevice {
 }
 
 export interface CudaInfo {
-  readonly available: boolean;
-  /** Why CUDA cannot be used (absent when available). */
+  /** The NVIDIA driver reports at least one GPU. It does not mean a CUDA backend can run. */
+  readonly gpuPresent: boolean;
+  /** Why no NVIDIA GPU is usable (absent when one is present). */
   readonly reason?: string;
   readonly driverVersion?: string;
   /** The CUDA toolkit (nvcc) version, when installed. */
@@ -19,7 +24,8 @@ export interface CudaInfo {
 }
 
 export interface MetalInfo {
-  readonly available: boolean;
+  /** macOS reports a Metal-capable GPU. */
+  readonly gpuPresent: boolean;
   readonly reason?: string;
   readonly device?: string;
 }
@@ -69,7 +75,7 @@ export function probeCuda(): CudaInfo {
   const runtimeVersion = nvcc === undefined ? undefined : parseNvccVersion(nvcc);
   const withRuntime = runtimeVersion === undefined ? {} : { runtimeVersion };
   if (process.platform === "darwin") {
-    return { available: false, reason: "CUDA does not run on macOS", devices: [], ...withRuntime };
+    return { gpuPresent: false, reason: "CUDA does not run on macOS", devices: [], ...withRuntime };
   }
   const smi = run("nvidia-smi", [
     "--query-gpu=index,name,compute_cap,memory.total,driver_version",
@@ -77,7 +83,7 @@ export function probeCuda(): CudaInfo {
   ]);
   if (smi === undefined) {
     return {
-      available: false,
+      gpuPresent: false,
       reason: "no NVIDIA driver (nvidia-smi not found or failed)",
       devices: [],
       ...withRuntime,
@@ -86,14 +92,14 @@ export function probeCuda(): CudaInfo {
   const { devices, driverVersion } = parseNvidiaSmi(smi);
   if (devices.length === 0) {
     return {
-      available: false,
+      gpuPresent: false,
       reason: "the NVIDIA driver reports no GPU",
       devices,
       ...withRuntime,
     };
   }
   return {
-    available: true,
+    gpuPresent: true,
     devices,
     ...(driverVersion === undefined ? {} : { driverVersion }),
     ...withRuntime,
@@ -102,12 +108,12 @@ export function probeCuda(): CudaInfo {
 
 export function probeMetal(): MetalInfo {
   if (process.platform !== "darwin") {
-    return { available: false, reason: `Metal exists only on macOS (this is ${process.platform})` };
+    return { gpuPresent: false, reason: `Metal exists only on macOS (this is ${process.platform})` };
   }
   const gpu = run("system_profiler", ["SPDisplaysDataType"]);
   const name = gpu === undefined ? undefined : /Chipset Model:\s*(.+)/.exec(gpu)?.[1]?.trim();
   if (gpu !== undefined && !/Metal/i.test(gpu)) {
-    return { available: false, reason: "no Metal-capable GPU reported" };
+    return { gpuPresent: false, reason: "no Metal-capable GPU reported" };
   }
-  return name === undefined ? { available: true } : { available: true, device: name };
+  return name === undefined ? { gpuPresent: true } : { gpuPresent: true, device: name };
 }

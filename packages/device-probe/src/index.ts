@@ -62,7 +62,7 @@ let cached: DeviceReport | undefined;
  * @example
  * const device = probeDevice();
  * device.cpu.features.avx512vnni; // true on Ice Lake and later
- * device.cuda.available || device.cuda.reason; // "no NVIDIA driver (…)"
+ * device.cuda.gpuPresent || device.cuda.reason; // "no NVIDIA driver (…)"
  */
 export function probeDevice(options: { refresh?: boolean } = {}): DeviceReport {
   if (cached === undefined || options.refresh) {
@@ -79,8 +79,12 @@ export function probeDevice(options: { refresh?: boolean } = {}): DeviceReport {
   return cached;
 }
 
-/** The best SIMD path a CPU backend can use here ("avx512vnni" … "scalar"). */
-export function bestCpuPath(
+/**
+ * The widest SIMD extension this CPU offers ("avx512vnni" … "scalar"). A fact about the CPU, not
+ * the kernel path a backend runs: ask the backend for that (the CPU backend has no NEON kernels
+ * yet, for one).
+ */
+export function cpuSimdLevel(
   cpu: CpuInfo,
 ): "avx512vnni" | "avx2" | "neon-dotprod" | "neon" | "scalar" {
   const f = cpu.features;
@@ -96,22 +100,6 @@ export function bestCpuPath(
   return f.neon ? "neon" : "scalar";
 }
 
-/**
- * The order backend "auto" tries, best first: CUDA when a GPU is usable, Metal on macOS, the
- * native CPU kernels, and finally the pure-TypeScript reference backend (always available).
- */
-export function autoBackendOrder(report: DeviceReport): ("cuda" | "metal" | "cpu" | "reference")[] {
-  const order: ("cuda" | "metal" | "cpu" | "reference")[] = [];
-  if (report.cuda.available) {
-    order.push("cuda");
-  }
-  if (report.metal.available) {
-    order.push("metal");
-  }
-  order.push("cpu", "reference");
-  return order;
-}
-
 /** A one-screen summary for logs and receipts. */
 export function summarizeDevice(r: DeviceReport): Record<string, unknown> {
   const f = Object.entries(r.cpu.features)
@@ -123,13 +111,13 @@ export function summarizeDevice(r: DeviceReport): Record<string, unknown> {
     cpu: r.cpu.model,
     arch: r.cpu.arch,
     features: f,
-    simd_path: bestCpuPath(r.cpu),
+    cpu_simd: cpuSimdLevel(r.cpu),
     physical_cores: r.cpu.physicalCores,
     logical_cores: r.cpu.logicalCores,
     memory_total_bytes: r.memory.totalBytes,
-    cuda: r.cuda.available
+    nvidia_gpus: r.cuda.gpuPresent
       ? r.cuda.devices.map((d) => `${d.name} (sm ${d.computeCapability})`)
-      : `unavailable: ${r.cuda.reason}`,
-    metal: r.metal.available ? (r.metal.device ?? "available") : `unavailable: ${r.metal.reason}`,
+      : `none: ${r.cuda.reason}`,
+    metal_gpu: r.metal.gpuPresent ? (r.metal.device ?? "present") : `none: ${r.metal.reason}`,
   };
 }

@@ -7,12 +7,22 @@ export {
 } from "./arch";
 export type {
   Backend,
+  BackendDescription,
+  BackendModule,
+  BackendOptions,
+  BackendOptionsByName,
+  BatchInvariance,
+  Capacity,
   CaptureRequest,
   CompiledModel,
   CompileOptions,
+  LoadProgress,
+  LogitsReduction,
   RunLogits,
   SequenceRun,
+  StepOutput,
   StepResult,
+  TopLogits,
 } from "./backend";
 export { EngineError, EngineErrorCode } from "./errors";
 export { type Graph, GraphBuilder, type GraphOp, type GraphOpKind } from "./graph";
@@ -25,16 +35,36 @@ export {
   type ModelDescription,
   readModelDescription,
 } from "./model";
-export { ReferenceBackend, type ReferenceBackendOptions } from "./reference/backend";
+export {
+  REFERENCE_KERNEL_RULES,
+  ReferenceBackend,
+  type ReferenceBackendOptions,
+} from "./reference/backend";
 export { type Numerics, ternaryDot } from "./reference/ops";
 export {
   autoOrder,
   type BackendLoader,
   type BackendName,
-  type NativeBackendOptions,
+  type BackendRegistration,
+  type BackendStatus,
+  kernelRulesFor,
+  loadBackendModule,
+  probeBackends,
   registerBackend,
+  registeredBackends,
+  resetBackendRegistry,
   type SelectBackendOptions,
   selectBackend,
 } from "./select";
 export { type SequenceLength, SequenceTable } from "./sequences";
+export {
+  argmaxRows,
+  checkReduction,
+  type FlatStep,
+  flattenRuns,
+  reduceRows,
+  StepQueue,
+  splitLogits,
+  topKRows,
+} from "./steps";
 export { validateStep } from "./validate";

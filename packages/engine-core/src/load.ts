@@ -1,19 +1,23 @@
 /** One call from a GGUF path to a compiled model on the chosen backend. */
-import type { CompiledModel } from "./backend";
+import type { BackendOptions, CompiledModel, LoadProgress } from "./backend";
 import { EngineError, EngineErrorCode } from "./errors";
 import { type DescribeOptions, readModelDescription } from "./model";
 import { ReferenceBackend } from "./reference/backend";
-import { type BackendName, type NativeBackendOptions, selectBackend } from "./select";
+import { type BackendName, selectBackend } from "./select";
 
 export interface LoadModelOptions extends DescribeOptions {
   /** Backend to run on (default "auto"). */
   readonly backend?: BackendName;
   /** Context length (default: the model's). */
   readonly contextLength?: number;
-  readonly threads?: number;
-  /** Options for a native backend (e.g. `{ mmap: false }` for the CPU backend); ignored by the reference backends. */
-  readonly backendOptions?: NativeBackendOptions;
+  /**
+   * Options per backend, by name: `{ cpu: { threads: 4, mmap: false } }`. "auto" hands each
+   * backend it tries its own entry; the reference backends take none.
+   */
+  readonly backendOptions?: BackendOptions;
   readonly onLog?: (message: string) => void;
+  /** Progress while the backend maps, repacks or uploads the weights. */
+  readonly onProgress?: (progress: LoadProgress) => void;
 }
 
 /**
@@ -33,7 +37,6 @@ export async function loadModel(
 ): Promise<CompiledModel> {
   const name = options.backend ?? "auto";
   const backend = await selectBackend(name, {
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
     ...(options.backendOptions === undefined ? {} : { backendOptions: options.backendOptions }),
   });
@@ -41,7 +44,7 @@ export async function loadModel(
     options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation };
   const compileOptions = {
     ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
   };
   const description = await readModelDescription(path, {
     ...archOptions,

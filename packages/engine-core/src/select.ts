@@ -1,114 +1,206 @@
 /**
- * Backend selection. Backends are loaded by name with a dynamic import, so engine-core never
- * depends on a native package; "auto" asks device-probe what the machine has, tries the best
- * backend first and falls back, with a logged reason, to the pure-TypeScript reference backend.
+ * Backend selection over an open registry. Backends are loaded by name with a dynamic import, so
+ * engine-core never depends on a native package; any package can register another backend. "auto"
+ * tries the registered backends best first (skipping those whose cheap precheck says they cannot
+ * run here) and falls back, with a logged reason, to the pure-TypeScript reference backend.
  */
-import { autoBackendOrder, probeDevice } from "@bitnet-ts/device-probe";
-import type { Backend } from "./backend";
+import { type DeviceReport, probeDevice } from "@bitnet-ts/device-probe";
+import type { KernelRules } from "@bitnet-ts/receipts";
+import type { Backend, BackendModule, BackendOptions } from "./backend";
 import { EngineError, EngineErrorCode } from "./errors";
-import { ReferenceBackend } from "./reference/backend";
-
-export type BackendName = "auto" | "cuda" | "metal" | "cpu" | "reference" | "reference-f64";
+import { REFERENCE_KERNEL_RULES, ReferenceBackend } from "./reference/backend";
 
 /**
- * The order "auto" tries, from device-probe: CUDA when a GPU is usable, Metal on macOS, the
- * native CPU kernels, then the reference backend (always available).
+ * "auto", "reference", "reference-f64", or any registered backend ("cpu", "cuda", "webgpu", …).
+ * The string & {} keeps editor completion for the well-known names.
  */
-export function autoOrder(): BackendName[] {
-  return autoBackendOrder(probeDevice());
-}
-
-/**
- * Options a native backend understands beyond the thread count (e.g. the CPU backend's `mmap`,
- * `headQ8_0`, `kernelPath`); the reference backends ignore them.
- */
-export type NativeBackendOptions = Readonly<Record<string, unknown>>;
-
-export interface SelectBackendOptions {
-  readonly threads?: number;
-  readonly backendOptions?: NativeBackendOptions;
-  /** Receives one line per backend that was skipped and why. */
-  readonly onLog?: (message: string) => void;
-}
-
-interface BackendModule {
-  createBackend(options: { threads?: number } & NativeBackendOptions): Promise<Backend> | Backend;
-}
+export type BackendName =
+  | "auto"
+  | "reference"
+  | "reference-f64"
+  | "cpu"
+  | "cuda"
+  | "webgpu"
+  | "metal"
+  | (string & {});
 
 /** A function that loads a backend package on demand (registered by the app that installs it). */
 export type BackendLoader = () => Promise<BackendModule>;
 
-const registry = new Map<string, BackendLoader>();
+export interface BackendRegistration {
+  readonly name: string;
+  readonly load: BackendLoader;
+  /** Place in "auto": higher is tried first (cuda 300, webgpu 200, cpu 100). */
+  readonly priority: number;
+  /**
+   * A cheap check that needs no package load (e.g. "no NVIDIA GPU"): the reason this backend
+   * cannot run here, or undefined. "auto" skips such a backend quietly: nothing to explain.
+   */
+  readonly precheck?: (device: DeviceReport) => string | undefined;
+  /** Other names that select this backend (e.g. "metal" for webgpu). */
+  readonly aliases?: readonly string[];
+}
+
+export interface SelectBackendOptions {
+  /** Options per backend name, e.g. `{ cpu: { threads: 4 } }`; each backend gets its own entry. */
+  readonly backendOptions?: BackendOptions;
+  /** Receives one line per backend that was skipped and why. */
+  readonly onLog?: (message: string) => void;
+}
+
+/** Imports a package by name from engine-core's own resolution (the app's dependency tree). */
+function importPackage(packageName: string): BackendLoader {
+  return () => import(/* @vite-ignore */ packageName) as Promise<BackendModule>;
+}
+
+function wellKnown(): BackendRegistration[] {
+  return [
+    {
+      name: "cuda",
+      load: importPackage("@bitnet-ts/kernels-cuda"),
+      priority: 300,
+      precheck: (d) => (d.cuda.gpuPresent ? undefined : d.cuda.reason),
+    },
+    {
+      name: "webgpu",
+      load: importPackage("@bitnet-ts/kernels-webgpu"),
+      priority: 200,
+      aliases: ["metal"],
+      // Elsewhere WebGPU is asked for by name: "auto" prefers CUDA or the native CPU kernels.
+      precheck: (d) =>
+        d.platform === "darwin" ? undefined : "auto uses WebGPU on macOS only (Metal)",
+    },
+    { name: "cpu", load: importPackage("@bitnet-ts/kernels-cpu"), priority: 100 },
+  ];
+}
+
+const registry = new Map<string, BackendRegistration>(wellKnown().map((r) => [r.name, r]));
 
 /**
- * Registers where a native backend package comes from. Apps that depend on e.g.
- * `@bitnet-ts/kernels-cpu` register it so engine-core can load it from the app's dependency tree:
+ * Registers a backend, or replaces where a well-known one is loaded from. Apps that depend on a
+ * backend package register it so engine-core loads it from the app's dependency tree.
  *
  * @example
  * registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+ * registerBackend({ name: "my-npu", load: () => import("my-npu-backend"), priority: 250 });
  */
-export function registerBackend(name: "cpu" | "cuda" | "metal", loader: BackendLoader): void {
-  registry.set(name, loader);
+export function registerBackend(registration: BackendRegistration): void;
+export function registerBackend(name: string, loader: BackendLoader): void;
+export function registerBackend(
+  nameOrRegistration: string | BackendRegistration,
+  loader?: BackendLoader,
+): void {
+  if (typeof nameOrRegistration === "string") {
+    const known = registry.get(nameOrRegistration);
+    registry.set(nameOrRegistration, {
+      ...(known ?? { priority: 0 }),
+      name: nameOrRegistration,
+      load: loader!,
+    });
+    return;
+  }
+  if (["auto", "reference", "reference-f64"].includes(nameOrRegistration.name)) {
+    throw new EngineError(
+      EngineErrorCode.BAD_OPTION,
+      `could not register backend "${nameOrRegistration.name}" - that name is built in.`,
+    );
+  }
+  registry.set(nameOrRegistration.name, nameOrRegistration);
 }
 
-const PACKAGES: Record<string, string> = {
-  "@bitnet-ts/kernels-cpu": "cpu",
-  "@bitnet-ts/kernels-cuda": "cuda",
-  "@bitnet-ts/kernels-metal": "metal",
-};
-
-async function loadNative(packageName: string, options: SelectBackendOptions): Promise<Backend> {
-  const registered = registry.get(PACKAGES[packageName] ?? "");
-  if (registered !== undefined) {
-    let mod: BackendModule;
-    try {
-      mod = await registered();
-    } catch (error) {
-      throw new EngineError(
-        EngineErrorCode.BACKEND_UNAVAILABLE,
-        `${packageName} failed to load (${(error as Error).message.split("\n")[0]})`,
-        {
-          cause: error,
-        },
-      );
-    }
-    return createFrom(packageName, mod, options);
+/** Restores the registry to the well-known backends (for tests). */
+export function resetBackendRegistry(): void {
+  registry.clear();
+  for (const r of wellKnown()) {
+    registry.set(r.name, r);
   }
-  let mod: BackendModule;
+}
+
+/** The registered backends, best first ("auto" tries them in this order, then "reference"). */
+export function registeredBackends(): BackendRegistration[] {
+  return [...registry.values()].sort((a, b) => b.priority - a.priority);
+}
+
+function resolve(name: string): BackendRegistration | undefined {
+  return registry.get(name) ?? [...registry.values()].find((r) => r.aliases?.includes(name));
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+}
+
+/** Loads a registered backend's package (no native code runs unless the package does so on import). */
+export async function loadBackendModule(name: string): Promise<BackendModule> {
+  const registration = resolve(name);
+  if (registration === undefined) {
+    throw unknownBackend(name);
+  }
   try {
-    mod = (await import(/* @vite-ignore */ packageName)) as BackendModule;
+    return await registration.load();
   } catch (error) {
-    const missing = (error as { code?: string }).code === "ERR_MODULE_NOT_FOUND";
+    const code = (error as { code?: string }).code;
     throw new EngineError(
       EngineErrorCode.BACKEND_UNAVAILABLE,
-      missing
-        ? `${packageName} is not installed`
-        : `${packageName} failed to load (${(error as Error).message.split("\n")[0]})`,
+      code === "ERR_MODULE_NOT_FOUND"
+        ? `backend "${registration.name}" is not installed (${firstLine(error)})`
+        : `backend "${registration.name}" failed to load (${firstLine(error)})`,
       { cause: error },
     );
   }
-  return createFrom(packageName, mod, options);
 }
 
-async function createFrom(
-  packageName: string,
-  mod: BackendModule,
-  options: SelectBackendOptions,
-): Promise<Backend> {
+/**
+ * The kernel-count rules receipts of a backend are verified against: built in for the reference
+ * backends, else the backend package's `kernelRules` (the package is imported; nothing runs).
+ */
+export async function kernelRulesFor(name: string): Promise<KernelRules> {
+  if (name === "reference" || name === "reference-f64") {
+    return REFERENCE_KERNEL_RULES;
+  }
+  const mod = await loadBackendModule(name);
+  if (mod.kernelRules === undefined) {
+    throw new EngineError(
+      EngineErrorCode.BACKEND_UNAVAILABLE,
+      `backend "${name}" declares no kernel rules.`,
+    );
+  }
+  return mod.kernelRules;
+}
+
+function unknownBackend(name: string): EngineError {
+  const names = ["auto", ...registeredBackends().map((r) => r.name), "reference", "reference-f64"];
+  return new EngineError(
+    EngineErrorCode.BACKEND_UNAVAILABLE,
+    `could not select backend "${name}" - expected one of ${names.join(", ")}.`,
+  );
+}
+
+async function createNamed(name: string, options: SelectBackendOptions): Promise<Backend> {
+  const registration = resolve(name);
+  if (registration === undefined) {
+    throw unknownBackend(name);
+  }
+  const mod = await loadBackendModule(registration.name);
+  const own = options.backendOptions?.[registration.name] ?? {};
   try {
-    return await mod.createBackend({
-      ...options.backendOptions,
-      ...(options.threads === undefined ? {} : { threads: options.threads }),
-    });
+    return await mod.createBackend(own);
   } catch (error) {
     throw new EngineError(
       EngineErrorCode.BACKEND_UNAVAILABLE,
-      `${packageName} cannot run here (${(error as Error).message.split("\n")[0]})`,
-      {
-        cause: error,
-      },
+      `backend "${registration.name}" cannot run here (${firstLine(error)})`,
+      { cause: error },
     );
   }
+}
+
+/** The order "auto" tries here: registered backends that pass their precheck, then "reference". */
+export function autoOrder(device: DeviceReport = probeDevice()): string[] {
+  return [
+    ...registeredBackends()
+      .filter((r) => r.precheck?.(device) === undefined)
+      .map((r) => r.name),
+    "reference",
+  ];
 }
 
 /** Resolves a backend name to a Backend. */
@@ -121,32 +213,49 @@ export async function selectBackend(
       return new ReferenceBackend();
     case "reference-f64":
       return new ReferenceBackend({ numerics: "f64" });
-    case "cpu":
-      return loadNative("@bitnet-ts/kernels-cpu", options);
-    case "cuda":
-      return loadNative("@bitnet-ts/kernels-cuda", options);
-    case "metal":
-      return loadNative("@bitnet-ts/kernels-metal", options);
     case "auto": {
       const order = autoOrder();
       for (const [i, candidate] of order.entries()) {
         if (candidate === "reference") {
-          return new ReferenceBackend();
+          break;
         }
         try {
-          return await selectBackend(candidate, options);
+          return await createNamed(candidate, options);
         } catch (error) {
-          options.onLog?.(
-            `backend "${candidate}" unavailable (${(error as Error).message}); using "${order[i + 1]}"`,
-          );
+          options.onLog?.(`${(error as Error).message}; trying "${order[i + 1]}"`);
         }
       }
       return new ReferenceBackend();
     }
     default:
-      throw new EngineError(
-        EngineErrorCode.BACKEND_UNAVAILABLE,
-        `could not select backend "${String(name)}" - expected one of auto, cuda, metal, cpu, reference, reference-f64.`,
-      );
+      return createNamed(name, options);
   }
+}
+
+export interface BackendStatus {
+  readonly name: string;
+  readonly available: boolean;
+  /** Why it cannot run here (when not available). */
+  readonly reason?: string;
+  /** What it runs on (when available). */
+  readonly description?: ReturnType<Backend["describe"]>;
+}
+
+/**
+ * Whether each registered backend can run here, by really loading its package and creating it
+ * (what `bitnet info` shows): a GPU listed by the driver does not make a backend available.
+ */
+export async function probeBackends(options: SelectBackendOptions = {}): Promise<BackendStatus[]> {
+  const out: BackendStatus[] = [];
+  for (const r of registeredBackends()) {
+    try {
+      const backend = await createNamed(r.name, options);
+      out.push({ name: r.name, available: true, description: backend.describe() });
+    } catch (error) {
+      out.push({ name: r.name, available: false, reason: (error as Error).message });
+    }
+  }
+  const reference = new ReferenceBackend();
+  out.push({ name: "reference", available: true, description: reference.describe() });
+  return out;
 }

@@ -18,6 +18,11 @@ export class SequenceTable<S extends SequenceLength> {
     return this.#states.size;
   }
 
+  /** The live sequences' states. */
+  values(): IterableIterator<S> {
+    return this.#states.values();
+  }
+
   get disposed(): boolean {
     return this.#disposed;
   }

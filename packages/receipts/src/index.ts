@@ -18,3 +18,4 @@ export {
   type VerifyReport,
   verifyReceipt,
 } from "./verify";
+export { type KernelRules, SEVEN_PROJECTIONS } from "./rules";

@@ -8,8 +8,35 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatVerifyReport } from "./format";
 import { sha256File } from "./hash";
+import { type KernelRules, SEVEN_PROJECTIONS } from "./rules";
 import { RECEIPT_SCHEMA_VERSION, type RunReceipt, receiptJsonSchema } from "./schema";
-import { type GateName, verifyReceipt } from "./verify";
+import { type GateName, type VerifyOptions, verifyReceipt } from "./verify";
+
+/**
+ * Rules shaped like the CPU backend's (its package declares the real ones and checks a real run's
+ * receipt against them): ids "cpu.<path>.<op>.<type>", seven projections per layer.
+ */
+const CPU_LIKE: KernelRules = {
+  backends: ["cpu"],
+  idPrefix: "cpu.",
+  kernelPaths: { avx2: ["avx2"], avx512vnni: ["avx512vnni"], amx: ["amx", "avx512vnni"] },
+  pathSegment: 1,
+  ternaryTags: { I2_S: [".linear.i2_s."], TQ2_0: [".linear.tq2_0."] },
+  outputTag: ".output.",
+  headOptions: { head_q8_0: "Q8_0" },
+  calls: {
+    embedTag: ".embed.",
+    linearTag: ".linear.",
+    attentionTag: ".attention.",
+    linearPerLayer: SEVEN_PROJECTIONS,
+    attentionPerLayer: 1,
+  },
+};
+
+/** verifyReceipt with the CPU-like rules unless the test says otherwise. */
+function verify(value: unknown, options: VerifyOptions = {}) {
+  return verifyReceipt(value, { kernelRules: CPU_LIKE, ...options });
+}
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "receipts-"));
 const modelPath = path.join(tmp, "tiny-i2s.gguf");
@@ -103,7 +130,7 @@ function failed(report: { gates: readonly { gate: GateName; status: string }[] }
 
 describe("receipt gates", () => {
   it("pass a consistent receipt, with the model file checked", async () => {
-    const report = await verifyReceipt(receipt(), { modelPath });
+    const report = await verify(receipt(), { modelPath });
     expect(failed(report)).toEqual([]);
     expect(report.ok).toBe(true);
     expect(report.gates.find((g) => g.gate === "model_file")!.status).toBe("pass");
@@ -166,15 +193,56 @@ describe("receipt gates", () => {
   it.each(tampered)("fail on %s (gate %s)", async (_what, gate, edit) => {
     const r = receipt();
     edit(r);
-    const report = await verifyReceipt(r, { modelPath });
+    const report = await verify(r, { modelPath });
     expect(report.ok).toBe(false);
     expect(failed(report)).toContain(gate);
   });
 
+  it("checks each backend against its own rules: fused projections, no kernel path", async () => {
+    // A GPU-like backend that runs q/k/v as one fused projection and gate/up as another.
+    const fused: KernelRules = {
+      ...CPU_LIKE,
+      backends: ["gpu"],
+      idPrefix: "gpu.",
+      kernelPaths: null,
+      calls: { ...CPU_LIKE.calls, linearPerLayer: { "bitnet-b1.58": 4 } },
+    };
+    const gpuReceipt = (): RunReceipt => {
+      const r = receipt();
+      r.backend.name = "gpu";
+      r.backend.kernel_path = null;
+      for (const k of r.backend.kernels) {
+        k.id = k.id.replace("cpu.avx512vnni.", "gpu.");
+        if (k.id.includes(".linear.")) {
+          k.calls = (k.calls / 7) * 4;
+        }
+      }
+      return r;
+    };
+    expect(failed(await verify(gpuReceipt(), { kernelRules: fused }))).toEqual([]);
+    // The CPU rules reject it (foreign ids), and the GPU rules reject 7 projections a layer.
+    expect(failed(await verify(gpuReceipt()))).toEqual([
+      "kernels",
+      "kernels_match_model",
+      "kernel_calls",
+    ]);
+    const seven = gpuReceipt();
+    seven.backend.kernels.find((k) => k.id.includes(".linear."))!.calls *= 7 / 4;
+    expect(failed(await verify(seven, { kernelRules: fused }))).toEqual(["kernel_calls"]);
+  });
+
+  it("fails the kernel gates when no rules are known for the receipt's backend", async () => {
+    const report = await verifyReceipt(receipt());
+    expect(failed(report)).toEqual(["kernels", "kernels_match_model", "kernel_calls"]);
+    expect(report.gates.find((g) => g.gate === "kernels")!.detail).toContain(
+      'no kernel rules for backend "cpu"',
+    );
+  });
+
   it("replays and requires identical tokens", async () => {
-    const ok = await verifyReceipt(receipt(), { replay: async (r) => r.generated_tokens });
+    const ok = await verify(receipt(), { replay: async (r) => r.generated_tokens });
     expect(ok.gates.find((g) => g.gate === "replay")!.status).toBe("pass");
-    const bad = await verifyReceipt(receipt(), {
+    const bad = await verify(receipt(), {
       replay: async (r) => [...r.generated_tokens.slice(0, 4), 1, 2, 3, 4],
     });
     expect(failed(bad)).toEqual(["replay"]);
@@ -184,7 +252,7 @@ describe("receipt gates", () => {
   it("never throws on arbitrary or mutated JSON: the schema gate fails instead", async () => {
     await fc.assert(
       fc.asyncProperty(fc.jsonValue(), async (value) => {
-        const report = await verifyReceipt(value);
+        const report = await verify(value);
         expect(report.ok).toBe(false);
         expect(failed(report)).toEqual(["schema"]);
       }),
@@ -199,7 +267,7 @@ describe("receipt gates", () => {
         } catch {
           return; // not JSON any more: the CLI reports that before verifying
         }
-        const report = await verifyReceipt(value);
+        const report = await verify(value);
         expect(report.gates).toHaveLength(9);
       }),
       { numRuns: 300 },

@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import { readGgufFile } from "@bitnet-ts/gguf";
 import { sha256File } from "./hash";
+import type { KernelRules } from "./rules";
 import { RunReceipt } from "./schema";
 
 export type GateName =
@@ -40,35 +41,15 @@ export interface VerifyOptions {
    * tokens) and returns the generated ids; the gate requires them identical.
    */
   readonly replay?: (receipt: RunReceipt) => Promise<readonly number[]>;
+  /**
+   * The kernel-count rules of the receipt's backend (its package's `kernelRules`; engine-core's
+   * `kernelRulesFor(name)` finds them). Without them the kernel gates fail: a receipt from a
+   * backend whose rules are unknown cannot be checked.
+   */
+  readonly kernelRules?: KernelRules;
   /** Receives a line while the model is hashed or replayed. */
   readonly onProgress?: (line: string) => void;
 }
-
-/** Projections per layer in the architectures this engine runs (q, k, v, o, gate, up, down). */
-const LINEAR_PER_LAYER: Readonly<Record<string, number>> = {
-  "bitnet-b1.58": 7,
-  "bitnet-25": 7,
-  "bitnet-1.58": 7,
-  bitnet: 7,
-};
-
-/** The kernel-id tag of each ternary weight type as it runs on each backend. */
-const TERNARY_TAGS: Readonly<Record<string, readonly string[]>> = {
-  I2_S: [".linear.i2_s."],
-  TQ2_0: [".linear.tq2_0."],
-  // The CPU backend runs TQ1_0 on its TQ2_0 kernels after a lossless repack, and says so.
-  TQ1_0: [".linear.tq1_0.", ".linear.tq1_0_as_tq2_0."],
-};
-
-const CPU_PATHS = new Set(["scalar", "avx2", "avx512vnni", "amx", "neon"]);
-
-const BACKEND_PREFIX: Readonly<Record<string, string>> = {
-  cpu: "cpu.",
-  reference: "ref.",
-  "reference-f64": "ref.",
-  cuda: "cuda.",
-  metal: "metal.",
-};
 
 function pass(gate: GateName, detail: string): GateResult {
   return { gate, status: "pass", detail };
@@ -88,7 +69,7 @@ function sumWhere(r: RunReceipt, test: (id: string) => boolean): number {
   return r.backend.kernels.filter((k) => test(k.id)).reduce((n, k) => n + k.calls, 0);
 }
 
-function kernelsGate(r: RunReceipt): GateResult {
+function kernelsGate(r: RunReceipt, rules: KernelRules): GateResult {
   const { kernels, name, kernel_path: path } = r.backend;
   if (kernels.length === 0) {
     return fail("kernels", "no kernel ids: the backend reported nothing executed");
@@ -104,27 +85,25 @@ function kernelsGate(r: RunReceipt): GateResult {
     }
     ids.add(k.id);
   }
-  const prefix = BACKEND_PREFIX[name];
-  if (prefix === undefined) {
-    return fail("kernels", `unknown backend "${name}"`);
-  }
-  const foreign = kernels.find((k) => !k.id.startsWith(prefix));
+  const foreign = kernels.find((k) => !k.id.startsWith(rules.idPrefix));
   if (foreign !== undefined) {
     return fail(
       "kernels",
-      `kernel ${foreign.id} does not belong to the ${name} backend (ids start with "${prefix}")`,
+      `kernel ${foreign.id} does not belong to the ${name} backend (ids start with "${rules.idPrefix}")`,
     );
   }
-  if (name === "cpu") {
-    if (path === null || !CPU_PATHS.has(path)) {
+  if (rules.kernelPaths !== null) {
+    const paths = Object.keys(rules.kernelPaths);
+    const allowed = path === null ? undefined : rules.kernelPaths[path];
+    if (allowed === undefined) {
       return fail(
         "kernels",
-        `the CPU backend must name its kernel path (one of ${[...CPU_PATHS].join(", ")}), got ${path}`,
+        `the ${name} backend must name its kernel path (one of ${paths.join(", ")}), got ${path}`,
       );
     }
-    // The AMX path runs AVX-512 VNNI kernels for everything but batched projections.
-    const allowed = path === "amx" ? new Set(["amx", "avx512vnni"]) : new Set([path]);
-    const stray = kernels.find((k) => !allowed.has(k.id.split(".")[1] ?? ""));
+    const stray = kernels.find(
+      (k) => !allowed.includes(k.id.split(".")[rules.pathSegment] ?? ""),
+    );
     if (stray !== undefined) {
       return fail("kernels", `kernel ${stray.id} is not on the "${path}" path the receipt names`);
     }
@@ -135,19 +114,19 @@ function kernelsGate(r: RunReceipt): GateResult {
   );
 }
 
-function kernelsMatchModelGate(r: RunReceipt): GateResult {
+function kernelsMatchModelGate(r: RunReceipt, rules: KernelRules): GateResult {
   const types = Object.keys(r.model.tensor_types);
-  const ternary = types.filter((t) => t in TERNARY_TAGS);
+  const ternary = types.filter((t) => t in rules.ternaryTags);
   const ids = r.backend.kernels.map((k) => k.id);
   for (const t of ternary) {
-    if (!TERNARY_TAGS[t]!.some((tag) => ids.some((id) => id.includes(tag)))) {
+    if (!rules.ternaryTags[t]!.some((tag) => ids.some((id) => id.includes(tag)))) {
       return fail(
         "kernels_match_model",
         `the model has ${t} weights but no ${t} projection kernel ran`,
       );
     }
   }
-  for (const [t, tags] of Object.entries(TERNARY_TAGS)) {
+  for (const [t, tags] of Object.entries(rules.ternaryTags)) {
     const id = ids.find((i) => tags.some((tag) => i.includes(tag)));
     if (id !== undefined && !types.includes(t)) {
       return fail(
@@ -156,14 +135,19 @@ function kernelsMatchModelGate(r: RunReceipt): GateResult {
       );
     }
   }
-  const outputs = ids.filter((i) => i.includes(".output."));
+  const outputs = ids.filter((i) => i.includes(rules.outputTag));
   if (outputs.length === 0) {
     return fail("kernels_match_model", "no output-head kernel ran");
   }
-  const headQ8 = r.backend.options["head_q8_0"] === true;
+  const optionalHeads = Object.entries(rules.headOptions)
+    .filter(([option]) => r.backend.options[option] === true)
+    .map(([, type]) => type);
   for (const id of outputs) {
-    const type = id.slice(id.indexOf(".output.") + 8).toUpperCase();
-    if (!types.includes(type) && !(headQ8 && type === "Q8_0")) {
+    const type = id
+      .slice(id.indexOf(rules.outputTag) + rules.outputTag.length)
+      .split(".")[0]!
+      .toUpperCase();
+    if (!types.includes(type) && !optionalHeads.includes(type)) {
       return fail(
         "kernels_match_model",
         `output kernel ${id} reads ${type}, which no tensor of the model has`,
@@ -176,28 +160,48 @@ function kernelsMatchModelGate(r: RunReceipt): GateResult {
   );
 }
 
-function kernelCallsGate(r: RunReceipt): GateResult {
-  const perLayer = LINEAR_PER_LAYER[r.model.architecture];
+function kernelGates(r: RunReceipt, rules: KernelRules | undefined): GateResult[] {
+  const names = ["kernels", "kernels_match_model", "kernel_calls"] as const;
+  if (rules === undefined) {
+    return names.map((g) =>
+      fail(g, `no kernel rules for backend "${r.backend.name}" (is its package installed?)`),
+    );
+  }
+  if (!rules.backends.includes(r.backend.name)) {
+    return names.map((g) =>
+      fail(
+        g,
+        `the kernel rules given are for ${rules.backends.join(", ")}, not "${r.backend.name}"`,
+      ),
+    );
+  }
+  return [kernelsGate(r, rules), kernelsMatchModelGate(r, rules), kernelCallsGate(r, rules)];
+}
+
+function kernelCallsGate(r: RunReceipt, rules: KernelRules): GateResult {
+  const { calls } = rules;
+  const perLayer = calls.linearPerLayer[r.model.architecture];
   if (perLayer === undefined) {
     return skip("kernel_calls", `no call-count rule for architecture ${r.model.architecture}`);
   }
-  const steps = sumWhere(r, (id) => id.includes(".embed."));
+  const steps = sumWhere(r, (id) => id.includes(calls.embedTag));
   if (steps < 1) {
     return fail("kernel_calls", "no embedding lookups: no forward step ran");
   }
-  const linear = sumWhere(r, (id) => id.includes(".linear."));
-  const attention = sumWhere(r, (id) => id.includes(".attention."));
+  const linear = sumWhere(r, (id) => id.includes(calls.linearTag));
+  const attention = sumWhere(r, (id) => id.includes(calls.attentionTag));
   const layers = r.model.n_layer;
+  const attentionPerStep = layers * calls.attentionPerLayer;
   if (linear !== perLayer * layers * steps) {
     return fail(
       "kernel_calls",
       `${linear} projection calls, but ${steps} steps × ${layers} layers × ${perLayer} projections = ${perLayer * layers * steps}`,
     );
   }
-  if (attention !== layers * steps) {
+  if (attention !== attentionPerStep * steps) {
     return fail(
       "kernel_calls",
-      `${attention} attention calls, but ${steps} steps × ${layers} layers = ${layers * steps}`,
+      `${attention} attention calls, but ${steps} steps × ${attentionPerStep} per step = ${attentionPerStep * steps}`,
     );
   }
   if (r.kind === "run") {
@@ -380,11 +384,7 @@ export async function verifyReceipt(
       ? pass("compute_path", "real")
       : fail("compute_path", `"${r.compute_path}"`),
   );
-  gates.push(
-    kernelsGate(r),
-    kernelsMatchModelGate(r),
-    kernelCallsGate(r),
-    tokensGate(r),
+  gates.push(...kernelGates(r, options.kernelRules), tokensGate(r),
     timingsGate(r),
   );
   gates.push(

@@ -2,19 +2,23 @@
  * The pure-TypeScript reference backend: interprets the graph op by op with the kernels in
  * ops.ts. Slow, obviously correct, the oracle of every other backend.
  */
+import * as os from "node:os";
+import { type KernelRules, SEVEN_PROJECTIONS } from "@bitnet-ts/receipts";
 import type {
   Backend,
+  BackendDescription,
+  Capacity,
   CaptureRequest,
   CompiledModel,
   CompileOptions,
-  RunLogits,
   SequenceRun,
-  StepResult,
+  StepOutput,
 } from "../backend";
 import { EngineError, EngineErrorCode } from "../errors";
 import type { GraphOp } from "../graph";
 import type { BoundTensor, ModelDescription } from "../model";
 import { SequenceTable } from "../sequences";
+import { checkReduction, flattenRuns, StepQueue, splitLogits } from "../steps";
 import { validateStep } from "../validate";
 import {
   add,
@@ -35,9 +39,32 @@ export interface ReferenceBackendOptions {
   readonly numerics?: Numerics;
 }
 
+/** Kernel ids "ref.<op>.<type>": one id per op kind and type, seven projections a layer. */
+export const REFERENCE_KERNEL_RULES: KernelRules = {
+  backends: ["reference", "reference-f64"],
+  idPrefix: "ref.",
+  kernelPaths: null,
+  pathSegment: 1,
+  ternaryTags: {
+    I2_S: [".linear.i2_s."],
+    TQ2_0: [".linear.tq2_0."],
+    TQ1_0: [".linear.tq1_0."],
+  },
+  outputTag: ".output.",
+  headOptions: {},
+  calls: {
+    embedTag: ".embed.",
+    linearTag: ".linear.",
+    attentionTag: ".attention.",
+    linearPerLayer: SEVEN_PROJECTIONS,
+    attentionPerLayer: 1,
+  },
+};
+
 export class ReferenceBackend implements Backend {
   readonly name: string;
   readonly needsTensorData = true;
+  readonly batchInvariance = "bit-exact";
   readonly numerics: Numerics;
 
   constructor(options: ReferenceBackendOptions = {}) {
@@ -47,6 +74,13 @@ export class ReferenceBackend implements Backend {
 
   async compile(model: ModelDescription, options: CompileOptions = {}): Promise<CompiledModel> {
     return new ReferenceModel(model, this.numerics, this.name, options);
+  }
+
+  describe(): BackendDescription {
+    return {
+      device: "JavaScript (any CPU)",
+      details: { numerics: this.numerics === "ggml" ? "f32 (ggml rounding)" : "f64" },
+    };
   }
 }
 
@@ -86,6 +120,9 @@ class ReferenceModel implements CompiledModel {
   readonly #tables = new Map<string, Table>();
   readonly #sequences = new SequenceTable<SequenceState>();
   readonly #kernels = new Map<string, number>();
+  readonly #steps = new StepQueue();
+  /** The host memory KV caches may use: what was available at compile time. */
+  readonly #kvBudget = os.freemem();
 
   constructor(model: ModelDescription, mode: Numerics, name: string, options: CompileOptions) {
     this.description = model;
@@ -142,6 +179,27 @@ class ReferenceModel implements CompiledModel {
     return new Map(this.#kernels);
   }
 
+  capacity(): Capacity {
+    const hp = this.description.hparams;
+    // Keys and values in doubles, every layer.
+    const perToken = 2 * hp.nLayer * hp.nHeadKv * hp.headDim * 8;
+    let used = 0;
+    for (const s of this.#sequences.values()) {
+      for (const k of s.keys) {
+        used += 2 * k.byteLength;
+      }
+    }
+    return {
+      kvBytesPerToken: perToken,
+      kvBudgetBytes: this.#kvBudget,
+      kvUsedBytes: used,
+      freeBytes: os.freemem(),
+      maxSequences: undefined,
+      liveSequences: this.#sequences.size,
+      contextLength: this.contextLength,
+    };
+  }
+
   #count(id: string): void {
     this.#kernels.set(id, (this.#kernels.get(id) ?? 0) + 1);
   }
@@ -177,7 +235,9 @@ class ReferenceModel implements CompiledModel {
   }
 
   async dispose(): Promise<void> {
-    this.#sequences.dispose();
+    if (this.#sequences.dispose()) {
+      await this.#steps.idle();
+    }
   }
 
   #ensureCapacity(s: SequenceState, needed: number, kvWidth: number): void {
@@ -199,10 +259,11 @@ class ReferenceModel implements CompiledModel {
     }
   }
 
-  async step(
-    runs: readonly SequenceRun[],
-    capture?: CaptureRequest,
-  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
+  step(runs: readonly SequenceRun[], capture?: CaptureRequest): Promise<StepOutput> {
+    return this.#steps.run(async () => this.#step(runs, capture));
+  }
+
+  #step(runs: readonly SequenceRun[], capture?: CaptureRequest): StepOutput {
     this.#sequences.assertAlive();
     const hp = this.description.hparams;
     const mode = this.#mode;
@@ -213,24 +274,21 @@ class ReferenceModel implements CompiledModel {
       hp.vocabSize,
       this.contextLength,
     );
-    // --- flatten the runs into one batch ---
-    const tokens = new Int32Array(total);
-    const positions = new Int32Array(total);
-    const owner: SequenceState[] = new Array(total);
-    const wantsLogits = new Uint8Array(total);
-    let at = 0;
     for (const run of runs) {
-      const s = this.#sequences.get(run.sequence);
-      const mode_ = run.logits ?? "last";
-      run.tokens.forEach((token, i) => {
-        tokens[at] = token;
-        positions[at] = s.length + i;
-        owner[at] = s;
-        wantsLogits[at] =
-          mode_ === "all" || (mode_ === "last" && i === run.tokens.length - 1) ? 1 : 0;
-        at++;
-      });
+      checkReduction(run.reduce, hp.vocabSize);
     }
+    for (const name of capture?.buffers ?? []) {
+      if (this.description.graph.buffers[name] === undefined) {
+        throw new EngineError(
+          EngineErrorCode.BAD_OPTION,
+          `could not capture buffer "${name}" - the graph has no such buffer.`,
+        );
+      }
+    }
+    // --- flatten the runs into one batch ---
+    const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
+    const { tokens, positions, wantLogits: wantsLogits } = flat;
+    const owner: SequenceState[] = Array.from(flat.sequences, (id) => this.#sequences.get(id));
     const kvWidth = hp.headDim * hp.nHeadKv;
     for (const run of runs) {
       const s = this.#sequences.get(run.sequence);
@@ -263,36 +321,12 @@ class ReferenceModel implements CompiledModel {
     for (const run of runs) {
       this.#sequences.get(run.sequence).length += run.tokens.length;
     }
-    // --- split logits per run ---
-    const vocab = hp.vocabSize;
-    const result: RunLogits[] = [];
-    let row = 0;
-    let tokenIndex = 0;
-    for (const run of runs) {
-      let rows = 0;
-      for (let i = 0; i < run.tokens.length; i++) {
-        rows += wantsLogits[tokenIndex + i]!;
-      }
-      result.push({
-        sequence: run.sequence,
-        rows,
-        logits: logits.subarray(row * vocab, (row + rows) * vocab),
-      });
-      row += rows;
-      tokenIndex += run.tokens.length;
-    }
+    const result = splitLogits(runs, flat, logits, hp.vocabSize);
     let captured: Map<string, Float32Array> | undefined;
     if (capture !== undefined) {
       captured = new Map();
       for (const name of capture.buffers) {
-        const b = buffers.get(name);
-        if (b === undefined) {
-          throw new EngineError(
-            EngineErrorCode.BAD_OPTION,
-            `could not capture buffer "${name}" - the graph has no such buffer.`,
-          );
-        }
-        captured.set(name, Float32Array.from(b));
+        captured.set(name, Float32Array.from(buffers.get(name)!));
       }
     }
     return captured === undefined ? { runs: result } : { runs: result, captured };

@@ -1,4 +1,5 @@
 export {
+  agreeUnder,
   CONTRACT_OTHER,
   CONTRACT_PROMPT,
   type ContractOptions,
@@ -7,3 +8,20 @@ export {
   logitsOneByOne,
   sameBits,
 } from "./contract";
+export {
+  captureReference,
+  compareOpByOp,
+  describeOpByOp,
+  EXACT_OP_TOLERANCES,
+  OP_KINDS,
+  type OpByOpCandidate,
+  type OpByOpOptions,
+  type OpByOpStep,
+  type OpError,
+  type OpKind,
+  type OpTolerances,
+  opKind,
+  opViolations,
+  type ReferenceCapture,
+  relativeError,
+} from "./op-by-op";
