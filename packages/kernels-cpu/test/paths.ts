@@ -1,0 +1,109 @@
+/**
+ * Every kernel path the addon can name, and why this machine skips the ones it cannot run. The
+ * suites register a test per path in ALL_KERNEL_PATHS, skipped with the reason in its title where
+ * the path is unavailable, so the totals show what did not run instead of the tests not
+ * existing (an AVX2-only machine, or an ARM one, would otherwise silently run fewer tests).
+ */
+import * as fs from "node:fs";
+import { loadBinding } from "../src/loader";
+
+/**
+ * The names the addon's select_kernels / available_kernel_paths know (native/kernels_dispatch.cc):
+ * "amx" is the AVX-512 VNNI kernels plus the AMX prefill GEMM. "neon" is a name the addon
+ * accepts, but it has no NEON kernels yet, so the path is never available (ARM runs "scalar").
+ */
+export const ALL_KERNEL_PATHS = ["scalar", "avx2", "avx512vnni", "amx", "neon"] as const;
+export type KernelPath = (typeof ALL_KERNEL_PATHS)[number];
+
+/** Kernel paths the addon offers on this CPU (best last). */
+export function availablePaths(): string[] {
+  return loadBinding().availablePaths();
+}
+
+/** Lower-case CPU flags as the OS reports them (Linux /proc/cpuinfo; empty elsewhere). */
+function cpuFlags(): ReadonlySet<string> {
+  try {
+    const text = fs.readFileSync("/proc/cpuinfo", "utf8");
+    const line = /^(?:flags|Features)\s*:(.*)$/m.exec(text)?.[1] ?? "";
+    return new Set(line.trim().toLowerCase().split(/\s+/).filter(Boolean));
+  } catch {
+    return new Set();
+  }
+}
+
+const ARM = process.arch === "arm64" || process.arch === "arm";
+
+/**
+ * Why the CPU (not the addon) cannot run `path`, or undefined when its features are there. The
+ * flags are the kernel's own view, which already hides features the OS does not enable.
+ */
+export function cpuLacks(
+  path: string,
+  flags: ReadonlySet<string> = cpuFlags(),
+): string | undefined {
+  const x86 = process.arch === "x64" || process.arch === "ia32";
+  const lacking = (features: readonly [flag: string, name: string][]): string | undefined => {
+    const missing = features.filter(([flag]) => !flags.has(flag)).map(([, name]) => name);
+    return missing.length === 0 ? undefined : `this CPU lacks ${missing.join(", ")}`;
+  };
+  switch (path) {
+    case "scalar":
+      return undefined;
+    case "avx2":
+      return x86
+        ? lacking([
+            ["avx2", "AVX2"],
+            ["fma", "FMA"],
+            ["f16c", "F16C"],
+          ])
+        : "this CPU is not x86";
+    case "avx512vnni":
+      return x86
+        ? lacking([
+            ["avx512f", "AVX-512F"],
+            ["avx512bw", "AVX-512BW"],
+            ["avx512vl", "AVX-512VL"],
+            ["avx512_vnni", "AVX-512 VNNI"],
+          ])
+        : "this CPU is not x86";
+    case "amx":
+      return x86
+        ? lacking([
+            ["avx512_vnni", "AVX-512 VNNI"],
+            ["amx_tile", "AMX-TILE"],
+            ["amx_int8", "AMX-INT8"],
+          ])
+        : "this CPU is not x86";
+    case "neon":
+      return ARM ? undefined : "this CPU is not ARM";
+    default:
+      return `the addon does not know the path "${path}"`;
+  }
+}
+
+/**
+ * Why this machine cannot run `path` (undefined: the addon offers it here). Reasons name the
+ * missing CPU features; where the CPU has them, they say what else is missing.
+ */
+export function pathSkipReason(path: string): string | undefined {
+  if (availablePaths().includes(path)) {
+    return undefined;
+  }
+  if (path === "neon") {
+    const cpu = cpuLacks(path);
+    return `the addon has no NEON kernels yet${cpu === undefined ? "" : ` and ${cpu}`}`;
+  }
+  const cpu = cpuLacks(path);
+  if (cpu !== undefined) {
+    return cpu;
+  }
+  return path === "amx"
+    ? "the OS does not grant this process the AMX tile state"
+    : `the addon does not offer it although the CPU has the features`;
+}
+
+/** `path`, followed by " (skipped: reason)" when this machine cannot run it. */
+export function pathTitle(path: string): string {
+  const reason = pathSkipReason(path);
+  return reason === undefined ? path : `${path} (skipped: ${reason})`;
+}
