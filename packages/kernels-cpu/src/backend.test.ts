@@ -15,23 +15,28 @@ import {
 import { Tokenizer } from "@bitnet-ts/tokenizers";
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanup, cpuModel, fixture, LONG_PROMPT, tmp, withEmbedding } from "../test/models";
+import { ALL_KERNEL_PATHS, pathSkipReason, pathTitle } from "../test/paths";
 import { CpuBackend } from "./backend";
-import { loadBinding } from "./loader";
 
 afterAll(cleanup);
 
-const paths = loadBinding().availablePaths();
 const OTHER = [
   128000, 5451, 5304, 264, 892, 11, 358, 1093, 279, 16053, 5679, 13, 578, 4062, 14198, 39935, 35308,
 ];
 
-for (const kernelPath of paths) {
-  describeBackendContract(
-    `tiny-i2s on cpu (${kernelPath}, 2 threads)`,
-    () => cpuModel("tiny-i2s", { kernelPath, threads: 2 }),
-    {
-      prompt: LONG_PROMPT,
-      other: OTHER,
+// Every kernel path the addon can name; those this CPU cannot run are registered as skipped.
+for (const kernelPath of ALL_KERNEL_PATHS) {
+  describe.skipIf(pathSkipReason(kernelPath) !== undefined)(
+    `kernel path ${pathTitle(kernelPath)}`,
+    () => {
+      describeBackendContract(
+        `tiny-i2s on cpu (${kernelPath}, 2 threads)`,
+        () => cpuModel("tiny-i2s", { kernelPath, threads: 2 }),
+        {
+          prompt: LONG_PROMPT,
+          other: OTHER,
+        },
+      );
     },
   );
 }
@@ -77,22 +82,28 @@ const golden = JSON.parse(
 
 describe("golden greedy tokens on every kernel path", () => {
   for (const [name, prompts] of Object.entries(golden.models)) {
-    it.each(paths)(`${name} on %s`, { timeout: 60_000 }, async (kernelPath) => {
-      const model = await cpuModel(name, { kernelPath, threads: 2 });
-      const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
-      for (const [prompt, expected] of Object.entries(prompts)) {
-        const seq = model.createSequence();
-        let { runs } = await model.step([{ sequence: seq, tokens: tokenizer.encode(prompt) }]);
-        const tokens: number[] = [];
-        while (tokens.length < expected.length) {
-          tokens.push(argmax(runs[0]!.logits));
-          ({ runs } = await model.step([{ sequence: seq, tokens: [tokens.at(-1)!] }]));
-        }
-        expect(tokens, `${name} ${kernelPath}: ${prompt}`).toEqual(expected);
-        model.freeSequence(seq);
-      }
-      await model.dispose();
-    });
+    for (const kernelPath of ALL_KERNEL_PATHS) {
+      it.skipIf(pathSkipReason(kernelPath) !== undefined)(
+        `${name} on ${pathTitle(kernelPath)}`,
+        { timeout: 60_000 },
+        async () => {
+          const model = await cpuModel(name, { kernelPath, threads: 2 });
+          const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
+          for (const [prompt, expected] of Object.entries(prompts)) {
+            const seq = model.createSequence();
+            let { runs } = await model.step([{ sequence: seq, tokens: tokenizer.encode(prompt) }]);
+            const tokens: number[] = [];
+            while (tokens.length < expected.length) {
+              tokens.push(argmax(runs[0]!.logits));
+              ({ runs } = await model.step([{ sequence: seq, tokens: [tokens.at(-1)!] }]));
+            }
+            expect(tokens, `${name} ${kernelPath}: ${prompt}`).toEqual(expected);
+            model.freeSequence(seq);
+          }
+          await model.dispose();
+        },
+      );
+    }
   }
 });
 
@@ -226,30 +237,32 @@ describe("the Q8_0 head option", () => {
 });
 
 describe("what ran", () => {
-  it.each(paths)(
-    "reports the kernels it executed on the %s path, with call counts",
-    { timeout: 60_000 },
-    async (kernelPath) => {
-      const model = await cpuModel("tiny-i2s", { kernelPath, threads: 2 });
-      expect(model.info().kernelPath).toBe(kernelPath);
-      const seq = model.createSequence();
-      await model.step([{ sequence: seq, tokens: LONG_PROMPT }]);
-      await model.step([{ sequence: seq, tokens: [1234] }]);
-      const counts = model.kernelCounts();
-      const vector = kernelPath === "amx" ? "avx512vnni" : kernelPath;
-      const layers = model.description.hparams.nLayer;
-      // 7 ternary projections per layer; the prompt's step uses AMX tiles when the path has them.
-      expect(counts.get(`cpu.${kernelPath === "amx" ? "amx" : vector}.linear.i2_s.i8`)).toBe(
-        kernelPath === "amx" ? 7 * layers : 14 * layers,
-      );
-      if (kernelPath === "amx") {
-        expect(counts.get("cpu.avx512vnni.linear.i2_s.i8")).toBe(7 * layers);
-      }
-      expect(counts.get(`cpu.${vector}.output.f16`)).toBe(2);
-      expect(counts.get(`cpu.${vector}.attention.gqa.f16kv`)).toBe(2 * layers);
-      await model.dispose();
-    },
-  );
+  for (const kernelPath of ALL_KERNEL_PATHS) {
+    it.skipIf(pathSkipReason(kernelPath) !== undefined)(
+      `reports the kernels it executed on the ${pathTitle(kernelPath)} path, with call counts`,
+      { timeout: 60_000 },
+      async () => {
+        const model = await cpuModel("tiny-i2s", { kernelPath, threads: 2 });
+        expect(model.info().kernelPath).toBe(kernelPath);
+        const seq = model.createSequence();
+        await model.step([{ sequence: seq, tokens: LONG_PROMPT }]);
+        await model.step([{ sequence: seq, tokens: [1234] }]);
+        const counts = model.kernelCounts();
+        const vector = kernelPath === "amx" ? "avx512vnni" : kernelPath;
+        const layers = model.description.hparams.nLayer;
+        // 7 ternary projections per layer; the prompt's step uses AMX tiles when the path has them.
+        expect(counts.get(`cpu.${kernelPath === "amx" ? "amx" : vector}.linear.i2_s.i8`)).toBe(
+          kernelPath === "amx" ? 7 * layers : 14 * layers,
+        );
+        if (kernelPath === "amx") {
+          expect(counts.get("cpu.avx512vnni.linear.i2_s.i8")).toBe(7 * layers);
+        }
+        expect(counts.get(`cpu.${vector}.output.f16`)).toBe(2);
+        expect(counts.get(`cpu.${vector}.attention.gqa.f16kv`)).toBe(2 * layers);
+        await model.dispose();
+      },
+    );
+  }
 
   it("names the repacked TQ1_0 kernels honestly", { timeout: 60_000 }, async () => {
     const model = await cpuModel("tiny-tq1", { threads: 2 });
