@@ -11,13 +11,9 @@ import * as path from "node:path";
 import { argmaxOf, comparePosition, crossvalidate } from "@bitnet-ts/crossval";
 import { type CompiledModel, loadModel, registerBackend } from "@bitnet-ts/engine-core";
 import { isBitnetError } from "@bitnet-ts/errors";
-import {
-  type HfCheckpoint,
-  type HfLayout,
-  SpecModel,
-  writeHfCheckpoint,
-} from "@bitnet-ts/fixtures";
+import { type HfCheckpoint, type HfLayout, writeHfCheckpoint } from "@bitnet-ts/fixtures";
 import { readGgufFile } from "@bitnet-ts/gguf";
+import { SpecModel } from "@bitnet-ts/oracles";
 import { encodeSafetensors, parseSafetensors } from "@bitnet-ts/safetensors";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
 import { afterAll, describe, expect, it } from "vitest";

@@ -5,8 +5,8 @@
  * end to end against that float64 run.
  */
 
-import { SpecModel } from "@bitnet-ts/fixtures";
 import { readGgufFile } from "@bitnet-ts/gguf";
+import { SpecModel } from "@bitnet-ts/oracles";
 import { unpackI2S } from "@bitnet-ts/quantization";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanup, fixture } from "../test/models";

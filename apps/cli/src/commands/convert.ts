@@ -7,8 +7,8 @@ import {
   quantizeGguf,
   type TernaryType,
 } from "@bitnet-ts/convert";
-import { byteProgress } from "@bitnet-ts/fixtures";
 import type { CliIo } from "../program";
+import { byteProgress } from "../progress";
 import { formatBytes } from "../table";
 import { CliInputError } from "./tokenize";
 

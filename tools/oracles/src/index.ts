@@ -1,0 +1,10 @@
+export {
+  type ActivationQuant,
+  type FfnActivation,
+  type SpecLayer,
+  type SpecLinear,
+  SpecModel,
+  type SpecOptions,
+  type SpecSession,
+  type SpecWeights,
+} from "./spec-forward";
