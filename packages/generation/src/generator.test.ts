@@ -26,6 +26,45 @@ async function collect(it: AsyncIterable<string>): Promise<string[]> {
 }
 
 describe("TextGenerator", () => {
+  it("asks the backend only for the argmax when sampling is greedy, with the same tokens", async () => {
+    const model = generator.model;
+    const asked: unknown[] = [];
+    // The same model seen through a wrapper that records each run's reduction, and one that
+    // drops it (full logits, sampled on the host).
+    const through = (keep: boolean) =>
+      new Proxy(model, {
+        get(target, key, receiver) {
+          if (key === "step") {
+            return (runs: Parameters<typeof model.step>[0]) => {
+              asked.push(...runs.map((r) => r.reduce));
+              return target.step(keep ? runs : runs.map(({ reduce: _, ...r }) => r));
+            };
+          }
+          const value = Reflect.get(target, key, receiver);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    const greedy = { maxTokens: 6, temperature: 0 };
+    const reduced = await new TextGenerator(through(true), generator.tokenizer).generate(
+      "The capital of France is",
+      greedy,
+    ).result;
+    expect(asked.every((r) => r === "argmax")).toBe(true);
+    const full = await new TextGenerator(through(false), generator.tokenizer).generate(
+      "The capital of France is",
+      greedy,
+    ).result;
+    expect(reduced.tokens).toEqual(full.tokens);
+    asked.length = 0;
+    // A repetition penalty can reorder the top: full rows are needed.
+    await new TextGenerator(through(true), generator.tokenizer).generate("Hello", {
+      maxTokens: 2,
+      temperature: 0,
+      repeatPenalty: 1.3,
+    }).result;
+    expect(asked.every((r) => r === "full")).toBe(true);
+  });
+
   it("streams the continuation and reports tokens, text and timings", async () => {
     const g = generator.generate("The capital of France is", { maxTokens: 8, temperature: 0 });
     const pieces = await collect(g);

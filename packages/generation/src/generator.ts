@@ -4,10 +4,11 @@
  */
 import {
   type BackendName,
+  type BackendOptions,
   type CompiledModel,
   type FfnActivation,
   loadModel,
-  type NativeBackendOptions,
+  type LoadProgress,
 } from "@bitnet-ts/engine-core";
 import { readGgufFile } from "@bitnet-ts/gguf";
 import { Sampler, type SamplingSettings } from "@bitnet-ts/logits";
@@ -68,9 +69,10 @@ export interface Generation extends AsyncIterable<string> {
 export interface TextGeneratorOptions extends SchedulerOptions {
   readonly backend?: BackendName;
   readonly contextLength?: number;
-  readonly threads?: number;
-  /** Options for a native backend, e.g. `{ mmap: false }` (see @bitnet-ts/kernels-cpu). */
-  readonly backendOptions?: NativeBackendOptions;
+  /** Options per backend, e.g. `{ cpu: { threads: 4, mmap: false } }` (see @bitnet-ts/kernels-cpu). */
+  readonly backendOptions?: BackendOptions;
+  /** Progress while the backend maps, repacks or uploads the weights. */
+  readonly onProgress?: (progress: LoadProgress) => void;
   readonly ffnActivation?: FfnActivation;
   readonly tokenizer?: TokenizerOptions;
   readonly onLog?: (message: string) => void;
@@ -101,7 +103,7 @@ export class TextGenerator {
     const model = await loadModel(path, {
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
-      ...(options.threads === undefined ? {} : { threads: options.threads }),
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
       ...(options.ffnActivation === undefined ? {} : { ffnActivation: options.ffnActivation }),
       ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
       ...(options.backendOptions === undefined ? {} : { backendOptions: options.backendOptions }),
@@ -280,8 +282,9 @@ export class TextGenerator {
       next: undefined,
       signal,
       done: false,
-      onLogits: (logits) => {
-        const token = sampler.sample(logits);
+      reduce: sampler.reduction,
+      onLogits: (logits, argmax) => {
+        const token = argmax ?? sampler.sample(logits);
         firstTokenAt ??= performance.now();
         if (eog.has(token)) {
           finish("stop");

@@ -4,7 +4,7 @@
  * share the weight reads of each step. Jobs join and leave between steps. Because backends are
  * batch-invariant, a generation's tokens do not depend on what else is running.
  */
-import type { CompiledModel, SequenceRun } from "@bitnet-ts/engine-core";
+import type { CompiledModel, LogitsReduction, SequenceRun } from "@bitnet-ts/engine-core";
 
 export interface SchedulerJob {
   readonly sequence: number;
@@ -13,8 +13,16 @@ export interface SchedulerJob {
   /** The token to evaluate next while decoding (undefined while prefilling or when done). */
   next: number | undefined;
   readonly signal: AbortSignal | undefined;
-  /** Called with the logits row when the job's last evaluated token asked for logits. */
-  onLogits(logits: Float32Array): void;
+  /**
+   * What the job needs of its logits rows: "argmax" (greedy sampling) lets a GPU backend return
+   * one id instead of the vocabulary. Default "full".
+   */
+  readonly reduce?: LogitsReduction;
+  /**
+   * Called when the job's last evaluated token asked for logits: the row (empty when the job
+   * asked for a reduction) and, for "argmax", the id of the largest logit.
+   */
+  onLogits(logits: Float32Array, argmax: number | undefined): void;
   /** Called when the job must stop because of an abort or a failed step. */
   onError(error: unknown): void;
   onAbort(): void;
@@ -72,7 +80,12 @@ export class Scheduler {
         // Decoding jobs first (one token each): they are latency-sensitive.
         for (const job of this.#jobs) {
           if (job.pending.length === 0 && job.next !== undefined) {
-            runs.push({ sequence: job.sequence, tokens: [job.next], logits: "last" });
+            runs.push({
+              sequence: job.sequence,
+              tokens: [job.next],
+              logits: "last",
+              ...(job.reduce === undefined ? {} : { reduce: job.reduce }),
+            });
             members.push(job);
             job.next = undefined;
             budget--;
@@ -86,6 +99,7 @@ export class Scheduler {
               sequence: job.sequence,
               tokens,
               logits: job.pending.length === 0 ? "last" : "none",
+              ...(job.reduce === undefined ? {} : { reduce: job.reduce }),
             });
             members.push(job);
             budget -= n;
@@ -115,7 +129,10 @@ export class Scheduler {
           const job = members[i]!;
           if (run.rows > 0 && !job.done) {
             try {
-              job.onLogits(run.logits.subarray(0, this.#model.description.hparams.vocabSize));
+              job.onLogits(
+                run.logits.subarray(0, this.#model.description.hparams.vocabSize),
+                run.argmax?.[0],
+              );
             } catch (error) {
               job.done = true;
               job.onError(error);

@@ -163,6 +163,19 @@ export class Sampler {
     return n === -1 ? (this.#options.contextLength ?? this.#history.length) : n;
   }
 
+  /**
+   * "argmax" when the next token is always the largest logit (greedy, with no logit bias and no
+   * penalties that could reorder the top): a backend may then return only that id per row
+   * instead of the whole vocabulary. Otherwise "full".
+   */
+  get reduction(): "argmax" | "full" {
+    const s = this.settings;
+    const penalized =
+      s.repeatLastN !== 0 &&
+      (s.repeatPenalty !== 1 || s.frequencyPenalty !== 0 || s.presencePenalty !== 0);
+    return s.temperature <= 0 && this.#bias.size === 0 && !penalized ? "argmax" : "full";
+  }
+
   /** Picks the next token from a row of logits. */
   sample(logits: Float32Array): number {
     const s = this.settings;
