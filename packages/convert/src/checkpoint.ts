@@ -9,7 +9,7 @@ import {
   type SafetensorsFile,
   type SafetensorsTensorInfo,
 } from "@bitnet-ts/safetensors";
-import { type HfConfig, readConfig } from "./config";
+import { type HfConfig, type ResolvedConfig, readConfig, resolveConfig } from "./config";
 import { ConvertError, ConvertErrorCode } from "./errors";
 
 export type CheckpointLayout = "packed" | "bf16" | "1bitllm";
@@ -39,6 +39,8 @@ export const GGUF_PROJECTION: Readonly<Record<Projection, string>> = {
 export interface Checkpoint {
   readonly dir: string;
   readonly config: HfConfig;
+  /** config.json with transformers' defaults for what it leaves out (see CONFIG_DEFAULTS). */
+  readonly resolved: ResolvedConfig;
   readonly layout: CheckpointLayout;
   readonly weights: SafetensorsFile;
   readonly nLayer: number;
@@ -46,7 +48,10 @@ export interface Checkpoint {
   readonly nFf: number;
   readonly nHead: number;
   readonly nHeadKv: number;
+  /** The head is token_embd (no output.weight is written). */
   readonly tied: boolean;
+  /** Lines worth telling the user about how the config was read. */
+  readonly notes: readonly string[];
 }
 
 export interface TernaryTensor {
@@ -152,19 +157,57 @@ export function openCheckpoint(dir: string): Checkpoint {
       `could not convert - ${dir} is not a supported BitNet layout (q_proj is ${q.dtype} [${q.shape.join(", ")}], no known sub-norm names). Supported: microsoft/bitnet-b1.58-2B-4T (packed uint8), its -bf16 master weights, 1bitLLM/bitnet_b1_58.`,
     );
   }
-  const nHead = config.num_attention_heads;
+  // The 2B-4T layouts are read by transformers' BitNetConfig, 1bitLLM's by LlamaConfig: their
+  // defaults differ (rope_theta 500000 vs 10000, rms_norm_eps 1e-5 vs 1e-6, relu2 vs silu, …).
+  let resolved: ResolvedConfig;
+  try {
+    resolved = resolveConfig(config, layout === "1bitllm" ? "LlamaConfig" : "BitNetConfig");
+  } catch (error) {
+    weights.close();
+    throw error;
+  }
+  const notes: string[] = [];
+  if (resolved.defaulted.length > 0) {
+    notes.push(
+      `config.json leaves keys out; used ${resolved.configClass}'s defaults for them, as transformers does: ${resolved.defaulted.join(", ")}.`,
+    );
+  }
+  // tie_word_embeddings (default false in both classes) decides, as in transformers: when true
+  // the head is the embedding even if the checkpoint also saved an lm_head.weight (transformers
+  // ties it over whatever was saved), and no output.weight is written, as llama.cpp does for tied
+  // models. When false, an lm_head identical to the embedding is still written once.
+  let tied: boolean;
+  if (resolved.tieWordEmbeddings) {
+    tied = true;
+    if (
+      has("lm_head.weight") &&
+      !sameBytes(weights, "lm_head.weight", "model.embed_tokens.weight")
+    ) {
+      notes.push(
+        "config.json sets tie_word_embeddings: the checkpoint's lm_head.weight is ignored and the head is the token embedding, as transformers ties it.",
+      );
+    }
+  } else if (has("lm_head.weight")) {
+    tied = sameBytes(weights, "lm_head.weight", "model.embed_tokens.weight");
+  } else {
+    tied = true;
+    notes.push(
+      "tie_word_embeddings is false but the checkpoint has no lm_head.weight: the head is the token embedding (as llama.cpp loads a file without output.weight); transformers would initialize a random head.",
+    );
+  }
   return {
     dir,
     config,
+    resolved,
     layout,
     weights,
     nLayer: config.num_hidden_layers,
     nEmbd: config.hidden_size,
     nFf: config.intermediate_size,
-    nHead,
-    nHeadKv: config.num_key_value_heads ?? nHead,
-    tied:
-      !has("lm_head.weight") || sameBytes(weights, "lm_head.weight", "model.embed_tokens.weight"),
+    nHead: config.num_attention_heads,
+    nHeadKv: resolved.nHeadKv,
+    tied,
+    notes,
   };
 }
 

@@ -5,7 +5,7 @@
  * byte-identical files. Tensors are produced one at a time while the file streams out.
  */
 import * as path from "node:path";
-import { GgufWriter, gguf, type WriteProgress } from "@bitnet-ts/gguf";
+import { findGgmlTypeByName, GgufWriter, gguf, type WriteProgress } from "@bitnet-ts/gguf";
 import {
   encodeF16,
   encodeF32,
@@ -41,6 +41,11 @@ export interface ConvertOptions {
   /** Default: bitnet-b1.58 for I2_S (bitnet.cpp), bitnet for TQ types (mainline llama.cpp). */
   readonly arch?: ConvertArch;
   readonly onProgress?: WriteProgress;
+  /**
+   * Called with each note (also returned in the summary) as soon as it is known, before any byte
+   * is written: defaulted config keys, a tied head, projections written in a fallback type.
+   */
+  readonly onLog?: (message: string) => void;
 }
 
 export interface ConvertSummary {
@@ -51,6 +56,45 @@ export interface ConvertSummary {
   readonly bytes: number;
   /** Lines worth telling the user (e.g. an activation the arch does not imply). */
   readonly notes: readonly string[];
+  /**
+   * Projections whose rows do not fit the ternary type's blocks, and the type each was written
+   * in instead (see ternaryFallback).
+   */
+  readonly fallbacks: readonly { readonly tensor: string; readonly type: FallbackType }[];
+}
+
+/** What a ternary projection is written as when its rows do not fit the requested type. */
+export type FallbackType = "F16" | "F32";
+
+/**
+ * The type a projection with rows of `rowLength` is written in under `type`: `type` itself when
+ * the row length is a multiple of its block (256 for TQ1_0/TQ2_0, 128 for I2_S), else a float
+ * type that holds every value the ternary type would have held exactly, as llama.cpp's converter
+ * falls back to F16 for such rows. For the TQ types that is F16 (their block scale is an f16, so
+ * ±f16(scale) is what they store); for I2_S, whose one scale is an f32, it is F32. Q8_0 (block
+ * 32) is not used: 127·f16(scale/127) is not the scale in general, and engine-core does not run
+ * Q8_0 projections. engine-core accepts F16 and F32 projections and its reference backend and
+ * the CPU backend (kernels-cpu) run them, as do llama.cpp and bitnet.cpp.
+ */
+export function ternaryFallback(type: TernaryType, rowLength: number): TernaryType | FallbackType {
+  const block = findGgmlTypeByName(type)!.blockSize;
+  if (rowLength % block === 0) {
+    return type;
+  }
+  return type === "I2_S" ? "F32" : "F16";
+}
+
+/** The float values a ternary tensor stands for, in `type` (F16 rounds the scale once, as TQ blocks do). */
+export function encodeTernaryAsFloat(
+  type: FallbackType,
+  t: Pick<TernaryTensor, "values" | "scale">,
+): Uint8Array {
+  const w = new Float32Array(t.values.length);
+  const scale = Math.fround(t.scale);
+  for (let i = 0; i < w.length; i++) {
+    w[i] = t.values[i]! * scale;
+  }
+  return type === "F16" ? encodeF16(w) : encodeF32(w);
 }
 
 /** llama_ftype of the file: bitnet.cpp's I2_S = 40; mainline's TQ1_0 = 36, TQ2_0 = 37. */
@@ -155,18 +199,26 @@ export function buildConversion(
     );
   }
   checkTensors(ck, vocabSize);
+  const embedBlock = findGgmlTypeByName(embed)!.blockSize;
+  if (d % embedBlock !== 0) {
+    throw new ConvertError(
+      ConvertErrorCode.BAD_OPTION,
+      `could not convert - the token embedding's rows (hidden_size ${d}) are not a multiple of the ${embed} block of ${embedBlock}; choose --embed f16, f32${embedBlock > 32 && d % 32 === 0 ? " or q8_0" : ""}.`,
+    );
+  }
+  const r = ck.resolved;
   const headDim = d / ck.nHead;
-  const notes: string[] = [];
+  const notes: string[] = [...ck.notes];
   const act =
-    c.hidden_act === "relu2" || c.hidden_act === "relu_squared"
+    r.hiddenAct === "relu2" || r.hiddenAct === "relu_squared"
       ? "relu2"
-      : c.hidden_act === "silu"
+      : r.hiddenAct === "silu"
         ? "silu"
         : undefined;
   if (act === undefined) {
     throw new ConvertError(
       ConvertErrorCode.BAD_CONFIG,
-      `could not convert - config.json hidden_act ${JSON.stringify(c.hidden_act)} is neither "relu2" nor "silu".`,
+      `could not convert - config.json hidden_act ${JSON.stringify(r.hiddenAct)} is neither "relu2" nor "silu".`,
     );
   }
   const impliedAct = arch === "bitnet" ? "silu" : "relu2";
@@ -176,15 +228,15 @@ export function buildConversion(
   w.set("general.architecture", gguf.string(A));
   w.set("general.name", gguf.string(name));
   w.set(`${A}.vocab_size`, gguf.uint32(vocabSize));
-  w.set(`${A}.context_length`, gguf.uint32(c.max_position_embeddings ?? 4096));
+  w.set(`${A}.context_length`, gguf.uint32(r.contextLength));
   w.set(`${A}.embedding_length`, gguf.uint32(d));
   w.set(`${A}.block_count`, gguf.uint32(ck.nLayer));
   w.set(`${A}.feed_forward_length`, gguf.uint32(ff));
   w.set(`${A}.rope.dimension_count`, gguf.uint32(headDim));
   w.set(`${A}.attention.head_count`, gguf.uint32(ck.nHead));
   w.set(`${A}.attention.head_count_kv`, gguf.uint32(ck.nHeadKv));
-  w.set(`${A}.attention.layer_norm_rms_epsilon`, gguf.float32(c.rms_norm_eps));
-  w.set(`${A}.rope.freq_base`, gguf.float32(c.rope_theta ?? 10000));
+  w.set(`${A}.attention.layer_norm_rms_epsilon`, gguf.float32(r.rmsNormEps));
+  w.set(`${A}.rope.freq_base`, gguf.float32(r.ropeTheta));
   if (arch === "bitnet") {
     w.set(`${A}.rope.scaling.type`, gguf.string("linear"));
     w.set(`${A}.rope.scaling.factor`, gguf.float32(1));
@@ -201,7 +253,9 @@ export function buildConversion(
   writeVocab(w, vocab, arch, type);
   w.set("general.quantization_version", gguf.uint32(2));
 
-  // Tensors, in the released file's order.
+  // Tensors, in the released file's order. Every type is decided here, before any byte is
+  // written: a projection whose rows do not fit the ternary type's blocks gets a float type.
+  const fallbacks: { tensor: string; type: FallbackType }[] = [];
   const f32 = (hf: string, n: number) => () => [encodeF32(readFloat(ck, hf, [n]))];
   w.addTensor("token_embd.weight", embed, [d, vocabSize], () => {
     const e = readFloat(ck, "model.embed_tokens.weight", [vocabSize, d]);
@@ -214,7 +268,20 @@ export function buildConversion(
     const sub = subNormNames(ck.layout, il);
     const proj = (pr: (typeof PROJECTIONS)[number]): void => {
       const [rows, cols] = projectionShape(ck, pr);
-      w.addTensor(`${g}.${GGUF_PROJECTION[pr]}.weight`, type, [cols, rows], () => [
+      const tensorName = `${g}.${GGUF_PROJECTION[pr]}.weight`;
+      const as = ternaryFallback(type, cols);
+      if (as !== type) {
+        const block = findGgmlTypeByName(type)!.blockSize;
+        fallbacks.push({ tensor: tensorName, type: as as FallbackType });
+        notes.push(
+          `${tensorName}: row length ${cols} is not a multiple of ${block}; written as ${as}.`,
+        );
+        w.addTensor(tensorName, as, [cols, rows], () => [
+          encodeTernaryAsFloat(as as FallbackType, readTernary(ck, il, pr)),
+        ]);
+        return;
+      }
+      w.addTensor(tensorName, type, [cols, rows], () => [
         packTernary(type, readTernary(ck, il, pr)),
       ]);
     };
@@ -244,6 +311,7 @@ export function buildConversion(
       tensors: 2 + 11 * ck.nLayer + (ck.tied ? 0 : 1),
       bytes: w.byteLength,
       notes,
+      fallbacks,
     },
   };
 }
@@ -257,6 +325,9 @@ export async function convertCheckpoint(
   const ck = openCheckpoint(dir);
   try {
     const { writer, summary } = buildConversion(ck, options);
+    for (const note of summary.notes) {
+      options.onLog?.(note);
+    }
     await writer.writeFile(
       outPath,
       options.onProgress === undefined ? {} : { onProgress: options.onProgress },

@@ -7,7 +7,16 @@ export {
   readTernary,
   type TernaryTensor,
 } from "./checkpoint";
-export { type HfConfig, HfConfigSchema, readConfig } from "./config";
+export {
+  CONFIG_DEFAULTS,
+  type ConfigClass,
+  type ConfigDefaults,
+  type HfConfig,
+  HfConfigSchema,
+  type ResolvedConfig,
+  readConfig,
+  resolveConfig,
+} from "./config";
 export {
   buildConversion,
   type ConvertArch,
@@ -15,9 +24,12 @@ export {
   type ConvertSummary,
   convertCheckpoint,
   type EmbeddingType,
+  encodeTernaryAsFloat,
+  type FallbackType,
   FILE_TYPE,
   packTernary,
   type TernaryType,
+  ternaryFallback,
 } from "./convert";
 export { ConvertError, ConvertErrorCode } from "./errors";
 export { type QuantizeOptions, type QuantizeSummary, quantizeGguf } from "./quantize";
