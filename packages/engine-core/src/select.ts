@@ -222,7 +222,10 @@ export async function selectBackend(
         try {
           return await createNamed(candidate, options);
         } catch (error) {
-          options.onLog?.(`${(error as Error).message}; trying "${order[i + 1]}"`);
+          const next = order[i + 1]!;
+          options.onLog?.(
+            `${(error as Error).message}; ${next === "reference" ? 'using "reference", the slow TypeScript reference backend' : `trying "${next}"`}`,
+          );
         }
       }
       return new ReferenceBackend();
