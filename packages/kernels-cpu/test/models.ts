@@ -3,17 +3,31 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { readModelDescription } from "@bitnet-ts/engine-core";
-import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import { BENCH_DIMS, type FixturePreset, PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { GgufWriter, parseGguf } from "@bitnet-ts/gguf";
 import { decodeF16, encodeBf16, encodeF32, quantizeQ8_0 } from "@bitnet-ts/quantization";
 import { CpuBackend, type CpuBackendOptions, type CpuModel } from "../src/backend";
 
 export const tmp: string = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-cpu-"));
 
+/**
+ * Presets only these tests use, generated like the committed ones. "layer-2b4t-i2s": one layer of
+ * the microsoft/bitnet-b1.58-2B-4T shape (bench-i2s with nLayer 1): hidden 2560, 20 query and 5
+ * KV heads of 128, FFN 6912, relu², I2_S, the LLaMA-3 vocabulary (128256; a ~670 MB file).
+ */
+export const TEST_PRESETS: Readonly<Record<string, FixturePreset>> = {
+  "layer-2b4t-i2s": {
+    ...PRESETS["bench-i2s"]!,
+    name: "layer-2b4t-i2s",
+    dims: { ...BENCH_DIMS, nLayer: 1 },
+    description: "one layer of the 2B-4T shape, I2_S",
+  },
+};
+
 export async function fixture(name: string): Promise<string> {
   const file = path.join(tmp, `${name}.gguf`);
   if (!fs.existsSync(file)) {
-    const preset = PRESETS[name];
+    const preset = PRESETS[name] ?? TEST_PRESETS[name];
     if (preset === undefined) {
       throw new Error(`unknown fixture ${name}`);
     }
