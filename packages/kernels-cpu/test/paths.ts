@@ -20,14 +20,16 @@ export function availablePaths(): string[] {
   return loadBinding().availablePaths();
 }
 
-/** Lower-case CPU flags as the OS reports them (Linux /proc/cpuinfo; empty elsewhere). */
-function cpuFlags(): ReadonlySet<string> {
+/** Lower-case CPU flags as the OS reports them in /proc/cpuinfo; undefined where unreadable (not Linux). */
+export function cpuFlags(): ReadonlySet<string> | undefined {
   try {
     const text = fs.readFileSync("/proc/cpuinfo", "utf8");
-    const line = /^(?:flags|Features)\s*:(.*)$/m.exec(text)?.[1] ?? "";
-    return new Set(line.trim().toLowerCase().split(/\s+/).filter(Boolean));
+    const line = /^(?:flags|Features)\s*:(.*)$/m.exec(text)?.[1];
+    return line === undefined
+      ? undefined
+      : new Set(line.trim().toLowerCase().split(/\s+/).filter(Boolean));
   } catch {
-    return new Set();
+    return undefined;
   }
 }
 
@@ -39,10 +41,13 @@ const ARM = process.arch === "arm64" || process.arch === "arm";
  */
 export function cpuLacks(
   path: string,
-  flags: ReadonlySet<string> = cpuFlags(),
+  flags: ReadonlySet<string> | undefined = cpuFlags(),
 ): string | undefined {
   const x86 = process.arch === "x64" || process.arch === "ia32";
   const lacking = (features: readonly [flag: string, name: string][]): string | undefined => {
+    if (flags === undefined) {
+      return undefined; // unknown: not the CPU's fault as far as we can tell
+    }
     const missing = features.filter(([flag]) => !flags.has(flag)).map(([, name]) => name);
     return missing.length === 0 ? undefined : `this CPU lacks ${missing.join(", ")}`;
   };
@@ -97,9 +102,12 @@ export function pathSkipReason(path: string): string | undefined {
   if (cpu !== undefined) {
     return cpu;
   }
+  if (cpuFlags() === undefined) {
+    return `the addon does not offer it here (CPU flags are not readable on ${process.platform})`;
+  }
   return path === "amx"
     ? "the OS does not grant this process the AMX tile state"
-    : `the addon does not offer it although the CPU has the features`;
+    : "the addon does not offer it although this CPU has the features";
 }
 
 /** `path`, followed by " (skipped: reason)" when this machine cannot run it. */
