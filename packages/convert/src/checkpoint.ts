@@ -1,7 +1,7 @@
 /**
  * A BitNet checkpoint folder: its config, its weights (safetensors, possibly sharded) and which
  * of the supported layouts they are in, with every projection turned into ternary values and a
- * per-tensor scale exactly as the reference converters do (shared/spec/hf-checkpoint.md).
+ * per-tensor scale exactly as the reference converters do (docs/formats.md, Hugging Face checkpoints).
  */
 import { bf16ToF32, decodeBf16, decodeF16, decodeF32, f16ToF32 } from "@bitnet-ts/quantization";
 import {

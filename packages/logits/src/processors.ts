@@ -1,6 +1,6 @@
 /**
  * The logits processors of llama.cpp's sampler chain (llama-sampling.cpp of the bitnet.cpp fork;
- * formulas in shared/spec/sampling.md §1.1), each operating on a Candidates list.
+ * formulas in docs/sampling.md), each operating on a Candidates list.
  */
 import type { Candidates } from "./candidates";
 
