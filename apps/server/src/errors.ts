@@ -58,3 +58,18 @@ export function badRequest(
 ): ApiError {
   return new ApiError(400, "invalid_request_error", message, { param, code });
 }
+
+/** 503 while the server stops (new requests and anything still queued). */
+export function shuttingDown(): ApiError {
+  return new ApiError(503, "unavailable_error", "the server is shutting down", {
+    code: "shutting_down",
+  });
+}
+
+/** 503 until the model is loaded; clients retry after a second. */
+export function loadingModel(): ApiError {
+  return new ApiError(503, "unavailable_error", "Loading model", {
+    code: "loading",
+    headers: { "retry-after": "1" },
+  });
+}

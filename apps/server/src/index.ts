@@ -1,3 +1,3 @@
-export { Admission } from "./admission";
+export { Admission, type AdmissionOptions, type KvCapacity } from "./admission";
 export { ApiError, type ApiErrorType } from "./errors";
 export { type BitnetServer, type ServerOptions, startServer } from "./server";

@@ -15,6 +15,8 @@ export function createMetrics(gauges: {
   busy: () => number;
   sequences: () => number;
   slots: number;
+  /** KV cache bytes: reserved by admitted requests, the model's budget, held now (0 until loaded). */
+  kv: () => { reserved: number; budget: number; used: number };
 }): ServerMetrics {
   const registry = new Registry();
   const requests = new Counter({
@@ -47,7 +49,7 @@ export function createMetrics(gauges: {
   });
   new Gauge({
     name: "bitnet_queue_depth",
-    help: "Requests waiting for a slot",
+    help: "Requests waiting for admission (a slot or KV cache room)",
     registers: [registry],
     collect() {
       this.set(gauges.queued());
@@ -63,7 +65,7 @@ export function createMetrics(gauges: {
   });
   new Gauge({
     name: "bitnet_slots",
-    help: "Requests that may generate at once (--parallel)",
+    help: "Requests that may generate at once at most (--parallel)",
     registers: [registry],
     collect() {
       this.set(gauges.slots);
@@ -75,6 +77,30 @@ export function createMetrics(gauges: {
     registers: [registry],
     collect() {
       this.set(gauges.sequences());
+    },
+  });
+  new Gauge({
+    name: "bitnet_kv_reserved_bytes",
+    help: "KV cache bytes reserved by admitted requests (min(prompt + max_tokens, context) tokens each)",
+    registers: [registry],
+    collect() {
+      this.set(gauges.kv().reserved);
+    },
+  });
+  new Gauge({
+    name: "bitnet_kv_budget_bytes",
+    help: "KV cache bytes the model may use in all (admission keeps reservations within it)",
+    registers: [registry],
+    collect() {
+      this.set(gauges.kv().budget);
+    },
+  });
+  new Gauge({
+    name: "bitnet_kv_used_bytes",
+    help: "KV cache bytes the live sequences hold now",
+    registers: [registry],
+    collect() {
+      this.set(gauges.kv().used);
     },
   });
   return { registry, requests, promptTokens, generatedTokens, timeToFirstToken, timePerToken };

@@ -1,0 +1,117 @@
+/**
+ * The server's life. It listens before the model is loaded: /health and every route that needs
+ * the model answer 503 "Loading model" until the load finishes. close() stops accepting, lets
+ * in-flight generations finish within a grace period, cancels the rest, then frees the model.
+ */
+import type { BackendOptions } from "@bitnet-ts/engine-core";
+import { TextGenerator } from "@bitnet-ts/generation";
+import type { FastifyInstance } from "fastify";
+import type { Admission } from "./admission";
+import { ApiError, loadingModel, shuttingDown } from "./errors";
+import type { ServerOptions } from "./options";
+
+export class Lifecycle {
+  #generator: TextGenerator | undefined;
+  #closing = false;
+  #ready: Promise<void> = Promise.resolve();
+  readonly #inflight = new Set<AbortController>();
+
+  /** The model once loaded. */
+  get generator(): TextGenerator | undefined {
+    return this.#generator;
+  }
+
+  /** Resolves when the model is loaded; rejects if loading failed. */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** The loaded model, or the 503 a request gets while loading or shutting down. */
+  loaded(): TextGenerator {
+    if (this.#closing) {
+      throw shuttingDown();
+    }
+    if (this.#generator === undefined) {
+      throw loadingModel();
+    }
+    return this.#generator;
+  }
+
+  /** Why /health is not ok ("Loading model", "Shutting down"), or undefined while serving. */
+  unavailable(): string | undefined {
+    if (this.#closing) {
+      return "Shutting down";
+    }
+    return this.#generator === undefined ? "Loading model" : undefined;
+  }
+
+  /** Starts loading; requests are served once it resolves. */
+  load(load: () => Promise<TextGenerator>): Promise<void> {
+    this.#ready = load().then((generator) => {
+      this.#generator = generator;
+    });
+    return this.#ready;
+  }
+
+  /** Tracks a running generation so close() can cancel it; returns the function that untracks it. */
+  track(abort: AbortController): () => void {
+    this.#inflight.add(abort);
+    return () => this.#inflight.delete(abort);
+  }
+
+  /** Stops accepting, waits up to `graceMs` for in-flight responses, cancels the rest, frees the model. */
+  async close(app: FastifyInstance, admission: Admission, graceMs: number): Promise<void> {
+    if (this.#closing) {
+      return;
+    }
+    this.#closing = true;
+    admission.close();
+    const stopped = app.close(); // stops accepting; resolves when in-flight responses end
+    const timer = setTimeout(() => {
+      for (const a of this.#inflight) {
+        a.abort(new ApiError(503, "unavailable_error", "the server is shutting down"));
+      }
+    }, graceMs);
+    try {
+      await stopped;
+    } finally {
+      clearTimeout(timer);
+      await this.#ready.catch(() => {});
+      await this.#generator?.dispose();
+    }
+  }
+}
+
+/** The per-backend options of a server: `threads` fills in the CPU backend's thread count. */
+function backendOptionsOf(options: ServerOptions): BackendOptions | undefined {
+  if (options.threads === undefined) {
+    return options.backendOptions;
+  }
+  return {
+    ...options.backendOptions,
+    cpu: { threads: options.threads, ...options.backendOptions?.["cpu"] },
+  };
+}
+
+/** Loads the model and its tokenizer as the server's options say, logging how it went. */
+export async function loadGenerator(
+  options: ServerOptions,
+  describe: { alias: string; parallel: number },
+  log: (line: string) => void,
+): Promise<TextGenerator> {
+  const started = performance.now();
+  const backendOptions = backendOptionsOf(options);
+  const generator = await TextGenerator.load(options.model, {
+    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
+    ...(backendOptions === undefined ? {} : { backendOptions }),
+    onLog: log,
+  });
+  const model = generator.model;
+  const capacity = model.capacity();
+  const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
+  log(
+    `model ${describe.alias} loaded in ${(performance.now() - started).toFixed(0)} ms on the ${model.backendName} backend; up to ${describe.parallel} requests at once, context ${model.contextLength}, KV budget ${mib(capacity.kvBudgetBytes)} MiB (${Math.floor(capacity.kvBudgetBytes / capacity.kvBytesPerToken)} tokens)`,
+  );
+  return generator;
+}

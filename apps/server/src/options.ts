@@ -1,0 +1,43 @@
+/** What startServer takes and returns. */
+import type { BackendName, BackendOptions } from "@bitnet-ts/engine-core";
+import type { FastifyInstance } from "fastify";
+
+export interface ServerOptions {
+  /** GGUF model to serve. */
+  readonly model: string;
+  /** Name reported in /v1/models and responses (default: the file name without .gguf). */
+  readonly alias?: string;
+  readonly host?: string;
+  readonly port?: number;
+  /**
+   * Requests that generate at once at most, batched together (default 4). Fewer run when their
+   * KV cache would not fit the model's budget (see admission.ts).
+   */
+  readonly parallel?: number;
+  /** Requests that may wait for admission before new ones get 503 (default 64). */
+  readonly maxQueue?: number;
+  readonly contextLength?: number;
+  /** Threads of the CPU backend (shorthand for `backendOptions.cpu.threads`). */
+  readonly threads?: number;
+  /** A backend name: "auto" (default), "cpu", "reference", or any registered backend. */
+  readonly backend?: BackendName;
+  /** Options per backend, e.g. `{ cpu: { mmap: false } }`. */
+  readonly backendOptions?: BackendOptions;
+  /** Accepted API keys (Authorization: Bearer KEY or X-Api-Key); none = no authentication. */
+  readonly apiKeys?: readonly string[];
+  /** Longest a request may generate, in seconds (default 600); then it ends with finish_reason "length". */
+  readonly timeoutSeconds?: number;
+  /** Largest request body in bytes (default 1 MiB). */
+  readonly bodyLimit?: number;
+  readonly onLog?: (line: string) => void;
+}
+
+export interface BitnetServer {
+  readonly app: FastifyInstance;
+  /** http://host:port once listening. */
+  readonly url: string;
+  /** Resolves when the model is loaded and /health says ok; rejects if loading failed. */
+  readonly ready: Promise<void>;
+  /** Stops accepting, finishes in-flight requests within `graceMs` (default 10 s), cancels the rest. */
+  close(options?: { graceMs?: number }): Promise<void>;
+}

@@ -1,0 +1,121 @@
+/**
+ * POST /v1/chat/completions and /v1/completions: build the job, wait for admission, generate
+ * (batched with every other running request), answer whole or as a stream. A client that
+ * disconnects cancels its generation at once; admission ends when the generation does.
+ */
+import type { Generation, GenerationResult, TextGenerator } from "@bitnet-ts/generation";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ServerContext } from "../context";
+import { ApiError } from "../errors";
+import { chatJob, completionJob, type Job } from "../openai";
+import { completionResponse, responseBase } from "../responses";
+import { parseChat, parseCompletion } from "../schemas";
+import { streamGeneration } from "../sse";
+
+interface Started {
+  readonly generation: Generation;
+  readonly abort: AbortController;
+  /** Ends the request's admission and tracking (call once the generation is over). */
+  readonly done: () => void;
+}
+
+/** Admits the job and starts generating; the caller must call `done` when finished. */
+async function begin(
+  ctx: ServerContext,
+  job: Job,
+  g: TextGenerator,
+  reply: FastifyReply,
+): Promise<Started> {
+  const abort = new AbortController();
+  // The response closing before it finished means the client went away: cancel at once
+  // (the generation frees its sequence and KV cache when it stops).
+  const raw = reply.raw;
+  const onClose = (): void => {
+    if (!raw.writableFinished) {
+      abort.abort(new ApiError(499, "invalid_request_error", "client closed the connection"));
+    }
+  };
+  raw.once("close", onClose);
+  const tokens = job.promptTokens.length + job.options.maxTokens;
+  const release = await ctx.admission.acquire(tokens, abort.signal).catch((error: unknown) => {
+    raw.off("close", onClose);
+    throw error;
+  });
+  const untrack = ctx.lifecycle.track(abort);
+  const done = (): void => {
+    untrack();
+    raw.off("close", onClose);
+    release();
+  };
+  const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(ctx.timeoutMs)]);
+  let generation: Generation;
+  try {
+    generation = g.generate(job.promptTokens, { ...job.options, signal });
+  } catch (error) {
+    done();
+    throw error;
+  }
+  ctx.metrics.promptTokens.inc(job.promptTokens.length);
+  return { generation, done, abort };
+}
+
+function record(ctx: ServerContext, result: GenerationResult): void {
+  ctx.metrics.generatedTokens.inc(result.tokens.length);
+  if (result.tokens.length > 0) {
+    // Generation starts right after admission: its prompt time is the time to first token.
+    ctx.metrics.timeToFirstToken.observe(result.timings.promptMs / 1000);
+    if (result.tokens.length > 1) {
+      ctx.metrics.timePerToken.observe(
+        result.timings.generationMs / (result.tokens.length - 1) / 1000,
+      );
+    }
+  }
+}
+
+async function handle(
+  ctx: ServerContext,
+  job: Job,
+  g: TextGenerator,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<unknown> {
+  const { generation, done, abort } = await begin(ctx, job, g, reply);
+  const base = responseBase(job, ctx.alias);
+  if (job.body.stream !== true) {
+    try {
+      const result = await generation.result;
+      record(ctx, result);
+      return completionResponse(job, base, result);
+    } finally {
+      done();
+    }
+  }
+  try {
+    const { outcome, error } = await streamGeneration(reply, job, base, generation, {
+      aborted: () => abort.signal.aborted,
+      onResult: (result) => record(ctx, result),
+    });
+    // A hijacked reply skips fastify's onResponse hook: count the request here.
+    ctx.metrics.requests.inc({ route: request.routeOptions.url ?? "unknown", status: outcome });
+    if (error !== undefined) {
+      ctx.log(`generation failed: ${(error as Error).stack ?? error}`);
+    }
+  } finally {
+    done();
+  }
+  return reply; // hijacked: the response was written
+}
+
+export function registerGenerationRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.post("/v1/chat/completions", async (request, reply) => {
+    const body = parseChat(request.body);
+    const g = ctx.lifecycle.loaded();
+    return handle(ctx, chatJob(body, g), g, request, reply);
+  });
+
+  app.post("/v1/completions", async (request, reply) => {
+    const body = parseCompletion(request.body);
+    const g = ctx.lifecycle.loaded();
+    return handle(ctx, completionJob(body, g), g, request, reply);
+  });
+}
