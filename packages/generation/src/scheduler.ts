@@ -121,6 +121,10 @@ export class Scheduler {
           }
           continue;
         }
+        // Let the event loop run between steps (I/O, timers, new requests): a backend whose
+        // step settles without a macrotask (the reference backend) would otherwise hold it for
+        // the whole generation.
+        await new Promise((resolve) => setImmediate(resolve));
         this.steps++;
         const tokens = runs.reduce((n, r) => n + r.tokens.length, 0);
         this.evaluatedTokens += tokens;
