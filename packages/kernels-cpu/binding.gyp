@@ -4,7 +4,8 @@
       "target_name": "bitnet_kernels_cpu",
       "sources": [
         "native/addon.cc",
-        "native/model.cc",
+        "native/model_load.cc",
+        "native/model_step.cc",
         "native/kernels_scalar.cc",
         "native/kernels_avx2.cc",
         "native/kernels_avx512.cc",
@@ -13,7 +14,7 @@
         "native/bandwidth.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-maybe-uninitialized"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++14"],
       "xcode_settings": {

@@ -1,12 +1,11 @@
 // ---------------------------------------------------------------------------------------------
 // N-API glue (node-addon-api). The whole surface is declared in src/binding.ts. Bulk data
-// crosses only as typed arrays; a step is one AsyncWorker (the event loop stays free) that runs
-// every op of every layer on the model's own thread pool.
+// crosses only as typed arrays; loading a model is one AsyncProgressQueueWorker and a step one
+// AsyncWorker (the event loop stays free), each running on the model's own thread pool.
 // ---------------------------------------------------------------------------------------------
 #include <napi.h>
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,14 +18,116 @@
 #include <vector>
 
 #include "model.h"
+#include "platform.h"
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 namespace {
+
+// After a failed load: hand the freed repack buffers back to the OS. glibc keeps memory freed
+// on a worker thread in that thread's arena (a failed bench-tq1 load otherwise leaves ~1.7 GB
+// resident); other allocators return large blocks themselves.
+void return_freed_memory() {
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
+}
 
 using bitnet::Model;
 using bitnet::ModelConfig;
 
-int64_t GetInt(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().Int64Value(); }
-double GetNum(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
+// Typed reads of option objects: a wrong or missing field throws a TypeError that names it.
+Napi::Value GetField(const Napi::Object& o, const char* key, napi_valuetype type, const std::string& where) {
+  const Napi::Value v = o.Get(key);
+  if (v.Type() != type) {
+    const char* want = type == napi_number ? "a number" : type == napi_string ? "a string" : type == napi_boolean ? "a boolean" : "an object";
+    throw Napi::TypeError::New(o.Env(), where + "." + key + " must be " + want);
+  }
+  return v;
+}
+int64_t GetInt(const Napi::Object& o, const char* key, const std::string& where = "options") {
+  return GetField(o, key, napi_number, where).As<Napi::Number>().Int64Value();
+}
+double GetNum(const Napi::Object& o, const char* key, const std::string& where = "options") {
+  return GetField(o, key, napi_number, where).As<Napi::Number>().DoubleValue();
+}
+std::string GetStr(const Napi::Object& o, const char* key, const std::string& where = "options") {
+  return GetField(o, key, napi_string, where).As<Napi::String>().Utf8Value();
+}
+bool GetBool(const Napi::Object& o, const char* key, const std::string& where = "options") {
+  return GetField(o, key, napi_boolean, where).As<Napi::Boolean>().Value();
+}
+Napi::Array GetArray(const Napi::Object& o, const char* key, const std::string& where) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), where + "." + key + " must be an array");
+  return v.As<Napi::Array>();
+}
+Napi::Object GetItem(const Napi::Array& a, uint32_t i, const std::string& where) {
+  const Napi::Value v = a.Get(i);
+  if (!v.IsObject()) throw Napi::TypeError::New(a.Env(), where + "[" + std::to_string(i) + "] must be an object");
+  return v.As<Napi::Object>();
+}
+
+// NativeModelConfig (src/binding.ts) → ModelConfig, on the JS thread (nothing of it is read later).
+ModelConfig ParseConfig(const Napi::Object& c) {
+  const std::string where = "config";
+  ModelConfig cfg;
+  cfg.path = GetStr(c, "path", where);
+  cfg.n_embd = GetInt(c, "nEmbd", where);
+  cfg.n_layer = GetInt(c, "nLayer", where);
+  cfg.n_ff = GetInt(c, "nFf", where);
+  cfg.n_head = GetInt(c, "nHead", where);
+  cfg.n_head_kv = GetInt(c, "nHeadKv", where);
+  cfg.head_dim = GetInt(c, "headDim", where);
+  cfg.n_rot = GetInt(c, "nRot", where);
+  cfg.vocab = GetInt(c, "vocabSize", where);
+  cfg.context = GetInt(c, "contextLength", where);
+  cfg.rope_base = (float)GetNum(c, "ropeFreqBase", where);
+  cfg.eps = (float)GetNum(c, "rmsEps", where);
+  cfg.threads = (int)GetInt(c, "threads", where);
+  cfg.max_batch = (int)GetInt(c, "maxBatch", where);
+  cfg.kernel_path = GetStr(c, "kernelPath", where);
+  cfg.head_q8_0 = GetBool(c, "headQ8_0", where);
+  cfg.use_mmap = GetBool(c, "mmap", where);
+  const Napi::Array tensors = GetArray(c, "tensors", where);
+  for (uint32_t i = 0; i < tensors.Length(); i++) {
+    const std::string at = where + ".tensors[" + std::to_string(i) + "]";
+    const Napi::Object t = GetItem(tensors, i, where + ".tensors");
+    cfg.tensors.push_back({GetStr(t, "name", at), (int32_t)GetInt(t, "type", at), GetInt(t, "ne0", at), GetInt(t, "ne1", at),
+                           (uint64_t)GetInt(t, "offset", at), (uint64_t)GetInt(t, "bytes", at)});
+  }
+  const Napi::Array ops = GetArray(c, "ops", where);
+  for (uint32_t i = 0; i < ops.Length(); i++) {
+    const std::string at = where + ".ops[" + std::to_string(i) + "]";
+    const Napi::Object o = GetItem(ops, i, where + ".ops");
+    bitnet::OpSpec op;
+    op.kind = (int32_t)GetInt(o, "kind", at);
+    op.in0 = (int32_t)GetInt(o, "in0", at);
+    op.in1 = (int32_t)GetInt(o, "in1", at);
+    op.in2 = (int32_t)GetInt(o, "in2", at);
+    op.out = (int32_t)GetInt(o, "out", at);
+    op.weight = (int32_t)GetInt(o, "weight", at);
+    op.scale = (int32_t)GetInt(o, "scale", at);
+    op.heads = (int32_t)GetInt(o, "heads", at);
+    op.layer = (int32_t)GetInt(o, "layer", at);
+    op.act = (int32_t)GetInt(o, "act", at);
+    cfg.ops.push_back(op);
+  }
+  const Napi::Array widths = GetArray(c, "bufferWidths", where);
+  for (uint32_t i = 0; i < widths.Length(); i++) {
+    const Napi::Value w = widths.Get(i);
+    if (!w.IsNumber()) throw Napi::TypeError::New(c.Env(), where + ".bufferWidths[" + std::to_string(i) + "] must be a number");
+    cfg.buffer_widths.push_back(w.As<Napi::Number>().Int64Value());
+  }
+  return cfg;
+}
+
+// Per-addon-instance state (one per Node environment: main thread, each worker thread).
+struct AddonData {
+  Napi::FunctionReference model_class;  // NativeModel's constructor, for the load worker
+};
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
@@ -42,56 +143,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
+  // Internal: the load worker passes the model it built (an External holding its unique_ptr).
+  // JavaScript cannot make an External, so `new` from JS always throws: use loadModel().
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
-    Napi::Env env = info.Env();
-    const Napi::Object c = info[0].As<Napi::Object>();
-    ModelConfig cfg;
-    cfg.path = c.Get("path").As<Napi::String>().Utf8Value();
-    cfg.n_embd = GetInt(c, "nEmbd");
-    cfg.n_layer = GetInt(c, "nLayer");
-    cfg.n_ff = GetInt(c, "nFf");
-    cfg.n_head = GetInt(c, "nHead");
-    cfg.n_head_kv = GetInt(c, "nHeadKv");
-    cfg.head_dim = GetInt(c, "headDim");
-    cfg.n_rot = GetInt(c, "nRot");
-    cfg.vocab = GetInt(c, "vocabSize");
-    cfg.context = GetInt(c, "contextLength");
-    cfg.rope_base = (float)GetNum(c, "ropeFreqBase");
-    cfg.eps = (float)GetNum(c, "rmsEps");
-    cfg.threads = (int)GetInt(c, "threads");
-    cfg.max_batch = (int)GetInt(c, "maxBatch");
-    cfg.kernel_path = c.Get("kernelPath").As<Napi::String>().Utf8Value();
-    cfg.head_q8_0 = c.Get("headQ8_0").As<Napi::Boolean>().Value();
-    cfg.use_mmap = c.Get("mmap").As<Napi::Boolean>().Value();
-    const Napi::Array tensors = c.Get("tensors").As<Napi::Array>();
-    for (uint32_t i = 0; i < tensors.Length(); i++) {
-      const Napi::Object t = tensors.Get(i).As<Napi::Object>();
-      cfg.tensors.push_back({t.Get("name").As<Napi::String>().Utf8Value(), (int32_t)GetInt(t, "type"), GetInt(t, "ne0"),
-                             GetInt(t, "ne1"), (uint64_t)GetInt(t, "offset"), (uint64_t)GetInt(t, "bytes")});
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw Napi::TypeError::New(info.Env(), "NativeModel cannot be constructed directly: use binding.loadModel(config)");
     }
-    const Napi::Array ops = c.Get("ops").As<Napi::Array>();
-    for (uint32_t i = 0; i < ops.Length(); i++) {
-      const Napi::Object o = ops.Get(i).As<Napi::Object>();
-      bitnet::OpSpec op;
-      op.kind = (int32_t)GetInt(o, "kind");
-      op.in0 = (int32_t)GetInt(o, "in0");
-      op.in1 = (int32_t)GetInt(o, "in1");
-      op.in2 = (int32_t)GetInt(o, "in2");
-      op.out = (int32_t)GetInt(o, "out");
-      op.weight = (int32_t)GetInt(o, "weight");
-      op.scale = (int32_t)GetInt(o, "scale");
-      op.heads = (int32_t)GetInt(o, "heads");
-      op.layer = (int32_t)GetInt(o, "layer");
-      op.act = (int32_t)GetInt(o, "act");
-      cfg.ops.push_back(op);
-    }
-    const Napi::Array widths = c.Get("bufferWidths").As<Napi::Array>();
-    for (uint32_t i = 0; i < widths.Length(); i++) cfg.buffer_widths.push_back(widths.Get(i).As<Napi::Number>().Int64Value());
-    try {
-      model_ = std::make_unique<Model>(std::move(cfg));
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
-    }
+    model_ = std::move(*info[0].As<Napi::External<std::unique_ptr<Model>>>().Data());
   }
 
   Model* model() { return model_.get(); }
@@ -141,6 +199,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       out.Set("hugeMappedBytes", (double)model_->huge_mapped_bytes());
       out.Set("loadedBytes", (double)model_->loaded_bytes());
       out.Set("repackedBytes", (double)model_->repacked_bytes());
+      out.Set("kvBytesPerToken", (double)model_->kv_bytes_per_token());
+      out.Set("kvAllocatedBytes", (double)model_->kv_allocated_bytes());
+      out.Set("scratchBytes", (double)model_->scratch_bytes());
       Napi::Object times = Napi::Object::New(info.Env());
       for (const auto& [k, v] : model_->op_times()) times.Set(k, Napi::Number::New(info.Env(), (double)v / 1e6));
       out.Set("opMilliseconds", times);
@@ -235,6 +296,115 @@ Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// One progress report of a load: a phase name (a string literal) and bytes done of total.
+struct LoadEvent {
+  const char* phase;
+  uint64_t done, total;
+};
+
+// loadModel(config, onProgress?): builds the Model on a libuv worker thread (mapping and
+// prefaulting or reading the file, repacking) and resolves with a NativeModel. Progress events
+// travel through the worker's thread-safe queue, all delivered before the promise settles. The
+// worker owns everything until then: the config was copied to C++ up front, the promise and the
+// callback are held by persistent references, so neither garbage collection nor an exiting
+// process frees what the load thread uses (Node waits for the running work before it tears an
+// environment down). A failed load has freed everything before it rejects.
+class LoadWorker : public Napi::AsyncProgressQueueWorker<LoadEvent> {
+ public:
+  LoadWorker(Napi::Env env, ModelConfig config, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<LoadEvent>(env, "bitnet.loadModel"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        config_(std::move(config)),
+        reports_(!on_progress.IsEmpty()) {
+    if (reports_) on_progress_ = Napi::Persistent(on_progress);
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    bitnet::LoadProgress report;
+    if (reports_) {
+      report = [&progress](const char* phase, uint64_t done, uint64_t total) {
+        const LoadEvent event{phase, done, total};
+        progress.Send(&event, 1);
+      };
+    }
+    try {
+      model_ = std::make_unique<Model>(std::move(config_), report);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+      return_freed_memory();
+    }
+  }
+  ~LoadWorker() override {
+    if (model_) {  // built, but the progress callback threw or the environment is going away
+      model_.reset();
+      return_freed_memory();
+    }
+  }
+
+  void OnProgress(const LoadEvent* events, size_t count) override {
+    if (!reports_ || !callback_error_.IsEmpty()) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    for (size_t i = 0; i < count; i++) {
+      try {
+        on_progress_.Call({Napi::String::New(env, events[i].phase), Napi::Number::New(env, (double)events[i].done),
+                           Napi::Number::New(env, (double)events[i].total)});
+      } catch (const Napi::Error& e) {
+        // A throwing callback fails the load (with its error) once the model is built, and is
+        // not called again.
+        callback_error_ = Napi::Persistent(e.Value());
+        return;
+      }
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!callback_error_.IsEmpty()) {
+      deferred_.Reject(callback_error_.Value());  // the model is freed with this worker
+      return;
+    }
+    try {
+      AddonData* data = env.GetInstanceData<AddonData>();
+      deferred_.Resolve(data->model_class.New({Napi::External<std::unique_ptr<Model>>::New(env, &model_)}));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  ModelConfig config_;
+  const bool reports_;
+  Napi::FunctionReference on_progress_;
+  Napi::ObjectReference callback_error_;
+  std::unique_ptr<Model> model_;  // moved into the NativeModel on success; freed here otherwise
+};
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "loadModel expects a config object");
+    Napi::Function on_progress;
+    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+      if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "loadModel: onProgress must be a function");
+      on_progress = info[1].As<Napi::Function>();
+    }
+    auto* worker = new LoadWorker(env, ParseConfig(info[0].As<Napi::Object>()), on_progress);
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  } catch (const Napi::Error& e) {
+    // A bad config rejects too: every failure of loadModel arrives the same way.
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
+}
+
 // measureBandwidth({ path?, offset, bytes, threads, reps, kernelPath }): read bandwidth of a region
 // of a file mapped read-only (as the model's weights are by default) or, without a path, of
 // anonymous huge-page memory (as with mmap: false). Resolves to one GB/s figure per repetition.
@@ -243,10 +413,10 @@ class BandwidthWorker : public Napi::AsyncWorker {
   BandwidthWorker(Napi::Env env, const Napi::Object& o)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {
     if (o.Has("path") && o.Get("path").IsString()) path_ = o.Get("path").As<Napi::String>().Utf8Value();
-    offset_ = o.Has("offset") ? GetInt(o, "offset") : 0;
-    bytes_ = GetInt(o, "bytes");
-    threads_ = (int)GetInt(o, "threads");
-    reps_ = (int)GetInt(o, "reps");
+    offset_ = o.Has("offset") ? GetInt(o, "offset", "probe") : 0;
+    bytes_ = GetInt(o, "bytes", "probe");
+    threads_ = (int)GetInt(o, "threads", "probe");
+    reps_ = (int)GetInt(o, "reps", "probe");
     kernel_path_ = o.Has("kernelPath") ? o.Get("kernelPath").As<Napi::String>().Utf8Value() : "auto";
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -259,9 +429,9 @@ class BandwidthWorker : public Napi::AsyncWorker {
     if (path_.empty()) {
       const size_t huge = 2u << 20;
       const size_t size = ((size_t)bytes + huge - 1) / huge * huge;
-      uint8_t* p = (uint8_t*)std::aligned_alloc(huge, size);
+      uint8_t* p = bitnet::alloc_aligned(huge, size);
       if (p == nullptr) return SetError("could not allocate " + std::to_string(size) + " bytes");
-      ::madvise(p, size, MADV_HUGEPAGE);
+      bitnet::advise_huge_pages(p, size);
       for (size_t i = 0; i < size; i += 4096) p[i] = (uint8_t)i;  // touch every page
       std::memset(p, 1, size);
       rates_ = bitnet::measure_read_bandwidth(*k, p, bytes, threads_, reps_);
@@ -276,7 +446,7 @@ class BandwidthWorker : public Napi::AsyncWorker {
       return SetError("the region is outside " + path_);
     }
     // Mapped exactly as the model loader maps weights, so the bound matches what steps read.
-    const int64_t page = ::sysconf(_SC_PAGESIZE);
+    const int64_t page = (int64_t)bitnet::page_size();
     const int64_t start = offset_ / page * page;
     bitnet::FileMap map;
     const std::string failure = bitnet::map_file(fd, (uint64_t)start, (size_t)(offset_ + bytes - start), map);
@@ -320,10 +490,13 @@ Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
-  exports.Set("NativeModel", NativeModel::Init(env));
+  auto* data = new AddonData();
+  data->model_class = Napi::Persistent(NativeModel::Init(env));
+  env.SetInstanceData(data);  // deleted with the environment
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
   exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
-  exports.Set("abiVersion", Napi::Number::New(env, 4));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 5));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -16,13 +16,19 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 
-#ifndef MADV_POPULATE_READ
+#include "platform.h"
+
+// Linux ≥ 5.14 faults a range in with one call; older headers lack the name. Elsewhere pages
+// are touched one by one.
+#if defined(__linux__) && !defined(MADV_POPULATE_READ)
 #define MADV_POPULATE_READ 22
 #endif
 
@@ -37,12 +43,22 @@ struct FileMap {
 
 constexpr uint64_t kHugePage = 2u << 20;
 
+// Bytes faulted in per call while prefaulting (a multiple of 2 MiB), so progress can be reported.
+constexpr size_t kPrefaultChunk = 32u << 20;
+
 // Maps [start, start + length) of fd read-only and faults every page in now, so no step pays
-// page faults. `start` must be a multiple of the page size. Returns an errno-style message on
-// failure ("" on success).
-inline std::string map_file(int fd, uint64_t start, size_t length, FileMap& out) {
+// page faults. `start` must be a multiple of the page size. `on_prefault`, when given, is called
+// with 0 once mapped, then with the bytes faulted in after each chunk. Returns an errno-style message on failure ("" on
+// success).
+inline std::string map_file(int fd, uint64_t start, size_t length, FileMap& out,
+                            const std::function<void(uint64_t bytes)>& on_prefault = {}) {
   const size_t reserve_size = length + kHugePage;
-  void* r = ::mmap(nullptr, reserve_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#ifdef MAP_NORESERVE
+  const int reserve_flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+#else
+  const int reserve_flags = MAP_PRIVATE | MAP_ANONYMOUS;  // e.g. FreeBSD: PROT_NONE reserves no swap anyway
+#endif
+  void* r = ::mmap(nullptr, reserve_size, PROT_NONE, reserve_flags, -1, 0);
   if (r == MAP_FAILED) return std::strerror(errno);
   const uint64_t base = (uint64_t)r;
   // The first address ≥ base that is ≡ start (mod 2 MiB).
@@ -54,13 +70,28 @@ inline std::string map_file(int fd, uint64_t start, size_t length, FileMap& out)
     ::munmap(r, reserve_size);
     return why;
   }
-  ::madvise(m, length, MADV_HUGEPAGE);
-  if (::madvise(m, length, MADV_POPULATE_READ) != 0) {
-    // Kernels before 5.14: touch every page instead.
-    const long page = ::sysconf(_SC_PAGESIZE);
-    volatile uint8_t sink = 0;
-    for (size_t i = 0; i < length; i += (size_t)page) sink = sink + ((const uint8_t*)m)[i];
-    (void)sink;
+  advise_huge_pages(m, length);
+  if (on_prefault) on_prefault(0);  // mapped; faulting in starts
+  // Chunks end on 2 MiB boundaries of the address, so each huge folio is faulted by one call.
+  const uint64_t at = (uint64_t)m;
+  bool populate = true;
+  for (size_t done = 0; done < length;) {
+    const size_t end = std::min<size_t>(length, (size_t)(((at + done + kPrefaultChunk) & ~(kHugePage - 1)) - at));
+    uint8_t* p = (uint8_t*)m + done;
+#ifdef MADV_POPULATE_READ
+    if (populate && ::madvise(p, end - done, MADV_POPULATE_READ) != 0) populate = false;
+#else
+    populate = false;
+#endif
+    if (!populate) {
+      // Kernels before 5.14, and other systems: touch every page instead.
+      const size_t page = page_size();
+      volatile uint8_t sink = 0;
+      for (size_t i = 0; done + i < end; i += page) sink = sink + p[i];  // p is page-aligned
+      (void)sink;
+    }
+    if (on_prefault) on_prefault(end - done);
+    done = end;
   }
   out.reserve = (uint8_t*)r;
   out.reserve_size = reserve_size;
@@ -77,6 +108,10 @@ inline void unmap_file(FileMap& map) {
 // Bytes of the mapping the kernel maps with 2 MiB entries, from /proc/self/smaps (0 where that
 // cannot be read).
 inline uint64_t pmd_mapped_bytes(const FileMap& map) {
+#ifndef __linux__
+  (void)map;
+  return 0;  // no /proc/self/smaps, and no file THP accounting to read
+#else
   if (map.data == nullptr) return 0;
   FILE* f = std::fopen("/proc/self/smaps", "r");
   if (f == nullptr) return 0;
@@ -94,6 +129,7 @@ inline uint64_t pmd_mapped_bytes(const FileMap& map) {
   }
   std::fclose(f);
   return kb * 1024;
+#endif
 }
 
 }  // namespace bitnet

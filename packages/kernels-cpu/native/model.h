@@ -2,9 +2,15 @@
 // The native model: the GGUF file mapped read-only, the forward graph compiled to an execution
 // plan over reusable buffer slots, per-sequence f16 KV caches, and a thread pool that runs a
 // whole step (all ops of all layers for a batch of tokens) per call.
+//
+// model_load.cc builds it (mapping or reading the file, repacking, validating tensor shapes and
+// types, naming each op's kernel); model_step.cc runs it (buffers, the step, every op, the KV
+// caches). This header is what the two share.
 // ---------------------------------------------------------------------------------------------
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,6 +67,16 @@ struct Tensor {
   float scalar;  // value of [1]-shaped F32 tensors
 };
 
+// Load progress: the phase ("map", "prefault", "read", "repack") and bytes done of total. Called
+// from the loading thread and the pool's workers (one at a time), at most a dozen times a phase.
+using LoadProgress = std::function<void(const char* phase, uint64_t done, uint64_t total)>;
+
+// Shared by loading (the Q8_0 head requantization) and execution (embedding lookup, output head).
+// ggml quantize_row_q8_0_ref for one row of n (a multiple of 32) values.
+void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n);
+// Dequantizes row `row` of an embedding-like table (F32, F16, BF16, Q8_0, Q6_K) into f32.
+void dequant_row(const Tensor& t, int64_t row, float* out);
+
 struct Sequence {
   int64_t length = 0;
   int64_t capacity = 0;
@@ -69,8 +85,12 @@ struct Sequence {
 
 class Model {
  public:
-  explicit Model(ModelConfig config);
+  // Builds the model (the slow part: mapping and prefaulting or reading the file, repacking).
+  // Throws std::runtime_error saying what failed and where; a throw leaves nothing allocated.
+  explicit Model(ModelConfig config, const LoadProgress& progress = {});
   ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   void create_sequence(int32_t id);
   void free_sequence(int32_t id);
@@ -96,8 +116,21 @@ class Model {
   uint64_t loaded_bytes() const { return loaded_size_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }
   int threads() const { return pool_->size(); }
+  // KV cache bytes per token of one sequence: n_layer × (K and V) × n_head_kv × head_dim × f16.
+  uint64_t kv_bytes_per_token() const { return (uint64_t)(cfg_.n_layer * 2 * cfg_.n_head_kv * cfg_.head_dim * 2); }
+  // KV cache bytes allocated for all sequences (their capacities, not their lengths).
+  uint64_t kv_allocated_bytes() const { return kv_allocated_.load(std::memory_order_relaxed); }
+  // Activation buffers, quantization and attention scratch, as allocated now (grows with the
+  // largest step seen).
+  uint64_t scratch_bytes() const { return scratch_bytes_.load(std::memory_order_relaxed); }
 
  private:
+  // model_load.cc
+  void load(const LoadProgress& progress, const char*& stage);
+  void release();
+  // model_step.cc
+  void prepare_execution();
+  void count_scratch();
   void plan_buffers();
   void reserve_batch(int64_t T);
   void run_op(const OpSpec& op, int tid, int nth, int64_t T);
@@ -123,6 +156,9 @@ class Model {
   int64_t max_width_ = 0, max_rows_ = 0;  // widest linear input, most rows of a ternary weight
   int64_t batch_capacity_ = 0;  // tokens the per-token buffers hold now
   std::unordered_map<int32_t, Sequence> seqs_;
+  // Read by info() on the JS thread while a step may grow a cache or a buffer on a worker.
+  std::atomic<uint64_t> kv_allocated_{0};
+  std::atomic<uint64_t> scratch_bytes_{0};
   // Kernel ids (interned) and their call counts; per op the id of its vector-path kernel and of
   // its AMX variant; per op kind the accumulated wall time.
   std::vector<std::string> kernel_names_;

@@ -1,6 +1,7 @@
 /**
  * The whole native surface of the addon, as one TypeScript declaration. Bulk data crosses only
- * as typed arrays; everything slow is a Promise (an AsyncWorker in C++).
+ * as typed arrays; everything slow is a Promise (an AsyncWorker in C++): loading a model, a step,
+ * a bandwidth probe.
  */
 
 /** ggml type ids the native code executes. */
@@ -79,6 +80,7 @@ export interface NativeModelConfig {
   readonly bufferWidths: readonly number[];
 }
 
+/** A loaded model (from `NativeBinding.loadModel`; it cannot be constructed directly). */
 export interface NativeModel {
   createSequence(id: number): void;
   freeSequence(id: number): void;
@@ -111,6 +113,12 @@ export interface NativeModel {
     repackedBytes: number;
     /** Wall time per op kind (worker 0), for profiling. */
     opMilliseconds: Record<string, number>;
+    /** KV cache bytes per token of one sequence: nLayer × 2 (K and V) × nHeadKv × headDim × 2 (f16). */
+    kvBytesPerToken: number;
+    /** KV cache bytes allocated now for all sequences (their capacities, which grow by doubling). */
+    kvAllocatedBytes: number;
+    /** Activation buffers and quantization / attention scratch as allocated now (grow with the largest step). */
+    scratchBytes: number;
   };
   dispose(): void;
 }
@@ -126,8 +134,30 @@ export interface BandwidthProbe {
   readonly kernelPath?: string;
 }
 
+/**
+ * Load phases reported to `loadModel`'s onProgress, each with bytes done of total (a start at 0,
+ * then about every tenth, then the end; a few dozen calls per load in all):
+ * - "map": the file is being mapped read-only (mmap: true);
+ * - "prefault": bytes of the mapping faulted in (read from disk unless cached);
+ * - "read": bytes of tensor data read into memory (mmap: false);
+ * - "repack": bytes of tensors converted for the kernels (TQ1_0 → TQ2_0, BF16 → F32, the Q8_0 head).
+ */
+export type NativeLoadPhase = "map" | "prefault" | "read" | "repack";
+
 export interface NativeBinding {
-  NativeModel: new (config: NativeModelConfig) => NativeModel;
+  /**
+   * Builds the model off the JS thread (mmap/read, repack, prefault); progress in bytes.
+   *
+   * Every progress call arrives before the promise settles (phases: {@link NativeLoadPhase}).
+   * Rejects with an Error that says what failed and where (the file cannot be opened or mapped, a
+   * tensor lies outside it or has too few bytes, a type or shape the kernels cannot run, out of
+   * memory), or with a TypeError naming a malformed config field; a rejected load has freed
+   * everything it allocated. If onProgress throws, the load rejects with that error.
+   */
+  loadModel(
+    config: NativeModelConfig,
+    onProgress?: (phase: string, done: number, total: number) => void,
+  ): Promise<NativeModel>;
   /** Read bandwidth in GB/s, one figure per repetition, streaming as the matvec kernels do. */
   measureBandwidth(probe: BandwidthProbe): Promise<number[]>;
   /** Kernel paths this CPU can run, best last. */

@@ -20,7 +20,7 @@ export class KernelUnavailableError extends BitnetError {
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** The addon ABI this TypeScript expects (bumped with every change to binding.ts). */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 let cached: NativeBinding | undefined;
 

@@ -1,15 +1,11 @@
 // ---------------------------------------------------------------------------------------------
-// Model: mapping, repacking, buffer planning and the per-op execution of a forward step.
+// Model execution: buffer planning, the per-op execution of a forward step, attention over the
+// per-sequence f16 KV caches, and their management. (Loading is model_load.cc.)
 // Op semantics and rounding points mirror packages/engine-core/src/reference/ops.ts ("ggml"
 // numerics); with the scalar kernels a step is bit-exact with the reference backend except for
 // libm transcendental rounding (exp, cos, sin, pow) in rare last-bit cases.
 // ---------------------------------------------------------------------------------------------
 #include "model.h"
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -29,25 +25,6 @@ namespace bitnet {
 constexpr int64_t AMX_MIN_TOKENS_I2S = 8;
 constexpr int64_t AMX_MIN_TOKENS_TQ2 = 4;
 constexpr int64_t AMX_MIN_TOKENS = std::min(AMX_MIN_TOKENS_I2S, AMX_MIN_TOKENS_TQ2);
-
-namespace {
-
-// Decodes one TQ1_0 block into a TQ2_0 block with the same scale (lossless).
-void tq1_to_tq2(const BlockTQ1& in, BlockTQ2& out) {
-  static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
-  int8_t v[256];
-  for (int n = 0; n < 5; n++) {
-    for (int m = 0; m < 32; m++) v[32 * n + m] = (int8_t)((((uint16_t)(uint8_t)(in.qs[m] * pow3[n])) * 3) >> 8);
-    for (int m = 0; m < 16; m++) v[160 + 16 * n + m] = (int8_t)((((uint16_t)(uint8_t)(in.qs[32 + m] * pow3[n])) * 3) >> 8);
-  }
-  for (int n = 0; n < 4; n++)
-    for (int j = 0; j < 4; j++) v[240 + 4 * n + j] = (int8_t)((((uint16_t)(uint8_t)(in.qh[j] * pow3[n])) * 3) >> 8);
-  std::memset(out.qs, 0, 64);
-  for (int c = 0; c < 2; c++)
-    for (int l = 0; l < 4; l++)
-      for (int m = 0; m < 32; m++) out.qs[32 * c + m] |= (uint8_t)(v[128 * c + 32 * l + m] << (2 * l));
-  out.d = in.d;
-}
 
 // ggml quantize_row_q8_0_ref for one row.
 void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
@@ -116,219 +93,9 @@ void dequant_row(const Tensor& t, int64_t row, float* out) {
   }
 }
 
-std::string type_tag(int32_t type) {
-  switch (type) {
-    case T_F32: return "f32";
-    case T_F16: return "f16";
-    case T_BF16: return "bf16";
-    case T_Q8_0: return "q8_0";
-    case T_Q6_K: return "q6_k";
-    case T_TQ1_0: return "tq1_0";
-    case T_TQ2_0: return "tq2_0";
-    case T_I2_S: return "i2_s";
-    default: return "t" + std::to_string(type);
-  }
-}
-
-}  // namespace
-
-Model::Model(ModelConfig config) : cfg_(std::move(config)) {
-  // "amx" is the AVX-512 VNNI kernels plus the AMX prefill GEMM; "auto" picks it when usable.
-  const bool want_amx = cfg_.kernel_path == "amx";
-  kernels_ = select_kernels(want_amx ? "avx512vnni" : cfg_.kernel_path.c_str());
-  if (kernels_ == nullptr || (want_amx && !amx_available())) {
-    throw std::runtime_error("kernel path \"" + cfg_.kernel_path + "\" is not available on this CPU");
-  }
-  use_amx_ = (want_amx || cfg_.kernel_path == "auto") && std::strcmp(kernels_->name, "avx512vnni") == 0 && amx_available();
-  pool_ = std::make_unique<ThreadPool>(cfg_.threads);
-  const int fd = ::open(cfg_.path.c_str(), O_RDONLY);
-  if (fd < 0) throw std::runtime_error("could not open " + cfg_.path + ": " + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw std::runtime_error("could not stat " + cfg_.path);
-  }
-  map_size_ = (uint64_t)st.st_size;
-  // File offset → address of the bytes, whichever way the tensors are held.
-  std::vector<uint8_t*> data_of(cfg_.tensors.size(), nullptr);
-  if (cfg_.use_mmap) {
-    // ---- map the file read-only; tensor data is used in place ----
-    const std::string failure = map_file(fd, 0, (size_t)map_size_, file_map_);
-    ::close(fd);
-    if (!failure.empty()) throw std::runtime_error("could not map " + cfg_.path + ": " + failure);
-    map_ = file_map_.data;
-    for (size_t i = 0; i < cfg_.tensors.size(); i++) data_of[i] = map_ + cfg_.tensors[i].offset;
-  } else {
-    // ---- read the tensors into anonymous huge-page memory (llama.cpp's --no-mmap) ----
-    const uint64_t huge = 2u << 20;
-    uint64_t total = 0;
-    std::vector<uint64_t> at(cfg_.tensors.size());
-    for (size_t i = 0; i < cfg_.tensors.size(); i++) {
-      at[i] = total;
-      total += (cfg_.tensors[i].bytes + 63) & ~(uint64_t)63;
-    }
-    loaded_size_ = (total + huge - 1) / huge * huge;
-    loaded_ = (uint8_t*)std::aligned_alloc(huge, loaded_size_);
-    if (loaded_ == nullptr) {
-      ::close(fd);
-      throw std::runtime_error("could not allocate " + std::to_string(loaded_size_) + " bytes for the weights");
-    }
-    ::madvise(loaded_, loaded_size_, MADV_HUGEPAGE);
-    std::string failure;
-    pool_->run([&](int tid) {
-      int64_t b0, b1;
-      share((int64_t)cfg_.tensors.size(), tid, pool_->size(), b0, b1);
-      for (int64_t i = b0; i < b1; i++) {
-        const TensorSpec& spec = cfg_.tensors[(size_t)i];
-        uint64_t done = 0;
-        while (done < spec.bytes) {
-          const ssize_t n = ::pread(fd, loaded_ + at[(size_t)i] + done, spec.bytes - done, (off_t)(spec.offset + done));
-          if (n <= 0) {
-            failure = "could not read " + spec.name;
-            return;
-          }
-          done += (uint64_t)n;
-        }
-      }
-    });
-    ::close(fd);
-    if (!failure.empty()) throw std::runtime_error(failure);
-    for (size_t i = 0; i < cfg_.tensors.size(); i++) data_of[i] = loaded_ + at[i];
-  }
-
-  // ---- bind tensors, repacking only where a kernel needs another layout ----
-  for (size_t ti = 0; ti < cfg_.tensors.size(); ti++) {
-    const TensorSpec& spec = cfg_.tensors[ti];
-    if (spec.offset + spec.bytes > map_size_) throw std::runtime_error("tensor " + spec.name + " is outside the file");
-    Tensor t{spec.type, spec.ne0, spec.ne1, data_of[ti], 0.0f};
-    if (spec.type == T_TQ1_0) {
-      // TQ1_0 (base-3) is decoded once into the TQ2_0 layout the kernels read.
-      const int64_t nb = spec.ne0 * spec.ne1 / 256;
-      owned_.emplace_back((size_t)nb * sizeof(BlockTQ2));
-      BlockTQ2* dst = (BlockTQ2*)owned_.back().data();
-      const BlockTQ1* src = (const BlockTQ1*)t.data;
-      pool_->run([&](int tid) {
-        int64_t b0, b1;
-        share(nb, tid, pool_->size(), b0, b1);
-        for (int64_t b = b0; b < b1; b++) tq1_to_tq2(src[b], dst[b]);
-      });
-      repacked_bytes_ += owned_.back().size();
-      t.type = T_TQ2_0;
-      t.data = owned_.back().data();
-    } else if (spec.type == T_BF16 && spec.ne1 > 1 && spec.name.find("token_embd") == std::string::npos) {
-      // BF16 projections run as F32.
-      owned_.emplace_back((size_t)spec.ne0 * spec.ne1 * 4);
-      float* dst = (float*)owned_.back().data();
-      const uint16_t* src = (const uint16_t*)t.data;
-      for (int64_t i = 0; i < spec.ne0 * spec.ne1; i++) dst[i] = bf16_to_f32(src[i]);
-      repacked_bytes_ += owned_.back().size();
-      t.type = T_F32;
-      t.data = owned_.back().data();
-    }
-    if (spec.ne0 * spec.ne1 == 1 && spec.type == T_F32) {
-      std::memcpy(&t.scalar, t.data, 4);
-    }
-    tensors_.push_back(t);
-  }
-
-  // ---- the optional Q8_0 output head (requantized once at load) ----
-  for (const OpSpec& op : cfg_.ops) {
-    if (op.kind == OP_OUTPUT && cfg_.head_q8_0) {
-      Tensor& head = tensors_[op.weight];
-      if (head.type != T_Q8_0 && head.ne0 % 32 == 0) {
-        const int64_t rows = head.ne1, cols = head.ne0;
-        owned_.emplace_back((size_t)rows * (cols / 32) * sizeof(BlockQ8_0));
-        BlockQ8_0* dst = (BlockQ8_0*)owned_.back().data();
-        const Tensor src = head;
-        pool_->run([&](int tid) {
-          int64_t r0, r1;
-          share(rows, tid, pool_->size(), r0, r1);
-          std::vector<float> row((size_t)cols);
-          for (int64_t r = r0; r < r1; r++) {
-            dequant_row(src, r, row.data());
-            quantize_q8_0(row.data(), dst + r * (cols / 32), cols);
-          }
-        });
-        repacked_bytes_ += owned_.back().size();
-        // A separate tensor, so the embedding lookup keeps reading the file's rows.
-        tensors_.push_back(Tensor{T_Q8_0, cols, rows, owned_.back().data(), 0.0f});
-        const_cast<OpSpec&>(op).weight = (int32_t)tensors_.size() - 1;
-        if (cfg_.use_mmap && (src.type == T_F16 || src.type == T_F32 || src.type == T_BF16)) {
-          // The file's head rows are no longer read for logits; let the kernel drop them from RSS.
-          ::madvise((void*)((uintptr_t)src.data & ~(uintptr_t)4095), (size_t)(src.ne0 * src.ne1 * (src.type == T_F32 ? 4 : 2)), MADV_DONTNEED);
-        }
-      }
-    }
-  }
-
-  // ---- validate the shapes the kernels rely on, and name each op's kernel ----
-  const std::string path = kernels_->name;
-  for (const OpSpec& op : cfg_.ops) {
-    std::string id;
-    switch (op.kind) {
-      case OP_EMBED: {
-        const int32_t type = tensors_[op.weight].type;
-        if (type != T_F32 && type != T_F16 && type != T_BF16 && type != T_Q8_0 && type != T_Q6_K) {
-          throw std::runtime_error("embedding type " + type_tag(type) + " is not supported by the CPU backend");
-        }
-        id = "embed." + type_tag(type);
-        break;
-      }
-      case OP_RMS_NORM: id = "rms_norm.f32"; break;
-      case OP_ROPE: id = "rope.neox"; break;
-      case OP_ATTENTION: id = "attention.gqa.f16kv"; break;
-      case OP_ADD: id = "add.f32"; break;
-      case OP_GLU: id = op.act == 0 ? "glu.relu2" : "glu.silu"; break;
-      case OP_LINEAR: {
-        const Tensor& w = tensors_[op.weight];
-        if (w.type == T_I2_S) {
-          if (w.ne0 % 128 != 0) throw std::runtime_error("I2_S rows must be multiples of 128");
-          id = "linear.i2_s.i8";
-        } else if (w.type == T_TQ2_0) {
-          if (w.ne0 % 256 != 0) throw std::runtime_error("TQ rows must be multiples of 256");
-          // TQ1_0 runs on the TQ2_0 kernels after a lossless repack at load: name both.
-          id = cfg_.tensors[(size_t)op.weight].type == T_TQ1_0 ? "linear.tq1_0_as_tq2_0.q8_k" : "linear.tq2_0.q8_k";
-        } else if (w.type == T_F16) {
-          id = "linear.f16";
-        } else if (w.type == T_F32) {
-          id = "linear.f32";
-        } else {
-          throw std::runtime_error("tensor type " + type_tag(w.type) + " is not supported for projections by the CPU backend");
-        }
-        break;
-      }
-      case OP_OUTPUT: {
-        const Tensor& w = tensors_[op.weight];
-        if (w.type != T_F16 && w.type != T_Q8_0 && w.type != T_F32 && w.type != T_BF16 && w.type != T_Q6_K) {
-          throw std::runtime_error("output head type " + type_tag(w.type) + " is not supported by the CPU backend");
-        }
-        id = "output." + type_tag(w.type);
-        break;
-      }
-      default:
-        throw std::runtime_error("unknown op kind");
-    }
-    auto intern = [this](const std::string& name) {
-      for (size_t k = 0; k < kernel_names_.size(); k++) {
-        if (kernel_names_[k] == name) return (int32_t)k;
-      }
-      kernel_names_.push_back(name);
-      kernel_calls_.push_back(0);
-      return (int32_t)(kernel_names_.size() - 1);
-    };
-    op_kernel_id_.push_back(intern("cpu." + path + "." + id));
-    op_kernel_amx_.push_back(intern("cpu.amx." + id));
-    int32_t kind_id = -1;
-    for (size_t k = 0; k < op_kind_names_.size(); k++) {
-      if (op_kind_names_[k] == id) kind_id = (int32_t)k;
-    }
-    if (kind_id < 0) {
-      op_kind_names_.push_back(id);
-      op_ns_.push_back(0);
-      kind_id = (int32_t)(op_kind_names_.size() - 1);
-    }
-    op_kind_id_.push_back(kind_id);
-  }
+// The execution state the load leaves ready: buffer slots, per-thread quantization and attention
+// scratch. Per-token buffers are sized by the first steps (reserve_batch).
+void Model::prepare_execution() {
   plan_buffers();
   quant_buffer_.assign((size_t)pool_->size(), -1);
   quant_kind_.assign((size_t)pool_->size(), -1);
@@ -338,12 +105,18 @@ Model::Model(ModelConfig config) : cfg_(std::move(config)) {
   for (auto& q : quant_tmp_) q.resize((size_t)widest);
   scratch_.resize((size_t)pool_->size());
   for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(std::max<int64_t>(cfg_.context, cfg_.n_embd), 256) + 1024);
+  count_scratch();
 }
 
-Model::~Model() {
-  pool_.reset();
-  unmap_file(file_map_);
-  std::free(loaded_);
+// Bytes held by the activation buffers and scratch (capacities: what is allocated), for info().
+void Model::count_scratch() {
+  auto bytes = [](const auto& v) { return (uint64_t)v.capacity() * sizeof(v[0]); };
+  uint64_t total = 0;
+  for (const auto& s : slots_) total += bytes(s);
+  for (const auto& q : quant_tmp_) total += bytes(q);
+  for (const auto& s : scratch_) total += bytes(s);
+  total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(acc_i32_) + bytes(head_x_) + bytes(head_q_);
+  scratch_bytes_.store(total, std::memory_order_relaxed);
 }
 
 // Buffers live from the op that writes them to their last reader; slots are reused once free.
@@ -409,6 +182,7 @@ void Model::reserve_batch(int64_t T) {
     acc_i32_.resize((size_t)(max_rows_ * padded));
   }
   batch_capacity_ = cap;
+  count_scratch();
 }
 
 std::map<std::string, int64_t> Model::kernel_counts() const {
@@ -470,15 +244,27 @@ void Model::create_sequence(int32_t id) {
   Sequence s;
   s.k.resize((size_t)cfg_.n_layer);
   s.v.resize((size_t)cfg_.n_layer);
-  seqs_[id] = std::move(s);
+  Sequence& slot = seqs_[id];
+  kv_allocated_.fetch_sub((uint64_t)slot.capacity * kv_bytes_per_token(), std::memory_order_relaxed);
+  slot = std::move(s);
 }
 
-void Model::free_sequence(int32_t id) { seqs_.erase(id); }
+void Model::free_sequence(int32_t id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  kv_allocated_.fetch_sub((uint64_t)it->second.capacity * kv_bytes_per_token(), std::memory_order_relaxed);
+  seqs_.erase(it);
+}
 
 void Model::fork_sequence(int32_t src, int32_t dst) {
   auto it = seqs_.find(src);
   if (it == seqs_.end()) throw std::runtime_error("unknown sequence");
-  seqs_[dst] = it->second;
+  if (src == dst) return;
+  const Sequence& source = it->second;  // references survive a rehash; iterators do not
+  Sequence& target = seqs_[dst];
+  const int64_t before = target.capacity;
+  target = source;
+  kv_allocated_.fetch_add((uint64_t)(target.capacity - before) * kv_bytes_per_token(), std::memory_order_relaxed);
 }
 
 void Model::truncate_sequence(int32_t id, int64_t length) {
@@ -503,6 +289,7 @@ void Model::ensure_capacity(Sequence& s, int64_t needed) {
     s.k[(size_t)l] = std::move(k);
     s.v[(size_t)l].resize((size_t)(cap * kvw));
   }
+  kv_allocated_.fetch_add((uint64_t)(cap - s.capacity) * kv_bytes_per_token(), std::memory_order_relaxed);
   s.capacity = cap;
 }
 

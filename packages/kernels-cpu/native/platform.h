@@ -1,0 +1,55 @@
+// ---------------------------------------------------------------------------------------------
+// The few OS facilities the addon uses beyond POSIX, each behind the feature macro itself so the
+// addon compiles on macOS and the BSDs and degrades there: no transparent huge pages (a hint
+// that is simply not given), no MADV_POPULATE_READ (pages are touched instead), no
+// /proc/self/smaps (hugeMappedBytes reads 0). scripts/check-portability.mjs compiles every source
+// with these macros and __linux__ hidden, and for aarch64, so the fallbacks stay valid.
+// ---------------------------------------------------------------------------------------------
+#pragma once
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+
+namespace bitnet {
+
+// The OS page size (4 KiB on x86 Linux, 16 KiB on Apple silicon).
+inline size_t page_size() {
+  static const size_t size = (size_t)::sysconf(_SC_PAGESIZE);
+  return size;
+}
+
+// `size` bytes aligned to `align` (a power of two, a multiple of sizeof(void*)), released with
+// std::free; nullptr when out of memory. posix_memalign rather than std::aligned_alloc, which
+// older macOS deployment targets lack.
+inline uint8_t* alloc_aligned(size_t align, size_t size) {
+  void* p = nullptr;
+  return ::posix_memalign(&p, align, size) == 0 ? (uint8_t*)p : nullptr;
+}
+
+// Asks for transparent huge pages on [p, p + n) (Linux); elsewhere a no-op.
+inline void advise_huge_pages(void* p, size_t n) {
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, n, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+// Lets the OS drop the pages of [p, p + n) of a private read-only file mapping from resident
+// memory (they are read back from the file if touched again). p is rounded down to a page; n is
+// the length from there.
+inline void advise_dont_need(const void* p, size_t n) {
+#ifdef MADV_DONTNEED
+  ::madvise((void*)((uintptr_t)p & ~((uintptr_t)page_size() - 1)), n, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+}  // namespace bitnet
