@@ -2,14 +2,39 @@
 // Compiles the addon with node-gyp against the Node headers already on this machine (npm's
 // `nodedir`, or the headers next to the running node binary) — never downloads headers.
 // --force rebuilds even when build/Release is newer than every source.
-import { spawnSync } from "node:child_process";
+// --install marks a build run by the package's install hook (for the failure record).
+//
+// A failed build leaves build/native-build-failure.json: when, the command, its exit code, the
+// first compiler `error:` line and the last 30 lines of output. src/loader.ts reads it to say why
+// the native kernels are missing (`bitnet info`, and the fallback to the reference backend). A
+// successful or up-to-date build removes it.
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
+import { failureRecord } from "./build-failure.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
 const output = path.join(root, "build/Release/bitnet_kernels_cpu.node");
+const failureFile = path.join(root, "build", "native-build-failure.json");
 const force = process.argv.includes("--force");
+const during = process.argv.includes("--install") ? "install" : "build";
+
+function recordFailure(command, exitCode, text) {
+  try {
+    fs.mkdirSync(path.dirname(failureFile), { recursive: true });
+    const record = failureRecord({ during, command, exitCode, output: text });
+    fs.writeFileSync(failureFile, `${JSON.stringify(record, null, 2)}\n`);
+  } catch (error) {
+    console.error(
+      `kernels-cpu: could not record the build failure in ${failureFile}: ${error.message}`,
+    );
+  }
+}
+
+function clearFailure() {
+  fs.rmSync(failureFile, { force: true });
+}
 
 function newestSource() {
   let newest = fs.statSync(path.join(root, "binding.gyp")).mtimeMs;
@@ -20,6 +45,7 @@ function newestSource() {
 }
 
 if (!force && fs.existsSync(output) && fs.statSync(output).mtimeMs > newestSource()) {
+  clearFailure();
   console.log("kernels-cpu: native addon is up to date");
   process.exit(0);
 }
@@ -46,18 +72,52 @@ function findNodedir() {
 
 const nodedir = findNodedir();
 if (nodedir === undefined) {
-  console.error(
+  const message =
     "kernels-cpu: could not find the Node.js headers (include/node/node_api.h) next to node or in npm's nodedir.\n" +
-      "Install them (e.g. the nodejs-dev package) or set NODEDIR; the engine falls back to the reference backend meanwhile.",
-  );
+    "Install them (e.g. the nodejs-dev package) or set NODEDIR; the engine falls back to the reference backend meanwhile.";
+  console.error(message);
+  recordFailure("find the Node.js headers (include/node/node_api.h)", 1, message);
   process.exit(1);
 }
 const require = createRequire(import.meta.url);
 const gyp = require.resolve("node-gyp/bin/node-gyp.js");
 const jobs = String(Math.max(1, Math.min(4, (await import("node:os")).availableParallelism())));
-const r = spawnSync(process.execPath, [gyp, "rebuild", `--nodedir=${nodedir}`, `--jobs=${jobs}`], {
-  cwd: root,
-  stdio: ["ignore", "inherit", "inherit"],
-  env: { ...process.env, npm_config_nodedir: nodedir },
+const args = [gyp, "rebuild", `--nodedir=${nodedir}`, `--jobs=${jobs}`];
+// Output is passed through as it comes and kept (the last 2,000 lines) for the failure record.
+let captured = "";
+const keep = (chunk) => {
+  captured += chunk;
+  if (captured.length > 1 << 20) {
+    captured = captured.split("\n").slice(-2000).join("\n");
+  }
+};
+const exitCode = await new Promise((resolve) => {
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, npm_config_nodedir: nodedir },
+  });
+  child.stdout.on("data", (chunk) => {
+    process.stdout.write(chunk);
+    keep(chunk.toString());
+  });
+  child.stderr.on("data", (chunk) => {
+    process.stderr.write(chunk);
+    keep(chunk.toString());
+  });
+  child.on("error", (error) => {
+    keep(`${error.message}\n`);
+    resolve(1);
+  });
+  child.on("close", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
 });
-process.exit(r.status ?? 1);
+if (exitCode === 0) {
+  clearFailure();
+} else {
+  const command = `node-gyp ${args.slice(1).join(" ")}`;
+  recordFailure(command, exitCode, captured);
+  console.error(
+    `kernels-cpu: native build failed (exit ${exitCode}); recorded in ${path.relative(root, failureFile)}`,
+  );
+}
+process.exit(exitCode);
