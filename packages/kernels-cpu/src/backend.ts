@@ -3,20 +3,25 @@
  * file is mapped read-only by the addon; no tensor bytes pass through JavaScript) and runs each
  * step as one async native call on the addon's thread pool.
  */
-import { bestCpuPath, probeDevice } from "@bitnet-ts/device-probe";
+import { probeDevice } from "@bitnet-ts/device-probe";
 import {
   type Backend,
+  type BackendDescription,
+  type Capacity,
   type CaptureRequest,
   type CompiledModel,
   type CompileOptions,
+  checkReduction,
   EngineError,
   EngineErrorCode,
+  flattenRuns,
   type GraphOp,
   type ModelDescription,
-  type RunLogits,
   type SequenceRun,
   SequenceTable,
-  type StepResult,
+  type StepOutput,
+  StepQueue,
+  splitLogits,
   validateStep,
 } from "@bitnet-ts/engine-core";
 import {
@@ -27,6 +32,12 @@ import {
   type NativeTensorSpec,
 } from "./binding";
 import { loadBinding } from "./loader";
+
+declare module "@bitnet-ts/engine-core" {
+  interface BackendOptionsByName {
+    cpu: CpuBackendOptions;
+  }
+}
 
 export interface CpuBackendOptions {
   /** Worker threads (default: physical cores). */
@@ -48,11 +59,18 @@ export interface CpuBackendOptions {
   readonly maxBatch?: number;
   /** Explicit path to the compiled addon. */
   readonly addonPath?: string;
+  /**
+   * Host memory the KV caches may take, in bytes (default: 90% of the memory available when the
+   * model is compiled). The server admits requests against it.
+   */
+  readonly kvBudgetBytes?: number;
 }
 
 export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly needsTensorData = false;
+  /** Every kernel reduces in a fixed order whatever the batch: batched equals one by one. */
+  readonly batchInvariance = "bit-exact";
   readonly binding: NativeBinding;
   readonly #options: CpuBackendOptions;
 
@@ -66,6 +84,25 @@ export class CpuBackend implements Backend {
     return this.binding.availablePaths();
   }
 
+  /** The kernel path a model compiled now would run ("auto" resolved: the best this CPU has). */
+  kernelPath(): string {
+    const forced = this.#options.kernelPath ?? process.env["BITNET_KERNEL_PATH"] ?? "auto";
+    return forced === "auto" ? this.binding.availablePaths().at(-1)! : forced;
+  }
+
+  describe(): BackendDescription {
+    const cpu = probeDevice().cpu;
+    return {
+      device: `${cpu.model} (${this.kernelPath()})`,
+      details: {
+        kernelPath: this.kernelPath(),
+        availablePaths: this.binding.availablePaths().join(", "),
+        threads: this.#options.threads ?? cpu.physicalCores,
+        mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
+      },
+    };
+  }
+
   async compile(model: ModelDescription, options: CompileOptions = {}): Promise<CpuModel> {
     if (model.path === undefined) {
       throw new EngineError(
@@ -74,7 +111,13 @@ export class CpuBackend implements Backend {
       );
     }
     const hp = model.hparams;
-    const threads = options.threads ?? this.#options.threads ?? probeDevice().cpu.physicalCores;
+    const threads = this.#options.threads ?? probeDevice().cpu.physicalCores;
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not compile for the CPU backend - threads must be a positive integer, got ${threads}.`,
+      );
+    }
     const contextLength = options.contextLength ?? hp.contextLength;
     const kernelPath = this.#options.kernelPath ?? process.env["BITNET_KERNEL_PATH"] ?? "auto";
     if (kernelPath !== "auto" && !this.binding.availablePaths().includes(kernelPath)) {
@@ -159,29 +202,35 @@ export class CpuBackend implements Backend {
     });
     const maxBatch = this.#options.maxBatch ?? 256;
     let native: NativeModel;
+    const onProgress = options.onProgress;
     try {
-      native = new this.binding.NativeModel({
-        path: model.path,
-        nEmbd: hp.nEmbd,
-        nLayer: hp.nLayer,
-        nFf: hp.nFf,
-        nHead: hp.nHead,
-        nHeadKv: hp.nHeadKv,
-        headDim: hp.headDim,
-        nRot: hp.nRot,
-        vocabSize: hp.vocabSize,
-        contextLength,
-        ropeFreqBase: hp.ropeFreqBase,
-        rmsEps: hp.rmsEps,
-        threads,
-        maxBatch,
-        kernelPath,
-        headQ8_0: this.#options.headQ8_0 ?? process.env["BITNET_HEAD_Q8_0"] === "1",
-        mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
-        tensors,
-        ops,
-        bufferWidths: bufferNames.map((n) => model.graph.buffers[n]!),
-      });
+      native = await this.binding.loadModel(
+        {
+          path: model.path,
+          nEmbd: hp.nEmbd,
+          nLayer: hp.nLayer,
+          nFf: hp.nFf,
+          nHead: hp.nHead,
+          nHeadKv: hp.nHeadKv,
+          headDim: hp.headDim,
+          nRot: hp.nRot,
+          vocabSize: hp.vocabSize,
+          contextLength,
+          ropeFreqBase: hp.ropeFreqBase,
+          rmsEps: hp.rmsEps,
+          threads,
+          maxBatch,
+          kernelPath,
+          headQ8_0: this.#options.headQ8_0 ?? process.env["BITNET_HEAD_Q8_0"] === "1",
+          mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
+          tensors,
+          ops,
+          bufferWidths: bufferNames.map((n) => model.graph.buffers[n]!),
+        },
+        onProgress === undefined
+          ? undefined
+          : (phase, done, total) => onProgress({ phase, done, total }),
+      );
     } catch (error) {
       throw new EngineError(
         EngineErrorCode.BACKEND_UNAVAILABLE,
@@ -191,7 +240,10 @@ export class CpuBackend implements Backend {
         },
       );
     }
-    return new CpuModel(model, native, contextLength, maxBatch, bufferId);
+    const kvBudget =
+      this.#options.kvBudgetBytes ??
+      Math.floor(0.9 * probeDevice({ refresh: true }).memory.availableBytes);
+    return new CpuModel(model, native, contextLength, maxBatch, bufferId, kvBudget);
   }
 }
 
@@ -206,10 +258,13 @@ export class CpuModel implements CompiledModel {
   readonly native: NativeModel;
   readonly #maxBatch: number;
   readonly #buffers: Map<string, number>;
+  readonly #kvBudget: number;
   readonly #sequences = new SequenceTable<SequenceState>();
+  /** Steps run one at a time, in call order; each caller gets its own outcome. */
+  readonly #steps = new StepQueue();
   /** Native sequence mutations wait for the step in flight (the step reads the sequences). */
   readonly #pending: (() => void)[] = [];
-  #inflight: Promise<unknown> | undefined;
+  #nativeBusy = false;
 
   constructor(
     description: ModelDescription,
@@ -217,12 +272,14 @@ export class CpuModel implements CompiledModel {
     contextLength: number,
     maxBatch: number,
     buffers: Map<string, number>,
+    kvBudgetBytes: number,
   ) {
     this.description = description;
     this.native = native;
     this.contextLength = contextLength;
     this.#maxBatch = maxBatch;
     this.#buffers = buffers;
+    this.#kvBudget = kvBudgetBytes;
   }
 
   get sequenceCount(): number {
@@ -238,11 +295,25 @@ export class CpuModel implements CompiledModel {
     return new Map(Object.entries(this.native.kernelCounts()));
   }
 
+  capacity(): Capacity {
+    this.#sequences.assertAlive();
+    const info = this.native.info();
+    return {
+      kvBytesPerToken: info.kvBytesPerToken,
+      kvBudgetBytes: this.#kvBudget,
+      kvUsedBytes: info.kvAllocatedBytes,
+      freeBytes: probeDevice({ refresh: true }).memory.availableBytes,
+      maxSequences: undefined,
+      liveSequences: this.#sequences.size,
+      contextLength: this.contextLength,
+    };
+  }
+
   #native(action: () => void): void {
-    if (this.#inflight === undefined) {
-      action();
-    } else {
+    if (this.#nativeBusy) {
       this.#pending.push(action);
+    } else {
+      action();
     }
   }
 
@@ -273,11 +344,8 @@ export class CpuModel implements CompiledModel {
     return this.#sequences.get(sequence).length;
   }
 
-  step(
-    runs: readonly SequenceRun[],
-    capture?: CaptureRequest,
-  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
-    return this.#step(runs, capture, undefined);
+  step(runs: readonly SequenceRun[], capture?: CaptureRequest): Promise<StepOutput> {
+    return this.#steps.run(() => this.#step(runs, capture, undefined));
   }
 
   /**
@@ -290,19 +358,16 @@ export class CpuModel implements CompiledModel {
     runs: readonly SequenceRun[],
     inputs: ReadonlyMap<string, Float32Array>,
     capture: CaptureRequest,
-  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
-    return this.#step(runs, capture, inputs);
+  ): Promise<StepOutput> {
+    return this.#steps.run(() => this.#step(runs, capture, inputs));
   }
 
   async #step(
     runs: readonly SequenceRun[],
     capture: CaptureRequest | undefined,
     inputs: ReadonlyMap<string, Float32Array> | undefined,
-  ): Promise<StepResult & { captured?: ReadonlyMap<string, Float32Array> }> {
+  ): Promise<StepOutput> {
     this.#sequences.assertAlive();
-    while (this.#inflight !== undefined) {
-      await this.#inflight; // one native step at a time
-    }
     const hp = this.description.hparams;
     const total = validateStep(
       runs,
@@ -310,6 +375,9 @@ export class CpuModel implements CompiledModel {
       hp.vocabSize,
       this.contextLength,
     );
+    for (const run of runs) {
+      checkReduction(run.reduce, hp.vocabSize);
+    }
     const captureIds = (capture?.buffers ?? []).map((name) => {
       const id = this.#buffers.get(name);
       if (id === undefined) {
@@ -352,48 +420,29 @@ export class CpuModel implements CompiledModel {
         `could not inject buffers - the step has ${total} tokens, more than one native step (${this.#maxBatch}).`,
       );
     }
-    // Flatten: token, sequence, position, and whether its logits are wanted.
-    const tokens = new Int32Array(total);
-    const seqs = new Int32Array(total);
-    const positions = new Int32Array(total);
-    const want = new Uint8Array(total);
-    let at = 0;
-    for (const run of runs) {
-      const s = this.#sequences.get(run.sequence);
-      const mode = run.logits ?? "last";
-      run.tokens.forEach((token, i) => {
-        tokens[at] = token;
-        seqs[at] = run.sequence;
-        positions[at] = s.length + i;
-        want[at] = mode === "all" || (mode === "last" && i === run.tokens.length - 1) ? 1 : 0;
-        at++;
-      });
-    }
-    let rowsTotal = 0;
-    for (const w of want) {
-      rowsTotal += w;
-    }
+    const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
     const vocab = hp.vocabSize;
-    const logits = new Float32Array(rowsTotal * vocab);
+    const logits = new Float32Array(flat.rows * vocab);
     const captured = new Map<string, Float32Array>();
     const captureOut = captureIds.map((_id, i) => {
       const out = new Float32Array(total * this.description.graph.buffers[capture!.buffers[i]!]!);
       captured.set(capture!.buffers[i]!, out);
       return out;
     });
-    const work = (async () => {
+    this.#nativeBusy = true;
+    try {
       let row = 0;
       for (let start = 0; start < total; start += this.#maxBatch) {
         const end = Math.min(total, start + this.#maxBatch);
-        const chunkWant = want.subarray(start, end);
+        const chunkWant = flat.wantLogits.subarray(start, end);
         let rows = 0;
         for (const w of chunkWant) {
           rows += w;
         }
         await this.native.step(
-          tokens.subarray(start, end),
-          seqs.subarray(start, end),
-          positions.subarray(start, end),
+          flat.tokens.subarray(start, end),
+          flat.sequences.subarray(start, end),
+          flat.positions.subarray(start, end),
           chunkWant,
           logits.subarray(row * vocab, (row + rows) * vocab),
           Int32Array.from(captureIds),
@@ -403,12 +452,8 @@ export class CpuModel implements CompiledModel {
         );
         row += rows;
       }
-    })();
-    this.#inflight = work;
-    try {
-      await work;
     } finally {
-      this.#inflight = undefined;
+      this.#nativeBusy = false;
       for (const action of this.#pending.splice(0)) {
         action();
       }
@@ -416,22 +461,7 @@ export class CpuModel implements CompiledModel {
     for (const run of runs) {
       this.#sequences.get(run.sequence).length += run.tokens.length;
     }
-    const result: RunLogits[] = [];
-    let row = 0;
-    let index = 0;
-    for (const run of runs) {
-      let rows = 0;
-      for (let i = 0; i < run.tokens.length; i++) {
-        rows += want[index + i]!;
-      }
-      result.push({
-        sequence: run.sequence,
-        rows,
-        logits: logits.subarray(row * vocab, (row + rows) * vocab),
-      });
-      row += rows;
-      index += run.tokens.length;
-    }
+    const result = splitLogits(runs, flat, logits, vocab);
     return captureIds.length > 0 ? { runs: result, captured } : { runs: result };
   }
 
@@ -439,16 +469,12 @@ export class CpuModel implements CompiledModel {
     if (!this.#sequences.dispose()) {
       return;
     }
-    await this.#inflight;
+    await this.#steps.idle();
     this.native.dispose();
   }
 }
 
-/**
- * The SIMD path "auto" resolves to here, from device-probe (the addon re-checks with cpuid).
- * NEON kernels are not written yet, so ARM machines run the scalar path.
- */
-export function expectedKernelPath(): "avx512vnni" | "avx2" | "scalar" {
-  const best = bestCpuPath(probeDevice().cpu);
-  return best === "avx512vnni" || best === "avx2" ? best : "scalar";
+/** The kernel path "auto" resolves to on this CPU, as the addon reports it (best last). */
+export function expectedKernelPath(): string {
+  return loadBinding().availablePaths().at(-1)!;
 }

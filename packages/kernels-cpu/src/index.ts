@@ -1,4 +1,6 @@
+import type { KernelRules } from "@bitnet-ts/receipts";
 import { CpuBackend, type CpuBackendOptions } from "./backend";
+import { CPU_KERNEL_RULES } from "./kernel-rules";
 
 export { CpuBackend, type CpuBackendOptions, CpuModel, expectedKernelPath } from "./backend";
 export {
@@ -6,14 +8,28 @@ export {
   type MeasureBandwidthOptions,
   measureReadBandwidth,
 } from "./bandwidth";
-export type { BandwidthProbe, NativeBinding, NativeModel, NativeModelConfig } from "./binding";
+export type {
+  BandwidthProbe,
+  NativeBinding,
+  NativeLoadPhase,
+  NativeModel,
+  NativeModelConfig,
+} from "./binding";
+export { CPU_KERNEL_RULES } from "./kernel-rules";
 export {
   type BindingCandidate,
+  BUILD_FAILURE_FILE,
   bindingCandidates,
   KernelUnavailableError,
+  type LoadBindingOptions,
   loadBinding,
   loadBindingFrom,
+  type NativeBuildFailure,
+  nativeBuildFailure,
 } from "./loader";
+
+/** The rules receipts from this backend are verified against (engine-core's kernelRulesFor). */
+export const kernelRules: KernelRules = CPU_KERNEL_RULES;
 
 /** Entry point engine-core's backend selection imports dynamically ("cpu"). */
 export function createBackend(options: CpuBackendOptions = {}): CpuBackend {
