@@ -1,5 +1,5 @@
 /** Shared option parsing for the generation commands (llama.cpp flag names). */
-import type { BackendName, FfnActivation } from "@bitnet-ts/engine-core";
+import type { BackendName, BackendOptions, FfnActivation } from "@bitnet-ts/engine-core";
 import type { SamplingSettings } from "@bitnet-ts/logits";
 import { type Command, InvalidArgumentError } from "commander";
 
@@ -65,11 +65,22 @@ export interface ModelOptions {
 }
 
 /** The native-backend options the model flags select (the reference backends ignore them). */
-export function backendOptionsOf(options: ModelOptions): Record<string, unknown> {
+/** The CPU backend's flags as given (what receipts record; threads are recorded separately). */
+export function cpuFlagsOf(options: ModelOptions): Record<string, unknown> {
   return {
     ...(options.mmap === false ? { mmap: false } : {}),
     ...(options.headQ8_0 === true ? { headQ8_0: true } : {}),
     ...(options.kernelPath === undefined ? {} : { kernelPath: options.kernelPath }),
+  };
+}
+
+/** Options per backend from the command line: --threads, --no-mmap, … belong to the CPU backend. */
+export function backendOptionsOf(options: ModelOptions): BackendOptions {
+  return {
+    cpu: {
+      ...cpuFlagsOf(options),
+      ...(options.threads === undefined ? {} : { threads: options.threads }),
+    },
   };
 }
 
@@ -115,7 +126,7 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     .option(
       "--kernel-path <path>",
       "force a CPU kernel path: scalar, avx2, avx512vnni or amx (default: the best this CPU has)",
-      choice("--kernel-path", ["scalar", "avx2", "avx512vnni", "amx", "neon"] as const),
+      choice("--kernel-path", ["scalar", "avx2", "avx512vnni", "amx"] as const),
     );
 }
 

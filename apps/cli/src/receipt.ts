@@ -166,18 +166,23 @@ export function writeReceipt(file: string, receipt: RunReceipt): void {
 /** Re-runs a run receipt's generation with its model, backend, threads, sampling and prompt ids. */
 export async function replayReceipt(receipt: RunReceipt, modelPath: string): Promise<number[]> {
   const s = receipt.sampling!;
-  const backend = receipt.backend.name as "cpu" | "reference" | "reference-f64";
+  const backend = receipt.backend.name;
   const generator = await TextGenerator.load(modelPath, {
     backend,
     contextLength: receipt.context_length,
-    threads: receipt.backend.threads,
     ...(typeof receipt.backend.options["ffn_act"] === "string"
       ? { ffnActivation: receipt.backend.options["ffn_act"] as "relu2" | "silu" }
       : {}),
+    // The receipt's backend gets back the options it ran with.
     backendOptions: {
-      ...(receipt.backend.kernel_path === null ? {} : { kernelPath: receipt.backend.kernel_path }),
-      ...(receipt.backend.options["mmap"] === false ? { mmap: false } : {}),
-      ...(receipt.backend.options["head_q8_0"] === true ? { headQ8_0: true } : {}),
+      [backend]: {
+        threads: receipt.backend.threads,
+        ...(receipt.backend.kernel_path === null
+          ? {}
+          : { kernelPath: receipt.backend.kernel_path }),
+        ...(receipt.backend.options["mmap"] === false ? { mmap: false } : {}),
+        ...(receipt.backend.options["head_q8_0"] === true ? { headQ8_0: true } : {}),
+      },
     },
   });
   try {

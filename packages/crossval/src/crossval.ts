@@ -60,7 +60,9 @@ export async function crossvalidate(
       b,
       await loadModel(modelPath, {
         backend: b,
-        ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(options.threads === undefined
+          ? {}
+          : { backendOptions: { cpu: { threads: options.threads } } }),
       }),
     );
   }

@@ -29,7 +29,7 @@ const f16 = await loadModel(modelPath, { backend: "cpu", contextLength: 256 });
 const q8 = await loadModel(modelPath, {
   backend: "cpu",
   contextLength: 256,
-  backendOptions: { headQ8_0: true },
+  backendOptions: { cpu: { headQ8_0: true } },
 });
 const tokenizer = Tokenizer.fromGguf(f16.description.file.metadata);
 const vocab = f16.description.hparams.vocabSize;

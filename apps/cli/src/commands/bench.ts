@@ -12,7 +12,7 @@ import { type CompiledModel, loadModel } from "@bitnet-ts/engine-core";
 import type { GgufFile } from "@bitnet-ts/gguf";
 import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
 import { defaultModelPath } from "../default-model";
-import { backendOptionsOf, type ModelOptions } from "../options";
+import { backendOptionsOf, cpuFlagsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import { backendSection, modelSection, receiptHeader, writeReceipt } from "../receipt";
 import { formatTable } from "../table";
@@ -184,7 +184,6 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   const contextLength = Math.max(...nPrompt, ...nGen) + 16;
   const model = await loadModel(modelPath, {
     ...(options.backend === undefined ? {} : { backend: options.backend }),
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
     backendOptions: backendOptionsOf(options),
     contextLength,
@@ -346,7 +345,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
         ...receiptHeader(),
         kind: "bench",
         model: await modelSection(model, modelPath, (line) => progress(line)),
-        backend: backendSection(model, backendOptionsOf(options), options.threads),
+        backend: backendSection(model, cpuFlagsOf(options), options.threads),
         context_length: model.contextLength,
         sampling: null,
         prompt_tokens: [],

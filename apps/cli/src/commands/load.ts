@@ -20,7 +20,6 @@ export async function loadGenerator(
   const generator = await TextGenerator.load(path, {
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
     backendOptions: backendOptionsOf(options),
     onLog: (line) => io.stderr(`bitnet: ${line}\n`),

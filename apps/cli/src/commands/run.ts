@@ -1,11 +1,6 @@
 /** `bitnet run`: generate text from a prompt, streamed to stdout (llama-cli style). */
 import type { GenerationResult } from "@bitnet-ts/generation";
-import {
-  backendOptionsOf,
-  type ModelOptions,
-  type SamplingOptions,
-  samplingSettings,
-} from "../options";
+import { cpuFlagsOf, type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
 import type { CliIo } from "../program";
 import {
   backendSection,
@@ -98,7 +93,7 @@ export async function runRun(
         backend: backendSection(
           model,
           {
-            ...backendOptionsOf(options),
+            ...cpuFlagsOf(options),
             ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
           },
           options.threads,

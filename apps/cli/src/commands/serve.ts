@@ -52,7 +52,6 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
     ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
     ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     backendOptions: backendOptionsOf(options),
     apiKeys: apiKeys(options),

@@ -1,5 +1,6 @@
 /** `bitnet verify-receipt`: the receipt gates as a table, a verdict, and the exit code. */
 import * as fs from "node:fs";
+import { kernelRulesFor } from "@bitnet-ts/engine-core";
 import { BitnetError } from "@bitnet-ts/errors";
 import { formatVerifyReport, verifyReceipt } from "@bitnet-ts/receipts";
 import type { CliIo } from "../program";
@@ -19,7 +20,18 @@ export async function runVerifyReceipt(
       `could not read receipt ${file} - ${(error as Error).message.split("\n")[0]}.`,
     );
   }
+  // The backend's own kernel-count rules (from its package; no native code runs).
+  const backendName = (input as { backend?: { name?: unknown } } | null)?.backend?.name;
+  let kernelRules: Awaited<ReturnType<typeof kernelRulesFor>> | undefined;
+  if (typeof backendName === "string") {
+    try {
+      kernelRules = await kernelRulesFor(backendName);
+    } catch (error) {
+      io.stderr(`bitnet verify-receipt: ${(error as Error).message}\n`);
+    }
+  }
   const report = await verifyReceipt(input, {
+    ...(kernelRules === undefined ? {} : { kernelRules }),
     ...(options.model === undefined ? {} : { modelPath: options.model }),
     ...(options.replay
       ? {
