@@ -108,7 +108,10 @@ export function probeCuda(): CudaInfo {
 
 export function probeMetal(): MetalInfo {
   if (process.platform !== "darwin") {
-    return { gpuPresent: false, reason: `Metal exists only on macOS (this is ${process.platform})` };
+    return {
+      gpuPresent: false,
+      reason: `Metal exists only on macOS (this is ${process.platform})`,
+    };
   }
   const gpu = run("system_profiler", ["SPDisplaysDataType"]);
   const name = gpu === undefined ? undefined : /Chipset Model:\s*(.+)/.exec(gpu)?.[1]?.trim();

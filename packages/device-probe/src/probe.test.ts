@@ -112,6 +112,4 @@ describe("GPU probing", () => {
     expect(driverVersion).toBe("560.35.03");
     expect(parseNvccVersion("Cuda compilation tools, release 13.0, V13.0.88")).toBe("13.0");
   });
-
-});
 });

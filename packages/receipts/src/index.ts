@@ -1,5 +1,6 @@
 export { formatVerifyReport } from "./format";
 export { sha256File } from "./hash";
+export { type KernelRules, SEVEN_PROJECTIONS } from "./rules";
 export {
   type BackendSection,
   type BenchSection,
@@ -18,4 +19,3 @@ export {
   type VerifyReport,
   verifyReceipt,
 } from "./verify";
-export { type KernelRules, SEVEN_PROJECTIONS } from "./rules";

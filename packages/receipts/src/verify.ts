@@ -101,9 +101,7 @@ function kernelsGate(r: RunReceipt, rules: KernelRules): GateResult {
         `the ${name} backend must name its kernel path (one of ${paths.join(", ")}), got ${path}`,
       );
     }
-    const stray = kernels.find(
-      (k) => !allowed.includes(k.id.split(".")[rules.pathSegment] ?? ""),
-    );
+    const stray = kernels.find((k) => !allowed.includes(k.id.split(".")[rules.pathSegment] ?? ""));
     if (stray !== undefined) {
       return fail("kernels", `kernel ${stray.id} is not on the "${path}" path the receipt names`);
     }
@@ -384,9 +382,7 @@ export async function verifyReceipt(
       ? pass("compute_path", "real")
       : fail("compute_path", `"${r.compute_path}"`),
   );
-  gates.push(...kernelGates(r, options.kernelRules), tokensGate(r),
-    timingsGate(r),
-  );
+  gates.push(...kernelGates(r, options.kernelRules), tokensGate(r), timingsGate(r));
   gates.push(
     options.modelPath === undefined
       ? skip("model_file", "no --model given")
