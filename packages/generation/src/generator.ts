@@ -7,8 +7,8 @@ import {
   type BackendOptions,
   type CompiledModel,
   type FfnActivation,
-  loadModel,
   type LoadProgress,
+  loadModel,
 } from "@bitnet-ts/engine-core";
 import { readGgufFile } from "@bitnet-ts/gguf";
 import { Sampler, type SamplingSettings } from "@bitnet-ts/logits";
