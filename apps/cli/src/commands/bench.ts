@@ -14,6 +14,7 @@ import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
 import { defaultModelPath } from "../default-model";
 import { backendOptionsOf, cpuFlagsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
+import { loadProgress } from "../progress";
 import { backendSection, modelSection, receiptHeader, writeReceipt } from "../receipt";
 import { formatTable } from "../table";
 
@@ -182,13 +183,15 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   progress(`loading ${path.basename(modelPath)}`);
   const started = performance.now();
   const contextLength = Math.max(...nPrompt, ...nGen) + 16;
+  const loading = loadProgress();
   const model = await loadModel(modelPath, {
+    onProgress: loading.onProgress,
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
     backendOptions: backendOptionsOf(options),
     contextLength,
     onLog: (line) => io.stderr(`bitnet: ${line}\n`),
-  });
+  }).finally(loading.stop);
   const loadMs = performance.now() - started;
   const native =
     "info" in model
