@@ -3,7 +3,7 @@
  * are "cpu.<path>.<op>.<type>…", one projection call per projection (no fused ids), one
  * attention call per layer and step, one embedding lookup per step.
  */
-import { type KernelRules, SEVEN_PROJECTIONS } from "@bitnet-ts/receipts";
+import { type KernelRules, ONE_CALL_PER_PROJECTION } from "@bitnet-ts/receipts";
 
 export const CPU_KERNEL_RULES: KernelRules = {
   backends: ["cpu"],
@@ -24,11 +24,5 @@ export const CPU_KERNEL_RULES: KernelRules = {
   },
   outputTag: ".output.",
   headOptions: { head_q8_0: "Q8_0" },
-  calls: {
-    embedTag: ".embed.",
-    linearTag: ".linear.",
-    attentionTag: ".attention.",
-    linearPerLayer: SEVEN_PROJECTIONS,
-    attentionPerLayer: 1,
-  },
+  calls: ONE_CALL_PER_PROJECTION,
 };

@@ -1,6 +1,6 @@
 export { formatVerifyReport } from "./format";
 export { sha256File } from "./hash";
-export { type KernelRules, SEVEN_PROJECTIONS } from "./rules";
+export { type KernelRules, ONE_CALL_PER_PROJECTION, SEVEN_PROJECTIONS } from "./rules";
 export {
   type BackendSection,
   type BenchSection,

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatVerifyReport } from "./format";
 import { sha256File } from "./hash";
-import { type KernelRules, SEVEN_PROJECTIONS } from "./rules";
+import { type KernelRules, ONE_CALL_PER_PROJECTION } from "./rules";
 import { RECEIPT_SCHEMA_VERSION, type RunReceipt, receiptJsonSchema } from "./schema";
 import { type GateName, type VerifyOptions, verifyReceipt } from "./verify";
 
@@ -24,13 +24,7 @@ const CPU_LIKE: KernelRules = {
   ternaryTags: { I2_S: [".linear.i2_s."], TQ2_0: [".linear.tq2_0."] },
   outputTag: ".output.",
   headOptions: { head_q8_0: "Q8_0" },
-  calls: {
-    embedTag: ".embed.",
-    linearTag: ".linear.",
-    attentionTag: ".attention.",
-    linearPerLayer: SEVEN_PROJECTIONS,
-    attentionPerLayer: 1,
-  },
+  calls: ONE_CALL_PER_PROJECTION,
 };
 
 /** verifyReceipt with the CPU-like rules unless the test says otherwise. */

@@ -49,3 +49,16 @@ export const SEVEN_PROJECTIONS: Readonly<Record<string, number>> = {
   "bitnet-1.58": 7,
   bitnet: 7,
 };
+
+/**
+ * The call counts of a backend that runs one kernel call per projection (q, k, v, o, gate, up,
+ * down: seven per layer), one attention call per layer and one embedding lookup per step, with
+ * ids tagged ".embed.", ".linear." and ".attention." (the reference and CPU backends).
+ */
+export const ONE_CALL_PER_PROJECTION: KernelRules["calls"] = {
+  embedTag: ".embed.",
+  linearTag: ".linear.",
+  attentionTag: ".attention.",
+  linearPerLayer: SEVEN_PROJECTIONS,
+  attentionPerLayer: 1,
+};

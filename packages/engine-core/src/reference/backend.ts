@@ -3,7 +3,7 @@
  * ops.ts. Slow, obviously correct, the oracle of every other backend.
  */
 import * as os from "node:os";
-import { type KernelRules, SEVEN_PROJECTIONS } from "@bitnet-ts/receipts";
+import { type KernelRules, ONE_CALL_PER_PROJECTION } from "@bitnet-ts/receipts";
 import type {
   Backend,
   BackendDescription,
@@ -52,13 +52,7 @@ export const REFERENCE_KERNEL_RULES: KernelRules = {
   },
   outputTag: ".output.",
   headOptions: {},
-  calls: {
-    embedTag: ".embed.",
-    linearTag: ".linear.",
-    attentionTag: ".attention.",
-    linearPerLayer: SEVEN_PROJECTIONS,
-    attentionPerLayer: 1,
-  },
+  calls: ONE_CALL_PER_PROJECTION,
 };
 
 export class ReferenceBackend implements Backend {
