@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { llamaCpuVariantFor, llamaCpuVariantLacks } from "@bitnet-ts/crossval";
 import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { readGgufFileSync } from "@bitnet-ts/gguf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,8 +21,32 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function bitnet(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 240_000 });
+/** Whether /proc/cpuinfo gives the CPU flags (Linux). */
+function procCpuFlagsReadable(): boolean {
+  try {
+    return /^flags\s*:/m.test(fs.readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Why this machine cannot run bench --compare-llama with a forced kernel path, or undefined. */
+function llamaSkip(kernelPath: string): string | undefined {
+  if (process.platform !== "linux" || process.arch !== "x64") {
+    return `forced llama.cpp variants are checked on Linux x86-64, this is ${process.platform} ${process.arch}`;
+  }
+  if (!procCpuFlagsReadable()) {
+    return "the CPU flags are not readable here";
+  }
+  return llamaCpuVariantLacks(llamaCpuVariantFor(kernelPath));
+}
+
+function bitnet(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    timeout: 240_000,
+    env,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -92,7 +117,11 @@ describe("bitnet bench", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/model\s+size\s+params\s+backend\s+threads\s+test\s+t\/s\s+median/);
     expect(r.stdout).toMatch(/bitnet-ts cpu \S+\s+2\s+pp32/);
-    expect(r.stdout).toMatch(/llama\.cpp \(node-llama-cpp 3\.22\.1, CPU\)\s+2\s+tg8/);
+    // ggml picked its best CPU variant for this machine, and the table says which.
+    expect(r.stdout).toMatch(/llama\.cpp \(node-llama-cpp 3\.22\.1, CPU [a-z0-9]+\)\s+2\s+tg8/);
+    expect(r.stdout).toMatch(
+      /llama\.cpp CPU backend: ggml-cpu-[a-z0-9]+ \(ggml's pick for this CPU/,
+    );
     expect(r.stdout).toMatch(
       /bitnet-ts \/ llama\.cpp \(medians, same run\): pp32 [\d.]+×, tg8 [\d.]+×/,
     );
@@ -100,6 +129,63 @@ describe("bitnet bench", () => {
     expect(r.stdout).not.toContain("2 MiB pages"); // nothing is mapped
     expect(r.stdout).not.toContain("peak RSS"); // llama.cpp's model shares the process
   });
+
+  // With a forced kernel path llama.cpp runs only its build for the same instruction set.
+  const avx2Skip = llamaSkip("avx2");
+  it.skipIf(avx2Skip !== undefined)(
+    `--kernel-path avx2 --compare-llama runs llama.cpp's haswell variant and says so${avx2Skip === undefined ? "" : ` (skipped: ${avx2Skip})`}`,
+    () => {
+      const r = bitnet(
+        [
+          ...["bench", "-m", tq2, "-p", "8", "-n", "2", "-t", "1", "-r", "1"],
+          ...["--compare-llama", "--kernel-path", "avx2", "--json"],
+        ],
+        { ...process.env, BITNET_CACHE_DIR: path.join(tmp, "cache") },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as BenchReport;
+      expect(report.backend).toBe("cpu avx2");
+      expect(report.llama).toMatch(/^llama\.cpp \(node-llama-cpp 3\.22\.1, CPU haswell\)$/);
+      expect(report.llama_cpu).toMatchObject({ variant: "haswell", requested: "haswell" });
+      expect(report.llama_cpu!.features).toContain("AVX2");
+      expect(report.llama_cpu!.features).not.toContain("AVX512");
+      expect(report.llama_cpu!.library).toMatch(
+        /llama-cpu-variants\/node-llama-cpp-3\.22\.1-linux-x64-haswell-[0-9a-f]+\/.*libggml-cpu-haswell\.so$/,
+      );
+      expect(r.stderr).toContain("only its haswell CPU variant, to match --kernel-path avx2");
+    },
+  );
+
+  // A kernel path whose llama.cpp variant this CPU cannot run is refused before anything loads.
+  const refused = (["amx", "avx512vnni", "avx2"] as const).find(
+    (p) => process.arch === "x64" && llamaCpuVariantLacks(llamaCpuVariantFor(p)) !== undefined,
+  );
+  const refusedSkip =
+    process.arch !== "x64"
+      ? `llama.cpp's per-CPU variants are x86-64 builds, this is ${process.arch}`
+      : procCpuFlagsReadable()
+        ? refused === undefined
+          ? "this CPU runs the llama.cpp variant of every kernel path"
+          : undefined
+        : "the CPU flags are not readable here";
+  it.skipIf(refusedSkip !== undefined)(
+    `refuses a kernel path whose llama.cpp variant this CPU cannot run${refusedSkip === undefined ? ` (${refused})` : ` (skipped: ${refusedSkip})`}`,
+    () => {
+      const r = bitnet(
+        [
+          ...["bench", "-m", tq2, "-p", "8", "-n", "2", "-t", "1", "-r", "1"],
+          ...["--compare-llama", "--kernel-path", refused!],
+        ],
+        { ...process.env, BITNET_CACHE_DIR: path.join(tmp, "cache") },
+      );
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `cannot run llama.cpp's "${llamaCpuVariantFor(refused!)}" CPU backend: this CPU lacks`,
+      );
+      expect(r.stderr).toContain("[CROSSVAL_LLAMA_CPU_VARIANT_UNSUPPORTED]");
+      expect(r.stderr).not.toContain("bitnet bench: loading"); // refused before loading the model
+    },
+  );
 
   it("counts a tied head once and the Q8_0 head at its own size", () => {
     const file = readGgufFileSync(i2s);

@@ -10,3 +10,41 @@ export class ReferenceUnavailableError extends BitnetError {
     );
   }
 }
+
+/**
+ * A forced llama.cpp CPU variant (e.g. haswell for `--kernel-path avx2`) cannot run here: this
+ * CPU lacks a feature it was built for, the installed node-llama-cpp does not ship it, or ggml
+ * refused to load it.
+ */
+export class LlamaCpuVariantUnsupportedError extends BitnetError {
+  readonly variant: string;
+  readonly reason: string;
+
+  constructor(variant: string, reason: string, options?: { cause?: unknown }) {
+    super(
+      "CROSSVAL_LLAMA_CPU_VARIANT_UNSUPPORTED",
+      `cannot run llama.cpp's "${variant}" CPU backend: ${reason}`,
+      options,
+    );
+    this.variant = variant;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A forced llama.cpp CPU variant was requested but another one (or none, or several) loaded:
+ * the comparison would not be like with like, so it does not run.
+ */
+export class LlamaCpuVariantMismatchError extends BitnetError {
+  readonly requested: string;
+  readonly loaded: string | null;
+
+  constructor(requested: string, loaded: string | null, detail: string) {
+    super(
+      "CROSSVAL_LLAMA_CPU_VARIANT_MISMATCH",
+      `llama.cpp was asked to run its "${requested}" CPU backend but ${loaded === null ? "no identifiable one" : `"${loaded}"`} loaded: ${detail}`,
+    );
+    this.requested = requested;
+    this.loaded = loaded;
+  }
+}

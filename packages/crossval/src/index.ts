@@ -5,9 +5,38 @@ export {
   type EngineReport,
   formatReport,
 } from "./crossval";
-export { ReferenceUnavailableError } from "./errors";
-export { type LlamaReference, loadNodeLlamaCpp, openLlamaCpu, openLlamaReference } from "./llama";
+export {
+  LlamaCpuVariantMismatchError,
+  LlamaCpuVariantUnsupportedError,
+  ReferenceUnavailableError,
+} from "./errors";
+export {
+  identifyLlamaCpuBackend,
+  type LlamaCpuBackend,
+  type LlamaReference,
+  llamaCpuVariantMismatch,
+  loadNodeLlamaCpp,
+  type OpenLlamaCpuOptions,
+  openLlamaCpu,
+  openLlamaReference,
+} from "./llama";
 export { type LlamaBenchOptions, type LlamaBenchSession, openLlamaBench } from "./llama-bench";
+export {
+  assertLlamaCpuVariantRunnable,
+  defaultLlamaVariantCacheDir,
+  GGML_X86_CPU_VARIANTS,
+  type GgmlCpuFeature,
+  isaFeaturesOf,
+  LLAMA_CPU_VARIANT_FOR_KERNEL_PATH,
+  type LlamaVariantCopy,
+  llamaCpuVariantFor,
+  llamaCpuVariantLacks,
+  mappedLlamaCpuVariants,
+  prebuiltCpuBinsDir,
+  prepareLlamaVariantCopy,
+  shippedLlamaCpuVariants,
+  variantFromSystemInfo,
+} from "./llama-variant";
 export {
   argmaxOf,
   comparePosition,

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
-import { openLlamaCpu } from "./llama";
+import { type LlamaCpuBackend, openLlamaCpu } from "./llama";
 
 export interface LlamaBenchOptions {
   readonly threads: number;
@@ -16,11 +16,20 @@ export interface LlamaBenchOptions {
   readonly batchSize?: number;
   /** Map the file (default true), as `bitnet bench` does unless --no-mmap. */
   readonly useMmap?: boolean;
+  /**
+   * Run only this ggml CPU variant (e.g. "haswell"; `llamaCpuVariantFor("avx2")`), checked after
+   * loading. Default: the best variant this CPU runs.
+   */
+  readonly cpuVariant?: string;
+  /** Where the private node-llama-cpp copies that force a variant live (default: in os.tmpdir()). */
+  readonly variantCacheDir?: string;
 }
 
 export interface LlamaBenchSession {
-  /** e.g. "llama.cpp (node-llama-cpp 3.22.1, CPU)". */
+  /** e.g. "llama.cpp (node-llama-cpp 3.22.1, CPU haswell)" ("CPU" alone when the variant is unknown). */
   readonly label: string;
+  /** The ggml CPU variant that runs, and the one that was forced. */
+  readonly cpu: LlamaCpuBackend;
   /** Milliseconds to evaluate `tokens` as one batch from an empty cache. */
   prefill(tokens: readonly number[]): Promise<number>;
   /** Milliseconds to evaluate `tokens` one per step from an empty cache. */
@@ -54,7 +63,10 @@ export async function openLlamaBench(
   modelPath: string,
   options: LlamaBenchOptions,
 ): Promise<LlamaBenchSession> {
-  const { llama } = await openLlamaCpu();
+  const { llama, cpu } = await openLlamaCpu({
+    ...(options.cpuVariant === undefined ? {} : { cpuVariant: options.cpuVariant }),
+    ...(options.variantCacheDir === undefined ? {} : { variantCacheDir: options.variantCacheDir }),
+  });
   const model = await llama.loadModel({ modelPath, useMmap: options.useMmap ?? true });
   const contextSize = options.contextSize ?? 512;
   const context = await model.createContext({
@@ -67,7 +79,8 @@ export async function openLlamaBench(
   const sequence = context.getSequence();
   const next = { generateNext: { token: true } } as const;
   return {
-    label: `llama.cpp (node-llama-cpp ${nodeLlamaCppVersion()}, CPU)`,
+    label: `llama.cpp (node-llama-cpp ${nodeLlamaCppVersion()}, CPU${cpu.variant === null ? "" : ` ${cpu.variant}`})`,
+    cpu,
     async prefill(tokens) {
       await sequence.clearHistory();
       const items = tokens.map((t, i) => (i === tokens.length - 1 ? [t, next] : t));

@@ -2,7 +2,23 @@
  * llama.cpp through node-llama-cpp (an optional dependency, loaded dynamically): greedy
  * generation and the full logits of every position, batched or token by token.
  */
-import { ReferenceUnavailableError } from "./errors";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import {
+  LlamaCpuVariantMismatchError,
+  LlamaCpuVariantUnsupportedError,
+  ReferenceUnavailableError,
+} from "./errors";
+import {
+  assertLlamaCpuVariantRunnable,
+  GGML_X86_CPU_VARIANTS,
+  isaFeaturesOf,
+  type LlamaVariantCopy,
+  mappedLlamaCpuVariants,
+  prepareLlamaVariantCopy,
+  variantFromSystemInfo,
+} from "./llama-variant";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -32,26 +48,153 @@ export async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
   }
 }
 
-/** llama.cpp on the CPU, from node-llama-cpp's prebuilt binaries (never built from source here). */
-export async function openLlamaCpu(): Promise<{
+/** The llama.cpp CPU backend a node-llama-cpp instance runs. */
+export interface LlamaCpuBackend {
+  /**
+   * The ggml CPU variant that runs (the `ggml-cpu-<variant>` library: "haswell", "zen4", …), or
+   * null where it cannot be told (e.g. a local build without per-CPU libraries).
+   */
+  readonly variant: string | null;
+  /** The variant that was forced, or null when ggml picked the best one this CPU runs. */
+  readonly requested: string | null;
+  /** Instruction-set features llama.cpp reports for its CPU backend ("AVX2", "AVX512_VNNI", …). */
+  readonly features: readonly string[];
+  /** The variant's library file, where the OS tells (Linux); null elsewhere. */
+  readonly library: string | null;
+}
+
+export interface OpenLlamaCpuOptions {
+  /**
+   * Run only this ggml CPU variant ("x64", "haswell", "cascadelake", "sapphirerapids", …: see
+   * GGML_X86_CPU_VARIANTS; `llamaCpuVariantFor(kernelPath)` gives the one matching a kernel path
+   * of ours). Default: ggml picks the best variant this CPU runs.
+   */
+  readonly cpuVariant?: string;
+  /**
+   * Where the private node-llama-cpp copies that force a variant live (default: a folder in the
+   * OS temporary directory). Hard links where it is on the same file system as node_modules.
+   */
+  readonly variantCacheDir?: string;
+}
+
+/** Which ggml CPU variant a loaded llama.cpp runs, from its system info and this process's mappings. */
+export function identifyLlamaCpuBackend(
+  systemInfo: string,
+  requested: string | null,
+  mapped: readonly { variant: string; path: string }[] | null = mappedLlamaCpuVariants(),
+): LlamaCpuBackend {
+  const single = mapped?.length === 1 ? mapped[0] : undefined;
+  return {
+    variant: single?.variant ?? variantFromSystemInfo(systemInfo) ?? null,
+    requested,
+    features: isaFeaturesOf(systemInfo),
+    library: single?.path ?? null,
+  };
+}
+
+/**
+ * Why a llama.cpp that was asked to run only `requested` (from the private copy in `binsDir`)
+ * does not, or undefined when both signals agree that it does: the one `ggml-cpu-*` library the
+ * process has mapped is that variant, from that folder (`mapped`; null where the OS does not
+ * tell, e.g. no /proc/self/maps), and the
+ * features llama.cpp reports are exactly the ones that variant is built with.
+ */
+export function llamaCpuVariantMismatch(
+  requested: string,
+  binsDir: string,
+  systemInfo: string,
+  mapped: readonly { variant: string; path: string }[] | null = mappedLlamaCpuVariants(),
+): { loaded: string | null; detail: string } | undefined {
+  const fromFeatures = variantFromSystemInfo(systemInfo) ?? null;
+  if (mapped !== null) {
+    const real = (p: string): string => {
+      try {
+        return fs.realpathSync(p);
+      } catch {
+        return p;
+      }
+    };
+    const ours = mapped.filter(
+      (m) => m.variant === requested && real(path.dirname(m.path)) === real(binsDir),
+    );
+    if (mapped.length !== 1 || ours.length !== 1) {
+      const list = mapped.map((m) => m.path).join(", ") || "none";
+      return {
+        loaded: mapped.length === 1 ? mapped[0]!.variant : fromFeatures,
+        detail: `the process has ${mapped.length === 1 ? "this" : `${mapped.length}`} ggml CPU ${mapped.length === 1 ? "library" : "libraries"} mapped: ${list}, expected only ${path.join(binsDir, `*ggml-cpu-${requested}.*`)}${mapped.length > 0 && ours.length === 0 ? " (a llama.cpp loaded earlier in this process shares its libraries with later ones: force the variant in a fresh process)" : ""}`,
+      };
+    }
+  }
+  if (fromFeatures !== requested) {
+    const features = isaFeaturesOf(systemInfo);
+    return {
+      loaded: fromFeatures,
+      detail: `llama.cpp reports the CPU features [${features.join(", ")}]${fromFeatures === null ? ", which match no ggml variant" : `, which are ggml's ${fromFeatures} build`}; ${requested} is built with [${[...(GGML_X86_CPU_VARIANTS[requested] ?? [])].join(", ")}] (system info: ${systemInfo.trim()})`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * llama.cpp on the CPU, from node-llama-cpp's prebuilt binaries (never built from source here).
+ * With `cpuVariant`, only that ggml CPU variant can load (from a private copy of node-llama-cpp
+ * whose binaries folder holds no other), and what loaded is checked: the CPU must have the
+ * variant's features (else LlamaCpuVariantUnsupportedError) and the variant that runs must be
+ * that one (else LlamaCpuVariantMismatchError). Without it ggml picks the best variant; `cpu`
+ * says which either way.
+ */
+export async function openLlamaCpu(options: OpenLlamaCpuOptions = {}): Promise<{
   nlc: NodeLlamaCpp;
   llama: Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
+  cpu: LlamaCpuBackend;
 }> {
-  const nlc = await loadNodeLlamaCpp();
+  const requested = options.cpuVariant ?? null;
+  let copy: LlamaVariantCopy | undefined;
+  let nlc: NodeLlamaCpp;
+  if (requested === null) {
+    nlc = await loadNodeLlamaCpp();
+  } else {
+    assertLlamaCpuVariantRunnable(requested);
+    copy = prepareLlamaVariantCopy(requested, options.variantCacheDir);
+    try {
+      nlc = (await import(pathToFileURL(copy.entry).href)) as NodeLlamaCpp;
+    } catch (error) {
+      throw new ReferenceUnavailableError(
+        `could not import the ${requested}-only copy of node-llama-cpp at ${copy.packageDir} (${(error as Error).message})`,
+        { cause: error },
+      );
+    }
+  }
+  let llama: Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
   try {
-    const llama = await nlc.getLlama({
+    llama = await nlc.getLlama({
       build: "never",
       gpu: false,
       logLevel: nlc.LlamaLogLevel.error,
       progressLogs: false,
     });
-    return { nlc, llama };
   } catch (error) {
+    if (copy !== undefined && requested !== null) {
+      throw new LlamaCpuVariantUnsupportedError(
+        requested,
+        `node-llama-cpp could not load the binaries in ${copy.binsDir}, which offer ggml no other CPU variant (${(error as Error).message}); ggml loads none when the CPU or the OS lacks a feature the variant is built with`,
+        { cause: error },
+      );
+    }
     throw new ReferenceUnavailableError(
       `node-llama-cpp has no usable prebuilt binary here (${(error as Error).message})`,
       { cause: error },
     );
   }
+  const systemInfo = llama.systemInfo;
+  if (copy !== undefined && requested !== null) {
+    const mismatch = llamaCpuVariantMismatch(requested, copy.binsDir, systemInfo);
+    if (mismatch !== undefined) {
+      await llama.dispose();
+      throw new LlamaCpuVariantMismatchError(requested, mismatch.loaded, mismatch.detail);
+    }
+  }
+  return { nlc, llama, cpu: identifyLlamaCpuBackend(systemInfo, requested) };
 }
 
 export async function openLlamaReference(

@@ -7,11 +7,16 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type LlamaBenchSession, openLlamaBench } from "@bitnet-ts/crossval";
+import {
+  assertLlamaCpuVariantRunnable,
+  type LlamaBenchSession,
+  llamaCpuVariantFor,
+  openLlamaBench,
+} from "@bitnet-ts/crossval";
 import { type CompiledModel, loadModel } from "@bitnet-ts/engine-core";
 import type { GgufFile } from "@bitnet-ts/gguf";
 import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
-import { defaultModelPath } from "../default-model";
+import { cacheDir, defaultModelPath } from "../default-model";
 import { backendOptionsOf, cpuFlagsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
@@ -68,6 +73,17 @@ export interface BenchReport {
   readonly bound: BenchBound | null;
   readonly bandwidth: { readonly file_mapping_gbs: number; readonly anonymous_gbs: number } | null;
   readonly llama: string | null;
+  /**
+   * llama.cpp's CPU backend with --compare-llama: the ggml variant that ran (libggml-cpu-<variant>,
+   * null if unknown), the one forced to match --kernel-path (null: ggml picked the best for this
+   * CPU), the instruction-set features llama.cpp reports for it and its library file (Linux).
+   */
+  readonly llama_cpu: {
+    readonly variant: string | null;
+    readonly requested: string | null;
+    readonly features: readonly string[];
+    readonly library: string | null;
+  } | null;
   /** Median tokens/s ratios bitnet-ts / llama.cpp per test, from the same run. */
   readonly speedup: Readonly<Record<string, number>> | null;
 }
@@ -180,6 +196,16 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
     io.stderr(`bitnet bench: ${line}\n`);
   };
 
+  // With a forced kernel path llama.cpp runs its build for the same instruction set (avx2 →
+  // haswell, …) and nothing else; refuse before loading anything when this CPU cannot run it.
+  const llamaVariant =
+    options.compareLlama && options.kernelPath !== undefined
+      ? llamaCpuVariantFor(options.kernelPath)
+      : undefined;
+  if (llamaVariant !== undefined) {
+    assertLlamaCpuVariantRunnable(llamaVariant);
+  }
+
   progress(`loading ${path.basename(modelPath)}`);
   const started = performance.now();
   const contextLength = Math.max(...nPrompt, ...nGen) + 16;
@@ -215,13 +241,24 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   try {
     const engines: Engine[] = [ours(model)];
     if (options.compareLlama) {
-      progress("loading the same file in llama.cpp (node-llama-cpp)");
+      progress(
+        `loading the same file in llama.cpp (node-llama-cpp${llamaVariant === undefined ? "" : `, only its ${llamaVariant} CPU variant, to match --kernel-path ${options.kernelPath}`})`,
+      );
       session = await openLlamaBench(modelPath, {
         threads,
         contextSize: contextLength,
         batchSize: Math.max(...nPrompt),
         useMmap: mmap,
+        ...(llamaVariant === undefined
+          ? {}
+          : {
+              cpuVariant: llamaVariant,
+              variantCacheDir: path.join(cacheDir(), "llama-cpu-variants"),
+            }),
       });
+      progress(
+        `llama.cpp runs ggml's ${session.cpu.variant ?? "(unidentified)"} CPU backend${session.cpu.library === null ? "" : ` (${session.cpu.library})`}`,
+      );
       engines.push(theirs(session));
     }
     const tests: { name: string; run: (e: Engine) => Promise<number>; tokens: number }[] = [
@@ -337,6 +374,15 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       bound,
       bandwidth,
       llama: session?.label ?? null,
+      llama_cpu:
+        session === undefined
+          ? null
+          : {
+              variant: session.cpu.variant,
+              requested: session.cpu.requested,
+              features: [...session.cpu.features],
+              library: session.cpu.library,
+            },
       speedup,
     };
     if (options.receipt !== undefined) {
@@ -423,6 +469,16 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
       `bitnet-ts / llama.cpp (medians, same run): ${Object.entries(report.speedup)
         .map(([test, x]) => `${test} ${x.toFixed(2)}×`)
         .join(", ")}`,
+    );
+  }
+  if (report.llama_cpu !== null) {
+    const cpu = report.llama_cpu;
+    lines.push(
+      `llama.cpp CPU backend: ${cpu.variant === null ? "unidentified" : `ggml-cpu-${cpu.variant}`}${
+        cpu.requested !== null
+          ? ", forced to match the kernel path"
+          : " (ggml's pick for this CPU; --kernel-path makes llama.cpp run its matching variant)"
+      }; features ${cpu.features.join(" ") || "baseline only"}`,
     );
   }
   if (report.bound !== null && report.bandwidth !== null) {
