@@ -8,6 +8,7 @@
         "native/model_step.cc",
         "native/kernels_scalar.cc",
         "native/kernels_avx2.cc",
+        "native/kernels_avxvnni.cc",
         "native/kernels_avx512.cc",
         "native/kernels_amx.cc",
         "native/kernels_dispatch.cc",

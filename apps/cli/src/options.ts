@@ -125,8 +125,8 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     )
     .option(
       "--kernel-path <path>",
-      "force a CPU kernel path: scalar, avx2, avx512vnni or amx (default: the best this CPU has)",
-      choice("--kernel-path", ["scalar", "avx2", "avx512vnni", "amx"] as const),
+      "force a CPU kernel path: scalar, avx2, avxvnni, avx512vnni or amx (default: the best this CPU has)",
+      choice("--kernel-path", ["scalar", "avx2", "avxvnni", "avx512vnni", "amx"] as const),
     );
 }
 

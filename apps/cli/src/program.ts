@@ -304,7 +304,7 @@ function buildProgram(io: CliIo): Command {
       )
       .option(
         "--compare-llama",
-        "run the same tests through llama.cpp (node-llama-cpp) in the same run; with --kernel-path, only llama.cpp's CPU variant for the same instruction set (scalar: x64, avx2: haswell, avx512vnni: cascadelake, amx: sapphirerapids)",
+        "run the same tests through llama.cpp (node-llama-cpp) in the same run; with --kernel-path, only llama.cpp's CPU variant for the same instruction set (scalar: x64, avx2: haswell, avxvnni: alderlake, avx512vnni: cascadelake, amx: sapphirerapids)",
       )
       .option(
         "--receipt <out.json>",

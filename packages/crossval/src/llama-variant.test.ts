@@ -55,6 +55,7 @@ describe("kernel path → llama.cpp CPU variant", () => {
     expect(LLAMA_CPU_VARIANT_FOR_KERNEL_PATH).toEqual({
       scalar: "x64",
       avx2: "haswell",
+      avxvnni: "alderlake",
       avx512vnni: "cascadelake",
       amx: "sapphirerapids",
     });

@@ -104,6 +104,7 @@ export const GGML_X86_CPU_VARIANTS: Readonly<Record<string, readonly GgmlCpuFeat
  * variant when the CPU lacks any feature it is built with). "scalar" gets x64, the baseline
  * build (x86-64 with SSE2: the compiler may vectorise with SSE2, nothing newer). "avx2" gets
  * haswell: AVX2, FMA, F16C (+ BMI2, which every AVX2 CPU has), no AVX-512, no VNNI.
+ * "avxvnni" (AVX2 + 256-bit AVX-VNNI) gets alderlake: haswell's set plus AVX_VNNI.
  * "avx512vnni" gets cascadelake: AVX-512 F/CD/VL/DQ/BW + VNNI, what our kernel needs (F, BW, VL,
  * VNNI) and nothing more; icelake would add VBMI (refused by Cascade Lake, where our path runs)
  * and zen4 / cooperlake add BF16 (refused by Ice Lake). "amx" gets sapphirerapids, the only
@@ -112,6 +113,7 @@ export const GGML_X86_CPU_VARIANTS: Readonly<Record<string, readonly GgmlCpuFeat
 export const LLAMA_CPU_VARIANT_FOR_KERNEL_PATH: Readonly<Record<string, string>> = {
   scalar: "x64",
   avx2: "haswell",
+  avxvnni: "alderlake",
   avx512vnni: "cascadelake",
   amx: "sapphirerapids",
 };

@@ -1,5 +1,5 @@
 // ---------------------------------------------------------------------------------------------
-// Kernel table: one row of function pointers per SIMD path (scalar, avx2, avx512vnni, neon),
+// Kernel table: one row of function pointers per SIMD path (scalar, avx2, avxvnni, avx512vnni),
 // chosen at run time by what the CPU reports, overridable for tests.
 //
 // Shapes: W is (rows × cols) row-major in its packed format; activations are (T × cols);
@@ -88,10 +88,11 @@ std::vector<double> measure_read_bandwidth(const Kernels& k, const uint8_t* p, i
 
 const Kernels& kernels_scalar();
 const Kernels* kernels_avx2();       // nullptr when not compiled in or not supported
+const Kernels* kernels_avxvnni();    // AVX2 + AVX-VNNI (the AVX2 path, projections on VPDPBUSD)
 const Kernels* kernels_avx512vnni();  // nullptr when not compiled in or not supported
 const Kernels* kernels_neon();
 
-// The best path this CPU supports, or the named one ("scalar", "avx2", "avx512vnni", "neon").
+// The best path this CPU supports, or the named one ("scalar", "avx2", "avxvnni", "avx512vnni", "neon").
 // Returns nullptr for a name that is not available here.
 const Kernels* select_kernels(const char* name);
 

@@ -31,53 +31,70 @@ inline float hsum_f32(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Σ code·q over one 128-element I2_S block (32 code bytes, 128 activations in natural order),
-// as int16 pair sums: maddubs(u8 codes, s8 q) ≤ 2·2·127 per lane, four of them fit in int16.
-inline __m256i i2s_block(const uint8_t* codes, const int8_t* q) {
+// Σ code·q of one I2_S row with N tokens (activations N rows of `cols` apart), N int32 vectors.
+// Each block's codes are unpacked once for the N tokens, and the maddubs sums stay in int16 for
+// up to 8 blocks (a lane gathers ≤ 8 blocks × 4 maddubs × 2 pairs × 3 × 128 = 24576 < 32767)
+// before one widening multiply-add: integer sums, exact in any grouping.
+template <int N>
+inline void i2s_row_dots(const uint8_t* row, int64_t nb, const int8_t* q, int64_t cols, __m256i acc32[N]) {
   const __m256i mask = _mm256_set1_epi8(3);
-  const __m256i packed = _mm256_loadu_si256((const __m256i*)codes);
-  const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
-  const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
-  const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
-  const __m256i c3 = _mm256_and_si256(packed, mask);
-  __m256i s = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i*)(q)));
-  s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i*)(q + 32))));
-  s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i*)(q + 64))));
-  s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i*)(q + 96))));
-  return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int k = 0; k < N; k++) acc32[k] = _mm256_setzero_si256();
+  for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+    const int64_t b1 = b0 + 8 < nb ? b0 + 8 : nb;
+    __m256i acc16[N];
+    for (int k = 0; k < N; k++) acc16[k] = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; b++) {
+      const __m256i packed = _mm256_loadu_si256((const __m256i*)(row + 32 * b));
+      const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
+      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
+      const __m256i c3 = _mm256_and_si256(packed, mask);
+      for (int k = 0; k < N; k++) {
+        const int8_t* qk = q + k * cols + 128 * b;
+        __m256i s = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i*)qk));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i*)(qk + 32))));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i*)(qk + 64))));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i*)(qk + 96))));
+        acc16[k] = _mm256_add_epi16(acc16[k], s);
+      }
+    }
+    for (int k = 0; k < N; k++) acc32[k] = _mm256_add_epi32(acc32[k], _mm256_madd_epi16(acc16[k], ones));
+  }
+}
+
+template <int N>
+inline void i2s_tokens(const uint8_t* row, int64_t nb, int64_t cols, int64_t r, int64_t t, const int8_t* q,
+                       const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride) {
+  __m256i acc[N];
+  i2s_row_dots<N>(row, nb, q + t * cols, cols, acc);
+  for (int k = 0; k < N; k++) {
+    const float y = (float)(hsum_i32(acc[k]) - act_sum[t + k]) / act_scale[t + k];
+    out[(t + k) * out_stride + r] = y * w_scale;
+  }
 }
 
 void i2s_gemm_avx2(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                    const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
   const int64_t nb = cols / 128;
   const int64_t row_bytes = cols / 4;
-  for (int64_t r = r0; r < r1; r++) {
-    const uint8_t* row = w + r * row_bytes;
-    int64_t t = 0;
-    // Four tokens per pass reuse each row's bytes from registers/L1.
-    for (; t + 4 <= T; t += 4) {
-      __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t b = 0; b < nb; b++) {
-        const uint8_t* codes = row + 32 * b;
-        a0 = _mm256_add_epi32(a0, i2s_block(codes, q + (t + 0) * cols + 128 * b));
-        a1 = _mm256_add_epi32(a1, i2s_block(codes, q + (t + 1) * cols + 128 * b));
-        a2 = _mm256_add_epi32(a2, i2s_block(codes, q + (t + 2) * cols + 128 * b));
-        a3 = _mm256_add_epi32(a3, i2s_block(codes, q + (t + 3) * cols + 128 * b));
-      }
-      const __m256i acc[4] = {a0, a1, a2, a3};
-      for (int k = 0; k < 4; k++) {
-        const int32_t dot = hsum_i32(acc[k]);
-        const float y = (float)(dot - act_sum[t + k]) / act_scale[t + k];
-        out[(t + k) * out_stride + r] = y * w_scale;
-      }
+  // Tokens outside, rows inside: a group's activations (8 × cols bytes) stay in L1 while the
+  // rows of this call (a tile of ~32 KiB, see for_row_tiles) stream past them. Rows outside
+  // re-read every token's activations from L2 for each row, and that read bounded prefill.
+  int64_t t = 0;
+  for (; t + 8 <= T; t += 8) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<8>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
     }
-    for (; t < T; t++) {
-      __m256i acc = _mm256_setzero_si256();
-      for (int64_t b = 0; b < nb; b++) {
-        acc = _mm256_add_epi32(acc, i2s_block(row + 32 * b, q + t * cols + 128 * b));
-      }
-      const float y = (float)(hsum_i32(acc) - act_sum[t]) / act_scale[t];
-      out[t * out_stride + r] = y * w_scale;
+  }
+  for (; t + 4 <= T; t += 4) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<4>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+    }
+  }
+  for (; t < T; t++) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<1>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
     }
   }
 }
@@ -136,11 +153,12 @@ inline __m256i tq2_dot_unpacked(const __m256i codes[8], const int8_t* q) {
 void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                    const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
   const int64_t nb = cols / 256;
-  // Prompt-shaped work: four tokens per pass over a row, sharing each block's unpacked codes.
+  // Prompt-shaped work: four tokens per pass over a row, sharing each block's unpacked codes;
+  // tokens outside, rows inside, so the four tokens' activations stay in L1 (see i2s_gemm_avx2).
   const int64_t T4 = T - T % 4;
-  for (int64_t r = r0; r < r1 && T4 > 0; r++) {
-    const BlockTQ2* row = w + r * nb;
-    for (int64_t t = 0; t < T4; t += 4) {
+  for (int64_t t = 0; t < T4; t += 4) {
+    for (int64_t r = r0; r < r1; r++) {
+      const BlockTQ2* row = w + r * nb;
       const int8_t* q0 = q + t * cols;
       __m128 sumf = _mm_setzero_ps();
       for (int64_t b = 0; b < nb; b++) {

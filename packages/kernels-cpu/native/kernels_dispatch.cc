@@ -9,7 +9,7 @@ const Kernels* kernels_neon() { return nullptr; }
 
 int available_kernel_paths(const char** out, int max) {
   int n = 0;
-  const Kernels* all[] = {&kernels_scalar(), kernels_neon(), kernels_avx2(), kernels_avx512vnni()};
+  const Kernels* all[] = {&kernels_scalar(), kernels_neon(), kernels_avx2(), kernels_avxvnni(), kernels_avx512vnni()};
   for (const Kernels* k : all) {
     if (k != nullptr && n < max) {
       out[n++] = k->name;
@@ -24,12 +24,14 @@ int available_kernel_paths(const char** out, int max) {
 const Kernels* select_kernels(const char* name) {
   if (name == nullptr || std::strcmp(name, "auto") == 0) {
     if (const Kernels* k = kernels_avx512vnni()) return k;
+    if (const Kernels* k = kernels_avxvnni()) return k;
     if (const Kernels* k = kernels_avx2()) return k;
     if (const Kernels* k = kernels_neon()) return k;
     return &kernels_scalar();
   }
   if (std::strcmp(name, "scalar") == 0) return &kernels_scalar();
   if (std::strcmp(name, "avx2") == 0) return kernels_avx2();
+  if (std::strcmp(name, "avxvnni") == 0) return kernels_avxvnni();
   if (std::strcmp(name, "avx512vnni") == 0) return kernels_avx512vnni();
   if (std::strcmp(name, "neon") == 0) return kernels_neon();
   return nullptr;

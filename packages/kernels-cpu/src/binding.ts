@@ -68,7 +68,7 @@ export interface NativeModelConfig {
   readonly threads: number;
   /** Most tokens per step (buffers are sized for it). */
   readonly maxBatch: number;
-  /** "auto", "scalar", "avx2", "avx512vnni" or "neon". */
+  /** "auto", "scalar", "avx2", "avxvnni", "avx512vnni" or "amx". */
   readonly kernelPath: string;
   /** Requantize an F16 output head to Q8_0 at load. */
   readonly headQ8_0: boolean;

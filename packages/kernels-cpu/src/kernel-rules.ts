@@ -12,6 +12,7 @@ export const CPU_KERNEL_RULES: KernelRules = {
   kernelPaths: {
     scalar: ["scalar"],
     avx2: ["avx2"],
+    avxvnni: ["avxvnni"],
     avx512vnni: ["avx512vnni"],
     amx: ["amx", "avx512vnni"],
   },

@@ -12,7 +12,7 @@ import { loadBinding } from "../src/loader";
  * "amx" is the AVX-512 VNNI kernels plus the AMX prefill GEMM. "neon" is a name the addon
  * accepts, but it has no NEON kernels yet, so the path is never available (ARM runs "scalar").
  */
-export const ALL_KERNEL_PATHS = ["scalar", "avx2", "avx512vnni", "amx", "neon"] as const;
+export const ALL_KERNEL_PATHS = ["scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon"] as const;
 export type KernelPath = (typeof ALL_KERNEL_PATHS)[number];
 
 /** Kernel paths the addon offers on this CPU (best last). */
@@ -60,6 +60,15 @@ export function cpuLacks(
             ["avx2", "AVX2"],
             ["fma", "FMA"],
             ["f16c", "F16C"],
+          ])
+        : "this CPU is not x86";
+    case "avxvnni":
+      return x86
+        ? lacking([
+            ["avx2", "AVX2"],
+            ["fma", "FMA"],
+            ["f16c", "F16C"],
+            ["avx_vnni", "AVX-VNNI"],
           ])
         : "this CPU is not x86";
     case "avx512vnni":

@@ -32,7 +32,7 @@ export const BackendSection = z
   .object({
     /** The backend that ran: "cpu", "reference", "reference-f64", "cuda", "metal". */
     name: z.string().min(1),
-    /** The SIMD path of a native backend ("amx", "avx512vnni", "avx2", "scalar", "neon"), else null. */
+    /** The SIMD path of a native backend ("amx", "avx512vnni", "avxvnni", "avx2", "scalar"), else null. */
     kernel_path: z.string().nullable(),
     threads: count.min(1),
     /** Backend options in effect (e.g. mmap, head_q8_0). */

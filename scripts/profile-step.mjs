@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// One prompt step on the CPU backend, timed, and where it went (the addon's per-op milliseconds):
+//   node scripts/profile-step.mjs model.gguf <kernel-path> [tokens=128]
+import { loadModel, registerBackend } from "../packages/engine-core/dist/index.js";
+
+registerBackend("cpu", () => import("../packages/kernels-cpu/dist/index.js"));
+const [file, path, T] = [process.argv[2], process.argv[3], Number(process.argv[4] ?? 128)];
+const m = await loadModel(file, {
+  backend: "cpu",
+  contextLength: 512,
+  backendOptions: { cpu: { threads: 2, kernelPath: path } },
+});
+const tokens = Array.from({ length: T }, (_, i) => 1000 + i);
+for (let rep = 0; rep < 3; rep++) {
+  const s = m.createSequence();
+  const t0 = performance.now();
+  await m.step([{ sequence: s, tokens }]);
+  const ms = performance.now() - t0;
+  m.freeSequence(s);
+  console.log(`rep ${rep}: ${ms.toFixed(0)} ms = ${((T * 1000) / ms).toFixed(1)} t/s`);
+}
+const ops = m.info().opMilliseconds;
+console.log(
+  Object.entries(ops)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+    .join("\n"),
+);
+await m.dispose();
