@@ -17,12 +17,7 @@
 namespace bitnet {
 namespace {
 
-inline int32_t hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
+#include "ternary_avx2.h"
 
 inline float hsum_f32(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -31,171 +26,53 @@ inline float hsum_f32(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Σ code·q of one I2_S row with N tokens (activations N rows of `cols` apart), N int32 vectors.
-// Each block's codes are unpacked once for the N tokens, and the maddubs sums stay in int16 for
-// up to 8 blocks (a lane gathers ≤ 8 blocks × 4 maddubs × 2 pairs × 3 × 128 = 24576 < 32767)
-// before one widening multiply-add: integer sums, exact in any grouping.
-template <int N>
-inline void i2s_row_dots(const uint8_t* row, int64_t nb, const int8_t* q, int64_t cols, __m256i acc32[N]) {
-  const __m256i mask = _mm256_set1_epi8(3);
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int k = 0; k < N; k++) acc32[k] = _mm256_setzero_si256();
-  for (int64_t b0 = 0; b0 < nb; b0 += 8) {
-    const int64_t b1 = b0 + 8 < nb ? b0 + 8 : nb;
-    __m256i acc16[N];
-    for (int k = 0; k < N; k++) acc16[k] = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-      const __m256i packed = _mm256_loadu_si256((const __m256i*)(row + 32 * b));
-      const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
-      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
-      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
-      const __m256i c3 = _mm256_and_si256(packed, mask);
-      for (int k = 0; k < N; k++) {
-        const int8_t* qk = q + k * cols + 128 * b;
-        __m256i s = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i*)qk));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i*)(qk + 32))));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i*)(qk + 64))));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i*)(qk + 96))));
-        acc16[k] = _mm256_add_epi16(acc16[k], s);
+// Σ u8 code × s8 activation with VPMADDUBSW: pairs into int16 (|lane| ≤ 2·3·128), summed in
+// int16 while they cannot overflow, widened with VPMADDWD.
+struct MaddubsDot {
+  // N tokens; int16 sums for up to 8 blocks (≤ 8 blocks × 4 × 2 × 3 × 128 = 24576 < 32767).
+  template <int N>
+  static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q, int64_t cols, __m256i acc32[N]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < N; k++) acc32[k] = _mm256_setzero_si256();
+    for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+      const int64_t b1 = b0 + 8 < nb ? b0 + 8 : nb;
+      __m256i acc16[N];
+      for (int k = 0; k < N; k++) acc16[k] = _mm256_setzero_si256();
+      for (int64_t b = b0; b < b1; b++) {
+        __m256i c[4];
+        i2s_unpack(row + 32 * b, c);
+        for (int k = 0; k < N; k++) {
+          const int8_t* qk = q + k * cols + 128 * b;
+          __m256i s = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i*)qk));
+          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i*)(qk + 32))));
+          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c[2], _mm256_loadu_si256((const __m256i*)(qk + 64))));
+          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c[3], _mm256_loadu_si256((const __m256i*)(qk + 96))));
+          acc16[k] = _mm256_add_epi16(acc16[k], s);
+        }
       }
+      for (int k = 0; k < N; k++) acc32[k] = _mm256_add_epi32(acc32[k], _mm256_madd_epi16(acc16[k], ones));
     }
-    for (int k = 0; k < N; k++) acc32[k] = _mm256_add_epi32(acc32[k], _mm256_madd_epi16(acc16[k], ones));
   }
-}
 
-template <int N>
-inline void i2s_tokens(const uint8_t* row, int64_t nb, int64_t cols, int64_t r, int64_t t, const int8_t* q,
-                       const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride) {
-  __m256i acc[N];
-  i2s_row_dots<N>(row, nb, q + t * cols, cols, acc);
-  for (int k = 0; k < N; k++) {
-    const float y = (float)(hsum_i32(acc[k]) - act_sum[t + k]) / act_scale[t + k];
-    out[(t + k) * out_stride + r] = y * w_scale;
+  // One TQ2_0 block: eight VPMADDUBSW summed in int16 (≤ 8 × 2 × 2 × 128 = 4096), widened once.
+  static __m256i tq2(const __m256i codes[8], const int8_t* q) {
+    __m256i p = _mm256_maddubs_epi16(codes[0], _mm256_loadu_si256((const __m256i*)q));
+    for (int j = 1; j < 8; j++) {
+      p = _mm256_add_epi16(p, _mm256_maddubs_epi16(codes[j], _mm256_loadu_si256((const __m256i*)(q + 32 * j))));
+    }
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
   }
-}
+  static __m256i tq2_one(const __m256i codes[8], const int8_t* q) { return tq2(codes, q); }
+};
 
 void i2s_gemm_avx2(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                    const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
-  const int64_t nb = cols / 128;
-  const int64_t row_bytes = cols / 4;
-  // Tokens outside, rows inside: a group's activations (8 × cols bytes) stay in L1 while the
-  // rows of this call (a tile of ~32 KiB, see for_row_tiles) stream past them. Rows outside
-  // re-read every token's activations from L2 for each row, and that read bounded prefill.
-  int64_t t = 0;
-  for (; t + 8 <= T; t += 8) {
-    for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<8>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
-    }
-  }
-  for (; t + 4 <= T; t += 4) {
-    for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<4>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
-    }
-  }
-  for (; t < T; t++) {
-    for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<1>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
-    }
-  }
+  i2s_gemm_256<MaddubsDot>(w, cols, r0, r1, q, act_scale, act_sum, w_scale, T, out, out_stride);
 }
 
-// Σ code·q over one TQ2_0 block (codes of element 128c+32l+m at bits 2l of qs[32c+m]).
-inline __m256i tq2_block(const BlockTQ2& blk, const int8_t* q) {
-  const __m256i mask = _mm256_set1_epi8(3);
-  __m256i s = _mm256_setzero_si256();
-  for (int c = 0; c < 2; c++) {
-    const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * c));
-    const int8_t* qc = q + 128 * c;
-    __m256i p = _mm256_maddubs_epi16(_mm256_and_si256(packed, mask), _mm256_loadu_si256((const __m256i*)(qc)));
-    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
-                                                 _mm256_loadu_si256((const __m256i*)(qc + 32))));
-    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(packed, 4), mask),
-                                                 _mm256_loadu_si256((const __m256i*)(qc + 64))));
-    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(packed, 6), mask),
-                                                 _mm256_loadu_si256((const __m256i*)(qc + 96))));
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-  }
-  return s;
-}
-
-// The horizontal sums of four int32 vectors, as one vector (a, b, c, d): three hadds and one
-// add instead of four full reductions. Integer sums: exact in any order.
-inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
-  const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-  return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-}
-
-// The eight 2-bit code vectors of one TQ2_0 block, in the activation order of tq2_block.
-inline void tq2_unpack(const BlockTQ2& blk, __m256i codes[8]) {
-  const __m256i mask = _mm256_set1_epi8(3);
-  for (int c = 0; c < 2; c++) {
-    const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * c));
-    codes[4 * c + 0] = _mm256_and_si256(packed, mask);
-    codes[4 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
-    codes[4 * c + 2] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
-    codes[4 * c + 3] = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
-  }
-}
-
-// Σ codes·q over a block as int32 lanes: eight maddubs summed in int16 (each lane ≤ 8·2·2·128 =
-// 4096, far from saturation), widened once.
-inline __m256i tq2_dot_unpacked(const __m256i codes[8], const int8_t* q) {
-  __m256i p = _mm256_maddubs_epi16(codes[0], _mm256_loadu_si256((const __m256i*)q));
-  for (int j = 1; j < 8; j++) {
-    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(codes[j], _mm256_loadu_si256((const __m256i*)(q + 32 * j))));
-  }
-  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-// Every output is Σ_b (float)(sumi_b − bsum_b) · (act_d_b · w_d_b), summed over blocks in order
-// with separate multiplies and adds (no FMA), exactly as the scalar kernel; vector lanes hold
-// different tokens, never parts of one sum, so the results are bit-identical to it.
 void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                    const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
-  const int64_t nb = cols / 256;
-  // Prompt-shaped work: four tokens per pass over a row, sharing each block's unpacked codes;
-  // tokens outside, rows inside, so the four tokens' activations stay in L1 (see i2s_gemm_avx2).
-  const int64_t T4 = T - T % 4;
-  for (int64_t t = 0; t < T4; t += 4) {
-    for (int64_t r = r0; r < r1; r++) {
-      const BlockTQ2* row = w + r * nb;
-      const int8_t* q0 = q + t * cols;
-      __m128 sumf = _mm_setzero_ps();
-      for (int64_t b = 0; b < nb; b++) {
-        __m256i codes[8];
-        tq2_unpack(row[b], codes);
-        const int64_t off = 256 * b;
-        const __m128i sumi = hsum4_i32(tq2_dot_unpacked(codes, q0 + off), tq2_dot_unpacked(codes, q0 + cols + off),
-                                       tq2_dot_unpacked(codes, q0 + 2 * cols + off),
-                                       tq2_dot_unpacked(codes, q0 + 3 * cols + off));
-        const __m128i bsum = _mm_setr_epi32(act_bsum[t * nb + b], act_bsum[(t + 1) * nb + b],
-                                            act_bsum[(t + 2) * nb + b], act_bsum[(t + 3) * nb + b]);
-        const __m128 ad = _mm_setr_ps(act_d[t * nb + b], act_d[(t + 1) * nb + b], act_d[(t + 2) * nb + b],
-                                      act_d[(t + 3) * nb + b]);
-        const __m128 scale = _mm_mul_ps(ad, _mm_set1_ps(_cvtsh_ss(row[b].d)));
-        sumf = _mm_add_ps(sumf, _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(sumi, bsum)), scale));
-      }
-      alignas(16) float o[4];
-      _mm_store_ps(o, sumf);
-      for (int k = 0; k < 4; k++) out[(t + k) * out_stride + r] = o[k];
-    }
-  }
-  // The remaining tokens (decode: all of them), row by row. Four rows per pass sharing the
-  // activation loads and one reduction was tried and measured no better (57% of the same-run
-  // decode bound against 65% row by row, on an AVX-512 EPYC), so it is not used.
-  for (int64_t t = T4; t < T; t++) {
-    const int8_t* qt = q + t * cols;
-    int64_t r = r0;
-    for (; r < r1; r++) {
-      const BlockTQ2* row = w + r * nb;
-      float sumf = 0.0f;
-      for (int64_t b = 0; b < nb; b++) {
-        const int32_t sumi = hsum_i32(tq2_block(row[b], qt + 256 * b)) - act_bsum[t * nb + b];
-        sumf += (float)sumi * (act_d[t * nb + b] * _cvtsh_ss(row[b].d));
-      }
-      out[t * out_stride + r] = sumf;
-    }
-  }
+  tq2_gemm_256<MaddubsDot>(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride);
 }
 
 void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,

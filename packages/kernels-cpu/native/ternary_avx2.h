@@ -1,0 +1,139 @@
+// ---------------------------------------------------------------------------------------------
+// The 256-bit ternary projections shared by the AVX2 and AVX-VNNI paths, written once over a
+// `Dot` policy that says how u8 codes × s8 activations are summed (AVX2: VPMADDUBSW + VPADDW +
+// VPMADDWD; AVX-VNNI: VPDPBUSD). Include it inside the including file's target pragma and
+// anonymous namespace.
+//
+// Loop order: tokens outside, rows inside, so a group's activations stay in L1 while the rows
+// of one call (a ~32 KiB tile, see for_row_tiles) stream past them; rows outside re-read every
+// token's activations from L2 for each row, and that read bounded prefill. Integer sums are
+// exact in any grouping, and the float steps are the scalar kernel's in the same order (no FMA;
+// vector lanes hold different tokens), so every result is bit-identical to the scalar path.
+//
+// Dot provides:
+//   template <int N> static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q,
+//                                        int64_t cols, __m256i acc[N]);  // Σ code·q, N tokens
+//   static __m256i tq2(const __m256i codes[8], const int8_t* q);       // one token of a 4-pass
+//   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // decode
+// ---------------------------------------------------------------------------------------------
+#pragma once
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// The horizontal sums of four int32 vectors as one vector (a, b, c, d): three hadds and one add
+// instead of four full reductions.
+inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+// The four code vectors of a 128-element I2_S block (32 bytes; element 32j+m at bits 6−2j of
+// byte m), in activation order.
+inline void i2s_unpack(const uint8_t* codes, __m256i c[4]) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  const __m256i packed = _mm256_loadu_si256((const __m256i*)codes);
+  c[0] = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
+  c[1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+  c[2] = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
+  c[3] = _mm256_and_si256(packed, mask);
+}
+
+// The eight code vectors of a TQ2_0 block (element 128c+32l+m at bits 2l of qs[32c+m]).
+inline void tq2_unpack(const BlockTQ2& blk, __m256i codes[8]) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  for (int c = 0; c < 2; c++) {
+    const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * c));
+    codes[4 * c + 0] = _mm256_and_si256(packed, mask);
+    codes[4 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
+    codes[4 * c + 2] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+    codes[4 * c + 3] = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
+  }
+}
+
+template <class Dot, int N>
+inline void i2s_tokens(const uint8_t* row, int64_t nb, int64_t cols, int64_t r, int64_t t, const int8_t* q,
+                       const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride) {
+  __m256i acc[N];
+  Dot::template i2s_row<N>(row, nb, q + t * cols, cols, acc);
+  for (int k = 0; k < N; k++) {
+    const float y = (float)(hsum_i32(acc[k]) - act_sum[t + k]) / act_scale[t + k];
+    out[(t + k) * out_stride + r] = y * w_scale;
+  }
+}
+
+// out = (Σ code·q − Σq) / act_scale · w_scale; eight, then four tokens per pass share each
+// row's unpacked codes.
+template <class Dot>
+void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
+                  const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
+  const int64_t nb = cols / 128;
+  const int64_t row_bytes = cols / 4;
+  int64_t t = 0;
+  for (; t + 8 <= T; t += 8) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<Dot, 8>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+    }
+  }
+  for (; t + 4 <= T; t += 4) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<Dot, 4>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+    }
+  }
+  for (; t < T; t++) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<Dot, 1>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+    }
+  }
+}
+
+// Each output is Σ_b (float)(sumi_b − bsum_b) · (act_d_b · w_d_b) over blocks in order. Four
+// tokens per pass over a row share each block's unpacked codes and one reduction.
+template <class Dot>
+void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                  const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  const int64_t nb = cols / 256;
+  const int64_t T4 = T - T % 4;
+  __m256i codes[8];
+  for (int64_t t = 0; t < T4; t += 4) {
+    const int8_t* q0 = q + t * cols;
+    for (int64_t r = r0; r < r1; r++) {
+      const BlockTQ2* row = w + r * nb;
+      __m128 sumf = _mm_setzero_ps();
+      for (int64_t b = 0; b < nb; b++) {
+        tq2_unpack(row[b], codes);
+        const int64_t off = 256 * b;
+        const __m128i sumi = hsum4_i32(Dot::tq2(codes, q0 + off), Dot::tq2(codes, q0 + cols + off),
+                                       Dot::tq2(codes, q0 + 2 * cols + off), Dot::tq2(codes, q0 + 3 * cols + off));
+        const __m128i bsum = _mm_setr_epi32(act_bsum[t * nb + b], act_bsum[(t + 1) * nb + b],
+                                            act_bsum[(t + 2) * nb + b], act_bsum[(t + 3) * nb + b]);
+        const __m128 ad = _mm_setr_ps(act_d[t * nb + b], act_d[(t + 1) * nb + b], act_d[(t + 2) * nb + b],
+                                      act_d[(t + 3) * nb + b]);
+        const __m128 scale = _mm_mul_ps(ad, _mm_set1_ps(_cvtsh_ss(row[b].d)));
+        sumf = _mm_add_ps(sumf, _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(sumi, bsum)), scale));
+      }
+      alignas(16) float o[4];
+      _mm_store_ps(o, sumf);
+      for (int k = 0; k < 4; k++) out[(t + k) * out_stride + r] = o[k];
+    }
+  }
+  // The remaining tokens (decode: all of them), row by row. Four rows per pass sharing the
+  // activation loads and one reduction was tried and measured no better, so it is not used.
+  for (int64_t t = T4; t < T; t++) {
+    const int8_t* qt = q + t * cols;
+    for (int64_t r = r0; r < r1; r++) {
+      const BlockTQ2* row = w + r * nb;
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        tq2_unpack(row[b], codes);
+        const int32_t sumi = hsum_i32(Dot::tq2_one(codes, qt + 256 * b)) - act_bsum[t * nb + b];
+        sumf += (float)sumi * (act_d[t * nb + b] * _cvtsh_ss(row[b].d));
+      }
+      out[t * out_stride + r] = sumf;
+    }
+  }
+}
