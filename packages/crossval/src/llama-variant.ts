@@ -43,6 +43,11 @@ export type GgmlCpuFeature =
   | "AMX_TILE"
   | "AMX_INT8";
 
+/** What every variant from haswell up is built with; the later ones add to it. */
+const HASWELL: readonly GgmlCpuFeature[] = ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"];
+const SKYLAKEX: readonly GgmlCpuFeature[] = [...HASWELL, "AVX512"];
+const ZEN4: readonly GgmlCpuFeature[] = [...SKYLAKEX, "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16"];
+
 /**
  * The x86-64 variants of ggml's GGML_CPU_ALL_VARIANTS build (ggml/src/CMakeLists.txt, the
  * llama.cpp release node-llama-cpp 3.22.1 ships) and the features each is compiled for.
@@ -53,49 +58,15 @@ export const GGML_X86_CPU_VARIANTS: Readonly<Record<string, readonly GgmlCpuFeat
   sandybridge: ["SSE42", "AVX"],
   ivybridge: ["SSE42", "AVX", "F16C"],
   piledriver: ["SSE42", "AVX", "F16C", "FMA"],
-  haswell: ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"],
-  skylakex: ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512"],
-  cannonlake: ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VBMI"],
-  cascadelake: ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VNNI"],
-  icelake: ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VBMI", "AVX512_VNNI"],
-  cooperlake: [
-    "SSE42",
-    "AVX",
-    "F16C",
-    "FMA",
-    "AVX2",
-    "BMI2",
-    "AVX512",
-    "AVX512_VNNI",
-    "AVX512_BF16",
-  ],
-  zen4: [
-    "SSE42",
-    "AVX",
-    "F16C",
-    "FMA",
-    "AVX2",
-    "BMI2",
-    "AVX512",
-    "AVX512_VBMI",
-    "AVX512_VNNI",
-    "AVX512_BF16",
-  ],
-  alderlake: ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX_VNNI"],
-  sapphirerapids: [
-    "SSE42",
-    "AVX",
-    "F16C",
-    "FMA",
-    "AVX2",
-    "BMI2",
-    "AVX512",
-    "AVX512_VBMI",
-    "AVX512_VNNI",
-    "AVX512_BF16",
-    "AMX_TILE",
-    "AMX_INT8",
-  ],
+  haswell: HASWELL,
+  skylakex: SKYLAKEX,
+  cannonlake: [...SKYLAKEX, "AVX512_VBMI"],
+  cascadelake: [...SKYLAKEX, "AVX512_VNNI"],
+  icelake: [...SKYLAKEX, "AVX512_VBMI", "AVX512_VNNI"],
+  cooperlake: [...SKYLAKEX, "AVX512_VNNI", "AVX512_BF16"],
+  zen4: ZEN4,
+  alderlake: [...HASWELL, "AVX_VNNI"],
+  sapphirerapids: [...ZEN4, "AMX_TILE", "AMX_INT8"],
 };
 
 /**
