@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite: build + typecheck (turbo), lint (biome), then every vitest project.
+// The whole test suite: build + typecheck (turbo), lint (biome), then every vitest project (on
+// Linux x64 with apt-get, with lavapipe from tools/lavapipe/setup.sh for the WebGPU tests).
 // Prints a final line "N passed, N failed, N skipped" (static checks count as one test each;
 // skipped: tests registered but not run here, e.g. a kernel path this CPU lacks, each named with
 // its reason).
@@ -29,17 +30,44 @@ const built = check("build + typecheck", "turbo", [
 ]);
 check("lint", "biome", ["check", "."]);
 
+/**
+ * Lavapipe (Mesa's software Vulkan driver) for the WebGPU tests, on Linux x64 with apt-get:
+ * tools/lavapipe/setup.sh unpacks it into .cache/lavapipe; its env.json (VK_DRIVER_FILES,
+ * LD_LIBRARY_PATH) goes into vitest's environment. A failed setup does not stop the suite: the
+ * WebGPU tests then fail saying that no adapter was found.
+ */
+function lavapipeEnv() {
+  if (process.platform !== "linux" || process.arch !== "x64") {
+    return {};
+  }
+  if (spawnSync("sh", ["-c", "command -v apt-get"], { stdio: "ignore" }).status !== 0) {
+    return {};
+  }
+  console.log("\n▶ lavapipe (software Vulkan for the WebGPU tests): tools/lavapipe/setup.sh");
+  const { status } = spawnSync("bash", ["tools/lavapipe/setup.sh"], { stdio: "inherit" });
+  const file = ".cache/lavapipe/env.json";
+  if (status !== 0) {
+    console.log(`✗ lavapipe setup failed (exit ${status}); the WebGPU tests will find no adapter`);
+    return {};
+  }
+  if (!fs.existsSync(file)) {
+    return {};
+  }
+  const env = JSON.parse(fs.readFileSync(file, "utf8"));
+  console.log(`lavapipe: VK_DRIVER_FILES=${env.VK_DRIVER_FILES}`);
+  return env;
+}
+
 if (built) {
   fs.mkdirSync(".cache", { recursive: true });
+  const env = { ...process.env, ...lavapipeEnv() };
   const report = ".cache/vitest-report.json";
   fs.rmSync(report, { force: true });
   console.log("\n▶ vitest");
   spawnSync(
     "vitest",
     ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...extra],
-    {
-      stdio: "inherit",
-    },
+    { stdio: "inherit", env },
   );
   if (fs.existsSync(report)) {
     const json = JSON.parse(fs.readFileSync(report, "utf8"));
