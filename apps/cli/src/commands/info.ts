@@ -1,10 +1,62 @@
 /**
- * `bitnet info`: what this machine has (device-probe: facts about the hardware) and which
- * backends can run here (engine-core: each backend package really loaded and asked).
+ * `bitnet info`: what this machine has (device-probe: facts about the hardware), the WebGPU
+ * adapter Dawn finds (kernels-webgpu's requestAdapter), and which backends can run here
+ * (engine-core: each backend package really loaded and asked).
  */
 import { cpuSimdLevel, probeDevice } from "@bitnet-ts/device-probe";
 import { autoOrder, type BackendStatus, probeBackends } from "@bitnet-ts/engine-core";
+import type { AdapterReport } from "@bitnet-ts/kernels-webgpu";
 import { formatBytes } from "../table";
+
+/** The WebGPU adapter, or why there is none. */
+export interface WebGpuInfo {
+  readonly available: boolean;
+  readonly adapter?: AdapterReport;
+  readonly reason?: string;
+}
+
+/** The limits the WebGPU kernels size their buffers and workgroups by. */
+const KEY_LIMITS: readonly { name: string; bytes: boolean }[] = [
+  { name: "maxStorageBufferBindingSize", bytes: true },
+  { name: "maxBufferSize", bytes: true },
+  { name: "maxComputeWorkgroupStorageSize", bytes: true },
+  { name: "maxComputeInvocationsPerWorkgroup", bytes: false },
+  { name: "maxComputeWorkgroupSizeX", bytes: false },
+];
+
+/**
+ * Asks Dawn for an adapter (no device is created). The package is imported here, not at the top,
+ * so `bitnet info` still works when it (or Dawn's native module) cannot load.
+ */
+async function probeWebGpu(): Promise<WebGpuInfo> {
+  try {
+    const { requestAdapter } = await import("@bitnet-ts/kernels-webgpu");
+    const { report } = await requestAdapter();
+    return { available: true, adapter: report };
+  } catch (error) {
+    return { available: false, reason: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+function webGpuLines(w: WebGpuInfo): string[] {
+  const a = w.adapter;
+  if (!w.available || a === undefined) {
+    const [first, ...rest] = (w.reason ?? "unknown").split("\n");
+    return [`  adapter      none: ${first}`, ...rest.map((line) => `               ${line}`)];
+  }
+  const ids = [a.vendor, a.architecture, a.device].filter((s) => s !== "").join(", ");
+  const limits = KEY_LIMITS.filter((l) => a.limits[l.name] !== undefined).map((l) => {
+    const value = a.limits[l.name]!;
+    return `  ${l.name} ${value}${l.bytes ? ` (${formatBytes(value)})` : ""}`;
+  });
+  return [
+    `  adapter      ${a.description || a.device || a.vendor || "unnamed"}${ids === "" ? "" : ` [${ids}]`}`,
+    `  backend      ${a.backendType}`,
+    `  features     ${a.features.join(" ") || "none"}`,
+    "  limits",
+    ...limits.map((line) => `  ${line}`),
+  ];
+}
 
 function backendLine(s: BackendStatus): string {
   if (!s.available) {
@@ -20,11 +72,12 @@ function backendLine(s: BackendStatus): string {
 export async function runInfo(options: { json?: boolean }): Promise<string> {
   const d = probeDevice();
   const backends = await probeBackends();
+  const webgpu = await probeWebGpu();
   const available = new Set(backends.filter((b) => b.available).map((b) => b.name));
   // "auto" takes the first backend of its order that can run here.
   const auto = autoOrder(d).find((name) => available.has(name)) ?? "reference";
   if (options.json) {
-    return `${JSON.stringify({ ...d, cpu_simd: cpuSimdLevel(d.cpu), backends, auto_backend: auto }, null, 2)}\n`;
+    return `${JSON.stringify({ ...d, cpu_simd: cpuSimdLevel(d.cpu), webgpu, backends, auto_backend: auto }, null, 2)}\n`;
   }
   const features = Object.entries(d.cpu.features)
     .filter(([, v]) => v)
@@ -39,6 +92,9 @@ export async function runInfo(options: { json?: boolean }): Promise<string> {
     `memory       ${formatBytes(d.memory.totalBytes)} total, ${formatBytes(d.memory.availableBytes)} available`,
     `nvidia gpus  ${d.cuda.gpuPresent ? d.cuda.devices.map((g) => `${g.name} (sm ${g.computeCapability}, ${formatBytes(g.memoryBytes)})`).join(", ") : `none: ${d.cuda.reason}`}${d.cuda.runtimeVersion ? ` [toolkit ${d.cuda.runtimeVersion}]` : ""}`,
     `metal gpu    ${d.metal.gpuPresent ? (d.metal.device ?? "present") : `none: ${d.metal.reason}`}`,
+    "",
+    "webgpu",
+    ...webGpuLines(webgpu),
     "",
     "backends",
     ...backends.map((b) => `  ${backendLine(b)}`),
