@@ -23,6 +23,10 @@ export const EngineErrorCode = {
   BAD_OPTION: "ENGINE_BAD_OPTION",
   /** The model or a sequence was used after being disposed. */
   DISPOSED: "ENGINE_DISPOSED",
+  /** Device memory (weights, scratch, KV pages) is exhausted; the step or load did not happen. */
+  OUT_OF_MEMORY: "ENGINE_OUT_OF_MEMORY",
+  /** The GPU device was lost (driver reset, removed, destroyed); the model must be loaded again. */
+  DEVICE_LOST: "ENGINE_DEVICE_LOST",
 } as const;
 
 export type EngineErrorCode = (typeof EngineErrorCode)[keyof typeof EngineErrorCode];
