@@ -81,6 +81,8 @@ export function backendOptionsOf(options: ModelOptions): BackendOptions {
       ...cpuFlagsOf(options),
       ...(options.threads === undefined ? {} : { threads: options.threads }),
     },
+    // --backend metal is WebGPU on Dawn's Metal adapter.
+    ...(options.backend === "metal" ? { webgpu: { backendType: "metal" } } : {}),
   };
 }
 
@@ -107,8 +109,16 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     .option("-t, --threads <n>", "threads for native backends", integer("--threads", 1, 1024))
     .option(
       "--backend <name>",
-      "auto, cpu, reference or reference-f64 (default auto)",
-      choice("--backend", ["auto", "cuda", "metal", "cpu", "reference", "reference-f64"] as const),
+      "auto, cpu, webgpu (metal: WebGPU on Metal), cuda, reference or reference-f64 (default auto)",
+      choice("--backend", [
+        "auto",
+        "cuda",
+        "webgpu",
+        "metal",
+        "cpu",
+        "reference",
+        "reference-f64",
+      ] as const),
     )
     .option(
       "--ffn-act <act>",

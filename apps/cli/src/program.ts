@@ -19,6 +19,8 @@ const VERSION = "0.0.0";
 
 // The native CPU kernels are a dependency of the CLI; engine-core loads them on demand.
 registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+// WebGPU (Metal, Vulkan, Direct3D 12 through Dawn): `--backend webgpu`, or "auto" on macOS.
+registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
 
 function buildProgram(io: CliIo): Command {
   const program = new Command("bitnet")

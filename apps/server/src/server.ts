@@ -30,6 +30,8 @@ export type { BitnetServer, ServerOptions } from "./options";
 
 // The native CPU kernels ship with the server; engine-core loads them on demand.
 registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+// WebGPU (Metal, Vulkan, Direct3D 12 through Dawn): `--backend webgpu`, or "auto" on macOS.
+registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
 
 export async function startServer(options: ServerOptions): Promise<BitnetServer> {
   const log = options.onLog ?? (() => {});

@@ -185,6 +185,7 @@ export class WebGpuModel implements CompiledModel {
   #kCache: GPUBuffer[] = [];
   #vCache: GPUBuffer[] = [];
   #pageBytes = 0;
+  #pageScratch!: GPUBuffer;
   // per-step inputs
   #stepUniform!: GPUBuffer;
   #positions!: GPUBuffer;
@@ -446,6 +447,7 @@ export class WebGpuModel implements CompiledModel {
       );
     }
     this.#kv = new KvPages(pageCount);
+    this.#pageScratch = this.#buffer("kv-page-copy", this.#pageBytes, COPY_SRC | COPY_DST);
     this.#kvBudget = pageCount * KV_PAGE * this.#kvBytesPerToken;
     for (let l = 0; l < hp.nLayer; l++) {
       this.#kCache.push(this.#storage(`k-${l}`, pageCount * this.#pageBytes));
@@ -1046,13 +1048,10 @@ export class WebGpuModel implements CompiledModel {
     for (const { from, to } of copies) {
       for (let l = 0; l < this.#kCache.length; l++) {
         for (const cache of [this.#kCache[l]!, this.#vCache[l]!]) {
-          encoder.copyBufferToBuffer(
-            cache,
-            from * this.#pageBytes,
-            cache,
-            to * this.#pageBytes,
-            this.#pageBytes,
-          );
+          // A buffer cannot be copied onto itself: through a one-page scratch buffer.
+          const scratch = this.#pageScratch;
+          encoder.copyBufferToBuffer(cache, from * this.#pageBytes, scratch, 0, this.#pageBytes);
+          encoder.copyBufferToBuffer(scratch, 0, cache, to * this.#pageBytes, this.#pageBytes);
         }
       }
     }
