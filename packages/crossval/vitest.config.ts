@@ -1,4 +1,8 @@
 import { defineProject } from "vitest/config";
+import { useLavapipe } from "../../vitest.lavapipe.ts";
+
+// The WebGPU cross-validation runs on lavapipe where there is no GPU driver.
+useLavapipe();
 
 export default defineProject({
   resolve: { conditions: ["source"] },

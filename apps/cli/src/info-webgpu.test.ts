@@ -5,9 +5,11 @@
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import { afterAll, describe, expect, it } from "vitest";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, "../dist/bitnet.js");
@@ -40,15 +42,21 @@ function lavapipeEnv(): Record<string, string> {
 }
 
 function info(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, "info", ...args], {
+  return bitnet("info", ...args);
+}
+
+function bitnet(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
     encoding: "utf8",
     env: { ...process.env, ...lavapipeEnv() },
-    timeout: 60_000,
+    timeout: 300_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 const skip = lavapipeSkip();
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cli-webgpu-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe.skipIf(skip !== undefined)(
   `bitnet info with lavapipe${skip === undefined ? "" : ` (skipped: ${skip})`}`,
@@ -85,6 +93,20 @@ describe.skipIf(skip !== undefined)(
       expect(webgpu.adapter?.description).toMatch(/^llvmpipe/);
       expect(webgpu.adapter?.backendType).toBe("vulkan");
       expect(webgpu.adapter?.limits["maxComputeInvocationsPerWorkgroup"]).toBeGreaterThan(0);
+    });
+
+    it("bitnet run --backend webgpu --temp 0 writes the same text as --backend cpu", {
+      timeout: 300_000,
+    }, async () => {
+      const file = path.join(tmp, "tiny-i2s.gguf");
+      await writeFixture(PRESETS["tiny-i2s"]!, file);
+      const args = ["run", "-m", file, "-p", "The capital of France is", "-n", "12", "--temp", "0"];
+      const gpu = bitnet(...args, "--backend", "webgpu");
+      expect(gpu.code, gpu.stderr).toBe(0);
+      expect(gpu.stderr).toMatch(/webgpu backend/);
+      const cpu = bitnet(...args, "--backend", "cpu");
+      expect(cpu.code, cpu.stderr).toBe(0);
+      expect(gpu.stdout).toBe(cpu.stdout);
     });
   },
 );

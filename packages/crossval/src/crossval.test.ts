@@ -71,6 +71,32 @@ describe("cross-validation against llama.cpp", () => {
     expect(cpu!.first8Identical).toBeGreaterThanOrEqual(reference!.first8Identical);
   });
 
+  for (const name of ["tiny-tq2", "tiny-tq1"]) {
+    it(`${name} on the WebGPU backend (lavapipe in CI): within the f64 yardstick of llama.cpp, and of the CPU backend`, {
+      timeout: 600_000,
+    }, async () => {
+      registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+      registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
+      const report = await crossvalidate(await model(name), prompts, {
+        nTokens: 16,
+        backends: ["webgpu", "reference-f64", "cpu"],
+      });
+      console.info(formatReport(report));
+      const [gpu, yardstick, cpu] = report.engines;
+      expect(gpu!.engine).toBe("bitnet-ts webgpu");
+      // The rule every engine of ours meets: no farther from llama.cpp than the f64 yardstick.
+      expect(gpu!.summary.meanKl).toBeLessThanOrEqual(2 * yardstick!.summary.meanKl);
+      expect(gpu!.summary.top1Agreement).toBeGreaterThanOrEqual(
+        yardstick!.summary.top1Agreement - 0.03,
+      );
+      expect(gpu!.summary.top1Agreement).toBeGreaterThanOrEqual(0.9);
+      expect(gpu!.first8Identical).toBeGreaterThanOrEqual(yardstick!.first8Identical - 1);
+      // And as close to llama.cpp as the CPU backend is (same numerics, other summation order).
+      expect(gpu!.summary.meanKl).toBeLessThanOrEqual(2 * cpu!.summary.meanKl + 1e-6);
+      expect(gpu!.summary.top1Agreement).toBeGreaterThanOrEqual(cpu!.summary.top1Agreement - 0.03);
+    });
+  }
+
   it("tiny-tq2: perplexity within 1% of llama.cpp's", { timeout: 240_000 }, async () => {
     const file = await model("tiny-tq2");
     const text = fs.readFileSync(path.join(repo, "fixtures/perplexity-sample.txt"), "utf8");
