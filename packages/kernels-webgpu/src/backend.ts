@@ -41,6 +41,7 @@ import {
   attentionShader,
   elementwiseShader,
   floatMatmulShader,
+  gatherRowsShader,
   KV_PAGE,
   kvStoreShader,
   type QuantMode,
@@ -393,6 +394,17 @@ export class WebGpuModel implements CompiledModel {
     const qBuf = this.#storage("q", maxBatch * qStride * 4);
     const qScale = this.#storage("qscale", maxBatch * q8kBlocks * 4);
     const qSum = this.#storage("qsum", maxBatch * q8kBlocks * 4);
+    // Activation rows gathered for float matmuls (f32 pairs at most: the f16 form is half).
+    let floatCols = 0;
+    for (const op of graph.ops) {
+      if (
+        op.kind === "output" ||
+        (op.kind === "linear" && !TERNARY_TYPES.has(tensor(op.weight).info.type.name))
+      ) {
+        floatCols = Math.max(floatCols, graph.buffers[op.x]!);
+      }
+    }
+    const gathered = this.#storage("gathered", maxBatch * Math.max(2, floatCols) * 4);
 
     // --- per-step inputs ---
     this.#stepUniform = this.#buffer("step", 16, UNIFORM | COPY_DST);
@@ -608,12 +620,17 @@ export class WebGpuModel implements CompiledModel {
             });
             dispatches.push(
               await this.#dispatch(
+                `webgpu.gather.${w.f16Activations ? "f16" : "f32"}`,
+                gatherRowsShader(w.cols, w.f16Activations, false),
+                [p(op.x), this.#rowIdx, gathered, step],
+                (tokens) => [ceilDiv(w.cols / 2, 64), tokens, 1],
+              ),
+              await this.#dispatch(
                 `webgpu.linear.${w.tag}.float`,
                 shader.code,
                 [
                   this.#upload(op.weight, w.bytes),
-                  p(op.x),
-                  this.#rowIdx,
+                  gathered,
                   p(op.out),
                   step,
                   this.#uniform(`${op.out}.params`, new Uint32Array(4)),
@@ -695,6 +712,14 @@ export class WebGpuModel implements CompiledModel {
             1,
             Math.floor(Math.min(maxBinding, this.#limit("maxBufferSize")) / w.rowBytes),
           );
+          dispatches.push(
+            await this.#dispatch(
+              `webgpu.gather_rows.${w.f16Activations ? "f16" : "f32"}`,
+              gatherRowsShader(w.cols, w.f16Activations, true),
+              [p(op.x), this.#rowIdx, gathered, step],
+              (_t, rowsWanted) => [ceilDiv(w.cols / 2, 64), rowsWanted, 1],
+            ),
+          );
           for (let r0 = 0; r0 < w.rows; r0 += rowsPerChunk) {
             const rows = Math.min(rowsPerChunk, w.rows - r0);
             const chunk = this.#upload(
@@ -715,8 +740,7 @@ export class WebGpuModel implements CompiledModel {
                 shader.code,
                 [
                   chunk,
-                  p(op.x),
-                  this.#rowIdx,
+                  gathered,
                   this.#logits,
                   step,
                   this.#uniform(`head[${r0}].params`, new Uint32Array([r0, 0, 0, 0])),

@@ -357,16 +357,40 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 export type FloatLayout = "f16" | "f32";
 
 /**
- * y = W x for float weights (the output head, or a float projection), 4 rows × 16 lanes per
- * workgroup, 4 tokens per thread. `rowsIndexed`: the tokens are the rows listed in `rowIdx`
- * (the head runs only on the rows that want logits). `f16Activations`: x is rounded to f16
- * first, as ggml converts the activation to an F16 weight's dot type.
+ * The activation rows a float matmul reads, gathered once per step: the rows listed in `rowIdx`
+ * (the head runs only on the rows that want logits) or every token's row, rounded to f16 and
+ * packed in pairs when ggml would convert the activation to an F16 weight's dot type — rounded
+ * once here rather than once per weight row.
+ */
+export function gatherRowsShader(cols: number, f16: boolean, rowsIndexed: boolean): string {
+  const pairs = cols / 2;
+  return /* wgsl */ `${STEP_STRUCT}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> rowIdx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> xa: array<${f16 ? "u32" : "vec2f"}>;
+@group(0) @binding(3) var<uniform> step: Step;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.y;
+  let p = gid.x;
+  if (r >= ${rowsIndexed ? "step.rows" : "step.tokens"} || p >= ${pairs}u) { return; }
+  let src = ${rowsIndexed ? "rowIdx[r]" : "r"} * ${cols}u + 2u * p;
+  xa[r * ${pairs}u + p] = ${f16 ? "packF16(x[src], x[src + 1u])" : "vec2f(x[src], x[src + 1u])"};
+}
+`;
+}
+
+/**
+ * y = W x for float weights (the output head, or a float projection) on gathered activation rows
+ * (gatherRowsShader), 4 rows × 16 lanes per workgroup, 4 tokens per thread.
  */
 export function floatMatmulShader(options: {
   readonly rows: number;
   readonly cols: number;
   readonly layout: FloatLayout;
+  /** The gathered rows are f16 pairs (F16 weights) rather than f32 pairs. */
   readonly f16Activations: boolean;
+  /** The count of rows is the step's logits rows (the head), else its tokens. */
   readonly rowsIndexed: boolean;
   /** Row stride of y (the full vocabulary when the head is split in chunks). */
   readonly yStride: number;
@@ -374,38 +398,34 @@ export function floatMatmulShader(options: {
   const { rows, cols, layout, f16Activations, rowsIndexed, yStride } = options;
   const rowGroups = Math.ceil(rows / LINEAR_ROWS);
   const pairs = cols / 2;
-  const round = (e: string) => (f16Activations ? `vec2f(roundF16(${e}.x), roundF16(${e}.y))` : e);
   const load =
     layout === "f16"
       ? `let wv = unpack2x16float(w[row * ${pairs}u + p]);`
-      : `let wv = vec2f(w[row * ${cols}u + 2u * p], w[row * ${cols}u + 2u * p + 1u]);`;
+      : `let wv = w[row * ${pairs}u + p];`;
   const code = /* wgsl */ `${STEP_STRUCT}
 struct Params { rowOffset: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> w: array<${layout === "f16" ? "u32" : "f32"}>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> rowIdx: array<u32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> step: Step;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(0) var<storage, read> w: array<${layout === "f16" ? "u32" : "vec2f"}>;
+@group(0) @binding(1) var<storage, read> xa: array<${f16Activations ? "u32" : "vec2f"}>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> params: Params;
 const TT = ${LINEAR_TOKENS}u;
 var<workgroup> part: array<f32, ${64 * LINEAR_TOKENS}>;
-fn count() -> u32 { return ${rowsIndexed ? "step.rows" : "step.tokens"}; }
-fn xrow(t: u32) -> u32 { return ${rowsIndexed ? "rowIdx[t]" : "t"}; }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let t0 = wid.y * TT;
-  let n = count();
+  let n = ${rowsIndexed ? "step.rows" : "step.tokens"};
   if (t0 >= n) { return; }
   let lane = lid % 16u;
   let row = wid.x * ${LINEAR_ROWS}u + lid / 16u;
   var acc = array<f32, ${LINEAR_TOKENS}>();
   if (row < ${rows}u) {
     var xb = array<u32, ${LINEAR_TOKENS}>();
-    for (var tt = 0u; tt < TT; tt++) { xb[tt] = xrow(min(t0 + tt, n - 1u)) * ${cols}u; }
+    for (var tt = 0u; tt < TT; tt++) { xb[tt] = min(t0 + tt, n - 1u) * ${pairs}u; }
     for (var p = lane; p < ${pairs}u; p += 16u) {
       ${load}
       for (var tt = 0u; tt < TT; tt++) {
-        let xv = ${round(`vec2f(x[xb[tt] + 2u * p], x[xb[tt] + 2u * p + 1u])`)};
+        let xv = ${f16Activations ? "unpack2x16float(xa[xb[tt] + p])" : "xa[xb[tt] + p]"};
         acc[tt] += wv.x * xv.x + wv.y * xv.y;
       }
     }
