@@ -3,9 +3,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { readModelDescription } from "@bitnet-ts/engine-core";
-import { BENCH_DIMS, type FixturePreset, PRESETS, writeFixture } from "@bitnet-ts/fixtures";
-import { GgufWriter, parseGguf } from "@bitnet-ts/gguf";
-import { decodeF16, encodeBf16, encodeF32, quantizeQ8_0 } from "@bitnet-ts/quantization";
+import {
+  BENCH_DIMS,
+  type FixturePreset,
+  PRESETS,
+  writeFixture,
+  writeWithEmbeddingType,
+} from "@bitnet-ts/fixtures";
 import { CpuBackend, type CpuBackendOptions, type CpuModel } from "../src/backend";
 
 export const tmp: string = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-cpu-"));
@@ -62,26 +66,8 @@ export const LONG_PROMPT: readonly number[] = [
  */
 export async function withEmbedding(name: string, type: "F32" | "BF16" | "Q8_0"): Promise<string> {
   const file = path.join(tmp, `${name}-${type.toLowerCase()}.gguf`);
-  if (fs.existsSync(file)) {
-    return file;
+  if (!fs.existsSync(file)) {
+    await writeWithEmbeddingType(await fixture(name), file, type);
   }
-  const source = parseGguf(new Uint8Array(fs.readFileSync(await fixture(name))));
-  const writer = new GgufWriter({ alignment: source.alignment }).setAll(source.metadata);
-  for (const t of source.tensors) {
-    const data = source.tensorData(t);
-    if (t.name !== "token_embd.weight") {
-      writer.addTensor(t.name, t.type, t.shape, data);
-      continue;
-    }
-    const values = decodeF16(data, new Float32Array(t.elementCount));
-    const encoded =
-      type === "F32"
-        ? encodeF32(values)
-        : type === "BF16"
-          ? encodeBf16(values)
-          : quantizeQ8_0(values);
-    writer.addTensor(t.name, type, t.shape, encoded);
-  }
-  await writer.writeFile(file);
   return file;
 }

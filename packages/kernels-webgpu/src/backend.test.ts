@@ -16,7 +16,7 @@ import {
 import { describeBackendContract, logitsBatched } from "@bitnet-ts/engine-core/testing";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
 import { afterAll, describe, expect, it } from "vitest";
-import { backend, cleanup, fixture, gpuModel, LONG_PROMPT } from "../test/models";
+import { backend, cleanup, fixture, gpuModel, LONG_PROMPT, withEmbedding } from "../test/models";
 import { GPU_TOP_K_MAX, WebGpuBackend } from "./backend";
 import { KV_PAGE } from "./wgsl";
 
@@ -97,6 +97,37 @@ describe("agreement with the reference backend", () => {
       expect([...argmaxRows(b, LONG_PROMPT.length, vocab)]).toEqual([
         ...argmaxRows(a, LONG_PROMPT.length, vocab),
       ]);
+      await reference.dispose();
+      await gpu.dispose();
+    },
+  );
+});
+
+describe("heads and embeddings in other types", () => {
+  it.each(["F32", "BF16", "Q8_0", "Q6_K"] as const)(
+    "%s: dequantized like the reference, logits within 1e-3 of it, same argmax",
+    { timeout: 300_000 },
+    async (type) => {
+      const file = await withEmbedding("tiny-tq2", type);
+      const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
+      const gpu = await (await backend()).compile(await readModelDescription(file), {
+        contextLength: 64,
+      });
+      const prompt = LONG_PROMPT.slice(0, 8);
+      const a = await logitsBatched(reference, prompt);
+      const b = await logitsBatched(gpu, prompt);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) {
+        worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+      }
+      expect(worst).toBeLessThan(1e-3);
+      const vocab = gpu.description.hparams.vocabSize;
+      expect([...argmaxRows(b, prompt.length, vocab)]).toEqual([
+        ...argmaxRows(a, prompt.length, vocab),
+      ]);
+      expect(
+        [...gpu.kernelCounts().keys()].some((id) => id.includes(`.output.${type.toLowerCase()}.`)),
+      ).toBe(true);
       await reference.dispose();
       await gpu.dispose();
     },

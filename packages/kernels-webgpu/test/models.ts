@@ -7,7 +7,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { readModelDescription } from "@bitnet-ts/engine-core";
-import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import {
+  type EmbeddingType,
+  PRESETS,
+  writeFixture,
+  writeWithEmbeddingType,
+} from "@bitnet-ts/fixtures";
 import { WebGpuBackend, type WebGpuBackendOptions, type WebGpuModel } from "../src/backend";
 
 export const tmp: string = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-webgpu-"));
@@ -60,3 +65,12 @@ export const LONG_PROMPT: readonly number[] = [
   128000, 791, 6864, 315, 9822, 374, 12366, 13, 578, 4062, 14198, 39935, 35308, 927, 279, 16053,
   5679, 13, 358, 1093,
 ];
+
+/** A copy of a fixture whose tied embedding / output head is stored as `type` instead of F16. */
+export async function withEmbedding(name: string, type: EmbeddingType): Promise<string> {
+  const file = path.join(tmp, `${name}-${type.toLowerCase()}.gguf`);
+  if (!fs.existsSync(file)) {
+    await writeWithEmbeddingType(await fixture(name), file, type);
+  }
+  return file;
+}
