@@ -584,7 +584,7 @@ export class WebGpuModel implements CompiledModel {
               dispatches.push(quantDispatch);
               quantized = { name: op.x, mode };
             }
-            const shader = ternaryLinearShader(w.rows, w.cols, target(mode));
+            const shader = ternaryLinearShader(w.rows, w.cols, target(mode), w.codes);
             dispatches.push(
               await this.#dispatch(
                 `webgpu.linear.${w.tag}.dot4`,

@@ -1,10 +1,11 @@
 /**
  * Weights in the layouts the WGSL kernels read, built once on the host at compile time.
  *
- * - Ternary (I2_S, TQ2_0, TQ1_0): 2-bit codes (value + 1), 16 per u32 word, column 16w + 4k + b
- *   of a row at bits 8b + 2k of word w. Four shifts and one mask give four int8 lanes for
- *   `dot4I8Packed`, so a word costs four packed dots and nothing else. TQ1_0 is repacked the
- *   same way (lossless: the values are the same −1/0/+1). Scales: one per row (I2_S's tensor
+ * - Ternary (I2_S, TQ2_0, TQ1_0): 2-bit codes (value + 1) in the file's own bit order, 16 per
+ *   u32 word; four shifts and one mask give four int8 lanes of consecutive columns for
+ *   `dot4I8Packed`, so a word costs four packed dots and nothing else. I2_S uploads straight from
+ *   the file's bytes; TQ2_0 drops its block scales from between the codes; TQ1_0 is repacked as
+ *   TQ2_0 codes (lossless: the values are the same −1/0/+1). Scales: one per row (I2_S's tensor
  *   scale) or one per row and 256 block (TQ types' f16 block scales, as f32).
  * - Float (the head, float projections): F16 stays F16 (pairs in u32); every other float type
  *   (F32, BF16, Q8_0, Q6_K, Q4_0) is dequantized to f32 with the reference's own dequantizers,
@@ -19,17 +20,20 @@ import {
   dequantizeQ4_0,
   dequantizeQ6_K,
   dequantizeQ8_0,
-  unpackI2S,
+  f16ToF32,
+  i2sScale,
+  TQ2_0_BLOCK,
+  TQ2_0_BYTES,
   unpackTQ1_0,
-  unpackTQ2_0,
 } from "@bitnet-ts/quantization";
-import type { QuantMode } from "./wgsl";
+import type { QuantMode, TernaryCodes } from "./wgsl";
 
 export interface TernaryWeights {
   readonly rows: number;
   readonly cols: number;
-  /** rows × cols/16 words. */
-  readonly words: Uint32Array;
+  /** rows × cols/16 words of 2-bit codes, in `codes` order. */
+  readonly words: Uint8Array;
+  readonly codes: TernaryCodes;
   /** rows (per-token-int8) or rows × cols/256 (q8_k) scales. */
   readonly scales: Float32Array;
   readonly quant: QuantMode;
@@ -39,27 +43,32 @@ export interface TernaryWeights {
 
 export const TERNARY_TYPES: ReadonlySet<string> = new Set(["I2_S", "TQ2_0", "TQ1_0"]);
 
-/** Packs int8 ternary values (row-major) into the kernels' 2-bit layout. */
-export function packTernaryCodes(values: Int8Array, rows: number, cols: number): Uint32Array {
-  const wordsPerRow = cols / 16;
-  const words = new Uint32Array(rows * wordsPerRow);
-  for (let r = 0; r < rows; r++) {
-    const rowBase = r * cols;
-    const wordBase = r * wordsPerRow;
-    for (let w = 0; w < wordsPerRow; w++) {
-      const c0 = rowBase + 16 * w;
-      let word = 0;
-      for (let k = 0; k < 4; k++) {
-        for (let b = 0; b < 4; b++) {
-          word |= (values[c0 + 4 * k + b]! + 1) << (8 * b + 2 * k);
-        }
+/**
+ * Int8 ternary values (row-major) as TQ2_0's codes without the scales: per 256 block, byte
+ * 32c + m holds column 128c + 32l + m at bits 2l.
+ */
+export function packTq2Codes(values: Int8Array): Uint8Array {
+  const out = new Uint8Array(values.length / 4);
+  for (let b = 0; b < values.length / 256; b++) {
+    for (let c = 0; c < 2; c++) {
+      for (let m = 0; m < 32; m++) {
+        const x = 256 * b + 128 * c + m;
+        out[64 * b + 32 * c + m] =
+          (values[x]! + 1) |
+          ((values[x + 32]! + 1) << 2) |
+          ((values[x + 64]! + 1) << 4) |
+          ((values[x + 96]! + 1) << 6);
       }
-      words[wordBase + w] = word >>> 0;
     }
   }
-  return words;
+  return out;
 }
 
+/**
+ * I2_S: the file's code bytes as they are (no copy: the upload reads the file's bytes). TQ2_0:
+ * the 64 code bytes of each 66-byte block, without the f16 scale (a copy per block, no per-value
+ * work). TQ1_0: unpacked from base 3 and packed as TQ2_0 codes (lossless).
+ */
 export function ternaryWeights(t: BoundTensor): TernaryWeights {
   const cols = t.info.shape[0]!;
   const n = t.info.elementCount;
@@ -70,29 +79,39 @@ export function ternaryWeights(t: BoundTensor): TernaryWeights {
       `could not upload tensor "${t.info.name}" - the WebGPU kernels need rows of a multiple of 256 values, it has ${cols}.`,
     );
   }
+  const data = t.data;
   switch (t.info.type.name) {
-    case "I2_S": {
-      const { values, scale } = unpackI2S(t.data, n);
+    case "I2_S":
       return {
         rows,
         cols,
-        words: packTernaryCodes(values, rows, cols),
-        scales: new Float32Array(rows).fill(scale),
+        words: data.subarray(0, n / 4),
+        codes: "i2_s",
+        scales: new Float32Array(rows).fill(i2sScale(data, n)),
         quant: "per-token-int8",
         tag: "i2_s",
       };
+    case "TQ2_0": {
+      const nb = n / TQ2_0_BLOCK;
+      const words = new Uint8Array(nb * 64);
+      const scales = new Float32Array(nb);
+      for (let b = 0; b < nb; b++) {
+        const at = b * TQ2_0_BYTES;
+        words.set(data.subarray(at, at + 64), 64 * b);
+        scales[b] = f16ToF32(data[at + 64]! | (data[at + 65]! << 8));
+      }
+      return { rows, cols, words, codes: "tq2_0", scales, quant: "q8_k", tag: "tq2_0" };
     }
-    case "TQ2_0":
     case "TQ1_0": {
-      const tq2 = t.info.type.name === "TQ2_0";
-      const { values, scales } = tq2 ? unpackTQ2_0(t.data, n) : unpackTQ1_0(t.data, n);
+      const { values, scales } = unpackTQ1_0(data, n);
       return {
         rows,
         cols,
-        words: packTernaryCodes(values, rows, cols),
+        words: packTq2Codes(values),
+        codes: "tq2_0",
         scales,
         quant: "q8_k",
-        tag: tq2 ? "tq2_0" : "tq1_0_as_tq2_0",
+        tag: "tq1_0_as_tq2_0",
       };
     }
     default:

@@ -4,10 +4,10 @@
  * shape from memory. Every kernel reads the step's token count from the `step` uniform; a
  * workgroup past it returns at once (uniformly: the count is the same for the whole dispatch).
  *
- * Layouts (see weights.ts): ternary weights are 2-bit codes (value + 1), 16 per u32, column
- * 16w + 4k + b of a row at bits 8b + 2k of word w, so `(word >> 2k) & 0x03030303` is four
- * int8 lanes (columns 16w + 4k … + 3) ready for `dot4I8Packed` against the activation word
- * 4w + k; the dot of (code) × q minus Σq is the dot of the ternary values, exactly.
+ * Layouts (see weights.ts): ternary weights are 2-bit codes (value + 1) in the file's own order,
+ * I2_S as is and TQ2_0 without its block scales, so a shift and a mask of a u32 word give four
+ * int8 lanes (four consecutive columns) ready for `dot4I8Packed` against one word of quantized
+ * activations; the dot of (code) × q minus Σq is the dot of the ternary values, exactly.
  */
 
 /** How a linear's activations are quantized (ARCHITECTURE.md, Numerics). */
@@ -226,6 +226,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
 }
 
+/** The 2-bit code layout of a ternary weight buffer (see weights.ts). */
+export type TernaryCodes = "i2_s" | "tq2_0";
+
 /** Rows of the weight matrix per workgroup (16 lanes each) and tokens per thread. */
 export const LINEAR_ROWS = 4;
 export const LINEAR_TOKENS = 4;
@@ -240,6 +243,7 @@ export function ternaryLinearShader(
   rows: number,
   cols: number,
   quant: QuantTarget,
+  codes: TernaryCodes,
 ): { code: string; workgroups: (tokens: number) => [number, number] } {
   const words = cols / 16;
   const nb = quant.mode === "q8_k" ? cols / 256 : 1;
@@ -256,13 +260,18 @@ struct Params { outScale: f32, pad0: f32, pad1: f32, pad2: f32 }
 @group(0) @binding(7) var<uniform> params: Params;
 const TT = ${LINEAR_TOKENS}u;
 `;
+  // Word w of a row holds, in each of its four bytes' 2-bit fields, columns of four groups of 32
+  // (I2_S: group g at shift 6 − 2g; TQ2_0: at shift 2g): shift + mask gives four consecutive
+  // columns, whose activations are word 32·(w / 8) + 8g + w % 8 of the quantized row.
+  const shifts = codes === "i2_s" ? [6, 4, 2, 0] : [0, 2, 4, 6];
   const wordDot = /* wgsl */ `
 fn wordDot(wv: u32, qb: u32) -> i32 {
-  return dot4I8Packed(wv & 0x03030303u, q[qb])
-    + dot4I8Packed((wv >> 2u) & 0x03030303u, q[qb + 1u])
-    + dot4I8Packed((wv >> 4u) & 0x03030303u, q[qb + 2u])
-    + dot4I8Packed((wv >> 6u) & 0x03030303u, q[qb + 3u]);
-}`;
+  return dot4I8Packed((wv >> ${shifts[0]}u) & 0x03030303u, q[qb])
+    + dot4I8Packed((wv >> ${shifts[1]}u) & 0x03030303u, q[qb + 8u])
+    + dot4I8Packed((wv >> ${shifts[2]}u) & 0x03030303u, q[qb + 16u])
+    + dot4I8Packed((wv >> ${shifts[3]}u) & 0x03030303u, q[qb + 24u]);
+}
+fn qWord(w: u32) -> u32 { return (w >> 3u) * 32u + (w & 7u); }`;
   let code: string;
   if (quant.mode === "per-token-int8") {
     code = /* wgsl */ `${header}
@@ -280,7 +289,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let wv = wq[row * ${words}u + w];
       for (var tt = 0u; tt < TT; tt++) {
         if (t0 + tt < step.tokens) {
-          acc[tt] += wordDot(wv, (t0 + tt) * ${quant.qStride}u + 4u * w);
+          acc[tt] += wordDot(wv, (t0 + tt) * ${quant.qStride}u + qWord(w));
         }
       }
     }
@@ -319,7 +328,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         let wv = wq[row * ${words}u + w];
         for (var tt = 0u; tt < TT; tt++) {
           if (t0 + tt < step.tokens) {
-            acc[tt] += wordDot(wv, (t0 + tt) * ${quant.qStride}u + 4u * w);
+            acc[tt] += wordDot(wv, (t0 + tt) * ${quant.qStride}u + qWord(w));
           }
         }
       }
