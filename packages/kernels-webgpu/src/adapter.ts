@@ -7,13 +7,13 @@ import { EngineError, EngineErrorCode } from "@bitnet-ts/engine-core";
 /** Which of Dawn's native APIs to use (default: the platform's own). */
 export type DawnBackendType = "metal" | "vulkan" | "d3d12";
 
-export interface RequestGpuOptions {
+export type RequestGpuOptions = {
   /** Force one of Dawn's native APIs ("metal" on macOS is what `--backend metal` asks for). */
   readonly backendType?: DawnBackendType;
   /** Pick the adapter whose description contains this text (case-insensitive). */
   readonly adapterName?: string;
   readonly powerPreference?: GPUPowerPreference;
-}
+};
 
 /** An adapter as `bitnet info` shows it. */
 export interface AdapterReport {

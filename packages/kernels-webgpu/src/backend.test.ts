@@ -135,30 +135,40 @@ describe("heads and embeddings in other types", () => {
 });
 
 describe("logits reductions on the GPU", () => {
-  it("argmax and top-k equal the host's reductions of the same rows; large k falls back to the host", {
-    timeout: 300_000,
-  }, async () => {
-    const model = await gpuModel("tiny-i2s");
-    const vocab = model.description.hparams.vocabSize;
-    const full = await logitsBatched(model, LONG_PROMPT);
-    const rows = LONG_PROMPT.length;
-    for (const reduce of ["argmax", { topK: 5 }, { topK: GPU_TOP_K_MAX }, { topK: 100 }] as const) {
-      const seq = model.createSequence();
-      const { runs } = await model.step([
-        { sequence: seq, tokens: LONG_PROMPT, logits: "all", reduce },
-      ]);
-      model.freeSequence(seq);
-      const run = runs[0]!;
-      expect(run.logits.length).toBe(0);
-      expect([...run.argmax!]).toEqual([...argmaxRows(full, rows, vocab)]);
-      if (reduce !== "argmax") {
-        const host = topKRows(full, rows, vocab, reduce.topK);
-        expect([...run.top!.ids]).toEqual([...host.ids]);
-        expect([...run.top!.logits]).toEqual([...host.logits]);
+  it.each([true, false])(
+    "argmax and top-k equal the host's reductions of the same rows; large k falls back to the host (subgroups: %s)",
+    {
+      timeout: 300_000,
+    },
+    async (subgroups) => {
+      const model = await gpuModel("tiny-i2s", 64, { subgroups });
+      expect(model.subgroups).toBe(subgroups);
+      const vocab = model.description.hparams.vocabSize;
+      const full = await logitsBatched(model, LONG_PROMPT);
+      const rows = LONG_PROMPT.length;
+      for (const reduce of [
+        "argmax",
+        { topK: 5 },
+        { topK: GPU_TOP_K_MAX },
+        { topK: 100 },
+      ] as const) {
+        const seq = model.createSequence();
+        const { runs } = await model.step([
+          { sequence: seq, tokens: LONG_PROMPT, logits: "all", reduce },
+        ]);
+        model.freeSequence(seq);
+        const run = runs[0]!;
+        expect(run.logits.length).toBe(0);
+        expect([...run.argmax!]).toEqual([...argmaxRows(full, rows, vocab)]);
+        if (reduce !== "argmax") {
+          const host = topKRows(full, rows, vocab, reduce.topK);
+          expect([...run.top!.ids]).toEqual([...host.ids]);
+          expect([...run.top!.logits]).toEqual([...host.logits]);
+        }
       }
-    }
-    await model.dispose();
-  });
+      await model.dispose();
+    },
+  );
 
   it("mixes runs that want full rows, argmax and top-k in one step", {
     timeout: 300_000,
@@ -257,7 +267,6 @@ describe("steps longer than one GPU step", () => {
     expect(worst).toBeLessThanOrEqual(1e-4);
     await small.dispose();
     await whole.dispose();
-    small.gpu.release();
   });
 });
 

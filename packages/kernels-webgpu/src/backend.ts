@@ -59,7 +59,11 @@ declare module "@bitnet-ts/engine-core" {
   }
 }
 
-export interface WebGpuBackendOptions extends RequestGpuOptions {
+/**
+ * Options of the WebGPU backend (a type alias, not an interface: engine-core's BackendOptions
+ * holds each backend's options as a plain record).
+ */
+export type WebGpuBackendOptions = RequestGpuOptions & {
   /** Most tokens per submitted step (default 128, lowered to what the adapter's limits allow). */
   readonly maxBatch?: number;
   /**
@@ -67,7 +71,12 @@ export interface WebGpuBackendOptions extends RequestGpuOptions {
    * context, within the adapter's buffer limits).
    */
   readonly kvBudgetBytes?: number;
-}
+  /**
+   * Reduce with subgroup operations (default: when the adapter has the "subgroups" feature);
+   * false runs the workgroup-memory reductions every adapter has.
+   */
+  readonly subgroups?: boolean;
+};
 
 /** Largest k reduced on the GPU; larger top-k requests are reduced on the host from full rows. */
 export const GPU_TOP_K_MAX = 64;
@@ -201,6 +210,7 @@ export class WebGpuModel implements CompiledModel {
   #readback!: GPUBuffer;
   #topK!: Dispatch;
   #lost: string | undefined;
+  #subgroups = false;
 
   constructor(
     description: ModelDescription,
@@ -225,6 +235,11 @@ export class WebGpuModel implements CompiledModel {
   /** GPU memory this model allocated (weights, scratch, KV pool), in bytes. */
   get allocatedBytes(): number {
     return this.#bytes;
+  }
+
+  /** Whether the kernels reduce with subgroup operations. */
+  get subgroups(): boolean {
+    return this.#subgroups;
   }
 
   /** Most tokens per submitted step. */
@@ -365,6 +380,15 @@ export class WebGpuModel implements CompiledModel {
       return t;
     };
     const maxBinding = this.#limit("maxStorageBufferBindingSize");
+    const hasSubgroups = this.#device.features.has("subgroups");
+    if (this.#options.subgroups === true && !hasSubgroups) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        "could not compile with subgroups - this adapter does not offer the subgroups feature.",
+      );
+    }
+    const subgroups = this.#options.subgroups ?? hasSubgroups;
+    this.#subgroups = subgroups;
     const vocab = hp.vocabSize;
     // Tokens per step: the logits of every token of a step must fit one binding.
     const maxBatch = Math.max(
@@ -584,10 +608,10 @@ export class WebGpuModel implements CompiledModel {
               dispatches.push(quantDispatch);
               quantized = { name: op.x, mode };
             }
-            const shader = ternaryLinearShader(w.rows, w.cols, target(mode), w.codes);
+            const shader = ternaryLinearShader(w.rows, w.cols, target(mode), w.codes, subgroups);
             dispatches.push(
               await this.#dispatch(
-                `webgpu.linear.${w.tag}.dot4`,
+                `webgpu.linear.${w.tag}.dot4${subgroups && mode === "per-token-int8" ? ".subgroups" : ""}`,
                 shader.code,
                 [
                   cached.buffers[0],
@@ -769,8 +793,8 @@ export class WebGpuModel implements CompiledModel {
     }
     this.#plan = plan;
     this.#topK = await this.#dispatch(
-      "webgpu.topk",
-      topKShader(vocab, GPU_TOP_K_MAX),
+      `webgpu.topk${subgroups ? ".subgroups" : ""}`,
+      topKShader(vocab, GPU_TOP_K_MAX, subgroups),
       [this.#logits, this.#kOf, this.#topIds, this.#topVals, step],
       (_t, rows) => [rows, 1, 1],
     );

@@ -35,7 +35,16 @@ for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
   describeOpByOp(`${name}, WebGPU ops`, {
     reference: async () =>
       loadModel(await fixture(name), { backend: "reference", contextLength: 64 }),
-    candidates: [{ name: "WebGPU", load: () => gpuModel(name) }],
+    candidates: [
+      {
+        name: "WebGPU (subgroup reductions where the adapter has them)",
+        load: () => gpuModel(name),
+      },
+      {
+        name: "WebGPU (workgroup-memory reductions only)",
+        load: () => gpuModel(name, 64, { subgroups: false }),
+      },
+    ],
     steps: STEPS,
     tolerances: WEBGPU_OP_TOLERANCES,
     expectKinds: ["add", "attention", "embed", "linear_ternary", "output", "rms_norm", "rope"],

@@ -244,6 +244,7 @@ export function ternaryLinearShader(
   cols: number,
   quant: QuantTarget,
   codes: TernaryCodes,
+  subgroups = false,
 ): { code: string; workgroups: (tokens: number) => [number, number] } {
   const words = cols / 16;
   const nb = quant.mode === "q8_k" ? cols / 256 : 1;
@@ -273,7 +274,61 @@ fn wordDot(wv: u32, qb: u32) -> i32 {
 }
 fn qWord(w: u32) -> u32 { return (w >> 3u) * 32u + (w & 7u); }`;
   let code: string;
-  if (quant.mode === "per-token-int8") {
+  if (quant.mode === "per-token-int8" && subgroups) {
+    // All 64 threads walk each of the workgroup's rows in turn (consecutive words: coalesced
+    // loads); subgroupAdd folds each subgroup's integer sums, and one partial per subgroup goes
+    // through workgroup memory. A subgroup learns its index from an atomic counter, so nothing
+    // assumes how invocations map to subgroups. Integer sums: exact in any order.
+    code = /* wgsl */ `enable subgroups;
+${header}
+var<workgroup> part: array<i32, ${64 * LINEAR_TOKENS}>;
+var<workgroup> subgroupCount: atomic<u32>;
+${wordDot}
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(subgroup_invocation_id) sl: u32,
+) {
+  let t0 = wid.y * TT;
+  if (t0 >= step.tokens) { return; }
+  var k = 0u;
+  if (sl == 0u) { k = atomicAdd(&subgroupCount, 1u); }
+  k = subgroupBroadcastFirst(k);
+  for (var r = 0u; r < ${LINEAR_ROWS}u; r++) {
+    let row = wid.x * ${LINEAR_ROWS}u + r;
+    var acc = array<i32, ${LINEAR_TOKENS}>();
+    if (row < ${rows}u) {
+      for (var w = lid; w < ${words}u; w += 64u) {
+        let wv = wq[row * ${words}u + w];
+        for (var tt = 0u; tt < TT; tt++) {
+          if (t0 + tt < step.tokens) {
+            acc[tt] += wordDot(wv, (t0 + tt) * ${quant.qStride}u + qWord(w));
+          }
+        }
+      }
+    }
+    for (var tt = 0u; tt < TT; tt++) {
+      let sum = subgroupAdd(acc[tt]);
+      if (sl == 0u) { part[(k * ${LINEAR_ROWS}u + r) * TT + tt] = sum; }
+    }
+  }
+  workgroupBarrier();
+  let subgroups = atomicLoad(&subgroupCount);
+  let r = lid / TT;
+  let tt = lid % TT;
+  let row = wid.x * ${LINEAR_ROWS}u + r;
+  let t = t0 + tt;
+  if (r < ${LINEAR_ROWS}u && row < ${rows}u && t < step.tokens) {
+    var dot = 0i;
+    for (var j = 0u; j < subgroups; j++) { dot += part[(j * ${LINEAR_ROWS}u + r) * TT + tt]; }
+    dot -= qsum[t * ${quant.nbMax}u];
+    let v = (f32(dot) / qscale[t * ${quant.nbMax}u]) * wscale[row];
+    y[t * ${rows}u + row] = v * params.outScale;
+  }
+}
+`;
+  } else if (quant.mode === "per-token-int8") {
     code = /* wgsl */ `${header}
 var<workgroup> part: array<i32, ${64 * LINEAR_TOKENS}>;
 ${wordDot}
@@ -631,40 +686,29 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * The k largest logits of each requested row (k = 1: the argmax), highest first, lower id first
  * on ties: k passes over the row, each finding the best entry ranked after the previous pick.
  */
-export function topKShader(vocab: number, kMax: number): string {
-  return /* wgsl */ `${STEP_STRUCT}
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> kOf: array<u32>;
-@group(0) @binding(2) var<storage, read_write> ids: array<i32>;
-@group(0) @binding(3) var<storage, read_write> vals: array<f32>;
-@group(0) @binding(4) var<uniform> step: Step;
-var<workgroup> bv: array<f32, 256>;
-var<workgroup> bi: array<u32, 256>;
-const NONE = 0xffffffffu;
-// "(v, i) ranks before (w, j)": a higher value, or the same value and a lower id.
-fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
-  if (j == NONE) { return i != NONE; }
-  if (i == NONE) { return false; }
-  return v > w || (v == w && i < j);
-}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let r = wid.x;
-  if (r >= step.rows) { return; }
-  let k = kOf[r];
-  let base = r * ${vocab}u;
-  var pv = 0.0;
-  var pi = NONE;
-  for (var pick = 0u; pick < k; pick++) {
-    var best = 0.0;
-    var bestI = NONE;
-    for (var i = lid; i < ${vocab}u; i += 256u) {
-      let v = logits[base + i];
-      // Only entries ranked after the previous pick (none yet: all entries).
-      if (v != v) { continue; }
-      if (pi != NONE && !before(pv, pi, v, i)) { continue; }
-      if (before(v, i, best, bestI)) { best = v; bestI = i; }
+export function topKShader(vocab: number, kMax: number, subgroups = false): string {
+  // The best of the workgroup: a tree through workgroup memory, or (subgroups) subgroupMax and
+  // subgroupMin per subgroup, then one partial per subgroup (its index from an atomic counter).
+  const reduce = subgroups
+    ? /* wgsl */ `
+    let top = subgroupMax(select(NEG, best, bestI != NONE));
+    let topI = subgroupMin(select(NONE, bestI, bestI != NONE && best == top));
+    if (sl == 0u) {
+      bv[k] = top;
+      bi[k] = topI;
     }
+    workgroupBarrier();
+    if (lid == 0u) {
+      let n = atomicLoad(&subgroupCount);
+      for (var j = 1u; j < n; j++) {
+        if (before(bv[j], bi[j], bv[0], bi[0])) {
+          bv[0] = bv[j];
+          bi[0] = bi[j];
+        }
+      }
+    }
+    workgroupBarrier();`
+    : /* wgsl */ `
     bv[lid] = best;
     bi[lid] = bestI;
     workgroupBarrier();
@@ -674,7 +718,48 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         bi[lid] = bi[lid + s];
       }
       workgroupBarrier();
+    }`;
+  return /* wgsl */ `${subgroups ? "enable subgroups;\n" : ""}${STEP_STRUCT}
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> kOf: array<u32>;
+@group(0) @binding(2) var<storage, read_write> ids: array<i32>;
+@group(0) @binding(3) var<storage, read_write> vals: array<f32>;
+@group(0) @binding(4) var<uniform> step: Step;
+var<workgroup> bv: array<f32, 256>;
+var<workgroup> bi: array<u32, 256>;
+var<workgroup> subgroupCount: atomic<u32>;
+const NONE = 0xffffffffu;
+const NEG = -3.0e38;
+// "(v, i) ranks before (w, j)": a higher value, or the same value and a lower id.
+fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
+  if (j == NONE) { return i != NONE; }
+  if (i == NONE) { return false; }
+  return v > w || (v == w && i < j);
+}
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+  ${subgroups ? "@builtin(subgroup_invocation_id) sl: u32," : ""}
+) {
+  let r = wid.x;
+  if (r >= step.rows) { return; }
+  ${subgroups ? "var k = 0u;\n  if (sl == 0u) { k = atomicAdd(&subgroupCount, 1u); }\n  k = subgroupBroadcastFirst(k);" : ""}
+  let kWanted = kOf[r];
+  let base = r * ${vocab}u;
+  var pv = 0.0;
+  var pi = NONE;
+  for (var pick = 0u; pick < kWanted; pick++) {
+    var best = 0.0;
+    var bestI = NONE;
+    for (var i = lid; i < ${vocab}u; i += 256u) {
+      let v = logits[base + i];
+      // Only entries ranked after the previous pick (none yet: all entries); NaN never ranks.
+      if (v != v) { continue; }
+      if (pi != NONE && !before(pv, pi, v, i)) { continue; }
+      if (before(v, i, best, bestI)) { best = v; bestI = i; }
     }
+${reduce}
     pv = bv[0];
     pi = bi[0];
     workgroupBarrier();

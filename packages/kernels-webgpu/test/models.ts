@@ -29,35 +29,43 @@ export async function fixture(name: string): Promise<string> {
   return file;
 }
 
-let shared: Promise<WebGpuBackend> | undefined;
+const backends = new Map<string, Promise<WebGpuBackend>>();
 
-/** The backend every test of a file shares (one device: creating devices on lavapipe is slow). */
-export function backend(): Promise<WebGpuBackend> {
-  shared ??= WebGpuBackend.create().catch((error: unknown) => {
-    throw new Error(
-      `no WebGPU adapter: ${(error as Error).message}\nOn Linux without a GPU driver, run tools/lavapipe/setup.sh (the test runner does) and source .cache/lavapipe/env.sh.`,
-      { cause: error },
-    );
-  });
-  return shared;
+/**
+ * The backend (one device per set of options) every test of a file shares: creating devices on
+ * lavapipe is slow. A missing adapter fails the test with the reason.
+ */
+export function backend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+  const key = JSON.stringify(options);
+  let be = backends.get(key);
+  if (be === undefined) {
+    be = WebGpuBackend.create(options).catch((error: unknown) => {
+      throw new Error(
+        `no WebGPU adapter: ${(error as Error).message}\nOn Linux without a GPU driver, run tools/lavapipe/setup.sh (the test runner does) and source .cache/lavapipe/env.sh.`,
+        { cause: error },
+      );
+    });
+    backends.set(key, be);
+  }
+  return be;
 }
 
-/** The fixture compiled on the WebGPU backend (a backend with other options when given). */
+/** The fixture compiled on the WebGPU backend (with these backend options). */
 export async function gpuModel(
   name: string,
   contextLength = 64,
-  options?: WebGpuBackendOptions,
+  options: WebGpuBackendOptions = {},
 ): Promise<WebGpuModel> {
   const description = await readModelDescription(await fixture(name));
-  const be = options === undefined ? await backend() : await WebGpuBackend.create(options);
-  return be.compile(description, { contextLength });
+  return (await backend(options)).compile(description, { contextLength });
 }
 
 export async function cleanup(): Promise<void> {
   fs.rmSync(tmp, { recursive: true, force: true });
-  const be = await shared?.catch(() => undefined);
-  be?.release();
-  shared = undefined;
+  for (const be of backends.values()) {
+    (await be.catch(() => undefined))?.release();
+  }
+  backends.clear();
 }
 
 /** A 20-token prompt in the fixtures' LLaMA-3 vocabulary. */
