@@ -284,6 +284,7 @@ describe("receipts' view of a step", () => {
     expect(sum(".linear.i2_s.")).toBe(7 * layers);
     expect(sum(".attention.")).toBe(layers);
     expect(sum(".embed.")).toBe(1);
+    expect([...counts.keys()]).toContain("webgpu.embed.f16");
     expect(sum(".output.f16.")).toBeGreaterThanOrEqual(1);
     // The norms quantize for their projections: no separate quantization pass.
     expect(sum(".quantize.")).toBe(0);

@@ -31,7 +31,7 @@ import { decodeF16, decodeF32 } from "@bitnet-ts/quantization";
 import { type GpuHandle, type RequestGpuOptions, requestGpu } from "./adapter";
 import { KvPages } from "./kv";
 import {
-  EmbeddingRows,
+  type FloatWeights,
   floatWeights,
   TERNARY_TYPES,
   type TernaryWeights,
@@ -40,6 +40,7 @@ import {
 import {
   attentionShader,
   elementwiseShader,
+  embedShader,
   floatMatmulShader,
   gatherRowsShader,
   KV_PAGE,
@@ -190,14 +191,13 @@ export class WebGpuModel implements CompiledModel {
   #maxPages = 0;
   #plan: PlannedOp[] = [];
   #phys = new Map<string, Physical>();
-  #embed!: EmbeddingRows;
-  #embedOut = "";
   #kCache: GPUBuffer[] = [];
   #vCache: GPUBuffer[] = [];
   #pageBytes = 0;
   #pageScratch!: GPUBuffer;
   // per-step inputs
   #stepUniform!: GPUBuffer;
+  #tokens!: GPUBuffer;
   #positions!: GPUBuffer;
   #slots!: GPUBuffer;
   #seqRow!: GPUBuffer;
@@ -432,6 +432,7 @@ export class WebGpuModel implements CompiledModel {
 
     // --- per-step inputs ---
     this.#stepUniform = this.#buffer("step", 16, UNIFORM | COPY_DST);
+    this.#tokens = this.#storage("tokens", maxBatch * 4);
     this.#positions = this.#storage("positions", maxBatch * 4);
     this.#slots = this.#storage("slots", maxBatch * 4);
     this.#seqRow = this.#storage("seqRow", maxBatch * 4);
@@ -509,6 +510,37 @@ export class WebGpuModel implements CompiledModel {
       this.#phys.set(name, phys);
     };
 
+    // --- float tables (head, embedding) in chunks that fit one storage binding; a tied
+    // embedding and head share theirs ---
+    const floatTables = new Map<
+      string,
+      { w: FloatWeights; chunks: { buffer: GPUBuffer; r0: number; rows: number }[] }
+    >();
+    const floatTable = (name: string) => {
+      let table = floatTables.get(name);
+      if (table === undefined) {
+        const w = floatWeights(tensor(name));
+        const rowsPerChunk = Math.max(
+          1,
+          Math.floor(Math.min(maxBinding, this.#limit("maxBufferSize")) / w.rowBytes),
+        );
+        const chunks: { buffer: GPUBuffer; r0: number; rows: number }[] = [];
+        for (let r0 = 0; r0 < w.rows; r0 += rowsPerChunk) {
+          const rows = Math.min(rowsPerChunk, w.rows - r0);
+          chunks.push({
+            buffer: this.#upload(
+              `${name}[${r0}..${r0 + rows})`,
+              w.bytes.subarray(r0 * w.rowBytes, (r0 + rows) * w.rowBytes),
+            ),
+            r0,
+            rows,
+          });
+        }
+        table = { w, chunks };
+        floatTables.set(name, table);
+      }
+      return table;
+    };
     // --- weights and dispatches, op by op ---
     const ternaryCache = new Map<string, { buffers: [GPUBuffer, GPUBuffer]; w: TernaryWeights }>();
     const normCache = new Map<string, GPUBuffer>();
@@ -554,8 +586,27 @@ export class WebGpuModel implements CompiledModel {
       const p = (name: string) => this.#phys.get(name)!.buffer;
       switch (op.kind) {
         case "embed": {
-          this.#embed = new EmbeddingRows(tensor(op.table));
-          this.#embedOut = op.out;
+          const { w, chunks } = floatTable(op.table);
+          for (const [i, chunk] of chunks.entries()) {
+            dispatches.push(
+              await this.#dispatch(
+                // One lookup per step, whatever the number of chunks it reads.
+                i === 0 ? `webgpu.embed.${w.tag}` : "",
+                embedShader(w.cols, w.layout),
+                [
+                  chunk.buffer,
+                  this.#tokens,
+                  p(op.out),
+                  step,
+                  this.#uniform(
+                    `embed[${chunk.r0}].params`,
+                    new Uint32Array([chunk.r0, chunk.rows, 0, 0]),
+                  ),
+                ],
+                (t) => [ceilDiv(w.cols / 2, 64), t, 1],
+              ),
+            );
+          }
           break;
         }
         case "rms_norm": {
@@ -731,11 +782,7 @@ export class WebGpuModel implements CompiledModel {
           break;
         }
         case "output": {
-          const w = floatWeights(tensor(op.weight));
-          const rowsPerChunk = Math.max(
-            1,
-            Math.floor(Math.min(maxBinding, this.#limit("maxBufferSize")) / w.rowBytes),
-          );
+          const { w, chunks } = floatTable(op.weight);
           dispatches.push(
             await this.#dispatch(
               `webgpu.gather_rows.${w.f16Activations ? "f16" : "f32"}`,
@@ -744,12 +791,7 @@ export class WebGpuModel implements CompiledModel {
               (_t, rowsWanted) => [ceilDiv(w.cols / 2, 64), rowsWanted, 1],
             ),
           );
-          for (let r0 = 0; r0 < w.rows; r0 += rowsPerChunk) {
-            const rows = Math.min(rowsPerChunk, w.rows - r0);
-            const chunk = this.#upload(
-              `${op.weight}[${r0}..${r0 + rows})`,
-              w.bytes.subarray(r0 * w.rowBytes, (r0 + rows) * w.rowBytes),
-            );
+          for (const { buffer: chunk, r0, rows } of chunks) {
             const shader = floatMatmulShader({
               rows,
               cols: w.cols,
@@ -1066,10 +1108,7 @@ export class WebGpuModel implements CompiledModel {
       anyK ||= kOf[j]! > 0;
     }
     this.#write(this.#kOf, 0, kOf);
-    const embedded = new Float32Array(T * this.description.hparams.nEmbd);
-    this.#embed.rows(flat.tokens.subarray(start, end), embedded);
-    this.#write(this.#phys.get(this.#embedOut)!.buffer, 0, embedded);
-    this.#count(`webgpu.embed.${this.#embed.tag}.host`);
+    this.#write(this.#tokens, 0, Uint32Array.from(flat.tokens.subarray(start, end)));
 
     const staged = new Map<string, GPUBuffer>();
     for (const [name, values] of inputs ?? []) {
@@ -1110,7 +1149,9 @@ export class WebGpuModel implements CompiledModel {
       pass.setBindGroup(0, d.bindGroup);
       const [x, y, z] = d.grid(T, R);
       pass.dispatchWorkgroups(x, y, z);
-      this.#count(d.kernel);
+      if (d.kernel !== "") {
+        this.#count(d.kernel);
+      }
     };
     const endPass = () => {
       pass?.end();

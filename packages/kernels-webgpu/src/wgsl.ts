@@ -511,6 +511,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   return { code, workgroups: (tokens) => [rowGroups, Math.ceil(tokens / LINEAR_TOKENS)] };
 }
 
+/**
+ * The embedding lookup from one chunk of a float table (the head's chunks when the embedding is
+ * tied): each token whose id falls in the chunk's rows gets its row, dequantized (f16 → f32 is
+ * exact, so the rows equal the reference's).
+ */
+export function embedShader(cols: number, layout: FloatLayout): string {
+  const pairs = cols / 2;
+  return /* wgsl */ `${STEP_STRUCT}
+struct Params { rowOffset: u32, rows: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> w: array<${layout === "f16" ? "u32" : "vec2f"}>;
+@group(0) @binding(1) var<storage, read> tokens: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> params: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let t = gid.y;
+  let p = gid.x;
+  if (t >= step.tokens || p >= ${pairs}u) { return; }
+  let token = tokens[t];
+  if (token < params.rowOffset || token >= params.rowOffset + params.rows) { return; }
+  let at = (token - params.rowOffset) * ${pairs}u + p;
+  let v = ${layout === "f16" ? "unpack2x16float(w[at])" : "w[at]"};
+  y[t * ${cols}u + 2u * p] = v.x;
+  y[t * ${cols}u + 2u * p + 1u] = v.y;
+}
+`;
+}
+
 /** NeoX RoPE from a host-computed cos/sin table (ggml's rope cache, so angles match it). */
 export function ropeShader(heads: number, headDim: number, nRot: number): string {
   const half = nRot / 2;
