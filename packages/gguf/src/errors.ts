@@ -53,8 +53,15 @@ export const GgufErrorCode = {
   MISSING_TENSOR: "GGUF_MISSING_TENSOR",
   /** Tensor data was requested from a file parsed without its data. */
   NO_TENSOR_DATA: "GGUF_NO_TENSOR_DATA",
-  /** The file could not be opened or read (not found, permission, I/O). */
+  /** The file could not be opened or read (not found, permission, I/O, an HTTP error). */
   IO: "GGUF_IO",
+  /**
+   * An HTTP server ignored a byte-range request (answered 200 with the whole file) for a file too
+   * large to download whole; see `openHttpSource`'s `maxFullDownloadBytes`.
+   */
+  RANGE_UNSUPPORTED: "GGUF_RANGE_UNSUPPORTED",
+  /** A function that needs Node (file paths, file descriptors) was called from the browser build. */
+  NODE_ONLY: "GGUF_NODE_ONLY",
   /** The writer was given something it cannot write (bad name, shape, size, value). */
   INVALID_WRITE: "GGUF_INVALID_WRITE",
 } as const;

@@ -4,10 +4,10 @@ import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Raw } from "../test/raw";
 import { GgufError, type GgufErrorCode } from "./errors";
-import { readGgufFile, readGgufFileSync } from "./file";
 import { GgufValueType, gguf } from "./metadata";
+import { readGgufFile, readGgufFileSync } from "./node/file";
+import { GgufWriter } from "./node/writer";
 import { parseGguf } from "./reader";
-import { GgufWriter } from "./writer";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-reader-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -1,4 +1,3 @@
-import { isUtf8 } from "node:buffer";
 import { GgufError, GgufErrorCode } from "./errors";
 import { findGgmlType, type GgmlTypeInfo, tensorByteSizeBig } from "./ggml-types";
 import {
@@ -24,6 +23,7 @@ import {
   scalarByteSize,
   valueTypeName,
 } from "./metadata";
+import { type ByteSource, readExactly } from "./source";
 
 /** One tensor as described by the file: where its bytes are and how to read them. */
 export interface GgufTensorInfo {
@@ -45,7 +45,10 @@ export interface GgufTensorInfo {
   readonly infoOffset: number;
 }
 
-/** A parsed GGUF file: header, metadata, tensor descriptors and (optionally) the data. */
+/**
+ * A parsed GGUF file: header, metadata, tensor descriptors, and the way to its tensor data: the
+ * whole file in memory, a {@link ByteSource} to read each tensor from on demand, or neither.
+ */
 export class GgufFile {
   /** GGUF version (2 or 3). */
   readonly version: number;
@@ -57,6 +60,11 @@ export class GgufFile {
   readonly dataOffset: number;
   /** Total size of the file in bytes. */
   readonly fileSize: number;
+  /**
+   * Where tensor data is read from on demand (`readTensorData`), when the file was read from a
+   * source (or from a path: then reads reopen the file).
+   */
+  readonly source: ByteSource | undefined;
   readonly #bytes: Uint8Array | undefined;
   readonly #byName: Map<string, GgufTensorInfo>;
 
@@ -68,6 +76,7 @@ export class GgufFile {
     dataOffset: number;
     fileSize: number;
     bytes: Uint8Array | undefined;
+    source?: ByteSource | undefined;
   }) {
     this.version = fields.version;
     this.metadata = fields.metadata;
@@ -76,6 +85,7 @@ export class GgufFile {
     this.dataOffset = fields.dataOffset;
     this.fileSize = fields.fileSize;
     this.#bytes = fields.bytes;
+    this.source = fields.source;
     this.#byName = new Map(fields.tensors.map((t) => [t.name, t]));
   }
 
@@ -114,6 +124,29 @@ export class GgufFile {
       );
     }
     return this.#bytes.subarray(info.fileOffset, info.fileOffset + info.byteSize);
+  }
+
+  /**
+   * A tensor's bytes, wherever the file is: a view when the whole file is in memory, else one
+   * read of exactly this tensor's range from {@link GgufFile.source}. Callers must not write to
+   * the result (it may be a view of the file).
+   *
+   * @example
+   * const file = await readGgufFrom(blobSource(pickedFile));
+   * const embd = await file.readTensorData("token_embd.weight");
+   */
+  async readTensorData(tensor: string | GgufTensorInfo): Promise<Uint8Array> {
+    const info = typeof tensor === "string" ? this.tensor(tensor) : tensor;
+    if (this.#bytes !== undefined) {
+      return this.tensorData(info);
+    }
+    if (this.source === undefined) {
+      throw new GgufError(
+        GgufErrorCode.NO_TENSOR_DATA,
+        `could not read the data of tensor "${info.name}" - the file was parsed from a header alone, with nothing to read its data from.\nParse the whole file, or read it with readGgufFrom(source).`,
+      );
+    }
+    return readExactly(this.source, info.fileOffset, info.byteSize, `tensor "${info.name}"`);
   }
 }
 
@@ -236,20 +269,20 @@ function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string)
       break;
     }
   }
-  if (ascii) {
-    return end - start < 64
-      ? String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[])
-      : Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("latin1");
-  }
   const slice = bytes.subarray(start, end);
-  if (!isUtf8(slice)) {
+  if (ascii && end - start < 64) {
+    return String.fromCharCode.apply(null, slice as unknown as number[]);
+  }
+  try {
+    return textDecoder.decode(slice);
+  } catch (error) {
+    // The decoder is fatal: invalid UTF-8 throws instead of becoming U+FFFD.
     throw new GgufError(
       GgufErrorCode.INVALID_UTF8,
       `could not read ${what} - its ${end - start} bytes at offset ${start} are not valid UTF-8.\nThe file is corrupt.`,
-      { offset: start },
+      { offset: start, cause: error },
     );
   }
-  return textDecoder.decode(slice);
 }
 
 /**
@@ -276,8 +309,16 @@ export function parseGguf(bytes: Uint8Array, options: ParseGgufOptions = {}): Gg
   }
 }
 
-/** @internal Parses, throwing NeedMoreBytes when `bytes` is a too-short prefix. */
-export function parse(bytes: Uint8Array, fileSize: number, whole: boolean): GgufFile {
+/**
+ * @internal Parses, throwing NeedMoreBytes when `bytes` is a too-short prefix. The file keeps
+ * `bytes` when `whole`, and `source` (if given) to read tensor data from on demand.
+ */
+export function parse(
+  bytes: Uint8Array,
+  fileSize: number,
+  whole: boolean,
+  source?: ByteSource,
+): GgufFile {
   const c = new Cursor(bytes, fileSize);
 
   // --- header ---
@@ -503,13 +544,14 @@ export function parse(bytes: Uint8Array, fileSize: number, whole: boolean): Gguf
     dataOffset,
     fileSize,
     bytes: whole ? bytes : undefined,
+    source,
   });
 }
 
 function readTensorName(c: Cursor, index: number): string {
   const at = c.pos;
   const name = c.string(`the name of tensor #${index}`, MAX_STRING_BYTES);
-  const byteLength = Buffer.byteLength(name, "utf8");
+  const byteLength = c.pos - at - 8; // the string's bytes, after its u64 length
   if (byteLength === 0 || byteLength > MAX_TENSOR_NAME_BYTES) {
     throw new GgufError(
       GgufErrorCode.BAD_TENSOR_NAME,

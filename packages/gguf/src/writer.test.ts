@@ -4,8 +4,8 @@ import * as path from "node:path";
 import { gguf as hfGguf } from "@huggingface/gguf";
 import { afterAll, describe, expect, it } from "vitest";
 import { GgufValueType, gguf } from "./metadata";
+import { GgufWriter } from "./node/writer";
 import { parseGguf } from "./reader";
-import { GgufWriter } from "./writer";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-writer-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

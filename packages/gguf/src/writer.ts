@@ -1,5 +1,3 @@
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { GgufError, GgufErrorCode } from "./errors";
 import { findGgmlType, findGgmlTypeByName, type GgmlTypeInfo, tensorByteSize } from "./ggml-types";
 import {
@@ -33,6 +31,12 @@ export interface GgufWriterOptions {
 export type WriteProgress = (written: number, total: number) => void;
 
 /**
+ * Receives the file in order, chunk by chunk (e.g. a `WritableStreamDefaultWriter`'s `write`).
+ * The writer awaits each call before producing the next chunk.
+ */
+export type ChunkSink = (chunk: Uint8Array) => void | Promise<void>;
+
+/**
  * Builds a GGUF v3 file: metadata in insertion order, tensors in insertion order, each tensor's
  * data aligned and zero-padded, offsets contiguous (the layout llama.cpp requires).
  *
@@ -40,7 +44,7 @@ export type WriteProgress = (written: number, total: number) => void;
  * const writer = new GgufWriter();
  * writer.set("general.architecture", gguf.string("bitnet-b1.58"));
  * writer.addTensor("output_norm.weight", "F32", [2560], new Uint8Array(2560 * 4));
- * await writer.writeFile("model.gguf");
+ * await writer.writeFile("model.gguf"); // Node; anywhere: await writer.toBytes() or writeTo(sink)
  */
 export class GgufWriter {
   readonly alignment: number;
@@ -100,7 +104,7 @@ export class GgufWriter {
     data: TensorData,
   ): this {
     const info = resolveType(type);
-    const nameBytes = Buffer.byteLength(name, "utf8");
+    const nameBytes = utf8ByteLength(name);
     if (nameBytes === 0 || nameBytes > MAX_TENSOR_NAME_BYTES || !name.isWellFormed()) {
       throw invalid(
         `tensor name "${name}" must be 1 to ${MAX_TENSOR_NAME_BYTES} bytes of valid UTF-8`,
@@ -192,43 +196,44 @@ export class GgufWriter {
   }
 
   /**
-   * Streams the file to `filePath`. It is written to a temporary file next to the target and
-   * renamed into place at the end, so a failure never leaves a partial file behind.
+   * Streams the file, in order, to `sink`: the header, then each tensor's data and padding,
+   * without holding the whole file in memory.
+   *
+   * @example
+   * const writable = await fileHandle.createWritable(); // e.g. an OPFS file in a browser
+   * await writer.writeTo((chunk) => writable.write(chunk));
+   * await writable.close();
    */
-  async writeFile(filePath: string, options: { onProgress?: WriteProgress } = {}): Promise<void> {
+  async writeTo(sink: ChunkSink, options: { onProgress?: WriteProgress } = {}): Promise<void> {
     const header = this.encodeHeader();
     const total = header.length + this.#dataLength();
-    const dir = path.dirname(path.resolve(filePath));
-    const temp = path.join(dir, `.${path.basename(filePath)}.${process.pid}.${Date.now()}.tmp`);
-    const handle = await fs.promises.open(temp, "w");
-    const buffered = new BufferedFile(handle);
     let written = 0;
-    const report = (n: number): void => {
-      written += n;
+    const write = async (chunk: Uint8Array): Promise<void> => {
+      await sink(chunk);
+      written += chunk.length;
       options.onProgress?.(written, total);
     };
-    try {
-      await buffered.write(header);
-      report(header.length);
-      for (const t of this.#tensors) {
-        for await (const chunk of this.#chunks(t)) {
-          await buffered.write(chunk);
-          report(chunk.length);
-        }
-        const padding = alignUp(t.byteSize, this.alignment) - t.byteSize;
-        if (padding > 0) {
-          await buffered.write(new Uint8Array(padding));
-          report(padding);
-        }
+    await write(header);
+    for (const t of this.#tensors) {
+      for await (const chunk of this.#chunks(t)) {
+        await write(chunk);
       }
-      await buffered.flush();
-      await handle.close();
-      await fs.promises.rename(temp, filePath);
-    } catch (error) {
-      await handle.close().catch(() => {});
-      await fs.promises.rm(temp, { force: true });
-      throw error;
+      const padding = alignUp(t.byteSize, this.alignment) - t.byteSize;
+      if (padding > 0) {
+        await write(new Uint8Array(padding));
+      }
     }
+  }
+
+  /**
+   * Writes the file to `filePath` (Node only; this build has no file system and throws
+   * `GGUF_NODE_ONLY`: use {@link GgufWriter.toBytes} or {@link GgufWriter.writeTo} here).
+   */
+  async writeFile(filePath: string, _options: { onProgress?: WriteProgress } = {}): Promise<void> {
+    throw new GgufError(
+      GgufErrorCode.NODE_ONLY,
+      `could not write "${filePath}" - writing a file by path needs Node.\nIn a browser, use writer.toBytes() or writer.writeTo(sink).`,
+    );
   }
 
   async *#chunks(t: PendingTensor): AsyncGenerator<Uint8Array> {
@@ -252,44 +257,33 @@ export class GgufWriter {
   }
 }
 
+const textEncoder = new TextEncoder();
+
 /**
- * Coalesces writes into 8 MiB writes at 8 MiB-aligned offsets (all but the last). Besides fewer
- * syscalls, this lets filesystems with large folios (ext4, xfs on Linux ≥ 6.16) cache the new
- * file in 2 MiB folios, which a model loader can then map with 2 MiB page-table entries.
+ * Bytes of `s` in UTF-8, as TextEncoder writes it (a lone surrogate becomes U+FFFD, 3 bytes),
+ * without encoding it: metadata holds ~100k token strings.
  */
-class BufferedFile {
-  readonly #buffer = new Uint8Array(8 << 20);
-  #used = 0;
-
-  constructor(readonly handle: fs.promises.FileHandle) {}
-
-  async write(chunk: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < chunk.length) {
-      const n = Math.min(chunk.length - done, this.#buffer.length - this.#used);
-      this.#buffer.set(chunk.subarray(done, done + n), this.#used);
-      this.#used += n;
-      done += n;
-      if (this.#used === this.#buffer.length) {
-        await this.flush();
+export function utf8ByteLength(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) {
+      n += 1;
+    } else if (c < 0x800) {
+      n += 2;
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        n += 4;
+        i++;
+      } else {
+        n += 3;
       }
+    } else {
+      n += 3;
     }
   }
-
-  async flush(): Promise<void> {
-    if (this.#used > 0) {
-      await writeAll(this.handle, this.#buffer.subarray(0, this.#used));
-      this.#used = 0;
-    }
-  }
-}
-
-async function writeAll(handle: fs.promises.FileHandle, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done);
-    done += bytesWritten;
-  }
+  return n;
 }
 
 function resolveType(type: GgmlTypeInfo | string | number): GgmlTypeInfo {
@@ -310,7 +304,7 @@ function invalid(reason: string): GgufError {
 }
 
 function checkKey(key: string): void {
-  const bytes = Buffer.byteLength(key, "utf8");
+  const bytes = utf8ByteLength(key);
   if (bytes === 0 || bytes > MAX_KEY_BYTES || !key.isWellFormed()) {
     throw invalid(`metadata key "${key}" must be 1 to ${MAX_KEY_BYTES} bytes of valid UTF-8`);
   }
@@ -532,14 +526,10 @@ class ByteBuilder {
   }
 
   string(s: string): void {
-    const n = Buffer.byteLength(s, "utf8");
+    const n = utf8ByteLength(s);
     this.u64(BigInt(n));
     this.#reserve(n);
-    Buffer.from(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength).write(
-      s,
-      this.#len,
-      "utf8",
-    );
+    textEncoder.encodeInto(s, this.#buf.subarray(this.#len, this.#len + n));
     this.#len += n;
   }
 
