@@ -1,4 +1,8 @@
 import { defineConfig } from "tsup";
 import { baseConfig } from "../../tsup.config.base";
 
-export default defineConfig(baseConfig);
+// Two entries: index (Node: reads the OS) and browser (no Node builtin; the "browser" condition).
+export default defineConfig({
+  ...baseConfig,
+  entry: { index: "src/index.ts", browser: "src/browser.ts" },
+});
