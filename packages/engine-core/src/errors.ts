@@ -11,6 +11,8 @@ export const EngineErrorCode = {
   BAD_TENSOR_SHAPE: "ENGINE_BAD_TENSOR_SHAPE",
   /** A tensor has a type this engine cannot use in that place. */
   BAD_TENSOR_TYPE: "ENGINE_BAD_TENSOR_TYPE",
+  /** `BoundTensor.data` was used on a model whose file is not in memory (use `read()`). */
+  NO_TENSOR_DATA: "ENGINE_NO_TENSOR_DATA",
   /** A sequence id is unknown or already freed. */
   BAD_SEQUENCE: "ENGINE_BAD_SEQUENCE",
   /** A sequence would grow past the context length. */

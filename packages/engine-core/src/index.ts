@@ -33,7 +33,9 @@ export {
   type DescribeOptions,
   describeModel,
   type ModelDescription,
+  type ReadDescriptionOptions,
   readModelDescription,
+  readModelDescriptionFrom,
 } from "./model";
 export {
   REFERENCE_KERNEL_RULES,

@@ -2,7 +2,13 @@
  * A model as backends see it: hyperparameters, the forward graph and the bound weight tensors,
  * validated against the architecture's tensor list.
  */
-import { type GgufFile, type GgufTensorInfo, readGgufFile } from "@bitnet-ts/gguf";
+import {
+  type ByteSource,
+  type GgufFile,
+  type GgufTensorInfo,
+  readGgufFile,
+  readGgufFrom,
+} from "@bitnet-ts/gguf";
 import { type ArchOptions, findArchitecture, type TensorSpec } from "./arch";
 import { EngineError, EngineErrorCode } from "./errors";
 import type { Graph } from "./graph";
@@ -11,13 +17,21 @@ import type { HParams } from "./hparams";
 export interface BoundTensor {
   readonly info: GgufTensorInfo;
   /**
-   * The tensor's bytes, a zero-copy view of the file in memory. Throws when the model was read
-   * without its data (native backends map the file themselves and only need `info`).
+   * The tensor's bytes, a zero-copy view of the file in memory. Throws `ENGINE_NO_TENSOR_DATA`
+   * when the file is not in memory (read without its data, or from a byte source): use `read()`,
+   * which works for every description (native backends map the file and only need `info`).
    */
   readonly data: Uint8Array;
+  /**
+   * The tensor's bytes, wherever the model is: the same view as `data` when the file is in
+   * memory, else one read of this tensor's range (from the byte source, or the file reopened by
+   * path). Callers must not write to the result.
+   */
+  read(): Promise<Uint8Array>;
 }
 
 export interface ModelDescription {
+  /** The GGUF path, for backends that map the file themselves (undefined for a byte source). */
   readonly path: string | undefined;
   readonly file: GgufFile;
   readonly hparams: HParams;
@@ -69,8 +83,15 @@ export function describeModel(
     tensors.set(spec.name, {
       info,
       get data(): Uint8Array {
+        if (!file.hasTensorData) {
+          throw new EngineError(
+            EngineErrorCode.NO_TENSOR_DATA,
+            `could not use the data of tensor "${info.name}" - the model's file is not in memory (it was read without its data, or from a byte source).\nAwait tensor.read() instead, or read the model with { tensorData: true }.`,
+          );
+        }
         return file.tensorData(info);
       },
+      read: () => file.readTensorData(info),
     });
   }
   const graph = arch.graph(hparams, (name) => tensors.has(name));
@@ -96,15 +117,42 @@ function checkTensor(spec: TensorSpec, info: GgufTensorInfo): void {
   }
 }
 
+/** Options for {@link readModelDescription} and {@link readModelDescriptionFrom}. */
+export interface ReadDescriptionOptions extends DescribeOptions {
+  /** Read the whole file into memory, so `BoundTensor.data` works (see each function's default). */
+  readonly tensorData?: boolean;
+}
+
 /**
- * Reads and describes a GGUF file. With `tensorData: false` only the header is read (native
- * backends map the file themselves); the reference backend needs the data in memory.
+ * Reads and describes a GGUF file (Node only: the browser build throws `GGUF_NODE_ONLY`; use
+ * {@link readModelDescriptionFrom}). With `tensorData: false` only the header is read (native
+ * backends map the file themselves; `BoundTensor.read()` reopens the file for a tensor).
  */
 export async function readModelDescription(
   path: string,
-  options: DescribeOptions & { readonly tensorData?: boolean } = {},
+  options: ReadDescriptionOptions = {},
 ): Promise<ModelDescription> {
   const { tensorData = true, ...rest } = options;
   const file = await readGgufFile(path, { tensorData });
   return describeModel(file, rest, path);
+}
+
+/**
+ * Reads and describes a model from any byte source (a `File`, an HTTP URL with range requests,
+ * bytes in memory, a file descriptor): only the header is read; each tensor is read from the
+ * source when a backend asks for it (`BoundTensor.read()`), so keep the source open until the
+ * model is compiled. Runs in browsers.
+ *
+ * @example
+ * const source = await openHttpSource("https://example.com/ggml-model-i2_s.gguf");
+ * const description = await readModelDescriptionFrom(source);
+ * const model = await new ReferenceBackend().compile(description);
+ */
+export async function readModelDescriptionFrom(
+  source: ByteSource,
+  options: ReadDescriptionOptions = {},
+): Promise<ModelDescription> {
+  const { tensorData = false, ...rest } = options;
+  const file = await readGgufFrom(source, { tensorData });
+  return describeModel(file, rest);
 }

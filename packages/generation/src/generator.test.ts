@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { cleanup, fixture } from "../test/models";
 import { ChatSession } from "./chat";
 import { TextGenerator } from "./generator";
@@ -147,6 +147,18 @@ describe("TextGenerator", () => {
     expect(a.tokens.length + c.tokens.length).toBeGreaterThan(0);
     // Batched: far fewer steps than the 26 tokens generated.
     expect(generator.scheduler.steps - stepsBefore).toBeLessThan(20);
+  });
+
+  it("schedules steps without setImmediate (browsers have none), with the same tokens", async () => {
+    const greedy = { maxTokens: 5, temperature: 0 };
+    const node = await generator.generate("Once upon a time", greedy).result;
+    vi.stubGlobal("setImmediate", undefined);
+    try {
+      const browser = await generator.generate("Once upon a time", greedy).result;
+      expect(browser.tokens).toEqual(node.tokens);
+    } finally {
+      vi.unstubAllGlobals();
+    }
   });
 
   it("rejects prompts longer than the context with the token counts", () => {

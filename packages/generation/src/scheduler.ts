@@ -6,6 +6,31 @@
  */
 import type { CompiledModel, LogitsReduction, SequenceRun } from "@bitnet-ts/engine-core";
 
+interface Port {
+  onmessage: (() => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+}
+
+/**
+ * Runs `callback` on a fresh macrotask, after pending I/O and events: `setImmediate` in Node;
+ * browsers have none, and a MessageChannel message is their unclamped equivalent (a nested
+ * `setTimeout(0)` waits at least 4 ms).
+ */
+function nextMacrotask(callback: () => void): void {
+  if (typeof setImmediate === "function") {
+    setImmediate(callback);
+    return;
+  }
+  // Typed by hand: @types/node describes Node's MessagePort, without the DOM's onmessage.
+  const channel = new MessageChannel() as unknown as { port1: Port; port2: Port };
+  channel.port1.onmessage = () => {
+    channel.port1.close();
+    callback();
+  };
+  channel.port2.postMessage(undefined);
+}
+
 export interface SchedulerJob {
   readonly sequence: number;
   /** Prompt tokens not yet evaluated. */
@@ -63,7 +88,7 @@ export class Scheduler {
     if (!this.#running) {
       this.#running = true;
       // Start on a fresh tick so several jobs added together share the first step.
-      setImmediate(() => void this.#loop());
+      nextMacrotask(() => void this.#loop());
     }
   }
 
@@ -124,7 +149,7 @@ export class Scheduler {
         // Let the event loop run between steps (I/O, timers, new requests): a backend whose
         // step settles without a macrotask (the reference backend) would otherwise hold it for
         // the whole generation.
-        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise<void>((resolve) => nextMacrotask(resolve));
         this.steps++;
         const tokens = runs.reduce((n, r) => n + r.tokens.length, 0);
         this.evaluatedTokens += tokens;
@@ -148,7 +173,7 @@ export class Scheduler {
       this.#running = false;
       if (this.#jobs.length > 0) {
         this.#running = true;
-        setImmediate(() => void this.#loop());
+        nextMacrotask(() => void this.#loop());
       }
     }
   }

@@ -3,7 +3,6 @@
  * logit bias → penalties → top-k → typical → top-p → min-p → temperature → softmax → draw;
  * temperature ≤ 0 means greedy (after bias and penalties).
  */
-import { randomInt } from "node:crypto";
 import { BitnetError } from "@bitnet-ts/errors";
 import { Candidates } from "./candidates";
 import { Mt19937 } from "./mt19937";
@@ -108,6 +107,18 @@ export function validateSampling(s: SamplingSettings): void {
   );
 }
 
+/**
+ * A random seed from 0 to 0xfffffffe: 0xffffffff (like -1) means "random", so a drawn seed of
+ * 0xffffffff would not replay. Web Crypto, so it runs in browsers as in Node.
+ */
+function randomSeed(): number {
+  const word = new Uint32Array(1);
+  do {
+    globalThis.crypto.getRandomValues(word);
+  } while (word[0] === 0xffffffff);
+  return word[0]!;
+}
+
 export interface SamplerOptions {
   /** The newline token (exempt from penalties unless penalizeNewline). */
   readonly newlineToken?: number;
@@ -132,7 +143,7 @@ export class Sampler {
     >;
     this.seed =
       settings.seed === undefined || settings.seed === -1 || settings.seed === 0xffffffff
-        ? randomInt(0, 0xffffffff)
+        ? randomSeed()
         : settings.seed >>> 0;
     this.#rng = new Mt19937(this.seed);
     const bias = settings.logitBias;

@@ -2,8 +2,9 @@
  * The pure-TypeScript reference backend: interprets the graph op by op with the kernels in
  * ops.ts. Slow, obviously correct, the oracle of every other backend.
  */
-import * as os from "node:os";
-import { type KernelRules, ONE_CALL_PER_PROJECTION } from "@bitnet-ts/receipts";
+import { probeMemory } from "@bitnet-ts/device-probe";
+// The rules entry, not the package root: the root's verifier imports node:fs and node:crypto.
+import { type KernelRules, ONE_CALL_PER_PROJECTION } from "@bitnet-ts/receipts/rules";
 import type {
   Backend,
   BackendDescription,
@@ -11,6 +12,7 @@ import type {
   CaptureRequest,
   CompiledModel,
   CompileOptions,
+  LoadProgress,
   SequenceRun,
   StepOutput,
 } from "../backend";
@@ -66,8 +68,14 @@ export class ReferenceBackend implements Backend {
     this.name = this.numerics === "ggml" ? "reference" : "reference-f64";
   }
 
+  /**
+   * Compiles a description, awaiting each tensor's bytes (`BoundTensor.read()`), so a model
+   * described from a byte source (a browser `File`, HTTP) is read one tensor at a time.
+   */
   async compile(model: ModelDescription, options: CompileOptions = {}): Promise<CompiledModel> {
-    return new ReferenceModel(model, this.numerics, this.name, options);
+    const compiled = new ReferenceModel(model, this.numerics, this.name, options);
+    await compiled.loadWeights(options.onProgress);
+    return compiled;
   }
 
   describe(): BackendDescription {
@@ -90,6 +98,24 @@ interface Table {
   readonly typeName: string;
   readonly f16Bits: Uint16Array | undefined;
   readonly floats: Float32Array | undefined;
+}
+
+/**
+ * A tensor whose bytes are in hand, for the synchronous unpacking in weights.ts. Each is unpacked
+ * right after it is read, so a model read from a source never holds all its raw bytes at once.
+ */
+async function resident(t: BoundTensor): Promise<BoundTensor> {
+  const data = await t.read();
+  return { info: t.info, data, read: async () => data };
+}
+
+// Host memory to assume for KV caches where the host does not say (some browsers).
+const UNKNOWN_HOST_MEMORY_BYTES = 1 << 30;
+
+/** Memory available for new work now (device-probe: MemAvailable on Linux, navigator in a browser). */
+function availableHostBytes(): number {
+  const available = probeMemory().availableBytes;
+  return available > 0 ? available : UNKNOWN_HOST_MEMORY_BYTES;
 }
 
 function table(t: BoundTensor): Table {
@@ -116,7 +142,7 @@ class ReferenceModel implements CompiledModel {
   readonly #kernels = new Map<string, number>();
   readonly #steps = new StepQueue();
   /** The host memory KV caches may use: what was available at compile time. */
-  readonly #kvBudget = os.freemem();
+  readonly #kvBudget = availableHostBytes();
 
   constructor(model: ModelDescription, mode: Numerics, name: string, options: CompileOptions) {
     this.description = model;
@@ -131,6 +157,17 @@ class ReferenceModel implements CompiledModel {
       );
     }
     this.contextLength = ctx;
+  }
+
+  /**
+   * Reads and unpacks every weight the graph uses (called once, by compile), reporting phase
+   * "read" per weight-bearing op: from a byte source (a browser File, HTTP) it takes a while.
+   */
+  async loadWeights(onProgress?: (progress: LoadProgress) => void): Promise<void> {
+    const model = this.description;
+    const weighted = new Set(["embed", "output", "rms_norm", "linear"]);
+    const total = model.graph.ops.filter((op) => weighted.has(op.kind)).length;
+    let done = 0;
     const tensor = (name: string): BoundTensor => {
       const t = model.tensors.get(name);
       if (t === undefined) {
@@ -147,21 +184,22 @@ class ReferenceModel implements CompiledModel {
         case "output":
           if (!this.#tables.has(op.kind === "embed" ? op.table : op.weight)) {
             const name = op.kind === "embed" ? op.table : op.weight;
-            this.#tables.set(name, table(tensor(name)));
+            this.#tables.set(name, table(await resident(tensor(name))));
           }
           break;
         case "rms_norm":
-          this.#norms.set(op.weight, floatValues(tensor(op.weight)));
+          this.#norms.set(op.weight, floatValues(await resident(tensor(op.weight))));
           break;
         case "linear":
-          this.#linear.set(op.weight, linearWeight(tensor(op.weight)));
+          this.#linear.set(op.weight, linearWeight(await resident(tensor(op.weight))));
           if (op.scale !== undefined) {
-            this.#scales.set(op.scale, floatValues(tensor(op.scale))[0]!);
+            this.#scales.set(op.scale, floatValues(await resident(tensor(op.scale)))[0]!);
           }
           break;
         default:
-          break;
+          continue;
       }
+      onProgress?.({ phase: "read", done: ++done, total });
     }
   }
 
@@ -187,7 +225,7 @@ class ReferenceModel implements CompiledModel {
       kvBytesPerToken: perToken,
       kvBudgetBytes: this.#kvBudget,
       kvUsedBytes: used,
-      freeBytes: os.freemem(),
+      freeBytes: availableHostBytes(),
       maxSequences: undefined,
       liveSequences: this.#sequences.size,
       contextLength: this.contextLength,
