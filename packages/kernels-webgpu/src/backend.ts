@@ -84,8 +84,11 @@ export const GPU_TOP_K_MAX = 64;
 
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
-  /** Weights are read from the file's bytes in memory and uploaded. */
-  readonly needsTensorData = true;
+  /**
+   * Each tensor is read once (`BoundTensor.read()`: from memory, the file, or any byte source such
+   * as a browser `File` or an HTTP URL) and uploaded; the whole file is never needed in memory.
+   */
+  readonly needsTensorData = false;
   /**
    * The same kernels run whatever the batch, each output summed in a fixed order, so batched and
    * one-by-one steps agree; the tolerance covers GPU math that WGSL does not pin to the last bit
@@ -516,10 +519,10 @@ export class WebGpuModel implements CompiledModel {
       string,
       { w: FloatWeights; chunks: { buffer: GPUBuffer; r0: number; rows: number }[] }
     >();
-    const floatTable = (name: string) => {
+    const floatTable = async (name: string) => {
       let table = floatTables.get(name);
       if (table === undefined) {
-        const w = floatWeights(tensor(name));
+        const w = floatWeights(tensor(name), await tensor(name).read());
         const rowsPerChunk = Math.max(
           1,
           Math.floor(Math.min(maxBinding, this.#limit("maxBufferSize")) / w.rowBytes),
@@ -546,24 +549,24 @@ export class WebGpuModel implements CompiledModel {
     const normCache = new Map<string, GPUBuffer>();
     const linearCount = graph.ops.filter((op) => op.kind === "linear").length;
     let linearsDone = 0;
-    const normWeights = (name: string): GPUBuffer => {
+    const normWeights = async (name: string): Promise<GPUBuffer> => {
       let b = normCache.get(name);
       if (b === undefined) {
         const t = tensor(name);
         const values =
           t.info.type.name === "F16"
-            ? decodeF16(t.data, new Float32Array(t.info.elementCount))
-            : decodeF32(t.data, new Float32Array(t.info.elementCount));
+            ? decodeF16(await t.read(), new Float32Array(t.info.elementCount))
+            : decodeF32(await t.read(), new Float32Array(t.info.elementCount));
         b = this.#upload(name, values);
         normCache.set(name, b);
       }
       return b;
     };
-    const scaleOf = (name: string | undefined): number => {
+    const scaleOf = async (name: string | undefined): Promise<number> => {
       if (name === undefined) {
         return 1;
       }
-      return decodeF32(tensor(name).data.subarray(0, 4), new Float32Array(1))[0]!;
+      return decodeF32((await tensor(name).read()).subarray(0, 4), new Float32Array(1))[0]!;
     };
     const readers = (name: string) => graph.ops.filter((op) => opReads(op).includes(name));
     const modeOf = (op: GraphOp): QuantMode | undefined =>
@@ -586,7 +589,7 @@ export class WebGpuModel implements CompiledModel {
       const p = (name: string) => this.#phys.get(name)!.buffer;
       switch (op.kind) {
         case "embed": {
-          const { w, chunks } = floatTable(op.table);
+          const { w, chunks } = await floatTable(op.table);
           for (const [i, chunk] of chunks.entries()) {
             dispatches.push(
               await this.#dispatch(
@@ -615,7 +618,7 @@ export class WebGpuModel implements CompiledModel {
           const consumer = readers(op.out).find((r) => modeOf(r) !== undefined);
           const mode = consumer === undefined ? undefined : modeOf(consumer);
           const fused = mode === undefined || n % 256 !== 0 ? undefined : target(mode);
-          const buffers = [p(op.x), normWeights(op.weight), p(op.out), step];
+          const buffers = [p(op.x), await normWeights(op.weight), p(op.out), step];
           if (fused !== undefined) {
             buffers.push(qBuf, qScale, qSum);
           }
@@ -632,12 +635,12 @@ export class WebGpuModel implements CompiledModel {
         }
         case "linear": {
           const t = tensor(op.weight);
-          const outScale = scaleOf(op.scale);
+          const outScale = await scaleOf(op.scale);
           const mode = modeOf(op);
           if (mode !== undefined) {
             let cached = ternaryCache.get(op.weight);
             if (cached === undefined) {
-              const w = ternaryWeights(t);
+              const w = ternaryWeights(t, await t.read());
               cached = {
                 w,
                 buffers: [
@@ -684,7 +687,7 @@ export class WebGpuModel implements CompiledModel {
                 `could not compile "${op.weight}" - a per-tensor scale on float weights is not supported by the WebGPU backend.`,
               );
             }
-            const w = floatWeights(t);
+            const w = floatWeights(t, await t.read());
             const shader = floatMatmulShader({
               rows: w.rows,
               cols: w.cols,
@@ -782,7 +785,7 @@ export class WebGpuModel implements CompiledModel {
           break;
         }
         case "output": {
-          const { w, chunks } = floatTable(op.weight);
+          const { w, chunks } = await floatTable(op.weight);
           dispatches.push(
             await this.#dispatch(
               `webgpu.gather_rows.${w.f16Activations ? "f16" : "f32"}`,

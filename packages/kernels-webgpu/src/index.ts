@@ -1,4 +1,4 @@
-import type { KernelRules } from "@bitnet-ts/receipts";
+import type { KernelRules } from "@bitnet-ts/receipts/rules";
 import { WebGpuBackend, type WebGpuBackendOptions } from "./backend";
 import { WEBGPU_KERNEL_RULES } from "./kernel-rules";
 

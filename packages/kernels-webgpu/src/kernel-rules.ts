@@ -3,7 +3,7 @@
  * are "webgpu.<op>.<type>.<variant>", one dispatch per projection, one attention dispatch per
  * layer and step (the KV store before it is "webgpu.kv_store…"), one embedding lookup per step.
  */
-import { type KernelRules, ONE_CALL_PER_PROJECTION } from "@bitnet-ts/receipts";
+import { type KernelRules, ONE_CALL_PER_PROJECTION } from "@bitnet-ts/receipts/rules";
 
 export const WEBGPU_KERNEL_RULES: KernelRules = {
   backends: ["webgpu"],

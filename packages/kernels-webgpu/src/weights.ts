@@ -69,7 +69,7 @@ export function packTq2Codes(values: Int8Array): Uint8Array {
  * the 64 code bytes of each 66-byte block, without the f16 scale (a copy per block, no per-value
  * work). TQ1_0: unpacked from base 3 and packed as TQ2_0 codes (lossless).
  */
-export function ternaryWeights(t: BoundTensor): TernaryWeights {
+export function ternaryWeights(t: BoundTensor, data: Uint8Array): TernaryWeights {
   const cols = t.info.shape[0]!;
   const n = t.info.elementCount;
   const rows = n / cols;
@@ -79,7 +79,6 @@ export function ternaryWeights(t: BoundTensor): TernaryWeights {
       `could not upload tensor "${t.info.name}" - the WebGPU kernels need rows of a multiple of 256 values, it has ${cols}.`,
     );
   }
-  const data = t.data;
   switch (t.info.type.name) {
     case "I2_S":
       return {
@@ -158,7 +157,7 @@ export interface FloatWeights {
   readonly tag: string;
 }
 
-export function floatWeights(t: BoundTensor): FloatWeights {
+export function floatWeights(t: BoundTensor, data: Uint8Array): FloatWeights {
   const cols = t.info.shape[0]!;
   const rows = t.info.elementCount / cols;
   const type = t.info.type.name;
@@ -173,13 +172,13 @@ export function floatWeights(t: BoundTensor): FloatWeights {
       rows,
       cols,
       layout: "f16",
-      bytes: t.data,
+      bytes: data,
       rowBytes: cols * 2,
       f16Activations: true,
       tag: "f16",
     };
   }
-  const floats = floatsOf(type, t.data, t.info.elementCount, t.info.name);
+  const floats = floatsOf(type, data, t.info.elementCount, t.info.name);
   return {
     rows,
     cols,
