@@ -153,6 +153,7 @@ function buildProgram(io: CliIo): Command {
         integer("--timeout", 1, 86_400),
       )
       .option("--alias <name>", "model name in /v1/models and responses (default: the file name)")
+      .option("--no-webui", "do not serve the chat page at /")
       .option(
         "--grace <s>",
         "on SIGTERM, seconds to let in-flight requests finish (default 10)",

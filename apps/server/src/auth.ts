@@ -33,14 +33,21 @@ function presentedKey(headers: Record<string, string | string[] | undefined>): s
   return typeof key === "string" ? key : undefined;
 }
 
-/** Requires one of `apiKeys` on every request but /health; none configured = no authentication. */
-export function installAuth(app: FastifyInstance, apiKeys: readonly string[]): void {
+/**
+ * Requires one of `apiKeys` on every request but /health and those `isPublic` lets through (the
+ * chat page's files); none configured = no authentication.
+ */
+export function installAuth(
+  app: FastifyInstance,
+  apiKeys: readonly string[],
+  isPublic: (method: string, url: string) => boolean = () => false,
+): void {
   if (apiKeys.length === 0) {
     return;
   }
   const keys = apiKeys.map(digest);
   app.addHook("onRequest", async (request) => {
-    if (PUBLIC_ROUTES.has(request.url)) {
+    if (PUBLIC_ROUTES.has(request.url) || isPublic(request.method, request.url)) {
       return;
     }
     const given = presentedKey(request.headers);

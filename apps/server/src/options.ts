@@ -29,6 +29,8 @@ export interface ServerOptions {
   readonly timeoutSeconds?: number;
   /** Largest request body in bytes (default 1 MiB). */
   readonly bodyLimit?: number;
+  /** Serve the chat page at / (default true, when @bitnet-ts/web is built). */
+  readonly webUi?: boolean;
   readonly onLog?: (line: string) => void;
 }
 

@@ -25,6 +25,7 @@ import type { BitnetServer, ServerOptions } from "./options";
 import { registerGenerationRoutes } from "./routes/generate";
 import { registerInfoRoutes } from "./routes/info";
 import { registerTokenizeRoutes } from "./routes/tokenize";
+import { isWebUiRequest, registerWebUi, webUiRoot } from "./webui";
 
 export type { BitnetServer, ServerOptions } from "./options";
 
@@ -88,10 +89,14 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
       status: String(reply.statusCode),
     });
   });
-  installAuth(app, options.apiKeys ?? []);
+  const webUi = options.webUi === false ? { reason: "turned off (--no-webui)" } : webUiRoot();
+  installAuth(app, options.apiKeys ?? [], "root" in webUi ? isWebUiRequest : undefined);
   registerInfoRoutes(app, ctx);
   registerTokenizeRoutes(app, ctx);
   registerGenerationRoutes(app, ctx);
+  if ("root" in webUi) {
+    await registerWebUi(app, webUi.root);
+  }
 
   // Listen first (health answers 503 while loading), then load.
   const address = await app.listen({
@@ -99,6 +104,7 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     port: options.port ?? 8080,
   });
   log(`listening on ${address}`);
+  log("root" in webUi ? `chat page at ${address}/` : `no chat page: ${webUi.reason}`);
   const ready = lifecycle.load(() => loadGenerator(options, { alias, parallel }, log));
   ready.catch((error: unknown) => log(`could not load the model: ${(error as Error).message}`));
 

@@ -16,6 +16,8 @@ export interface ServeOptions extends ModelOptions {
   timeout?: number;
   alias?: string;
   grace?: number;
+  /** false with --no-webui. */
+  webui?: boolean;
 }
 
 function apiKeys(options: ServeOptions): string[] {
@@ -56,6 +58,7 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
     backendOptions: backendOptionsOf(options),
     apiKeys: apiKeys(options),
     ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
+    ...(options.webui === false ? { webUi: false } : {}),
     onLog: log,
   });
   await new Promise<void>((resolve, reject) => {
