@@ -69,4 +69,4 @@ export {
   splitLogits,
   topKRows,
 } from "./steps";
-export { validateStep } from "./validate";
+export { checkStepBuffers, validateStep } from "./validate";

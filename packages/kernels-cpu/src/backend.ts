@@ -11,7 +11,7 @@ import {
   type CaptureRequest,
   type CompiledModel,
   type CompileOptions,
-  checkReduction,
+  checkStepBuffers,
   EngineError,
   EngineErrorCode,
   flattenRuns,
@@ -375,51 +375,10 @@ export class CpuModel implements CompiledModel {
       hp.vocabSize,
       this.contextLength,
     );
-    for (const run of runs) {
-      checkReduction(run.reduce, hp.vocabSize);
-    }
-    const captureIds = (capture?.buffers ?? []).map((name) => {
-      const id = this.#buffers.get(name);
-      if (id === undefined) {
-        throw new EngineError(
-          EngineErrorCode.BAD_OPTION,
-          `could not capture buffer "${name}" - the graph has no such buffer.`,
-        );
-      }
-      return id;
-    });
-    if (captureIds.length > 0 && total > this.#maxBatch) {
-      throw new EngineError(
-        EngineErrorCode.BAD_OPTION,
-        `could not capture buffers - the step has ${total} tokens, more than one native step (${this.#maxBatch}).`,
-      );
-    }
-    const injectIds: number[] = [];
-    const injectData: Float32Array[] = [];
-    for (const [name, values] of inputs ?? []) {
-      const id = this.#buffers.get(name);
-      const width = this.description.graph.buffers[name];
-      if (id === undefined || width === undefined) {
-        throw new EngineError(
-          EngineErrorCode.BAD_OPTION,
-          `could not inject buffer "${name}" - the graph has no such buffer.`,
-        );
-      }
-      if (values.length !== total * width) {
-        throw new EngineError(
-          EngineErrorCode.BAD_OPTION,
-          `could not inject buffer "${name}" - it needs ${total * width} values (${total} tokens × ${width}), got ${values.length}.`,
-        );
-      }
-      injectIds.push(id);
-      injectData.push(values);
-    }
-    if (injectIds.length > 0 && total > this.#maxBatch) {
-      throw new EngineError(
-        EngineErrorCode.BAD_OPTION,
-        `could not inject buffers - the step has ${total} tokens, more than one native step (${this.#maxBatch}).`,
-      );
-    }
+    checkStepBuffers(this.description.graph, total, capture, inputs, this.#maxBatch);
+    const captureIds = (capture?.buffers ?? []).map((name) => this.#buffers.get(name)!);
+    const injectIds = [...(inputs?.keys() ?? [])].map((name) => this.#buffers.get(name)!);
+    const injectData = [...(inputs?.values() ?? [])];
     const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
     const vocab = hp.vocabSize;
     const logits = new Float32Array(flat.rows * vocab);

@@ -11,7 +11,7 @@ import {
   type CaptureRequest,
   type CompiledModel,
   type CompileOptions,
-  checkReduction,
+  checkStepBuffers,
   EngineError,
   EngineErrorCode,
   type FlatStep,
@@ -926,33 +926,8 @@ export class WebGpuModel implements CompiledModel {
       hp.vocabSize,
       this.contextLength,
     );
-    for (const run of runs) {
-      checkReduction(run.reduce, hp.vocabSize);
-    }
+    checkStepBuffers(graph, total, capture, inputs, this.#maxBatch);
     const names = capture?.buffers ?? [];
-    for (const name of [...names, ...(inputs?.keys() ?? [])]) {
-      if (graph.buffers[name] === undefined) {
-        throw new EngineError(
-          EngineErrorCode.BAD_OPTION,
-          `could not capture or inject buffer "${name}" - the graph has no such buffer.`,
-        );
-      }
-    }
-    if ((names.length > 0 || (inputs?.size ?? 0) > 0) && total > this.#maxBatch) {
-      throw new EngineError(
-        EngineErrorCode.BAD_OPTION,
-        `could not capture or inject buffers - the step has ${total} tokens, more than one GPU step (${this.#maxBatch}).`,
-      );
-    }
-    for (const [name, values] of inputs ?? []) {
-      const width = graph.buffers[name]!;
-      if (values.length !== total * width) {
-        throw new EngineError(
-          EngineErrorCode.BAD_OPTION,
-          `could not inject buffer "${name}" - it needs ${total * width} values (${total} tokens × ${width}), got ${values.length}.`,
-        );
-      }
-    }
     const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
     // KV pages for the whole step first: a step that cannot fit fails before any state changes.
     const copies = this.#kv.prepare(

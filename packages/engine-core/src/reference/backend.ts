@@ -20,8 +20,8 @@ import { EngineError, EngineErrorCode } from "../errors";
 import type { GraphOp } from "../graph";
 import type { BoundTensor, ModelDescription } from "../model";
 import { SequenceTable } from "../sequences";
-import { checkReduction, flattenRuns, StepQueue, splitLogits } from "../steps";
-import { validateStep } from "../validate";
+import { flattenRuns, StepQueue, splitLogits } from "../steps";
+import { checkStepBuffers, validateStep } from "../validate";
 import {
   add,
   attendOne,
@@ -306,17 +306,7 @@ class ReferenceModel implements CompiledModel {
       hp.vocabSize,
       this.contextLength,
     );
-    for (const run of runs) {
-      checkReduction(run.reduce, hp.vocabSize);
-    }
-    for (const name of capture?.buffers ?? []) {
-      if (this.description.graph.buffers[name] === undefined) {
-        throw new EngineError(
-          EngineErrorCode.BAD_OPTION,
-          `could not capture buffer "${name}" - the graph has no such buffer.`,
-        );
-      }
-    }
+    checkStepBuffers(this.description.graph, total, capture, undefined);
     // --- flatten the runs into one batch ---
     const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
     const { tokens, positions, wantLogits: wantsLogits } = flat;
