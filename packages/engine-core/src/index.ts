@@ -43,6 +43,7 @@ export {
   type ReferenceBackendOptions,
 } from "./reference/backend";
 export { type Numerics, ternaryDot } from "./reference/ops";
+export { decodeFloats } from "./reference/weights";
 export {
   autoOrder,
   type BackendLoader,

@@ -11,21 +11,13 @@
  *   (F32, BF16, Q8_0, Q6_K, Q4_0) is dequantized to f32 with the reference's own dequantizers,
  *   so the head computes on exactly the values the reference does.
  */
-import type { BoundTensor } from "@bitnet-ts/engine-core";
-import { EngineError, EngineErrorCode } from "@bitnet-ts/engine-core";
 import {
-  decodeBf16,
-  decodeF16,
-  decodeF32,
-  dequantizeQ4_0,
-  dequantizeQ6_K,
-  dequantizeQ8_0,
-  f16ToF32,
-  i2sScale,
-  TQ2_0_BLOCK,
-  TQ2_0_BYTES,
-  unpackTQ1_0,
-} from "@bitnet-ts/quantization";
+  type BoundTensor,
+  decodeFloats,
+  EngineError,
+  EngineErrorCode,
+} from "@bitnet-ts/engine-core";
+import { f16ToF32, i2sScale, TQ2_0_BLOCK, TQ2_0_BYTES, unpackTQ1_0 } from "@bitnet-ts/quantization";
 import type { QuantMode, TernaryCodes } from "./wgsl";
 
 export interface TernaryWeights {
@@ -121,29 +113,6 @@ export function ternaryWeights(t: BoundTensor, data: Uint8Array): TernaryWeights
   }
 }
 
-/** Dequantizes `count` values of a float-typed tensor's bytes (F16 excluded: kept as is). */
-function floatsOf(type: string, bytes: Uint8Array, count: number, name: string): Float32Array {
-  switch (type) {
-    case "F32":
-      return decodeF32(bytes, new Float32Array(count));
-    case "F16":
-      return decodeF16(bytes, new Float32Array(count));
-    case "BF16":
-      return decodeBf16(bytes, new Float32Array(count));
-    case "Q8_0":
-      return dequantizeQ8_0(bytes, count);
-    case "Q6_K":
-      return dequantizeQ6_K(bytes, count);
-    case "Q4_0":
-      return dequantizeQ4_0(bytes, count);
-    default:
-      throw new EngineError(
-        EngineErrorCode.BAD_TENSOR_TYPE,
-        `could not use tensor "${name}" - the WebGPU backend cannot read ${type} as floats.`,
-      );
-  }
-}
-
 export interface FloatWeights {
   readonly rows: number;
   readonly cols: number;
@@ -178,7 +147,7 @@ export function floatWeights(t: BoundTensor, data: Uint8Array): FloatWeights {
       tag: "f16",
     };
   }
-  const floats = floatsOf(type, data, t.info.elementCount, t.info.name);
+  const floats = decodeFloats(t.info, data);
   return {
     rows,
     cols,

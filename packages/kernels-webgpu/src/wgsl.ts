@@ -44,45 +44,32 @@ const f = (x: number): string => {
   return s;
 };
 
-/** Tree reductions over a workgroup array (`size` a power of two). */
+/** Tree reductions over workgroup arrays (`size` a power of two): sums and maxima. */
 function reducers(size: number): string {
+  const reducer = (
+    name: string,
+    array: string,
+    type: string,
+    combine: (a: string, b: string) => string,
+  ) => /* wgsl */ `
+fn ${name}(lid: u32, v: ${type}) -> ${type} {
+  ${array}[lid] = v;
+  workgroupBarrier();
+  for (var s = ${size / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { ${array}[lid] = ${combine(`${array}[lid]`, `${array}[lid + s]`)}; }
+    workgroupBarrier();
+  }
+  let r = ${array}[0];
+  workgroupBarrier();
+  return r;
+}`;
   return /* wgsl */ `
 var<workgroup> redf: array<f32, ${size}>;
 var<workgroup> redi: array<i32, ${size}>;
 var<workgroup> redu: array<u32, ${size}>;
-fn reduceSumF(lid: u32, v: f32) -> f32 {
-  redf[lid] = v;
-  workgroupBarrier();
-  for (var s = ${size / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { redf[lid] += redf[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = redf[0];
-  workgroupBarrier();
-  return r;
-}
-fn reduceMaxF(lid: u32, v: f32) -> f32 {
-  redf[lid] = v;
-  workgroupBarrier();
-  for (var s = ${size / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { redf[lid] = max(redf[lid], redf[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = redf[0];
-  workgroupBarrier();
-  return r;
-}
-fn reduceSumI(lid: u32, v: i32) -> i32 {
-  redi[lid] = v;
-  workgroupBarrier();
-  for (var s = ${size / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { redi[lid] += redi[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = redi[0];
-  workgroupBarrier();
-  return r;
-}
+${reducer("reduceSumF", "redf", "f32", (a, b) => `${a} + ${b}`)}
+${reducer("reduceMaxF", "redf", "f32", (a, b) => `max(${a}, ${b})`)}
+${reducer("reduceSumI", "redi", "i32", (a, b) => `${a} + ${b}`)}
 `;
 }
 

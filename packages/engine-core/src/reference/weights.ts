@@ -3,6 +3,8 @@
  * with one scale per (row, block); float weights dequantized to f32. Unpacking happens once, at
  * compile time.
  */
+
+import type { GgufTensorInfo } from "@bitnet-ts/gguf";
 import {
   decodeBf16,
   decodeF16,
@@ -40,27 +42,36 @@ export interface LinearWeight {
   readonly typeName: string;
 }
 
-export function floatValues(t: BoundTensor): Float32Array {
-  const n = t.info.elementCount;
-  switch (t.info.type.name) {
+/**
+ * The values of a float-typed tensor (F32, F16, BF16, Q8_0, Q6_K, Q4_0) as f32, from its bytes:
+ * the dequantization every backend that keeps such weights as floats uses, so they all compute on
+ * the same values.
+ */
+export function decodeFloats(info: GgufTensorInfo, bytes: Uint8Array): Float32Array {
+  const n = info.elementCount;
+  switch (info.type.name) {
     case "F32":
-      return decodeF32(t.data, new Float32Array(n));
+      return decodeF32(bytes, new Float32Array(n));
     case "F16":
-      return decodeF16(t.data, new Float32Array(n));
+      return decodeF16(bytes, new Float32Array(n));
     case "BF16":
-      return decodeBf16(t.data, new Float32Array(n));
+      return decodeBf16(bytes, new Float32Array(n));
     case "Q8_0":
-      return dequantizeQ8_0(t.data, n);
+      return dequantizeQ8_0(bytes, n);
     case "Q6_K":
-      return dequantizeQ6_K(t.data, n);
+      return dequantizeQ6_K(bytes, n);
     case "Q4_0":
-      return dequantizeQ4_0(t.data, n);
+      return dequantizeQ4_0(bytes, n);
     default:
       throw new EngineError(
         EngineErrorCode.BAD_TENSOR_TYPE,
-        `could not use tensor "${t.info.name}" - the reference backend cannot read ${t.info.type.name} as floats.`,
+        `could not use tensor "${info.name}" - ${info.type.name} cannot be read as floats.`,
       );
   }
+}
+
+export function floatValues(t: BoundTensor): Float32Array {
+  return decodeFloats(t.info, t.data);
 }
 
 export function linearWeight(t: BoundTensor): LinearWeight {
