@@ -135,8 +135,17 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     )
     .option(
       "--kernel-path <path>",
-      "force a CPU kernel path: scalar, avx2, avxvnni, avx512vnni or amx (default: the best this CPU has)",
-      choice("--kernel-path", ["scalar", "avx2", "avxvnni", "avx512vnni", "amx"] as const),
+      "force a CPU kernel path: scalar, avx2, avxvnni, avx512vnni, amx, neon, neon-dotprod or neon-i8mm (default: the best this CPU has)",
+      choice("--kernel-path", [
+        "scalar",
+        "avx2",
+        "avxvnni",
+        "avx512vnni",
+        "amx",
+        "neon",
+        "neon-dotprod",
+        "neon-i8mm",
+      ] as const),
     );
 }
 

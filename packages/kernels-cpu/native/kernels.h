@@ -1,5 +1,6 @@
 // ---------------------------------------------------------------------------------------------
-// Kernel table: one row of function pointers per SIMD path (scalar, avx2, avxvnni, avx512vnni),
+// Kernel table: one row of function pointers per SIMD path (scalar, avx2, avxvnni, avx512vnni,
+// neon, neon-dotprod, neon-i8mm),
 // chosen at run time by what the CPU reports, overridable for tests.
 //
 // Shapes: W is (rows × cols) row-major in its packed format; activations are (T × cols);
@@ -90,9 +91,12 @@ const Kernels& kernels_scalar();
 const Kernels* kernels_avx2();       // nullptr when not compiled in or not supported
 const Kernels* kernels_avxvnni();    // AVX2 + AVX-VNNI (the AVX2 path, projections on VPDPBUSD)
 const Kernels* kernels_avx512vnni();  // nullptr when not compiled in or not supported
-const Kernels* kernels_neon();
+const Kernels* kernels_neon();          // AArch64 Advanced SIMD; nullptr elsewhere
+const Kernels* kernels_neon_dotprod();  // + SDOT; nullptr when the CPU lacks it
+const Kernels* kernels_neon_i8mm();     // + SMMLA for multi-token projections
 
-// The best path this CPU supports, or the named one ("scalar", "avx2", "avxvnni", "avx512vnni", "neon").
+// The best path this CPU supports, or the named one ("scalar", "avx2", "avxvnni", "avx512vnni", "neon",
+// "neon-dotprod", "neon-i8mm").
 // Returns nullptr for a name that is not available here.
 const Kernels* select_kernels(const char* name);
 

@@ -4,12 +4,10 @@
 
 namespace bitnet {
 
-// NEON kernels are not written yet: ARM machines run the scalar path (correct, slower).
-const Kernels* kernels_neon() { return nullptr; }
-
 int available_kernel_paths(const char** out, int max) {
   int n = 0;
-  const Kernels* all[] = {&kernels_scalar(), kernels_neon(), kernels_avx2(), kernels_avxvnni(), kernels_avx512vnni()};
+  const Kernels* all[] = {&kernels_scalar(), kernels_neon(),    kernels_neon_dotprod(), kernels_neon_i8mm(),
+                          kernels_avx2(),    kernels_avxvnni(), kernels_avx512vnni()};
   for (const Kernels* k : all) {
     if (k != nullptr && n < max) {
       out[n++] = k->name;
@@ -26,6 +24,8 @@ const Kernels* select_kernels(const char* name) {
     if (const Kernels* k = kernels_avx512vnni()) return k;
     if (const Kernels* k = kernels_avxvnni()) return k;
     if (const Kernels* k = kernels_avx2()) return k;
+    if (const Kernels* k = kernels_neon_i8mm()) return k;
+    if (const Kernels* k = kernels_neon_dotprod()) return k;
     if (const Kernels* k = kernels_neon()) return k;
     return &kernels_scalar();
   }
@@ -34,6 +34,8 @@ const Kernels* select_kernels(const char* name) {
   if (std::strcmp(name, "avxvnni") == 0) return kernels_avxvnni();
   if (std::strcmp(name, "avx512vnni") == 0) return kernels_avx512vnni();
   if (std::strcmp(name, "neon") == 0) return kernels_neon();
+  if (std::strcmp(name, "neon-dotprod") == 0) return kernels_neon_dotprod();
+  if (std::strcmp(name, "neon-i8mm") == 0) return kernels_neon_i8mm();
   return nullptr;
 }
 

@@ -42,7 +42,10 @@ declare module "@bitnet-ts/engine-core" {
 export interface CpuBackendOptions {
   /** Worker threads (default: physical cores). */
   readonly threads?: number;
-  /** Force a kernel path: "scalar", "avx2", "avxvnni", "avx512vnni", "amx" (default "auto"; env BITNET_KERNEL_PATH). */
+  /**
+   * Force a kernel path: "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neon-dotprod",
+   * "neon-i8mm" (default "auto"; env BITNET_KERNEL_PATH).
+   */
   readonly kernelPath?: string;
   /** Requantize an F16 output head to Q8_0 at load: faster decode, slightly different logits (default false). */
   readonly headQ8_0?: boolean;

@@ -68,7 +68,7 @@ export interface NativeModelConfig {
   readonly threads: number;
   /** Most tokens per step (buffers are sized for it). */
   readonly maxBatch: number;
-  /** "auto", "scalar", "avx2", "avxvnni", "avx512vnni" or "amx". */
+  /** "auto", "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neon-dotprod" or "neon-i8mm". */
   readonly kernelPath: string;
   /** Requantize an F16 output head to Q8_0 at load. */
   readonly headQ8_0: boolean;

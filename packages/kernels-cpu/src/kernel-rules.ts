@@ -15,6 +15,9 @@ export const CPU_KERNEL_RULES: KernelRules = {
     avxvnni: ["avxvnni"],
     avx512vnni: ["avx512vnni"],
     amx: ["amx", "avx512vnni"],
+    neon: ["neon"],
+    "neon-dotprod": ["neon-dotprod"],
+    "neon-i8mm": ["neon-i8mm"],
   },
   pathSegment: 1,
   ternaryTags: {

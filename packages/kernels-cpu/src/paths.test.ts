@@ -35,7 +35,13 @@ describe("kernel paths", () => {
     if (process.arch === "x64") {
       expect(cpuLacks("avx2", none)).toBe("this CPU lacks AVX2, FMA, F16C");
       expect(cpuLacks("amx", new Set(["avx512_vnni"]))).toBe("this CPU lacks AMX-TILE, AMX-INT8");
-      expect(cpuLacks("neon", none)).toBe("this CPU is not ARM");
+      expect(cpuLacks("neon", none)).toBe("this CPU is not AArch64");
+    }
+    if (process.arch === "arm64") {
+      expect(cpuLacks("neon-i8mm", new Set(["asimd", "asimddp"]))).toBe(
+        "this CPU lacks the int8 matrix-multiply extension",
+      );
+      expect(cpuLacks("avx2", none)).toBe("this CPU is not x86");
     }
     expect(cpuLacks("scalar", none)).toBeUndefined();
     expect(cpuLacks("sve2", none)).toMatch(/does not know/);
