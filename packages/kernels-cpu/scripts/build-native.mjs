@@ -8,11 +8,12 @@
 // first compiler `error:` line and the last 30 lines of output. src/loader.ts reads it to say why
 // the native kernels are missing (`bitnet info`, and the fallback to the reference backend). A
 // successful or up-to-date build removes it.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { failureRecord } from "./build-failure.mjs";
+import { findNodedir } from "./nodedir.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
 const output = path.join(root, "build/Release/bitnet_kernels_cpu.node");
@@ -48,26 +49,6 @@ if (!force && fs.existsSync(output) && fs.statSync(output).mtimeMs > newestSourc
   clearFailure();
   console.log("kernels-cpu: native addon is up to date");
   process.exit(0);
-}
-
-function findNodedir() {
-  const candidates = [
-    process.env.npm_config_nodedir,
-    process.env.NODEDIR,
-    spawnSync("npm", ["config", "get", "nodedir"], { encoding: "utf8" }).stdout?.trim(),
-    path.resolve(path.dirname(process.execPath), ".."),
-  ];
-  for (const c of candidates) {
-    if (
-      c &&
-      c !== "undefined" &&
-      c !== "null" &&
-      fs.existsSync(path.join(c, "include/node/node_api.h"))
-    ) {
-      return c;
-    }
-  }
-  return undefined;
 }
 
 const nodedir = findNodedir();

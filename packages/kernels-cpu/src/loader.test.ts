@@ -41,15 +41,15 @@ describe("loading the addon", () => {
     expect(paths).toContain(expectedKernelPath());
   });
 
-  it("searches an explicit path first, then the prebuild, then build/Release", () => {
+  it("searches an explicit path first, then build/Release (a local compile), then the prebuild", () => {
     const candidates = bindingCandidates("/explicit/addon.node");
     expect(candidates.map(([label]) => label)).toEqual([
       "explicit path",
-      "prebuild",
       "build/Release",
+      "prebuild",
     ]);
     expect(candidates[0]![1]).toBe("/explicit/addon.node");
-    expect(candidates[1]![1]).toContain(
+    expect(candidates[2]![1]).toContain(
       path.join("prebuilds", `${process.platform}-${process.arch}`),
     );
   });

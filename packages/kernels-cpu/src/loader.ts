@@ -1,6 +1,8 @@
 /**
  * Finds and loads the compiled addon. Order: an explicit path (option or BITNET_KERNELS_CPU_PATH)
- * → a prebuilt binary for this platform → build/Release. On failure, one error lists every
+ * → build/Release (compiled on this machine: at install when no prebuild loaded or a build from
+ * source was asked for, or by a developer) → the prebuilt binary for this platform and CPU
+ * architecture (prebuilds/<platform>-<arch>, shipped in the package). On failure, one error lists every
  * attempt and the fix; when the build at install failed, the error starts with why (from the
  * record scripts/build-native.mjs leaves in build/native-build-failure.json).
  */
@@ -111,10 +113,11 @@ let cached: NativeBinding | undefined;
 /** Where the loader looks, in order: a label for messages and a file (undefined: skipped). */
 export type BindingCandidate = readonly [label: string, file: string | undefined];
 
-/** The default search order: explicit path (option or env) → prebuild → build/Release. */
+/** The default search order: explicit path (option or env) → build/Release → prebuild. */
 export function bindingCandidates(explicitPath?: string): BindingCandidate[] {
   return [
     ["explicit path", explicitPath ?? process.env["BITNET_KERNELS_CPU_PATH"]],
+    ["build/Release", path.join(packageRoot, "build", "Release", "bitnet_kernels_cpu.node")],
     [
       "prebuild",
       path.join(
@@ -124,7 +127,6 @@ export function bindingCandidates(explicitPath?: string): BindingCandidate[] {
         "bitnet_kernels_cpu.node",
       ),
     ],
-    ["build/Release", path.join(packageRoot, "build", "Release", "bitnet_kernels_cpu.node")],
   ];
 }
 
