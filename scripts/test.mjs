@@ -58,6 +58,39 @@ function lavapipeEnv() {
   return env;
 }
 
+/**
+ * The native CPU backend's suites on AArch64 under qemu-user (tools/arm64/run.mjs): the NEON
+ * paths' op-by-op, contract and golden-token tests, counted in the totals. Where qemu or the
+ * aarch64 cross toolchain is missing (or BITNET_ARM64_TESTS=0), one skipped entry says why.
+ */
+function arm64Tests() {
+  if (process.env.BITNET_ARM64_TESTS === "0") {
+    console.log("\n▶ arm64 under qemu-user: skipped (BITNET_ARM64_TESTS=0)");
+    results.skipped++;
+    return;
+  }
+  console.log("\n▶ arm64 under qemu-user: tools/arm64/run.mjs");
+  const report = ".cache/arm64-report.json";
+  fs.rmSync(report, { force: true });
+  const { status } = spawnSync("node", ["tools/arm64/run.mjs", "--json", report], {
+    stdio: "inherit",
+  });
+  if (status === 3) {
+    results.skipped++; // run.mjs printed the reason
+    return;
+  }
+  if (!fs.existsSync(report)) {
+    results.failed++;
+    console.log(`✗ arm64 tests produced no report (exit ${status})`);
+    return;
+  }
+  for (const run of JSON.parse(fs.readFileSync(report, "utf8")).runs) {
+    results.passed += run.passed;
+    results.failed += run.failed;
+    results.skipped += run.skipped;
+  }
+}
+
 if (built) {
   fs.mkdirSync(".cache", { recursive: true });
   const env = { ...process.env, ...lavapipeEnv() };
@@ -115,6 +148,7 @@ if (built) {
       results.failed++;
     }
   }
+  arm64Tests();
 } else {
   results.failed++;
   console.log("✗ tests not run: the build failed");

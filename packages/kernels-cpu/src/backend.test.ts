@@ -1,63 +1,28 @@
 /**
- * The native backend end to end: the backend contract on every kernel path, the pinned golden
- * tokens, bit-exact agreement with the reference backend where the arithmetic is the same,
- * invariance to the thread count and to mmap, the head variants, and its failure modes.
+ * The native backend end to end: bit-exact agreement with the reference backend where the
+ * arithmetic is the same, invariance to the thread count and to mmap, the head variants, what
+ * ran, and its failure modes. The backend contract per kernel path is contract.test.ts, the
+ * pinned golden tokens golden.test.ts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadModel, readModelDescription } from "@bitnet-ts/engine-core";
-import {
-  describeBackendContract,
-  logitsBatched,
-  logitsOneByOne,
-  sameBits,
-} from "@bitnet-ts/engine-core/testing";
-import { Tokenizer } from "@bitnet-ts/tokenizers";
+import { logitsBatched, logitsOneByOne, sameBits } from "@bitnet-ts/engine-core/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanup, cpuModel, fixture, LONG_PROMPT, tmp, withEmbedding } from "../test/models";
+import {
+  argmax,
+  cleanup,
+  cpuModel,
+  fixture,
+  LONG_PROMPT,
+  SLOW_TEST_MS,
+  tmp,
+  withEmbedding,
+} from "../test/models";
 import { ALL_KERNEL_PATHS, pathSkipReason, pathTitle } from "../test/paths";
 import { CpuBackend } from "./backend";
 
 afterAll(cleanup);
-
-const OTHER = [
-  128000, 5451, 5304, 264, 892, 11, 358, 1093, 279, 16053, 5679, 13, 578, 4062, 14198, 39935, 35308,
-];
-
-// Every kernel path the addon can name; those this CPU cannot run are registered as skipped.
-for (const kernelPath of ALL_KERNEL_PATHS) {
-  describe.skipIf(pathSkipReason(kernelPath) !== undefined)(
-    `kernel path ${pathTitle(kernelPath)}`,
-    () => {
-      describeBackendContract(
-        `tiny-i2s on cpu (${kernelPath}, 2 threads)`,
-        () => cpuModel("tiny-i2s", { kernelPath, threads: 2 }),
-        {
-          prompt: LONG_PROMPT,
-          other: OTHER,
-        },
-      );
-    },
-  );
-}
-describeBackendContract(
-  "tiny-tq1 on cpu (auto, 3 threads)",
-  () => cpuModel("tiny-tq1", { threads: 3 }),
-  {
-    prompt: LONG_PROMPT,
-    other: OTHER,
-  },
-);
-
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) {
-    if (row[i]! > row[best]!) {
-      best = i;
-    }
-  }
-  return best;
-}
 
 function cosine(a: Float32Array, b: Float32Array): number {
   let ab = 0;
@@ -71,46 +36,10 @@ function cosine(a: Float32Array, b: Float32Array): number {
   return ab / Math.sqrt(aa * bb);
 }
 
-const golden = JSON.parse(
-  fs.readFileSync(
-    path.resolve(import.meta.dirname, "../../../fixtures/golden-greedy.json"),
-    "utf8",
-  ),
-) as {
-  models: Record<string, Record<string, number[]>>;
-};
-
-describe("golden greedy tokens on every kernel path", () => {
-  for (const [name, prompts] of Object.entries(golden.models)) {
-    for (const kernelPath of ALL_KERNEL_PATHS) {
-      it.skipIf(pathSkipReason(kernelPath) !== undefined)(
-        `${name} on ${pathTitle(kernelPath)}`,
-        { timeout: 60_000 },
-        async () => {
-          const model = await cpuModel(name, { kernelPath, threads: 2 });
-          const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
-          for (const [prompt, expected] of Object.entries(prompts)) {
-            const seq = model.createSequence();
-            let { runs } = await model.step([{ sequence: seq, tokens: tokenizer.encode(prompt) }]);
-            const tokens: number[] = [];
-            while (tokens.length < expected.length) {
-              tokens.push(argmax(runs[0]!.logits));
-              ({ runs } = await model.step([{ sequence: seq, tokens: [tokens.at(-1)!] }]));
-            }
-            expect(tokens, `${name} ${kernelPath}: ${prompt}`).toEqual(expected);
-            model.freeSequence(seq);
-          }
-          await model.dispose();
-        },
-      );
-    }
-  }
-});
-
 describe("agreement with the reference backend", () => {
   it.each(["tiny-i2s", "tiny-tq2", "tiny-tq1"])(
     "%s: the scalar path reproduces the reference logits bit for bit",
-    { timeout: 60_000 },
+    { timeout: SLOW_TEST_MS },
     async (name) => {
       const reference = await loadModel(await fixture(name), {
         backend: "reference",
@@ -130,7 +59,7 @@ describe("agreement with the reference backend", () => {
 
   it.each(["F32", "BF16"] as const)(
     "an %s output head reproduces the reference logits bit for bit",
-    { timeout: 60_000 },
+    { timeout: SLOW_TEST_MS },
     async (type) => {
       const file = await withEmbedding("tiny-tq2", type);
       const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
@@ -153,7 +82,7 @@ describe("agreement with the reference backend", () => {
   );
 
   it("a Q8_0 head takes llama.cpp's Q8_0 × Q8_0 dot: same top-1, cosine ≥ 0.9999 to the reference's float dot", {
-    timeout: 60_000,
+    timeout: SLOW_TEST_MS,
   }, async () => {
     const file = await withEmbedding("tiny-tq2", "Q8_0");
     const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
@@ -178,7 +107,7 @@ describe("agreement with the reference backend", () => {
 describe("invariance", () => {
   it.each(["tiny-i2s", "tiny-tq2"])(
     "%s: logits are identical whatever the thread count (1, 2, 3, 5)",
-    { timeout: 60_000 },
+    { timeout: SLOW_TEST_MS },
     async (name) => {
       const results: Float32Array[] = [];
       for (const threads of [1, 2, 3, 5]) {
@@ -195,7 +124,7 @@ describe("invariance", () => {
   );
 
   it("reading the weights into memory (--no-mmap) gives the same logits as mapping the file", {
-    timeout: 60_000,
+    timeout: SLOW_TEST_MS,
   }, async () => {
     const mapped = await cpuModel("tiny-i2s", { threads: 2, mmap: true });
     const loaded = await cpuModel("tiny-i2s", { threads: 2, mmap: false });
@@ -215,7 +144,7 @@ describe("invariance", () => {
 
 describe("the Q8_0 head option", () => {
   it("requantizes the F16 head at load: same top-1 on the prompt, cosine ≥ 0.999, reported as a Q8_0 kernel", {
-    timeout: 60_000,
+    timeout: SLOW_TEST_MS,
   }, async () => {
     const f16 = await cpuModel("tiny-i2s", { threads: 2 });
     const q8 = await cpuModel("tiny-i2s", { threads: 2, headQ8_0: true });
@@ -240,7 +169,7 @@ describe("what ran", () => {
   for (const kernelPath of ALL_KERNEL_PATHS) {
     it.skipIf(pathSkipReason(kernelPath) !== undefined)(
       `reports the kernels it executed on the ${pathTitle(kernelPath)} path, with call counts`,
-      { timeout: 60_000 },
+      { timeout: SLOW_TEST_MS },
       async () => {
         const model = await cpuModel("tiny-i2s", { kernelPath, threads: 2 });
         expect(model.info().kernelPath).toBe(kernelPath);
@@ -264,7 +193,7 @@ describe("what ran", () => {
     );
   }
 
-  it("names the repacked TQ1_0 kernels honestly", { timeout: 60_000 }, async () => {
+  it("names the repacked TQ1_0 kernels honestly", { timeout: SLOW_TEST_MS }, async () => {
     const model = await cpuModel("tiny-tq1", { threads: 2 });
     expect(model.info().repackedBytes).toBeGreaterThan(0);
     await logitsBatched(model, [128000, 791]);
@@ -276,7 +205,7 @@ describe("what ran", () => {
 });
 
 describe("runtime behaviour", () => {
-  it("never blocks the event loop during a step", { timeout: 60_000 }, async () => {
+  it("never blocks the event loop during a step", { timeout: SLOW_TEST_MS }, async () => {
     const model = await cpuModel("tiny-i2s", { kernelPath: "scalar", threads: 1 });
     const seq = model.createSequence();
     const tokens = Array.from({ length: 60 }, (_, i) => LONG_PROMPT[i % LONG_PROMPT.length]!);
@@ -293,7 +222,7 @@ describe("runtime behaviour", () => {
   });
 
   it("serializes overlapping steps and defers sequence changes made while one runs", {
-    timeout: 60_000,
+    timeout: SLOW_TEST_MS,
   }, async () => {
     const model = await cpuModel("tiny-tq2", { threads: 2 });
     const expected = await logitsBatched(model, LONG_PROMPT);

@@ -8,7 +8,7 @@
 import { loadModel } from "@bitnet-ts/engine-core";
 import { describeOpByOp } from "@bitnet-ts/engine-core/testing";
 import { afterAll } from "vitest";
-import { cleanup, cpuModel, fixture, LONG_PROMPT } from "../test/models";
+import { cleanup, cpuModel, fixture, LONG_PROMPT, SLOW_TEST_MS } from "../test/models";
 import { BITNET_OP_KINDS, CPU_OP_TOLERANCES, kernelPathCandidates } from "../test/ops";
 
 afterAll(cleanup);
@@ -31,5 +31,6 @@ for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
     steps: STEPS,
     tolerances: CPU_OP_TOLERANCES,
     expectKinds: BITNET_OP_KINDS,
+    timeout: SLOW_TEST_MS,
   });
 }

@@ -15,6 +15,13 @@ import { CpuBackend, type CpuBackendOptions, type CpuModel } from "../src/backen
 export const tmp: string = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-cpu-"));
 
 /**
+ * The time limit of a test that runs real forward passes: 60 s, times BITNET_TEST_TIME_SCALE
+ * where a run is known to be slow (tools/arm64 sets it under qemu-user emulation).
+ */
+export const SLOW_TEST_MS: number =
+  60_000 * Math.max(1, Number(process.env["BITNET_TEST_TIME_SCALE"] ?? "1") || 1);
+
+/**
  * Presets only these tests use, generated like the committed ones. "layer-2b4t-i2s": one layer of
  * the microsoft/bitnet-b1.58-2B-4T shape (bench-i2s with nLayer 1): hidden 2560, 20 query and 5
  * KV heads of 128, FFN 6912, relu², I2_S, the LLaMA-3 vocabulary (128256; a ~670 MB file).
@@ -70,4 +77,15 @@ export async function withEmbedding(name: string, type: "F32" | "BF16" | "Q8_0")
     await writeWithEmbeddingType(await fixture(name), file, type);
   }
   return file;
+}
+
+/** The index of the largest value (the first on ties): a greedy pick. */
+export function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) {
+    if (row[i]! > row[best]!) {
+      best = i;
+    }
+  }
+  return best;
 }
