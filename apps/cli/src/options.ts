@@ -1,5 +1,6 @@
 /** Shared option parsing for the generation commands (llama.cpp flag names). */
 import type { BackendName, BackendOptions, FfnActivation } from "@bitnet-ts/engine-core";
+import { KERNEL_PATHS } from "@bitnet-ts/kernels-cpu/kernel-paths";
 import type { SamplingSettings } from "@bitnet-ts/logits";
 import { type Command, InvalidArgumentError } from "commander";
 
@@ -135,17 +136,8 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     )
     .option(
       "--kernel-path <path>",
-      "force a CPU kernel path: scalar, avx2, avxvnni, avx512vnni, amx, neon, neon-dotprod or neon-i8mm (default: the best this CPU has)",
-      choice("--kernel-path", [
-        "scalar",
-        "avx2",
-        "avxvnni",
-        "avx512vnni",
-        "amx",
-        "neon",
-        "neon-dotprod",
-        "neon-i8mm",
-      ] as const),
+      `force a CPU kernel path: ${KERNEL_PATHS.join(", ")} (default: the best this CPU has)`,
+      choice("--kernel-path", KERNEL_PATHS),
     );
 }
 

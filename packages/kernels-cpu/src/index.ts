@@ -15,6 +15,7 @@ export type {
   NativeModel,
   NativeModelConfig,
 } from "./binding";
+export { KERNEL_PATHS, type KernelPath } from "./kernel-paths";
 export { CPU_KERNEL_RULES } from "./kernel-rules";
 export {
   type BindingCandidate,

@@ -5,24 +5,11 @@
  * existing (an AVX2-only machine, or an ARM one, would otherwise silently run fewer tests).
  */
 import * as fs from "node:fs";
+import { KERNEL_PATHS } from "../src/kernel-paths";
 import { loadBinding } from "../src/loader";
 
-/**
- * The names the addon's select_kernels / available_kernel_paths know (native/kernels_dispatch.cc):
- * "amx" is the AVX-512 VNNI kernels plus the AMX prefill GEMM; "neon-dotprod" and "neon-i8mm"
- * are the AArch64 paths with SDOT and with SMMLA.
- */
-export const ALL_KERNEL_PATHS = [
-  "scalar",
-  "avx2",
-  "avxvnni",
-  "avx512vnni",
-  "amx",
-  "neon",
-  "neon-dotprod",
-  "neon-i8mm",
-] as const;
-export type KernelPath = (typeof ALL_KERNEL_PATHS)[number];
+/** The names the addon's select_kernels / available_kernel_paths know (src/kernel-paths.ts). */
+export const ALL_KERNEL_PATHS: typeof KERNEL_PATHS = KERNEL_PATHS;
 
 /** Kernel paths the addon offers on this CPU (best last). */
 export function availablePaths(): string[] {
