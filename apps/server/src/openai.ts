@@ -79,14 +79,33 @@ function given<T>(value: T | null | undefined): value is T {
   return value !== undefined && value !== null;
 }
 
-/** The sampling fields as generation options; max_tokens is capped by the context left. */
+/**
+ * The sampling fields as generation options. Without max_tokens the reply may fill the context
+ * left; a max_tokens that cannot fit beside the prompt is a 400 with the numbers (OpenAI's
+ * context_length_exceeded), not a reply cut short without saying so.
+ */
 function generateOptions(
   body: SamplingBody,
   promptTokens: readonly number[],
   g: TextGenerator,
 ): Job["options"] {
-  const room = g.model.contextLength - promptTokens.length;
-  const asked = body.max_completion_tokens ?? body.max_tokens ?? room;
+  const ctx = g.model.contextLength;
+  const room = ctx - promptTokens.length;
+  const explicit = body.max_completion_tokens ?? body.max_tokens;
+  if (given(explicit) && explicit > room) {
+    const param = given(body.max_completion_tokens) ? "max_completion_tokens" : "max_tokens";
+    throw new ApiError(
+      400,
+      "invalid_request_error",
+      `the context holds ${ctx} tokens, but ${promptTokens.length + explicit} were requested (${promptTokens.length} in the prompt, ${explicit} in ${param}): lower ${param} to at most ${room}, shorten the prompt, or start the server with a larger -c`,
+      {
+        param,
+        code: "context_length_exceeded",
+        extra: { n_prompt_tokens: promptTokens.length, n_ctx: ctx, [param]: explicit },
+      },
+    );
+  }
+  const asked = explicit ?? room;
   const bias: Record<number, number> = {};
   for (const [k, v] of Object.entries(body.logit_bias ?? {})) {
     if (Number(k) >= g.tokenizer.vocabSize) {

@@ -189,6 +189,50 @@ describe("OpenAI SDK", () => {
   });
 });
 
+describe("context limits", () => {
+  it.each([
+    ["/v1/completions", { prompt: [128000, 791, 6864], max_tokens: 254 }, "max_tokens", 3],
+    [
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "Hi" }], max_completion_tokens: 300 },
+      "max_completion_tokens",
+      undefined,
+    ],
+  ] as const)(
+    "%s: prompt + %o beyond the context is a 400 that says the numbers",
+    async (route, body, param, promptTokens) => {
+      const r = await post(route, body);
+      expect(r.status).toBe(400);
+      const error = r.json.error as ResponseBody["error"] & Record<string, unknown>;
+      expect(error).toMatchObject({
+        type: "invalid_request_error",
+        code: "context_length_exceeded",
+        param,
+        n_ctx: 256,
+      });
+      const n = error["n_prompt_tokens"] as number;
+      if (promptTokens !== undefined) {
+        expect(n).toBe(promptTokens);
+      }
+      const asked = (body as unknown as Record<string, number>)[param]!;
+      expect(error[param]).toBe(asked);
+      expect(error.message).toContain(
+        `the context holds 256 tokens, but ${n + asked} were requested (${n} in the prompt, ${asked} in ${param})`,
+      );
+      expect(error.message).toContain(`at most ${256 - n}`);
+    },
+  );
+
+  it("a max_tokens that just fits is served", async () => {
+    const r = await post("/v1/completions", {
+      prompt: [128000, 791, 6864],
+      max_tokens: 253,
+      temperature: 0,
+    });
+    expect(r.status).toBe(200);
+  });
+});
+
 describe("bad requests get 4xx with an OpenAI error body, never a crash", () => {
   const cases: [string, string, unknown, number, string | null][] = [
     ["invalid JSON", "/v1/chat/completions", "{nope", 400, "invalid_json"],
