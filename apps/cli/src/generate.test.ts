@@ -2,9 +2,11 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ChatOptions, runChat } from "./commands/chat";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, "../dist/bitnet.js");
@@ -138,6 +140,64 @@ describe("bitnet chat", () => {
     expect(output).toContain("(conversation reset)");
     // Two replies of words after the echoed user lines.
     expect(output.split("> ").length).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe("bitnet chat at the end of the context", () => {
+  // runChat itself, fed by a stream: stdin is not a terminal here, and the point is what it
+  // prints to stdout and stderr when the 64-token context fills.
+  async function chat(extra: Partial<ChatOptions>, lines: readonly string[]) {
+    let stdout = "";
+    let stderr = "";
+    const io = {
+      stdout: (t: string): void => {
+        stdout += t;
+      },
+      stderr: (t: string): void => {
+        stderr += t;
+      },
+    };
+    const input = Readable.from(lines.map((l) => `${l}\n`));
+    await runChat(
+      {
+        model: i2s,
+        backend: "reference",
+        ctxSize: 64,
+        temp: 0,
+        nPredict: 4,
+        system: "Be brief.",
+        ...extra,
+      },
+      io,
+      input,
+    );
+    return { stdout, stderr };
+  }
+  const turns = Array.from(
+    { length: 6 },
+    (_, i) => `Tell me about the house by the river, part ${i}.`,
+  );
+
+  it("refuses a message that leaves no room, with the numbers, and carries on", {
+    timeout: 120_000,
+  }, async () => {
+    const { stdout, stderr } = await chat({}, [...turns, "/reset", "Hi"]);
+    expect(stderr).toMatch(
+      /bitnet: could not send the message - the conversation would have \d+ tokens and the reply needs room for 4 more, but the context holds 64/,
+    );
+    expect(stderr).toContain("--context-shift");
+    expect(stdout).toContain("(conversation reset)");
+    expect(stderr).not.toContain("dropped");
+  });
+
+  it("with --context-shift drops the oldest turns and says so on stderr", {
+    timeout: 120_000,
+  }, async () => {
+    const { stderr } = await chat({ contextShift: true }, turns);
+    expect(stderr).toMatch(
+      /bitnet: the context was full: dropped the \d+ oldest messages \(\d+ → \d+ tokens; 4 kept free for the reply\)/,
+    );
+    expect(stderr).not.toContain("could not send");
   });
 });
 

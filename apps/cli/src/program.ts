@@ -248,6 +248,10 @@ function buildProgram(io: CliIo): Command {
           "-n, --n-predict <n>",
           "most tokens per reply (default 256)",
           integer("--n-predict", -1),
+        )
+        .option(
+          "--context-shift",
+          "when the conversation fills the context, drop its oldest turns (the system prompt stays) instead of refusing the message; each shift is reported on stderr",
         ),
       true,
     ),

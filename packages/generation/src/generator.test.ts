@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { cleanup, fixture } from "../test/models";
-import { ChatSession } from "./chat";
+import { ChatSession, type ContextShift } from "./chat";
 import { TextGenerator } from "./generator";
 import { evaluateLogits, perplexity } from "./tasks";
 
@@ -183,6 +183,68 @@ describe("ChatSession", () => {
     // Only the new part of the conversation was evaluated.
     expect(r2.timings.promptTokens).toBeLessThan(r2.promptTokens.length);
     expect(chat.messages).toHaveLength(5);
+    chat.dispose();
+    expect(generator.model.sequenceCount).toBe(0);
+  });
+});
+
+describe("ChatSession context limits", () => {
+  const turn = "Tell me about the house, the tree and the river by the old mill.";
+
+  it("without contextShift, a message that leaves no room for the reply is rejected with the numbers and changes nothing", async () => {
+    const chat = new ChatSession(generator, { systemPrompt: "You are helpful." });
+    let error: unknown;
+    for (let i = 0; i < 20 && error === undefined; i++) {
+      try {
+        await chat.prompt(turn, { maxTokens: 6, temperature: 0 }).result;
+      } catch (e) {
+        error = e;
+      }
+    }
+    expect(error).toMatchObject({
+      code: "GENERATION_PROMPT_TOO_LONG",
+      message: expect.stringMatching(
+        /the conversation would have \d+ tokens and the reply needs room for 6 more, but the context holds 128/,
+      ),
+    });
+    const messages = chat.messages.length;
+    expect(chat.messages.at(-1)!.role).toBe("assistant"); // the rejected message was not kept
+    // The session is still usable.
+    chat.reset();
+    expect(chat.messages).toHaveLength(1);
+    await chat.prompt("Hi", { maxTokens: 2, temperature: 0 }).result;
+    expect(chat.messages).toHaveLength(3);
+    expect(messages).toBeGreaterThan(3);
+    chat.dispose();
+  });
+
+  it("with contextShift, the oldest turns are dropped (the system prompt stays), said through onContextShift, and the reply is what a fresh session on the kept turns gives", async () => {
+    const shifts: ContextShift[] = [];
+    const chat = new ChatSession(generator, {
+      systemPrompt: "You are helpful.",
+      contextShift: true,
+      onContextShift: (shift) => shifts.push(shift),
+    });
+    let last = "";
+    for (let i = 0; i < 12; i++) {
+      last = (await chat.prompt(`${turn} (${i})`, { maxTokens: 6, temperature: 0 }).result).text;
+    }
+    expect(shifts.length).toBeGreaterThan(0);
+    for (const shift of shifts) {
+      expect(shift.droppedMessages % 2).toBe(0); // whole turns
+      expect(shift.droppedMessages).toBeGreaterThan(0);
+      expect(shift.tokensAfter + shift.reserved).toBeLessThanOrEqual(128);
+      expect(shift.tokensBefore + shift.reserved).toBeGreaterThan(128);
+      expect(shift.reserved).toBe(6);
+    }
+    expect(chat.messages[0]).toEqual({ role: "system", content: "You are helpful." });
+    expect(chat.messages.at(-2)).toEqual({ role: "user", content: `${turn} (11)` });
+    // The cache reused across the shift gives the same reply as evaluating the kept turns afresh.
+    const fresh = new ChatSession(generator, {});
+    fresh.messages.push(...chat.messages.slice(0, -2));
+    const again = await fresh.prompt(`${turn} (11)`, { maxTokens: 6, temperature: 0 }).result;
+    expect(again.text).toBe(last);
+    fresh.dispose();
     chat.dispose();
     expect(generator.model.sequenceCount).toBe(0);
   });

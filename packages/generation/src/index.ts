@@ -1,4 +1,4 @@
-export { ChatSession, type ChatSessionOptions } from "./chat";
+export { ChatSession, type ChatSessionOptions, type ContextShift } from "./chat";
 export { GenerationError, GenerationErrorCode } from "./errors";
 export {
   type FinishReason,

@@ -1,9 +1,12 @@
 /**
  * `bitnet chat`: an interactive conversation through the model's chat template. Ctrl-C stops the
- * current reply; Ctrl-D (or /exit) quits; /reset starts over.
+ * current reply; Ctrl-D (or /exit) quits; /reset starts over. When the conversation fills the
+ * context, a message is refused with the numbers, or with --context-shift the oldest turns are
+ * dropped (the system prompt stays) and a line on stderr says so.
  */
 import * as readline from "node:readline";
-import { ChatSession } from "@bitnet-ts/generation";
+import { isBitnetError } from "@bitnet-ts/errors";
+import { ChatSession, GenerationErrorCode } from "@bitnet-ts/generation";
 import { type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
 import type { CliIo } from "../program";
 import { loadGenerator } from "./load";
@@ -11,6 +14,7 @@ import { loadGenerator } from "./load";
 export interface ChatOptions extends ModelOptions, SamplingOptions {
   system?: string;
   nPredict?: number;
+  contextShift?: boolean;
 }
 
 export async function runChat(
@@ -19,10 +23,14 @@ export async function runChat(
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<void> {
   const { generator } = await loadGenerator(options, io, true);
-  const session = new ChatSession(
-    generator,
-    options.system === undefined ? {} : { systemPrompt: options.system },
-  );
+  const session = new ChatSession(generator, {
+    ...(options.system === undefined ? {} : { systemPrompt: options.system }),
+    contextShift: options.contextShift === true,
+    onContextShift: (shift) =>
+      io.stderr(
+        `bitnet: the context was full: dropped the ${shift.droppedMessages} oldest messages (${shift.tokensBefore} → ${shift.tokensAfter} tokens; ${shift.reserved} kept free for the reply)\n`,
+      ),
+  });
   const rl = readline.createInterface({ input, terminal: false });
   io.stderr("bitnet chat: type a message; /reset starts over, /exit or Ctrl-D quits.\n");
   let current: { cancel(): void } | undefined;
@@ -50,10 +58,20 @@ export async function runChat(
         io.stdout("> ");
         continue;
       }
-      const reply = session.prompt(text, {
-        ...samplingSettings(options),
-        maxTokens: options.nPredict ?? 256,
-      });
+      let reply: ReturnType<ChatSession["prompt"]>;
+      try {
+        reply = session.prompt(text, {
+          ...samplingSettings(options),
+          maxTokens: options.nPredict ?? 256,
+        });
+      } catch (error) {
+        if (isBitnetError(error) && error.code === GenerationErrorCode.PROMPT_TOO_LONG) {
+          io.stderr(`bitnet: ${error.message}\n`);
+          io.stdout("> ");
+          continue;
+        }
+        throw error;
+      }
       current = reply;
       for await (const piece of reply) {
         io.stdout(piece);
