@@ -3,6 +3,6 @@ import { baseConfig } from "../../tsup.config.base";
 
 export default defineConfig({
   ...baseConfig,
-  entry: ["src/tokenizer.ts", "src/head-q8.ts", "src/server.ts"],
+  entry: ["src/tokenizer.ts", "src/head-q8.ts", "src/server.ts", "src/prompt-cache.ts"],
   dts: false,
 });

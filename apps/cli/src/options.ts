@@ -31,6 +31,19 @@ export function integerList(
   return (value: string): number[] => value.split(",").map((v) => one(v));
 }
 
+/** A byte count: a plain integer or one with a binary suffix (512M, 1G, 64k; K/M/G/T = 2^10…2^40). */
+export function byteSize(name: string): (value: string) => number {
+  const scale: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+  return (value: string): number => {
+    const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
+    const bytes = match === null ? Number.NaN : Number(match[1]) * scale[match[2]!.toLowerCase()]!;
+    if (!Number.isSafeInteger(Math.floor(bytes))) {
+      throw new InvalidArgumentError(`${name} must be a byte count such as 268435456, 512M or 2G.`);
+    }
+    return Math.floor(bytes);
+  };
+}
+
 export function number(name: string, min: number, max: number): (value: string) => number {
   return (value: string): number => {
     const n = Number(value);

@@ -8,7 +8,14 @@ import { Command, CommanderError } from "commander";
 // Commands are imported when they run, so `bitnet --help` or `bitnet run` does not load the
 // server, converter or llama.cpp bindings (and their memory) that other commands need.
 import type { BenchCliOptions } from "./commands/bench";
-import { addModelOptions, addSamplingOptions, choice, integer, integerList } from "./options";
+import {
+  addModelOptions,
+  addSamplingOptions,
+  byteSize,
+  choice,
+  integer,
+  integerList,
+} from "./options";
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -144,6 +151,11 @@ function buildProgram(io: CliIo): Command {
         "--max-queue <n>",
         "requests that may wait for a slot; beyond that 503 + Retry-After (default 64)",
         integer("--max-queue", 0, 100_000),
+      )
+      .option(
+        "--cache-bytes <size>",
+        "KV cache kept for prompts that share a prefix (a system prompt, a chat's earlier turns), e.g. 512M; 0 keeps none (default 256M)",
+        byteSize("--cache-bytes"),
       )
       .option("--api-key <keys>", "require one of these API keys (comma-separated)")
       .option("--api-key-file <file>", "require one of the API keys in this file (one per line)")

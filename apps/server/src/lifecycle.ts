@@ -82,6 +82,9 @@ export class Lifecycle {
   }
 }
 
+/** Default `cacheBytes`: 256 MiB, ~3,400 tokens of bitnet-b1.58-2B-4T's KV cache. */
+export const DEFAULT_CACHE_BYTES = 256 * 2 ** 20;
+
 /** The per-backend options of a server: `threads` fills in the CPU backend's thread count. */
 function backendOptionsOf(options: ServerOptions): BackendOptions | undefined {
   if (options.threads === undefined) {
@@ -110,8 +113,18 @@ export async function loadGenerator(
   const model = generator.model;
   const capacity = model.capacity();
   const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
+  // The prompt cache holds KV beside the running requests: at most half the budget.
+  const asked = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  const cacheBytes = Math.min(asked, Math.floor(capacity.kvBudgetBytes / 2));
+  if (cacheBytes < asked && options.cacheBytes !== undefined) {
+    log(
+      `prompt cache: ${mib(asked)} MiB asked, ${mib(cacheBytes)} MiB kept (half the KV budget of ${mib(capacity.kvBudgetBytes)} MiB)`,
+    );
+  }
   log(
-    `model ${describe.alias} loaded in ${(performance.now() - started).toFixed(0)} ms on the ${model.backendName} backend; up to ${describe.parallel} requests at once, context ${model.contextLength}, KV budget ${mib(capacity.kvBudgetBytes)} MiB (${Math.floor(capacity.kvBudgetBytes / capacity.kvBytesPerToken)} tokens)`,
+    `model ${describe.alias} loaded in ${(performance.now() - started).toFixed(0)} ms on the ${model.backendName} backend; up to ${describe.parallel} requests at once, context ${model.contextLength}, KV budget ${mib(capacity.kvBudgetBytes)} MiB (${Math.floor(capacity.kvBudgetBytes / capacity.kvBytesPerToken)} tokens), prompt cache ${mib(cacheBytes)} MiB of it`,
   );
-  return generator;
+  return cacheBytes === 0
+    ? generator
+    : new TextGenerator(model, generator.tokenizer, { promptCache: { maxBytes: cacheBytes } });
 }

@@ -1,4 +1,5 @@
 /** Prometheus metrics (prom-client, on the server's own registry). */
+import type { PromptCacheStats } from "@bitnet-ts/generation";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export interface ServerMetrics {
@@ -15,6 +16,8 @@ export function createMetrics(gauges: {
   busy: () => number;
   sequences: () => number;
   slots: number;
+  /** The prompt cache's figures (undefined until loaded, or with no cache). */
+  promptCache: () => PromptCacheStats | undefined;
   /** KV cache bytes: reserved by admitted requests, the model's budget, held now (0 until loaded). */
   kv: () => { reserved: number; budget: number; used: number };
 }): ServerMetrics {
@@ -89,7 +92,7 @@ export function createMetrics(gauges: {
   });
   new Gauge({
     name: "bitnet_kv_budget_bytes",
-    help: "KV cache bytes the model may use in all (admission keeps reservations within it)",
+    help: "KV cache bytes admitted requests may reserve in all (the model's KV budget less the prompt cache's --cache-bytes)",
     registers: [registry],
     collect() {
       this.set(gauges.kv().budget);
@@ -102,6 +105,50 @@ export function createMetrics(gauges: {
     collect() {
       this.set(gauges.kv().used);
     },
+  });
+  const cache = (read: (s: PromptCacheStats) => number) =>
+    function (this: Gauge | Counter) {
+      const stats = gauges.promptCache();
+      this.reset();
+      if (stats !== undefined) {
+        this.inc(read(stats));
+      }
+    };
+  new Gauge({
+    name: "bitnet_prompt_cache_bytes",
+    help: "KV cache bytes held by the prompt cache (sequences kept for prompts that share a prefix)",
+    registers: [registry],
+    collect: cache((s) => s.bytes),
+  });
+  new Gauge({
+    name: "bitnet_prompt_cache_entries",
+    help: "Sequences held by the prompt cache",
+    registers: [registry],
+    collect: cache((s) => s.entries),
+  });
+  new Counter({
+    name: "bitnet_prompt_cache_hits_total",
+    help: "Requests that started from a cached prefix",
+    registers: [registry],
+    collect: cache((s) => s.hits),
+  });
+  new Counter({
+    name: "bitnet_prompt_cache_misses_total",
+    help: "Requests that evaluated their whole prompt",
+    registers: [registry],
+    collect: cache((s) => s.misses),
+  });
+  new Counter({
+    name: "bitnet_prompt_cache_reused_tokens_total",
+    help: "Prompt tokens not evaluated because their KV cache was reused",
+    registers: [registry],
+    collect: cache((s) => s.reusedTokens),
+  });
+  new Counter({
+    name: "bitnet_prompt_cache_evictions_total",
+    help: "Cached sequences dropped to stay within --cache-bytes",
+    registers: [registry],
+    collect: cache((s) => s.evictions),
   });
   return { registry, requests, promptTokens, generatedTokens, timeToFirstToken, timePerToken };
 }

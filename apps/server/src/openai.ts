@@ -134,5 +134,6 @@ function generateOptions(
     maxTokens: Math.min(asked, room),
     stop,
     ignoreEos: body.ignore_eos === true,
+    cachePrompt: body.cache_prompt !== false,
   };
 }

@@ -14,6 +14,13 @@ export interface ServerOptions {
    * KV cache would not fit the model's budget (see admission.ts).
    */
   readonly parallel?: number;
+  /**
+   * KV-cache bytes kept for later prompts that share a prefix with finished ones (a system
+   * prompt, a chat's earlier turns; see PromptCache in @bitnet-ts/generation). Default 256 MiB,
+   * at most half the model's KV budget; 0 keeps nothing. Requests opt out with
+   * `"cache_prompt": false`.
+   */
+  readonly cacheBytes?: number;
   /** Requests that may wait for admission before new ones get 503 (default 64). */
   readonly maxQueue?: number;
   readonly contextLength?: number;

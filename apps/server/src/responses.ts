@@ -33,6 +33,8 @@ export function usage(job: Job, result: GenerationResult) {
     prompt_tokens: job.promptTokens.length,
     completion_tokens: result.tokens.length,
     total_tokens: job.promptTokens.length + result.tokens.length,
+    // OpenAI's field for prompt tokens served from the prompt cache (not evaluated again).
+    prompt_tokens_details: { cached_tokens: result.cachedTokens },
   };
 }
 

@@ -29,6 +29,8 @@ const samplingFields = {
   logprobs: z.literal(false, { message: "logprobs are not supported" }).nullish(),
   top_logprobs: z.null().optional(),
   ignore_eos: z.boolean().nullish(),
+  /** llama-server's: start from the prompt cache and keep this request's KV there (default true). */
+  cache_prompt: z.boolean().nullish(),
 };
 
 const contentPart = z.looseObject({

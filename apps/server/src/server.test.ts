@@ -68,6 +68,11 @@ function metric(name: string): Promise<number> {
   return metricOf(server.url, name);
 }
 
+/** Live sequences that the prompt cache does not hold: those of running requests (or leaks). */
+async function uncached(): Promise<number> {
+  return (await metric("bitnet_live_sequences")) - (await metric("bitnet_prompt_cache_entries"));
+}
+
 /** Polls until `condition` holds (or fails the test after ~10 s). */
 async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 400; i++) {
@@ -387,15 +392,15 @@ describe("batching", () => {
     } catch {
       // aborted
     }
+    // The sequences left are the prompt cache's (the cancelled one was handed to it or freed).
     for (
       let i = 0;
-      i < 50 &&
-      ((await metric("bitnet_live_sequences")) > 0 || (await metric("bitnet_busy_slots")) > 0);
+      i < 50 && ((await uncached()) > 0 || (await metric("bitnet_busy_slots")) > 0);
       i++
     ) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    expect(await metric("bitnet_live_sequences")).toBe(0);
+    expect(await uncached()).toBe(0);
     expect(await metric("bitnet_busy_slots")).toBe(0);
   });
 
@@ -414,7 +419,8 @@ describe("batching", () => {
     expect(result.timeouts).toBe(0);
     expect(result.non2xx).toBe(0);
     expect(result.requests.sent).toBeGreaterThanOrEqual(300);
-    expect(await metric("bitnet_live_sequences")).toBe(0);
+    expect(await uncached()).toBe(0);
+    expect(await metric("bitnet_prompt_cache_entries")).toBeLessThanOrEqual(64);
   });
 });
 
@@ -499,6 +505,46 @@ describe("while the model loads", () => {
   });
 });
 
+describe("prompt cache", () => {
+  const system = {
+    role: "system" as const,
+    content:
+      "You are the support assistant of a bicycle shop. Answer briefly, quote the price list when asked about prices, and never promise delivery dates.",
+  };
+  const ask = (question: string, extra: Record<string, unknown> = {}) =>
+    client.chat.completions.create({
+      model: "m",
+      messages: [system, { role: "user", content: question }],
+      max_tokens: 8,
+      temperature: 0,
+      ...extra,
+    } as never) as unknown as Promise<OpenAI.Chat.ChatCompletion>;
+  const cachedTokens = (r: OpenAI.Chat.ChatCompletion) =>
+    r.usage!.prompt_tokens_details!.cached_tokens!;
+
+  it("reuses a shared system prompt's KV cache and answers as without it", async () => {
+    const hitsBefore = await metric("bitnet_prompt_cache_hits_total");
+    const reusedBefore = await metric("bitnet_prompt_cache_reused_tokens_total");
+    const uncachedReply = await ask("How much is a bell?", { cache_prompt: false });
+    expect(cachedTokens(uncachedReply)).toBe(0);
+    const first = await ask("How much is a bell?");
+    const second = await ask("Do you repair tyres?");
+    const again = await ask("How much is a bell?");
+    expect(first.choices[0]!.message.content).toBe(uncachedReply.choices[0]!.message.content);
+    // The system prompt (at least) came from the cache: shared with the first question.
+    const systemOnly = (await post("/tokenize", { content: system.content, add_special: false }))
+      .json.tokens.length;
+    expect(cachedTokens(second)).toBeGreaterThanOrEqual(systemOnly);
+    expect(cachedTokens(again)).toBe(again.usage!.prompt_tokens - 1);
+    expect(again.choices[0]!.message.content).toBe(first.choices[0]!.message.content);
+    expect(await metric("bitnet_prompt_cache_hits_total")).toBeGreaterThanOrEqual(hitsBefore + 2);
+    expect(await metric("bitnet_prompt_cache_reused_tokens_total")).toBe(
+      reusedBefore + cachedTokens(first) + cachedTokens(second) + cachedTokens(again),
+    );
+    expect(await metric("bitnet_prompt_cache_bytes")).toBeGreaterThan(0);
+  });
+});
+
 describe("admission by KV capacity", () => {
   it("queues a request whose KV cache does not fit beside a running one, though slots are free", {
     timeout: 60_000,
@@ -515,6 +561,7 @@ describe("admission by KV capacity", () => {
       maxQueue: 8,
       contextLength: 256,
       backend: "kv-limited-reference",
+      cacheBytes: 0,
     });
     await small.ready;
     const m = (name: string) => metricOf(small.url, name);

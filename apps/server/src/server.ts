@@ -40,7 +40,15 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
   const parallel = options.parallel ?? 4;
   const bodyLimit = options.bodyLimit ?? 1 << 20;
   const lifecycle = new Lifecycle();
-  const capacity = () => lifecycle.generator?.model.capacity();
+  // What requests may reserve: the KV budget less what the prompt cache may hold.
+  const capacity = () => {
+    const g = lifecycle.generator;
+    if (g === undefined) {
+      return undefined;
+    }
+    const c = g.model.capacity();
+    return { ...c, kvBudgetBytes: c.kvBudgetBytes - (g.promptCache?.maxBytes ?? 0) };
+  };
   const admission = new Admission({
     parallel,
     maxQueue: options.maxQueue ?? 64,
@@ -52,6 +60,7 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     busy: () => admission.busy,
     sequences: () => lifecycle.generator?.model.sequenceCount ?? 0,
     slots: parallel,
+    promptCache: () => lifecycle.generator?.promptCache?.stats(),
     kv: () => {
       const c = capacity();
       return {

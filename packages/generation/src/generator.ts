@@ -19,6 +19,7 @@ import {
   type TokenizerOptions,
 } from "@bitnet-ts/tokenizers";
 import { GenerationError, GenerationErrorCode } from "./errors";
+import { PromptCache, type PromptCacheOptions } from "./prompt-cache";
 import { Scheduler, type SchedulerJob, type SchedulerOptions } from "./scheduler";
 import { StopMatcher } from "./stop";
 
@@ -36,6 +37,11 @@ export interface GenerateOptions extends SamplingSettings {
   /** Parse special tokens written in a text prompt (default false). */
   readonly parseSpecial?: boolean;
   readonly signal?: AbortSignal;
+  /**
+   * Start from the generator's prompt cache and leave the KV cache there afterwards (default
+   * true; llama-server's `cache_prompt`). No effect on a generator without a prompt cache.
+   */
+  readonly cachePrompt?: boolean;
 }
 
 export interface GenerationTimings {
@@ -51,6 +57,8 @@ export interface GenerationTimings {
 
 export interface GenerationResult {
   readonly promptTokens: readonly number[];
+  /** Leading prompt tokens that were not evaluated: their KV cache was reused. */
+  readonly cachedTokens: number;
   readonly tokens: readonly number[];
   readonly text: string;
   readonly finishReason: FinishReason;
@@ -66,7 +74,16 @@ export interface Generation extends AsyncIterable<string> {
   cancel(): void;
 }
 
-export interface TextGeneratorOptions extends SchedulerOptions {
+/** How a TextGenerator schedules and caches. */
+export interface GeneratorOptions extends SchedulerOptions {
+  /**
+   * Keep the KV caches of finished generations for later prompts that share their prefix
+   * (see PromptCache); by default nothing is kept.
+   */
+  readonly promptCache?: PromptCacheOptions;
+}
+
+export interface TextGeneratorOptions extends GeneratorOptions {
   readonly backend?: BackendName;
   readonly contextLength?: number;
   /** Options per backend, e.g. `{ cpu: { threads: 4, mmap: false } }` (see @bitnet-ts/kernels-cpu). */
@@ -82,12 +99,16 @@ export class TextGenerator {
   readonly model: CompiledModel;
   readonly tokenizer: Tokenizer;
   readonly scheduler: Scheduler;
+  /** Set when the generator was given `promptCache` options. */
+  readonly promptCache: PromptCache | undefined;
   #disposed = false;
 
-  constructor(model: CompiledModel, tokenizer: Tokenizer, options: SchedulerOptions = {}) {
+  constructor(model: CompiledModel, tokenizer: Tokenizer, options: GeneratorOptions = {}) {
     this.model = model;
     this.tokenizer = tokenizer;
     this.scheduler = new Scheduler(model, options);
+    this.promptCache =
+      options.promptCache === undefined ? undefined : new PromptCache(model, options.promptCache);
   }
 
   /**
@@ -200,7 +221,11 @@ export class TextGenerator {
     for (const t of promptTokens) {
       sampler.accept(t);
     }
-    const sequence = existing?.sequence ?? this.model.createSequence();
+    const cache =
+      existing === undefined && options.cachePrompt !== false ? this.promptCache : undefined;
+    const start = existing ??
+      cache?.take(promptTokens) ?? { sequence: this.model.createSequence(), reuse: 0 };
+    const { sequence, reuse } = start;
     const keepSequence = existing !== undefined;
     const decoder = this.tokenizer.createDecoder();
     const stopper = new StopMatcher(options.stop ?? []);
@@ -235,6 +260,19 @@ export class TextGenerator {
     const abort = new AbortController();
     const signal =
       options.signal === undefined ? abort.signal : AbortSignal.any([options.signal, abort.signal]);
+    /** Leaves the sequence to the prompt cache (what it evaluated), or frees it. */
+    const release = (): void => {
+      try {
+        if (cache !== undefined && failure === undefined) {
+          const length = this.model.sequenceLength(sequence);
+          cache.store(sequence, [...promptTokens, ...generated].slice(0, length));
+        } else {
+          this.model.freeSequence(sequence);
+        }
+      } catch {
+        // already freed (model disposed)
+      }
+    };
     const finish = (reason: FinishReason): void => {
       if (finished) {
         return;
@@ -245,11 +283,7 @@ export class TextGenerator {
       const tail = decoder.flush();
       emit(reason === "stop" ? stopper.flush() : stopper.flush() + tail);
       if (!keepSequence) {
-        try {
-          this.model.freeSequence(sequence);
-        } catch {
-          // already freed (model disposed)
-        }
+        release();
       }
       const end = performance.now();
       const firstAt = firstTokenAt ?? end;
@@ -257,6 +291,7 @@ export class TextGenerator {
       const generationMs = end - firstAt;
       resolveResult({
         promptTokens,
+        cachedTokens: reuse,
         tokens: generated,
         text,
         finishReason: reason,
@@ -264,10 +299,10 @@ export class TextGenerator {
         timings: {
           promptMs,
           generationMs,
-          promptTokens: promptTokens.length - (existing?.reuse ?? 0),
+          promptTokens: promptTokens.length - reuse,
           generatedTokens: generated.length,
           promptTokensPerSecond:
-            promptMs > 0 ? ((promptTokens.length - (existing?.reuse ?? 0)) * 1000) / promptMs : 0,
+            promptMs > 0 ? ((promptTokens.length - reuse) * 1000) / promptMs : 0,
           generatedTokensPerSecond:
             generationMs > 0 && generated.length > 1
               ? ((generated.length - 1) * 1000) / generationMs
@@ -278,7 +313,7 @@ export class TextGenerator {
     };
     const job: SchedulerJob = {
       sequence,
-      pending: promptTokens.slice(existing?.reuse ?? 0),
+      pending: promptTokens.slice(reuse),
       next: undefined,
       signal,
       done: false,
@@ -316,11 +351,7 @@ export class TextGenerator {
         finished = true;
         failure = error;
         if (!keepSequence) {
-          try {
-            this.model.freeSequence(sequence);
-          } catch {
-            // ignore
-          }
+          release();
         }
         rejectResult(error);
         wake();
@@ -365,6 +396,7 @@ export class TextGenerator {
 
   async dispose(): Promise<void> {
     this.#disposed = true;
+    this.promptCache?.clear();
     await this.model.dispose();
   }
 }

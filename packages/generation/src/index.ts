@@ -6,9 +6,16 @@ export {
   type Generation,
   type GenerationResult,
   type GenerationTimings,
+  type GeneratorOptions,
   TextGenerator,
   type TextGeneratorOptions,
 } from "./generator";
+export {
+  PromptCache,
+  type PromptCacheLookup,
+  type PromptCacheOptions,
+  type PromptCacheStats,
+} from "./prompt-cache";
 export { Scheduler, type SchedulerJob, type SchedulerOptions } from "./scheduler";
 export { StopMatcher } from "./stop";
 export {

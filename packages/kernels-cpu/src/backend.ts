@@ -3,7 +3,7 @@
  * file is mapped read-only by the addon; no tensor bytes pass through JavaScript) and runs each
  * step as one async native call on the addon's thread pool.
  */
-import { probeDevice } from "@bitnet-ts/device-probe";
+import { probeDevice, probeMemory } from "@bitnet-ts/device-probe";
 import {
   type Backend,
   type BackendDescription,
@@ -243,9 +243,7 @@ export class CpuBackend implements Backend {
         },
       );
     }
-    const kvBudget =
-      this.#options.kvBudgetBytes ??
-      Math.floor(0.9 * probeDevice({ refresh: true }).memory.availableBytes);
+    const kvBudget = this.#options.kvBudgetBytes ?? Math.floor(0.9 * probeMemory().availableBytes);
     return new CpuModel(model, native, contextLength, maxBatch, bufferId, kvBudget);
   }
 }
@@ -305,7 +303,9 @@ export class CpuModel implements CompiledModel {
       kvBytesPerToken: info.kvBytesPerToken,
       kvBudgetBytes: this.#kvBudget,
       kvUsedBytes: info.kvAllocatedBytes,
-      freeBytes: probeDevice({ refresh: true }).memory.availableBytes,
+      // Memory only: a whole device probe runs nvidia-smi and nvcc (tens of ms), and admission
+      // reads the capacity at every decision.
+      freeBytes: probeMemory().availableBytes,
       maxSequences: undefined,
       liveSequences: this.#sequences.size,
       contextLength: this.contextLength,

@@ -10,6 +10,7 @@ export interface ServeOptions extends ModelOptions {
   host?: string;
   port?: number;
   parallel?: number;
+  cacheBytes?: number;
   apiKey?: string;
   apiKeyFile?: string;
   maxQueue?: number;
@@ -53,6 +54,7 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
     port: options.port ?? 8080,
     ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
     ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
+    ...(options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes }),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     backendOptions: backendOptionsOf(options),
