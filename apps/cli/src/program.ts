@@ -160,6 +160,14 @@ function buildProgram(io: CliIo): Command {
       .option("--api-key <keys>", "require one of these API keys (comma-separated)")
       .option("--api-key-file <file>", "require one of the API keys in this file (one per line)")
       .option(
+        "--tenants <file>",
+        "tenants file: hashed API keys with per-key limits (see `bitnet tenants add`); SIGHUP reloads it",
+      )
+      .option(
+        "--usage-log <file>",
+        "append one JSON line per generation request (tenant, tokens, status) to this file",
+      )
+      .option(
         "--timeout <s>",
         "longest generation per request in seconds (default 600)",
         integer("--timeout", 1, 86_400),
@@ -230,6 +238,37 @@ function buildProgram(io: CliIo): Command {
         await (await import("./commands/convert")).runQuantize(input, output, type, options, io);
       },
     );
+
+  const tenants = program
+    .command("tenants")
+    .description("edit the tenants file of `bitnet serve --tenants` (hashed API keys with limits)");
+  tenants
+    .command("add")
+    .description("add a tenant with a new random API key, printed once (stored as its SHA-256)")
+    .argument("<file>", "tenants file (created if missing)")
+    .requiredOption(
+      "--name <name>",
+      "tenant name (letters, digits, _ . -): metrics and usage log label",
+    )
+    .option("--rpm <n>", "requests per minute", integer("--rpm", 1))
+    .option("--tpm <n>", "tokens per minute, prompt and generated", integer("--tpm", 1))
+    .option("--streams <n>", "generation requests at once", integer("--streams", 1))
+    .action(
+      async (
+        file: string,
+        options: { name: string; rpm?: number; tpm?: number; streams?: number },
+      ) => {
+        (await import("./commands/tenants")).runTenantsAdd(file, options, io);
+      },
+    );
+  tenants
+    .command("remove")
+    .description("remove a tenant (its key stops working when the server reloads, on SIGHUP)")
+    .argument("<file>", "tenants file")
+    .argument("<name>", "tenant name")
+    .action(async (file: string, name: string) => {
+      (await import("./commands/tenants")).runTenantsRemove(file, name, io);
+    });
 
   program
     .command("verify-receipt")

@@ -1,26 +1,20 @@
 /**
- * API keys: `Authorization: Bearer KEY` or `X-Api-Key: KEY` on every route but /health. Keys are
- * compared as SHA-256 digests with timingSafeEqual against every configured key, so neither the
- * length of a key nor which key matched shows in the response time.
+ * API keys: `Authorization: Bearer KEY` or `X-Api-Key: KEY` on every route but /health. A key
+ * is hashed (SHA-256) and compared with every tenant's digest in constant time (tenants.ts), so
+ * neither the length of a key nor which key matched shows in the response time. The tenant a
+ * request belongs to is kept for the routes (rate limits, usage).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "./errors";
+import type { Tenant, Tenants } from "./tenants";
 
 const PUBLIC_ROUTES = new Set(["/health", "/v1/health"]);
 
-function digest(key: string): Buffer {
-  return createHash("sha256").update(key).digest();
-}
+const tenantOfRequest = new WeakMap<FastifyRequest, Tenant>();
 
-/** Constant-time key check: every configured key is compared, equal-length digests only. */
-export function keyMatches(given: string, keys: readonly Buffer[]): boolean {
-  const g = digest(given);
-  let ok = false;
-  for (const k of keys) {
-    ok = timingSafeEqual(g, k) || ok;
-  }
-  return ok;
+/** The tenant whose key authenticated the request (undefined when the server has no keys). */
+export function tenantOf(request: FastifyRequest): Tenant | undefined {
+  return tenantOfRequest.get(request);
 }
 
 /** The key a request sends, if any. */
@@ -34,24 +28,25 @@ function presentedKey(headers: Record<string, string | string[] | undefined>): s
 }
 
 /**
- * Requires one of `apiKeys` on every request but /health and those `isPublic` lets through (the
- * chat page's files); none configured = no authentication.
+ * Requires a tenant's key on every request but /health and those `isPublic` lets through (the
+ * chat page's files). Without tenants at start there is no authentication; a reload that leaves
+ * none refuses every key rather than opening the server.
  */
 export function installAuth(
   app: FastifyInstance,
-  apiKeys: readonly string[],
+  tenants: Tenants,
   isPublic: (method: string, url: string) => boolean = () => false,
 ): void {
-  if (apiKeys.length === 0) {
+  if (tenants.size === 0) {
     return;
   }
-  const keys = apiKeys.map(digest);
   app.addHook("onRequest", async (request) => {
     if (PUBLIC_ROUTES.has(request.url) || isPublic(request.method, request.url)) {
       return;
     }
     const given = presentedKey(request.headers);
-    if (given === undefined || !keyMatches(given, keys)) {
+    const tenant = given === undefined ? undefined : tenants.identify(given);
+    if (tenant === undefined) {
       throw new ApiError(
         401,
         "authentication_error",
@@ -59,5 +54,6 @@ export function installAuth(
         { code: "invalid_api_key" },
       );
     }
+    tenantOfRequest.set(request, tenant);
   });
 }

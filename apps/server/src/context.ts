@@ -2,6 +2,7 @@
 import type { Admission } from "./admission";
 import type { Lifecycle } from "./lifecycle";
 import type { ServerMetrics } from "./metrics";
+import type { UsageLog } from "./usage-log";
 
 export interface ServerContext {
   /** The model's name in /v1/models and responses. */
@@ -13,5 +14,7 @@ export interface ServerContext {
   readonly admission: Admission;
   readonly lifecycle: Lifecycle;
   readonly metrics: ServerMetrics;
+  /** Set with `usageLog`. */
+  readonly usage: UsageLog | undefined;
   readonly log: (line: string) => void;
 }

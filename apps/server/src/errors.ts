@@ -6,6 +6,7 @@ export type ApiErrorType =
   | "invalid_request_error"
   | "authentication_error"
   | "not_found_error"
+  | "rate_limit_error"
   | "unavailable_error"
   | "server_error";
 

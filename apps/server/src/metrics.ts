@@ -1,6 +1,7 @@
 /** Prometheus metrics (prom-client, on the server's own registry). */
 import type { PromptCacheStats } from "@bitnet-ts/generation";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Tenants } from "./tenants";
 
 export interface ServerMetrics {
   readonly registry: Registry;
@@ -9,6 +10,11 @@ export interface ServerMetrics {
   readonly generatedTokens: Counter;
   readonly timeToFirstToken: Histogram;
   readonly timePerToken: Histogram;
+  /** Per tenant (API key; "anonymous" without keys). */
+  readonly tenantRequests: Counter<"tenant" | "status">;
+  readonly tenantPromptTokens: Counter<"tenant">;
+  readonly tenantGeneratedTokens: Counter<"tenant">;
+  readonly tenantRateLimited: Counter<"tenant" | "limit">;
 }
 
 export function createMetrics(gauges: {
@@ -18,6 +24,7 @@ export function createMetrics(gauges: {
   slots: number;
   /** The prompt cache's figures (undefined until loaded, or with no cache). */
   promptCache: () => PromptCacheStats | undefined;
+  tenants: Tenants;
   /** KV cache bytes: reserved by admitted requests, the model's budget, held now (0 until loaded). */
   kv: () => { reserved: number; budget: number; used: number };
 }): ServerMetrics {
@@ -150,5 +157,52 @@ export function createMetrics(gauges: {
     registers: [registry],
     collect: cache((s) => s.evictions),
   });
-  return { registry, requests, promptTokens, generatedTokens, timeToFirstToken, timePerToken };
+  const tenantRequests = new Counter({
+    name: "bitnet_tenant_requests_total",
+    help: "Generation requests per tenant (API key) and HTTP status (streams: 200, 499 or 500)",
+    labelNames: ["tenant", "status"] as const,
+    registers: [registry],
+  });
+  const tenantPromptTokens = new Counter({
+    name: "bitnet_tenant_prompt_tokens_total",
+    help: "Prompt tokens per tenant (cached ones included: they count against tokens_per_minute)",
+    labelNames: ["tenant"] as const,
+    registers: [registry],
+  });
+  const tenantGeneratedTokens = new Counter({
+    name: "bitnet_tenant_generated_tokens_total",
+    help: "Generated tokens per tenant",
+    labelNames: ["tenant"] as const,
+    registers: [registry],
+  });
+  const tenantRateLimited = new Counter({
+    name: "bitnet_tenant_rate_limited_total",
+    help: "Requests refused with 429 per tenant and limit",
+    labelNames: ["tenant", "limit"] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "bitnet_tenant_active_requests",
+    help: "Generation requests per tenant running or waiting for admission (concurrent_streams counts these)",
+    labelNames: ["tenant"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const name of gauges.tenants.names()) {
+        this.set({ tenant: name }, gauges.tenants.get(name)?.active ?? 0);
+      }
+    },
+  });
+  return {
+    registry,
+    requests,
+    promptTokens,
+    generatedTokens,
+    timeToFirstToken,
+    timePerToken,
+    tenantRequests,
+    tenantPromptTokens,
+    tenantGeneratedTokens,
+    tenantRateLimited,
+  };
 }

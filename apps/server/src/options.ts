@@ -32,6 +32,14 @@ export interface ServerOptions {
   readonly backendOptions?: BackendOptions;
   /** Accepted API keys (Authorization: Bearer KEY or X-Api-Key); none = no authentication. */
   readonly apiKeys?: readonly string[];
+  /**
+   * A tenants file: API keys stored as SHA-256 digests, each with a tenant name and optional
+   * limits (requests and tokens per minute, concurrent streams); see tenants.ts. Read at start
+   * and again by `reloadTenants()` (`bitnet serve` does on SIGHUP).
+   */
+  readonly tenantsFile?: string;
+  /** Append one JSON line per generation request (tenant, tokens, status, time) to this file. */
+  readonly usageLog?: string;
   /** Longest a request may generate, in seconds (default 600); then it ends with finish_reason "length". */
   readonly timeoutSeconds?: number;
   /** Largest request body in bytes (default 1 MiB). */
@@ -47,6 +55,12 @@ export interface BitnetServer {
   readonly url: string;
   /** Resolves when the model is loaded and /health says ok; rejects if loading failed. */
   readonly ready: Promise<void>;
+  /**
+   * Reads the tenants file again: new keys work at once, removed ones stop working, running
+   * requests are not touched and tenants that stay keep their quotas' state. Throws
+   * TenantsFileError (keeping the keys in force) when the file cannot be used.
+   */
+  reloadTenants(): { readonly tenants: number };
   /** Stops accepting, finishes in-flight requests within `graceMs` (default 10 s), cancels the rest. */
   close(options?: { graceMs?: number }): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -8,6 +8,7 @@ import autocannon from "autocannon";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BitnetServer, startServer } from "./server";
+import { hashKey } from "./tenants";
 import { registerGatedReference } from "./test-backends";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bitnet-server-"));
@@ -545,6 +546,135 @@ describe("prompt cache", () => {
   });
 });
 
+describe("tenants", () => {
+  it("limits each key, logs its usage, and reloads keys without dropping a stream", {
+    timeout: 90_000,
+  }, async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, "tenants-"));
+    const file = path.join(dir, "tenants.json");
+    const usageLog = path.join(dir, "usage.jsonl");
+    const write = (tenants: unknown[]) => fs.writeFileSync(file, JSON.stringify({ tenants }));
+    const keys = { limited: "sk-limited-1", free: "sk-free-1", newbie: "sk-newbie-1" };
+    write([
+      {
+        name: "limited",
+        key_sha256: hashKey(keys.limited),
+        limits: { requests_per_minute: 3, concurrent_streams: 1 },
+      },
+      { name: "free", key_sha256: hashKey(keys.free) },
+    ]);
+    const s = await startServer({
+      model,
+      port: 0,
+      contextLength: 256,
+      tenantsFile: file,
+      usageLog,
+    });
+    await s.ready;
+    const as = (key: string) => new OpenAI({ baseURL: `${s.url}/v1`, apiKey: key, maxRetries: 0 });
+    const complete = (key: string, extra: Record<string, unknown> = {}) =>
+      as(key).completions.create({
+        model: "m",
+        prompt: "Once upon a time",
+        max_tokens: 4,
+        ...extra,
+      } as never) as unknown as Promise<OpenAI.Completion>;
+    const labelled = async (name: string, labels: string) => {
+      const text = await (
+        await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${keys.newbie}` } })
+      ).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
+      return line === undefined ? 0 : Number(line.split(" ").at(-1));
+    };
+
+    // A stream of "limited" holds its only concurrent slot…
+    const stream = await fetch(`${s.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${keys.limited}` },
+      body: JSON.stringify({ prompt: "Once", max_tokens: 40, stream: true, ignore_eos: true }),
+    });
+    const reader = stream.body!.getReader();
+    let body = new TextDecoder().decode((await reader.read()).value);
+    // …so its next request is a 429 the SDK types, with Retry-After; other keys are not slowed.
+    const busy = await complete(keys.limited).catch((e: unknown) => e);
+    expect(busy).toBeInstanceOf(OpenAI.RateLimitError);
+    const busyError = busy as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(busyError.headers?.get("retry-after")).toBe("1");
+    expect(busyError.code).toBe("rate_limit_exceeded");
+    expect(busyError.message).toContain("concurrent");
+    expect((await complete(keys.free)).choices[0]!.text).toBeTypeOf("string");
+
+    // Reload while the stream runs: "free" removed, "newbie" added, "limited" kept.
+    write([
+      {
+        name: "limited",
+        key_sha256: hashKey(keys.limited),
+        limits: { requests_per_minute: 3, concurrent_streams: 1 },
+      },
+      { name: "newbie", key_sha256: hashKey(keys.newbie), limits: { tokens_per_minute: 1000 } },
+    ]);
+    expect(s.reloadTenants()).toEqual({ tenants: 2 });
+    await expect(complete(keys.free)).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    expect((await complete(keys.newbie)).usage!.completion_tokens).toBe(4);
+    // The stream was not dropped by the reload.
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        break;
+      }
+      body += new TextDecoder().decode(value);
+    }
+    expect(body.trim().endsWith("data: [DONE]")).toBe(true);
+    expect(body).toContain('"finish_reason":"length"');
+
+    // A file that cannot be used is refused and the keys in force stay.
+    fs.writeFileSync(file, "{ not json");
+    expect(() => s.reloadTenants()).toThrow(/not JSON/);
+    // Requests per minute: the stream was the first of 3.
+    await complete(keys.limited);
+    await complete(keys.limited);
+    const tooMany = (await complete(keys.limited).catch((e: unknown) => e)) as InstanceType<
+      typeof OpenAI.RateLimitError
+    >;
+    expect(tooMany).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(Number(tooMany.headers?.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(tooMany.message).toContain("3 requests per minute");
+
+    const limited = 'tenant="limited"';
+    expect(await labelled("bitnet_tenant_requests_total", `${limited},status="200"`)).toBe(3);
+    expect(await labelled("bitnet_tenant_requests_total", `${limited},status="429"`)).toBe(2);
+    expect(
+      await labelled("bitnet_tenant_rate_limited_total", `${limited},limit="concurrent_streams"`),
+    ).toBe(1);
+    expect(
+      await labelled("bitnet_tenant_rate_limited_total", `${limited},limit="requests_per_minute"`),
+    ).toBe(1);
+    expect(await labelled("bitnet_tenant_generated_tokens_total", limited)).toBe(48);
+    expect(await labelled("bitnet_tenant_active_requests", limited)).toBe(0);
+    await s.close();
+
+    // The usage log: one JSON line per request, refusals included.
+    const lines = fs
+      .readFileSync(usageLog, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(7); // 5 of "limited", 1 of "free", 1 of "newbie" (a 401 has no tenant)
+    const mine = lines.filter((l) => l["tenant"] === "limited");
+    expect(mine.map((l) => l["status"]).sort()).toEqual([200, 200, 200, 429, 429]);
+    expect(mine.find((l) => l["completion_tokens"] === 40)).toMatchObject({
+      route: "/v1/completions",
+      finish_reason: "length",
+      model: "tiny-i2s",
+    });
+    expect(mine.filter((l) => l["status"] === 429).map((l) => l["limit"])).toEqual([
+      "concurrent_streams",
+      "requests_per_minute",
+    ]);
+    expect(lines.filter((l) => l["tenant"] === "free").map((l) => l["status"])).toEqual([200]);
+  });
+});
+
 describe("admission by KV capacity", () => {
   it("queues a request whose KV cache does not fit beside a running one, though slots are free", {
     timeout: 60_000,
@@ -614,6 +744,72 @@ describe("admission by KV capacity", () => {
 describe("bitnet serve", () => {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const BIN = path.resolve(here, "../../cli/dist/bitnet.js");
+
+  it("bitnet tenants add writes hashed keys; SIGHUP takes new ones without a restart", {
+    timeout: 60_000,
+  }, async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, "sighup-"));
+    const file = path.join(dir, "tenants.json");
+    const add = (name: string, ...flags: string[]) => {
+      const r = spawnSync(
+        process.execPath,
+        [BIN, "tenants", "add", file, "--name", name, ...flags],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    const first = add("team-a", "--rpm", "100", "--streams", "2");
+    expect(first).toMatch(/^sk-bitnet-[\w-]{43}$/);
+    const stored = fs.readFileSync(file, "utf8");
+    expect(stored).not.toContain(first); // only its digest
+    expect(stored).toContain(hashKey(first));
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    // A duplicate name is refused and the file is left as it was.
+    const dup = spawnSync(process.execPath, [BIN, "tenants", "add", file, "--name", "team-a"], {
+      encoding: "utf8",
+    });
+    expect(dup.status).not.toBe(0);
+    expect(dup.stderr).toContain("has one of that name");
+    expect(fs.readFileSync(file, "utf8")).toBe(stored);
+
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(
+      process.execPath,
+      [BIN, "serve", "-m", model, "--port", String(port), "-c", "256", "--tenants", file],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    const url = `http://127.0.0.1:${port}`;
+    await until(
+      async () => (await fetch(`${url}/health`).catch(() => undefined))?.status === 200,
+      "bitnet serve to load the model",
+    );
+    const models = (key: string) =>
+      fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } }).then(
+        (r) => r.status,
+      );
+    expect(await models(first)).toBe(200);
+    const second = add("team-b", "--tpm", "5000");
+    expect(await models(second)).toBe(401); // not before the reload
+    child.kill("SIGHUP");
+    await until(async () => (await models(second)) === 200, "SIGHUP to load the new key");
+    expect(await models(first)).toBe(200);
+    expect(stderr).toContain("tenants: 2 keys in force (team-a, team-b)");
+    // Removing a key and reloading revokes it.
+    expect(
+      spawnSync(process.execPath, [BIN, "tenants", "remove", file, "team-a"], { encoding: "utf8" })
+        .status,
+    ).toBe(0);
+    child.kill("SIGHUP");
+    await until(async () => (await models(first)) === 401, "SIGHUP to drop the removed key");
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
 
   it("finishes an in-flight stream on SIGTERM and exits 0", {
     timeout: 60_000,

@@ -25,6 +25,8 @@ import type { BitnetServer, ServerOptions } from "./options";
 import { registerGenerationRoutes } from "./routes/generate";
 import { registerInfoRoutes } from "./routes/info";
 import { registerTokenizeRoutes } from "./routes/tokenize";
+import { hashKey, readTenantsFile, type TenantConfig, Tenants } from "./tenants";
+import { UsageLog } from "./usage-log";
 import { isWebUiRequest, registerWebUi, webUiRoot } from "./webui";
 
 export type { BitnetServer, ServerOptions } from "./options";
@@ -34,8 +36,22 @@ registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
 // WebGPU (Metal, Vulkan, Direct3D 12 through Dawn): `--backend webgpu`, or "auto" on macOS.
 registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
 
+/** Plain API keys as tenants without limits: "default" for one key, "key-1"… for several. */
+function plainKeyTenants(keys: readonly string[]): TenantConfig[] {
+  return [...new Set(keys)].map((key, i, all) => ({
+    name: all.length === 1 ? "default" : `key-${i + 1}`,
+    keyDigest: Buffer.from(hashKey(key), "hex"),
+    limits: {},
+  }));
+}
+
 export async function startServer(options: ServerOptions): Promise<BitnetServer> {
   const log = options.onLog ?? (() => {});
+  const plain = plainKeyTenants(options.apiKeys ?? []);
+  const fromFile = () =>
+    options.tenantsFile === undefined ? [] : readTenantsFile(options.tenantsFile);
+  const tenants = new Tenants([...plain, ...fromFile()]);
+  const usage = options.usageLog === undefined ? undefined : new UsageLog(options.usageLog, log);
   const alias = options.alias ?? path.basename(options.model).replace(/\.gguf$/i, "");
   const parallel = options.parallel ?? 4;
   const bodyLimit = options.bodyLimit ?? 1 << 20;
@@ -61,6 +77,7 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     sequences: () => lifecycle.generator?.model.sequenceCount ?? 0,
     slots: parallel,
     promptCache: () => lifecycle.generator?.promptCache?.stats(),
+    tenants,
     kv: () => {
       const c = capacity();
       return {
@@ -77,6 +94,7 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     admission,
     lifecycle,
     metrics,
+    usage,
     log,
   };
 
@@ -99,7 +117,7 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     });
   });
   const webUi = options.webUi === false ? { reason: "turned off (--no-webui)" } : webUiRoot();
-  installAuth(app, options.apiKeys ?? [], "root" in webUi ? isWebUiRequest : undefined);
+  installAuth(app, tenants, "root" in webUi ? isWebUiRequest : undefined);
   registerInfoRoutes(app, ctx);
   registerTokenizeRoutes(app, ctx);
   registerGenerationRoutes(app, ctx);
@@ -121,6 +139,17 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
     app,
     url: address,
     ready,
-    close: ({ graceMs = 10_000 } = {}) => lifecycle.close(app, admission, graceMs),
+    reloadTenants: () => {
+      if (options.tenantsFile === undefined) {
+        return { tenants: tenants.size };
+      }
+      tenants.replace([...plain, ...fromFile()]);
+      log(`tenants: ${tenants.size} keys in force (${tenants.names().join(", ")})`);
+      return { tenants: tenants.size };
+    },
+    close: async ({ graceMs = 10_000 } = {}) => {
+      await lifecycle.close(app, admission, graceMs);
+      await usage?.close();
+    },
   };
 }

@@ -13,6 +13,8 @@ export interface ServeOptions extends ModelOptions {
   cacheBytes?: number;
   apiKey?: string;
   apiKeyFile?: string;
+  tenants?: string;
+  usageLog?: string;
   maxQueue?: number;
   timeout?: number;
   alias?: string;
@@ -59,6 +61,8 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     backendOptions: backendOptionsOf(options),
     apiKeys: apiKeys(options),
+    ...(options.tenants === undefined ? {} : { tenantsFile: options.tenants }),
+    ...(options.usageLog === undefined ? {} : { usageLog: options.usageLog }),
     ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
     ...(options.webui === false ? { webUi: false } : {}),
     onLog: log,
@@ -76,6 +80,18 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
         resolve();
       }, reject);
     };
+    // SIGHUP re-reads the tenants file; a file that cannot be used keeps the keys in force.
+    process.on("SIGHUP", () => {
+      if (options.tenants === undefined) {
+        log("SIGHUP: no --tenants file to reload");
+        return;
+      }
+      try {
+        server.reloadTenants();
+      } catch (error) {
+        log(`SIGHUP: ${(error as Error).message} Keeping the keys in force.`);
+      }
+    });
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
     server.ready.catch((error: unknown) => {

@@ -5,6 +5,7 @@
  */
 import type { Generation, GenerationResult, TextGenerator } from "@bitnet-ts/generation";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { tenantOf } from "../auth";
 import type { ServerContext } from "../context";
 import { ApiError } from "../errors";
 import { chatJob, completionJob, type Job } from "../openai";
@@ -72,6 +73,10 @@ function record(ctx: ServerContext, result: GenerationResult): void {
   }
 }
 
+/**
+ * One generation request: the tenant's limits (429 before anything is queued), admission, the
+ * generation, then the tenant's usage (metrics, usage log, tokens charged) however it ended.
+ */
 async function handle(
   ctx: ServerContext,
   job: Job,
@@ -79,22 +84,90 @@ async function handle(
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<unknown> {
+  const tenant = tenantOf(request);
+  const tenantName = tenant?.name ?? "anonymous";
+  const route = request.routeOptions.url ?? "unknown";
+  const started = performance.now();
+  let status = 500;
+  let result: GenerationResult | undefined;
+  let limit: string | undefined;
+  const account = (): void => {
+    ctx.metrics.tenantRequests.inc({ tenant: tenantName, status: String(status) });
+    if (limit === undefined) {
+      ctx.metrics.tenantPromptTokens.inc({ tenant: tenantName }, job.promptTokens.length);
+      ctx.metrics.tenantGeneratedTokens.inc({ tenant: tenantName }, result?.tokens.length ?? 0);
+    } else {
+      ctx.metrics.tenantRateLimited.inc({ tenant: tenantName, limit });
+    }
+    ctx.usage?.append({
+      time: new Date().toISOString(),
+      tenant: tenantName,
+      route,
+      model: ctx.alias,
+      status,
+      prompt_tokens: limit === undefined ? job.promptTokens.length : 0,
+      cached_tokens: result?.cachedTokens ?? 0,
+      completion_tokens: result?.tokens.length ?? 0,
+      finish_reason: result?.finishReason ?? null,
+      duration_ms: Math.round(performance.now() - started),
+      ...(limit === undefined ? {} : { limit }),
+    });
+  };
+  let lease: ReturnType<NonNullable<typeof tenant>["start"]> | undefined;
+  try {
+    lease = tenant?.start(job.promptTokens.length);
+  } catch (error) {
+    if (error instanceof ApiError) {
+      status = error.status;
+      limit = String(error.extra["limit"] ?? "unknown");
+    }
+    account();
+    throw error;
+  }
+  try {
+    return await generate(ctx, job, g, request, reply, (outcome, r) => {
+      status = outcome;
+      result = r;
+    });
+  } catch (error) {
+    status = error instanceof ApiError ? error.status : 500;
+    throw error;
+  } finally {
+    lease?.end(result?.tokens.length ?? 0);
+    account();
+  }
+}
+
+async function generate(
+  ctx: ServerContext,
+  job: Job,
+  g: TextGenerator,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  ended: (status: number, result: GenerationResult | undefined) => void,
+): Promise<unknown> {
   const { generation, done, abort } = await begin(ctx, job, g, reply);
   const base = responseBase(job, ctx.alias);
   if (job.body.stream !== true) {
     try {
       const result = await generation.result;
       record(ctx, result);
+      ended(200, result);
       return completionResponse(job, base, result);
     } finally {
       done();
     }
   }
+  let streamed: GenerationResult | undefined;
   try {
     const { outcome, error } = await streamGeneration(reply, job, base, generation, {
       aborted: () => abort.signal.aborted,
-      onResult: (result) => record(ctx, result),
+      onResult: (result) => {
+        streamed = result;
+        record(ctx, result);
+      },
     });
+    ended(Number(outcome), streamed);
     // A hijacked reply skips fastify's onResponse hook: count the request here.
     ctx.metrics.requests.inc({ route: request.routeOptions.url ?? "unknown", status: outcome });
     if (error !== undefined) {
