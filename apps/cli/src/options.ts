@@ -154,6 +154,20 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     );
 }
 
+/** Speculative decoding: `--draft lookup|draft.gguf`, `--draft-max N`. */
+export function addDraftOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--draft <lookup|draft.gguf>",
+      "speculative decoding: draft with prompt lookup (n-grams of the context; fast on grounded tasks) or a small model with the same vocabulary; the output stays the model's",
+    )
+    .option(
+      "--draft-max <n>",
+      "most tokens drafted per step (default 8 for lookup, 6 for a draft model)",
+      integer("--draft-max", 1, 64),
+    );
+}
+
 export function addSamplingOptions(cmd: Command): Command {
   return cmd
     .option("--temp <t>", "temperature; ≤ 0 is greedy (default 0.8)", number("--temp", -1e9, 1e9))

@@ -9,6 +9,7 @@ import { Command, CommanderError } from "commander";
 // server, converter or llama.cpp bindings (and their memory) that other commands need.
 import type { BenchCliOptions } from "./commands/bench";
 import {
+  addDraftOptions,
   addModelOptions,
   addSamplingOptions,
   byteSize,
@@ -100,86 +101,90 @@ function buildProgram(io: CliIo): Command {
 
   const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-  addSamplingOptions(
-    addModelOptions(
-      program
-        .command("run")
-        .description("generate text from a prompt, streamed to stdout")
-        .option("-p, --prompt <text>", "prompt text")
-        .option("-f, --file <file>", "read the prompt from a UTF-8 file")
-        .option(
-          "-n, --n-predict <n>",
-          "tokens to generate; -1 = until end of text (default 128)",
-          integer("--n-predict", -1),
-        )
-        .option(
-          "-r, --reverse-prompt <text>",
-          "stop when this text is generated (repeatable)",
-          collect,
-        )
-        .option("--ignore-eos", "keep generating after end-of-text tokens")
-        .option("--special", "parse special tokens written in the prompt")
-        .option("--no-display-prompt", "do not echo the prompt")
-        .option(
-          "--json",
-          'print one JSON object: {"prompt_tokens", "tokens", "text", "timings", …}',
-        )
-        .option(
-          "--receipt <out.json>",
-          "write a run receipt: model hash, backend, kernels executed, sampling, tokens, timings (check it with verify-receipt)",
-        ),
-      true,
+  addDraftOptions(
+    addSamplingOptions(
+      addModelOptions(
+        program
+          .command("run")
+          .description("generate text from a prompt, streamed to stdout")
+          .option("-p, --prompt <text>", "prompt text")
+          .option("-f, --file <file>", "read the prompt from a UTF-8 file")
+          .option(
+            "-n, --n-predict <n>",
+            "tokens to generate; -1 = until end of text (default 128)",
+            integer("--n-predict", -1),
+          )
+          .option(
+            "-r, --reverse-prompt <text>",
+            "stop when this text is generated (repeatable)",
+            collect,
+          )
+          .option("--ignore-eos", "keep generating after end-of-text tokens")
+          .option("--special", "parse special tokens written in the prompt")
+          .option("--no-display-prompt", "do not echo the prompt")
+          .option(
+            "--json",
+            'print one JSON object: {"prompt_tokens", "tokens", "text", "timings", …}',
+          )
+          .option(
+            "--receipt <out.json>",
+            "write a run receipt: model hash, backend, kernels executed, sampling, tokens, timings (check it with verify-receipt)",
+          ),
+        true,
+      ),
     ),
   ).action(async (options) => {
     await (await import("./commands/run")).runRun(options, io);
   });
 
-  addModelOptions(
-    program
-      .command("serve")
-      .description(
-        "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics",
-      )
-      .option("--host <host>", "address to listen on (default 127.0.0.1: loopback only)")
-      .option("--port <port>", "port (default 8080)", integer("--port", 0, 65535))
-      .option(
-        "--parallel <n>",
-        "requests generating at once, batched together (default 4)",
-        integer("--parallel", 1, 256),
-      )
-      .option(
-        "--max-queue <n>",
-        "requests that may wait for a slot; beyond that 503 + Retry-After (default 64)",
-        integer("--max-queue", 0, 100_000),
-      )
-      .option(
-        "--cache-bytes <size>",
-        "KV cache kept for prompts that share a prefix (a system prompt, a chat's earlier turns), e.g. 512M; 0 keeps none (default 256M)",
-        byteSize("--cache-bytes"),
-      )
-      .option("--api-key <keys>", "require one of these API keys (comma-separated)")
-      .option("--api-key-file <file>", "require one of the API keys in this file (one per line)")
-      .option(
-        "--tenants <file>",
-        "tenants file: hashed API keys with per-key limits (see `bitnet tenants add`); SIGHUP reloads it",
-      )
-      .option(
-        "--usage-log <file>",
-        "append one JSON line per generation request (tenant, tokens, status) to this file",
-      )
-      .option(
-        "--timeout <s>",
-        "longest generation per request in seconds (default 600)",
-        integer("--timeout", 1, 86_400),
-      )
-      .option("--alias <name>", "model name in /v1/models and responses (default: the file name)")
-      .option("--no-webui", "do not serve the chat page at /")
-      .option(
-        "--grace <s>",
-        "on SIGTERM, seconds to let in-flight requests finish (default 10)",
-        integer("--grace", 0, 3600),
-      ),
-    true,
+  addDraftOptions(
+    addModelOptions(
+      program
+        .command("serve")
+        .description(
+          "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics",
+        )
+        .option("--host <host>", "address to listen on (default 127.0.0.1: loopback only)")
+        .option("--port <port>", "port (default 8080)", integer("--port", 0, 65535))
+        .option(
+          "--parallel <n>",
+          "requests generating at once, batched together (default 4)",
+          integer("--parallel", 1, 256),
+        )
+        .option(
+          "--max-queue <n>",
+          "requests that may wait for a slot; beyond that 503 + Retry-After (default 64)",
+          integer("--max-queue", 0, 100_000),
+        )
+        .option(
+          "--cache-bytes <size>",
+          "KV cache kept for prompts that share a prefix (a system prompt, a chat's earlier turns), e.g. 512M; 0 keeps none (default 256M)",
+          byteSize("--cache-bytes"),
+        )
+        .option("--api-key <keys>", "require one of these API keys (comma-separated)")
+        .option("--api-key-file <file>", "require one of the API keys in this file (one per line)")
+        .option(
+          "--tenants <file>",
+          "tenants file: hashed API keys with per-key limits (see `bitnet tenants add`); SIGHUP reloads it",
+        )
+        .option(
+          "--usage-log <file>",
+          "append one JSON line per generation request (tenant, tokens, status) to this file",
+        )
+        .option(
+          "--timeout <s>",
+          "longest generation per request in seconds (default 600)",
+          integer("--timeout", 1, 86_400),
+        )
+        .option("--alias <name>", "model name in /v1/models and responses (default: the file name)")
+        .option("--no-webui", "do not serve the chat page at /")
+        .option(
+          "--grace <s>",
+          "on SIGTERM, seconds to let in-flight requests finish (default 10)",
+          integer("--grace", 0, 3600),
+        ),
+      true,
+    ),
   ).action(async (options) => {
     await (await import("./commands/serve")).runServe(options, io);
   });
@@ -289,22 +294,24 @@ function buildProgram(io: CliIo): Command {
       await (await import("./commands/verify-receipt")).runVerifyReceipt(file, options, io);
     });
 
-  addSamplingOptions(
-    addModelOptions(
-      program
-        .command("chat")
-        .description("chat interactively through the model's chat template")
-        .option("--system <text>", "system prompt (llama.cpp's -sys works too)")
-        .option(
-          "-n, --n-predict <n>",
-          "most tokens per reply (default 256)",
-          integer("--n-predict", -1),
-        )
-        .option(
-          "--context-shift",
-          "when the conversation fills the context, drop its oldest turns (the system prompt stays) instead of refusing the message; each shift is reported on stderr",
-        ),
-      true,
+  addDraftOptions(
+    addSamplingOptions(
+      addModelOptions(
+        program
+          .command("chat")
+          .description("chat interactively through the model's chat template")
+          .option("--system <text>", "system prompt (llama.cpp's -sys works too)")
+          .option(
+            "-n, --n-predict <n>",
+            "most tokens per reply (default 256)",
+            integer("--n-predict", -1),
+          )
+          .option(
+            "--context-shift",
+            "when the conversation fills the context, drop its oldest turns (the system prompt stays) instead of refusing the message; each shift is reported on stderr",
+          ),
+        true,
+      ),
     ),
   ).action(async (options) => {
     await (await import("./commands/chat")).runChat(options, io);

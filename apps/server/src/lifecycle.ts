@@ -4,14 +4,26 @@
  * in-flight generations finish within a grace period, cancels the rest, then frees the model.
  */
 import type { BackendOptions } from "@bitnet-ts/engine-core";
-import { TextGenerator } from "@bitnet-ts/generation";
+import {
+  type Drafter,
+  type LoadedDrafter,
+  loadDrafter,
+  TextGenerator,
+} from "@bitnet-ts/generation";
 import type { FastifyInstance } from "fastify";
 import type { Admission } from "./admission";
 import { ApiError, loadingModel, shuttingDown } from "./errors";
 import type { ServerOptions } from "./options";
 
+/** What a load gives the server: the generator, and the drafter when `draft` is set. */
+export interface Loaded {
+  readonly generator: TextGenerator;
+  readonly draft?: LoadedDrafter;
+}
+
 export class Lifecycle {
   #generator: TextGenerator | undefined;
+  #draft: LoadedDrafter | undefined;
   #closing = false;
   #ready: Promise<void> = Promise.resolve();
   readonly #inflight = new Set<AbortController>();
@@ -19,6 +31,11 @@ export class Lifecycle {
   /** The model once loaded. */
   get generator(): TextGenerator | undefined {
     return this.#generator;
+  }
+
+  /** The drafter every generation uses (speculative decoding), if the server has one. */
+  get drafter(): Drafter | undefined {
+    return this.#draft?.drafter;
   }
 
   /** Resolves when the model is loaded; rejects if loading failed. */
@@ -46,9 +63,10 @@ export class Lifecycle {
   }
 
   /** Starts loading; requests are served once it resolves. */
-  load(load: () => Promise<TextGenerator>): Promise<void> {
-    this.#ready = load().then((generator) => {
+  load(load: () => Promise<Loaded>): Promise<void> {
+    this.#ready = load().then(({ generator, draft }) => {
       this.#generator = generator;
+      this.#draft = draft;
     });
     return this.#ready;
   }
@@ -78,6 +96,7 @@ export class Lifecycle {
       clearTimeout(timer);
       await this.#ready.catch(() => {});
       await this.#generator?.dispose();
+      await this.#draft?.dispose();
     }
   }
 }
@@ -101,7 +120,7 @@ export async function loadGenerator(
   options: ServerOptions,
   describe: { alias: string; parallel: number },
   log: (line: string) => void,
-): Promise<TextGenerator> {
+): Promise<Loaded> {
   const started = performance.now();
   const backendOptions = backendOptionsOf(options);
   const generator = await TextGenerator.load(options.model, {
@@ -124,7 +143,23 @@ export async function loadGenerator(
   log(
     `model ${describe.alias} loaded in ${(performance.now() - started).toFixed(0)} ms on the ${model.backendName} backend; up to ${describe.parallel} requests at once, context ${model.contextLength}, KV budget ${mib(capacity.kvBudgetBytes)} MiB (${Math.floor(capacity.kvBudgetBytes / capacity.kvBytesPerToken)} tokens), prompt cache ${mib(cacheBytes)} MiB of it`,
   );
-  return cacheBytes === 0
-    ? generator
-    : new TextGenerator(model, generator.tokenizer, { promptCache: { maxBytes: cacheBytes } });
+  const served =
+    cacheBytes === 0
+      ? generator
+      : new TextGenerator(model, generator.tokenizer, { promptCache: { maxBytes: cacheBytes } });
+  if (options.draft === undefined) {
+    return { generator: served };
+  }
+  const draft = await loadDrafter(options.draft, served, {
+    ...(options.draftMax === undefined ? {} : { maxDraft: options.draftMax }),
+    ...(backendOptions === undefined ? {} : { backendOptions }),
+    onLog: (line) => log(`draft: ${line}`),
+  }).catch(async (error: unknown) => {
+    await served.dispose();
+    throw error;
+  });
+  log(
+    `speculative decoding: ${draft.drafter.name}, up to ${draft.drafter.maxDraft} tokens per step`,
+  );
+  return { generator: served, draft };
 }

@@ -21,6 +21,13 @@ export interface ServerOptions {
    * `"cache_prompt": false`.
    */
   readonly cacheBytes?: number;
+  /**
+   * Speculative decoding for every request: "lookup" (prompt lookup) or a draft model's GGUF
+   * with the same vocabulary. Replies are the model's either way (greedy: identical).
+   */
+  readonly draft?: string;
+  /** Most tokens drafted per step (default 8 for lookup, 6 for a draft model). */
+  readonly draftMax?: number;
   /** Requests that may wait for admission before new ones get 503 (default 64). */
   readonly maxQueue?: number;
   readonly contextLength?: number;

@@ -546,6 +546,25 @@ describe("prompt cache", () => {
   });
 });
 
+describe("speculative decoding", () => {
+  it("a server drafting with prompt lookup answers greedy requests exactly as one without", {
+    timeout: 60_000,
+  }, async () => {
+    const drafting = await startServer({ model, port: 0, contextLength: 256, draft: "lookup" });
+    await drafting.ready;
+    const other = new OpenAI({ baseURL: `${drafting.url}/v1`, apiKey: "none", maxRetries: 0 });
+    const passage = "the quick brown fox jumps over the lazy dog while the cat sleeps";
+    for (const prompt of [`${passage}. ${passage}. ${passage}.`, "Once upon a time"]) {
+      const body = { model: "m", prompt, max_tokens: 24, temperature: 0, ignore_eos: true };
+      const want = await client.completions.create(body);
+      const got = await other.completions.create(body);
+      expect(got.choices[0]!.text).toBe(want.choices[0]!.text);
+      expect(got.usage!.completion_tokens).toBe(24);
+    }
+    await drafting.close();
+  });
+});
+
 describe("tenants", () => {
   it("limits each key, logs its usage, and reloads keys without dropping a stream", {
     timeout: 90_000,

@@ -18,6 +18,7 @@ import {
   Tokenizer,
   type TokenizerOptions,
 } from "@bitnet-ts/tokenizers";
+import type { Drafter, DraftSession } from "./draft";
 import { GenerationError, GenerationErrorCode } from "./errors";
 import { PromptCache, type PromptCacheOptions } from "./prompt-cache";
 import { Scheduler, type SchedulerJob, type SchedulerOptions } from "./scheduler";
@@ -42,6 +43,23 @@ export interface GenerateOptions extends SamplingSettings {
    * true; llama-server's `cache_prompt`). No effect on a generator without a prompt cache.
    */
   readonly cachePrompt?: boolean;
+  /**
+   * Speculative decoding: a drafter guesses the next tokens and the model checks them in one
+   * batched step. The output is the model's either way (greedy: the same tokens; sampled: the same
+   * distribution); only the speed changes. See PromptLookupDrafter and ModelDrafter.
+   */
+  readonly draft?: Drafter;
+}
+
+/** What speculative decoding did in one generation. */
+export interface SpeculativeStats {
+  readonly drafter: string;
+  /** Drafted tokens the model evaluated. */
+  readonly drafted: number;
+  /** Of those, the ones it accepted (each saved a step). */
+  readonly accepted: number;
+  /** Decode steps that carried a draft. */
+  readonly steps: number;
 }
 
 export interface GenerationTimings {
@@ -65,6 +83,8 @@ export interface GenerationResult {
   /** The sampler seed actually used (replay with the same settings gives the same tokens). */
   readonly seed: number;
   readonly timings: GenerationTimings;
+  /** Set when the generation drafted (GenerateOptions.draft). */
+  readonly speculative?: SpeculativeStats;
 }
 
 /** A running generation: iterate it for text pieces, or await `result`. */
@@ -212,6 +232,13 @@ export class TextGenerator {
         `could not generate - the prompt has ${promptTokens.length} tokens but the context holds ${ctx}; shorten it or raise the context length.`,
       );
     }
+    const vocab = this.model.description.hparams.vocabSize;
+    if (options.draft?.vocabSize !== undefined && options.draft.vocabSize !== vocab) {
+      throw new GenerationError(
+        GenerationErrorCode.BAD_OPTION,
+        `could not draft with ${options.draft.name} - its vocabulary has ${options.draft.vocabSize} tokens and the model's ${vocab}; a draft model must share the model's vocabulary.`,
+      );
+    }
     const sampler = new Sampler(options, {
       contextLength: ctx,
       ...(this.tokenizer.tokenId("Ċ") === undefined
@@ -257,6 +284,26 @@ export class TextGenerator {
         wake();
       }
     };
+    // Speculative decoding's state.
+    const drafter = options.draft;
+    let session: DraftSession | undefined;
+    let proposing: Promise<unknown> | undefined;
+    let drafted = 0;
+    let accepted = 0;
+    let draftSteps = 0;
+    // Draft length adapts to how the drafts fare (as Hugging Face's assisted generation does): up
+    // by 2 after a step that accepted them all, down to one more than were accepted otherwise. A
+    // rejected token costs a row of a batched step (9 rows cost ~4 single ones on a CPU), so a
+    // drafter that keeps missing must not keep drafting long.
+    let draftLength = drafter?.maxDraft ?? 0;
+    const endDrafting = (): void => {
+      const s = session;
+      session = undefined;
+      if (s !== undefined) {
+        // A draft model may be mid-step: end the session once its proposal settles.
+        void (proposing ?? Promise.resolve()).finally(() => s.end());
+      }
+    };
     const abort = new AbortController();
     const signal =
       options.signal === undefined ? abort.signal : AbortSignal.any([options.signal, abort.signal]);
@@ -279,6 +326,7 @@ export class TextGenerator {
       }
       finished = true;
       job.done = true;
+      endDrafting();
       // Any bytes of an unfinished character become U+FFFD (never half a UTF-8 sequence).
       const tail = decoder.flush();
       emit(reason === "stop" ? stopper.flush() : stopper.flush() + tail);
@@ -296,6 +344,9 @@ export class TextGenerator {
         text,
         finishReason: reason,
         seed: sampler.seed,
+        ...(drafter === undefined
+          ? {}
+          : { speculative: { drafter: drafter.name, drafted, accepted, steps: draftSteps } }),
         timings: {
           promptMs,
           generationMs,
@@ -311,6 +362,75 @@ export class TextGenerator {
       });
       wake();
     };
+    /** The drafted tokens in the step now running. */
+    let evaluatingDraft: number[] = [];
+    /** Drops KV entries past `length` (rejected drafts). */
+    const cut = (length: number): void => {
+      if (this.model.sequenceLength(sequence) > length) {
+        this.model.truncateSequence(sequence, length);
+      }
+    };
+    /**
+     * Takes one generated token; false when the generation finished with it. `kvLength` is what
+     * the KV cache will hold if it goes on (for the context check).
+     */
+    const take = (token: number, kvLength: number): boolean => {
+      if (eog.has(token)) {
+        finish("stop");
+        return false;
+      }
+      generated.push(token);
+      sampler.accept(token);
+      const piece = decoder.push(token);
+      const { emit: safe, stopped } = stopper.push(piece);
+      emit(safe);
+      if (stopped) {
+        finish("stop");
+        return false;
+      }
+      if (maxTokens !== -1 && generated.length >= maxTokens) {
+        finish("length");
+        return false;
+      }
+      if (kvLength >= ctx) {
+        finish("context");
+        return false;
+      }
+      return true;
+    };
+    /** Queues `token` for the next step, with a draft when drafting (`kvLength`: the KV's length). */
+    const continueWith = (token: number, kvLength: number): void => {
+      if (drafter === undefined) {
+        job.next = token;
+        return;
+      }
+      session ??= drafter.begin(promptTokens);
+      const remaining = maxTokens === -1 ? Number.POSITIVE_INFINITY : maxTokens - generated.length;
+      const room = Math.min(draftLength, ctx - kvLength - 1, remaining - 1);
+      if (room <= 0) {
+        job.next = token;
+        return;
+      }
+      const schedule = (draft: readonly number[]): void => {
+        if (finished) {
+          return;
+        }
+        evaluatingDraft = draft.slice(0, room);
+        job.draft = evaluatingDraft.length > 0 ? evaluatingDraft : undefined;
+        job.next = token;
+      };
+      let proposal: readonly number[] | Promise<readonly number[]>;
+      try {
+        proposal = session.propose([...promptTokens, ...generated], room);
+      } catch {
+        proposal = [];
+      }
+      if (Array.isArray(proposal)) {
+        schedule(proposal as readonly number[]);
+        return;
+      }
+      proposing = (proposal as Promise<readonly number[]>).then(schedule, () => schedule([]));
+    };
     const job: SchedulerJob = {
       sequence,
       pending: promptTokens.slice(reuse),
@@ -318,31 +438,57 @@ export class TextGenerator {
       signal,
       done: false,
       reduce: sampler.reduction,
-      onLogits: (logits, argmax) => {
-        const token = argmax ?? sampler.sample(logits);
+      onLogits: (logits, argmax, rows, argmaxRows) => {
         firstTokenAt ??= performance.now();
-        if (eog.has(token)) {
-          finish("stop");
+        if (rows <= 1) {
+          const token = argmax ?? sampler.sample(logits);
+          if (take(token, this.model.sequenceLength(sequence))) {
+            continueWith(token, this.model.sequenceLength(sequence));
+          }
           return;
         }
-        generated.push(token);
-        sampler.accept(token);
-        const piece = decoder.push(token);
-        const { emit: safe, stopped } = stopper.push(piece);
-        emit(safe);
-        if (stopped) {
-          finish("stop");
-          return;
+        // A step with a draft: row i holds the logits after the i-th evaluated token, so it
+        // checks draft token i + 1; the first rejection gives the model's own token instead, and
+        // when all are accepted the last row gives one more.
+        const draft = evaluatingDraft;
+        evaluatingDraft = [];
+        const after = this.model.sequenceLength(sequence);
+        const before = after - rows; // KV length before the step
+        drafted += draft.length;
+        draftSteps++;
+        let consumed = 0;
+        for (let i = 0; i < rows; i++) {
+          const row = logits.length === 0 ? logits : logits.subarray(i * vocab, (i + 1) * vocab);
+          const proposed = draft[i];
+          let token: number;
+          let ok = false;
+          if (proposed === undefined) {
+            token = argmaxRows?.[i] ?? sampler.sample(row);
+          } else if (argmaxRows !== undefined) {
+            token = argmaxRows[i]!;
+            ok = token === proposed;
+          } else {
+            ({ token, accepted: ok } = sampler.verify(row, proposed));
+          }
+          // The KV holds the evaluated tokens up to this row's input; an accepted draft's own
+          // KV entry is kept only once it is taken as generated.
+          const keep = before + 1 + consumed;
+          if (!take(token, keep + (ok ? 1 : 0))) {
+            cut(keep + (ok && !eog.has(token) ? 1 : 0));
+            return;
+          }
+          if (!ok) {
+            cut(keep);
+            draftLength = Math.max(1, consumed + 1);
+            continueWith(token, keep);
+            return;
+          }
+          consumed++;
+          accepted++;
         }
-        if (maxTokens !== -1 && generated.length >= maxTokens) {
-          finish("length");
-          return;
-        }
-        if (this.model.sequenceLength(sequence) >= ctx) {
-          finish("context");
-          return;
-        }
-        job.next = token;
+        // Every draft accepted: the last row's token was generated above (not evaluated).
+        draftLength = Math.min(drafter?.maxDraft ?? 0, draftLength + 2);
+        continueWith(generated[generated.length - 1]!, after);
       },
       onError: (error) => {
         if (finished) {
@@ -350,6 +496,7 @@ export class TextGenerator {
         }
         finished = true;
         failure = error;
+        endDrafting();
         if (!keepSequence) {
           release();
         }

@@ -1,4 +1,14 @@
 export { ChatSession, type ChatSessionOptions, type ContextShift } from "./chat";
+export {
+  type Drafter,
+  type DraftSession,
+  lookupDraft,
+  ModelDrafter,
+  type ModelDrafterOptions,
+  PromptLookupDrafter,
+  type PromptLookupOptions,
+} from "./draft";
+export { type LoadDrafterOptions, type LoadedDrafter, loadDrafter } from "./draft-load";
 export { GenerationError, GenerationErrorCode } from "./errors";
 export {
   type FinishReason,
@@ -7,6 +17,7 @@ export {
   type GenerationResult,
   type GenerationTimings,
   type GeneratorOptions,
+  type SpeculativeStats,
   TextGenerator,
   type TextGeneratorOptions,
 } from "./generator";

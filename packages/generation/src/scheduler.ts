@@ -37,6 +37,11 @@ export interface SchedulerJob {
   pending: number[];
   /** The token to evaluate next while decoding (undefined while prefilling or when done). */
   next: number | undefined;
+  /**
+   * Drafted tokens to evaluate right after `next` in the same step (speculative decoding): the
+   * job then gets a logits row for `next` and for each of them, to verify them all at once.
+   */
+  draft?: number[];
   readonly signal: AbortSignal | undefined;
   /**
    * What the job needs of its logits rows: "argmax" (greedy sampling) lets a GPU backend return
@@ -44,10 +49,16 @@ export interface SchedulerJob {
    */
   readonly reduce?: LogitsReduction;
   /**
-   * Called when the job's last evaluated token asked for logits: the row (empty when the job
-   * asked for a reduction) and, for "argmax", the id of the largest logit.
+   * Called when the job's evaluated tokens asked for logits: the row (empty when the job asked
+   * for a reduction) and, for "argmax", the id of the largest logit. With a draft, `rows` is
+   * 1 + its length and `logits` / `argmaxRows` hold a row per evaluated token, in order.
    */
-  onLogits(logits: Float32Array, argmax: number | undefined): void;
+  onLogits(
+    logits: Float32Array,
+    argmax: number | undefined,
+    rows: number,
+    argmaxRows: Int32Array | undefined,
+  ): void;
   /** Called when the job must stop because of an abort or a failed step. */
   onError(error: unknown): void;
   onAbort(): void;
@@ -105,15 +116,17 @@ export class Scheduler {
         // Decoding jobs first (one token each): they are latency-sensitive.
         for (const job of this.#jobs) {
           if (job.pending.length === 0 && job.next !== undefined) {
+            const draft = job.draft ?? [];
             runs.push({
               sequence: job.sequence,
-              tokens: [job.next],
-              logits: "last",
+              tokens: [job.next, ...draft],
+              logits: draft.length > 0 ? "all" : "last",
               ...(job.reduce === undefined ? {} : { reduce: job.reduce }),
             });
             members.push(job);
             job.next = undefined;
-            budget--;
+            job.draft = undefined;
+            budget -= 1 + draft.length;
           }
         }
         for (const job of this.#jobs) {
@@ -158,9 +171,12 @@ export class Scheduler {
           const job = members[i]!;
           if (run.rows > 0 && !job.done) {
             try {
+              const vocab = this.#model.description.hparams.vocabSize;
               job.onLogits(
-                run.logits.subarray(0, this.#model.description.hparams.vocabSize),
+                run.rows > 1 ? run.logits : run.logits.subarray(0, vocab),
                 run.argmax?.[0],
+                run.rows,
+                run.argmax,
               );
             } catch (error) {
               job.done = true;

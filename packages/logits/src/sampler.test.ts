@@ -148,3 +148,70 @@ describe("Sampler", () => {
     expect(() => new Sampler({ repeatPenalty: 0 })).toThrowError(bad);
   });
 });
+
+describe("Sampler.verify (speculative decoding)", () => {
+  // Six tokens; with temperature 0.8 and top-k 4 the target distribution is the softmax of the
+  // four best logits / 0.8.
+  const logits = Float32Array.from([2.0, 0.5, 1.2, -1.0, 1.9, 0.1]);
+  const settings = { temperature: 0.8, topK: 4 };
+  const kept = [0, 4, 2, 1];
+  const weights = kept.map((i) => Math.exp(logits[i]! / 0.8));
+  const sum = weights.reduce((a, b) => a + b, 0);
+  const target = new Map(kept.map((id, i) => [id, weights[i]! / sum]));
+
+  /** Pearson's chi-square of observed counts against `target` (df = 3). */
+  function chiSquare(counts: Map<number, number>, n: number): number {
+    let x = 0;
+    for (const [id, p] of target) {
+      const expected = n * p;
+      x += ((counts.get(id) ?? 0) - expected) ** 2 / expected;
+    }
+    return x;
+  }
+
+  it.each([
+    ["the most likely token", 0],
+    ["an unlikely one", 1],
+    ["one outside the top-k (never accepted)", 3],
+  ])("tokens are distributed as the target's whatever the draft: %s", (_what, draft) => {
+    const n = 40_000;
+    const sampler = new Sampler({ ...settings, seed: 1234 + draft });
+    const counts = new Map<number, number>();
+    let accepted = 0;
+    for (let i = 0; i < n; i++) {
+      const r = sampler.verify(logits, draft);
+      counts.set(r.token, (counts.get(r.token) ?? 0) + 1);
+      accepted += r.accepted ? 1 : 0;
+      expect(r.accepted).toBe(r.token === draft);
+    }
+    // Nothing outside the target's support, and a fit at the 0.1% level (df 3: 16.27).
+    expect([...counts.keys()].every((id) => target.has(id))).toBe(true);
+    expect(chiSquare(counts, n)).toBeLessThan(16.27);
+    // The draft is accepted with its target probability.
+    expect(accepted / n).toBeCloseTo(target.get(draft) ?? 0, 2);
+  });
+
+  it("plain sampling passes the same test (the yardstick is sound)", () => {
+    const n = 40_000;
+    const sampler = new Sampler({ ...settings, seed: 99 });
+    const counts = new Map<number, number>();
+    for (let i = 0; i < n; i++) {
+      const t = sampler.sample(logits);
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    expect(chiSquare(counts, n)).toBeLessThan(16.27);
+    // And a wrong distribution fails it: always the argmax.
+    expect(chiSquare(new Map([[0, n]]), n)).toBeGreaterThan(16.27);
+  });
+
+  it("greedy: accepted exactly when the draft is the argmax, penalties included", () => {
+    const greedy = new Sampler({ temperature: 0 });
+    expect(greedy.verify(logits, 0)).toEqual({ token: 0, accepted: true });
+    expect(greedy.verify(logits, 4)).toEqual({ token: 0, accepted: false });
+    const penalized = new Sampler({ temperature: 0, repeatPenalty: 2, repeatLastN: 8 });
+    penalized.accept(0);
+    // 2.0 / 2 = 1.0 now trails token 4's 1.9.
+    expect(penalized.verify(logits, 4)).toEqual({ token: 4, accepted: true });
+    expect(penalized.verify(logits, 4).token).toBe(penalized.sample(logits));
+  });
+});

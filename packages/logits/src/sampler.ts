@@ -187,8 +187,11 @@ export class Sampler {
     return s.temperature <= 0 && this.#bias.size === 0 && !penalized ? "argmax" : "full";
   }
 
-  /** Picks the next token from a row of logits. */
-  sample(logits: Float32Array): number {
+  /**
+   * The chain up to the final distribution: a greedy token (temperature ≤ 0), or the candidates
+   * left with their probabilities (unnormalized sum in `total`).
+   */
+  #distribution(logits: Float32Array): { greedy: number } | { c: Candidates; total: number } {
     const s = this.settings;
     const c = new Candidates(logits);
     applyLogitBias(c, this.#bias);
@@ -207,7 +210,7 @@ export class Sampler {
       );
     }
     if (s.temperature <= 0) {
-      return c.ids[argmax(c.logits.subarray(0, c.size))]!;
+      return { greedy: c.ids[argmax(c.logits.subarray(0, c.size))]! };
     }
     topK(c, s.topK, s.minKeep);
     typical(c, s.typicalP, s.minKeep);
@@ -215,19 +218,65 @@ export class Sampler {
     minP(c, s.minP, Math.max(1, s.minKeep));
     temperature(c, s.temperature);
     c.softmax();
-    // dist: draw from the categorical over the remaining candidates, in order.
-    const u = this.#rng.nextDouble();
     let total = 0;
     for (let i = 0; i < c.size; i++) {
       total += c.probs[i]!;
     }
+    return { c, total };
+  }
+
+  /** Draws from the candidates in order, leaving out `skip` (dist: a categorical draw). */
+  #draw(c: Candidates, total: number, skip = -1): number {
+    const u = this.#rng.nextDouble();
     let acc = 0;
+    let last = -1;
     for (let i = 0; i < c.size; i++) {
+      if (c.ids[i] === skip) {
+        continue;
+      }
       acc += c.probs[i]!;
+      last = i;
       if (u * total < acc) {
         return c.ids[i]!;
       }
     }
-    return c.ids[c.size - 1]!;
+    return c.ids[last]!;
+  }
+
+  /** Picks the next token from a row of logits. */
+  sample(logits: Float32Array): number {
+    const d = this.#distribution(logits);
+    return "greedy" in d ? d.greedy : this.#draw(d.c, d.total);
+  }
+
+  /**
+   * Speculative decoding's check of a drafted token against the target model's row, so that the
+   * token returned is distributed exactly as `sample` would draw it, whatever the draft: with
+   * probability p(draft) the draft is accepted; otherwise a token is drawn from p with the draft
+   * left out (renormalized), which is the standard rejection scheme for a draft proposed with
+   * certainty (a lookup, or a draft model's greedy choice). Greedy: accepted when the draft is
+   * the argmax. The random stream advances differently from `sample`'s, so a seed gives other
+   * (equally distributed) tokens with drafting than without.
+   */
+  verify(logits: Float32Array, draft: number): { token: number; accepted: boolean } {
+    const d = this.#distribution(logits);
+    if ("greedy" in d) {
+      return { token: d.greedy, accepted: d.greedy === draft };
+    }
+    const { c, total } = d;
+    let pDraft = 0;
+    for (let i = 0; i < c.size; i++) {
+      if (c.ids[i] === draft) {
+        pDraft = c.probs[i]! / total;
+        break;
+      }
+    }
+    if (pDraft > 0 && this.#rng.nextDouble() < pDraft) {
+      return { token: draft, accepted: true };
+    }
+    if (pDraft > 0 && c.size === 1) {
+      return { token: draft, accepted: true }; // nothing else can be drawn
+    }
+    return { token: this.#draw(c, total - pDraft * total, draft), accepted: false };
   }
 }

@@ -9,9 +9,9 @@ import { isBitnetError } from "@bitnet-ts/errors";
 import { ChatSession, GenerationErrorCode } from "@bitnet-ts/generation";
 import { type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
 import type { CliIo } from "../program";
-import { loadGenerator } from "./load";
+import { type DraftOptions, loadDrafter, loadGenerator } from "./load";
 
-export interface ChatOptions extends ModelOptions, SamplingOptions {
+export interface ChatOptions extends ModelOptions, SamplingOptions, DraftOptions {
   system?: string;
   nPredict?: number;
   contextShift?: boolean;
@@ -23,6 +23,10 @@ export async function runChat(
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<void> {
   const { generator } = await loadGenerator(options, io, true);
+  const draft = await loadDrafter(options, generator, io).catch(async (error: unknown) => {
+    await generator.dispose();
+    throw error;
+  });
   const session = new ChatSession(generator, {
     ...(options.system === undefined ? {} : { systemPrompt: options.system }),
     contextShift: options.contextShift === true,
@@ -63,6 +67,7 @@ export async function runChat(
         reply = session.prompt(text, {
           ...samplingSettings(options),
           maxTokens: options.nPredict ?? 256,
+          ...(draft.drafter === undefined ? {} : { draft: draft.drafter }),
         });
       } catch (error) {
         if (isBitnetError(error) && error.code === GenerationErrorCode.PROMPT_TOO_LONG) {
@@ -85,6 +90,7 @@ export async function runChat(
     process.removeListener("SIGINT", onSigint);
     rl.close();
     session.dispose();
+    await draft.dispose();
     await generator.dispose();
   }
 }

@@ -1,8 +1,9 @@
-import { TextGenerator } from "@bitnet-ts/generation";
+import { type Drafter, loadDrafter as loadDrafterFor, TextGenerator } from "@bitnet-ts/generation";
 import { defaultModelPath } from "../default-model";
 import { backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
+import { CliInputError } from "./tokenize";
 
 /** Resolves -m (or the demo model) and loads the generator, reporting load time on stderr. */
 export async function loadGenerator(
@@ -10,16 +11,16 @@ export async function loadGenerator(
   io: CliIo,
   modelOptional: boolean,
 ): Promise<{ generator: TextGenerator; path: string; loadMs: number }> {
-  let path = options.model;
-  if (path === undefined) {
+  let file = options.model;
+  if (file === undefined) {
     if (!modelOptional) {
       throw new Error("could not start - no model given; pass -m model.gguf.");
     }
-    path = await defaultModelPath((line) => io.stderr(`${line}\n`));
+    file = await defaultModelPath((line) => io.stderr(`${line}\n`));
   }
   const started = performance.now();
   const progress = loadProgress();
-  const generator = await TextGenerator.load(path, {
+  const generator = await TextGenerator.load(file, {
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
@@ -27,5 +28,37 @@ export async function loadGenerator(
     onLog: (line) => io.stderr(`bitnet: ${line}\n`),
     onProgress: progress.onProgress,
   }).finally(progress.stop);
-  return { generator, path, loadMs: performance.now() - started };
+  return { generator, path: file, loadMs: performance.now() - started };
+}
+
+/** `--draft` and `--draft-max` (speculative decoding). */
+export interface DraftOptions {
+  draft?: string;
+  draftMax?: number;
+}
+
+/**
+ * The drafter `--draft` asks for ("lookup" or a draft model's GGUF, loaded with the target's
+ * backend settings; see loadDrafter in @bitnet-ts/generation). The caller calls `dispose`.
+ */
+export async function loadDrafter(
+  options: ModelOptions & DraftOptions,
+  target: TextGenerator,
+  io: CliIo,
+): Promise<{ drafter: Drafter | undefined; dispose: () => Promise<void> }> {
+  if (options.draft === undefined) {
+    if (options.draftMax !== undefined) {
+      throw new CliInputError("could not use --draft-max - no --draft given (lookup or a GGUF).");
+    }
+    return { drafter: undefined, dispose: async () => {} };
+  }
+  const loaded = await loadDrafterFor(options.draft, target, {
+    ...(options.draftMax === undefined ? {} : { maxDraft: options.draftMax }),
+    backendOptions: backendOptionsOf(options),
+    onLog: (line) => io.stderr(`bitnet: draft: ${line}\n`),
+  });
+  io.stderr(
+    `bitnet: drafting with ${loaded.drafter.name} (up to ${loaded.drafter.maxDraft} tokens per step)\n`,
+  );
+  return { drafter: loaded.drafter, dispose: () => loaded.dispose() };
 }

@@ -9,10 +9,10 @@ import {
   samplingSection,
   writeReceipt,
 } from "../receipt";
-import { loadGenerator } from "./load";
+import { type DraftOptions, loadDrafter, loadGenerator } from "./load";
 import { CliInputError, readTextFile } from "./tokenize";
 
-export interface RunOptions extends ModelOptions, SamplingOptions {
+export interface RunOptions extends ModelOptions, SamplingOptions, DraftOptions {
   prompt?: string;
   file?: string;
   nPredict?: number;
@@ -33,6 +33,10 @@ export async function runRun(
   }
   const prompt = options.file !== undefined ? readTextFile(options.file) : (options.prompt ?? "");
   const { generator, path, loadMs } = await loadGenerator(options, io, true);
+  const draft = await loadDrafter(options, generator, io).catch(async (error: unknown) => {
+    await generator.dispose();
+    throw error;
+  });
   try {
     const controller = new AbortController();
     const onSigint = (): void => controller.abort();
@@ -47,6 +51,7 @@ export async function runRun(
       ignoreEos: options.ignoreEos === true,
       parseSpecial: options.special === true,
       signal: controller.signal,
+      ...(draft.drafter === undefined ? {} : { draft: draft.drafter }),
     });
     if (!options.json) {
       if (options.displayPrompt !== false) {
@@ -68,6 +73,7 @@ export async function runRun(
           text: result.text,
           finish_reason: result.finishReason,
           seed: result.seed,
+          ...(result.speculative === undefined ? {} : { speculative: result.speculative }),
           timings: {
             load_ms: round(loadMs),
             prompt_ms: round(t.promptMs),
@@ -80,6 +86,12 @@ export async function runRun(
         })}\n`,
       );
     } else {
+      const s = result.speculative;
+      if (s !== undefined) {
+        io.stderr(
+          `bitnet: drafting (${s.drafter}): ${s.accepted} of ${s.drafted} drafted tokens accepted (${s.drafted > 0 ? ((100 * s.accepted) / s.drafted).toFixed(0) : 0}%) in ${s.steps} steps\n`,
+        );
+      }
       io.stderr(
         `bitnet: ${generator.model.backendName} backend | load ${round(loadMs)} ms | prompt ${t.promptTokens} tokens in ${round(t.promptMs)} ms (${round(t.promptTokensPerSecond)} t/s) | generated ${t.generatedTokens} tokens in ${round(t.generationMs)} ms (${round(t.generatedTokensPerSecond)} t/s) | ${result.finishReason} | seed ${result.seed}\n`,
       );
@@ -120,6 +132,7 @@ export async function runRun(
     }
     return { ...result, model: path, loadMs, backend: generator.model.backendName };
   } finally {
+    await draft.dispose();
     await generator.dispose();
   }
 }

@@ -4,9 +4,10 @@ import { startServer } from "@bitnet-ts/server";
 import { defaultModelPath } from "../default-model";
 import { backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
+import type { DraftOptions } from "./load";
 import { CliInputError } from "./tokenize";
 
-export interface ServeOptions extends ModelOptions {
+export interface ServeOptions extends ModelOptions, DraftOptions {
   host?: string;
   port?: number;
   parallel?: number;
@@ -57,6 +58,8 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
     ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
     ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
     ...(options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes }),
+    ...(options.draft === undefined ? {} : { draft: options.draft }),
+    ...(options.draftMax === undefined ? {} : { draftMax: options.draftMax }),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
     ...(options.backend === undefined ? {} : { backend: options.backend }),
     backendOptions: backendOptionsOf(options),

@@ -51,7 +51,12 @@ async function begin(
   const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(ctx.timeoutMs)]);
   let generation: Generation;
   try {
-    generation = g.generate(job.promptTokens, { ...job.options, signal });
+    const draft = ctx.lifecycle.drafter;
+    generation = g.generate(job.promptTokens, {
+      ...job.options,
+      signal,
+      ...(draft === undefined ? {} : { draft }),
+    });
   } catch (error) {
     done();
     throw error;
