@@ -32,6 +32,50 @@ function bitnet(args: string[], env: Record<string, string> = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+describe("bitnet run --draft", () => {
+  it("gives the plain run's tokens with prompt lookup and with a draft model, and says what it drafted", () => {
+    const base = [
+      "run",
+      "-m",
+      i2s,
+      "-p",
+      "one two three four one two three four one two",
+      "-n",
+      "16",
+      "--temp",
+      "0",
+      "--ignore-eos",
+      "--json",
+    ];
+    const plain = bitnet(base);
+    expect(plain.code, plain.stderr).toBe(0);
+    const want = JSON.parse(plain.stdout).tokens;
+    for (const draft of [
+      ["--draft", "lookup", "--draft-max", "4"],
+      ["--draft", tq2],
+    ]) {
+      const r = bitnet([...base, ...draft]);
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.tokens).toEqual(want);
+      expect(out.speculative.drafter).toBe(draft[1] === "lookup" ? "lookup" : "model:tiny-tq2");
+      expect(r.stderr).toContain("drafting with");
+    }
+  });
+
+  it("refuses a draft model with another vocabulary, and --draft-max without --draft", () => {
+    const spm = path.join(tmp, "tiny-spm.gguf");
+    return writeFixture(PRESETS["tiny-spm"]!, spm).then(() => {
+      const r = bitnet(["run", "-m", i2s, "-p", "Hi", "-n", "2", "--draft", spm]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("its vocabulary differs from the model's");
+      const lone = bitnet(["run", "-m", i2s, "-p", "Hi", "-n", "2", "--draft-max", "3"]);
+      expect(lone.code).not.toBe(0);
+      expect(lone.stderr).toContain("no --draft given");
+    });
+  });
+});
+
 describe("bitnet run", () => {
   it("streams the prompt and its continuation, with timings on stderr", () => {
     const r = bitnet([
