@@ -83,6 +83,17 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
         resolve();
       }, reject);
     };
+    // SIGUSR2 logs memory use, after a full garbage collection when Node runs with --expose-gc
+    // (so that soak tests and operators compare RSS without the collector's sawtooth).
+    process.on("SIGUSR2", () => {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      const m = process.memoryUsage();
+      const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+      log(
+        `memory${gc === undefined ? "" : " after a full GC"}: rss ${mib(m.rss)} MiB, JS heap ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB`,
+      );
+    });
     // SIGHUP re-reads the tenants file; a file that cannot be used keeps the keys in force.
     process.on("SIGHUP", () => {
       if (options.tenants === undefined) {
