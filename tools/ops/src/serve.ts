@@ -106,14 +106,23 @@ export async function startServe(
     exited,
     rssBytes: () => rssOf(child.pid!),
     rssAfterGc: async () => {
-      const before = stderr.length;
-      child.kill("SIGUSR2");
-      for (let i = 0; i < 200 && !stderr.slice(before).includes("after a full GC"); i++) {
-        await new Promise((r) => setTimeout(r, 10));
+      // Full collections until two readings a second apart agree within 1% (the first ones
+      // still include pages the collector is giving back).
+      let last = Number.NaN;
+      for (let attempt = 0; attempt < 6; attempt++) {
+        const before = stderr.length;
+        child.kill("SIGUSR2");
+        for (let i = 0; i < 200 && !stderr.slice(before).includes("after a full GC"); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+        const rss = rssOf(child.pid!);
+        if (Math.abs(rss - last) <= 0.01 * last) {
+          return rss;
+        }
+        last = rss;
       }
-      // Let the freed pages go back to the OS.
-      await new Promise((r) => setTimeout(r, 200));
-      return rssOf(child.pid!);
+      return last;
     },
   };
 }

@@ -4,7 +4,8 @@
  *   pnpm soak model.gguf [--requests 10000] [--minutes 10] [--concurrency 8] [--rss-tolerance 0.05]
  *
  * Exits 1 when the server crashed, any request failed (a 5xx other than 503, a broken stream)
- * or its idle RSS grew by more than the tolerance between the warm-up and the end.
+ * or its idle RSS grew by more than the tolerance between the warm-up and the end (a fall is
+ * reported, not failed: see soak.ts).
  */
 import { parseArgs } from "node:util";
 import { formatSoak, runSoak } from "./soak";
@@ -45,7 +46,6 @@ for (const failure of report.failures.slice(0, 20)) {
   console.error(`failure: ${failure}`);
 }
 const tolerance = Number(values["rss-tolerance"]);
-const ok =
-  !report.crashed && report.failures.length === 0 && Math.abs(report.rssChange) <= tolerance;
+const ok = !report.crashed && report.failures.length === 0 && report.rssChange <= tolerance;
 console.log(ok ? "soak passed" : "soak FAILED");
 process.exitCode = ok ? 0 : 1;

@@ -26,6 +26,7 @@ describe("soak (the CI's short version; `pnpm soak` runs 10,000 requests over 10
     for (const kind of report.kinds) {
       expect(kind.count, kind.kind).toBeGreaterThan(20);
     }
-    expect(Math.abs(report.rssChange)).toBeLessThanOrEqual(0.05);
+    // No growth beyond 5% (a fall is the machine reclaiming cold pages, see soak.ts).
+    expect(report.rssChange).toBeLessThanOrEqual(0.05);
   });
 });
