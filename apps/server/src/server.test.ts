@@ -74,6 +74,18 @@ async function uncached(): Promise<number> {
   return (await metric("bitnet_live_sequences")) - (await metric("bitnet_prompt_cache_entries"));
 }
 
+/** The rest of a response body as text. */
+async function readRest(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+  let text = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) {
+      return text;
+    }
+    text += new TextDecoder().decode(value);
+  }
+}
+
 /** Polls until `condition` holds (or fails the test after ~10 s). */
 async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 400; i++) {
@@ -636,13 +648,7 @@ describe("tenants", () => {
     await expect(complete(keys.free)).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     expect((await complete(keys.newbie)).usage!.completion_tokens).toBe(4);
     // The stream was not dropped by the reload.
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) {
-        break;
-      }
-      body += new TextDecoder().decode(value);
-    }
+    body += await readRest(reader);
     expect(body.trim().endsWith("data: [DONE]")).toBe(true);
     expect(body).toContain('"finish_reason":"length"');
 
@@ -865,13 +871,7 @@ describe("bitnet serve", () => {
     child.kill("SIGTERM");
     // A backend that never yields between steps may have sent the whole stream in that read.
     let body = new TextDecoder().decode(first.value);
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) {
-        break;
-      }
-      body += new TextDecoder().decode(value);
-    }
+    body += await readRest(reader);
     expect(body.trim().endsWith("data: [DONE]")).toBe(true);
     expect(body).toContain('"finish_reason":"length"');
     expect(await exited).toBe(0);
