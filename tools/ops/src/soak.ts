@@ -22,7 +22,10 @@ export type RequestKind =
 export interface SoakOptions {
   readonly model: string;
   readonly requests: number;
-  /** Requests before the first RSS reading (default 10%, at least 50). */
+  /**
+   * Requests before the first RSS reading (default 20%, at least 50): the server's memory
+   * settles only after its heap has grown to the load and the prompt cache has filled.
+   */
   readonly warmup?: number;
   /** Clients sending at once (default 8). */
   readonly concurrency?: number;
@@ -276,7 +279,7 @@ async function idle(server: ServeProcess): Promise<void> {
 
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const total = options.requests;
-  const warmup = options.warmup ?? Math.max(50, Math.floor(total / 10));
+  const warmup = options.warmup ?? Math.max(50, Math.floor(total / 5));
   const concurrency = options.concurrency ?? 8;
   const server = await startServe(
     options.model,
