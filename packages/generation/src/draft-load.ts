@@ -2,7 +2,6 @@
  * `--draft lookup|draft.gguf` as a library call: the prompt-lookup drafter, or a draft model
  * loaded beside the target and checked to share its vocabulary token for token.
  */
-import * as path from "node:path";
 import type { BackendName, BackendOptions } from "@bitnet-ts/engine-core";
 import { type Drafter, ModelDrafter, PromptLookupDrafter } from "./draft";
 import { GenerationError, GenerationErrorCode } from "./errors";
@@ -56,7 +55,8 @@ export async function loadDrafter(
   return {
     drafter: new ModelDrafter(draft.model, {
       ...maxDraft,
-      label: path.basename(spec).replace(/\.gguf$/i, ""),
+      // The file name without folders or .gguf (no node:path: this package runs in browsers too).
+      label: (spec.split(/[\\/]/).pop() ?? spec).replace(/\.gguf$/i, ""),
     }),
     dispose: () => draft.dispose(),
   };
