@@ -9,7 +9,7 @@
  * Readings may also fall over a long run on machines that reclaim cold pages (this VM runs
  * DAMON's kdamond): a fall is reported, only growth fails. Latency percentiles per kind are reported.
  */
-import { percentile, type ServeProcess, startServe } from "./serve";
+import { metric, percentile, type ServeProcess, startServe } from "./serve";
 
 export type RequestKind =
   | "chat"
@@ -261,15 +261,10 @@ async function one(url: string, index: number): Promise<Outcome> {
 /** Waits until the server runs and queues nothing, then a little longer for its cleanup. */
 async function idle(server: ServeProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    const text = await (await fetch(`${server.url}/metrics`)).text();
-    const value = (name: string) =>
-      Number(
-        text
-          .split("\n")
-          .find((l) => l.startsWith(`${name} `))
-          ?.split(" ")[1],
-      );
-    if (value("bitnet_busy_slots") === 0 && value("bitnet_queue_depth") === 0) {
+    if (
+      (await metric(server.url, "bitnet_busy_slots")) === 0 &&
+      (await metric(server.url, "bitnet_queue_depth")) === 0
+    ) {
       break;
     }
     await new Promise((r) => setTimeout(r, 50));
