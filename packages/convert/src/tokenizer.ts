@@ -215,7 +215,10 @@ function sentencePieceVocab(
     } else if (wire === 1) {
       at += 8;
     } else if (wire === 2) {
-      at += varint(end);
+      // Read the length first: `at += varint(end)` would add it to `at` as it was before the
+      // length's own bytes were consumed.
+      const length = varint(end);
+      at += length;
     } else if (wire === 5) {
       at += 4;
     } else {
