@@ -1,0 +1,1 @@
+"""Quantization-aware training of small BitNet b1.58 models (the 2B-4T architecture)."""
