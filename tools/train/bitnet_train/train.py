@@ -34,18 +34,21 @@ PRESETS: dict[str, dict] = {
         config=BitNetConfig(vocab_size=8192, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                             num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=512),
         seq_len=256, batch=128, lr=2e-3, warmup=200, minutes=7.0, corpus_bytes=None, tokenizer_docs=200_000,
+        sources=("gcide", "wordnet"),
     ),
     # ~1 M parameters: trains for a few minutes on two CPU cores; proves the export and eval path.
     "cpu": dict(
         config=BitNetConfig(vocab_size=2048, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256),
         seq_len=128, batch=32, lr=4e-3, warmup=50, minutes=12.0, corpus_bytes=8_000_000, tokenizer_docs=40_000,
+        sources=("gcide",),
     ),
     # Seconds: the CI test that runs the whole pipeline.
     "micro": dict(
         config=BitNetConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128),
         seq_len=64, batch=16, lr=5e-3, warmup=10, minutes=0.25, corpus_bytes=1_000_000, tokenizer_docs=5_000,
+        sources=("gcide",),
     ),
 }
 
@@ -124,10 +127,10 @@ def main() -> None:
 
     if args.corpus is not None:
         if preset["corpus_bytes"] is not None:
-            raise SystemExit(f"--corpus holds the whole dictionary; preset {args.preset} trains on a prefix of it")
+            raise SystemExit(f"--corpus holds every source whole; preset {args.preset} trains on a prefix of GCIDE")
         corpus = read_corpus(args.corpus)
     else:
-        corpus = load_corpus(preset["corpus_bytes"])
+        corpus = load_corpus(preset["corpus_bytes"], preset["sources"])
     (args.out / "heldout.txt").write_text("\n".join(corpus.heldout) + "\n", encoding="utf-8")
     tok_path = train_tokenizer(corpus.train, cfg.vocab_size, args.out / "tokenizer", preset["tokenizer_docs"])
     sp = load_tokenizer(tok_path)
