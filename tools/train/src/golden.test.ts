@@ -27,4 +27,14 @@ describe("engine vs PyTorch on the CPU-trained model (committed golden data)", (
       expect(r.perplexityRelativeDifference).toBeLessThan(0.001);
     });
   }
+
+  it("the comparison catches logits that are off by one position", async () => {
+    const vocab = data.golden.vocab_size;
+    const shifted = new Float32Array(data.logits.length);
+    shifted.set(data.logits.subarray(vocab));
+    shifted.set(data.logits.subarray(0, vocab), data.logits.length - vocab);
+    const r = await compareWithPytorch(MODEL, { ...data, logits: shifted }, { backend: "cpu" });
+    expect(r.logits.top1Agreement).toBeLessThan(0.5);
+    expect(r.logits.meanKl).toBeGreaterThan(0.1);
+  });
 });

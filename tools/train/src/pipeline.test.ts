@@ -64,7 +64,7 @@ describe.skipIf(trainer.python === undefined)(
       });
     });
 
-    it("converts to I2_S and TQ2_0, and both match PyTorch", () => {
+    it("converts to I2_S and TQ2_0, and both match PyTorch", async () => {
       runTrainer(python, "evaluate", [
         "--checkpoint",
         path.join(run, "checkpoint"),
@@ -79,20 +79,18 @@ describe.skipIf(trainer.python === undefined)(
       ]);
       fs.copyFileSync(path.join(run, "heldout.txt"), path.join(run, "golden", "heldout.txt"));
       const data = readGolden(path.join(run, "golden"));
-      return (async () => {
-        for (const type of ["i2_s", "tq2_0"]) {
-          const gguf = path.join(run, `model-${type}.gguf`);
-          expect(
-            bitnet(["convert", path.join(run, "checkpoint"), "-o", gguf, "--type", type]),
-          ).toMatch(/bitnet convert/);
-          const r = await compareWithPytorch(gguf, data, { backend: "cpu", threads: 2 });
-          console.log(`${type}\n${formatComparison([r])}`);
-          expect(r.tokenizedIdentical).toBe(r.tokenizedTotal);
-          expect(r.logits.top1Agreement).toBeGreaterThanOrEqual(0.9);
-          expect(r.logits.meanKl).toBeLessThan(1e-3);
-          expect(r.perplexityRelativeDifference).toBeLessThan(0.01);
-        }
-      })();
+      for (const type of ["i2_s", "tq2_0"]) {
+        const gguf = path.join(run, `model-${type}.gguf`);
+        expect(
+          bitnet(["convert", path.join(run, "checkpoint"), "-o", gguf, "--type", type]),
+        ).toMatch(/bitnet convert/);
+        const r = await compareWithPytorch(gguf, data, { backend: "cpu", threads: 2 });
+        console.log(`${type}\n${formatComparison([r])}`);
+        expect(r.tokenizedIdentical).toBe(r.tokenizedTotal);
+        expect(r.logits.top1Agreement).toBeGreaterThanOrEqual(0.9);
+        expect(r.logits.meanKl).toBeLessThan(1e-3);
+        expect(r.perplexityRelativeDifference).toBeLessThan(0.01);
+      }
     });
   },
 );
