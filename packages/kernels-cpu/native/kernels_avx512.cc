@@ -34,6 +34,7 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #endif
 constexpr int PREFETCH_BYTES = BITNET_PREFETCH_BYTES;
 
+
 #define CODES(packed, shift) _mm512_and_si512(_mm512_srli_epi16(packed, shift), mask3)
 
 // A 128-element tail block (natural activation order), with 256-bit VNNI.
@@ -161,11 +162,85 @@ inline int32_t tq2_block_dot(const uint8_t* qs, const int8_t* qb, __m512i mask3)
   return hsum_i32(_mm512_add_epi32(a0, a1));
 }
 
+// One token's 16-lane partial sums for one TQ2_0 block whose four code vectors are unpacked.
+inline __m512i tq2_token(__m512i c0, __m512i c1, __m512i c2, __m512i c3, const int8_t* qb) {
+  __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c0, _mm512_loadu_si512(qb));
+  __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c1, _mm512_loadu_si512(qb + 64));
+  a0 = _mm512_dpbusd_epi32(a0, c2, _mm512_loadu_si512(qb + 128));
+  a1 = _mm512_dpbusd_epi32(a1, c3, _mm512_loadu_si512(qb + 192));
+  return _mm512_add_epi32(a0, a1);
+}
+
+// Lane k = the sum of v[k]'s sixteen lanes (integer: exact in any order).
+inline __m128i hsum4_i32_512(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+  const __m256i a = _mm256_add_epi32(_mm512_castsi512_si256(v0), _mm512_extracti64x4_epi64(v0, 1));
+  const __m256i b = _mm256_add_epi32(_mm512_castsi512_si256(v1), _mm512_extracti64x4_epi64(v1, 1));
+  const __m256i c = _mm256_add_epi32(_mm512_castsi512_si256(v2), _mm512_extracti64x4_epi64(v2, 1));
+  const __m256i d = _mm256_add_epi32(_mm512_castsi512_si256(v3), _mm512_extracti64x4_epi64(v3, 1));
+  const __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+// NT tokens per pass over a row: each block's codes are loaded and unpacked once for all of
+// them (prefill, batched decode). Per token the block sums are exact integers and the scaled
+// sums accumulate lane-wise in block order with the scalar kernel's operations, so every token's
+// result is bit-exact with the one-token loop and the scalar kernel.
+template <int NT>
+inline void tq2_tokens_avx512(const BlockTQ2* row, int64_t nb, int64_t cols, int64_t t, int64_t r, const int8_t* q,
+                              const float* act_d, const int32_t* act_bsum, float* out, int64_t out_stride,
+                              __m512i mask3) {
+  static_assert(NT % 4 == 0, "groups of four tokens");
+  __m128 sumf[NT / 4];
+  for (int g = 0; g < NT / 4; g++) sumf[g] = _mm_setzero_ps();
+  const int8_t* q0 = q + t * cols;
+  for (int64_t b = 0; b < nb; b++) {
+    const __m512i packed = _mm512_loadu_si512(row[b].qs);
+    const __m512i c0 = _mm512_and_si512(packed, mask3), c1 = CODES(packed, 2), c2 = CODES(packed, 4),
+                  c3 = CODES(packed, 6);
+    const float wd = _cvtsh_ss(row[b].d);
+    const int64_t off = 256 * b;
+    for (int g = 0; g < NT / 4; g++) {
+      const int64_t k = 4 * g;
+      const __m128i sumi = hsum4_i32_512(
+          tq2_token(c0, c1, c2, c3, q0 + k * cols + off), tq2_token(c0, c1, c2, c3, q0 + (k + 1) * cols + off),
+          tq2_token(c0, c1, c2, c3, q0 + (k + 2) * cols + off), tq2_token(c0, c1, c2, c3, q0 + (k + 3) * cols + off));
+      const int64_t tk = t + k;
+      const __m128i bsum = _mm_setr_epi32(act_bsum[tk * nb + b], act_bsum[(tk + 1) * nb + b],
+                                          act_bsum[(tk + 2) * nb + b], act_bsum[(tk + 3) * nb + b]);
+      const __m128 ad = _mm_setr_ps(act_d[tk * nb + b], act_d[(tk + 1) * nb + b], act_d[(tk + 2) * nb + b],
+                                    act_d[(tk + 3) * nb + b]);
+      const __m128 scale = _mm_mul_ps(ad, _mm_set1_ps(wd));
+      sumf[g] = _mm_add_ps(sumf[g], _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(sumi, bsum)), scale));
+    }
+  }
+  for (int g = 0; g < NT / 4; g++) {
+    alignas(16) float o[4];
+    _mm_store_ps(o, sumf[g]);
+    for (int k = 0; k < 4; k++) out[(t + 4 * g + k) * out_stride + r] = o[k];
+  }
+}
+
 void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                      const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
   const __m512i mask3 = _mm512_set1_epi8(3);
   const int64_t nb = cols / 256;
-  for (int64_t t = 0; t < T; t++) {
+  // Groups of eight, then four tokens, each passing over all of the rows (a matrix's weights are
+  // L3-resident during a step; tiling the rows for L2 measured no faster on Zen 4).
+  const int64_t T4 = T - T % 4;
+  int64_t t = 0;
+  for (; t + 8 <= T4; t += 8) {
+    for (int64_t r = r0; r < r1; r++) {
+      tq2_tokens_avx512<8>(w + r * nb, nb, cols, t, r, q, act_d, act_bsum, out, out_stride, mask3);
+    }
+  }
+  for (; t < T4; t += 4) {
+    for (int64_t r = r0; r < r1; r++) {
+      tq2_tokens_avx512<4>(w + r * nb, nb, cols, t, r, q, act_d, act_bsum, out, out_stride, mask3);
+    }
+  }
+  const int64_t t0 = T4;
+  // The remaining tokens (decode: all of them), two rows per pass.
+  for (int64_t t = t0; t < T; t++) {
     const int8_t* qt = q + t * cols;
     const float* dt = act_d + t * nb;
     const int32_t* st = act_bsum + t * nb;
