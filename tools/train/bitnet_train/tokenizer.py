@@ -6,6 +6,7 @@ characters spelled as byte pieces, <unk>/<s>/</s> at ids 0/1/2.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sentencepiece as spm
@@ -35,7 +36,7 @@ def train_tokenizer(docs: list[str], vocab_size: int, out_prefix: Path, max_docs
         pad_id=-1,
         shuffle_input_sentence=False,
         max_sentence_length=16384,
-        num_threads=2,
+        num_threads=min(16, os.cpu_count() or 1),
         minloglevel=2,
     )
     text.unlink()

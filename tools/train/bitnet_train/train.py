@@ -33,7 +33,7 @@ PRESETS: dict[str, dict] = {
     "default": dict(
         config=BitNetConfig(vocab_size=8192, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                             num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=512),
-        seq_len=256, batch=128, lr=2e-3, warmup=200, minutes=7.0, corpus_bytes=None, tokenizer_docs=200_000,
+        seq_len=256, batch=128, lr=2e-3, warmup=200, minutes=6.0, corpus_bytes=None, tokenizer_docs=200_000,
         sources=("gcide", "wordnet"),
     ),
     # ~1 M parameters: trains for a few minutes on two CPU cores; proves the export and eval path.
