@@ -26,6 +26,8 @@ if (values.help || positionals.length !== 2) {
   );
   process.exit(values.help ? 0 : 2);
 }
+// Paths are relative to where pnpm was called from, not to the repository root it runs in.
+process.chdir(process.env["INIT_CWD"] ?? process.cwd());
 const [model, dir] = positionals as [string, string];
 const threads = values.threads === undefined ? undefined : Number(values.threads);
 if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) {
