@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, help="training time budget (default: the preset's)")
     ap.add_argument("--steps", type=int, help="stop after this many steps instead of at the time budget")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--batch", type=int, help="sequences per step (default: the preset's)")
     ap.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--corpus", type=Path, help="the corpus as `python3 -m bitnet_train.data --write` saved it "
@@ -136,7 +137,7 @@ def main() -> None:
     sp = load_tokenizer(tok_path)
     train_stream = encode_stream(sp, corpus.train, cfg.bos_token_id, cfg.eos_token_id)
     held_stream = encode_stream(sp, corpus.heldout, cfg.bos_token_id, cfg.eos_token_id)
-    seq_len, batch = preset["seq_len"], preset["batch"]
+    seq_len, batch = preset["seq_len"], args.batch or preset["batch"]
     held_batches = windows(held_stream, seq_len, 256)
     print(f"corpus: {len(corpus.train)} train / {len(corpus.heldout)} held-out documents, "
           f"{len(train_stream)} / {len(held_stream)} tokens ({time.time() - started:.0f} s)", flush=True)
