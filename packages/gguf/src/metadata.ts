@@ -1,4 +1,5 @@
 import { GgufError, GgufErrorCode } from "./errors";
+import { GgufStringList } from "./string-list";
 
 /** GGUF metadata value type ids (gguf.h `enum gguf_type`). */
 export const GgufValueType = {
@@ -79,7 +80,11 @@ type NumberValueType =
 
 type BigintValueType = typeof GgufValueType.UINT64 | typeof GgufValueType.INT64;
 
-/** Array payloads: typed arrays for numbers, plain arrays for bools/strings/nested arrays. */
+/**
+ * Array payloads: typed arrays for numbers, plain arrays for bools and nested arrays; strings are
+ * a plain array when built in memory and a {@link GgufStringList} (bytes, decoded on demand) when
+ * read from a file.
+ */
 export type GgufArrayData =
   | Uint8Array
   | Int8Array
@@ -93,6 +98,7 @@ export type GgufArrayData =
   | BigInt64Array
   | boolean[]
   | string[]
+  | GgufStringList
   | GgufArrayValue[];
 
 /** An array value (nested arrays are arrays of these). */
@@ -295,8 +301,37 @@ export class GgufMetadata implements Iterable<[string, GgufValue]> {
     return value;
   }
 
-  /** An array of strings. */
+  /**
+   * An array of strings as JS strings. For a file's large arrays (a vocabulary, merges) this
+   * decodes every element; {@link getStringList} reads them without decoding.
+   */
   getStringArray(key: string): readonly string[] | undefined {
+    const value = this.#stringArray(key);
+    if (value === undefined) {
+      return undefined;
+    }
+    return value instanceof GgufStringList ? value.toArray() : (value as string[]);
+  }
+
+  /** An array of strings as a {@link GgufStringList} (no copy when read from a file). */
+  getStringList(key: string): GgufStringList | undefined {
+    const value = this.#stringArray(key);
+    if (value === undefined) {
+      return undefined;
+    }
+    return value instanceof GgufStringList ? value : GgufStringList.from(value as string[]);
+  }
+
+  requireStringList(key: string): GgufStringList {
+    return this.getStringList(key) ?? missing(key, "ARRAY of STRING");
+  }
+
+  /** The number of elements of an array value, without decoding it. */
+  getArrayLength(key: string): number | undefined {
+    return this.getArray(key)?.value.length;
+  }
+
+  #stringArray(key: string): GgufArrayData | undefined {
     const value = this.getArray(key);
     if (value === undefined) {
       return undefined;
@@ -304,7 +339,7 @@ export class GgufMetadata implements Iterable<[string, GgufValue]> {
     if (value.elementType !== GgufValueType.STRING) {
       throw wrongType(key, "ARRAY of STRING", value);
     }
-    return value.value as string[];
+    return value.value;
   }
 
   requireStringArray(key: string): readonly string[] {
@@ -397,6 +432,9 @@ function arrayToJson(value: GgufArrayValue, maxArrayLength: number): unknown {
   const data = value.value;
   if (data.length > maxArrayLength) {
     return { array: valueTypeName(value.elementType), length: data.length };
+  }
+  if (data instanceof GgufStringList) {
+    return data.toArray();
   }
   const out: unknown[] = [];
   for (let i = 0; i < data.length; i++) {

@@ -30,4 +30,5 @@ export {
 export { type ReadGgufOptions, readGgufFrom } from "./read";
 export { alignUp, GgufFile, type GgufTensorInfo, type ParseGgufOptions, parseGguf } from "./reader";
 export { type ByteSource, blobSource, bytesSource } from "./source";
+export { GgufStringList, isWellFormedUtf8 } from "./string-list";
 export type { ChunkSink, GgufWriterOptions, TensorData, WriteProgress } from "./writer";

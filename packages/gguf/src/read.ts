@@ -46,25 +46,81 @@ export async function readGgufWith(
   if (options.tensorData === true) {
     return parse(await readExactly(source, 0, size, "the whole file"), size, true, attach);
   }
-  let bytes = await readExactly(source, 0, Math.min(size, FIRST_READ_BYTES), "the GGUF header");
-  for (;;) {
-    try {
-      return parse(bytes, size, false, attach);
-    } catch (error) {
-      if (!(error instanceof NeedMoreBytes)) {
-        throw error;
+  const header = new HeaderBuffer(size);
+  try {
+    let length = Math.min(size, FIRST_READ_BYTES);
+    header.grow(length).set(await readExactly(source, 0, length, "the GGUF header"));
+    for (;;) {
+      try {
+        return parse(header.bytes, size, false, attach);
+      } catch (error) {
+        if (!(error instanceof NeedMoreBytes)) {
+          throw error;
+        }
+        const had = length;
+        length = nextHeaderLength(had, error.needed, size);
+        const more = await readExactly(source, had, length - had, "the GGUF header");
+        header.grow(length).set(more, had);
       }
-      const length = Math.min(size, Math.max(bytes.length * 2, error.needed));
-      const more = await readExactly(
-        source,
-        bytes.length,
-        length - bytes.length,
-        "the GGUF header",
-      );
-      const grown = new Uint8Array(length);
-      grown.set(bytes);
-      grown.set(more, bytes.length);
-      bytes = grown;
     }
+  } finally {
+    header.release(); // parse copies what it keeps: the bytes are garbage from here on
+  }
+}
+
+/** The next header read: double, or up to what the parser needs, within the file. */
+export function nextHeaderLength(had: number, needed: number, size: number): number {
+  return Math.min(size, Math.max(had * 2, needed));
+}
+
+/** The largest header buffer reserved as one resizable ArrayBuffer (address space, not memory). */
+const MAX_RESIZABLE_HEADER = 1 << 30;
+
+/**
+ * The header's bytes while it is parsed, in a resizable ArrayBuffer where the runtime has one
+ * (Node 20, current browsers): it grows in place and `release()` returns its memory at once.
+ * Plain buffers grown by copying left every smaller copy, ~20 MB for a 2B-4T header, as
+ * garbage that no GC collects before the model's weights are loaded, which is when memory
+ * peaks. Falls back to copying where resizable buffers are missing or too small.
+ */
+export class HeaderBuffer {
+  #resizable: ArrayBuffer | undefined;
+  #bytes = new Uint8Array(0);
+
+  constructor(fileSize: number) {
+    try {
+      const buffer = new ArrayBuffer(0, {
+        maxByteLength: Math.min(fileSize, MAX_RESIZABLE_HEADER),
+      });
+      this.#resizable = buffer.resizable ? buffer : undefined;
+    } catch {
+      this.#resizable = undefined; // a runtime without resizable buffers, or too little space
+    }
+  }
+
+  get bytes(): Uint8Array {
+    return this.#bytes;
+  }
+
+  /** Grows to `length` bytes, keeping the bytes already there; returns the whole buffer. */
+  grow(length: number): Uint8Array {
+    const resizable = this.#resizable;
+    if (resizable !== undefined && length <= resizable.maxByteLength) {
+      resizable.resize(length);
+      this.#bytes = new Uint8Array(resizable, 0, length);
+    } else {
+      const grown = new Uint8Array(length);
+      grown.set(this.#bytes);
+      this.#resizable?.resize(0);
+      this.#resizable = undefined;
+      this.#bytes = grown;
+    }
+    return this.#bytes;
+  }
+
+  /** Gives the memory back (resizable buffers) and forgets the bytes. */
+  release(): void {
+    this.#resizable?.resize(0);
+    this.#bytes = new Uint8Array(0);
   }
 }

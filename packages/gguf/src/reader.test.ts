@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { plain } from "../test/plain";
 import { Raw } from "../test/raw";
 import { GgufError, type GgufErrorCode } from "./errors";
 import { GgufValueType, gguf } from "./metadata";
@@ -106,9 +107,9 @@ describe("parseGguf on valid files", () => {
       gguf.array(GgufValueType.UINT64, BigUint64Array.of(1n, 2n ** 63n)),
     );
     expect(got["arr.bool"]).toEqual(gguf.array(GgufValueType.BOOL, [true, false]));
-    expect(got["arr.str"]).toEqual(gguf.stringArray(["a", "", "日本"]));
-    expect(got["arr.empty"]).toEqual(gguf.stringArray([]));
-    expect(got["arr.nested"]).toEqual(
+    expect(plain(got["arr.str"])).toEqual(gguf.stringArray(["a", "", "日本"]));
+    expect(plain(got["arr.empty"])).toEqual(gguf.stringArray([]));
+    expect(plain(got["arr.nested"])).toEqual(
       gguf.array(GgufValueType.ARRAY, [gguf.int32Array([1, 2]), gguf.stringArray(["x"])]),
     );
     expect([...file.metadata.keys()]).toEqual(Object.keys(got));
@@ -321,6 +322,20 @@ describe("parseGguf on malformed files", () => {
         .build(),
       "GGUF_INVALID_UTF8",
     );
+    // In a string array (read as bytes, validated without decoding): the second element.
+    const inArray = rejects(
+      new Raw()
+        .header(0, 1)
+        .str("k")
+        .u32(9)
+        .u32(8)
+        .u64(2)
+        .str("ok")
+        .str(Uint8Array.of(0xf4, 0x90, 0x80, 0x80))
+        .build(),
+      "GGUF_INVALID_UTF8",
+    );
+    expect(inArray.message).toContain('element 1 of array "k"');
   });
 
   it("rejects empty and duplicate keys", () => {

@@ -24,6 +24,7 @@ import {
   valueTypeName,
 } from "./metadata";
 import { type ByteSource, readExactly } from "./source";
+import { GgufStringList, isWellFormedUtf8 } from "./string-list";
 
 /** One tensor as described by the file: where its bytes are and how to read them. */
 export interface GgufTensorInfo {
@@ -189,7 +190,8 @@ class Cursor {
     return this.fileSize - this.pos;
   }
 
-  need(n: number, what: string): void {
+  /** `what` may be a function, so hot loops build their message only when it is needed. */
+  need(n: number, lazyWhat: string | (() => string)): void {
     const end = this.pos + n;
     if (end <= this.bytes.length) {
       return;
@@ -197,6 +199,7 @@ class Cursor {
     if (end <= this.fileSize) {
       throw new NeedMoreBytes(end);
     }
+    const what = typeof lazyWhat === "string" ? lazyWhat : lazyWhat();
     throw new GgufError(
       GgufErrorCode.TRUNCATED,
       `could not read ${what} - the file ends at byte ${this.fileSize} but ${what} needs ${n} bytes from offset ${this.pos}.\nThe file is truncated (an incomplete download or copy?).`,
@@ -223,6 +226,28 @@ class Cursor {
     return v;
   }
 
+  /**
+   * A u64 length checked against `max` (≤ 2^53) and returned as a number, without a BigInt:
+   * string arrays read one per element, and 400k BigInts would churn the young generation.
+   */
+  length(lazyWhat: string | (() => string), max: number, unit: string): number {
+    const at = this.pos;
+    this.need(8, lazyWhat);
+    const low = this.view.getUint32(this.pos, true);
+    const high = this.view.getUint32(this.pos + 4, true);
+    this.pos += 8;
+    const v = high * 2 ** 32 + low;
+    if (high >= 2 ** 21 || v > max) {
+      const what = typeof lazyWhat === "string" ? lazyWhat : lazyWhat();
+      throw new GgufError(
+        GgufErrorCode.LIMIT_EXCEEDED,
+        `could not read ${what} - its length ${(BigInt(high) << 32n) | BigInt(low)} exceeds the limit of ${max} ${unit}.\nThe file is corrupt or hostile.`,
+        { offset: at },
+      );
+    }
+    return v;
+  }
+
   /** A u64 count checked against `max` (and returned as a number). */
   count(what: string, max: number, unit: string): number {
     const at = this.pos;
@@ -239,16 +264,7 @@ class Cursor {
 
   /** A GGUF string: u64 length + UTF-8 bytes, validated. */
   string(what: string, maxBytes: number): string {
-    const at = this.pos;
-    const length = this.u64(`the length of ${what}`);
-    if (length > BigInt(maxBytes)) {
-      throw new GgufError(
-        GgufErrorCode.LIMIT_EXCEEDED,
-        `could not read ${what} - its length ${length} exceeds the limit of ${maxBytes} bytes.\nThe file is corrupt or hostile.`,
-        { offset: at },
-      );
-    }
-    const n = Number(length);
+    const n = this.length(`the length of ${what}`, maxBytes, "bytes");
     this.need(n, what);
     const start = this.pos;
     const end = start + n;
@@ -274,7 +290,9 @@ function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string)
     return String.fromCharCode.apply(null, slice as unknown as number[]);
   }
   try {
-    return textDecoder.decode(slice);
+    // Browsers' TextDecoder refuses views of resizable buffers (the header is read into one):
+    // decode a copy there. Node accepts them, but the copy is the same few bytes either way.
+    return textDecoder.decode((bytes.buffer as ArrayBuffer).resizable ? slice.slice() : slice);
   } catch (error) {
     // The decoder is fatal: invalid UTF-8 throws instead of becoming U+FFFD.
     throw new GgufError(
@@ -708,14 +726,9 @@ function readArray(c: Cursor, key: string, depth: number): GgufArrayValue {
       value = out;
       break;
     }
-    case GgufValueType.STRING: {
-      const out: string[] = [];
-      for (let i = 0; i < count; i++) {
-        out.push(c.string(`element ${i} of array "${key}"`, MAX_STRING_BYTES));
-      }
-      value = out;
+    case GgufValueType.STRING:
+      value = readStringList(c, key, count);
       break;
-    }
     case GgufValueType.ARRAY: {
       const out: GgufArrayValue[] = [];
       for (let i = 0; i < count; i++) {
@@ -747,4 +760,52 @@ function checkOverlaps(tensors: GgufTensorInfo[]): void {
 export function alignUp(x: number, alignment: number): number {
   const rem = x % alignment;
   return rem === 0 ? x : x + (alignment - rem);
+}
+
+/**
+ * A string array kept as bytes: one pass checks every length and validates the UTF-8 in place,
+ * a second copies the bytes into one compact buffer. Nothing is decoded, so a 400k-string
+ * vocabulary costs its bytes plus 4 bytes a string instead of a JS string each.
+ */
+function readStringList(c: Cursor, key: string, count: number): GgufStringList {
+  const first = c.pos;
+  const ends = new Uint32Array(count);
+  let total = 0;
+  // Messages are built only on failure: 400k template strings would be 150 MB of garbage.
+  let i = 0;
+  const what = (): string => `element ${i} of array "${key}"`;
+  const lengthOf = (): string => `the length of ${what()}`;
+  for (; i < count; i++) {
+    const at = c.pos;
+    const n = c.length(lengthOf, MAX_STRING_BYTES, "bytes");
+    c.need(n, what);
+    if (!isWellFormedUtf8(c.bytes, c.pos, c.pos + n)) {
+      throw new GgufError(
+        GgufErrorCode.INVALID_UTF8,
+        `could not read ${what()} - its ${n} bytes at offset ${c.pos} are not valid UTF-8.\nThe file is corrupt.`,
+        { offset: c.pos },
+      );
+    }
+    c.pos += n;
+    total += n;
+    if (total > 0xffffffff) {
+      throw new GgufError(
+        GgufErrorCode.LIMIT_EXCEEDED,
+        `could not read array "${key}" - its strings exceed 4 GiB in all.\nThe file is corrupt or hostile.`,
+        { offset: at },
+      );
+    }
+    ends[i] = total;
+  }
+  const bytes = new Uint8Array(total);
+  const source = c.bytes;
+  let from = first;
+  for (let k = 0; k < count; k++) {
+    from += 8;
+    // A byte loop: most strings are a few bytes, and a subarray per string would be garbage.
+    for (let to = k === 0 ? 0 : ends[k - 1]!, end = ends[k]!; to < end; to++, from++) {
+      bytes[to] = source[from]!;
+    }
+  }
+  return new GgufStringList(bytes, ends);
 }

@@ -9,6 +9,7 @@ import {
 } from "./limits";
 import { type GgufArrayValue, type GgufValue, GgufValueType, valueTypeName } from "./metadata";
 import { alignUp } from "./reader";
+import { GgufStringList } from "./string-list";
 
 /** Tensor bytes given all at once, or produced in chunks (for files larger than memory). */
 export type TensorData = Uint8Array | (() => Iterable<Uint8Array> | AsyncIterable<Uint8Array>);
@@ -404,6 +405,9 @@ function checkArray(
     }
     return;
   }
+  if (elementType === GgufValueType.STRING && data instanceof GgufStringList) {
+    return; // its bytes were validated as UTF-8 when read, or encoded from strings
+  }
   if (!Array.isArray(data)) {
     bad(`must hold a plain array for ${valueTypeName(elementType)} elements`);
   }
@@ -565,6 +569,13 @@ function writeArray(out: ByteBuilder, value: GgufArrayValue): void {
   if (ArrayBuffer.isView(data)) {
     // Typed arrays are little-endian on every platform Node supports for this package.
     out.bytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return;
+  }
+  if (data instanceof GgufStringList) {
+    for (let i = 0; i < data.length; i++) {
+      out.u64(BigInt(data.end(i) - data.start(i)));
+      out.bytes(data.bytes(i));
+    }
     return;
   }
   for (const element of data) {

@@ -4,6 +4,7 @@
  */
 import {
   type GgufFile,
+  GgufStringList,
   type GgufValue,
   GgufValueType,
   metadataValueToJson,
@@ -45,7 +46,7 @@ function previewValue(value: GgufValue): string {
   if (value.type === GgufValueType.ARRAY) {
     const data = value.value;
     const items = Array.from({ length: Math.min(PREVIEW_ITEMS, data.length) }, (_, i) => {
-      const element = data[i];
+      const element = data instanceof GgufStringList ? data.get(i) : data[i];
       if (typeof element === "string") {
         return JSON.stringify(truncate(element, 24));
       }

@@ -13,7 +13,7 @@ export const bitnetB158: Architecture = {
   names: ["bitnet-b1.58", "bitnet-25", "bitnet-1.58"],
   description: "BitNet b1.58 2B-4T (bitnet.cpp): relu² FFN, I2_S",
   hparams(md, arch, options) {
-    const vocabSize = md.getStringArray("tokenizer.ggml.tokens")?.length ?? 0;
+    const vocabSize = md.getArrayLength("tokenizer.ggml.tokens") ?? 0;
     const hp = readHParams(md, arch, { ffnActivation: "relu2", vocabSize });
     return options.ffnActivation === undefined
       ? hp

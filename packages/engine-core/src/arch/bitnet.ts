@@ -16,7 +16,7 @@ export const bitnet: Architecture = {
   names: ["bitnet"],
   description: "BitNet b1.58 as mainline llama.cpp runs it: SiLU FFN, TQ1_0/TQ2_0",
   hparams(md, arch, options) {
-    const vocabSize = md.getStringArray("tokenizer.ggml.tokens")?.length ?? 0;
+    const vocabSize = md.getArrayLength("tokenizer.ggml.tokens") ?? 0;
     const hp = readHParams(md, arch, { ffnActivation: "silu", vocabSize });
     return options.ffnActivation === undefined
       ? hp

@@ -1,7 +1,13 @@
 /** Node only: reading GGUF files by path (the browser build has stubs that throw). */
 import * as fs from "node:fs";
 import { GgufError } from "../errors";
-import { FIRST_READ_BYTES, type ReadGgufOptions, readGgufWith } from "../read";
+import {
+  FIRST_READ_BYTES,
+  HeaderBuffer,
+  nextHeaderLength,
+  type ReadGgufOptions,
+  readGgufWith,
+} from "../read";
 import { type GgufFile, NeedMoreBytes, parse } from "../reader";
 import { ioError, openFileSource, reopeningFileSource, shrunk } from "./file-source";
 
@@ -48,25 +54,38 @@ function readSync(path: string, options: ReadGgufFileOptions): GgufFile {
   try {
     const { size } = fs.fstatSync(fd);
     const source = reopeningFileSource(path, size);
-    let length = options.tensorData ? size : Math.min(size, FIRST_READ_BYTES);
-    for (;;) {
-      const bytes = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const n = fs.readSync(fd, bytes, done, length - done, done);
+    const fill = (bytes: Uint8Array, from: number): void => {
+      for (let done = from; done < bytes.length; ) {
+        const n = fs.readSync(fd, bytes, done, bytes.length - done, done);
         if (n === 0) {
-          throw shrunk(path, done, length);
+          throw shrunk(path, done, bytes.length);
         }
         done += n;
       }
-      try {
-        return parse(bytes, size, options.tensorData === true, source);
-      } catch (error) {
-        if (!(error instanceof NeedMoreBytes)) {
-          throw error;
+    };
+    if (options.tensorData) {
+      const bytes = new Uint8Array(size);
+      fill(bytes, 0);
+      return parse(bytes, size, true, source);
+    }
+    const header = new HeaderBuffer(size);
+    try {
+      let length = Math.min(size, FIRST_READ_BYTES);
+      fill(header.grow(length), 0);
+      for (;;) {
+        try {
+          return parse(header.bytes, size, false, source);
+        } catch (error) {
+          if (!(error instanceof NeedMoreBytes)) {
+            throw error;
+          }
+          const had = length;
+          length = nextHeaderLength(had, error.needed, size);
+          fill(header.grow(length), had);
         }
-        length = Math.min(size, Math.max(length * 2, error.needed));
       }
+    } finally {
+      header.release();
     }
   } finally {
     fs.closeSync(fd);
