@@ -43,8 +43,7 @@ export async function loadDrafter(
   });
   const a = target.tokenizer.vocab.tokens;
   const b = draft.tokenizer.vocab.tokens;
-  const differs =
-    a.length !== b.length ? Math.min(a.length, b.length) : a.findIndex((t, i) => t !== b[i]);
+  const differs = a.firstDifference(b);
   if (differs !== -1) {
     await draft.dispose();
     throw new GenerationError(

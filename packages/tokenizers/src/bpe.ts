@@ -7,79 +7,97 @@
  * the end of the vocabulary, so merge behaviour matches llama.cpp even for odd vocabularies;
  * such symbols are emitted as their bytes' tokens at the end, as llama.cpp does.
  */
+import type { GgufStringList } from "@bitnet-ts/gguf";
 import { BYTE_TO_CHAR } from "./byte-level";
-import { TokenizerError, TokenizerErrorCode } from "./errors";
 import { PairHeap } from "./heap";
+import { PairIndex, StringIndex } from "./tables";
 
-/** Pair keys are left · 2^21 + right: symbol ids must stay below 2^21 (2M). */
-const ID_BITS = 2 ** 21;
 /** Words up to this many characters merge by rescanning; longer ones use a heap. */
 const SHORT_WORD = 24;
 
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** Bytes in the UTF-8 sequence a lead byte starts. */
+function sequenceLength(lead: number): number {
+  return lead < 0xc0 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+}
+
 export class BpeModel {
   readonly vocabSize: number;
-  /** Symbol string → id (vocabulary tokens first, extra merge-only strings after). */
-  readonly #ids = new Map<string, number>();
-  readonly #strings: string[];
-  /** Pair key → merge index; rank = index. */
-  readonly #pairs = new Map<number, number>();
+  /** Vocabulary string → id, by bytes. */
+  readonly #ids: StringIndex;
+  /** Strings that occur in merges but not in the vocabulary: id vocabSize + i. */
+  readonly #extras: string[] = [];
+  readonly #extraIds = new Map<string, number>();
+  /** (left, right) → merge rank. */
+  readonly #pairs: PairIndex;
+  /** Rank → the merged symbol. */
   readonly #merged: Int32Array;
   /** Byte → id of the byte's one-character token (for fallback), -1 if absent. */
   readonly #byteIds = new Int32Array(256).fill(-1);
   /** Code unit (< 324) → id of that byte-level character, -1 if absent. */
   readonly #charIds = new Int32Array(324).fill(-1);
 
-  constructor(tokens: readonly string[], merges: readonly string[]) {
+  constructor(tokens: GgufStringList, merges: GgufStringList) {
     this.vocabSize = tokens.length;
-    this.#strings = [...tokens];
-    for (let id = tokens.length - 1; id >= 0; id--) {
-      this.#ids.set(tokens[id]!, id); // lowest id wins for duplicate strings
-    }
-    const symbol = (s: string): number => {
-      let id = this.#ids.get(s);
-      if (id === undefined) {
-        id = this.#strings.length;
-        this.#strings.push(s);
-        this.#ids.set(s, id);
+    this.#ids = new StringIndex(tokens);
+    this.#pairs = new PairIndex(merges.length);
+    const merged = new Int32Array(merges.length);
+    const bytes = merges.buffer;
+    // Works on the merge list's bytes: no string is decoded unless it is missing from the vocabulary.
+    const symbol = (a0: number, a1: number, b0: number, b1: number): number => {
+      const id = this.#ids.findJoined(bytes, a0, a1, b0, b1);
+      if (id >= 0) {
+        return id;
       }
-      return id;
+      const text = decoder.decode(bytes.subarray(a0, a1)) + decoder.decode(bytes.subarray(b0, b1));
+      return this.#extra(text);
     };
-    const merged: number[] = [];
     for (let rank = 0; rank < merges.length; rank++) {
-      const merge = merges[rank]!;
-      // Split at the first space at index ≥ 1 (llama.cpp), so a left part may start with a space char.
-      const space = merge.indexOf(" ", 1);
+      const start = merges.start(rank);
+      const end = merges.end(rank);
+      // Split at the first space after the first character (llama.cpp: index ≥ 1), so a left
+      // part may start with a space character.
+      let space = -1;
+      for (let i = start + (start < end ? sequenceLength(bytes[start]!) : 0); i < end; i++) {
+        if (bytes[i] === 0x20) {
+          space = i;
+          break;
+        }
+      }
       if (space < 0) {
         continue; // unsplittable merges are skipped, as llama.cpp does
       }
-      const left = symbol(merge.slice(0, space));
-      const right = symbol(merge.slice(space + 1));
-      const key = left * ID_BITS + right;
-      if (!this.#pairs.has(key)) {
-        this.#pairs.set(key, merged.length);
-        merged.push(symbol(merge.slice(0, space) + merge.slice(space + 1)));
+      const left = symbol(start, space, space, space);
+      const right = symbol(space + 1, end, end, end);
+      if (this.#pairs.add(left, right)) {
+        merged[this.#pairs.size - 1] = symbol(start, space, space + 1, end);
       }
     }
-    if (this.#strings.length >= ID_BITS) {
-      throw new TokenizerError(
-        TokenizerErrorCode.INVALID_VOCAB,
-        `could not build a BPE tokenizer - ${this.#strings.length} symbols exceed the supported 2^21.`,
-      );
-    }
-    this.#merged = Int32Array.from(merged);
+    this.#merged = merged.slice(0, this.#pairs.size);
     for (let b = 0; b < 256; b++) {
-      const id = this.#ids.get(BYTE_TO_CHAR[b]!);
-      if (id !== undefined && id < this.vocabSize) {
+      const id = this.#ids.find(BYTE_TO_CHAR[b]!);
+      if (id >= 0) {
         this.#byteIds[b] = id;
         this.#charIds[BYTE_TO_CHAR[b]!.charCodeAt(0)] = id;
       }
     }
   }
 
+  #extra(text: string): number {
+    let id = this.#extraIds.get(text);
+    if (id === undefined) {
+      id = this.vocabSize + this.#extras.length;
+      this.#extras.push(text);
+      this.#extraIds.set(text, id);
+    }
+    return id;
+  }
+
   /** The id of a vocabulary string, or undefined. */
   tokenId(text: string): number | undefined {
-    const id = this.#ids.get(text);
-    return id !== undefined && id < this.vocabSize ? id : undefined;
+    const id = this.#ids.find(text);
+    return id >= 0 ? id : undefined;
   }
 
   /**
@@ -108,14 +126,16 @@ export class BpeModel {
   }
 
   #symbolFor(ch: string): number {
-    return this.#ids.get(ch) ?? -1 - ch.charCodeAt(0); // negative: a character no merge involves
+    const id = this.#ids.find(ch);
+    // Negative: a character no merge involves.
+    return id >= 0 ? id : (this.#extraIds.get(ch) ?? -1 - ch.charCodeAt(0));
   }
 
   #rank(left: number, right: number): number {
     if (left < 0 || right < 0) {
       return -1;
     }
-    return this.#pairs.get(left * ID_BITS + right) ?? -1;
+    return this.#pairs.rank(left, right);
   }
 
   /** Rescans all adjacent pairs for the lowest rank after each merge: fastest for short words. */
@@ -206,7 +226,8 @@ export class BpeModel {
       out.push(symbol);
       return;
     }
-    const text = symbol >= 0 ? this.#strings[symbol]! : String.fromCharCode(-1 - symbol);
+    const text =
+      symbol >= 0 ? this.#extras[symbol - this.vocabSize]! : String.fromCharCode(-1 - symbol);
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
       // Byte-level characters stand for single bytes; anything else is encoded as UTF-8.

@@ -2,6 +2,7 @@
  * Cutting special tokens out of raw text, as llama.cpp's tokenizer_st_partition does: every
  * special token (longest first) is searched in every remaining raw fragment and cut out.
  */
+import type { GgufStringList } from "@bitnet-ts/gguf";
 import { TokenType } from "./vocab";
 
 /** A piece of input: raw text still to tokenize, or a token already decided. */
@@ -17,7 +18,7 @@ interface SpecialToken {
 export class SpecialTokenMatcher {
   readonly #specials: SpecialToken[];
 
-  constructor(tokens: readonly string[], types: Int32Array) {
+  constructor(tokens: GgufStringList, types: Int32Array) {
     const specials: SpecialToken[] = [];
     for (let id = 0; id < tokens.length; id++) {
       const type = types[id];
@@ -25,10 +26,10 @@ export class SpecialTokenMatcher {
         (type === TokenType.CONTROL ||
           type === TokenType.USER_DEFINED ||
           type === TokenType.UNKNOWN) &&
-        tokens[id]!.length > 0
+        tokens.end(id) > tokens.start(id)
       ) {
         specials.push({
-          text: tokens[id]!,
+          text: tokens.get(id),
           id,
           onlyWhenParsingSpecial: type !== TokenType.USER_DEFINED,
         });

@@ -4,6 +4,7 @@
  * with the highest score (leftmost on ties) is merged until none is left; symbols that are not
  * pieces are re-split along their merge history or emitted as byte tokens `<0xNN>`.
  */
+import type { GgufStringList } from "@bitnet-ts/gguf";
 import { PairHeap } from "./heap";
 
 export class SpmModel {
@@ -13,10 +14,12 @@ export class SpmModel {
   readonly #byteIds = new Int32Array(256).fill(-1);
   readonly #unk: number | undefined;
 
-  constructor(tokens: readonly string[], scores: Float32Array, unk: number | undefined) {
+  constructor(tokens: GgufStringList, scores: Float32Array, unk: number | undefined) {
     this.vocabSize = tokens.length;
+    // Strings are compared by UTF-16 ranges of the input while merging, so a Map of strings
+    // fits here (SentencePiece vocabularies are ~32k pieces).
     for (let id = tokens.length - 1; id >= 0; id--) {
-      this.#ids.set(tokens[id]!, id);
+      this.#ids.set(tokens.get(id), id);
     }
     this.#scores = scores;
     this.#unk = unk;

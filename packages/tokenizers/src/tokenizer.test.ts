@@ -201,6 +201,35 @@ describe("chat templates", () => {
   });
 });
 
+describe("odd byte-level vocabularies (read as bytes, as llama.cpp reads them)", () => {
+  it("keeps the lowest id of a duplicate, skips unsplittable merges and spells out merge-only symbols", async () => {
+    const w = new GgufWriter();
+    w.set("tokenizer.ggml.model", gguf.string("gpt2"))
+      .set("tokenizer.ggml.pre", gguf.string("gpt-2"))
+      .set(
+        "tokenizer.ggml.tokens",
+        gguf.stringArray(["a", "b", "c", "ab", "a", "Ã", "©", "Ã©", "Ã©a", "d"]),
+      )
+      .set(
+        "tokenizer.ggml.merges",
+        // "ab c" makes "abc", which is not a token; "nospace" cannot be split; "a b" twice.
+        gguf.stringArray(["a b", "ab c", "nospace", "a b", "Ã ©", "Ã© a", "d d"]),
+      );
+    const t = Tokenizer.fromGguf(parseGguf(await w.toBytes()).metadata);
+    const encode = (text: string) => t.encode(text, { addBos: false });
+    expect(encode("ab")).toEqual([3]);
+    expect(encode("a")).toEqual([0]); // not the duplicate at 4
+    expect(t.tokenId("a")).toBe(0);
+    expect(encode("abc")).toEqual([0, 1, 2]); // "abc" is merge-only: emitted as its characters
+    // "é" is bytes C3 A9, "Ã©" in the byte-level alphabet: two-byte characters in the merges.
+    expect(encode("éa")).toEqual([8]);
+    expect(t.decode([8])).toBe("éa");
+    expect(encode("dd")).toEqual([9, 9]); // "dd" is merge-only too
+    expect(t.tokenId("abc")).toBeUndefined();
+    expect(t.decode([3, 2])).toBe("abc");
+  });
+});
+
 describe("bad input", () => {
   it("rejects unpaired surrogates, out-of-range ids and files without a tokenizer", async () => {
     expect(() => bpe.encode("ok \ud800 not ok")).toThrowError(

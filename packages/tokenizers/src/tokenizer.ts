@@ -187,7 +187,7 @@ export class Tokenizer {
   tokenBytes(id: number, options: { special?: boolean } = {}): Uint8Array {
     this.#checkId(id);
     const type = this.vocab.types[id]!;
-    const text = this.vocab.tokens[id]!;
+    const text = this.vocab.tokens.get(id);
     if (type === TokenType.CONTROL || type === TokenType.UNKNOWN) {
       return options.special ? new TextEncoder().encode(text) : new Uint8Array(0);
     }
@@ -266,7 +266,7 @@ export class Tokenizer {
   /** The vocabulary string of a token (byte-level form for BPE, e.g. "Ġthe"). */
   tokenText(id: number): string {
     this.#checkId(id);
-    return this.vocab.tokens[id]!;
+    return this.vocab.tokens.get(id);
   }
 
   /** The id of an exact vocabulary string, or undefined. */
@@ -276,7 +276,7 @@ export class Tokenizer {
 
   /** Renders a chat as prompt text (see {@link renderChatTemplate}). */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
-    const name = (id: number | undefined) => (id === undefined ? "" : this.vocab.tokens[id]!);
+    const name = (id: number | undefined) => (id === undefined ? "" : this.vocab.tokens.get(id));
     return renderChatTemplate(
       this.vocab.chatTemplate,
       messages,
@@ -291,7 +291,8 @@ export class Tokenizer {
    */
   encodeChat(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): number[] {
     const text = this.applyChatTemplate(messages, options);
-    const bosText = this.vocab.bos === undefined ? undefined : this.vocab.tokens[this.vocab.bos];
+    const bosText =
+      this.vocab.bos === undefined ? undefined : this.vocab.tokens.get(this.vocab.bos);
     const startsWithBos = bosText !== undefined && bosText.length > 0 && text.startsWith(bosText);
     return this.encode(text, { parseSpecial: true, addBos: this.vocab.addBos && !startsWithBos });
   }

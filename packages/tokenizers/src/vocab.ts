@@ -2,7 +2,7 @@
  * The tokenizer description stored in a GGUF file (`tokenizer.ggml.*`), read and validated.
  * Key names and defaults follow llama.cpp's vocabulary loader.
  */
-import type { GgufMetadata } from "@bitnet-ts/gguf";
+import { type GgufMetadata, GgufStringList } from "@bitnet-ts/gguf";
 import { TokenizerError, TokenizerErrorCode } from "./errors";
 
 /** llama.cpp token types (`tokenizer.ggml.token_type`). */
@@ -23,10 +23,12 @@ export interface Vocab {
   readonly model: "gpt2" | "llama";
   /** `tokenizer.ggml.pre`, when present. */
   readonly pre: string | undefined;
-  readonly tokens: readonly string[];
+  /** Token texts, kept as the file's UTF-8 bytes (`tokens.get(id)` decodes one). */
+  readonly tokens: GgufStringList;
   readonly types: Int32Array;
   readonly scores: Float32Array;
-  readonly merges: readonly string[];
+  /** BPE merges ("left right"), as bytes; empty for SentencePiece. */
+  readonly merges: GgufStringList;
   readonly bos: number | undefined;
   readonly eos: number | undefined;
   /** End of turn (`<|eot_id|>`), from metadata or detected by its text. */
@@ -67,7 +69,7 @@ export function vocabFromGguf(md: GgufMetadata): Vocab {
       `could not build a tokenizer - tokenizer type "${model}" is not supported.\nExpected "gpt2" (byte-level BPE) or "llama" (SentencePiece).`,
     );
   }
-  const tokens = md.getStringArray("tokenizer.ggml.tokens");
+  const tokens = md.getStringList("tokenizer.ggml.tokens");
   if (tokens === undefined) {
     throw new TokenizerError(
       TokenizerErrorCode.MISSING_KEY,
@@ -93,7 +95,7 @@ export function vocabFromGguf(md: GgufMetadata): Vocab {
     checkLength("tokenizer.ggml.scores", scoreArray.length, n);
     scores.set(scoreArray);
   }
-  const merges = md.getStringArray("tokenizer.ggml.merges") ?? [];
+  const merges = md.getStringList("tokenizer.ggml.merges") ?? GgufStringList.from([]);
   if (model === "gpt2" && merges.length === 0) {
     throw new TokenizerError(
       TokenizerErrorCode.MISSING_KEY,
