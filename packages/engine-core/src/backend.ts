@@ -23,6 +23,13 @@ export interface SequenceRun {
   readonly logits?: "last" | "all" | "none";
   /** What to return for each of those rows (default "full"). */
   readonly reduce?: LogitsReduction;
+  /**
+   * The caller reads this run's logits before it steps the sequence again (as llama.cpp's
+   * llama_get_logits, valid until the next decode): the backend may return a buffer it reuses
+   * for the sequence instead of a fresh array each step, which a generation loop would
+   * otherwise leave as garbage at 0.5 MB a token. Default false: the array is the caller's.
+   */
+  readonly transient?: boolean;
 }
 
 /** The k largest logits of each row, highest first; equal logits: lower id first. */

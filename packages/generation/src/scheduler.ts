@@ -52,6 +52,7 @@ export interface SchedulerJob {
    * Called when the job's evaluated tokens asked for logits: the row (empty when the job asked
    * for a reduction) and, for "argmax", the id of the largest logit. With a draft, `rows` is
    * 1 + its length and `logits` / `argmaxRows` hold a row per evaluated token, in order.
+   * `logits` is valid only during the call (the backend may reuse it for the next step).
    */
   onLogits(
     logits: Float32Array,
@@ -122,6 +123,7 @@ export class Scheduler {
               tokens: [job.next, ...draft],
               logits: draft.length > 0 ? "all" : "last",
               ...(job.reduce === undefined ? {} : { reduce: job.reduce }),
+              transient: true, // onLogits consumes the rows before the job's next step
             });
             members.push(job);
             job.next = undefined;
@@ -138,6 +140,7 @@ export class Scheduler {
               tokens,
               logits: job.pending.length === 0 ? "last" : "none",
               ...(job.reduce === undefined ? {} : { reduce: job.reduce }),
+              transient: true,
             });
             members.push(job);
             budget -= n;

@@ -240,6 +240,39 @@ describe("runtime behaviour", () => {
     await disposing;
   });
 
+  it("hands transient runs a per-sequence buffer and every other run an array of its own", {
+    timeout: SLOW_TEST_MS,
+  }, async () => {
+    const model = await cpuModel("tiny-i2s", { threads: 2 });
+    const prompt = LONG_PROMPT.slice(0, 8);
+    const expected = await logitsOneByOne(model, prompt); // fresh arrays, one row per token
+    const vocab = model.description.hparams.vocabSize;
+    const row = (i: number) => expected.subarray(i * vocab, (i + 1) * vocab);
+    const a = model.createSequence();
+    const b = model.createSequence();
+    const kept: Float32Array[] = [];
+    let previous: Float32Array | undefined;
+    for (const [i, token] of prompt.entries()) {
+      const out = await model.step([{ sequence: a, tokens: [token], transient: true }]);
+      const transient = out.runs[0]!.logits;
+      expect(sameBits(Float32Array.from(transient), row(i))).toBe(true);
+      if (previous !== undefined) {
+        expect(transient.buffer).toBe(previous.buffer); // reused across the sequence's steps
+      }
+      previous = transient;
+      kept.push((await model.step([{ sequence: b, tokens: [token] }])).runs[0]!.logits);
+    }
+    // The non-transient arrays were never overwritten by later steps.
+    for (const [i, logits] of kept.entries()) {
+      expect(sameBits(logits, row(i))).toBe(true);
+    }
+    // A reduction reuses the step buffer too: its argmax is still right.
+    const c = model.createSequence();
+    const reduced = await model.step([{ sequence: c, tokens: prompt, reduce: "argmax" }]);
+    expect(reduced.runs[0]!.argmax![0]).toBe(argmax(row(prompt.length - 1)));
+    await model.dispose();
+  });
+
   it("rejects a kernel path this CPU cannot run, with the ones it can", async () => {
     const description = await readModelDescription(await fixture("tiny-i2s"), {
       tensorData: false,

@@ -250,7 +250,16 @@ export class CpuBackend implements Backend {
 
 interface SequenceState {
   length: number;
+  /** Where this sequence's transient logits rows are handed out (see SequenceRun.transient). */
+  logits?: Float32Array;
 }
+
+/**
+ * Steps with at most this many logits rows (decode, draft verification) write them into a
+ * buffer kept across steps when no run needs an array of its own; larger steps (a perplexity
+ * window's "all") allocate, so no buffer stays at their size.
+ */
+const REUSED_LOGITS_ROWS = 16;
 
 export class CpuModel implements CompiledModel {
   readonly description: ModelDescription;
@@ -384,7 +393,13 @@ export class CpuModel implements CompiledModel {
     const injectData = [...(inputs?.values() ?? [])];
     const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
     const vocab = hp.vocabSize;
-    const logits = new Float32Array(flat.rows * vocab);
+    // Reductions and transient runs never hand the step's buffer out, so it can be reused.
+    const reuse =
+      flat.rows <= REUSED_LOGITS_ROWS &&
+      runs.every((run) => run.transient === true || (run.reduce ?? "full") !== "full");
+    const logits = reuse
+      ? this.#stepLogits(flat.rows * vocab)
+      : new Float32Array(flat.rows * vocab);
     const captured = new Map<string, Float32Array>();
     const captureOut = captureIds.map((_id, i) => {
       const out = new Float32Array(total * this.description.graph.buffers[capture!.buffers[i]!]!);
@@ -423,8 +438,34 @@ export class CpuModel implements CompiledModel {
     for (const run of runs) {
       this.#sequences.get(run.sequence).length += run.tokens.length;
     }
-    const result = splitLogits(runs, flat, logits, vocab);
+    let result = splitLogits(runs, flat, logits, vocab);
+    if (reuse) {
+      // Full rows leave the step buffer for their sequence's own, valid until its next step.
+      result = result.map((run) =>
+        run.logits.length === 0
+          ? run
+          : { ...run, logits: this.#sequenceLogits(run.sequence, run.logits) },
+      );
+    }
     return captureIds.length > 0 ? { runs: result, captured } : { runs: result };
+  }
+
+  #reusedLogits = new Float32Array(0);
+
+  #stepLogits(length: number): Float32Array {
+    if (this.#reusedLogits.length < length) {
+      this.#reusedLogits = new Float32Array(length);
+    }
+    return this.#reusedLogits.subarray(0, length);
+  }
+
+  #sequenceLogits(sequence: number, rows: Float32Array): Float32Array {
+    const state = this.#sequences.get(sequence);
+    if (state.logits === undefined || state.logits.length < rows.length) {
+      state.logits = new Float32Array(rows.length);
+    }
+    state.logits.set(rows);
+    return state.logits.subarray(0, rows.length);
   }
 
   async dispose(): Promise<void> {

@@ -84,6 +84,33 @@ describe("processors (llama.cpp semantics)", () => {
     expect(Array.from(c.logits)).toEqual([Number.NEGATIVE_INFINITY, 0, 5]);
   });
 
+  it("a reset list is the same as a new one, in its own reused buffers", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.float({ noNaN: true, min: -20, max: 20 }), { minLength: 8, maxLength: 8 }),
+        fc.array(fc.float({ noNaN: true, min: -20, max: 20 }), { minLength: 8, maxLength: 8 }),
+        fc.integer({ min: 1, max: 8 }),
+        (first, second, k) => {
+          const c = cands(first);
+          const full = c.ids;
+          topK(c, k);
+          c.softmax();
+          c.reset(Float32Array.from(second));
+          expect(c.ids).toBe(full); // refilled, not reallocated
+          const fresh = cands(second);
+          for (const list of [c, fresh]) {
+            topK(list, k);
+            list.softmax();
+          }
+          expect(ids(c)).toEqual(ids(fresh));
+          expect(Array.from(c.probs.subarray(0, c.size))).toEqual(
+            Array.from(fresh.probs.subarray(0, fresh.size)),
+          );
+        },
+      ),
+    );
+  });
+
   it("argmax takes the first maximum", () => {
     expect(argmax([1, 3, 3, 2])).toBe(1);
   });

@@ -134,6 +134,7 @@ export class Sampler {
   readonly #options: SamplerOptions;
   #rng: Mt19937;
   #history: number[] = [];
+  #candidates: Candidates | undefined;
 
   constructor(settings: SamplingSettings = {}, options: SamplerOptions = {}) {
     validateSampling(settings);
@@ -193,7 +194,9 @@ export class Sampler {
    */
   #distribution(logits: Float32Array): { greedy: number } | { c: Candidates; total: number } {
     const s = this.settings;
-    const c = new Candidates(logits);
+    // One list per sampler, refilled each call: nothing of it outlives sample() / verify().
+    const c = this.#candidates?.reset(logits) ?? new Candidates(logits);
+    this.#candidates = c;
     applyLogitBias(c, this.#bias);
     const window = Math.min(this.#window(), this.#history.length);
     if (window > 0) {

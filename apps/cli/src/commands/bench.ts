@@ -100,7 +100,8 @@ function ours(model: CompiledModel): Engine {
     async prefill(tokens) {
       const seq = model.createSequence();
       const started = performance.now();
-      await model.step([{ sequence: seq, tokens, logits: "last" }]);
+      // transient: the logits are computed (as llama-bench does) but never kept.
+      await model.step([{ sequence: seq, tokens, logits: "last", transient: true }]);
       const ms = performance.now() - started;
       model.freeSequence(seq);
       return ms;
@@ -109,7 +110,7 @@ function ours(model: CompiledModel): Engine {
       const seq = model.createSequence();
       const started = performance.now();
       for (const token of tokens) {
-        await model.step([{ sequence: seq, tokens: [token] }]);
+        await model.step([{ sequence: seq, tokens: [token], transient: true }]);
       }
       const ms = performance.now() - started;
       model.freeSequence(seq);
