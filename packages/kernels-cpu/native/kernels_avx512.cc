@@ -106,34 +106,13 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
     }
     t += n;
   }
-  // Decode: one token, two rows at a time, four accumulators per row.
+  // Decode: one token, one row after another, four accumulators. The rows are contiguous, so
+  // this is one sequential stream that the hardware prefetcher follows at full speed; two
+  // interleaved rows with software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer
+  // sums, so the order of rows changes no bit.
   for (; t < T; t++) {
     const int8_t* qt = q + t * cols;
-    int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) {
-      const uint8_t* ra = w + r * row_bytes;
-      const uint8_t* rb = ra + row_bytes;
-      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-      for (int64_t c = 0; c < full; c += 256) {
-        // Weights stream from memory once per token: prefetch well ahead of the two rows.
-        _mm_prefetch((const char*)(ra + c / 4 + PREFETCH_BYTES), _MM_HINT_T1);
-        _mm_prefetch((const char*)(rb + c / 4 + PREFETCH_BYTES), _MM_HINT_T1);
-        const __m512i x0 = _mm512_loadu_si512(qt + c), x1 = _mm512_loadu_si512(qt + c + 64);
-        const __m512i x2 = _mm512_loadu_si512(qt + c + 128), x3 = _mm512_loadu_si512(qt + c + 192);
-        const __m512i pa = _mm512_loadu_si512(ra + c / 4), pb = _mm512_loadu_si512(rb + c / 4);
-        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 6), x0);
-        c0 = _mm512_dpbusd_epi32(c0, CODES(pb, 6), x0);
-        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 4), x1);
-        c1 = _mm512_dpbusd_epi32(c1, CODES(pb, 4), x1);
-        a2 = _mm512_dpbusd_epi32(a2, CODES(pa, 2), x2);
-        c2 = _mm512_dpbusd_epi32(c2, CODES(pb, 2), x2);
-        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(pa, mask3), x3);
-        c3 = _mm512_dpbusd_epi32(c3, _mm512_and_si512(pb, mask3), x3);
-      }
-      finish(r, t, hsum_i32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3))));
-      finish(r + 1, t, hsum_i32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3))));
-    }
-    for (; r < r1; r++) {
+    for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
       __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
       for (int64_t c = 0; c < full; c += 256) {
@@ -239,29 +218,14 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
     }
   }
   const int64_t t0 = T4;
-  // The remaining tokens (decode: all of them), two rows per pass.
+  // The remaining tokens (decode: all of them), one row after another: one sequential stream
+  // for the hardware prefetcher, as in the I2_S decode above (same bits: each row's blocks are
+  // summed in block order either way).
   for (int64_t t = t0; t < T; t++) {
     const int8_t* qt = q + t * cols;
     const float* dt = act_d + t * nb;
     const int32_t* st = act_bsum + t * nb;
-    int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) {
-      const BlockTQ2* ra = w + r * nb;
-      const BlockTQ2* rb = ra + nb;
-      float sa = 0.0f, sb = 0.0f;
-      for (int64_t b = 0; b < nb; b++) {
-        _mm_prefetch((const char*)(ra + b) + PREFETCH_BYTES, _MM_HINT_T1);
-        _mm_prefetch((const char*)(rb + b) + PREFETCH_BYTES, _MM_HINT_T1);
-        const int8_t* qb = qt + 256 * b;
-        const int32_t ia = tq2_block_dot(ra[b].qs, qb, mask3) - st[b];
-        const int32_t ib = tq2_block_dot(rb[b].qs, qb, mask3) - st[b];
-        sa += (float)ia * (dt[b] * _cvtsh_ss(ra[b].d));
-        sb += (float)ib * (dt[b] * _cvtsh_ss(rb[b].d));
-      }
-      out[t * out_stride + r] = sa;
-      out[t * out_stride + r + 1] = sb;
-    }
-    for (; r < r1; r++) {
+    for (int64_t r = r0; r < r1; r++) {
       const BlockTQ2* ra = w + r * nb;
       float sa = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
@@ -312,7 +276,12 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
                      int64_t out_stride) {
   const int64_t full = cols - cols % 32;
   int64_t r = r0;
-  for (; r + 2 <= r1; r += 2) {
+  // Row pairs share each converted x vector between tokens, which pays for a prefill. A decode
+  // (T = 1) has nothing to share and is bound by memory: one row after another is one sequential
+  // stream that the hardware prefetcher follows at full speed, where two interleaved rows with
+  // software prefetch reached ~85% of it (Zen 4, BENCHMARKS.md). Both give the same bits: a
+  // row's lanes accumulate in the same order either way.
+  for (; T > 1 && r + 2 <= r1; r += 2) {
     const uint16_t* ra = w + r * cols;
     const uint16_t* rb = ra + cols;
     int64_t t = 0;
