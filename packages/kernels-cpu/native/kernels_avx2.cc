@@ -5,6 +5,7 @@
 // Technique after bitnet.cpp's I2_S kernels (src/ggml-bitnet-mad.cpp) and llama.cpp's
 // ggml-cpu/arch/x86/quants.c (ggml_vec_dot_tq2_0_q8_K).
 // ---------------------------------------------------------------------------------------------
+#include <algorithm>
 #include <cmath>
 #include "kernels.h"
 
@@ -52,6 +53,55 @@ struct MaddubsDot {
       }
       for (int k = 0; k < N; k++) acc32[k] = _mm256_add_epi32(acc32[k], _mm256_madd_epi16(acc16[k], ones));
     }
+  }
+
+  // Eight tokens over I2_S blocks [b0, b1) (at most 8: int16 sums ≤ 8 × 4 × 768 = 24576).
+  static constexpr int64_t kI2sChunkBlocks = 8;
+  static __m256i i2s_sums8(const uint8_t* row, int64_t b0, int64_t b1, const int8_t* q, int64_t cols) {
+    __m256i acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; b++) {
+      __m256i c[4];
+      i2s_unpack(row + 32 * b, c);
+      for (int k = 0; k < 8; k++) {
+        const int8_t* qk = q + k * cols + 128 * b;
+        const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i*)qk)),
+                                             _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i*)(qk + 32))));
+        const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256((const __m256i*)(qk + 64))),
+                                             _mm256_maddubs_epi16(c[3], _mm256_loadu_si256((const __m256i*)(qk + 96))));
+        acc[k] = _mm256_add_epi16(acc[k], _mm256_add_epi16(s01, s23));
+        pin(acc[k]);
+      }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_madd_epi16(acc[k], ones);
+    return hsum8_i32(acc);
+  }
+
+  // Eight tokens over one TQ2_0 block, one 128-element half at a time (four code registers).
+  static __m256i tq2_sums8(const BlockTQ2& blk, const int8_t* q, int64_t cols) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    __m256i acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
+    for (int c = 0; c < 2; c++) {
+      const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * c));
+      const __m256i c0 = _mm256_and_si256(packed, mask);
+      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
+      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+      const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
+      for (int k = 0; k < 8; k++) {
+        const int8_t* qk = q + k * cols + 128 * c;
+        const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i*)qk)),
+                                             _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i*)(qk + 32))));
+        const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i*)(qk + 64))),
+                                             _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i*)(qk + 96))));
+        acc[k] = _mm256_add_epi16(acc[k], _mm256_add_epi16(s01, s23));
+        pin(acc[k]);
+      }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_madd_epi16(acc[k], ones);
+    return hsum8_i32(acc);
   }
 
   // One TQ2_0 block: eight VPMADDUBSW summed in int16 (≤ 8 × 2 × 2 × 128 = 4096), widened once.
@@ -207,6 +257,93 @@ void relu2_glu_avx2(const float* g, const float* u, float* y, int64_t n) {
   }
 }
 
+// Largest |x| of n floats (n a multiple of 8); NaN lanes are ignored, as std::max does
+// (VMAXPS returns its second operand when either is NaN).
+inline float abs_max8(const float* x, int64_t n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m);
+  __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_max_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+// nearest_int(x·s) for 8 lanes with the scalar's own bit trick (add 1.5·2^23, keep the low
+// mantissa bits), so every input gives the scalar's integer: ties to even, and the same values
+// for NaN and infinite products (VCVTPS2DQ would give INT_MIN for those).
+inline __m256i nearest_int8(__m256 x, __m256 s) {
+  const __m256i bits = _mm256_castps_si256(_mm256_add_ps(_mm256_mul_ps(x, s), _mm256_set1_ps(12582912.f)));
+  return _mm256_sub_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+}
+
+// The low bytes of four vectors of int32 as 32 int8 in order: the (int8_t) cast of the scalar
+// code. Masked to 0..255 first, so the saturating packs (which work per 128-bit lane) are exact.
+inline __m256i pack_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i low = _mm256_set1_epi32(0xff);
+  const __m256i ab = _mm256_packus_epi32(_mm256_and_si256(a, low), _mm256_and_si256(b, low));
+  const __m256i cd = _mm256_packus_epi32(_mm256_and_si256(c, low), _mm256_and_si256(d, low));
+  return _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void quantize_i8_avx2(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum) {
+  if (n % 32 != 0) {
+    quantize_i8_scalar(x, n, q, scale, sum);
+    return;
+  }
+  const double max = std::max(0.00001, (double)abs_max8(x, n));
+  const float s = (float)(127.0 / max);
+  const __m256 vs = _mm256_set1_ps(s);
+  const __m256i lo = _mm256_set1_epi32(-128), hi = _mm256_set1_epi32(127);
+  __m256i total = _mm256_setzero_si256();
+  for (int64_t i = 0; i < n; i += 32) {
+    __m256i v[4];
+    for (int j = 0; j < 4; j++) {
+      v[j] = _mm256_min_epi32(_mm256_max_epi32(nearest_int8(_mm256_loadu_ps(x + i + 8 * j), vs), lo), hi);
+      total = _mm256_add_epi32(total, v[j]);
+    }
+    _mm256_storeu_si256((__m256i*)(q + i), pack_i8(v[0], v[1], v[2], v[3]));
+  }
+  *scale = s;
+  *sum = hsum_i32(total);
+}
+
+void quantize_q8k_avx2(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum) {
+  const __m256i hi = _mm256_set1_epi32(127);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / 256; b++) {
+    const float* xb = x + 256 * b;
+    const float amax = abs_max8(xb, 256);
+    if (!(amax > 0.0f)) {
+      quantize_q8k_scalar(xb, 256, q + 256 * b, d + b, bsum + b);  // zero (or NaN) blocks: as the reference
+      continue;
+    }
+    // The first element whose magnitude is amax gives the sign, as the in-order scan does.
+    float max = 0.0f;
+    for (int j = 0; j < 256; j += 8) {
+      const __m256 hit = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ);
+      const int bits = _mm256_movemask_ps(hit);
+      if (bits != 0) {
+        max = xb[j + __builtin_ctz(bits)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 vs = _mm256_set1_ps(iscale);
+    __m256i total = _mm256_setzero_si256();
+    for (int j = 0; j < 256; j += 32) {
+      __m256i v[4];
+      for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_min_epi32(nearest_int8(_mm256_loadu_ps(xb + j + 8 * k), vs), hi);
+        total = _mm256_add_epi32(total, v[k]);
+      }
+      _mm256_storeu_si256((__m256i*)(q + 256 * b + j), pack_i8(v[0], v[1], v[2], v[3]));
+    }
+    d[b] = 1.0f / iscale;
+    bsum[b] = hsum_i32(total);
+  }
+}
+
 void to_f16_avx2(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -241,8 +378,8 @@ uint64_t stream_read_avx2(const uint8_t* p, int64_t n) {
 
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
                       f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
-                      sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_scalar,
-                      quantize_q8k_scalar, stream_read_avx2, to_f16_avx2,       round_f16_avx2};
+                      sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_avx2,
+                      quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2};
 
 }  // namespace
 
