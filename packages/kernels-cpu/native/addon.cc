@@ -489,6 +489,47 @@ Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// quantizeActivations(kernelPath, format, values): one kernel path's activation quantizer on
+// `values` (a Float32Array), so tests can hold every path to the scalar one bit for bit.
+// format "i8": per-row int8 (one scale and sum); "q8k": Q8_K blocks of 256 (a scale and sum each).
+Napi::Value QuantizeActivations(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Napi::TypeError::New(env, "quantizeActivations expects (kernelPath, \"i8\" | \"q8k\", Float32Array)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>(), format = info[1].As<Napi::String>();
+  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
+  if (k == nullptr) {
+    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Napi::Float32Array x = info[2].As<Napi::Float32Array>();
+  const int64_t n = (int64_t)x.ElementLength();
+  const bool q8k = format == "q8k";
+  if ((!q8k && format != "i8") || n == 0 || (q8k && n % 256 != 0)) {
+    Napi::RangeError::New(env, "quantizeActivations: format \"i8\" needs values, \"q8k\" a multiple of 256 of them")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const size_t groups = q8k ? (size_t)(n / 256) : 1;
+  Napi::Int8Array q = Napi::Int8Array::New(env, (size_t)n);
+  Napi::Float32Array scales = Napi::Float32Array::New(env, groups);
+  Napi::Int32Array sums = Napi::Int32Array::New(env, groups);
+  if (q8k) {
+    k->quantize_q8k(x.Data(), n, q.Data(), scales.Data(), sums.Data());
+  } else {
+    k->quantize_i8(x.Data(), n, q.Data(), scales.Data(), sums.Data());
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("q", q);
+  out.Set("scales", scales);
+  out.Set("sums", sums);
+  return out;
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_class = Napi::Persistent(NativeModel::Init(env));
@@ -496,7 +537,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
   exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
-  exports.Set("abiVersion", Napi::Number::New(env, 5));  // bump with every change to src/binding.ts
+  exports.Set("quantizeActivations", Napi::Function::New(env, QuantizeActivations));
+  exports.Set("abiVersion", Napi::Number::New(env, 6));  // bump with every change to src/binding.ts
   return exports;
 }
 

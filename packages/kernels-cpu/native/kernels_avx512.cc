@@ -438,6 +438,14 @@ inline float abs_max16(const float* x, int64_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
+// nearest_int(x·s) for 16 lanes with the scalar's own bit trick (add 1.5·2^23, keep the low
+// mantissa bits), so every input gives the scalar's integer: ties to even, and the same values
+// for NaN and infinite products (VCVTPS2DQ would give INT_MIN for those).
+inline __m512i nearest_int16(__m512 x, __m512 s) {
+  const __m512i bits = _mm512_castps_si512(_mm512_add_ps(_mm512_mul_ps(x, s), _mm512_set1_ps(12582912.f)));
+  return _mm512_sub_epi32(_mm512_and_si512(bits, _mm512_set1_epi32(0x007fffff)), _mm512_set1_epi32(0x00400000));
+}
+
 void quantize_i8_avx512(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum) {
   if (n % 16 != 0) {
     quantize_i8_scalar(x, n, q, scale, sum);
@@ -449,8 +457,8 @@ void quantize_i8_avx512(const float* x, int64_t n, int8_t* q, float* scale, int3
   const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
   __m512i total = _mm512_setzero_si512();
   for (int64_t i = 0; i < n; i += 16) {
-    // x·s rounded once, then to the nearest integer, ties to even (MXCSR default): nearest_int.
-    __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs));
+    // x·s rounded once, then to the nearest integer as nearest_int does.
+    __m512i v = nearest_int16(_mm512_loadu_ps(x + i), vs);
     v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
     _mm_storeu_si128((__m128i*)(q + i), _mm512_cvtepi32_epi8(v));
     total = _mm512_add_epi32(total, v);
@@ -481,7 +489,7 @@ void quantize_q8k_avx512(const float* x, int64_t n, int8_t* q, float* d, int32_t
     const __m512 vs = _mm512_set1_ps(iscale);
     __m512i total = _mm512_setzero_si512();
     for (int j = 0; j < 256; j += 16) {
-      const __m512i v = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb + j))), hi);
+      const __m512i v = _mm512_min_epi32(nearest_int16(_mm512_loadu_ps(xb + j), vs), hi);
       _mm_storeu_si128((__m128i*)(q + 256 * b + j), _mm512_cvtepi32_epi8(v));
       total = _mm512_add_epi32(total, v);
     }

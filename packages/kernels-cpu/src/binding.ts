@@ -162,5 +162,15 @@ export interface NativeBinding {
   measureBandwidth(probe: BandwidthProbe): Promise<number[]>;
   /** Kernel paths this CPU can run, best last. */
   availablePaths(): string[];
+  /**
+   * One kernel path's activation quantizer, for tests that hold every path to the scalar one:
+   * "i8" quantizes all values as one row (one scale and Σq), "q8k" in Q8_K blocks of 256 (a scale
+   * and Σq per block). Throws for a path this CPU lacks or a length the format cannot take.
+   */
+  quantizeActivations(
+    kernelPath: string,
+    format: "i8" | "q8k",
+    values: Float32Array,
+  ): { q: Int8Array; scales: Float32Array; sums: Int32Array };
   abiVersion: number;
 }
