@@ -169,9 +169,26 @@ void q8_0_gemm_avx2(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, co
   }
 }
 
-// Scores for 8 positions at once, each lane summing in i order (exact scalar order per lane).
+// Scores for 32, then 8 positions at once, each lane summing in i order (exact scalar order per
+// lane). 32 positions use the whole 64-byte line of each transposed key row (8 used a quarter
+// of it and took 4× the loads).
 void attn_scores_avx2(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
   int64_t j = 0;
+  for (; j + 32 <= len; j += 32) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t i = 0; i < hd; i++) {
+      const uint16_t* row = kt + i * stride + j;
+      const __m256 qi = _mm256_set1_ps(q[i]);
+      s0 = _mm256_add_ps(s0, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)row))));
+      s1 = _mm256_add_ps(s1, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8)))));
+      s2 = _mm256_add_ps(s2, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 16)))));
+      s3 = _mm256_add_ps(s3, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 24)))));
+    }
+    _mm256_storeu_ps(scores + j, s0);
+    _mm256_storeu_ps(scores + j + 8, s1);
+    _mm256_storeu_ps(scores + j + 16, s2);
+    _mm256_storeu_ps(scores + j + 24, s3);
+  }
   for (; j + 8 <= len; j += 8) {
     __m256 s = _mm256_setzero_ps();
     for (int64_t i = 0; i < hd; i++) {
@@ -187,8 +204,22 @@ void attn_scores_avx2(const float* q, const uint16_t* kt, int64_t stride, int64_
   }
 }
 
+// Output lanes over i, each summing in j order (exact). 64 lanes per pass walk the positions
+// once for eight accumulators instead of once per 8 lanes.
 void attn_values_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   int64_t i = 0;
+  for (; i + 64 <= hd; i += 64) {
+    __m256 a[8];
+    for (int c = 0; c < 8; c++) a[c] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const uint16_t* row = v + j * kvw + i;
+      for (int c = 0; c < 8; c++) {
+        a[c] = _mm256_add_ps(a[c], _mm256_mul_ps(pj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c)))));
+      }
+    }
+    for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + i + 8 * c, a[c]);
+  }
   for (; i + 8 <= hd; i += 8) {
     __m256 a = _mm256_setzero_ps();
     for (int64_t j = 0; j < len; j++) {

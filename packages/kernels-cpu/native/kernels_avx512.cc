@@ -344,10 +344,22 @@ void q8_0_gemm_avx512(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, 
   }
 }
 
-// Scores for 16 positions at once: lane j accumulates Σ_i q[i]·k[i][j] in i order (exact
-// scalar order per lane). Products of f16 values are exact in f32.
+// Scores for 32, then 16 positions at once: lane j accumulates Σ_i q[i]·k[i][j] in i order
+// (exact scalar order per lane). Products of f16 values are exact in f32. 32 positions use the
+// whole 64-byte line of each transposed key row.
 void attn_scores_avx512(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
   int64_t j = 0;
+  for (; j + 32 <= len; j += 32) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    for (int64_t i = 0; i < hd; i++) {
+      const uint16_t* row = kt + i * stride + j;
+      const __m512 qi = _mm512_set1_ps(q[i]);
+      s0 = _mm512_add_ps(s0, _mm512_mul_ps(qi, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)row))));
+      s1 = _mm512_add_ps(s1, _mm512_mul_ps(qi, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16)))));
+    }
+    _mm512_storeu_ps(scores + j, s0);
+    _mm512_storeu_ps(scores + j + 16, s1);
+  }
   for (; j + 16 <= len; j += 16) {
     __m512 s = _mm512_setzero_ps();
     for (int64_t i = 0; i < hd; i++) {
@@ -363,8 +375,22 @@ void attn_scores_avx512(const float* q, const uint16_t* kt, int64_t stride, int6
   }
 }
 
+// Output lanes over i, each summing in j order (exact). 128 lanes per pass walk the positions
+// once with eight independent accumulators (one accumulator waited on its add latency).
 void attn_values_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   int64_t i = 0;
+  for (; i + 128 <= hd; i += 128) {
+    __m512 a[8];
+    for (int c = 0; c < 8; c++) a[c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+      const __m512 pj = _mm512_set1_ps(p[j]);
+      const uint16_t* row = v + j * kvw + i;
+      for (int c = 0; c < 8; c++) {
+        a[c] = _mm512_add_ps(a[c], _mm512_mul_ps(pj, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)))));
+      }
+    }
+    for (int c = 0; c < 8; c++) _mm512_storeu_ps(out + i + 16 * c, a[c]);
+  }
   for (; i + 16 <= hd; i += 16) {
     __m512 a = _mm512_setzero_ps();
     for (int64_t j = 0; j < len; j++) {
