@@ -55,50 +55,17 @@ struct MaddubsDot {
     }
   }
 
-  // Eight tokens over I2_S blocks [b0, b1) (at most 8: int16 sums ≤ 8 × 4 × 768 = 24576).
+  // One token's 128 elements: four VPMADDUBSW summed in int16. An accumulator may take 8 I2_S
+  // blocks (≤ 8 × 4 × 768 = 24576 < 32767) or one TQ2_0 block, then sums8 widens it.
   static constexpr int64_t kI2sChunkBlocks = 8;
-  static __m256i i2s_sums8(const uint8_t* row, int64_t b0, int64_t b1, const int8_t* q, int64_t cols) {
-    __m256i acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-      __m256i c[4];
-      i2s_unpack(row + 32 * b, c);
-      for (int k = 0; k < 8; k++) {
-        const int8_t* qk = q + k * cols + 128 * b;
-        const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i*)qk)),
-                                             _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i*)(qk + 32))));
-        const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256((const __m256i*)(qk + 64))),
-                                             _mm256_maddubs_epi16(c[3], _mm256_loadu_si256((const __m256i*)(qk + 96))));
-        acc[k] = _mm256_add_epi16(acc[k], _mm256_add_epi16(s01, s23));
-        pin(acc[k]);
-      }
-    }
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int k = 0; k < 8; k++) acc[k] = _mm256_madd_epi16(acc[k], ones);
-    return hsum8_i32(acc);
+  static void add4(__m256i& acc, const __m256i c[4], const int8_t* q) {
+    const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i*)q)),
+                                         _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i*)(q + 32))));
+    const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256((const __m256i*)(q + 64))),
+                                         _mm256_maddubs_epi16(c[3], _mm256_loadu_si256((const __m256i*)(q + 96))));
+    acc = _mm256_add_epi16(acc, _mm256_add_epi16(s01, s23));
   }
-
-  // Eight tokens over one TQ2_0 block, one 128-element half at a time (four code registers).
-  static __m256i tq2_sums8(const BlockTQ2& blk, const int8_t* q, int64_t cols) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    __m256i acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
-    for (int c = 0; c < 2; c++) {
-      const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * c));
-      const __m256i c0 = _mm256_and_si256(packed, mask);
-      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
-      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
-      const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
-      for (int k = 0; k < 8; k++) {
-        const int8_t* qk = q + k * cols + 128 * c;
-        const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i*)qk)),
-                                             _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i*)(qk + 32))));
-        const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i*)(qk + 64))),
-                                             _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i*)(qk + 96))));
-        acc[k] = _mm256_add_epi16(acc[k], _mm256_add_epi16(s01, s23));
-        pin(acc[k]);
-      }
-    }
+  static __m256i sums8(__m256i acc[8]) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int k = 0; k < 8; k++) acc[k] = _mm256_madd_epi16(acc[k], ones);
     return hsum8_i32(acc);

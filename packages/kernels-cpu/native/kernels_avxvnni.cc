@@ -49,40 +49,12 @@ struct DpbusdDot {
     }
   }
 
-  // Eight tokens over I2_S blocks [b0, b1): one int32 accumulator per token.
+  // One token's 128 elements into an int32 accumulator (no widening needed).
   static constexpr int64_t kI2sChunkBlocks = 8;
-  static __m256i i2s_sums8(const uint8_t* row, int64_t b0, int64_t b1, const int8_t* q, int64_t cols) {
-    __m256i acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-      __m256i c[4];
-      i2s_unpack(row + 32 * b, c);
-      for (int k = 0; k < 8; k++) {
-        const int8_t* qk = q + k * cols + 128 * b;
-        for (int j = 0; j < 4; j++) acc[k] = _mm256_dpbusd_avx_epi32(acc[k], c[j], _mm256_loadu_si256((const __m256i*)(qk + 32 * j)));
-        pin(acc[k]);
-      }
-    }
-    return hsum8_i32(acc);
+  static void add4(__m256i& acc, const __m256i c[4], const int8_t* q) {
+    for (int j = 0; j < 4; j++) acc = _mm256_dpbusd_avx_epi32(acc, c[j], _mm256_loadu_si256((const __m256i*)(q + 32 * j)));
   }
-
-  // Eight tokens over one TQ2_0 block, one 128-element half at a time (four code registers).
-  static __m256i tq2_sums8(const BlockTQ2& blk, const int8_t* q, int64_t cols) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    __m256i acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
-    for (int c = 0; c < 2; c++) {
-      const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * c));
-      const __m256i cj[4] = {_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
-                             _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask), _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask)};
-      for (int k = 0; k < 8; k++) {
-        const int8_t* qk = q + k * cols + 128 * c;
-        for (int j = 0; j < 4; j++) acc[k] = _mm256_dpbusd_avx_epi32(acc[k], cj[j], _mm256_loadu_si256((const __m256i*)(qk + 32 * j)));
-        pin(acc[k]);
-      }
-    }
-    return hsum8_i32(acc);
-  }
+  static __m256i sums8(__m256i acc[8]) { return hsum8_i32(acc); }
 
   // One chain per token: in the four-token pass the four chains overlap each other.
   static __m256i tq2(const __m256i codes[8], const int8_t* q) {

@@ -15,10 +15,10 @@
 //                                        int64_t cols, __m256i acc[N]);  // Σ code·q, N tokens
 //   static __m256i tq2(const __m256i codes[8], const int8_t* q);       // one token of a 4-pass
 //   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // decode
-//   static constexpr int64_t kI2sChunkBlocks = 8;  // I2_S blocks one i2s_sums8 call may take
-//   static __m256i i2s_sums8(const uint8_t* row, int64_t b0, int64_t b1, const int8_t* q, int64_t cols);
-//   static __m256i tq2_sums8(const BlockTQ2& blk, const int8_t* q, int64_t cols);
-//     // eight tokens (q, q + cols, …): lane k holds token k's Σ code·q over the blocks
+//   static constexpr int64_t kI2sChunkBlocks = 8;  // I2_S blocks one accumulator may take
+//   static void add4(__m256i& acc, const __m256i c[4], const int8_t* q);  // one token, 128
+//                                                        // elements: acc += Σ_j c[j]·q[32j…]
+//   static __m256i sums8(__m256i acc[8]);  // eight accumulators → one vector of int32 sums
 //
 // Prefill (eight tokens at a time) also splits the columns into chunks of ~1024 so that the
 // eight tokens' activations of a chunk (8 KiB) stay in L1 while the tile's rows stream past;
@@ -79,6 +79,41 @@ inline __m256i hsum8_i32(const __m256i a[8]) {
   return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20), _mm256_permute2x128_si256(h0123, h4567, 0x31));
 }
 
+// Eight tokens (q, q + cols, …) over I2_S blocks [b0, b1) of one row: lane k holds token k's
+// Σ code·q (pin: see above).
+template <class Dot>
+inline __m256i i2s_sums8(const uint8_t* row, int64_t b0, int64_t b1, const int8_t* q, int64_t cols) {
+  __m256i acc[8];
+  for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
+  for (int64_t b = b0; b < b1; b++) {
+    __m256i c[4];
+    i2s_unpack(row + 32 * b, c);
+    for (int k = 0; k < 8; k++) {
+      Dot::add4(acc[k], c, q + k * cols + 128 * b);
+      pin(acc[k]);
+    }
+  }
+  return Dot::sums8(acc);
+}
+
+// The same for one TQ2_0 block, one 128-element half at a time (four code registers).
+template <class Dot>
+inline __m256i tq2_sums8(const BlockTQ2& blk, const int8_t* q, int64_t cols) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  __m256i acc[8];
+  for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
+  for (int half = 0; half < 2; half++) {
+    const __m256i packed = _mm256_loadu_si256((const __m256i*)(blk.qs + 32 * half));
+    const __m256i c[4] = {_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
+                          _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask), _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask)};
+    for (int k = 0; k < 8; k++) {
+      Dot::add4(acc[k], c, q + k * cols + 128 * half);
+      pin(acc[k]);
+    }
+  }
+  return Dot::sums8(acc);
+}
+
 // Rows per scratch tile of the eight-token prefill (the scratch holds 8 lanes per row).
 constexpr int64_t kPrefillRows = 64;
 
@@ -96,7 +131,7 @@ void i2s_prefill8(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
       const int64_t b1 = b0 + Dot::kI2sChunkBlocks < nb ? b0 + Dot::kI2sChunkBlocks : nb;
       for (int64_t r = rs; r < re; r++) {
         __m256i* slot = (__m256i*)(sums + 8 * (r - rs));
-        const __m256i v = Dot::i2s_sums8(w + r * row_bytes, b0, b1, q8, cols);
+        const __m256i v = i2s_sums8<Dot>(w + r * row_bytes, b0, b1, q8, cols);
         _mm256_store_si256(slot, b0 == 0 ? v : _mm256_add_epi32(_mm256_load_si256(slot), v));
       }
     }
@@ -173,7 +208,7 @@ void tq2_prefill8(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
         float* slot = sums + 8 * (r - rs);
         __m256 sumf = b0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(slot);
         for (int64_t b = b0; b < b1; b++) {
-          const __m256i sumi = _mm256_sub_epi32(Dot::tq2_sums8(row[b], q8 + 256 * b, cols),
+          const __m256i sumi = _mm256_sub_epi32(tq2_sums8<Dot>(row[b], q8 + 256 * b, cols),
                                                 _mm256_loadu_si256((const __m256i*)(bsum_by_block.data() + 8 * b)));
           const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(d_by_block.data() + 8 * b), _mm256_set1_ps(_cvtsh_ss(row[b].d)));
           sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), scale));
