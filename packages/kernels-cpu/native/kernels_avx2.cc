@@ -35,21 +35,14 @@ struct MaddubsDot {
   static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q, int64_t cols, __m256i acc32[N]) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int k = 0; k < N; k++) acc32[k] = _mm256_setzero_si256();
-    for (int64_t b0 = 0; b0 < nb; b0 += 8) {
-      const int64_t b1 = b0 + 8 < nb ? b0 + 8 : nb;
+    for (int64_t b0 = 0; b0 < nb; b0 += kI2sChunkBlocks) {
+      const int64_t b1 = b0 + kI2sChunkBlocks < nb ? b0 + kI2sChunkBlocks : nb;
       __m256i acc16[N];
       for (int k = 0; k < N; k++) acc16[k] = _mm256_setzero_si256();
       for (int64_t b = b0; b < b1; b++) {
         __m256i c[4];
         i2s_unpack(row + 32 * b, c);
-        for (int k = 0; k < N; k++) {
-          const int8_t* qk = q + k * cols + 128 * b;
-          __m256i s = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i*)qk));
-          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i*)(qk + 32))));
-          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c[2], _mm256_loadu_si256((const __m256i*)(qk + 64))));
-          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c[3], _mm256_loadu_si256((const __m256i*)(qk + 96))));
-          acc16[k] = _mm256_add_epi16(acc16[k], s);
-        }
+        for (int k = 0; k < N; k++) add4(acc16[k], c, q + k * cols + 128 * b);
       }
       for (int k = 0; k < N; k++) acc32[k] = _mm256_add_epi32(acc32[k], _mm256_madd_epi16(acc16[k], ones));
     }

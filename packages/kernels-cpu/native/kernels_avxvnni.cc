@@ -39,12 +39,7 @@ struct DpbusdDot {
       for (int64_t b = 0; b < nb; b++) {
         __m256i c[4];
         i2s_unpack(row + 32 * b, c);
-        for (int k = 0; k < N; k++) {
-          const int8_t* qk = q + k * cols + 128 * b;
-          for (int j = 0; j < 4; j++) {
-            acc[k] = _mm256_dpbusd_avx_epi32(acc[k], c[j], _mm256_loadu_si256((const __m256i*)(qk + 32 * j)));
-          }
-        }
+        for (int k = 0; k < N; k++) add4(acc[k], c, q + k * cols + 128 * b);
       }
     }
   }

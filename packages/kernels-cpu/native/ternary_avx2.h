@@ -23,9 +23,9 @@
 // Prefill (eight tokens at a time) also splits the columns into chunks of ~1024 so that the
 // eight tokens' activations of a chunk (8 KiB) stay in L1 while the tile's rows stream past;
 // whole rows of eight 6912-column tokens (55 KiB) did not fit, and the down projection ran
-// 5-15% slower than the others. Each row's running sums (int32 or float, one lane per token) are kept
-// in a small scratch array between chunks, which changes no result: integer sums are exact and
-// the float sums still add blocks in order.
+// 5-15% slower than the others. Each row's running sums (int32 or float, one lane per token)
+// wait in a small scratch array between chunks, which changes no result: integer sums are
+// exact and the float sums still add blocks in order.
 // ---------------------------------------------------------------------------------------------
 #pragma once
 
