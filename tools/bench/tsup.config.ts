@@ -3,12 +3,6 @@ import { baseConfig } from "../../tsup.config.base";
 
 export default defineConfig({
   ...baseConfig,
-  entry: [
-    "src/tokenizer.ts",
-    "src/head-q8.ts",
-    "src/server.ts",
-    "src/prompt-cache.ts",
-    "src/speculative.ts",
-  ],
+  entry: ["src/tokenizer.ts", "src/server.ts", "src/prompt-cache.ts", "src/speculative.ts"],
   dts: false,
 });

@@ -187,12 +187,50 @@ describe("bitnet bench", () => {
     },
   );
 
-  it("counts a tied head once and the Q8_0 head at its own size", () => {
+  it("counts a tied head once and a quantized head at its own size", () => {
     const file = readGgufFileSync(i2s);
     const all = file.tensors.reduce((n, t) => n + t.byteSize, 0);
-    expect(bytesPerToken(file, false, 100)).toBe(all + 100);
+    expect(bytesPerToken(file, undefined, 100)).toBe(all + 100);
     const embd = file.tensor("token_embd.weight");
-    expect(bytesPerToken(file, true, 0)).toBe(all - embd.byteSize + (embd.elementCount / 32) * 34);
+    expect(bytesPerToken(file, "q8_0", 0)).toBe(
+      all - embd.byteSize + (embd.elementCount / 32) * 34,
+    );
+    expect(bytesPerToken(file, "q6_k", 0)).toBe(
+      all - embd.byteSize + (embd.elementCount / 256) * 210,
+    );
+  });
+
+  it("--head q6_k measures the quantized head against the file's in the same run", () => {
+    const r = bitnet([
+      ...["bench", "-m", i2s, "-p", "16", "-n", "4", "-t", "2", "-r", "1"],
+      ...["--backend", "cpu", "--head", "q6_k", "--json"],
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as BenchReport;
+    const a = report.head_accuracy!;
+    expect(a.head).toBe("q6_k");
+    expect(a.reference).toBe("F16");
+    expect(a.positions).toBeGreaterThan(50);
+    expect(a.top1).toBeGreaterThan(0.9);
+    expect(a.kl_mean).toBeGreaterThan(0); // the heads differ…
+    expect(a.kl_mean).toBeLessThan(0.01); // …by little
+    expect(a.kl_max).toBeGreaterThanOrEqual(a.kl_mean);
+    expect(a.cosine_min).toBeGreaterThan(0.99);
+    // The table prints it too.
+    const text = bitnet([
+      ...["bench", "-m", i2s, "-p", "16", "-n", "4", "-t", "2", "-r", "1"],
+      ...["--backend", "cpu", "--head", "q8_0"],
+    ]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(
+      /head q8_0 vs the file's F16 head, \d+ positions .*top-1 agreement/,
+    );
+  });
+
+  it("rejects an unknown --head type", () => {
+    const r = bitnet(["bench", "-m", i2s, "--head", "q4_0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("--head must be one of q8_0, q6_k");
   });
 
   it("rejects bad flags with a clear message", () => {

@@ -74,8 +74,20 @@ export interface ModelOptions {
   ffnAct?: FfnActivation;
   /** false with --no-mmap (Commander's negated flag). */
   mmap?: boolean;
+  /** --head q8_0|q6_k. */
+  head?: HeadQuantization;
+  /** --head-q8_0, the older spelling of --head q8_0. */
   headQ8_0?: boolean;
   kernelPath?: string;
+}
+
+/** Output-head types the CPU backend can requantize to at load (--head). */
+export const HEAD_TYPES = ["q8_0", "q6_k"] as const;
+export type HeadQuantization = (typeof HEAD_TYPES)[number];
+
+/** The head type asked for by --head or --head-q8_0 (undefined: the file's head). */
+export function headOf(options: ModelOptions): HeadQuantization | undefined {
+  return options.head ?? (options.headQ8_0 === true ? "q8_0" : undefined);
 }
 
 /** The native-backend options the model flags select (the reference backends ignore them). */
@@ -83,7 +95,7 @@ export interface ModelOptions {
 export function cpuFlagsOf(options: ModelOptions): Record<string, unknown> {
   return {
     ...(options.mmap === false ? { mmap: false } : {}),
-    ...(options.headQ8_0 === true ? { headQ8_0: true } : {}),
+    ...(headOf(options) === undefined ? {} : { head: headOf(options) }),
     ...(options.kernelPath === undefined ? {} : { kernelPath: options.kernelPath }),
   };
 }
@@ -144,9 +156,11 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
       "read the weights into (huge-page) memory instead of mapping the file: faster decode where 4 KiB page mappings slow streaming, more private memory",
     )
     .option(
-      "--head-q8_0",
-      "requantize an F16 output head to Q8_0 at load (CPU backend): faster decode, logits differ slightly from the file's numerics",
+      "--head <type>",
+      "run the output head as q8_0 or q6_k (CPU backend; requantized at load): faster decode, logits differ slightly from the file's head (bench measures by how much)",
+      choice("--head", HEAD_TYPES),
     )
+    .option("--head-q8_0", "the same as --head q8_0")
     .option(
       "--kernel-path <path>",
       `force a CPU kernel path: ${KERNEL_PATHS.join(", ")} (default: the best this CPU has)`,

@@ -66,6 +66,29 @@ describe("run receipts end to end", () => {
     expect(verify.stdout).toContain("VERIFIED");
   });
 
+  it("a run with --head q6_k records it, and the replay runs the same head", () => {
+    const file = path.join(tmp, "run-q6k.json");
+    const run = bitnet([
+      ...["run", "-m", tq1, "-p", "Once upon a time", "-n", "8", "--temp", "0"],
+      ...["-t", "2", "--head", "q6_k", "--receipt", file],
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const receipt = JSON.parse(fs.readFileSync(file, "utf8")) as RunReceipt;
+    expect(receipt.backend.options["head_q6_k"]).toBe(true);
+    expect(receipt.backend.kernels.some((k) => k.id.endsWith(".output.q6_k.q8_k"))).toBe(true);
+    const verify = bitnet(["verify-receipt", file, "-m", tq1, "--replay"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toMatch(/replay\s+PASS\s+8 tokens reproduced exactly/);
+    // Without the option the Q6_K head kernel is one the model cannot explain.
+    const stripped = JSON.parse(fs.readFileSync(file, "utf8")) as RunReceipt;
+    delete (stripped.backend.options as Record<string, unknown>)["head_q6_k"];
+    const strippedFile = path.join(tmp, "run-q6k-stripped.json");
+    fs.writeFileSync(strippedFile, JSON.stringify(stripped));
+    const refused = bitnet(["verify-receipt", strippedFile, "-m", tq1]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout).toMatch(/kernels_match_model\s+FAIL.*reads Q6_K/);
+  });
+
   it("rejects edited token ids at the replay gate", () => {
     const file = tamper((r) => {
       r.generated_tokens[5] = (r.generated_tokens[5]! + 1) % r.model.vocab_size;

@@ -102,8 +102,8 @@ export function backendSection(
   if (options["mmap"] === false) {
     opts["mmap"] = false;
   }
-  if (options["headQ8_0"] === true) {
-    opts["head_q8_0"] = true;
+  if (options["head"] === "q8_0" || options["head"] === "q6_k") {
+    opts[`head_${options["head"]}`] = true;
   }
   if (typeof options["ffnActivation"] === "string") {
     opts["ffn_act"] = options["ffnActivation"];
@@ -181,7 +181,8 @@ export async function replayReceipt(receipt: RunReceipt, modelPath: string): Pro
           ? {}
           : { kernelPath: receipt.backend.kernel_path }),
         ...(receipt.backend.options["mmap"] === false ? { mmap: false } : {}),
-        ...(receipt.backend.options["head_q8_0"] === true ? { headQ8_0: true } : {}),
+        ...(receipt.backend.options["head_q8_0"] === true ? { head: "q8_0" as const } : {}),
+        ...(receipt.backend.options["head_q6_k"] === true ? { head: "q6_k" as const } : {}),
       },
     },
   });

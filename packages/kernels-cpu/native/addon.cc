@@ -89,7 +89,16 @@ ModelConfig ParseConfig(const Napi::Object& c) {
   cfg.threads = (int)GetInt(c, "threads", where);
   cfg.max_batch = (int)GetInt(c, "maxBatch", where);
   cfg.kernel_path = GetStr(c, "kernelPath", where);
-  cfg.head_q8_0 = GetBool(c, "headQ8_0", where);
+  {
+    const std::string head = GetStr(c, "head", where);
+    if (head == "q8_0") {
+      cfg.head_type = bitnet::T_Q8_0;
+    } else if (head == "q6_k") {
+      cfg.head_type = bitnet::T_Q6_K;
+    } else if (head != "") {
+      throw Napi::TypeError::New(c.Env(), std::string(where) + ".head must be \"\", \"q8_0\" or \"q6_k\" (got \"" + head + "\")");
+    }
+  }
   cfg.use_mmap = GetBool(c, "mmap", where);
   const Napi::Array tensors = GetArray(c, "tensors", where);
   for (uint32_t i = 0; i < tensors.Length(); i++) {
@@ -530,6 +539,67 @@ Napi::Value QuantizeActivations(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// quantizeQ6K(values): the load-time Q6_K requantizer (ggml quantize_row_q6_K_ref) on a
+// Float32Array of a multiple of 256 values, so tests can hold it to the TypeScript one.
+Napi::Value QuantizeQ6K(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Napi::TypeError::New(env, "quantizeQ6K expects (Float32Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Napi::Float32Array x = info[0].As<Napi::Float32Array>();
+  const int64_t n = (int64_t)x.ElementLength();
+  if (n == 0 || n % 256 != 0) {
+    Napi::RangeError::New(env, "quantizeQ6K needs a positive multiple of 256 values").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array y = Napi::Uint8Array::New(env, (size_t)(n / 256 * bitnet::kQ6KBlockBytes));
+  bitnet::quantize_q6_k(x.Data(), y.Data(), n);
+  return y;
+}
+
+// q6kGemm(kernelPath, weights, rows, x): one path's Q6_K head as the model runs it: the rows of x
+// (a Float32Array of T × cols, cols = its length / T from the weights' size) quantized to Q8_K by
+// the path's quantizer, then the path's Q6_K × Q8_K kernel. Returns T × rows logits.
+Napi::Value Q6KGemm(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[2].IsNumber() ||
+      !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Napi::TypeError::New(env, "q6kGemm expects (kernelPath, Uint8Array, rows, Float32Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>();
+  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
+  if (k == nullptr) {
+    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Napi::Uint8Array w = info[1].As<Napi::Uint8Array>();
+  const int64_t rows = info[2].As<Napi::Number>().Int64Value();
+  const Napi::Float32Array x = info[3].As<Napi::Float32Array>();
+  const int64_t blocks = rows > 0 ? (int64_t)w.ElementLength() / bitnet::kQ6KBlockBytes / rows : 0;
+  const int64_t cols = blocks * 256;
+  if (rows <= 0 || blocks <= 0 || (int64_t)w.ElementLength() != rows * blocks * bitnet::kQ6KBlockBytes ||
+      x.ElementLength() == 0 || (int64_t)x.ElementLength() % cols != 0) {
+    Napi::RangeError::New(env, "q6kGemm: weights must be rows × whole Q6_K blocks, and x whole rows of that width")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int64_t T = (int64_t)x.ElementLength() / cols;
+  std::vector<int8_t> q((size_t)(T * cols));
+  std::vector<float> d((size_t)(T * blocks));
+  std::vector<int32_t> sums((size_t)(T * blocks));
+  std::vector<int16_t> bsum((size_t)(T * cols / 16));
+  for (int64_t t = 0; t < T; t++) {
+    k->quantize_q8k(x.Data() + t * cols, cols, q.data() + t * cols, d.data() + t * blocks, sums.data() + t * blocks);
+    bitnet::q8k_bsums16(q.data() + t * cols, cols, bsum.data() + t * (cols / 16));
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(T * rows));
+  k->q6_k_gemm(w.Data(), cols, 0, rows, q.data(), d.data(), bsum.data(), T, out.Data(), rows);
+  return out;
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_class = Napi::Persistent(NativeModel::Init(env));
@@ -538,7 +608,9 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
   exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
   exports.Set("quantizeActivations", Napi::Function::New(env, QuantizeActivations));
-  exports.Set("abiVersion", Napi::Number::New(env, 6));  // bump with every change to src/binding.ts
+  exports.Set("quantizeQ6K", Napi::Function::New(env, QuantizeQ6K));
+  exports.Set("q6kGemm", Napi::Function::New(env, Q6KGemm));
+  exports.Set("abiVersion", Napi::Number::New(env, 7));  // bump with every change to src/binding.ts
   return exports;
 }
 

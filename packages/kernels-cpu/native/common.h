@@ -67,5 +67,8 @@ struct BlockTQ1 { uint8_t qs[48]; uint8_t qh[4]; uint16_t d; };
 static_assert(sizeof(BlockTQ1) == 54, "TQ1_0 block is 54 bytes");
 struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block is 34 bytes");
+// Q6_K: 256 values in ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16] (one per 16
+// values), then the f16 super-block scale d. Read as bytes (210 is not a multiple of 2 or 4).
+constexpr int64_t kQ6KBlockBytes = 210;
 
 }  // namespace bitnet

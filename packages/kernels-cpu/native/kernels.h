@@ -75,7 +75,20 @@ struct Kernels {
   // non-NaN input).
   void (*to_f16)(const float* x, uint16_t* y, int64_t n);
   void (*round_f16)(const float* x, float* y, int64_t n);
+
+  // Q6_K × Q8_K (a Q6_K output head): per 256-block the exact integer
+  // isum = Σ_i sc_i · Σ_{its 16 values} (q6 − 32)·q8, then out += (float)isum · (d_w · d_a),
+  // blocks in order: every path gives the same bits. xq: T × cols int8, xd: T × cols/256 block
+  // scales, xbsum: T × cols/16 sums of 16 consecutive xq (for paths that multiply the unsigned q6
+  // and subtract 32·Σq8 afterwards).
+  void (*q6_k_gemm)(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
+                    const int16_t* xbsum, int64_t T, float* out, int64_t out_stride);
 };
+
+// The scalar Q6_K × Q8_K kernel, and the 16-value sums it pairs with (ggml's Q8_K bsums).
+void q6_k_gemm_scalar(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
+                      const int16_t* xbsum, int64_t T, float* out, int64_t out_stride);
+void q8k_bsums16(const int8_t* q, int64_t n, int16_t* bsum);
 
 // The scalar quantizers (shared by paths without their own).
 void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);

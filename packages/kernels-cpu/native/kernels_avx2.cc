@@ -19,6 +19,7 @@ namespace bitnet {
 namespace {
 
 #include "ternary_avx2.h"
+#include "q6k_x86.h"
 
 inline float hsum_f32(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -370,7 +371,8 @@ uint64_t stream_read_avx2(const uint8_t* p, int64_t n) {
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
                       f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
                       sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_avx2,
-                      quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2};
+                      quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2,
+                      q6_k_gemm_x86};
 
 }  // namespace
 

@@ -23,6 +23,8 @@ namespace {
 inline int32_t hsum_i32(__m512i v) { return _mm512_reduce_add_epi32(v); }
 inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+#include "q6k_x86.h"
+
 // How far ahead of the current load weights are prefetched, and into which level. Measured on
 // this machine (Sapphire Rapids, 2 threads, I2_S decode): into L2 (prefetcht1) 8 KiB ahead gives
 // 30-32 GB/s on huge-page memory and 25 GB/s on a 4 KiB-page file mapping, against 27 and 19
@@ -555,7 +557,8 @@ uint64_t stream_read_avx512(const uint8_t* p, int64_t n) {
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,
                         f16_gemm_avx512,    q8_0_gemm_avx512,     attn_scores_avx512, attn_values_avx512,
                         sum_squares_avx512, exp_avx512,           relu2_glu_avx512,   quantize_i8_avx512,
-                        quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512};
+                        quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512,
+                        q6_k_gemm_x86};
 
 }  // namespace
 

@@ -200,9 +200,19 @@ struct MullDot {
     }
     return vaddvq_s32(acc);
   }
+  // 16 signed × signed products (|product| ≤ 32·127 in the Q6_K head), pairs summed into int32 lanes.
+  static int32x4_t dot16_s8(int8x16_t a, int8x16_t b) {
+    return vpaddlq_s16(vaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
+  }
 };
 
 #include "ternary_neon.h"
+#include "q6k_neon.h"
+
+void q6_k_gemm_neon(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
+                    const int16_t* xbsum, int64_t T, float* out, int64_t out_stride) {
+  q6_k_gemm_neon_t<MullDot>(w, cols, r0, r1, xq, xd, xbsum, T, out, out_stride);
+}
 
 void i2s_gemm_neon(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                    const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
@@ -251,9 +261,16 @@ struct SdotDot {
     acc = vdotq_s32(acc, vld1q_s8(a + 16), vld1q_s8(b + 16));
     return vaddvq_s32(acc);
   }
+  static int32x4_t dot16_s8(int8x16_t a, int8x16_t b) { return vdotq_s32(vdupq_n_s32(0), a, b); }
 };
 
 #include "ternary_neon.h"
+#include "q6k_neon.h"
+
+void q6_k_gemm(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
+               const int16_t* xbsum, int64_t T, float* out, int64_t out_stride) {
+  q6_k_gemm_neon_t<SdotDot>(w, cols, r0, r1, xq, xd, xbsum, T, out, out_stride);
+}
 
 void i2s_gemm(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
               const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
@@ -458,18 +475,21 @@ namespace {
 const Kernels NEON = {"neon",           LAYOUT_NATURAL,      i2s_gemm_neon,    tq2_gemm_neon,
                       f16_gemm_neon,    q8_0_gemm_neon,      attn_scores_neon, attn_values_neon,
                       sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
-                      quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon};
+                      quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
+                      q6_k_gemm_neon};
 
 const Kernels NEON_DOTPROD = {"neon-dotprod",   LAYOUT_NATURAL,      dotprod::i2s_gemm, dotprod::tq2_gemm,
                               f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon,  attn_values_neon,
                               sum_squares_neon, exp_neon,            relu2_glu_neon,    quantize_i8_scalar,
-                              quantize_q8k_scalar, stream_read_neon, to_f16_neon,       round_f16_neon};
+                              quantize_q8k_scalar, stream_read_neon, to_f16_neon,       round_f16_neon,
+                              dotprod::q6_k_gemm};
 
 // The Q8_0 head keeps SDOT: one token per call row (decode), where SMMLA's pairs would be half empty.
 const Kernels NEON_I8MM = {"neon-i8mm",      LAYOUT_NATURAL,      i8mm::i2s_gemm,   i8mm::tq2_gemm,
                            f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon, attn_values_neon,
                            sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
-                           quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon};
+                           quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
+                           dotprod::q6_k_gemm};
 
 #if defined(__linux__)
 #ifndef HWCAP_ASIMDDP

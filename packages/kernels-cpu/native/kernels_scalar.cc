@@ -95,6 +95,53 @@ void q8_0_gemm_scalar(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, 
   }
 }
 
+}  // namespace
+
+void q6_k_gemm_scalar(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
+                      const int16_t* xbsum, int64_t T, float* out, int64_t out_stride) {
+  (void)xbsum;
+  const int64_t nb = cols / 256;
+  for (int64_t r = r0; r < r1; r++) {
+    const uint8_t* row = w + r * nb * kQ6KBlockBytes;
+    for (int64_t t = 0; t < T; t++) {
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t* blk = row + b * kQ6KBlockBytes;
+        const int8_t* q = xq + t * cols + 256 * b;
+        const int8_t* sc = (const int8_t*)(blk + 192);
+        int32_t sub[16] = {0};
+        for (int half = 0; half < 2; half++) {
+          const uint8_t* ql = blk + 64 * half;
+          const uint8_t* qh = blk + 128 + 32 * half;
+          const int8_t* qx = q + 128 * half;
+          for (int l = 0; l < 32; l++) {
+            const int s = 8 * half + l / 16;
+            sub[s + 0] += (((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32) * qx[l];
+            sub[s + 2] += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * qx[l + 32];
+            sub[s + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * qx[l + 64];
+            sub[s + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * qx[l + 96];
+          }
+        }
+        int32_t isum = 0;
+        for (int i = 0; i < 16; i++) isum += sc[i] * sub[i];
+        const uint16_t d = (uint16_t)(blk[208] | (blk[209] << 8));
+        sumf += (float)isum * (f16_to_f32(d) * xd[t * nb + b]);
+      }
+      out[t * out_stride + r] = sumf;
+    }
+  }
+}
+
+void q8k_bsums16(const int8_t* q, int64_t n, int16_t* bsum) {
+  for (int64_t g = 0; g < n / 16; g++) {
+    int32_t s = 0;
+    for (int i = 0; i < 16; i++) s += q[16 * g + i];
+    bsum[g] = (int16_t)s;
+  }
+}
+
+namespace {
+
 void attn_scores_scalar(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
   for (int64_t j = 0; j < len; j++) {
     float s = 0.0f;
@@ -131,7 +178,8 @@ void relu2_glu_scalar(const float* g, const float* u, float* y, int64_t n) {
 const Kernels SCALAR = {"scalar",           LAYOUT_NATURAL,     i2s_gemm_scalar,    tq2_gemm_scalar,
                         f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_scalar,
                         sum_squares_scalar, exp_scalar,         relu2_glu_scalar,   quantize_i8_scalar,
-                        quantize_q8k_scalar, stream_read_scalar, to_f16_scalar,     round_f16_scalar};
+                        quantize_q8k_scalar, stream_read_scalar, to_f16_scalar,     round_f16_scalar,
+                        q6_k_gemm_scalar};
 
 }  // namespace
 

@@ -53,7 +53,9 @@ struct ModelConfig {
   int threads = 1;
   int max_batch = 256;
   std::string kernel_path = "auto";
-  bool head_q8_0 = false;
+  // The output head requantized at load to this type (T_Q8_0 or T_Q6_K) and run on its quantized
+  // kernel; -1 keeps the file's head.
+  int32_t head_type = -1;
   // true: tensor data is read in place from the read-only mapping of the file (default).
   // false: tensor data is read into anonymous memory backed by transparent huge pages
   // (llama.cpp's --no-mmap): more resident memory for the process, faster streaming reads.
@@ -74,6 +76,8 @@ using LoadProgress = std::function<void(const char* phase, uint64_t done, uint64
 // Shared by loading (the Q8_0 head requantization) and execution (embedding lookup, output head).
 // ggml quantize_row_q8_0_ref for one row of n (a multiple of 32) values.
 void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n);
+// ggml quantize_row_q6_K_ref for one row of n (a multiple of 256) values (kQ6KBlockBytes per 256).
+void quantize_q6_k(const float* x, uint8_t* y, int64_t n);
 // Dequantizes row `row` of an embedding-like table (F32, F16, BF16, Q8_0, Q6_K) into f32.
 void dequant_row(const Tensor& t, int64_t row, float* out);
 
@@ -191,6 +195,12 @@ class Model {
   std::vector<int32_t> acc_i32_;
   std::vector<float> head_x_;
   std::vector<BlockQ8_0> head_q_;
+  // A Q6_K head on its Q6_K × Q8_K kernel (head_type Q6_K): the logit rows as Q8_K.
+  bool head_q6k_kernel_ = false;
+  std::vector<int8_t> head_q8k_;
+  std::vector<float> head_q8k_d_;
+  std::vector<int32_t> head_q8k_sum_;
+  std::vector<int16_t> head_q8k_bsum16_;
   std::vector<std::vector<float>> scratch_;  // per thread
 };
 

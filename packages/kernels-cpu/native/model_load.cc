@@ -90,8 +90,16 @@ bool bf16_projection(const TensorSpec& spec) {
   return spec.type == T_BF16 && spec.ne1 > 1 && spec.name.find("token_embd") == std::string::npos;
 }
 
-// Heads the Q8_0 requantization can read (dequant_row's types other than Q8_0 itself).
-bool requantizable_head(int32_t type) { return type == T_F32 || type == T_F16 || type == T_BF16 || type == T_Q6_K; }
+// Heads the requantization at load can read (dequant_row's types).
+bool requantizable_head(int32_t type) {
+  return type == T_F32 || type == T_F16 || type == T_BF16 || type == T_Q8_0 || type == T_Q6_K;
+}
+
+// Whether a head of `type` with rows of `cols` values is requantized to `target` at load.
+bool requantizes_head(int32_t type, int64_t cols, int32_t target) {
+  if (target < 0 || type == target || !requantizable_head(type)) return false;
+  return cols % (target == T_Q6_K ? 256 : 32) == 0;
+}
 
 // Progress of one phase, in bytes: reports the start, then each further tenth of the total, then
 // the end. add() may be called from any pool worker; reports are serialized and never go back.
@@ -277,13 +285,11 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
   for (const TensorSpec& spec : cfg_.tensors) {
     if (spec.type == T_TQ1_0 || bf16_projection(spec)) repack_total += spec.bytes;
   }
-  if (cfg_.head_q8_0) {
-    for (const OpSpec& op : cfg_.ops) {
-      if (op.kind != OP_OUTPUT || op.weight < 0 || (size_t)op.weight >= cfg_.tensors.size()) continue;
-      const TensorSpec& head = cfg_.tensors[(size_t)op.weight];
-      const int32_t type = bf16_projection(head) ? T_F32 : head.type;
-      if (requantizable_head(type) && head.ne0 % 32 == 0) repack_total += head.bytes;
-    }
+  for (const OpSpec& op : cfg_.ops) {
+    if (op.kind != OP_OUTPUT || op.weight < 0 || (size_t)op.weight >= cfg_.tensors.size()) continue;
+    const TensorSpec& head = cfg_.tensors[(size_t)op.weight];
+    const int32_t type = bf16_projection(head) ? T_F32 : head.type;
+    if (requantizes_head(type, head.ne0, cfg_.head_type)) repack_total += head.bytes;
   }
   PhaseMeter repacking(progress, "repack", repack_total);
   for (size_t ti = 0; ti < cfg_.tensors.size(); ti++) {
@@ -321,38 +327,47 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
     tensors_.push_back(t);
   }
 
-  // ---- the optional Q8_0 output head (requantized once at load) ----
+  // ---- the optional quantized output head (Q8_0 or Q6_K, requantized once at load) ----
   stage = "requantizing the output head of";
   for (OpSpec& op : cfg_.ops) {
-    if (op.kind == OP_OUTPUT && cfg_.head_q8_0 && op.weight >= 0 && (size_t)op.weight < tensors_.size()) {
-      Tensor& head = tensors_[op.weight];
-      if (head.type != T_Q8_0 && requantizable_head(head.type) && head.ne0 % 32 == 0) {
-        const int64_t rows = head.ne1, cols = head.ne0;
-        owned_.emplace_back((size_t)rows * (cols / 32) * sizeof(BlockQ8_0));
-        BlockQ8_0* dst = (BlockQ8_0*)owned_.back().data();
-        const Tensor src = head;
-        // One row of scratch per worker, allocated here: nothing in a pool job may throw.
-        std::vector<std::vector<float>> row_of((size_t)pool_->size(), std::vector<float>((size_t)cols));
-        pool_->run([&](int tid) {
-          int64_t r0, r1;
-          share(rows, tid, pool_->size(), r0, r1);
-          float* row = row_of[(size_t)tid].data();
-          for (int64_t r = r0; r < r1; r++) {
-            dequant_row(src, r, row);
-            quantize_q8_0(row, dst + r * (cols / 32), cols);
+    if (op.kind != OP_OUTPUT || op.weight < 0 || (size_t)op.weight >= tensors_.size()) continue;
+    Tensor& head = tensors_[op.weight];
+    if (requantizes_head(head.type, head.ne0, cfg_.head_type)) {
+      const int64_t rows = head.ne1, cols = head.ne0;
+      const bool q6k = cfg_.head_type == T_Q6_K;
+      const size_t row_bytes = q6k ? (size_t)(cols / 256 * kQ6KBlockBytes) : (size_t)(cols / 32) * sizeof(BlockQ8_0);
+      owned_.emplace_back((size_t)rows * row_bytes);
+      uint8_t* dst = owned_.back().data();
+      const Tensor src = head;
+      // One row of scratch per worker, allocated here: nothing in a pool job may throw.
+      std::vector<std::vector<float>> row_of((size_t)pool_->size(), std::vector<float>((size_t)cols));
+      pool_->run([&](int tid) {
+        int64_t r0, r1;
+        share(rows, tid, pool_->size(), r0, r1);
+        float* row = row_of[(size_t)tid].data();
+        for (int64_t r = r0; r < r1; r++) {
+          dequant_row(src, r, row);
+          if (q6k) {
+            quantize_q6_k(row, dst + r * row_bytes, cols);
+          } else {
+            quantize_q8_0(row, (BlockQ8_0*)(dst + r * row_bytes), cols);
           }
-        });
-        repacked_bytes_ += owned_.back().size();
-        repacking.add(cfg_.tensors[(size_t)op.weight].bytes);
-        // A separate tensor, so the embedding lookup keeps reading the file's rows.
-        tensors_.push_back(Tensor{T_Q8_0, cols, rows, owned_.back().data(), 0.0f});
-        op.weight = (int32_t)tensors_.size() - 1;
-        if (cfg_.use_mmap && (src.type == T_F16 || src.type == T_F32 || src.type == T_BF16)) {
-          // The file's head rows are no longer read for logits; let the kernel drop them from RSS.
-          advise_dont_need(src.data, (size_t)(src.ne0 * src.ne1 * (src.type == T_F32 ? 4 : 2)));
         }
+      });
+      repacked_bytes_ += owned_.back().size();
+      repacking.add(cfg_.tensors[(size_t)op.weight].bytes);
+      // A separate tensor, so the embedding lookup keeps reading the file's rows.
+      tensors_.push_back(Tensor{cfg_.head_type, cols, rows, owned_.back().data(), 0.0f});
+      op.weight = (int32_t)tensors_.size() - 1;
+      if (cfg_.use_mmap && (src.type == T_F16 || src.type == T_F32 || src.type == T_BF16)) {
+        // The file's head rows are no longer read for logits; let the kernel drop them from RSS.
+        advise_dont_need(src.data, (size_t)(src.ne0 * src.ne1 * (src.type == T_F32 ? 4 : 2)));
       }
     }
+    // A Q6_K head (the file's or requantized) runs on the Q6_K × Q8_K kernel only when asked:
+    // the default keeps the reference backend's f32 numerics for a file's Q6_K head.
+    const Tensor& used = tensors_[op.weight];  // `head` may dangle after the push_back
+    head_q6k_kernel_ = cfg_.head_type == T_Q6_K && used.type == T_Q6_K && used.ne0 % 256 == 0;
   }
   repacking.finish();
 
@@ -422,7 +437,7 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
           throw std::runtime_error("output head " + tensor_name(op.weight) + ": type " + type_tag(w.type) +
                                    " is not supported by the CPU backend");
         }
-        id = "output." + type_tag(w.type);
+        id = "output." + type_tag(w.type) + (head_q6k_kernel_ ? ".q8_k" : "");
         break;
       }
       default:

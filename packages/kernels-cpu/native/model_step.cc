@@ -38,6 +38,103 @@ void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
   }
 }
 
+namespace {
+
+// ggml GROUP_MAX_EPS: sub-blocks of smaller magnitude quantize to zero.
+constexpr float kGroupMaxEps = 1e-15f;
+
+// ggml make_qx_quants(n, nmax, x, L, rmse_type = 1, NULL): a symmetric scale for one sub-block,
+// refined over 18 trial scales to minimize the x²-weighted squared error; L gets l + nmax.
+// f32 at every step, no FMA contraction (-ffp-contract=off), as ggml's C.
+float make_qx_quants(const float* x, int n, int nmax, int8_t* L) {
+  float max = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < kGroupMaxEps) {
+    for (int i = 0; i < n; i++) L[i] = 0;
+    return 0.0f;
+  }
+  auto clamp = [nmax](int l) { return std::max(-nmax, std::min(nmax - 1, l)); };
+  float iscale = -(float)nmax / max;
+  float sumlx = 0.0f, suml2 = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const int l = clamp(nearest_int(iscale * x[i]));
+    L[i] = (int8_t)(l + nmax);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * (float)l;
+    suml2 += w * (float)l * (float)l;
+  }
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; is++) {
+    if (is == 0) continue;
+    iscale = -((float)nmax + 0.1f * (float)is) / max;
+    sumlx = suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+      const int l = clamp(nearest_int(iscale * x[i]));
+      const float w = x[i] * x[i];
+      sumlx += w * x[i] * (float)l;
+      suml2 += w * (float)l * (float)l;
+    }
+    if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + clamp(nearest_int(iscale * x[i])));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+}  // namespace
+
+void quantize_q6_k(const float* x, uint8_t* y, int64_t n) {
+  int8_t L[256];
+  float scales[16];
+  for (int64_t b = 0; b < n / 256; b++, x += 256, y += kQ6KBlockBytes) {
+    std::memset(y, 0, kQ6KBlockBytes);
+    float max_scale = 0.0f, max_abs_scale = 0.0f;
+    for (int ib = 0; ib < 16; ib++) {
+      const float scale = make_qx_quants(x + 16 * ib, 16, 32, L + 16 * ib);
+      scales[ib] = scale;
+      if (std::fabs(scale) > max_abs_scale) {
+        max_abs_scale = std::fabs(scale);
+        max_scale = scale;
+      }
+    }
+    if (max_abs_scale < kGroupMaxEps) continue;  // an all-zero block (d = 0)
+    const float iscale = -128.0f / max_scale;
+    const uint16_t d_bits = f32_to_f16(1.0f / iscale);
+    y[208] = (uint8_t)(d_bits & 0xff);
+    y[209] = (uint8_t)(d_bits >> 8);
+    int8_t* sc = (int8_t*)(y + 192);
+    for (int ib = 0; ib < 16; ib++) sc[ib] = (int8_t)std::min(127, nearest_int(iscale * scales[ib]));
+    const float d0 = f16_to_f32(d_bits);
+    for (int j = 0; j < 16; j++) {
+      const float d = d0 * (float)sc[j];
+      if (d == 0.0f) continue;
+      for (int ii = 0; ii < 16; ii++) {
+        const int l = std::max(-32, std::min(31, nearest_int(x[16 * j + ii] / d)));
+        L[16 * j + ii] = (int8_t)(l + 32);
+      }
+    }
+    for (int j = 0; j < 256; j += 128) {
+      uint8_t* ql = y + 64 * (j / 128);
+      uint8_t* qh = y + 128 + 32 * (j / 128);
+      for (int l = 0; l < 32; l++) {
+        const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+        ql[l] = (uint8_t)((q1 & 0xf) | ((q3 & 0xf) << 4));
+        ql[l + 32] = (uint8_t)((q2 & 0xf) | ((q4 & 0xf) << 4));
+        qh[l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+      }
+    }
+  }
+}
+
 // Dequantizes one row of an embedding table into f32.
 void dequant_row(const Tensor& t, int64_t row, float* out) {
   const int64_t n = t.ne0;
@@ -116,6 +213,7 @@ void Model::count_scratch() {
   for (const auto& q : quant_tmp_) total += bytes(q);
   for (const auto& s : scratch_) total += bytes(s);
   total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(acc_i32_) + bytes(head_x_) + bytes(head_q_);
+  total += bytes(head_q8k_) + bytes(head_q8k_d_) + bytes(head_q8k_sum_) + bytes(head_q8k_bsum16_);
   scratch_bytes_.store(total, std::memory_order_relaxed);
 }
 
@@ -176,6 +274,12 @@ void Model::reserve_batch(int64_t T) {
   q_sum_.resize((size_t)(max_width_ / 256 + 1) * cap);
   head_x_.resize((size_t)(cfg_.n_embd * cap));
   head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cap);
+  if (head_q6k_kernel_) {
+    head_q8k_.resize((size_t)(cfg_.n_embd * cap));
+    head_q8k_d_.resize((size_t)(cfg_.n_embd / 256 + 1) * cap);
+    head_q8k_sum_.resize((size_t)(cfg_.n_embd / 256 + 1) * cap);
+    head_q8k_bsum16_.resize((size_t)(cfg_.n_embd / 16 + 1) * cap);
+  }
   if (use_amx_ && cap >= AMX_MIN_TOKENS) {
     const int64_t padded = (cap + 15) / 16 * 16;  // whole token tiles
     q_tiles_.resize((size_t)(max_width_ * padded));
@@ -620,6 +724,10 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         const float* xt = x + logit_rows_[(size_t)r] * cols;
         if (w.type == T_Q8_0) {
           quantize_q8_0(xt, head_q_.data() + r * (cols / 32), cols);
+        } else if (head_q6k_kernel_) {
+          int8_t* q = head_q8k_.data() + r * cols;
+          kernels_->quantize_q8k(xt, cols, q, head_q8k_d_.data() + r * (cols / 256), head_q8k_sum_.data() + r * (cols / 256));
+          q8k_bsums16(q, cols, head_q8k_bsum16_.data() + r * (cols / 16));
         } else {
           if (w.type == T_F16) {
             kernels_->round_f16(xt, head_x_.data() + r * cols, cols);
@@ -639,6 +747,11 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         } else if (w.type == T_Q8_0) {
           for_row_tiles(b0, b1, cols / 32 * (int64_t)sizeof(BlockQ8_0), rows, [&](int64_t a, int64_t b) {
             kernels_->q8_0_gemm((const BlockQ8_0*)w.data, cols, a, b, head_q_.data(), rows, logits_, vocab);
+          });
+        } else if (head_q6k_kernel_) {
+          for_row_tiles(b0, b1, cols / 256 * kQ6KBlockBytes, rows, [&](int64_t a, int64_t b) {
+            kernels_->q6_k_gemm(w.data, cols, a, b, head_q8k_.data(), head_q8k_d_.data(), head_q8k_bsum16_.data(), rows,
+                                logits_, vocab);
           });
         } else {
           // F32, BF16 and Q6_K heads: dequantize one vocabulary row at a time and take f32 dot

@@ -25,6 +25,7 @@ import {
   validateStep,
 } from "@bitnet-ts/engine-core";
 import {
+  type HeadQuantization,
   type NativeBinding,
   type NativeModel,
   NativeOpKind,
@@ -47,7 +48,15 @@ export interface CpuBackendOptions {
    * "neon-i8mm" (default "auto"; env BITNET_KERNEL_PATH).
    */
   readonly kernelPath?: string;
-  /** Requantize an F16 output head to Q8_0 at load: faster decode, slightly different logits (default false). */
+  /**
+   * Run the output head quantized: "q8_0" or "q6_k" requantize it at load (an F16 head of the
+   * 2B-4T is 657 MB; Q8_0 349 MB, Q6_K 269 MB) and use that type's integer kernel with the
+   * activations quantized to match (Q8_0, or Q8_K for Q6_K): faster decode, logits that differ
+   * slightly from the file's numerics. A head already of that type is used as it is. Default:
+   * the file's head (env BITNET_HEAD=q8_0|q6_k).
+   */
+  readonly head?: HeadQuantization;
+  /** @deprecated `head: "q8_0"`. */
   readonly headQ8_0?: boolean;
   /**
    * true (default): the GGUF file is mapped read-only and tensors are used in place (fast load,
@@ -121,6 +130,7 @@ export class CpuBackend implements Backend {
         `could not compile for the CPU backend - threads must be a positive integer, got ${threads}.`,
       );
     }
+    const head = headQuantization(this.#options);
     const contextLength = options.contextLength ?? hp.contextLength;
     const kernelPath = this.#options.kernelPath ?? process.env["BITNET_KERNEL_PATH"] ?? "auto";
     if (kernelPath !== "auto" && !this.binding.availablePaths().includes(kernelPath)) {
@@ -224,7 +234,7 @@ export class CpuBackend implements Backend {
           threads,
           maxBatch,
           kernelPath,
-          headQ8_0: this.#options.headQ8_0 ?? process.env["BITNET_HEAD_Q8_0"] === "1",
+          head,
           mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
           tensors,
           ops,
@@ -475,6 +485,24 @@ export class CpuModel implements CompiledModel {
     await this.#steps.idle();
     this.native.dispose();
   }
+}
+
+const HEAD_QUANTIZATIONS: readonly HeadQuantization[] = ["q8_0", "q6_k"];
+
+/** The output-head type the options (or env BITNET_HEAD, BITNET_HEAD_Q8_0=1) ask for; "" for none. */
+function headQuantization(options: CpuBackendOptions): "" | HeadQuantization {
+  const asked =
+    options.head ??
+    (options.headQ8_0 === true ? "q8_0" : undefined) ??
+    process.env["BITNET_HEAD"] ??
+    (process.env["BITNET_HEAD_Q8_0"] === "1" ? "q8_0" : "");
+  if (asked !== "" && !(HEAD_QUANTIZATIONS as readonly string[]).includes(asked)) {
+    throw new EngineError(
+      EngineErrorCode.BAD_OPTION,
+      `could not compile for the CPU backend - head must be ${HEAD_QUANTIZATIONS.join(" or ")}, got "${asked}".`,
+    );
+  }
+  return asked as "" | HeadQuantization;
 }
 
 /** The kernel path "auto" resolves to on this CPU, as the addon reports it (best last). */

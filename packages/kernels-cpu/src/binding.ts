@@ -70,8 +70,11 @@ export interface NativeModelConfig {
   readonly maxBatch: number;
   /** "auto", "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neon-dotprod" or "neon-i8mm". */
   readonly kernelPath: string;
-  /** Requantize an F16 output head to Q8_0 at load. */
-  readonly headQ8_0: boolean;
+  /**
+   * "q8_0" or "q6_k": requantize the output head to that type at load (unless it has it) and run
+   * it on that type's quantized kernel; "": the file's head as it is.
+   */
+  readonly head: "" | HeadQuantization;
   /** Use tensor data in place from a read-only mapping (true) or read it into huge-page memory (false). */
   readonly mmap: boolean;
   readonly tensors: readonly NativeTensorSpec[];
@@ -172,5 +175,16 @@ export interface NativeBinding {
     format: "i8" | "q8k",
     values: Float32Array,
   ): { q: Int8Array; scales: Float32Array; sums: Int32Array };
+  /** The load-time Q6_K requantizer (ggml quantize_row_q6_K_ref), for tests. */
+  quantizeQ6K(values: Float32Array): Uint8Array;
+  /**
+   * One path's Q6_K head as a model runs it: the T rows of `x` quantized to Q8_K by the path's
+   * quantizer, then its Q6_K × Q8_K kernel against `rows` rows of Q6_K `weights`; T × rows
+   * logits. For tests that hold every path to the TypeScript reference.
+   */
+  q6kGemm(kernelPath: string, weights: Uint8Array, rows: number, x: Float32Array): Float32Array;
   abiVersion: number;
 }
+
+/** Output-head types the CPU backend can requantize to at load. */
+export type HeadQuantization = "q8_0" | "q6_k";

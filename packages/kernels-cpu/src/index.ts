@@ -10,6 +10,7 @@ export {
 } from "./bandwidth";
 export type {
   BandwidthProbe,
+  HeadQuantization,
   NativeBinding,
   NativeLoadPhase,
   NativeModel,

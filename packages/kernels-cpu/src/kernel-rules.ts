@@ -27,6 +27,6 @@ export const CPU_KERNEL_RULES: KernelRules = {
     TQ1_0: [".linear.tq1_0.", ".linear.tq1_0_as_tq2_0."],
   },
   outputTag: ".output.",
-  headOptions: { head_q8_0: "Q8_0" },
+  headOptions: { head_q8_0: "Q8_0", head_q6_k: "Q6_K" },
   calls: ONE_CALL_PER_PROJECTION,
 };

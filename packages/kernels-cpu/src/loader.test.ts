@@ -271,7 +271,7 @@ describe("loadModel", () => {
       threads: 2,
       maxBatch: 8,
       kernelPath: "auto",
-      headQ8_0: false,
+      head: "",
       mmap: true,
       tensors,
       ops: [

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { f16ToF32 } from "./float";
 import { dequantizeI2S, i2sByteSize, packI2S, quantizeI2S, unpackI2S } from "./i2s";
 import { dequantizeQ4_0, quantizeQ4_0 } from "./q4_0";
-import { dequantizeQ6_K, quantizeQ6_K } from "./q6_k";
+import { dequantizeQ6_K, dotQ6_KQ8_K, quantizeQ6_K } from "./q6_k";
 import { dequantizeQ8_0, quantizeQ8_0 } from "./q8_0";
 import { dequantizeQ8_K, encodeQ8_K, quantizeQ8_K } from "./q8_k";
 import { absmeanTernary, quantizeActivationsI8 } from "./ternary";
@@ -214,6 +214,41 @@ describe("Q6_K", () => {
         },
       ),
       { numRuns: 50 },
+    );
+  });
+});
+
+describe("Q6_K · Q8_K (the quantized head's dot)", () => {
+  it("equals the dot of the dequantized values up to f32 rounding", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.float({ min: -4, max: 4, noNaN: true, noDefaultInfinity: true }), {
+          minLength: 1024,
+          maxLength: 1024,
+        }),
+        (v) => {
+          const w = Float32Array.from(v.slice(0, 512));
+          const a = Float32Array.from(v.slice(512));
+          const row = quantizeQ6_K(w);
+          const x = quantizeQ8_K(a);
+          const wd = dequantizeQ6_K(row, 512);
+          const xd = dequantizeQ8_K(encodeQ8_K(x), 512);
+          let exact = 0;
+          let scale = 0;
+          for (let i = 0; i < 512; i++) {
+            exact += wd[i]! * xd[i]!;
+            scale += Math.abs(wd[i]! * xd[i]!);
+          }
+          expect(Math.abs(dotQ6_KQ8_K(row, x) - exact)).toBeLessThanOrEqual(1e-5 * scale + 1e-30);
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
+  it("rejects a row of the wrong size", () => {
+    expect(() => dotQ6_KQ8_K(new Uint8Array(209), quantizeQ8_K(new Float32Array(256)))).toThrow(
+      /Q6_K/,
     );
   });
 });

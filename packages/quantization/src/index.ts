@@ -26,7 +26,7 @@ export {
   unpackI2S,
 } from "./i2s";
 export { dequantizeQ4_0, Q4_0_BLOCK, Q4_0_BYTES, quantizeQ4_0 } from "./q4_0";
-export { dequantizeQ6_K, Q6_K_BLOCK, Q6_K_BYTES, quantizeQ6_K } from "./q6_k";
+export { dequantizeQ6_K, dotQ6_KQ8_K, Q6_K_BLOCK, Q6_K_BYTES, quantizeQ6_K } from "./q6_k";
 export { dequantizeQ8_0, Q8_0_BLOCK, Q8_0_BYTES, quantizeQ8_0 } from "./q8_0";
 export {
   dequantizeQ8_K,

@@ -4,6 +4,7 @@
  */
 import { checkBlocks, checkBytes } from "./errors";
 import { f16ToF32, f32ToF16, nearestInt } from "./float";
+import type { Q8KBlocks } from "./q8_k";
 
 export const Q6_K_BLOCK = 256;
 export const Q6_K_BYTES = 210;
@@ -162,4 +163,44 @@ export function quantizeQ6_K(values: Float32Array): Uint8Array {
     }
   }
   return out;
+}
+
+/**
+ * One Q6_K row · Q8_K activations, in the order the CPU backend's quantized head computes it: per
+ * block the exact integer isum = Σ_i scale_i · Σ (q6 − 32)·q8 over sub-block i's 16 values, then
+ * sum = f32(sum + f32(f32(isum) · f32(d_w · d_a))), block by block (the reference for every
+ * kernel path, which must match it bit for bit). `row` holds n / 256 blocks, `x` n values.
+ */
+export function dotQ6_KQ8_K(row: Uint8Array, x: Q8KBlocks): number {
+  const n = x.qs.length;
+  checkBlocks("Q6_K", n, Q6_K_BLOCK);
+  checkBytes("Q6_K", row, (n / Q6_K_BLOCK) * Q6_K_BYTES);
+  const signed = new Int8Array(row.buffer, row.byteOffset, row.byteLength);
+  const sub = new Int32Array(16);
+  let sum = 0;
+  for (let b = 0; b < n / Q6_K_BLOCK; b++) {
+    const base = b * Q6_K_BYTES;
+    sub.fill(0);
+    for (let half = 0; half < 2; half++) {
+      const ql = base + 64 * half;
+      const qh = base + 128 + 32 * half;
+      const q = b * Q6_K_BLOCK + 128 * half;
+      for (let l = 0; l < 32; l++) {
+        const s = 8 * half + (l >> 4);
+        const h = row[qh + l]!;
+        sub[s] += (((row[ql + l]! & 0xf) | ((h & 3) << 4)) - 32) * x.qs[q + l]!;
+        sub[s + 2] +=
+          (((row[ql + l + 32]! & 0xf) | (((h >> 2) & 3) << 4)) - 32) * x.qs[q + l + 32]!;
+        sub[s + 4] += (((row[ql + l]! >> 4) | (((h >> 4) & 3) << 4)) - 32) * x.qs[q + l + 64]!;
+        sub[s + 6] += (((row[ql + l + 32]! >> 4) | (((h >> 6) & 3) << 4)) - 32) * x.qs[q + l + 96]!;
+      }
+    }
+    let isum = 0;
+    for (let i = 0; i < 16; i++) {
+      isum += signed[base + 192 + i]! * sub[i]!;
+    }
+    const dw = f16ToF32(row[base + 208]! | (row[base + 209]! << 8));
+    sum = fround(sum + fround(fround(isum) * fround(dw * x.d[b]!)));
+  }
+  return sum;
 }

@@ -17,11 +17,18 @@ import { type CompiledModel, loadModel } from "@bitnet-ts/engine-core";
 import type { GgufFile } from "@bitnet-ts/gguf";
 import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
 import { cacheDir, defaultModelPath } from "../default-model";
-import { backendOptionsOf, cpuFlagsOf, type ModelOptions } from "../options";
+import {
+  backendOptionsOf,
+  cpuFlagsOf,
+  type HeadQuantization,
+  headOf,
+  type ModelOptions,
+} from "../options";
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
 import { backendSection, modelSection, receiptHeader, writeReceipt } from "../receipt";
 import { formatTable } from "../table";
+import { formatHeadAccuracy, type HeadAccuracy, measureHeadAccuracy } from "./head-accuracy";
 
 export interface BenchCliOptions extends ModelOptions {
   nPrompt?: number[];
@@ -86,6 +93,8 @@ export interface BenchReport {
   } | null;
   /** Median tokens/s ratios bitnet-ts / llama.cpp per test, from the same run. */
   readonly speedup: Readonly<Record<string, number>> | null;
+  /** With --head q8_0|q6_k: the quantized head against the file's, measured in this run. */
+  readonly head_accuracy: HeadAccuracy | null;
 }
 
 interface Engine {
@@ -153,13 +162,21 @@ function stats(samples: readonly number[]): { mean: number; std: number; median:
   return { mean, std, median };
 }
 
+/** Bytes per value of the head types the CPU backend requantizes to, and their block widths. */
+const HEAD_BYTES: Readonly<Record<HeadQuantization, { bytes: number; block: number }>> = {
+  q8_0: { bytes: 34, block: 32 },
+  q6_k: { bytes: 210, block: 256 },
+};
+const REQUANTIZABLE_HEADS = ["F32", "F16", "BF16", "Q8_0", "Q6_K"];
+
 /**
  * Bytes one generated token reads: every weight once (a tied head reads the whole embedding).
- * The CPU backend reads TQ1_0 weights as the TQ2_0 it repacks them to at load (`tq1AsTq2`).
+ * The CPU backend reads TQ1_0 weights as the TQ2_0 it repacks them to at load (`tq1AsTq2`), and a
+ * head requantized at load (`head`) at that type's size.
  */
 export function bytesPerToken(
   file: GgufFile,
-  headQ8_0: boolean,
+  head: HeadQuantization | undefined,
   kvBytes: number,
   tq1AsTq2 = false,
 ): number {
@@ -172,9 +189,16 @@ export function bytesPerToken(
   if (embd !== undefined && untiedOutput !== undefined) {
     bytes -= embd.byteSize - embd.byteSize / (embd.shape[1] ?? 1); // the lookup reads one row
   }
-  const head = untiedOutput ?? embd;
-  if (headQ8_0 && head !== undefined && head.type.name === "F16") {
-    bytes += (head.elementCount / 32) * 34 - head.byteSize;
+  const headTensor = untiedOutput ?? embd;
+  if (
+    head !== undefined &&
+    headTensor !== undefined &&
+    headTensor.type.name !== head.toUpperCase() &&
+    REQUANTIZABLE_HEADS.includes(headTensor.type.name) &&
+    (headTensor.shape[0] ?? 0) % HEAD_BYTES[head].block === 0
+  ) {
+    const { bytes: b, block } = HEAD_BYTES[head];
+    bytes += (headTensor.elementCount / block) * b - headTensor.byteSize;
   }
   return bytes + kvBytes;
 }
@@ -209,7 +233,8 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
 
   progress(`loading ${path.basename(modelPath)}`);
   const started = performance.now();
-  const contextLength = Math.max(...nPrompt, ...nGen) + 16;
+  // Room for the head-accuracy text too when --head is given (the cache grows only as used).
+  const contextLength = Math.max(...nPrompt, ...nGen, headOf(options) === undefined ? 0 : 256) + 16;
   const loading = loadProgress();
   const model = await loadModel(modelPath, {
     onProgress: loading.onProgress,
@@ -297,6 +322,21 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
     // The process's peak before the bandwidth probes (which map the file again and fill 1 GiB of
     // anonymous memory): what the engine itself needed. Not meaningful with llama.cpp loaded too.
     const peakRssBytes = session === undefined ? process.resourceUsage().maxRSS * 1024 : null;
+    // A quantized head's accuracy, next to its speed: the file's head scores the same text.
+    const head = headOf(options);
+    let headAccuracy: HeadAccuracy | null = null;
+    if (head !== undefined && native !== undefined) {
+      progress(`comparing the ${head} head with the file's head`);
+      const { head: _quantized, headQ8_0: _alias, ...fileHead } = options;
+      headAccuracy = await measureHeadAccuracy(model, modelPath, head, (p, contextLength) =>
+        loadModel(p, {
+          ...(options.backend === undefined ? {} : { backend: options.backend }),
+          ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
+          backendOptions: backendOptionsOf(fileHead),
+          contextLength,
+        }),
+      );
+    }
     // Bandwidth after the tests, while nothing else runs: the model's own file through a
     // read-only mapping (what mmap'd weights stream from) and anonymous huge-page memory.
     let bandwidth: BenchReport["bandwidth"] = null;
@@ -328,12 +368,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       const kvWidth = hp.nHeadKv * hp.headDim;
       const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
       const kvBytes = 2 * hp.nLayer * kvWidth * 2 * meanPosition; // K and V, f16
-      const bytes = bytesPerToken(
-        file,
-        options.headQ8_0 === true,
-        kvBytes,
-        model.backendName === "cpu",
-      );
+      const bytes = bytesPerToken(file, headOf(options), kvBytes, model.backendName === "cpu");
       const gbs = mmap ? bandwidth.file_mapping_gbs : bandwidth.anonymous_gbs;
       const tgTps = (gbs * 1e9) / bytes;
       const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
@@ -385,6 +420,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
               library: session.cpu.library,
             },
       speedup,
+      head_accuracy: headAccuracy,
     };
     if (options.receipt !== undefined) {
       const steps = results.filter((r) => r.engine === "bitnet-ts");
@@ -499,6 +535,9 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
           : ""
       }`,
     );
+  }
+  if (report.head_accuracy !== null) {
+    lines.push(formatHeadAccuracy(report.head_accuracy));
   }
   lines.push(
     `load ${report.load_ms.toFixed(0)} ms${
