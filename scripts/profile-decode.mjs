@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 // Decode on the CPU backend, timed, and where it went (the addon's per-op milliseconds per token):
-//   node scripts/profile-decode.mjs model.gguf <kernel-path> [q8_0|q6_k]
-// Four repetitions of 32 single-token steps; the optional argument requantizes the output head.
+//   node scripts/profile-decode.mjs model.gguf <kernel-path> [head=q8_0|q6_k] [tq1=direct]
+// Four repetitions of 32 single-token steps; further arguments are CPU backend options.
 import { loadModel, registerBackend } from "../packages/engine-core/dist/index.js";
 
 registerBackend("cpu", () => import("../packages/kernels-cpu/dist/index.js"));
-const [file, path, head] = process.argv.slice(2);
+const [file, path, ...rest] = process.argv.slice(2);
+const extra = Object.fromEntries(rest.map((a) => a.split("=")));
 const m = await loadModel(file, {
   backend: "cpu",
   contextLength: 128,
-  backendOptions: { cpu: { threads: 2, kernelPath: path, ...(head ? { head } : {}) } },
+  backendOptions: { cpu: { threads: 2, kernelPath: path, ...extra } },
 });
 const N = 32;
 for (let rep = 0; rep < 4; rep++) {

@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // One prompt step on the CPU backend, timed, and where it went (the addon's per-op milliseconds):
-//   node scripts/profile-step.mjs model.gguf <kernel-path> [tokens=128]
+//   node scripts/profile-step.mjs model.gguf <kernel-path> [tokens=128] [option=value …]
+// (further arguments are CPU backend options, e.g. tq1=direct)
 import { loadModel, registerBackend } from "../packages/engine-core/dist/index.js";
 
 registerBackend("cpu", () => import("../packages/kernels-cpu/dist/index.js"));
 const [file, path, T] = [process.argv[2], process.argv[3], Number(process.argv[4] ?? 128)];
+const extra = Object.fromEntries(process.argv.slice(5).map((a) => a.split("=")));
 const m = await loadModel(file, {
   backend: "cpu",
   contextLength: 512,
-  backendOptions: { cpu: { threads: 2, kernelPath: path } },
+  backendOptions: { cpu: { threads: 2, kernelPath: path, ...extra } },
 });
 const tokens = Array.from({ length: T }, (_, i) => 1000 + i);
 for (let rep = 0; rep < 3; rep++) {

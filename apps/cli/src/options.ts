@@ -78,6 +78,8 @@ export interface ModelOptions {
   head?: HeadQuantization;
   /** --head-q8_0, the older spelling of --head q8_0. */
   headQ8_0?: boolean;
+  /** --tq1 repack|direct. */
+  tq1?: "repack" | "direct";
   kernelPath?: string;
 }
 
@@ -96,6 +98,7 @@ export function cpuFlagsOf(options: ModelOptions): Record<string, unknown> {
   return {
     ...(options.mmap === false ? { mmap: false } : {}),
     ...(headOf(options) === undefined ? {} : { head: headOf(options) }),
+    ...(options.tq1 === undefined ? {} : { tq1: options.tq1 }),
     ...(options.kernelPath === undefined ? {} : { kernelPath: options.kernelPath }),
   };
 }
@@ -161,6 +164,11 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
       choice("--head", HEAD_TYPES),
     )
     .option("--head-q8_0", "the same as --head q8_0")
+    .option(
+      "--tq1 <mode>",
+      "TQ1_0 weights on the CPU backend: repack (default: decoded to 2-bit TQ2_0 at load, fastest on few cores) or direct (read as the file's 1.69 bits: less memory, fewer bytes per token)",
+      choice("--tq1", ["repack", "direct"] as const),
+    )
     .option(
       "--kernel-path <path>",
       `force a CPU kernel path: ${KERNEL_PATHS.join(", ")} (default: the best this CPU has)`,

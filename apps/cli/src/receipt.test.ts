@@ -89,6 +89,26 @@ describe("run receipts end to end", () => {
     expect(refused.stdout).toMatch(/kernels_match_model\s+FAIL.*reads Q6_K/);
   });
 
+  it("a run with --tq1 direct reads TQ1_0 in place, records it, and replays", () => {
+    const file = path.join(tmp, "run-tq1-direct.json");
+    const run = bitnet([
+      ...["run", "-m", tq1, "-p", "Once upon a time", "-n", "6", "--temp", "0"],
+      ...["-t", "2", "--tq1", "direct", "--receipt", file],
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const receipt = JSON.parse(fs.readFileSync(file, "utf8")) as RunReceipt;
+    expect(receipt.backend.options["tq1_direct"]).toBe(true);
+    const ids = receipt.backend.kernels.map((k) => k.id);
+    expect(ids.some((id) => id.endsWith(".linear.tq1_0.q8_k"))).toBe(true);
+    expect(ids.some((id) => id.includes("tq1_0_as_tq2_0"))).toBe(false);
+    const verify = bitnet(["verify-receipt", file, "-m", tq1, "--replay"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toMatch(/replay\s+PASS\s+6 tokens reproduced exactly/);
+    const bad = bitnet(["run", "-m", tq1, "-p", "x", "-n", "1", "--tq1", "packed"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("--tq1 must be one of repack, direct");
+  });
+
   it("rejects edited token ids at the replay gate", () => {
     const file = tamper((r) => {
       r.generated_tokens[5] = (r.generated_tokens[5]! + 1) % r.model.vocab_size;

@@ -105,6 +105,9 @@ export function backendSection(
   if (options["head"] === "q8_0" || options["head"] === "q6_k") {
     opts[`head_${options["head"]}`] = true;
   }
+  if (options["tq1"] === "direct") {
+    opts["tq1_direct"] = true;
+  }
   if (typeof options["ffnActivation"] === "string") {
     opts["ffn_act"] = options["ffnActivation"];
   }
@@ -183,6 +186,7 @@ export async function replayReceipt(receipt: RunReceipt, modelPath: string): Pro
         ...(receipt.backend.options["mmap"] === false ? { mmap: false } : {}),
         ...(receipt.backend.options["head_q8_0"] === true ? { head: "q8_0" as const } : {}),
         ...(receipt.backend.options["head_q6_k"] === true ? { head: "q6_k" as const } : {}),
+        ...(receipt.backend.options["tq1_direct"] === true ? { tq1: "direct" as const } : {}),
       },
     },
   });

@@ -90,6 +90,13 @@ ModelConfig ParseConfig(const Napi::Object& c) {
   cfg.max_batch = (int)GetInt(c, "maxBatch", where);
   cfg.kernel_path = GetStr(c, "kernelPath", where);
   {
+    const std::string tq1 = GetStr(c, "tq1", where);
+    if (tq1 != "repack" && tq1 != "direct") {
+      throw Napi::TypeError::New(c.Env(), where + ".tq1 must be \"repack\" or \"direct\" (got \"" + tq1 + "\")");
+    }
+    cfg.tq1_direct = tq1 == "direct";
+  }
+  {
     const std::string head = GetStr(c, "head", where);
     if (head == "q8_0") {
       cfg.head_type = bitnet::T_Q8_0;
@@ -610,7 +617,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeActivations", Napi::Function::New(env, QuantizeActivations));
   exports.Set("quantizeQ6K", Napi::Function::New(env, QuantizeQ6K));
   exports.Set("q6kGemm", Napi::Function::New(env, Q6KGemm));
-  exports.Set("abiVersion", Napi::Number::New(env, 7));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 8));  // bump with every change to src/binding.ts
   return exports;
 }
 

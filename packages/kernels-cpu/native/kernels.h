@@ -83,7 +83,21 @@ struct Kernels {
   // and subtract 32·Σq8 afterwards).
   void (*q6_k_gemm)(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
                     const int16_t* xbsum, int64_t T, float* out, int64_t out_stride);
+
+  // TQ1_0 × Q8_K on the file's base-3 blocks (1.69 bits per weight), tokens one at a time
+  // (decode): tq2_gemm's contract, and its result bits on the losslessly repacked weights (the
+  // same integer sums and float steps).
+  void (*tq1_gemm)(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                   const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride);
+
+  // TQ1_0 → TQ2_0, n blocks (lossless: same codes, same scale).
+  void (*tq1_to_tq2)(const BlockTQ1* src, BlockTQ2* dst, int64_t n);
 };
+
+// The scalar TQ1_0 kernels (shared by paths without their own).
+void tq1_gemm_scalar(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                     const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride);
+void tq1_to_tq2_scalar(const BlockTQ1* src, BlockTQ2* dst, int64_t n);
 
 // The scalar Q6_K × Q8_K kernel, and the 16-value sums it pairs with (ggml's Q8_K bsums).
 void q6_k_gemm_scalar(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,

@@ -20,6 +20,7 @@ namespace {
 
 #include "ternary_avx2.h"
 #include "q6k_x86.h"
+#include "tq1_x86.h"
 
 inline float hsum_f32(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -79,6 +80,12 @@ struct MaddubsDot {
 void i2s_gemm_avx2(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                    const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
   i2s_gemm_256<MaddubsDot>(w, cols, r0, r1, q, act_scale, act_sum, w_scale, T, out, out_stride);
+}
+
+void tq1_gemm_avx2(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                   const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  tq1_gemm_rows(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride,
+                [](const __m256i codes[8], const int8_t* qb) { return hsum_i32(MaddubsDot::tq2_one(codes, qb)); });
 }
 
 void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
@@ -372,7 +379,7 @@ const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq
                       f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
                       sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_avx2,
                       quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2,
-                      q6_k_gemm_x86};
+                      q6_k_gemm_x86,    tq1_gemm_avx2,    tq1_to_tq2_x86};
 
 }  // namespace
 

@@ -24,6 +24,7 @@ inline int32_t hsum_i32(__m512i v) { return _mm512_reduce_add_epi32(v); }
 inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 #include "q6k_x86.h"
+#include "tq1_x86.h"
 
 // How far ahead of the current load weights are prefetched, and into which level. Measured on
 // this machine (Sapphire Rapids, 2 threads, I2_S decode): into L2 (prefetcht1) 8 KiB ahead gives
@@ -199,6 +200,21 @@ inline void tq2_tokens_avx512(const BlockTQ2* row, int64_t nb, int64_t cols, int
     _mm_store_ps(o, sumf[g]);
     for (int k = 0; k < 4; k++) out[(t + 4 * g + k) * out_stride + r] = o[k];
   }
+}
+
+// TQ1_0 decode on this path's LAYOUT_INTERLEAVE256 activations: the 32 values of code vector i
+// (elements 32i..32i+31) sit at offset 64·(i mod 4) + 32·(i div 4) of the block's activations.
+void tq1_gemm_avx512(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                     const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  tq1_gemm_rows(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride, [](const __m256i codes[8], const int8_t* qb) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+    for (int i = 0; i < 8; i += 2) {
+      a0 = _mm256_dpbusd_epi32(a0, codes[i], _mm256_loadu_si256((const __m256i*)(qb + 64 * (i % 4) + 32 * (i / 4))));
+      a1 = _mm256_dpbusd_epi32(a1, codes[i + 1],
+                               _mm256_loadu_si256((const __m256i*)(qb + 64 * ((i + 1) % 4) + 32 * ((i + 1) / 4))));
+    }
+    return hsum_i32_256(_mm256_add_epi32(a0, a1));
+  });
 }
 
 void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
@@ -558,7 +574,7 @@ const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx51
                         f16_gemm_avx512,    q8_0_gemm_avx512,     attn_scores_avx512, attn_values_avx512,
                         sum_squares_avx512, exp_avx512,           relu2_glu_avx512,   quantize_i8_avx512,
                         quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512,
-                        q6_k_gemm_x86};
+                        q6_k_gemm_x86,      tq1_gemm_avx512,      tq1_to_tq2_x86};
 
 }  // namespace
 

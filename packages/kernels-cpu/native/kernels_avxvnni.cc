@@ -17,6 +17,7 @@ namespace bitnet {
 namespace {
 
 #include "ternary_avx2.h"
+#include "tq1_x86.h"
 
 // Σ u8 code × s8 activation with VPDPBUSD: four products into an int32 lane per instruction.
 struct DpbusdDot {
@@ -77,6 +78,12 @@ void i2s_gemm_avxvnni(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, co
   i2s_gemm_256<DpbusdDot>(w, cols, r0, r1, q, act_scale, act_sum, w_scale, T, out, out_stride);
 }
 
+void tq1_gemm_avxvnni(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                      const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  tq1_gemm_rows(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride,
+                [](const __m256i codes[8], const int8_t* qb) { return hsum_i32(DpbusdDot::tq2_one(codes, qb)); });
+}
+
 void tq2_gemm_avxvnni(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                       const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
   tq2_gemm_256<DpbusdDot>(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride);
@@ -98,6 +105,7 @@ const Kernels* kernels_avxvnni() {
     k.name = "avxvnni";
     k.i2s_gemm = i2s_gemm_avxvnni;
     k.tq2_gemm = tq2_gemm_avxvnni;
+    k.tq1_gemm = tq1_gemm_avxvnni;
     return k;
   }();
   return &table;

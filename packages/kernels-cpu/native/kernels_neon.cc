@@ -208,6 +208,12 @@ struct MullDot {
 
 #include "ternary_neon.h"
 #include "q6k_neon.h"
+#include "tq1_neon.h"
+
+void tq1_gemm_neon(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                   const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  tq1_gemm_neon_t<MullDot>(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride);
+}
 
 void q6_k_gemm_neon(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
                     const int16_t* xbsum, int64_t T, float* out, int64_t out_stride) {
@@ -266,6 +272,12 @@ struct SdotDot {
 
 #include "ternary_neon.h"
 #include "q6k_neon.h"
+#include "tq1_neon.h"
+
+void tq1_gemm(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+              const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  tq1_gemm_neon_t<SdotDot>(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride);
+}
 
 void q6_k_gemm(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* xq, const float* xd,
                const int16_t* xbsum, int64_t T, float* out, int64_t out_stride) {
@@ -476,20 +488,20 @@ const Kernels NEON = {"neon",           LAYOUT_NATURAL,      i2s_gemm_neon,    t
                       f16_gemm_neon,    q8_0_gemm_neon,      attn_scores_neon, attn_values_neon,
                       sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
                       quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
-                      q6_k_gemm_neon};
+                      q6_k_gemm_neon,   tq1_gemm_neon,       tq1_to_tq2_neon};
 
 const Kernels NEON_DOTPROD = {"neon-dotprod",   LAYOUT_NATURAL,      dotprod::i2s_gemm, dotprod::tq2_gemm,
                               f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon,  attn_values_neon,
                               sum_squares_neon, exp_neon,            relu2_glu_neon,    quantize_i8_scalar,
                               quantize_q8k_scalar, stream_read_neon, to_f16_neon,       round_f16_neon,
-                              dotprod::q6_k_gemm};
+                              dotprod::q6_k_gemm, dotprod::tq1_gemm, tq1_to_tq2_neon};
 
 // The Q8_0 head keeps SDOT: one token per call row (decode), where SMMLA's pairs would be half empty.
 const Kernels NEON_I8MM = {"neon-i8mm",      LAYOUT_NATURAL,      i8mm::i2s_gemm,   i8mm::tq2_gemm,
                            f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon, attn_values_neon,
                            sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
                            quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
-                           dotprod::q6_k_gemm};
+                           dotprod::q6_k_gemm, dotprod::tq1_gemm, tq1_to_tq2_neon};
 
 #if defined(__linux__)
 #ifndef HWCAP_ASIMDDP

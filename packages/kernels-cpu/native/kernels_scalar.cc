@@ -132,6 +132,55 @@ void q6_k_gemm_scalar(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, co
   }
 }
 
+namespace {
+
+// The 256 codes (0..2) of a TQ1_0 block in element order (ggml dequantize_row_tq1_0's order).
+void tq1_codes(const BlockTQ1& in, uint8_t v[256]) {
+  static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
+  for (int n = 0; n < 5; n++) {
+    for (int m = 0; m < 32; m++) v[32 * n + m] = (uint8_t)((((uint16_t)(uint8_t)(in.qs[m] * pow3[n])) * 3) >> 8);
+    for (int m = 0; m < 16; m++) v[160 + 16 * n + m] = (uint8_t)((((uint16_t)(uint8_t)(in.qs[32 + m] * pow3[n])) * 3) >> 8);
+  }
+  for (int n = 0; n < 4; n++)
+    for (int j = 0; j < 4; j++) v[240 + 4 * n + j] = (uint8_t)((((uint16_t)(uint8_t)(in.qh[j] * pow3[n])) * 3) >> 8);
+}
+
+}  // namespace
+
+void tq1_gemm_scalar(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
+                     const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
+  const int64_t nb = cols / 256;
+  uint8_t v[256];
+  for (int64_t r = r0; r < r1; r++) {
+    const BlockTQ1* row = w + r * nb;
+    for (int64_t t = 0; t < T; t++) {
+      const int8_t* qt = q + t * cols;
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        tq1_codes(row[b], v);
+        int32_t sumi = 0;
+        for (int i = 0; i < 256; i++) sumi += qt[b * 256 + i] * v[i];
+        sumi -= act_bsum[t * nb + b];
+        const float d = act_d[t * nb + b] * f16_to_f32(row[b].d);
+        sumf += (float)sumi * d;
+      }
+      out[t * out_stride + r] = sumf;
+    }
+  }
+}
+
+void tq1_to_tq2_scalar(const BlockTQ1* src, BlockTQ2* dst, int64_t n) {
+  uint8_t v[256];
+  for (int64_t b = 0; b < n; b++) {
+    tq1_codes(src[b], v);
+    std::memset(dst[b].qs, 0, 64);
+    for (int c = 0; c < 2; c++)
+      for (int l = 0; l < 4; l++)
+        for (int m = 0; m < 32; m++) dst[b].qs[32 * c + m] |= (uint8_t)(v[128 * c + 32 * l + m] << (2 * l));
+    dst[b].d = src[b].d;
+  }
+}
+
 void q8k_bsums16(const int8_t* q, int64_t n, int16_t* bsum) {
   for (int64_t g = 0; g < n / 16; g++) {
     int32_t s = 0;
@@ -179,7 +228,7 @@ const Kernels SCALAR = {"scalar",           LAYOUT_NATURAL,     i2s_gemm_scalar,
                         f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_scalar,
                         sum_squares_scalar, exp_scalar,         relu2_glu_scalar,   quantize_i8_scalar,
                         quantize_q8k_scalar, stream_read_scalar, to_f16_scalar,     round_f16_scalar,
-                        q6_k_gemm_scalar};
+                        q6_k_gemm_scalar,   tq1_gemm_scalar,    tq1_to_tq2_scalar};
 
 }  // namespace
 

@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -56,10 +58,38 @@ struct ModelConfig {
   // The output head requantized at load to this type (T_Q8_0 or T_Q6_K) and run on its quantized
   // kernel; -1 keeps the file's head.
   int32_t head_type = -1;
+  // TQ1_0 weights read as they are (1.69 bits per weight; decode unpacks them in registers,
+  // multi-token steps convert a row tile at a time) instead of repacked to TQ2_0 at load.
+  bool tq1_direct = false;
   // true: tensor data is read in place from the read-only mapping of the file (default).
   // false: tensor data is read into anonymous memory backed by transparent huge pages
   // (llama.cpp's --no-mmap): more resident memory for the process, faster streaming reads.
   bool use_mmap = true;
+};
+
+// Memory of a tensor converted at load (repacked TQ1_0, BF16 as F32, a requantized head): 2 MiB
+// aligned and advised for transparent huge pages before it is first written. (A std::vector's
+// zero-fill faulted it in 4 KiB pages: prefill over the repacked TQ1_0 weights of bench-tq1 ran
+// at 67 t/s against 95-100 t/s from the file's own mapping, TLB misses on every tile.)
+class OwnedBuffer {
+ public:
+  explicit OwnedBuffer(size_t bytes) : bytes_(bytes) {
+    constexpr size_t kHuge = (size_t)2 << 20;
+    data_ = alloc_aligned(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+    if (data_ == nullptr) throw std::bad_alloc();
+    advise_huge_pages(data_, bytes);
+  }
+  OwnedBuffer(OwnedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) { o.data_ = nullptr; }
+  OwnedBuffer(const OwnedBuffer&) = delete;
+  OwnedBuffer& operator=(const OwnedBuffer&) = delete;
+  OwnedBuffer& operator=(OwnedBuffer&&) = delete;
+  ~OwnedBuffer() { std::free(data_); }
+  uint8_t* data() const { return data_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 struct Tensor {
@@ -152,7 +182,7 @@ class Model {
   uint8_t* loaded_ = nullptr;  // anonymous copy of the tensors (use_mmap = false)
   uint64_t loaded_size_ = 0;
   std::vector<Tensor> tensors_;
-  std::vector<std::vector<uint8_t>> owned_;  // repacked tensors
+  std::vector<OwnedBuffer> owned_;  // repacked tensors
   uint64_t repacked_bytes_ = 0;
   std::vector<int32_t> slot_of_;
   std::vector<std::vector<float>> slots_;
@@ -202,6 +232,7 @@ class Model {
   std::vector<int32_t> head_q8k_sum_;
   std::vector<int16_t> head_q8k_bsum16_;
   std::vector<std::vector<float>> scratch_;  // per thread
+  std::vector<std::vector<BlockTQ2>> tq1_tile_;  // per thread: a TQ1_0 row tile as TQ2_0 (tq1_direct)
 };
 
 }  // namespace bitnet

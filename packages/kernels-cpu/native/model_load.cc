@@ -24,32 +24,6 @@ namespace bitnet {
 
 namespace {
 
-// Decodes one TQ1_0 block into a TQ2_0 block with the same scale (lossless).
-void tq1_to_tq2(const BlockTQ1& in, BlockTQ2& out) {
-  static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
-  int8_t v[256];
-  for (int n = 0; n < 5; n++) {
-    for (int m = 0; m < 32; m++) v[32 * n + m] = (int8_t)((((uint16_t)(uint8_t)(in.qs[m] * pow3[n])) * 3) >> 8);
-    for (int m = 0; m < 16; m++) v[160 + 16 * n + m] = (int8_t)((((uint16_t)(uint8_t)(in.qs[32 + m] * pow3[n])) * 3) >> 8);
-  }
-  for (int n = 0; n < 4; n++)
-    for (int j = 0; j < 4; j++) v[240 + 4 * n + j] = (int8_t)((((uint16_t)(uint8_t)(in.qh[j] * pow3[n])) * 3) >> 8);
-  std::memset(out.qs, 0, 64);
-  for (int c = 0; c < 2; c++)
-    for (int l = 0; l < 4; l++)
-      for (int m = 0; m < 32; m++) out.qs[32 * c + m] |= (uint8_t)(v[128 * c + 32 * l + m] << (2 * l));
-  out.d = in.d;
-}
-
-// ggml quantize_row_q8_0_ref for one row.
-
-// Decodes TQ1_0 blocks [b0, b1) into TQ2_0: the hot loop of loading a TQ1_0 file. Kept out of
-// line at a cache-line boundary because its speed moved by a fifth (bench-tq1: 1.08 vs 1.28 s)
-// with where the linker happened to place the code around it.
-__attribute__((noinline, aligned(64))) void tq1_to_tq2_blocks(const BlockTQ1* src, BlockTQ2* dst, int64_t b0, int64_t b1) {
-  for (int64_t b = b0; b < b1; b++) tq1_to_tq2(src[b], dst[b]);
-}
-
 std::string type_tag(int32_t type) {
   switch (type) {
     case T_F32: return "f32";
@@ -283,7 +257,7 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
   stage = "repacking the tensors of";
   uint64_t repack_total = 0;
   for (const TensorSpec& spec : cfg_.tensors) {
-    if (spec.type == T_TQ1_0 || bf16_projection(spec)) repack_total += spec.bytes;
+    if ((spec.type == T_TQ1_0 && !cfg_.tq1_direct) || bf16_projection(spec)) repack_total += spec.bytes;
   }
   for (const OpSpec& op : cfg_.ops) {
     if (op.kind != OP_OUTPUT || op.weight < 0 || (size_t)op.weight >= cfg_.tensors.size()) continue;
@@ -295,7 +269,7 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
   for (size_t ti = 0; ti < cfg_.tensors.size(); ti++) {
     const TensorSpec& spec = cfg_.tensors[ti];
     Tensor t{spec.type, spec.ne0, spec.ne1, data_of[ti], 0.0f};
-    if (spec.type == T_TQ1_0) {
+    if (spec.type == T_TQ1_0 && !cfg_.tq1_direct) {
       // TQ1_0 (base-3) is decoded once into the TQ2_0 layout the kernels read.
       const int64_t nb = spec.ne0 * spec.ne1 / 256;
       owned_.emplace_back((size_t)nb * sizeof(BlockTQ2));
@@ -304,7 +278,7 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
       pool_->run([&](int tid) {
         int64_t b0, b1;
         share(nb, tid, pool_->size(), b0, b1);
-        tq1_to_tq2_blocks(src, dst, b0, b1);
+        kernels_->tq1_to_tq2(src + b0, dst + b0, b1 - b0);
       });
       repacked_bytes_ += owned_.back().size();
       t.type = T_TQ2_0;
@@ -414,6 +388,12 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
                                      std::to_string(w.ne0) + ")");
           }
           id = "linear.i2_s.i8";
+        } else if (w.type == T_TQ1_0) {
+          if (w.ne0 % 256 != 0) {
+            throw std::runtime_error("tensor " + tensor_name(op.weight) + ": TQ rows must be multiples of 256 (it has " +
+                                     std::to_string(w.ne0) + ")");
+          }
+          id = "linear.tq1_0.q8_k";
         } else if (w.type == T_TQ2_0) {
           if (w.ne0 % 256 != 0) {
             throw std::runtime_error("tensor " + tensor_name(op.weight) + ": TQ rows must be multiples of 256 (it has " +

@@ -26,6 +26,10 @@ constexpr int64_t AMX_MIN_TOKENS_I2S = 8;
 constexpr int64_t AMX_MIN_TOKENS_TQ2 = 4;
 constexpr int64_t AMX_MIN_TOKENS = std::min(AMX_MIN_TOKENS_I2S, AMX_MIN_TOKENS_TQ2);
 
+// Fewest tokens for which a step with TQ1_0 weights read in place (tq1_direct) converts each row
+// tile to TQ2_0 and runs the TQ2_0 kernels, instead of unpacking every block per token.
+constexpr int64_t TQ1_TILE_MIN_TOKENS = 2;
+
 // ggml quantize_row_q8_0_ref for one row.
 void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
   for (int64_t b = 0; b < n / 32; b++) {
@@ -202,6 +206,16 @@ void Model::prepare_execution() {
   for (auto& q : quant_tmp_) q.resize((size_t)widest);
   scratch_.resize((size_t)pool_->size());
   for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(std::max<int64_t>(cfg_.context, cfg_.n_embd), 256) + 1024);
+  // A row tile of the widest TQ1_0 matrix as TQ2_0 (for_row_tiles: ≤ 32 KiB, or two rows).
+  int64_t tq1_blocks_per_row = 0;
+  for (const Tensor& t : tensors_) {
+    if (t.type == T_TQ1_0) tq1_blocks_per_row = std::max(tq1_blocks_per_row, t.ne0 / 256);
+  }
+  if (tq1_blocks_per_row > 0) {
+    tq1_tile_.resize((size_t)pool_->size());
+    const int64_t blocks = std::max<int64_t>(2 * tq1_blocks_per_row, 32 * 1024 / (int64_t)sizeof(BlockTQ2) + 1);
+    for (auto& t : tq1_tile_) t.resize((size_t)blocks);
+  }
   count_scratch();
 }
 
@@ -214,6 +228,7 @@ void Model::count_scratch() {
   for (const auto& s : scratch_) total += bytes(s);
   total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(acc_i32_) + bytes(head_x_) + bytes(head_q_);
   total += bytes(head_q8k_) + bytes(head_q8k_d_) + bytes(head_q8k_sum_) + bytes(head_q8k_bsum16_);
+  for (const auto& t : tq1_tile_) total += bytes(t);
   scratch_bytes_.store(total, std::memory_order_relaxed);
 }
 
@@ -313,6 +328,8 @@ void Model::prefetch_next_weights(size_t i, int tid, int nth) const {
     const Tensor& w = tensors_[(size_t)next.weight];
     const int64_t row_bytes = w.type == T_I2_S    ? w.ne0 / 4
                               : w.type == T_TQ2_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ2)
+                              : w.type == T_TQ1_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ1)
+                              : w.type == T_Q6_K  ? w.ne0 / 256 * kQ6KBlockBytes
                               : w.type == T_Q8_0  ? w.ne0 / 32 * (int64_t)sizeof(BlockQ8_0)
                               : w.type == T_F32   ? w.ne0 * 4
                                                   : w.ne0 * 2;
@@ -521,7 +538,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
       float* y = buf(op.out);
       const bool amx = amx_eligible(w, T);
       // 0: int8 per token (kernel layout), 3: the same for AMX tiles, 1: Q8_K, 4: Q8_K for AMX, 2: float.
-      const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : w.type == T_TQ2_0 ? (amx ? 4 : 1) : 2;
+      const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : (w.type == T_TQ2_0 || w.type == T_TQ1_0) ? (amx ? 4 : 1) : 2;
       // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it. Every thread sees the
       // same quant_buffer_ value, so all take the same branch.
       if (kind != 2 && !(quant_buffer_[(size_t)tid] == op.in0 && quant_kind_[(size_t)tid] == kind)) {
@@ -578,6 +595,21 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
           for_row_tiles(b0, b1, cols / 4, T, [&](int64_t a, int64_t b) {
             kernels_->i2s_gemm(w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
           });
+        } else if (kind == 1 && w.type == T_TQ1_0) {
+          const BlockTQ1* w1 = (const BlockTQ1*)w.data;
+          const int64_t nb = cols / 256;
+          if (T < TQ1_TILE_MIN_TOKENS) {
+            for_row_tiles(b0, b1, nb * (int64_t)sizeof(BlockTQ1), T, [&](int64_t a, int64_t b) {
+              kernels_->tq1_gemm(w1, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
+            });
+          } else {
+            // Enough tokens share each block: convert the tile to TQ2_0 once and run those kernels.
+            BlockTQ2* tile = tq1_tile_[(size_t)tid].data();
+            for_row_tiles(b0, b1, nb * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
+              kernels_->tq1_to_tq2(w1 + a * nb, tile, (b - a) * nb);
+              kernels_->tq2_gemm(tile, cols, 0, b - a, q_.data(), q_scale_.data(), q_sum_.data(), T, y + a, rows);
+            });
+          }
         } else if (kind == 1) {
           for_row_tiles(b0, b1, cols / 256 * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
             kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);

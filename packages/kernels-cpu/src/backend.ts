@@ -59,6 +59,13 @@ export interface CpuBackendOptions {
   /** @deprecated `head: "q8_0"`. */
   readonly headQ8_0?: boolean;
   /**
+   * TQ1_0 weights: "repack" (default) decodes them to TQ2_0 at load, 2.06 bits per weight in
+   * memory, which two cores stream faster than they can unpack base-3; "direct" reads the file's
+   * 1.69 bits per weight as they are (less memory, and fewer bytes per decoded token where the
+   * cores outrun memory: many threads on one memory channel). Env BITNET_TQ1=direct.
+   */
+  readonly tq1?: "repack" | "direct";
+  /**
    * true (default): the GGUF file is mapped read-only and tensors are used in place (fast load,
    * shared page cache, resident memory ≈ weights), at a 2 MiB-aligned address so that the kernel
    * can use 2 MiB page-table entries where the page cache holds the file in 2 MiB folios
@@ -131,6 +138,13 @@ export class CpuBackend implements Backend {
       );
     }
     const head = headQuantization(this.#options);
+    const tq1 = this.#options.tq1 ?? process.env["BITNET_TQ1"] ?? "repack";
+    if (tq1 !== "repack" && tq1 !== "direct") {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not compile for the CPU backend - tq1 must be repack or direct, got "${tq1}".`,
+      );
+    }
     const contextLength = options.contextLength ?? hp.contextLength;
     const kernelPath = this.#options.kernelPath ?? process.env["BITNET_KERNEL_PATH"] ?? "auto";
     if (kernelPath !== "auto" && !this.binding.availablePaths().includes(kernelPath)) {
@@ -235,6 +249,7 @@ export class CpuBackend implements Backend {
           maxBatch,
           kernelPath,
           head,
+          tq1,
           mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
           tensors,
           ops,

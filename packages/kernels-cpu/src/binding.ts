@@ -75,6 +75,11 @@ export interface NativeModelConfig {
    * it on that type's quantized kernel; "": the file's head as it is.
    */
   readonly head: "" | HeadQuantization;
+  /**
+   * "repack": TQ1_0 weights are decoded to TQ2_0 at load (2.06 bits per weight in memory);
+   * "direct": read as they are in the file (1.69 bits), unpacked by the kernels.
+   */
+  readonly tq1: "repack" | "direct";
   /** Use tensor data in place from a read-only mapping (true) or read it into huge-page memory (false). */
   readonly mmap: boolean;
   readonly tensors: readonly NativeTensorSpec[];

@@ -272,6 +272,7 @@ describe("loadModel", () => {
       maxBatch: 8,
       kernelPath: "auto",
       head: "",
+      tq1: "repack",
       mmap: true,
       tensors,
       ops: [

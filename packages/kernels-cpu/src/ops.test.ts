@@ -34,3 +34,17 @@ for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
     timeout: SLOW_TEST_MS,
   });
 }
+
+// TQ1_0 read in place: the one-token steps unpack base-3 blocks in the kernels, the longer ones
+// convert row tiles per step; neither shares the load-time repack's result.
+describeOpByOp("tiny-tq1 read in place (tq1: direct), native ops", {
+  reference: async () =>
+    loadModel(await fixture("tiny-tq1"), { backend: "reference", contextLength: 64 }),
+  candidates: kernelPathCandidates((kernelPath) =>
+    cpuModel("tiny-tq1", { kernelPath, threads: 2, tq1: "direct" }),
+  ),
+  steps: STEPS,
+  tolerances: CPU_OP_TOLERANCES,
+  expectKinds: BITNET_OP_KINDS,
+  timeout: SLOW_TEST_MS,
+});

@@ -171,8 +171,8 @@ const REQUANTIZABLE_HEADS = ["F32", "F16", "BF16", "Q8_0", "Q6_K"];
 
 /**
  * Bytes one generated token reads: every weight once (a tied head reads the whole embedding).
- * The CPU backend reads TQ1_0 weights as the TQ2_0 it repacks them to at load (`tq1AsTq2`), and a
- * head requantized at load (`head`) at that type's size.
+ * The CPU backend reads TQ1_0 weights as the TQ2_0 it repacks them to at load (`tq1AsTq2`; not
+ * with --tq1 direct), and a head requantized at load (`head`) at that type's size.
  */
 export function bytesPerToken(
   file: GgufFile,
@@ -368,7 +368,12 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       const kvWidth = hp.nHeadKv * hp.headDim;
       const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
       const kvBytes = 2 * hp.nLayer * kvWidth * 2 * meanPosition; // K and V, f16
-      const bytes = bytesPerToken(file, headOf(options), kvBytes, model.backendName === "cpu");
+      const bytes = bytesPerToken(
+        file,
+        headOf(options),
+        kvBytes,
+        model.backendName === "cpu" && options.tq1 !== "direct",
+      );
       const gbs = mmap ? bandwidth.file_mapping_gbs : bandwidth.anonymous_gbs;
       const tgTps = (gbs * 1e9) / bytes;
       const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
