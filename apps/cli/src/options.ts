@@ -166,7 +166,7 @@ export function addModelOptions(cmd: Command, modelOptional: boolean): Command {
     .option("--head-q8_0", "the same as --head q8_0")
     .option(
       "--tq1 <mode>",
-      "TQ1_0 weights on the CPU backend: repack (default: decoded to 2-bit TQ2_0 at load, fastest on few cores) or direct (read as the file's 1.69 bits: less memory, fewer bytes per token)",
+      "TQ1_0 weights on the CPU backend: repack (default: decoded to 2-bit TQ2_0 at load, the fastest decode on few cores) or direct (the file's 1.69 bits in place: less memory and a faster load, slower decode where cores are few)",
       choice("--tq1", ["repack", "direct"] as const),
     )
     .option(
