@@ -19,22 +19,11 @@ import {
   tmp,
   withEmbedding,
 } from "../test/models";
+import { cosine } from "../test/numbers";
 import { ALL_KERNEL_PATHS, pathSkipReason, pathTitle } from "../test/paths";
 import { CpuBackend } from "./backend";
 
 afterAll(cleanup);
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 describe("agreement with the reference backend", () => {
   it.each(["tiny-i2s", "tiny-tq2", "tiny-tq1"])(

@@ -3,24 +3,12 @@
 // (quantizeQ8_K + dotQ6_KQ8_K) bit for bit, and a model run with it against the F16 head.
 import { dotQ6_KQ8_K, Q6_K_BYTES, quantizeQ6_K, quantizeQ8_K } from "@bitnet-ts/quantization";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanup, cpuModel, LONG_PROMPT, SLOW_TEST_MS } from "../test/models";
+import { argmax, cleanup, cpuModel, LONG_PROMPT, SLOW_TEST_MS } from "../test/models";
+import { cosine, rng } from "../test/numbers";
 import { ALL_KERNEL_PATHS, pathSkipReason } from "../test/paths";
 import { loadBinding } from "./loader";
 
 afterAll(cleanup);
-
-/** xorshift32: the same values on every machine. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 /** Values of mixed magnitude, with some all-zero and some tiny sub-blocks of 16. */
 function values(random: () => number, n: number): Float32Array {
@@ -99,28 +87,6 @@ describe("the Q6_K × Q8_K head kernel equals the TypeScript dot bit for bit", (
     expect(() => binding.q6kGemm("scalar", w, 1, new Float32Array(300))).toThrow(RangeError);
   });
 });
-
-function argmax(x: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) {
-    if (x[i]! > x[best]!) {
-      best = i;
-    }
-  }
-  return best;
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 describe("a model with head: q6_k", () => {
   it("requantizes the F16 head at load: same top-1 on the prompt, cosine ≥ 0.999, reported as the Q6_K × Q8_K kernel", {

@@ -4,21 +4,9 @@
 // quantizers match the TypeScript reference (the op-by-op suites); the SIMD ones round and clamp
 // in vector lanes, where NaN and infinity handling is easy to get wrong.
 import { describe, expect, it } from "vitest";
+import { rng } from "../test/numbers";
 import { ALL_KERNEL_PATHS, pathSkipReason } from "../test/paths";
 import { loadBinding } from "./loader";
-
-/** xorshift32: the same rows on every machine. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 type Shape = "plain" | "tiny" | "ties" | "nan" | "infinity" | "zeros";
 const SHAPES: readonly Shape[] = ["plain", "tiny", "ties", "nan", "infinity", "zeros"];
