@@ -66,9 +66,11 @@ struct Kernels {
   // per-block Σq. Exact on every path.
   void (*quantize_q8k)(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
 
-  // Reads n bytes (a multiple of 64) as fast as this path can stream them (the same prefetching
-  // as the matvec kernels) and returns a checksum: the bandwidth probe behind `bitnet bench`.
-  uint64_t (*stream_read)(const uint8_t* p, int64_t n);
+  // Reads n bytes (a multiple of 64) as fast as this path can stream them and returns a
+  // checksum: the bandwidth probe behind `bitnet bench`. With `prefetch` it adds the software
+  // prefetch the multi-token kernels use; without, plain loads that only the hardware
+  // prefetcher follows, as the one-token kernels read (faster on some CPUs, slower on others).
+  uint64_t (*stream_read)(const uint8_t* p, int64_t n, bool prefetch);
 
   // f32 → f16 bits, and f32 → nearest f16 value as f32 (y may be x): round to nearest even, as
   // ggml's conversion (hardware F16C on the x86 SIMD paths gives the same bits for every
@@ -107,7 +109,7 @@ void q8k_bsums16(const int8_t* q, int64_t n, int16_t* bsum);
 // The scalar quantizers (shared by paths without their own).
 void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
 void quantize_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
-uint64_t stream_read_scalar(const uint8_t* p, int64_t n);
+uint64_t stream_read_scalar(const uint8_t* p, int64_t n, bool prefetch);
 void to_f16_scalar(const float* x, uint16_t* y, int64_t n);
 void round_f16_scalar(const float* x, float* y, int64_t n);
 

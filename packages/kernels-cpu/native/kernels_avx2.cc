@@ -360,11 +360,14 @@ void round_f16_avx2(const float* x, float* y, int64_t n) {
   for (; i < n; i++) y[i] = round_f16(x[i]);
 }
 
-uint64_t stream_read_avx2(const uint8_t* p, int64_t n) {
+template <bool Prefetch>
+uint64_t stream_read_avx2_loop(const uint8_t* p, int64_t n) {
   __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
   for (int64_t i = 0; i + 128 <= n; i += 128) {
-    _mm_prefetch((const char*)(p + i + 8192), _MM_HINT_T1);
-    _mm_prefetch((const char*)(p + i + 8192 + 64), _MM_HINT_T1);
+    if (Prefetch) {
+      _mm_prefetch((const char*)(p + i + 8192), _MM_HINT_T1);
+      _mm_prefetch((const char*)(p + i + 8192 + 64), _MM_HINT_T1);
+    }
     a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i*)(p + i)));
     b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i*)(p + i + 32)));
     c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i*)(p + i + 64)));
@@ -373,6 +376,10 @@ uint64_t stream_read_avx2(const uint8_t* p, int64_t n) {
   const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
   return (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 1) + (uint64_t)_mm256_extract_epi64(s, 2) +
          (uint64_t)_mm256_extract_epi64(s, 3);
+}
+
+uint64_t stream_read_avx2(const uint8_t* p, int64_t n, bool prefetch) {
+  return prefetch ? stream_read_avx2_loop<true>(p, n) : stream_read_avx2_loop<false>(p, n);
 }
 
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,

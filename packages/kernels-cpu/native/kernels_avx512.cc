@@ -559,15 +559,22 @@ void round_f16_avx512(const float* x, float* y, int64_t n) {
   for (; i < n; i++) y[i] = round_f16(x[i]);
 }
 
-uint64_t stream_read_avx512(const uint8_t* p, int64_t n) {
+template <bool Prefetch>
+uint64_t stream_read_avx512_loop(const uint8_t* p, int64_t n) {
   __m512i a = _mm512_setzero_si512(), b = a;
   for (int64_t i = 0; i + 128 <= n; i += 128) {
-    _mm_prefetch((const char*)(p + i + PREFETCH_BYTES), _MM_HINT_T1);
-    _mm_prefetch((const char*)(p + i + PREFETCH_BYTES + 64), _MM_HINT_T1);
+    if (Prefetch) {
+      _mm_prefetch((const char*)(p + i + PREFETCH_BYTES), _MM_HINT_T1);
+      _mm_prefetch((const char*)(p + i + PREFETCH_BYTES + 64), _MM_HINT_T1);
+    }
     a = _mm512_add_epi64(a, _mm512_loadu_si512(p + i));
     b = _mm512_add_epi64(b, _mm512_loadu_si512(p + i + 64));
   }
   return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a, b));
+}
+
+uint64_t stream_read_avx512(const uint8_t* p, int64_t n, bool prefetch) {
+  return prefetch ? stream_read_avx512_loop<true>(p, n) : stream_read_avx512_loop<false>(p, n);
 }
 
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,

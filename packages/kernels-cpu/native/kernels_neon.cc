@@ -160,10 +160,11 @@ void round_f16_neon(const float* x, float* y, int64_t n) {
   for (; i < n; i++) y[i] = round_f16(x[i]);
 }
 
-uint64_t stream_read_neon(const uint8_t* p, int64_t n) {
+template <bool Prefetch>
+uint64_t stream_read_neon_loop(const uint8_t* p, int64_t n) {
   uint64x2_t a = vdupq_n_u64(0), b = a, c = a, d = a;
   for (int64_t i = 0; i + 64 <= n; i += 64) {
-    __builtin_prefetch(p + i + 4096);
+    if (Prefetch) __builtin_prefetch(p + i + 4096);
     a = vaddq_u64(a, vreinterpretq_u64_u8(vld1q_u8(p + i)));
     b = vaddq_u64(b, vreinterpretq_u64_u8(vld1q_u8(p + i + 16)));
     c = vaddq_u64(c, vreinterpretq_u64_u8(vld1q_u8(p + i + 32)));
@@ -171,6 +172,10 @@ uint64_t stream_read_neon(const uint8_t* p, int64_t n) {
   }
   const uint64x2_t s = vaddq_u64(vaddq_u64(a, b), vaddq_u64(c, d));
   return vgetq_lane_u64(s, 0) + vgetq_lane_u64(s, 1);
+}
+
+uint64_t stream_read_neon(const uint8_t* p, int64_t n, bool prefetch) {
+  return prefetch ? stream_read_neon_loop<true>(p, n) : stream_read_neon_loop<false>(p, n);
 }
 
 // ---- neon: SMULL/SMLAL into int16, SADALP into int32 ----------------------------------------

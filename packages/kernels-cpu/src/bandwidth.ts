@@ -27,8 +27,9 @@ export interface MeasureBandwidthOptions {
 }
 
 /**
- * Measures read bandwidth with the addon's streaming loop (the matvec kernels' prefetching),
- * every thread reading its contiguous share.
+ * Measures read bandwidth with the addon's streaming loops, every thread reading its contiguous
+ * share; each repetition reads the region with software prefetch and with plain loads and keeps
+ * the faster, so the figure is an upper bound for every kernel.
  *
  * @example
  * const { bestGbs } = await measureReadBandwidth({ threads: 2 });
