@@ -338,10 +338,13 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
         advise_dont_need(src.data, (size_t)(src.ne0 * src.ne1 * (src.type == T_F32 ? 4 : 2)));
       }
     }
-    // A Q6_K head (the file's or requantized) runs on the Q6_K × Q8_K kernel only when asked:
-    // the default keeps the reference backend's f32 numerics for a file's Q6_K head.
+    // A Q6_K head, the file's or requantized, runs on the Q6_K × Q8_K kernel, as llama.cpp runs
+    // it. That is what mainline llama-quantize writes for TQ1_0/TQ2_0 BitNet models (the tied
+    // token_embd as Q6_K), and the reference's f32 dot it used to take by default decoded such a
+    // 2B-4T-shaped file at 1.5 tokens/s instead of 34 (AMD Zen 5, 2 threads): 654 ms per token
+    // in the head. A file's Q8_0 head takes llama.cpp's Q8_0 × Q8_0 dot the same way.
     const Tensor& used = tensors_[op.weight];  // `head` may dangle after the push_back
-    head_q6k_kernel_ = cfg_.head_type == T_Q6_K && used.type == T_Q6_K && used.ne0 % 256 == 0;
+    head_q6k_kernel_ = used.type == T_Q6_K && used.ne0 % 256 == 0;
   }
   repacking.finish();
 

@@ -786,9 +786,10 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
                                 logits_, vocab);
           });
         } else {
-          // F32, BF16 and Q6_K heads: dequantize one vocabulary row at a time and take f32 dot
-          // products, each product exact in double and the sum rounded once per step (the
-          // reference backend's order). Slower than a quantized dot, but exact to the reference.
+          // F32 and BF16 heads (and Q6_K rows that are not whole blocks): dequantize one
+          // vocabulary row at a time and take f32 dot products, each product exact in double and
+          // the sum rounded once per step (the reference backend's order). Slow, but exact to the
+          // reference.
           float* row = scratch_[(size_t)tid].data();
           for (int64_t v = b0; v < b1; v++) {
             dequant_row(w, v, row);

@@ -70,27 +70,38 @@ describe("agreement with the reference backend", () => {
     },
   );
 
-  it("a Q8_0 head takes llama.cpp's Q8_0 × Q8_0 dot: same top-1, cosine ≥ 0.9999 to the reference's float dot", {
-    timeout: SLOW_TEST_MS,
-  }, async () => {
-    const file = await withEmbedding("tiny-tq2", "Q8_0");
-    const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
-    const native = await new CpuBackend({ threads: 2 }).compile(
-      await readModelDescription(file, { tensorData: false }),
-      { contextLength: 64 },
-    );
-    const a = await logitsBatched(native, LONG_PROMPT);
-    const b = await logitsBatched(reference, LONG_PROMPT);
-    const vocab = native.description.hparams.vocabSize;
-    for (let t = 0; t < LONG_PROMPT.length; t++) {
-      const ra = a.subarray(t * vocab, (t + 1) * vocab);
-      const rb = b.subarray(t * vocab, (t + 1) * vocab);
-      expect(argmax(ra)).toBe(argmax(rb));
-      expect(cosine(ra, rb)).toBeGreaterThanOrEqual(0.9999);
-    }
-    await native.dispose();
-    await reference.dispose();
-  });
+  it.each([
+    ["Q8_0", "Q8_0 × Q8_0", "q8_0"],
+    ["Q6_K", "Q6_K × Q8_K", "q6_k.q8_k"],
+  ] as const)(
+    "a %s head takes llama.cpp's %s dot: same top-1, cosine ≥ 0.9999 to the reference's float dot",
+    {
+      timeout: SLOW_TEST_MS,
+    },
+    async (type, _dot, kernel) => {
+      const file = await withEmbedding("tiny-tq2", type);
+      const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
+      const native = await new CpuBackend({ threads: 2 }).compile(
+        await readModelDescription(file, { tensorData: false }),
+        { contextLength: 64 },
+      );
+      const a = await logitsBatched(native, LONG_PROMPT);
+      const b = await logitsBatched(reference, LONG_PROMPT);
+      const vocab = native.description.hparams.vocabSize;
+      for (let t = 0; t < LONG_PROMPT.length; t++) {
+        const ra = a.subarray(t * vocab, (t + 1) * vocab);
+        const rb = b.subarray(t * vocab, (t + 1) * vocab);
+        expect(argmax(ra)).toBe(argmax(rb));
+        expect(cosine(ra, rb)).toBeGreaterThanOrEqual(0.9999);
+      }
+      // The integer kernel ran, not the reference's float dot (src/head-q6k.test.ts holds the
+      // Q6_K × Q8_K kernel to the TypeScript dot bit for bit).
+      const path = native.info().kernelPath === "amx" ? "avx512vnni" : native.info().kernelPath;
+      expect([...native.kernelCounts().keys()]).toContain(`cpu.${path}.output.${kernel}`);
+      await native.dispose();
+      await reference.dispose();
+    },
+  );
 });
 
 describe("invariance", () => {

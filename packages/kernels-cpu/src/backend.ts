@@ -53,7 +53,8 @@ export interface CpuBackendOptions {
    * 2B-4T is 657 MB; Q8_0 349 MB, Q6_K 269 MB) and use that type's integer kernel with the
    * activations quantized to match (Q8_0, or Q8_K for Q6_K): faster decode, logits that differ
    * slightly from the file's numerics. A head already of that type is used as it is. Default:
-   * the file's head (env BITNET_HEAD=q8_0|q6_k).
+   * the file's head (env BITNET_HEAD=q8_0|q6_k); a file's Q8_0 or Q6_K head always runs on these
+   * integer kernels, as llama.cpp runs it.
    */
   readonly head?: HeadQuantization;
   /** @deprecated `head: "q8_0"`. */

@@ -71,7 +71,10 @@ export const LONG_PROMPT: readonly number[] = [
  * A copy of a fixture whose tied embedding / output head is stored as `type` instead of F16
  * (values converted from the F16 originals), to exercise the other head and lookup kernels.
  */
-export async function withEmbedding(name: string, type: "F32" | "BF16" | "Q8_0"): Promise<string> {
+export async function withEmbedding(
+  name: string,
+  type: "F32" | "BF16" | "Q8_0" | "Q6_K",
+): Promise<string> {
   const file = path.join(tmp, `${name}-${type.toLowerCase()}.gguf`);
   if (!fs.existsSync(file)) {
     await writeWithEmbeddingType(await fixture(name), file, type);
