@@ -607,6 +607,65 @@ Napi::Value Q6KGemm(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ternaryGemm(kernelPath, format, weights, rows, cols, x): one path's ternary projection as the
+// model runs it: the T rows of x (a Float32Array of T × cols) quantized by the path's quantizer
+// (per-token int8 for "i2_s", Q8_K for "tq2_0") and laid out for its kernels, then its I2_S or
+// TQ2_0 kernel over all `rows` rows at once, so every multi-token variant (16, 8, 4 tokens per
+// pass, then single tokens) is reached by choosing T. Returns T × rows outputs.
+Napi::Value TernaryGemm(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsString() || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[3].IsNumber() || !info[4].IsNumber() ||
+      !info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Napi::TypeError::New(env, "ternaryGemm expects (kernelPath, \"i2_s\" | \"tq2_0\", Uint8Array, rows, cols, Float32Array)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>(), format = info[1].As<Napi::String>();
+  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
+  if (k == nullptr) {
+    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const bool i2s = format == "i2_s";
+  const Napi::Uint8Array w = info[2].As<Napi::Uint8Array>();
+  const int64_t rows = info[3].As<Napi::Number>().Int64Value(), cols = info[4].As<Napi::Number>().Int64Value();
+  const Napi::Float32Array x = info[5].As<Napi::Float32Array>();
+  const int64_t block = i2s ? 128 : 256;
+  const int64_t weight_bytes = rows * (i2s ? cols / 4 : cols / 256 * (int64_t)sizeof(bitnet::BlockTQ2)) + (i2s ? 32 : 0);
+  if ((!i2s && format != "tq2_0") || rows <= 0 || cols <= 0 || cols % block != 0 || rows > (int64_t)1 << 24 ||
+      cols > (int64_t)1 << 24 || (int64_t)w.ElementLength() != weight_bytes || x.ElementLength() == 0 ||
+      (int64_t)x.ElementLength() % cols != 0) {
+    Napi::RangeError::New(env, "ternaryGemm: format \"i2_s\" (cols a multiple of 128, rows × cols / 4 bytes + 32) or "
+                               "\"tq2_0\" (cols a multiple of 256, rows × cols / 256 blocks), and x whole rows of cols")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int64_t T = (int64_t)x.ElementLength() / cols;
+  const int64_t groups = i2s ? 1 : cols / 256;
+  bitnet::AlignedVector<int8_t> natural((size_t)cols), q((size_t)(T * cols));
+  std::vector<float> scales((size_t)(T * groups));
+  std::vector<int32_t> sums((size_t)(T * groups));
+  for (int64_t t = 0; t < T; t++) {
+    const float* xt = x.Data() + t * cols;
+    if (i2s) {
+      k->quantize_i8(xt, cols, natural.data(), &scales[(size_t)t], &sums[(size_t)t]);
+    } else {
+      k->quantize_q8k(xt, cols, natural.data(), &scales[(size_t)(t * groups)], &sums[(size_t)(t * groups)]);
+    }
+    bitnet::permute_activations(natural.data(), q.data() + t * cols, cols, k->layout);
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(T * rows));
+  if (i2s) {
+    float w_scale;
+    std::memcpy(&w_scale, w.Data() + rows * cols / 4, 4);
+    k->i2s_gemm(w.Data(), cols, 0, rows, q.data(), scales.data(), sums.data(), w_scale, T, out.Data(), rows);
+  } else {
+    k->tq2_gemm((const bitnet::BlockTQ2*)w.Data(), cols, 0, rows, q.data(), scales.data(), sums.data(), T, out.Data(), rows);
+  }
+  return out;
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_class = Napi::Persistent(NativeModel::Init(env));
@@ -617,7 +676,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeActivations", Napi::Function::New(env, QuantizeActivations));
   exports.Set("quantizeQ6K", Napi::Function::New(env, QuantizeQ6K));
   exports.Set("q6kGemm", Napi::Function::New(env, Q6KGemm));
-  exports.Set("abiVersion", Napi::Number::New(env, 8));  // bump with every change to src/binding.ts
+  exports.Set("ternaryGemm", Napi::Function::New(env, TernaryGemm));
+  exports.Set("abiVersion", Napi::Number::New(env, 9));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 #include "file_map.h"
 #include "kernels.h"
+#include "platform.h"
 #include "threadpool.h"
 
 namespace bitnet {
@@ -114,7 +115,7 @@ void dequant_row(const Tensor& t, int64_t row, float* out);
 struct Sequence {
   int64_t length = 0;
   int64_t capacity = 0;
-  std::vector<std::vector<uint16_t>> k, v;  // per layer [capacity × kv_width] f16
+  std::vector<AlignedVector<uint16_t>> k, v;  // per layer [capacity × kv_width] f16
 };
 
 class Model {
@@ -185,7 +186,7 @@ class Model {
   std::vector<OwnedBuffer> owned_;  // repacked tensors
   uint64_t repacked_bytes_ = 0;
   std::vector<int32_t> slot_of_;
-  std::vector<std::vector<float>> slots_;
+  std::vector<AlignedVector<float>> slots_;
   std::vector<int64_t> slot_width_;
   int64_t max_width_ = 0, max_rows_ = 0;  // widest linear input, most rows of a ternary weight
   int64_t batch_capacity_ = 0;  // tokens the per-token buffers hold now
@@ -215,24 +216,24 @@ class Model {
   // no thread reads it while another updates it).
   std::vector<int32_t> quant_buffer_;
   std::vector<int32_t> quant_kind_;
-  std::vector<std::vector<int8_t>> quant_tmp_;  // per thread, one row in natural order
-  std::vector<int8_t> q_;
+  std::vector<AlignedVector<int8_t>> quant_tmp_;  // per thread, one row in natural order
+  AlignedVector<int8_t> q_;
   std::vector<float> q_scale_;
   std::vector<int32_t> q_sum_;
   // AMX prefill: activations packed into B tiles, integer results before scaling.
   bool use_amx_ = false;
-  std::vector<int8_t> q_tiles_;
+  AlignedVector<int8_t> q_tiles_;
   std::vector<int32_t> acc_i32_;
-  std::vector<float> head_x_;
+  AlignedVector<float> head_x_;
   std::vector<BlockQ8_0> head_q_;
   // A Q6_K head on its Q6_K × Q8_K kernel (head_type Q6_K): the logit rows as Q8_K.
   bool head_q6k_kernel_ = false;
-  std::vector<int8_t> head_q8k_;
+  AlignedVector<int8_t> head_q8k_;
   std::vector<float> head_q8k_d_;
   std::vector<int32_t> head_q8k_sum_;
   std::vector<int16_t> head_q8k_bsum16_;
-  std::vector<std::vector<float>> scratch_;  // per thread
-  std::vector<std::vector<BlockTQ2>> tq1_tile_;  // per thread: a TQ1_0 row tile as TQ2_0 (tq1_direct)
+  std::vector<AlignedVector<float>> scratch_;  // per thread
+  std::vector<AlignedVector<BlockTQ2>> tq1_tile_;  // per thread: a TQ1_0 row tile as TQ2_0 (tq1_direct)
 };
 
 }  // namespace bitnet

@@ -403,7 +403,7 @@ void Model::ensure_capacity(Sequence& s, int64_t needed) {
   while (cap < needed) cap *= 2;
   cap = std::min(cap, cfg_.context);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    std::vector<uint16_t> k((size_t)(cap * kvw));
+    AlignedVector<uint16_t> k((size_t)(cap * kvw));
     for (int64_t i = 0; i < kvw && s.capacity > 0; i++) {
       std::memcpy(k.data() + i * cap, s.k[(size_t)l].data() + i * s.capacity, (size_t)s.length * 2);
     }

@@ -188,6 +188,21 @@ export interface NativeBinding {
    * logits. For tests that hold every path to the TypeScript reference.
    */
   q6kGemm(kernelPath: string, weights: Uint8Array, rows: number, x: Float32Array): Float32Array;
+  /**
+   * One path's ternary projection as a model runs it: the T rows of `x` (T × cols) quantized by
+   * the path's quantizer (per-token int8 for I2_S, Q8_K for TQ2_0), then its I2_S or TQ2_0 kernel
+   * against `rows` rows of `weights` (I2_S bytes with their 32-byte scale tail, or TQ2_0 blocks).
+   * T × rows outputs. For tests that hold every path to the TypeScript reference; T picks which
+   * multi-token variant runs.
+   */
+  ternaryGemm(
+    kernelPath: string,
+    format: "i2_s" | "tq2_0",
+    weights: Uint8Array,
+    rows: number,
+    cols: number,
+    x: Float32Array,
+  ): Float32Array;
   abiVersion: number;
 }
 
