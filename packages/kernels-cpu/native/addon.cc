@@ -505,6 +505,16 @@ Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The kernels of `path` for the test entry points below, or nullptr with a JavaScript error
+// thrown when this CPU cannot run it.
+const bitnet::Kernels* kernels_for_test(Napi::Env env, const std::string& path) {
+  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
+  if (k == nullptr) {
+    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
+  }
+  return k;
+}
+
 // quantizeActivations(kernelPath, format, values): one kernel path's activation quantizer on
 // `values` (a Float32Array), so tests can hold every path to the scalar one bit for bit.
 // format "i8": per-row int8 (one scale and sum); "q8k": Q8_K blocks of 256 (a scale and sum each).
@@ -517,11 +527,8 @@ Napi::Value QuantizeActivations(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const std::string path = info[0].As<Napi::String>(), format = info[1].As<Napi::String>();
-  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
-  if (k == nullptr) {
-    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
   const Napi::Float32Array x = info[2].As<Napi::Float32Array>();
   const int64_t n = (int64_t)x.ElementLength();
   const bool q8k = format == "q8k";
@@ -577,11 +584,8 @@ Napi::Value Q6KGemm(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const std::string path = info[0].As<Napi::String>();
-  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
-  if (k == nullptr) {
-    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
   const Napi::Uint8Array w = info[1].As<Napi::Uint8Array>();
   const int64_t rows = info[2].As<Napi::Number>().Int64Value();
   const Napi::Float32Array x = info[3].As<Napi::Float32Array>();
@@ -622,11 +626,8 @@ Napi::Value TernaryGemm(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const std::string path = info[0].As<Napi::String>(), format = info[1].As<Napi::String>();
-  const bitnet::Kernels* k = bitnet::select_kernels(path.c_str());
-  if (k == nullptr) {
-    Napi::Error::New(env, "kernel path \"" + path + "\" is not available on this CPU").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
   const bool i2s = format == "i2_s";
   const Napi::Uint8Array w = info[2].As<Napi::Uint8Array>();
   const int64_t rows = info[3].As<Napi::Number>().Int64Value(), cols = info[4].As<Napi::Number>().Int64Value();

@@ -25,6 +25,7 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 #include "q6k_x86.h"
 #include "tq1_x86.h"
+#include "token_blocks.h"
 
 // How far ahead of the current load weights are prefetched, and into which level. Measured on
 // this machine (Sapphire Rapids, 2 threads, I2_S decode): into L2 (prefetcht1) 8 KiB ahead gives
@@ -248,22 +249,7 @@ void tq2_prefill16_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r
   constexpr int64_t kRows = 64;
   const int64_t nb = cols / 256;
   const int8_t* q16 = q + t * cols;
-  thread_local std::vector<float> d_by_block;
-  thread_local std::vector<int32_t> bsum_by_block;
-  if ((int64_t)d_by_block.size() < 16 * nb) {
-    d_by_block.resize((size_t)(16 * nb));
-    bsum_by_block.resize((size_t)(16 * nb));
-  }
-  // Plain pointers from here on: in a shared library every use of a thread_local is a call to
-  // __tls_get_addr.
-  float* const d_blocks = d_by_block.data();
-  int32_t* const bsum_blocks = bsum_by_block.data();
-  for (int64_t b = 0; b < nb; b++) {
-    for (int k = 0; k < 16; k++) {
-      d_blocks[16 * b + k] = act_d[(t + k) * nb + b];
-      bsum_blocks[16 * b + k] = act_bsum[(t + k) * nb + b];
-    }
-  }
+  const TokenBlocks blocks = gather_token_blocks<16>(act_d, act_bsum, t, nb);
   alignas(64) float sums[kRows * 16];
   for (int64_t rs = r0; rs < r1; rs += kRows) {
     const int64_t re = std::min(rs + kRows, r1);
@@ -287,8 +273,8 @@ void tq2_prefill16_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r
             a = _mm512_dpbusd_epi32(a, c2, _mm512_loadu_si512(qk + 128));
             acc[k] = _mm512_dpbusd_epi32(a, c3, _mm512_loadu_si512(qk + 192));
           }
-          const __m512i sumi = _mm512_sub_epi32(hsum16_i32(acc), _mm512_loadu_si512(bsum_blocks + 16 * b));
-          const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(d_blocks + 16 * b), _mm512_set1_ps(_cvtsh_ss(row[b].d)));
+          const __m512i sumi = _mm512_sub_epi32(hsum16_i32(acc), _mm512_loadu_si512(blocks.bsum + 16 * b));
+          const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(blocks.d + 16 * b), _mm512_set1_ps(_cvtsh_ss(row[b].d)));
           sumf = _mm512_add_ps(sumf, _mm512_mul_ps(_mm512_cvtepi32_ps(sumi), scale));
         }
         _mm512_store_ps(slot, sumf);

@@ -29,6 +29,8 @@
 // ---------------------------------------------------------------------------------------------
 #pragma once
 
+#include "token_blocks.h"
+
 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -186,22 +188,7 @@ void tq2_prefill8(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
   constexpr int64_t kChunkBlocks = 4;  // 8 tokens × 4 × 256 = 8 KiB of activations
   const int64_t nb = cols / 256;
   const int8_t* q8 = q + t * cols;
-  thread_local std::vector<float> d_by_block;
-  thread_local std::vector<int32_t> bsum_by_block;
-  if ((int64_t)d_by_block.size() < 8 * nb) {
-    d_by_block.resize((size_t)(8 * nb));
-    bsum_by_block.resize((size_t)(8 * nb));
-  }
-  // Plain pointers from here on: in a shared library every use of a thread_local is a call to
-  // __tls_get_addr (4% of a TQ2_0 prompt step's samples in perf when used in the block loop).
-  float* const d_blocks = d_by_block.data();
-  int32_t* const bsum_blocks = bsum_by_block.data();
-  for (int64_t b = 0; b < nb; b++) {
-    for (int k = 0; k < 8; k++) {
-      d_blocks[8 * b + k] = act_d[(t + k) * nb + b];
-      bsum_blocks[8 * b + k] = act_bsum[(t + k) * nb + b];
-    }
-  }
+  const TokenBlocks blocks = gather_token_blocks<8>(act_d, act_bsum, t, nb);
   alignas(32) float sums[kPrefillRows * 8];
   for (int64_t rs = r0; rs < r1; rs += kPrefillRows) {
     const int64_t re = rs + kPrefillRows < r1 ? rs + kPrefillRows : r1;
@@ -213,8 +200,8 @@ void tq2_prefill8(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
         __m256 sumf = b0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(slot);
         for (int64_t b = b0; b < b1; b++) {
           const __m256i sumi = _mm256_sub_epi32(tq2_sums8<Dot>(row[b], q8 + 256 * b, cols),
-                                                _mm256_loadu_si256((const __m256i*)(bsum_blocks + 8 * b)));
-          const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(d_blocks + 8 * b), _mm256_set1_ps(_cvtsh_ss(row[b].d)));
+                                                _mm256_loadu_si256((const __m256i*)(blocks.bsum + 8 * b)));
+          const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(blocks.d + 8 * b), _mm256_set1_ps(_cvtsh_ss(row[b].d)));
           sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), scale));
         }
         _mm256_store_ps(slot, sumf);
