@@ -114,19 +114,24 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   // this is one sequential stream that the hardware prefetcher follows at full speed; two
   // interleaved rows with software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer
   // sums, so the order of rows changes no bit.
+  const __m512i m0 = _mm512_set1_epi8((char)0xC0), m1 = _mm512_set1_epi8(0x30), m2 = _mm512_set1_epi8(0x0C);
   for (; t < T; t++) {
     const int8_t* qt = q + t * cols;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
       __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
+      // the exact shifts below undo the scale (as i2s_masked_sum does for 256 bits).
       for (int64_t c = 0; c < full; c += 256) {
         const __m512i pa = _mm512_loadu_si512(ra + c / 4);
-        a0 = _mm512_dpbusd_epi32(a0, CODES(pa, 6), _mm512_loadu_si512(qt + c));
-        a1 = _mm512_dpbusd_epi32(a1, CODES(pa, 4), _mm512_loadu_si512(qt + c + 64));
-        a2 = _mm512_dpbusd_epi32(a2, CODES(pa, 2), _mm512_loadu_si512(qt + c + 128));
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(pa, m0), _mm512_loadu_si512(qt + c));
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(pa, m1), _mm512_loadu_si512(qt + c + 64));
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(pa, m2), _mm512_loadu_si512(qt + c + 128));
         a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(pa, mask3), _mm512_loadu_si512(qt + c + 192));
       }
-      finish(r, t, hsum_i32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3))));
+      const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_srai_epi32(a0, 6), _mm512_srai_epi32(a1, 4)),
+                                           _mm512_add_epi32(_mm512_srai_epi32(a2, 2), a3));
+      finish(r, t, hsum_i32(sum));
     }
   }
 }

@@ -25,16 +25,17 @@ struct DpbusdDot {
   static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q, int64_t cols, __m256i acc[N]) {
     if constexpr (N == 1) {
       // One token (decode): four independent accumulators, so consecutive VPDPBUSDs do not
-      // wait on each other's latency as one chain would (i2s decode 26.8 → 35.4 t/s).
+      // wait on each other's latency as one chain would (i2s decode 26.8 → 35.4 t/s). Each
+      // code field is masked in place, not shifted down (see i2s_masked_sum).
       __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+      const __m256i m[4] = {_mm256_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C), _mm256_set1_epi8(0x03)};
       for (int64_t b = 0; b < nb; b++) {
-        __m256i c[4];
-        i2s_unpack(row + 32 * b, c);
+        const __m256i packed = _mm256_loadu_si256((const __m256i*)(row + 32 * b));
         for (int j = 0; j < 4; j++) {
-          a[j] = _mm256_dpbusd_avx_epi32(a[j], c[j], _mm256_loadu_si256((const __m256i*)(q + 128 * b + 32 * j)));
+          a[j] = _mm256_dpbusd_avx_epi32(a[j], _mm256_and_si256(packed, m[j]), _mm256_loadu_si256((const __m256i*)(q + 128 * b + 32 * j)));
         }
       }
-      acc[0] = _mm256_add_epi32(_mm256_add_epi32(a[0], a[1]), _mm256_add_epi32(a[2], a[3]));
+      acc[0] = i2s_masked_sum(a);
     } else {
       for (int k = 0; k < N; k++) acc[k] = _mm256_setzero_si256();
       for (int64_t b = 0; b < nb; b++) {

@@ -56,6 +56,16 @@ inline void i2s_unpack(const uint8_t* codes, __m256i c[4]) {
   c[3] = _mm256_and_si256(packed, mask);
 }
 
+// Decode with VPDPBUSD needs no shifts to unpack I2_S codes: field j of a byte, masked in place
+// (0xC0, 0x30, 0x0C, 0x03), is its code times 4^(3−j), still a valid u8 operand. a[j] then holds
+// 4^(3−j) × the true sums, lane by lane, so an arithmetic right shift of each lane recovers them
+// exactly (a multiple of 64 shifted by 6 loses no bit, whatever its sign). Per 32 bytes that is
+// four ANDs instead of three shifts and four ANDs.
+inline __m256i i2s_masked_sum(const __m256i a[4]) {
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(a[0], 6), _mm256_srai_epi32(a[1], 4)),
+                          _mm256_add_epi32(_mm256_srai_epi32(a[2], 2), a[3]));
+}
+
 // The eight code vectors of a TQ2_0 block (element 128c+32l+m at bits 2l of qs[32c+m]).
 inline void tq2_unpack(const BlockTQ2& blk, __m256i codes[8]) {
   const __m256i mask = _mm256_set1_epi8(3);
