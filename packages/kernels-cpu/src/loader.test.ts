@@ -54,6 +54,13 @@ describe("loading the addon", () => {
     );
   });
 
+  it("loads an explicit path given relative to the working directory", () => {
+    const built = path.join(packageRoot, "build", "Release", "bitnet_kernels_cpu.node");
+    const relative = path.relative(process.cwd(), built);
+    expect(path.isAbsolute(relative)).toBe(false);
+    expect(loadBindingFrom([["explicit path", relative]]).abiVersion).toBe(ABI_VERSION);
+  });
+
   it("falls through a missing explicit path to the next candidate", () => {
     expect(loadBinding("/nonexistent/bitnet_kernels_cpu.node").abiVersion).toBe(ABI_VERSION);
   });

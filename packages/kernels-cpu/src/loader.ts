@@ -149,7 +149,9 @@ export function loadBindingFrom(
       continue;
     }
     try {
-      const binding = require(file) as NativeBinding;
+      // require() reads "x/addon.node" as a package name and "./x" as relative to this module:
+      // a path from the user (option or environment) means the working directory.
+      const binding = require(path.resolve(file)) as NativeBinding;
       if (binding.abiVersion !== ABI_VERSION) {
         attempts.push(
           `${label}: ${file} (ABI ${binding.abiVersion}, expected ${ABI_VERSION}: stale build)`,
