@@ -1,7 +1,8 @@
 // Ternary GEMM microbenchmark: one kernel path's I2_S and TQ2_0 multi-token kernels on one
 // thread, over random weights and activations, in the row tiles model_step uses (32 KiB of
 // weights; TILE=<KiB> overrides), checked bit for bit against the scalar kernels. Best of 5.
-// Activations start on a cache line, as the model's do; QOFF=<bytes> shifts them off it.
+// Activations start on a cache line, as the model's do; QOFF=<bytes> shifts them off it. Weights
+// lie in 2 MiB pages, as the model maps them (HUGE=0: 4 KiB pages).
 //   bash packages/kernels-cpu/bench/gemm.sh <path> [rows cols tokens] [i2s|tq2|both]
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,15 @@
 #include "../native/kernels.h"
 #include "../native/platform.h"
 using namespace bitnet;
+// A copy of v in memory that asks for transparent huge pages before its first touch.
+template <class T>
+static T* weights_copy(const std::vector<T>& v) {
+  const size_t huge = (size_t)2 << 20, n = (v.size() * sizeof(T) + huge - 1) / huge * huge;
+  T* p = (T*)aligned_alloc(huge, n);
+  if (!getenv("HUGE") || atoi(getenv("HUGE")) != 0) advise_huge_pages(p, n);
+  memcpy(p, v.data(), v.size() * sizeof(T));
+  return p;
+}
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 int main(int argc, char** argv) {
   const char* path = argc > 1 ? argv[1] : "avx2";
@@ -26,6 +36,8 @@ int main(int argc, char** argv) {
   int64_t nb = cols / 256;
   std::vector<BlockTQ2> wt((size_t)(rows * nb));
   for (auto& b : wt) { for (auto& x : b.qs) { uint8_t v = 0; for (int j = 0; j < 4; j++) v |= (rng() % 3) << (2 * j); x = v; } b.d = f32_to_f16(0.01f + (rng() % 100) * 1e-4f); }
+  const uint8_t* wi_p = weights_copy(wi);
+  const BlockTQ2* wt_p = weights_copy(wt);
   std::vector<int8_t> q((size_t)(T * cols));
   const int64_t qoff = getenv("QOFF") ? atoll(getenv("QOFF")) : 0;
   AlignedVector<int8_t> qp_store((size_t)(T * cols + qoff));
@@ -42,13 +54,13 @@ int main(int argc, char** argv) {
   if (strcmp(which, "tq2") != 0) {
     ref->i2s_gemm(wi.data(), cols, 0, rows, q.data(), scale.data(), sum.data(), 0.5f, T, outr.data(), rows);
     double best = 1e9;
-    for (int rep = 0; rep < 5; rep++) { double t0 = now(); tiles(cols / 4, [&](int64_t a, int64_t b) { k->i2s_gemm(wi.data(), cols, a, b, qp, scale.data(), sum.data(), 0.5f, T, out.data(), rows); }); best = std::min(best, now() - t0); }
+    for (int rep = 0; rep < 5; rep++) { double t0 = now(); tiles(cols / 4, [&](int64_t a, int64_t b) { k->i2s_gemm(wi_p, cols, a, b, qp, scale.data(), sum.data(), 0.5f, T, out.data(), rows); }); best = std::min(best, now() - t0); }
     printf("%s i2s %lldx%lld T=%lld: %.2f ms  %.1f GMAC/s  exact=%d\n", k->name, (long long)rows, (long long)cols, (long long)T, best * 1e3, macs / best / 1e9, memcmp(out.data(), outr.data(), out.size() * 4) == 0);
   }
   if (strcmp(which, "i2s") != 0) {
     ref->tq2_gemm(wt.data(), cols, 0, rows, q.data(), d.data(), bsum.data(), T, outr.data(), rows);
     double best = 1e9;
-    for (int rep = 0; rep < 5; rep++) { double t0 = now(); tiles(nb * 66, [&](int64_t a, int64_t b) { k->tq2_gemm(wt.data(), cols, a, b, qp, d.data(), bsum.data(), T, out.data(), rows); }); best = std::min(best, now() - t0); }
+    for (int rep = 0; rep < 5; rep++) { double t0 = now(); tiles(nb * 66, [&](int64_t a, int64_t b) { k->tq2_gemm(wt_p, cols, a, b, qp, d.data(), bsum.data(), T, out.data(), rows); }); best = std::min(best, now() - t0); }
     printf("%s tq2 %lldx%lld T=%lld: %.2f ms  %.1f GMAC/s  exact=%d\n", k->name, (long long)rows, (long long)cols, (long long)T, best * 1e3, macs / best / 1e9, memcmp(out.data(), outr.data(), out.size() * 4) == 0);
   }
 }

@@ -97,8 +97,11 @@ function expectSameBits(got: Float32Array, want: Float32Array, rows: number, lab
 }
 
 // [rows, cols, tokens]: tokens 1 (decode), 3, 4, 8, 9, 16, 20 (16 + 4), 37 (16 + 16 + 4 + 1).
+// Decode also runs eight rows per pass (21 = 8 + 8 + 5), and TQ2_0 rows wider than its 64-block
+// parking space (16640 columns) one by one.
 const I2S_SHAPES = [
   [5, 128, 1],
+  [21, 2560, 1],
   [70, 384, 3],
   [9, 2560, 4],
   [130, 512, 8],
@@ -109,6 +112,8 @@ const I2S_SHAPES = [
 ] as const;
 const TQ2_SHAPES = [
   [5, 256, 1],
+  [21, 2560, 1],
+  [9, 16640, 1],
   [70, 512, 3],
   [9, 2560, 4],
   [130, 512, 8],
