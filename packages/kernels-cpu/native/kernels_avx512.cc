@@ -142,7 +142,8 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
 // bit-exact with the scalar kernel (lane-wise float accumulation would lose precision to the
 // cancellation between Σ code·q and Σq).
 inline int32_t tq2_block_dot(const uint8_t* qs, const int8_t* qb, __m512i mask3) {
-  const __m512i packed = _mm512_loadu_si512(qs);
+  __m512i packed = _mm512_loadu_si512(qs);
+  asm("" : "+v"(packed));  // one load (see tq2_block_lanes)
   __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(packed, mask3), _mm512_loadu_si512(qb));
   __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(packed, 2), _mm512_loadu_si512(qb + 64));
   a0 = _mm512_dpbusd_epi32(a0, CODES(packed, 4), _mm512_loadu_si512(qb + 128));
@@ -157,6 +158,16 @@ inline __m512i tq2_token(__m512i c0, __m512i c1, __m512i c2, __m512i c3, const i
   a0 = _mm512_dpbusd_epi32(a0, c2, _mm512_loadu_si512(qb + 128));
   a1 = _mm512_dpbusd_epi32(a1, c3, _mm512_loadu_si512(qb + 192));
   return _mm512_add_epi32(a0, a1);
+}
+
+// The partial sums of one TQ2_0 block, not yet reduced. The codes are loaded into a register
+// once: left free, GCC folds the load into each of the four unpacking ops, and since a 66-byte
+// block's 64 code bytes nearly always straddle two cache lines, those are four split loads per
+// block, which bounded the decode loop.
+inline __m512i tq2_block_lanes(const uint8_t* qs, const int8_t* qb, __m512i mask3) {
+  __m512i packed = _mm512_loadu_si512(qs);
+  asm("" : "+v"(packed));
+  return tq2_token(_mm512_and_si512(packed, mask3), CODES(packed, 2), CODES(packed, 4), CODES(packed, 6), qb);
 }
 
 // Lane k = the sum of v[k]'s sixteen lanes (integer: exact in any order).
@@ -322,7 +333,22 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
     for (int64_t r = r0; r < r1; r++) {
       const BlockTQ2* ra = w + r * nb;
       float sa = 0.0f;
-      for (int64_t b = 0; b < nb; b++) {
+      int64_t b = 0;
+      for (; b + 4 <= nb; b += 4) {
+        const __m128i sumi = _mm_sub_epi32(
+            hsum4_i32_512(tq2_block_lanes(ra[b].qs, qt + 256 * b, mask3), tq2_block_lanes(ra[b + 1].qs, qt + 256 * (b + 1), mask3),
+                          tq2_block_lanes(ra[b + 2].qs, qt + 256 * (b + 2), mask3), tq2_block_lanes(ra[b + 3].qs, qt + 256 * (b + 3), mask3)),
+            _mm_loadu_si128((const __m128i*)(st + b)));
+        const __m128i wd = _mm_setr_epi16((short)ra[b].d, (short)ra[b + 1].d, (short)ra[b + 2].d, (short)ra[b + 3].d, 0, 0, 0, 0);
+        const __m128 x = _mm_mul_ps(_mm_cvtepi32_ps(sumi), _mm_mul_ps(_mm_loadu_ps(dt + b), _mm_cvtph_ps(wd)));
+        alignas(16) float xs[4];
+        _mm_store_ps(xs, x);
+        sa += xs[0];
+        sa += xs[1];
+        sa += xs[2];
+        sa += xs[3];
+      }
+      for (; b < nb; b++) {
         const int32_t ia = tq2_block_dot(ra[b].qs, qt + 256 * b, mask3) - st[b];
         sa += (float)ia * (dt[b] * _cvtsh_ss(ra[b].d));
       }
