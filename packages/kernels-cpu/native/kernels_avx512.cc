@@ -193,7 +193,8 @@ inline void tq2_tokens_avx512(const BlockTQ2* row, int64_t nb, int64_t cols, int
   for (int g = 0; g < NT / 4; g++) sumf[g] = _mm_setzero_ps();
   const int8_t* q0 = q + t * cols;
   for (int64_t b = 0; b < nb; b++) {
-    const __m512i packed = _mm512_loadu_si512(row[b].qs);
+    __m512i packed = _mm512_loadu_si512(row[b].qs);
+    asm("" : "+v"(packed));  // one load (see tq2_block_lanes)
     const __m512i c0 = _mm512_and_si512(packed, mask3), c1 = CODES(packed, 2), c2 = CODES(packed, 4),
                   c3 = CODES(packed, 6);
     const float wd = _cvtsh_ss(row[b].d);
@@ -276,7 +277,8 @@ void tq2_prefill16_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r
         float* slot = sums + 16 * (r - rs);
         __m512 sumf = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(slot);
         for (int64_t b = b0; b < b1; b++) {
-          const __m512i packed = _mm512_loadu_si512(row[b].qs);
+          __m512i packed = _mm512_loadu_si512(row[b].qs);
+          asm("" : "+v"(packed));  // one load (see tq2_block_lanes)
           const __m512i c0 = _mm512_and_si512(packed, mask3), c1 = CODES(packed, 2), c2 = CODES(packed, 4),
                         c3 = CODES(packed, 6);
           const int8_t* qb = q16 + 256 * b;
