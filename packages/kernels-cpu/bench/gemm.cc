@@ -2,7 +2,8 @@
 // thread, over random weights and activations, in the row tiles model_step uses (32 KiB of
 // weights; TILE=<KiB> overrides), checked bit for bit against the scalar kernels. Best of 5.
 // Activations start on a cache line, as the model's do; QOFF=<bytes> shifts them off it. Weights
-// lie in 2 MiB pages, as the model maps them (HUGE=0: 4 KiB pages).
+// lie in 2 MiB pages, as the model maps them (HUGE=0: 4 KiB pages), from a 2 MiB boundary
+// (WOFF=<bytes> shifts them: a GGUF file aligns tensors to 32 bytes, not 64).
 //   bash packages/kernels-cpu/bench/gemm.sh <path> [rows cols tokens] [i2s|tq2|both]
 #include <chrono>
 #include <cstdio>
@@ -16,9 +17,10 @@ using namespace bitnet;
 // A copy of v in memory that asks for transparent huge pages before its first touch.
 template <class T>
 static T* weights_copy(const std::vector<T>& v) {
-  const size_t huge = (size_t)2 << 20, n = (v.size() * sizeof(T) + huge - 1) / huge * huge;
-  T* p = (T*)aligned_alloc(huge, n);
-  if (!getenv("HUGE") || atoi(getenv("HUGE")) != 0) advise_huge_pages(p, n);
+  const size_t huge = (size_t)2 << 20, n = (v.size() * sizeof(T) + huge - 1) / huge * huge + huge;
+  uint8_t* base = (uint8_t*)aligned_alloc(huge, n);
+  if (!getenv("HUGE") || atoi(getenv("HUGE")) != 0) advise_huge_pages(base, n);
+  T* p = (T*)(base + (getenv("WOFF") ? atoll(getenv("WOFF")) : 0));
   memcpy(p, v.data(), v.size() * sizeof(T));
   return p;
 }

@@ -115,7 +115,11 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   // interleaved rows with software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer
   // sums, so the order of rows changes no bit.
   const __m512i m0 = _mm512_set1_epi8((char)0xC0), m1 = _mm512_set1_epi8(0x30), m2 = _mm512_set1_epi8(0x0C);
-  for (; t < T; t++) {
+  // GGUF aligns tensors to 32 bytes, so in a mapped file every other matrix starts halfway into
+  // a cache line, and each 64-byte code load would straddle two lines. Those rows load two
+  // aligned halves instead (one load split across lines costs about two, and the split loads
+  // cost ~5-10% of a row's rate from memory on a Zen 5).
+  auto decode = [&](auto split, int64_t t) {
     const int8_t* qt = q + t * cols;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
@@ -123,7 +127,13 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
       // the exact shifts below undo the scale (as i2s_masked_sum does for 256 bits).
       for (int64_t c = 0; c < full; c += 256) {
-        const __m512i pa = _mm512_loadu_si512(ra + c / 4);
+        __m512i pa;
+        if constexpr (decltype(split)::value) {
+          pa = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i*)(ra + c / 4))),
+                                  _mm256_load_si256((const __m256i*)(ra + c / 4 + 32)), 1);
+        } else {
+          pa = _mm512_loadu_si512(ra + c / 4);
+        }
         a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(pa, m0), _mm512_loadu_si512(qt + c));
         a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(pa, m1), _mm512_loadu_si512(qt + c + 64));
         a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(pa, m2), _mm512_loadu_si512(qt + c + 128));
@@ -132,6 +142,17 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_srai_epi32(a0, 6), _mm512_srai_epi32(a1, 4)),
                                            _mm512_add_epi32(_mm512_srai_epi32(a2, 2), a3));
       finish(r, t, hsum_i32(sum));
+    }
+  };
+  // Rows are cols / 4 bytes, a multiple of 64 when cols is one of 256: then all rows share the
+  // first row's alignment.
+  const uintptr_t first = (uintptr_t)(w + r0 * row_bytes);
+  const bool halves = first % 64 == 32 && row_bytes % 64 == 0;
+  for (; t < T; t++) {
+    if (halves) {
+      decode(std::true_type{}, t);
+    } else {
+      decode(std::false_type{}, t);
     }
   }
 }
@@ -359,38 +380,58 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
   }
 }
 
+// One f16 row · one f32 vector: four accumulators take the 16-column quarters of each 64-column
+// chunk (a 32-column remainder goes to the first two), then (a0 + a2) + (a1 + a3) is reduced and
+// the last columns are added in order. Four independent chains keep enough loads in flight to
+// stream a row at the memory's rate (two chains read 45 of 60 GB/s on a Zen 5 with two threads,
+// four read 53-59). The row-pair kernel below keeps exactly this order per (row, token).
+struct F16Acc {
+  __m512 a0, a1, a2, a3;
+  inline F16Acc() : a0(_mm512_setzero_ps()), a1(a0), a2(a0), a3(a0) {}
+  inline void add(const __m512* w, const float* x, int64_t c, int quarters) {
+    a0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps(x + c), a0);
+    a1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x + c + 16), a1);
+    if (quarters == 4) {
+      a2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps(x + c + 32), a2);
+      a3 = _mm512_fmadd_ps(w[3], _mm512_loadu_ps(x + c + 48), a3);
+    }
+  }
+  inline float finish(const uint16_t* row, const float* x, int64_t full, int64_t cols) const {
+    float s = hsum_f32(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    for (int64_t c = full; c < cols; c++) s += f16_to_f32(row[c]) * x[c];
+    return s;
+  }
+};
+
+// The columns a chunk starting at c covers in F16Acc's order: 64, then one 32-column remainder.
+inline int f16_quarters(int64_t c, int64_t full) { return c + 64 <= full ? 4 : 2; }
+
+inline void f16_load(const uint16_t* row, int64_t c, int quarters, __m512* w) {
+  for (int k = 0; k < quarters; k++) w[k] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + c + 16 * k)));
+}
+
 // Two weight rows × TB tokens: each weight vector is converted from f16 once and used for TB
-// tokens. Per (row, token) the lanes accumulate in exactly the order of the one-token case (two
-// accumulators over alternating 16-column halves, then one reduction), so a token's logits do
-// not depend on how many tokens share the step.
+// tokens (TB ≤ 2: sixteen accumulators). Per (row, token) the lanes accumulate in F16Acc's
+// order, so a token's logits do not depend on how many tokens share the step.
 template <int TB>
 inline void f16_pair(const uint16_t* ra, const uint16_t* rb, int64_t cols, int64_t full, const float* const* xs, float* const* outs,
                      int64_t r) {
-  __m512 a0[TB], a1[TB], b0[TB], b1[TB];
-  for (int k = 0; k < TB; k++) a0[k] = a1[k] = b0[k] = b1[k] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < full; c += 32) {
+  F16Acc a[TB], b[TB];
+  for (int64_t c = 0; c < full; c += 64) {
     _mm_prefetch((const char*)(ra + c) + PREFETCH_BYTES, _MM_HINT_T1);
     _mm_prefetch((const char*)(rb + c) + PREFETCH_BYTES, _MM_HINT_T1);
-    const __m512 wa0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c)));
-    const __m512 wb0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c)));
-    const __m512 wa1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16)));
-    const __m512 wb1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c + 16)));
+    const int quarters = f16_quarters(c, full);
+    __m512 wa[4], wb[4];
+    f16_load(ra, c, quarters, wa);
+    f16_load(rb, c, quarters, wb);
     for (int k = 0; k < TB; k++) {
-      const __m512 x0 = _mm512_loadu_ps(xs[k] + c), x1 = _mm512_loadu_ps(xs[k] + c + 16);
-      a0[k] = _mm512_fmadd_ps(wa0, x0, a0[k]);
-      b0[k] = _mm512_fmadd_ps(wb0, x0, b0[k]);
-      a1[k] = _mm512_fmadd_ps(wa1, x1, a1[k]);
-      b1[k] = _mm512_fmadd_ps(wb1, x1, b1[k]);
+      a[k].add(wa, xs[k], c, quarters);
+      b[k].add(wb, xs[k], c, quarters);
     }
   }
   for (int k = 0; k < TB; k++) {
-    float sa = hsum_f32(_mm512_add_ps(a0[k], a1[k])), sb = hsum_f32(_mm512_add_ps(b0[k], b1[k]));
-    for (int64_t c = full; c < cols; c++) {
-      sa += f16_to_f32(ra[c]) * xs[k][c];
-      sb += f16_to_f32(rb[c]) * xs[k][c];
-    }
-    outs[k][r] = sa;
-    outs[k][r + 1] = sb;
+    outs[k][r] = a[k].finish(ra, xs[k], full, cols);
+    outs[k][r + 1] = b[k].finish(rb, xs[k], full, cols);
   }
 }
 
@@ -400,17 +441,16 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
   int64_t r = r0;
   // Row pairs share each converted x vector between tokens, which pays for a prefill. A decode
   // (T = 1) has nothing to share and is bound by memory: one row after another is one sequential
-  // stream that the hardware prefetcher follows at full speed, where two interleaved rows with
-  // software prefetch reached ~85% of it (Zen 4, BENCHMARKS.md). Both give the same bits: a
-  // row's lanes accumulate in the same order either way.
+  // stream that the hardware prefetcher follows at full speed, where two interleaved rows read ~85%
+  // of it on a Zen 4 (BENCHMARKS.md) and 55-65% on a Zen 5. Both give the same bits.
   for (; T > 1 && r + 2 <= r1; r += 2) {
     const uint16_t* ra = w + r * cols;
     const uint16_t* rb = ra + cols;
     int64_t t = 0;
-    for (; t + 4 <= T; t += 4) {
-      const float* xs[4] = {x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols};
-      float* outs[4] = {out + t * out_stride, out + (t + 1) * out_stride, out + (t + 2) * out_stride, out + (t + 3) * out_stride};
-      f16_pair<4>(ra, rb, cols, full, xs, outs, r);
+    for (; t + 2 <= T; t += 2) {
+      const float* xs[2] = {x + t * cols, x + (t + 1) * cols};
+      float* outs[2] = {out + t * out_stride, out + (t + 1) * out_stride};
+      f16_pair<2>(ra, rb, cols, full, xs, outs, r);
     }
     for (; t < T; t++) {
       const float* xs[1] = {x + t * cols};
@@ -422,14 +462,19 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
     const uint16_t* ra = w + r * cols;
     for (int64_t t = 0; t < T; t++) {
       const float* xt = x + t * cols;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-      for (int64_t c = 0; c < full; c += 32) {
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c))), _mm512_loadu_ps(xt + c), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16))), _mm512_loadu_ps(xt + c + 16), a1);
+      F16Acc a;
+      int64_t c = 0;
+      for (; c + 64 <= full; c += 64) {
+        __m512 wv[4];
+        f16_load(ra, c, 4, wv);
+        a.add(wv, xt, c, 4);
       }
-      float sa = hsum_f32(_mm512_add_ps(a0, a1));
-      for (int64_t c = full; c < cols; c++) sa += f16_to_f32(ra[c]) * xt[c];
-      out[t * out_stride + r] = sa;
+      if (c < full) {
+        __m512 wv[4];
+        f16_load(ra, c, 2, wv);
+        a.add(wv, xt, c, 2);
+      }
+      out[t * out_stride + r] = a.finish(ra, xt, full, cols);
     }
   }
 }
