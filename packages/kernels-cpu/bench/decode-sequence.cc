@@ -2,22 +2,33 @@
 // 2B-4T shape (q, k, v, o, gate, up, down per layer), split across threads by rows as
 // model_step does, with the same ThreadPool and spin barrier. Each layout isolates one cost:
 //   ops         a barrier after every projection (the model's schedule, less its other ops)
+//   steal       the same, rows handed out in chunks: a thread that finishes its share takes
+//               chunks from the end of the other's (what uneven threads cost at barriers)
 //   free        no barriers (what the barriers cost)
 //   contiguous  barriers, but each thread's rows of all projections copied back to back (what
 //               restarting the prefetch stream at each projection costs)
 //   one         one matrix of the same size (the ceiling for this kernel and thread count)
-// Weights lie in 2 MiB pages. Prints GB/s per repetition (8 of them).
-//   bash packages/kernels-cpu/bench/decode-sequence.sh <path> [threads=2] [layers=30] [ops|free|contiguous|one]
+//   probe       the bandwidth probe's plain loads over the same bytes, shared as it shares them
+//               (what `bitnet bench` divides by)
+// Weights lie in 2 MiB pages, each projection on a 64-byte boundary (GGUF_PAD=1: 32 bytes apart,
+// as a GGUF file lays them out, so every other one starts halfway into a cache line). The layouts named (comma-separated, default all) take turns
+// repetition by repetition, so a change in the machine's speed (a VM's neighbours) hits all of
+// them alike; each prints its median and range of GB/s over the repetitions.
+//   bash packages/kernels-cpu/bench/decode-sequence.sh <path> [threads=2] [layers=30] [layouts] [reps=12]
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 #include "../native/kernels.h"
 #include "../native/platform.h"
 #include "../native/threadpool.h"
+#include "../native/work_steal.h"
 using namespace bitnet;
 
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -30,32 +41,18 @@ static uint8_t* huge_alloc(size_t n) {
   return p;
 }
 
-int main(int argc, char** argv) {
-  const char* path = argc > 1 ? argv[1] : "avx2";
-  const int nth = argc > 2 ? atoi(argv[2]) : 2;
-  const int layers = argc > 3 ? atoi(argv[3]) : 30;
-  const std::string mode = argc > 4 ? argv[4] : "ops";
-  const Kernels* k = select_kernels(path);
-  if (!k || nth < 1 || layers < 1 || (mode != "ops" && mode != "free" && mode != "contiguous" && mode != "one")) {
-    fprintf(stderr, "usage: decode-sequence <path> [threads] [layers] [ops|free|contiguous|one]\n");
-    return 1;
-  }
-  struct Proj { int64_t rows, cols; const uint8_t* w; };
-  std::vector<std::pair<int64_t, int64_t>> shapes;
-  const int64_t layer_shapes[7][2] = {{2560, 2560}, {640, 2560}, {640, 2560}, {2560, 2560}, {6912, 2560}, {6912, 2560}, {2560, 6912}};
-  int64_t weights = 0;
-  for (int l = 0; l < layers; l++)
-    for (const auto& s : layer_shapes) {
-      shapes.push_back({s[0], s[1]});
-      weights += s[0] * s[1];
-    }
-  if (mode == "one") shapes.assign(1, {weights / 2560, 2560});
+struct Proj {
+  int64_t rows, cols;
+  const uint8_t* w;
+};
+
+// Projections with pseudo-random weights in one arena, each followed by its scale.
+static std::vector<Proj> make_projections(const std::vector<std::pair<int64_t, int64_t>>& shapes, uint32_t& x) {
   size_t bytes = 0;
   for (const auto& [rows, cols] : shapes) bytes += (size_t)(rows * cols / 4 + 64);
   uint8_t* arena = huge_alloc(bytes);
   std::vector<Proj> projs;
-  size_t off = 0, streamed = 0;
-  uint32_t x = 1;
+  size_t off = 0;
   for (const auto& [rows, cols] : shapes) {
     uint8_t* w = arena + off;
     const size_t n = (size_t)(rows * cols / 4);
@@ -66,12 +63,46 @@ int main(int argc, char** argv) {
     const float scale = 0.01f;
     memcpy(w + n, &scale, 4);
     projs.push_back({rows, cols, w});
-    off += n + 64;
-    streamed += n;
+    off += n + (getenv("GGUF_PAD") ? 32 : 64);
   }
+  return projs;
+}
+
+int main(int argc, char** argv) {
+  const char* path = argc > 1 ? argv[1] : "avx2";
+  const int nth = argc > 2 ? atoi(argv[2]) : 2;
+  const int layers = argc > 3 ? atoi(argv[3]) : 30;
+  std::vector<std::string> modes;
+  {
+    std::stringstream list(argc > 4 ? argv[4] : "ops,steal,free,contiguous,one,probe");
+    for (std::string m; std::getline(list, m, ',');) modes.push_back(m);
+  }
+  const int reps = argc > 5 ? atoi(argv[5]) : 12;
+  const Kernels* k = select_kernels(path);
+  bool known = !modes.empty();
+  for (const auto& m : modes)
+    known = known && (m == "ops" || m == "steal" || m == "free" || m == "contiguous" || m == "one" || m == "probe");
+  if (!k || nth < 1 || layers < 1 || reps < 1 || !known) {
+    fprintf(stderr, "usage: decode-sequence <path> [threads] [layers] [ops,steal,free,contiguous,one,probe] [reps]\n");
+    return 1;
+  }
+  auto wants = [&](const char* m) { return std::find(modes.begin(), modes.end(), m) != modes.end(); };
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  const int64_t layer_shapes[7][2] = {{2560, 2560}, {640, 2560}, {640, 2560}, {2560, 2560}, {6912, 2560}, {6912, 2560}, {2560, 6912}};
+  int64_t weights = 0;
+  for (int l = 0; l < layers; l++)
+    for (const auto& s : layer_shapes) {
+      shapes.push_back({s[0], s[1]});
+      weights += s[0] * s[1];
+    }
+  uint32_t x = 1;
+  const std::vector<Proj> projs = make_projections(shapes, x);
+  const size_t streamed = (size_t)(weights / 4);
+  std::vector<Proj> one;
+  if (wants("one")) one = make_projections({{weights / 2560, 2560}}, x);
   // contiguous: thread t's rows of every projection, in order, in its own region.
   std::vector<std::vector<const uint8_t*>> own((size_t)nth);
-  if (mode == "contiguous") {
+  if (wants("contiguous")) {
     for (int t = 0; t < nth; t++) {
       uint8_t* region = huge_alloc(streamed / nth + (64 << 20));
       size_t o = 0;
@@ -91,34 +122,66 @@ int main(int argc, char** argv) {
   }
   float act_scale = 1.0f;
   int32_t act_sum = 0;
-  int64_t max_rows = 0;
-  for (const Proj& p : projs) max_rows = std::max(max_rows, p.rows);
-  AlignedVector<float> out((size_t)max_rows);
+  AlignedVector<float> out((size_t)std::max<int64_t>(6912, weights / 2560));
   ThreadPool pool(nth);
-  printf("%s, %d threads, %d layers, %s: %.1f MB per token\n", k->name, nth, layers, mode.c_str(), streamed / 1e6);
-  for (int rep = 0; rep < 8; rep++) {
-    std::vector<double> waited((size_t)nth, 0.0);
-    const double t0 = now();
-    pool.run([&](int tid) {
-      for (size_t i = 0; i < projs.size(); i++) {
-        const Proj& p = projs[i];
-        int64_t r0, r1;
-        share(p.rows, tid, nth, r0, r1);
-        float w_scale;
-        memcpy(&w_scale, p.w + p.rows * p.cols / 4, 4);
-        if (mode == "contiguous") {
-          k->i2s_gemm(own[(size_t)tid][i], p.cols, 0, r1 - r0, q.data(), &act_scale, &act_sum, w_scale, 1, out.data() + r0, p.rows);
-        } else {
-          k->i2s_gemm(p.w, p.cols, r0, r1, q.data(), &act_scale, &act_sum, w_scale, 1, out.data(), p.rows);
-        }
-        if (mode != "free") {
-          const double b = now();
-          pool.barrier().wait();
-          waited[(size_t)tid] += now() - b;
-        }
+  std::vector<RowSteal> steal(projs.size() * (size_t)nth), probe_steal((size_t)nth);
+  std::atomic<uint64_t> sink{0};
+  printf("%s, %d threads, %d layers: %.1f MB per token, %d repetitions per layout\n", k->name, nth, layers, streamed / 1e6, reps);
+  std::map<std::string, std::vector<double>> rates;
+  std::map<std::string, double> waited_ms;
+  for (int rep = 0; rep < reps + 1; rep++) {  // the first round warms caches, TLBs and pages
+    for (const std::string& mode : modes) {
+      const std::vector<Proj>& set = mode == "one" ? one : projs;
+      if (mode == "probe") row_steal_reset(probe_steal.data(), nth, (int64_t)streamed / 64, 64, 256);
+      if (mode == "steal") {
+        for (size_t i = 0; i < projs.size(); i++) row_steal_reset(&steal[i * (size_t)nth], nth, projs[i].rows, 16);
       }
-    });
-    const double dt = now() - t0;
-    printf("  %.2f ms  %.1f GB/s  (waiting at barriers: thread 0 %.2f ms)\n", dt * 1e3, streamed / dt / 1e9, waited[0] * 1e3);
+      std::vector<double> waited((size_t)nth, 0.0);
+      const double t0 = now();
+      pool.run([&](int tid) {
+        if (mode == "probe") {
+          uint64_t sum = 0;
+          row_steal_run(probe_steal.data(), tid, nth, [&](int64_t b0, int64_t b1) { sum += k->stream_read(projs[0].w + b0 * 64, (b1 - b0) * 64, false); });
+          sink.fetch_add(sum, std::memory_order_relaxed);
+          return;
+        }
+        for (size_t i = 0; i < set.size(); i++) {
+          const Proj& p = set[i];
+          float w_scale;
+          memcpy(&w_scale, p.w + p.rows * p.cols / 4, 4);
+          if (mode == "probe") row_steal_reset(probe_steal.data(), nth, (int64_t)streamed / 64, 64, 256);
+      if (mode == "steal") {
+            row_steal_run(&steal[i * (size_t)nth], tid, nth, [&](int64_t r0, int64_t r1) {
+              k->i2s_gemm(p.w, p.cols, r0, r1, q.data(), &act_scale, &act_sum, w_scale, 1, out.data(), p.rows);
+            });
+          } else if (mode == "contiguous") {
+            int64_t r0, r1;
+            share(p.rows, tid, nth, r0, r1);
+            k->i2s_gemm(own[(size_t)tid][i], p.cols, 0, r1 - r0, q.data(), &act_scale, &act_sum, w_scale, 1, out.data() + r0, p.rows);
+          } else {
+            int64_t r0, r1;
+            share(p.rows, tid, nth, r0, r1);
+            k->i2s_gemm(p.w, p.cols, r0, r1, q.data(), &act_scale, &act_sum, w_scale, 1, out.data(), p.rows);
+          }
+          if (mode != "free") {
+            const double b = now();
+            pool.barrier().wait();
+            waited[(size_t)tid] += now() - b;
+          }
+        }
+      });
+      const double dt = now() - t0;
+      if (rep == 0) continue;
+      rates[mode].push_back(streamed / dt / 1e9);
+      for (double w : waited) waited_ms[mode] += w * 1e3 / reps;
+    }
   }
+  for (const std::string& mode : modes) {
+    std::vector<double>& r = rates[mode];
+    std::sort(r.begin(), r.end());
+    printf("  %-10s  median %5.1f GB/s  (%4.1f-%4.1f)", mode.c_str(), r[r.size() / 2], r.front(), r.back());
+    if (mode != "free" && mode != "probe") printf("  threads waiting at barriers: %.2f ms per token", waited_ms[mode]);
+    printf("\n");
+  }
+  if (sink.load() == 42) printf("\n");
 }

@@ -10,11 +10,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "model.h"
@@ -642,6 +645,24 @@ Napi::Value TernaryGemm(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  // Optional: run on a copy of the weights that starts this many bytes past a 64-byte boundary
+  // (a mapped GGUF file aligns tensors to 32 bytes only), instead of on the array in place.
+  int64_t weight_offset = -1;
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    if (!info[6].IsNumber() || info[6].As<Napi::Number>().DoubleValue() < 0 || info[6].As<Napi::Number>().DoubleValue() > 63 ||
+        info[6].As<Napi::Number>().DoubleValue() != (double)info[6].As<Napi::Number>().Int64Value()) {
+      Napi::RangeError::New(env, "ternaryGemm: weightOffset is an integer from 0 to 63").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    weight_offset = info[6].As<Napi::Number>().Int64Value();
+  }
+  bitnet::AlignedVector<uint8_t> shifted;
+  const uint8_t* weights = w.Data();
+  if (weight_offset >= 0) {
+    shifted.resize((size_t)(weight_bytes + 64));
+    std::memcpy(shifted.data() + weight_offset, w.Data(), (size_t)weight_bytes);
+    weights = shifted.data() + weight_offset;
+  }
   const int64_t T = (int64_t)x.ElementLength() / cols;
   const int64_t groups = i2s ? 1 : cols / 256;
   bitnet::AlignedVector<int8_t> natural((size_t)cols), q((size_t)(T * cols));
@@ -659,11 +680,52 @@ Napi::Value TernaryGemm(const Napi::CallbackInfo& info) {
   Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(T * rows));
   if (i2s) {
     float w_scale;
-    std::memcpy(&w_scale, w.Data() + rows * cols / 4, 4);
-    k->i2s_gemm(w.Data(), cols, 0, rows, q.data(), scales.data(), sums.data(), w_scale, T, out.Data(), rows);
+    std::memcpy(&w_scale, weights + rows * cols / 4, 4);
+    k->i2s_gemm(weights, cols, 0, rows, q.data(), scales.data(), sums.data(), w_scale, T, out.Data(), rows);
   } else {
-    k->tq2_gemm((const bitnet::BlockTQ2*)w.Data(), cols, 0, rows, q.data(), scales.data(), sums.data(), T, out.Data(), rows);
+    k->tq2_gemm((const bitnet::BlockTQ2*)weights, cols, 0, rows, q.data(), scales.data(), sums.data(), T, out.Data(), rows);
   }
+  return out;
+}
+
+// rowStealCoverage(rows, threads, align, minRows, slowThread, delayMs): runs work_steal.h's
+// claims on a thread pool as a matrix op does, thread slowThread sleeping delayMs after each of
+// its claims; returns, per row, the thread that ran it (-1: none, -2: more than one).
+Napi::Value RowStealCoverage(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  for (size_t i = 0; i < 6; i++) {
+    if (info.Length() <= i || !info[i].IsNumber()) {
+      Napi::TypeError::New(env, "rowStealCoverage expects (rows, threads, align, minRows, slowThread, delayMs)")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  const int64_t rows = info[0].As<Napi::Number>().Int64Value(), align = info[2].As<Napi::Number>().Int64Value(),
+                min_rows = info[3].As<Napi::Number>().Int64Value();
+  const int threads = info[1].As<Napi::Number>().Int32Value(), slow = info[4].As<Napi::Number>().Int32Value();
+  const double delay_ms = info[5].As<Napi::Number>().DoubleValue();
+  if (rows < 1 || rows > (int64_t)1 << 24 || threads < 1 || threads > 64 || align < 1 || min_rows < 0 || delay_ms < 0 ||
+      delay_ms > 1000) {
+    Napi::RangeError::New(env, "rowStealCoverage: rows 1..2^24, threads 1..64, align ≥ 1, minRows ≥ 0, delayMs 0..1000")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<std::atomic<int32_t>> owner((size_t)rows);
+  for (auto& o : owner) o.store(-1, std::memory_order_relaxed);
+  std::unique_ptr<bitnet::RowSteal[]> steal(new bitnet::RowSteal[(size_t)threads]);
+  bitnet::row_steal_reset(steal.get(), threads, rows, align, min_rows);
+  bitnet::ThreadPool pool(threads);
+  pool.run([&](int tid) {
+    bitnet::row_steal_run(steal.get(), tid, threads, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        int32_t none = -1;
+        if (!owner[(size_t)r].compare_exchange_strong(none, tid)) owner[(size_t)r].store(-2);
+      }
+      if (tid == slow) std::this_thread::sleep_for(std::chrono::microseconds((int64_t)(delay_ms * 1000)));
+    });
+  });
+  Napi::Int32Array out = Napi::Int32Array::New(env, (size_t)rows);
+  for (int64_t r = 0; r < rows; r++) out[(size_t)r] = owner[(size_t)r].load();
   return out;
 }
 
@@ -678,7 +740,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeQ6K", Napi::Function::New(env, QuantizeQ6K));
   exports.Set("q6kGemm", Napi::Function::New(env, Q6KGemm));
   exports.Set("ternaryGemm", Napi::Function::New(env, TernaryGemm));
-  exports.Set("abiVersion", Napi::Number::New(env, 9));  // bump with every change to src/binding.ts
+  exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
+  exports.Set("abiVersion", Napi::Number::New(env, 10));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -22,6 +22,7 @@
 #include "kernels.h"
 #include "platform.h"
 #include "threadpool.h"
+#include "work_steal.h"
 
 namespace bitnet {
 
@@ -168,7 +169,7 @@ class Model {
   void count_scratch();
   void plan_buffers();
   void reserve_batch(int64_t T);
-  void run_op(const OpSpec& op, int tid, int nth, int64_t T);
+  void run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal);
   bool amx_eligible(const Tensor& w, int64_t T) const;
   void prefetch_next_weights(size_t i, int tid, int nth) const;
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
@@ -234,6 +235,11 @@ class Model {
   std::vector<int16_t> head_q8k_bsum16_;
   std::vector<AlignedVector<float>> scratch_;  // per thread
   std::vector<AlignedVector<BlockTQ2>> tq1_tile_;  // per thread: a TQ1_0 row tile as TQ2_0 (tq1_direct)
+  // Per (op, thread): the rows of a matrix op not yet claimed (work_steal.h), set each step.
+  std::unique_ptr<RowSteal[]> row_steal_;
+  size_t row_steal_size_ = 0;
+  bool steals_rows(const OpSpec& op, int64_t T) const;
+  RowSteal* row_steal_of(size_t op_index) { return &row_steal_[op_index * (size_t)pool_->size()]; }
 };
 
 }  // namespace bitnet

@@ -318,6 +318,24 @@ std::map<std::string, int64_t> Model::op_times() const {
   return out;
 }
 
+// Bytes of one weight row (one output) of a matrix op's tensor.
+static int64_t weight_row_bytes(const Tensor& w) {
+  return w.type == T_I2_S    ? w.ne0 / 4
+         : w.type == T_TQ2_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ2)
+         : w.type == T_TQ1_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ1)
+         : w.type == T_Q6_K  ? w.ne0 / 256 * kQ6KBlockBytes
+         : w.type == T_Q8_0  ? w.ne0 / 32 * (int64_t)sizeof(BlockQ8_0)
+         : w.type == T_F32   ? w.ne0 * 4
+                             : w.ne0 * 2;
+}
+
+// Matrix ops whose rows threads take by work stealing: every projection and head but the AMX
+// tiles (whose integer scratch is split by the static share).
+bool Model::steals_rows(const OpSpec& op, int64_t T) const {
+  if (op.kind == OP_OUTPUT) return true;
+  return op.kind == OP_LINEAR && !amx_eligible(tensors_[(size_t)op.weight], T);
+}
+
 // Decode streams every weight once per token; within an op the kernels prefetch ahead, but each
 // op's first kilobytes would start cold. Before the barrier, each thread asks L2 for the start
 // of its share of the next matrix op's weights.
@@ -326,13 +344,7 @@ void Model::prefetch_next_weights(size_t i, int tid, int nth) const {
     const OpSpec& next = cfg_.ops[j];
     if (next.kind != OP_LINEAR && next.kind != OP_OUTPUT) continue;
     const Tensor& w = tensors_[(size_t)next.weight];
-    const int64_t row_bytes = w.type == T_I2_S    ? w.ne0 / 4
-                              : w.type == T_TQ2_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ2)
-                              : w.type == T_TQ1_0 ? w.ne0 / 256 * (int64_t)sizeof(BlockTQ1)
-                              : w.type == T_Q6_K  ? w.ne0 / 256 * kQ6KBlockBytes
-                              : w.type == T_Q8_0  ? w.ne0 / 32 * (int64_t)sizeof(BlockQ8_0)
-                              : w.type == T_F32   ? w.ne0 * 4
-                                                  : w.ne0 * 2;
+    const int64_t row_bytes = weight_row_bytes(w);
     int64_t r0, r1;
     share(w.ne1, tid, nth, r0, r1);
     const uint8_t* start = w.data + r0 * row_bytes;
@@ -453,6 +465,24 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       }
     }
   }
+  // Matrix ops hand out their rows by work stealing (work_steal.h); each starts from the static split.
+  const size_t nth_all = (size_t)pool_->size();
+  if (row_steal_size_ < cfg_.ops.size() * nth_all) {
+    row_steal_size_ = cfg_.ops.size() * nth_all;
+    row_steal_.reset(new RowSteal[row_steal_size_]);
+  }
+  std::vector<RowSteal*> steal(cfg_.ops.size(), nullptr);
+  for (size_t i = 0; i < cfg_.ops.size(); i++) {
+    const OpSpec& op = cfg_.ops[i];
+    if (!steals_rows(op, T)) continue;
+    steal[i] = row_steal_of(i);
+    const Tensor& w = tensors_[(size_t)op.weight];
+    // Claims of at least 16 KiB of weights (and whole row tiles when several tokens share
+    // them), in multiples of 16 rows: whole passes of every kernel's row blocking.
+    const int64_t row_bytes = std::max<int64_t>(1, weight_row_bytes(w));
+    const int64_t min_rows = std::max<int64_t>(16, 16 * 1024 / row_bytes);
+    row_steal_reset(row_steal_of(i), (int)nth_all, w.ne1, 16, min_rows);
+  }
   std::vector<int64_t> elapsed(cfg_.ops.size(), 0);
   pool_->run([&](int tid) {
     const int nth = pool_->size();
@@ -473,7 +503,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
         pool_->barrier().wait();
       }
       const auto started = std::chrono::steady_clock::now();
-      run_op(op, tid, nth, T);
+      run_op(op, tid, nth, T, steal[i]);
       if (T <= 4) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait();
       if (tid == 0) {
@@ -499,7 +529,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   for (size_t i = 0; i < cfg_.ops.size(); i++) op_ns_[(size_t)op_kind_id_[i]] += elapsed[i];
 }
 
-void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
+void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal) {
   const int64_t d = cfg_.n_embd;
   int64_t b0, b1;
   switch (op.kind) {
@@ -568,15 +598,14 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         quant_kind_[(size_t)tid] = kind;
         pool_->barrier().wait();
       }
-      // Phase 2: output rows split across threads.
-      if (kind >= 3) {
-        share(rows / 16, tid, nth, b0, b1);
-        b0 *= 16;
-        b1 *= 16;
-      } else {
-        share(rows, tid, nth, b0, b1);
+      // Phase 2: output rows split across threads (taken by work stealing but on AMX). An F16
+      // projection (rare) multiplies the input rounded to f16, once per thread.
+      std::vector<float> xr;
+      if (w.type == T_F16) {
+        xr.resize((size_t)(T * cols));
+        kernels_->round_f16(x, xr.data(), T * cols);
       }
-      if (b0 < b1) {
+      auto rows_of = [&](int64_t b0, int64_t b1) {
         if (kind == 3) {
           float w_scale;
           std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
@@ -615,8 +644,6 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
             kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
           });
         } else if (w.type == T_F16) {
-          std::vector<float> xr((size_t)(T * cols));
-          kernels_->round_f16(x, xr.data(), T * cols);
           for_row_tiles(b0, b1, cols * 2, T, [&](int64_t a, int64_t b) {
             kernels_->f16_gemm((const uint16_t*)w.data, cols, a, b, xr.data(), T, y, rows);
           });
@@ -635,6 +662,18 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
           for (int64_t t = 0; t < T; t++)
             for (int64_t r = b0; r < b1; r++) y[t * rows + r] *= s;
         }
+      };
+      if (steal != nullptr) {
+        row_steal_run(steal, tid, nth, rows_of);
+      } else {
+        if (kind >= 3) {
+          share(rows / 16, tid, nth, b0, b1);
+          b0 *= 16;
+          b1 *= 16;
+        } else {
+          share(rows, tid, nth, b0, b1);
+        }
+        if (b0 < b1) rows_of(b0, b1);
       }
       return;
     }
@@ -769,9 +808,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
         }
       }
       pool_->barrier().wait();
-      // Phase 2: vocabulary rows split across threads.
-      share(vocab, tid, nth, b0, b1);
-      if (b0 < b1) {
+      // Phase 2: vocabulary rows split across threads, by work stealing.
+      auto vocab_rows = [&](int64_t b0, int64_t b1) {
         if (w.type == T_F16) {
           for_row_tiles(b0, b1, cols * 2, rows, [&](int64_t a, int64_t b) {
             kernels_->f16_gemm((const uint16_t*)w.data, cols, a, b, head_x_.data(), rows, logits_, vocab);
@@ -801,6 +839,12 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T) {
             }
           }
         }
+      };
+      if (steal != nullptr) {
+        row_steal_run(steal, tid, nth, vocab_rows);
+      } else {
+        share(vocab, tid, nth, b0, b1);
+        if (b0 < b1) vocab_rows(b0, b1);
       }
       return;
     }

@@ -193,7 +193,8 @@ export interface NativeBinding {
    * the path's quantizer (per-token int8 for I2_S, Q8_K for TQ2_0), then its I2_S or TQ2_0 kernel
    * against `rows` rows of `weights` (I2_S bytes with their 32-byte scale tail, or TQ2_0 blocks).
    * T × rows outputs. For tests that hold every path to the TypeScript reference; T picks which
-   * multi-token variant runs.
+   * multi-token variant runs. With `weightOffset` (0-63) the kernel reads a copy of the weights
+   * that starts that many bytes past a 64-byte boundary (a mapped GGUF file aligns tensors to 32).
    */
   ternaryGemm(
     kernelPath: string,
@@ -202,7 +203,21 @@ export interface NativeBinding {
     rows: number,
     cols: number,
     x: Float32Array,
+    weightOffset?: number,
   ): Float32Array;
+  /**
+   * The matrix ops' row sharing (work stealing) on its own: `rows` rows claimed by `threads`
+   * threads, `slowThread` sleeping `delayMs` after each of its claims. Per row, the thread that
+   * ran it (-1: none, -2: more than one). For tests.
+   */
+  rowStealCoverage(
+    rows: number,
+    threads: number,
+    align: number,
+    minRows: number,
+    slowThread: number,
+    delayMs: number,
+  ): Int32Array;
   abiVersion: number;
 }
 

@@ -143,6 +143,37 @@ describe("ternary projections equal the reference arithmetic bit for bit", () =>
         );
       }
     });
+    // A mapped GGUF file aligns tensors to 32 bytes: every other I2_S matrix starts halfway into
+    // a cache line, which the AVX-512 decode loads as two halves. Other offsets run too.
+    it.skipIf(skip !== undefined)(
+      `${path}: I2_S weights 32 bytes (and 8) off a cache line${suffix}`,
+      () => {
+        const binding = loadBinding();
+        const random = rng(0x3232 ^ path.length);
+        for (const [rows, cols, T] of [
+          [21, 2560, 1],
+          [9, 2560, 4],
+          [5, 384, 1],
+        ] as const) {
+          const values = ternary(random, rows, cols);
+          const scale = fround(0.5 + random());
+          const x = activations(random, T, cols);
+          const want = i2sReference(values, scale, rows, cols, x);
+          for (const offset of [0, 32, 8]) {
+            const got = binding.ternaryGemm(
+              path,
+              "i2_s",
+              packI2S(values, scale),
+              rows,
+              cols,
+              x,
+              offset,
+            );
+            expectSameBits(got, want, rows, `${rows}×${cols}, T=${T}, weights at 64k + ${offset}`);
+          }
+        }
+      },
+    );
     it.skipIf(skip !== undefined)(`${path}: TQ2_0${suffix}`, () => {
       const binding = loadBinding();
       const random = rng(0x7420 ^ path.length);
@@ -177,5 +208,10 @@ describe("ternary projections equal the reference arithmetic bit for bit", () =>
     expect(() => binding.ternaryGemm("sve2", "tq2_0", new Uint8Array(66), 1, 256, x)).toThrow(
       /not available/,
     );
+    for (const offset of [-1, 64, 1.5]) {
+      expect(() => binding.ternaryGemm("scalar", "i2_s", i2s, 1, 256, x, offset)).toThrow(
+        /weightOffset/,
+      );
+    }
   });
 });
