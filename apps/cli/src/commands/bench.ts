@@ -50,15 +50,31 @@ export interface BenchResult {
 }
 
 export interface BenchBound {
-  /** Bandwidth of the memory the weights are read from in this run (GB/s, best repetition). */
+  /**
+   * Bandwidth of the memory the weights are read from in this run (GB/s): the median of the
+   * probes paired with our tg repetitions (`paired`), else the best of the probes after the tests.
+   */
   readonly bandwidth_gbs: number;
   readonly memory: "file-mapping" | "anonymous";
   /** Weights read per generated token (+ the KV cache at the tg test's mean position). */
   readonly bytes_per_token: number;
   /** The decode speed that bandwidth allows. */
   readonly tg_tps: number;
-  /** Our tg median over the bound (1 = at the bound). */
+  /**
+   * Our tg speed over the bound (1 = at the bound): with `paired`, the median over repetitions
+   * of each repetition's speed over the bound its own probes give; else the tg median over
+   * tg_tps.
+   */
   readonly fraction: number | null;
+  /**
+   * Whether the bandwidth was probed right before and right after each of our tg repetitions
+   * (the faster of the two counts), so that a machine whose speed drifts during the run (a VM's
+   * neighbours) is held to the bandwidth it had while that repetition ran.
+   */
+  readonly paired: boolean;
+  /** Per tg repetition (paired): the bandwidth its probes gave, and its speed over that bound. */
+  readonly bandwidth_samples_gbs: readonly number[];
+  readonly fraction_samples: readonly number[];
 }
 
 export interface BenchReport {
@@ -306,13 +322,32 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       await e.prefill(benchTokens(Math.min(32, contextLength - 1), hp.vocabSize, 1));
       await e.decode(benchTokens(4, hp.vocabSize, 2));
     }
+    // The decode bound's bandwidth, probed around each of our tg repetitions (the first tg test)
+    // on the memory the weights are read from: two passes each, the faster kept.
+    const pairedTest =
+      native === undefined ? undefined : tests.find((t) => t.name.startsWith("tg"));
+    // The engine's peak memory is read before the first probe maps the file a second time (or
+    // fills anonymous memory); by then it has loaded, warmed up and run this repetition's pp.
+    let peakBeforeProbes: number | undefined;
+    const probeWeights = async (): Promise<number> => {
+      peakBeforeProbes ??= process.resourceUsage().maxRSS * 1024;
+      return (
+        await measureReadBandwidth(
+          mmap ? { path: modelPath, threads, reps: 2 } : { threads, reps: 2 },
+        )
+      ).bestGbs;
+    };
+    const pairedBandwidth: number[] = [];
     const samples = new Map<string, number[]>();
     for (let rep = 0; rep < reps; rep++) {
       for (const test of tests) {
         // Alternate which engine goes first, so drift in machine speed favours neither.
         const order = rep % 2 === 0 ? engines : [...engines].reverse();
         for (const e of order) {
+          const paired = test === pairedTest && e.name === "bitnet-ts";
+          const before = paired ? await probeWeights() : 0;
           const ms = await test.run(e);
+          if (paired) pairedBandwidth.push(Math.max(before, await probeWeights()));
           const key = `${e.name}\u0000${test.name}`;
           samples.set(key, [...(samples.get(key) ?? []), (test.tokens * 1000) / ms]);
         }
@@ -321,7 +356,8 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
     }
     // The process's peak before the bandwidth probes (which map the file again and fill 1 GiB of
     // anonymous memory): what the engine itself needed. Not meaningful with llama.cpp loaded too.
-    const peakRssBytes = session === undefined ? process.resourceUsage().maxRSS * 1024 : null;
+    const peakRssBytes =
+      session === undefined ? (peakBeforeProbes ?? process.resourceUsage().maxRSS * 1024) : null;
     // A quantized head's accuracy, next to its speed: the file's head scores the same text.
     const head = headOf(options);
     let headAccuracy: HeadAccuracy | null = null;
@@ -374,15 +410,27 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
         kvBytes,
         model.backendName === "cpu" && options.tq1 !== "direct",
       );
-      const gbs = mmap ? bandwidth.file_mapping_gbs : bandwidth.anonymous_gbs;
-      const tgTps = (gbs * 1e9) / bytes;
       const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
+      const paired = ourTg !== undefined && pairedBandwidth.length === ourTg.samples.length;
+      const fractions = paired
+        ? ourTg.samples.map((tps, i) => (tps * bytes) / (pairedBandwidth[i]! * 1e9))
+        : [];
+      const gbs = paired
+        ? stats(pairedBandwidth).median
+        : mmap
+          ? bandwidth.file_mapping_gbs
+          : bandwidth.anonymous_gbs;
+      const tgTps = (gbs * 1e9) / bytes;
       bound = {
         bandwidth_gbs: gbs,
         memory: mmap ? "file-mapping" : "anonymous",
         bytes_per_token: bytes,
         tg_tps: tgTps,
-        fraction: ourTg === undefined ? null : ourTg.tps_median / tgTps,
+        fraction:
+          ourTg === undefined ? null : paired ? stats(fractions).median : ourTg.tps_median / tgTps,
+        paired,
+        bandwidth_samples_gbs: paired ? pairedBandwidth : [],
+        fraction_samples: fractions,
       };
     }
     let speedup: Record<string, number> | null = null;
@@ -477,6 +525,13 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   }
 }
 
+/** "lo-hi" of some values, with the given decimals. */
+function range(values: readonly number[], digits: number): string {
+  const lo = Math.min(...values).toFixed(digits);
+  const hi = Math.max(...values).toFixed(digits);
+  return lo === hi ? lo : `${lo}-${hi}`;
+}
+
 /** The llama-bench table, then ratios and the bandwidth bound. */
 export function formatBench(report: BenchReport, weightBytes: number): string {
   const name = path.basename(report.model);
@@ -528,7 +583,14 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
     lines.push(
       "",
       `read bandwidth (${report.threads} threads, best of 5): file mapping ${report.bandwidth.file_mapping_gbs.toFixed(1)} GB/s, anonymous memory ${report.bandwidth.anonymous_gbs.toFixed(1)} GB/s`,
-      `decode bound: ${(b.bytes_per_token / 1e9).toFixed(3)} GB read per token at ${b.bandwidth_gbs.toFixed(1)} GB/s (${b.memory === "file-mapping" ? "weights mapped from the file" : "weights in anonymous memory, --no-mmap"}) = ${b.tg_tps.toFixed(2)} t/s${b.fraction === null ? "" : `; measured ${(b.fraction * 100).toFixed(0)}% of it`}`,
+      `decode bound: ${(b.bytes_per_token / 1e9).toFixed(3)} GB read per token at ${b.bandwidth_gbs.toFixed(1)} GB/s (${b.memory === "file-mapping" ? "weights mapped from the file" : "weights in anonymous memory, --no-mmap"}${b.paired ? `; median of the probes around each tg repetition, ${range(b.bandwidth_samples_gbs, 1)}` : ""}) = ${b.tg_tps.toFixed(2)} t/s${b.fraction === null ? "" : `; measured ${(b.fraction * 100).toFixed(0)}% of it`}${
+        b.paired
+          ? ` (median of the repetitions, each against its own probes: ${range(
+              b.fraction_samples.map((f) => f * 100),
+              0,
+            )}%)`
+          : ""
+      }`,
     );
   }
   if (report.huge_page_fraction !== null) {
