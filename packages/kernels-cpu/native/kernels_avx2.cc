@@ -42,6 +42,7 @@ struct MaddubsDot {
       __m256i acc16[N];
       for (int k = 0; k < N; k++) acc16[k] = _mm256_setzero_si256();
       for (int64_t b = b0; b < b1; b++) {
+        if (N == 1) _mm_prefetch((const char*)(row + 32 * b + kDecodePrefetchBytes), _MM_HINT_T0);
         __m256i c[4];
         i2s_unpack(row + 32 * b, c);
         for (int k = 0; k < N; k++) add4(acc16[k], c, q + k * cols + 128 * b);

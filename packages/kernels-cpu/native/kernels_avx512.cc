@@ -36,7 +36,14 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #ifndef BITNET_PREFETCH_BYTES
 #define BITNET_PREFETCH_BYTES 8192
 #endif
+// The one-token I2_S loop asks for the line 6 KiB ahead into L1: on a Zen 5 (2 threads, the
+// 2B-4T projections in turn, bench/decode-sequence.sh) that streamed 44-55 GB/s where the hardware
+// prefetcher alone gave 38-50, in five alternating rounds; 8 or 16 KiB ahead into L2 gained less.
+#ifndef BITNET_DECODE_PREFETCH_BYTES
+#define BITNET_DECODE_PREFETCH_BYTES 6144
+#endif
 constexpr int PREFETCH_BYTES = BITNET_PREFETCH_BYTES;
+constexpr int DECODE_PREFETCH_BYTES = BITNET_DECODE_PREFETCH_BYTES;
 
 
 #define CODES(packed, shift) _mm512_and_si512(_mm512_srli_epi16(packed, shift), mask3)
@@ -111,9 +118,10 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
     t += n;
   }
   // Decode: one token, one row after another, four accumulators. The rows are contiguous, so
-  // this is one sequential stream that the hardware prefetcher follows at full speed; two
-  // interleaved rows with software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer
-  // sums, so the order of rows changes no bit.
+  // this is one sequential stream for the hardware prefetcher, which a software prefetch
+  // DECODE_PREFETCH_BYTES ahead keeps going across page boundaries; two interleaved rows with
+  // software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer sums, so the order of
+  // rows changes no bit.
   const __m512i m0 = _mm512_set1_epi8((char)0xC0), m1 = _mm512_set1_epi8(0x30), m2 = _mm512_set1_epi8(0x0C);
   // GGUF aligns tensors to 32 bytes, so in a mapped file every other matrix starts halfway into
   // a cache line, and each 64-byte code load would straddle two lines. Those rows load two
@@ -127,6 +135,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
       // the exact shifts below undo the scale (as i2s_masked_sum does for 256 bits).
       for (int64_t c = 0; c < full; c += 256) {
+        _mm_prefetch((const char*)(ra + c / 4 + DECODE_PREFETCH_BYTES), _MM_HINT_T0);
         __m512i pa;
         if constexpr (decltype(split)::value) {
           pa = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i*)(ra + c / 4))),

@@ -30,6 +30,7 @@ struct DpbusdDot {
       __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
       const __m256i m[4] = {_mm256_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C), _mm256_set1_epi8(0x03)};
       for (int64_t b = 0; b < nb; b++) {
+        _mm_prefetch((const char*)(row + 32 * b + kDecodePrefetchBytes), _MM_HINT_T0);
         const __m256i packed = _mm256_loadu_si256((const __m256i*)(row + 32 * b));
         for (int j = 0; j < 4; j++) {
           a[j] = _mm256_dpbusd_avx_epi32(a[j], _mm256_and_si256(packed, m[j]), _mm256_loadu_si256((const __m256i*)(q + 128 * b + 32 * j)));
