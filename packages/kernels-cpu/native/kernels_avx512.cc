@@ -171,15 +171,6 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
 // integer sum is reduced exactly and its scale applied in scalar block order, so the result is
 // bit-exact with the scalar kernel (lane-wise float accumulation would lose precision to the
 // cancellation between Σ code·q and Σq).
-inline int32_t tq2_block_dot(const uint8_t* qs, const int8_t* qb, __m512i mask3) {
-  __m512i packed = _mm512_loadu_si512(qs);
-  asm("" : "+v"(packed));  // one load (see tq2_block_lanes)
-  __m512i a0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(packed, mask3), _mm512_loadu_si512(qb));
-  __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES(packed, 2), _mm512_loadu_si512(qb + 64));
-  a0 = _mm512_dpbusd_epi32(a0, CODES(packed, 4), _mm512_loadu_si512(qb + 128));
-  a1 = _mm512_dpbusd_epi32(a1, CODES(packed, 6), _mm512_loadu_si512(qb + 192));
-  return hsum_i32(_mm512_add_epi32(a0, a1));
-}
 
 // One token's 16-lane partial sums for one TQ2_0 block whose four code vectors are unpacked.
 inline __m512i tq2_token(__m512i c0, __m512i c1, __m512i c2, __m512i c3, const int8_t* qb) {
@@ -381,7 +372,7 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
         sa += xs[3];
       }
       for (; b < nb; b++) {
-        const int32_t ia = tq2_block_dot(ra[b].qs, qt + 256 * b, mask3) - st[b];
+        const int32_t ia = hsum_i32(tq2_block_lanes(ra[b].qs, qt + 256 * b, mask3)) - st[b];
         sa += (float)ia * (dt[b] * _cvtsh_ss(ra[b].d));
       }
       out[t * out_stride + r] = sa;
