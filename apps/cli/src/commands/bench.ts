@@ -347,7 +347,9 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
           const paired = test === pairedTest && e.name === "bitnet-ts";
           const before = paired ? await probeWeights() : 0;
           const ms = await test.run(e);
-          if (paired) pairedBandwidth.push(Math.max(before, await probeWeights()));
+          if (paired) {
+            pairedBandwidth.push(Math.max(before, await probeWeights()));
+          }
           const key = `${e.name}\u0000${test.name}`;
           samples.set(key, [...(samples.get(key) ?? []), (test.tokens * 1000) / ms]);
         }
