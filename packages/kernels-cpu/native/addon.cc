@@ -220,6 +220,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       out.Set("repackedBytes", (double)model_->repacked_bytes());
       out.Set("kvBytesPerToken", (double)model_->kv_bytes_per_token());
       out.Set("kvAllocatedBytes", (double)model_->kv_allocated_bytes());
+      out.Set("kvSpareBytes", (double)model_->kv_spare_bytes());
       out.Set("scratchBytes", (double)model_->scratch_bytes());
       Napi::Object times = Napi::Object::New(info.Env());
       for (const auto& [k, v] : model_->op_times()) times.Set(k, Napi::Number::New(info.Env(), (double)v / 1e6));

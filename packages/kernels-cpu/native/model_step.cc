@@ -385,8 +385,40 @@ void Model::create_sequence(int32_t id) {
 void Model::free_sequence(int32_t id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
-  kv_allocated_.fetch_sub((uint64_t)it->second.capacity * kv_bytes_per_token(), std::memory_order_relaxed);
+  const uint64_t bytes = (uint64_t)it->second.capacity * kv_bytes_per_token();
+  kv_allocated_.fetch_sub(bytes, std::memory_order_relaxed);
+  const uint64_t limit = (uint64_t)cfg_.context * kv_bytes_per_token();
+  if (bytes > 0 && bytes <= limit) {
+    uint64_t spare = kv_spare_.load(std::memory_order_relaxed);
+    while (!spare_kv_.empty() && spare + bytes > limit) {  // the oldest go first
+      spare -= (uint64_t)spare_kv_.front().capacity * kv_bytes_per_token();
+      spare_kv_.erase(spare_kv_.begin());
+    }
+    it->second.length = 0;
+    spare_kv_.push_back(std::move(it->second));
+    kv_spare_.store(spare + bytes, std::memory_order_relaxed);
+  }
   seqs_.erase(it);
+}
+
+// Gives an empty sequence the spare cache that best fits `needed` positions: the smallest that
+// holds them, else the largest (which ensure_capacity then grows). Its old contents stay behind
+// the new length, never read.
+bool Model::adopt_spare_kv(Sequence& s, int64_t needed) {
+  if (spare_kv_.empty() || s.capacity != 0) return false;
+  size_t best = 0;
+  for (size_t i = 1; i < spare_kv_.size(); i++) {
+    const int64_t c = spare_kv_[i].capacity, b = spare_kv_[best].capacity;
+    const bool fits = c >= needed, best_fits = b >= needed;
+    if (fits != best_fits ? fits : (fits ? c < b : c > b)) best = i;
+  }
+  const uint64_t bytes = (uint64_t)spare_kv_[best].capacity * kv_bytes_per_token();
+  s = std::move(spare_kv_[best]);
+  s.length = 0;
+  spare_kv_.erase(spare_kv_.begin() + (std::ptrdiff_t)best);
+  kv_spare_.fetch_sub(bytes, std::memory_order_relaxed);
+  kv_allocated_.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
 }
 
 void Model::fork_sequence(int32_t src, int32_t dst) {
@@ -410,6 +442,7 @@ void Model::truncate_sequence(int32_t id, int64_t length) {
 // positions are contiguous (one SIMD lane per position); V stays [capacity][kv_width].
 void Model::ensure_capacity(Sequence& s, int64_t needed) {
   if (needed <= s.capacity) return;
+  if (adopt_spare_kv(s, needed) && needed <= s.capacity) return;
   const int64_t kvw = cfg_.head_dim * cfg_.n_head_kv;
   int64_t cap = std::max<int64_t>(64, s.capacity * 2);
   while (cap < needed) cap *= 2;

@@ -266,6 +266,10 @@ describe("runtime behaviour", () => {
     for (const [i, logits] of kept.entries()) {
       expect(sameBits(logits, row(i))).toBe(true);
     }
+    // Another sequence's transient step leaves this one's array alone.
+    const d = model.createSequence();
+    await model.step([{ sequence: d, tokens: [prompt[0]!], transient: true }]);
+    expect(sameBits(Float32Array.from(previous!), row(prompt.length - 1))).toBe(true);
     // A reduction reuses the step buffer too: its argmax is still right.
     const c = model.createSequence();
     const reduced = await model.step([{ sequence: c, tokens: prompt, reduce: "argmax" }]);

@@ -423,9 +423,14 @@ export class CpuModel implements CompiledModel {
     const reuse =
       flat.rows <= REUSED_LOGITS_ROWS &&
       runs.every((run) => run.transient === true || (run.reduce ?? "full") !== "full");
-    const logits = reuse
-      ? this.#stepLogits(flat.rows * vocab)
-      : new Float32Array(flat.rows * vocab);
+    // One transient run that keeps its full rows (a generation loop's decode step): the native
+    // step writes them straight into the sequence's own array, saving a copy (0.5 MB a token).
+    const own =
+      reuse && runs.length === 1 && flat.rows > 0 && (runs[0]!.reduce ?? "full") === "full"
+        ? this.#sequenceBuffer(runs[0]!.sequence, flat.rows * vocab)
+        : undefined;
+    const logits =
+      own ?? (reuse ? this.#stepLogits(flat.rows * vocab) : new Float32Array(flat.rows * vocab));
     const captured = new Map<string, Float32Array>();
     const captureOut = captureIds.map((_id, i) => {
       const out = new Float32Array(total * this.description.graph.buffers[capture!.buffers[i]!]!);
@@ -465,7 +470,7 @@ export class CpuModel implements CompiledModel {
       this.#sequences.get(run.sequence).length += run.tokens.length;
     }
     let result = splitLogits(runs, flat, logits, vocab);
-    if (reuse) {
+    if (reuse && own === undefined) {
       // Full rows leave the step buffer for their sequence's own, valid until its next step.
       result = result.map((run) =>
         run.logits.length === 0
@@ -486,12 +491,17 @@ export class CpuModel implements CompiledModel {
   }
 
   #sequenceLogits(sequence: number, rows: Float32Array): Float32Array {
+    const out = this.#sequenceBuffer(sequence, rows.length);
+    out.set(rows);
+    return out;
+  }
+
+  #sequenceBuffer(sequence: number, length: number): Float32Array {
     const state = this.#sequences.get(sequence);
-    if (state.logits === undefined || state.logits.length < rows.length) {
-      state.logits = new Float32Array(rows.length);
+    if (state.logits === undefined || state.logits.length < length) {
+      state.logits = new Float32Array(length);
     }
-    state.logits.set(rows);
-    return state.logits.subarray(0, rows.length);
+    return state.logits.subarray(0, length);
   }
 
   async dispose(): Promise<void> {

@@ -125,6 +125,8 @@ export interface NativeModel {
     kvBytesPerToken: number;
     /** KV cache bytes allocated now for all sequences (their capacities, which grow by doubling). */
     kvAllocatedBytes: number;
+    /** KV cache bytes of freed sequences kept for reuse by new ones (at most one full-context sequence's). */
+    kvSpareBytes: number;
     /** Activation buffers and quantization / attention scratch as allocated now (grow with the largest step). */
     scratchBytes: number;
   };

@@ -381,6 +381,30 @@ describe("loadModel", () => {
       model.freeSequence(0);
       model.freeSequence(1);
       expect(model.info().kvAllocatedBytes).toBe(0);
+      // Freed caches are kept for new sequences (up to one full-context sequence's bytes).
+      expect(model.info().kvSpareBytes).toBe(2 * 64 * info0.kvBytesPerToken);
+      const step = (seq: number, tokens: number[], out: Float32Array) =>
+        model.step(
+          Int32Array.from(tokens),
+          new Int32Array(tokens.length).fill(seq),
+          Int32Array.from(tokens, (_t, i) => i),
+          new Uint8Array(tokens.length).fill(1),
+          out,
+          new Int32Array(0),
+          [],
+        );
+      model.createSequence(2);
+      await step(2, [5, 9, 300], new Float32Array(3 * vocab));
+      expect(model.info().kvAllocatedBytes).toBe(64 * info0.kvBytesPerToken);
+      expect(model.info().kvSpareBytes).toBe(64 * info0.kvBytesPerToken);
+      model.freeSequence(2);
+      // A sequence on a reused cache never sees what the last owner left behind its length.
+      model.createSequence(3);
+      const again = new Float32Array(vocab);
+      await step(3, [791], again);
+      expect(again).toEqual(logits);
+      expect(model.info().kvAllocatedBytes).toBe(64 * info0.kvBytesPerToken);
+      model.freeSequence(3);
     } finally {
       model.dispose();
     }

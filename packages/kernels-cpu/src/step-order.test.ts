@@ -42,6 +42,7 @@ function flakyNative(log: string[]): NativeModel {
       opMilliseconds: {},
       kvBytesPerToken: 1024,
       kvAllocatedBytes: 0,
+      kvSpareBytes: 0,
       scratchBytes: 0,
     }),
     dispose: () => log.push("dispose"),
