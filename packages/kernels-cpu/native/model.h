@@ -174,6 +174,8 @@ class Model {
   void run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal);
   bool amx_eligible(const Tensor& w, int64_t T) const;
   void prefetch_next_weights(size_t i, int tid, int nth) const;
+  int64_t group_rows(size_t i) const;
+  void linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const std::vector<float>& xr, int64_t b0, int64_t b1);
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
   void ensure_capacity(Sequence& s, int64_t needed);
   bool adopt_spare_kv(Sequence& s, int64_t needed);
@@ -246,6 +248,9 @@ class Model {
   std::vector<AlignedVector<BlockTQ2>> tq1_tile_;  // per thread: a TQ1_0 row tile as TQ2_0 (tq1_direct)
   // Per (op, thread): the rows of a matrix op not yet claimed (work_steal.h), set each step.
   std::unique_ptr<RowSteal[]> row_steal_;
+  // Per op, this step: one past the last op of the group it starts (a lone op: i + 1); 0 for an
+  // op run by its group's first (see Model::step).
+  std::vector<size_t> group_end_;
   size_t row_steal_size_ = 0;
   bool steals_rows(const OpSpec& op, int64_t T) const;
   RowSteal* row_steal_of(size_t op_index) { return &row_steal_[op_index * (size_t)pool_->size()]; }

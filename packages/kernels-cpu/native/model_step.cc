@@ -342,16 +342,32 @@ bool Model::steals_rows(const OpSpec& op, int64_t T) const {
 void Model::prefetch_next_weights(size_t i, int tid, int nth) const {
   for (size_t j = i + 1; j < cfg_.ops.size() && j <= i + 4; j++) {
     const OpSpec& next = cfg_.ops[j];
-    if (next.kind != OP_LINEAR && next.kind != OP_OUTPUT) continue;
-    const Tensor& w = tensors_[(size_t)next.weight];
-    const int64_t row_bytes = weight_row_bytes(w);
+    if (group_end_[j] == 0 || (next.kind != OP_LINEAR && next.kind != OP_OUTPUT)) continue;
+    // The start of this thread's share of the next matrix op (of its group's rows, taken in order).
     int64_t r0, r1;
-    share(w.ne1, tid, nth, r0, r1);
-    const uint8_t* start = w.data + r0 * row_bytes;
-    const int64_t n = std::min<int64_t>(8192, (r1 - r0) * row_bytes);
-    for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(start + o, 0, 2);
+    share(group_rows(j), tid, nth, r0, r1);
+    for (size_t m = j; m < group_end_[j]; m++) {
+      const Tensor& w = tensors_[(size_t)cfg_.ops[m].weight];
+      if (r0 >= w.ne1) {
+        r0 -= w.ne1;
+        r1 -= w.ne1;
+        continue;
+      }
+      const int64_t row_bytes = weight_row_bytes(w);
+      const uint8_t* start = w.data + r0 * row_bytes;
+      const int64_t n = std::min<int64_t>(8192, (std::min(r1, w.ne1) - r0) * row_bytes);
+      for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(start + o, 0, 2);
+      break;
+    }
     return;
   }
+}
+
+// Output rows of the matrix ops of the group that starts at op i.
+int64_t Model::group_rows(size_t i) const {
+  int64_t rows = 0;
+  for (size_t j = i; j < group_end_[i]; j++) rows += tensors_[(size_t)cfg_.ops[j].weight].ne1;
+  return rows;
 }
 
 // With several tokens, a kernel called on all of a thread's rows would stream those weights
@@ -498,6 +514,21 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       }
     }
   }
+  // Projections chained without a barrier (same input, same weight type) form a group whose
+  // rows the threads share as one: each thread streams its part of q, k and v (or gate and up)
+  // as one run of memory, and only the group ends with a barrier and a stolen tail. The first
+  // op of a group runs all of it; the others do nothing.
+  group_end_.assign(cfg_.ops.size(), 0);
+  for (size_t i = 0; i < cfg_.ops.size();) {
+    size_t e = i + 1;
+    const OpSpec& first = cfg_.ops[i];
+    if (first.kind == OP_LINEAR && steals_rows(first, T) && tensors_[(size_t)first.weight].type != T_F16 &&
+        tensors_[(size_t)first.weight].type != T_F32) {
+      while (e < cfg_.ops.size() && !barrier_after[e - 1] && steals_rows(cfg_.ops[e], T)) e++;
+    }
+    group_end_[i] = e;
+    i = e;
+  }
   // Matrix ops hand out their rows by work stealing (work_steal.h); each starts from the static split.
   const size_t nth_all = (size_t)pool_->size();
   if (row_steal_size_ < cfg_.ops.size() * nth_all) {
@@ -507,14 +538,14 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   std::vector<RowSteal*> steal(cfg_.ops.size(), nullptr);
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
-    if (!steals_rows(op, T)) continue;
+    if (!steals_rows(op, T) || group_end_[i] == 0) continue;
     steal[i] = row_steal_of(i);
     const Tensor& w = tensors_[(size_t)op.weight];
     // Claims of at least 16 KiB of weights (and whole row tiles when several tokens share
     // them), in multiples of 16 rows: whole passes of every kernel's row blocking.
     const int64_t row_bytes = std::max<int64_t>(1, weight_row_bytes(w));
     const int64_t min_rows = std::max<int64_t>(16, 16 * 1024 / row_bytes);
-    row_steal_reset(row_steal_of(i), (int)nth_all, w.ne1, 16, min_rows);
+    row_steal_reset(row_steal_of(i), (int)nth_all, group_rows(i), 16, min_rows);
   }
   std::vector<int64_t> elapsed(cfg_.ops.size(), 0);
   pool_->run([&](int tid) {
@@ -536,8 +567,8 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
         pool_->barrier().wait();
       }
       const auto started = std::chrono::steady_clock::now();
-      run_op(op, tid, nth, T, steal[i]);
-      if (T <= 4) prefetch_next_weights(i, tid, nth);
+      if (group_end_[i] != 0) run_op(op, tid, nth, T, steal[i]);  // 0: done by its group's first op
+      if (T <= 4 && group_end_[i] != 0) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait();
       if (tid == 0) {
         elapsed[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
@@ -560,6 +591,71 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     s->length = std::max(s->length, (int64_t)positions[t] + 1);
   }
   for (size_t i = 0; i < cfg_.ops.size(); i++) op_ns_[(size_t)op_kind_id_[i]] += elapsed[i];
+}
+
+// Output rows [b0, b1) of a projection whose input is quantized (or, for F16, rounded into xr).
+void Model::linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const std::vector<float>& xr, int64_t b0,
+                        int64_t b1) {
+  const Tensor& w = tensors_[op.weight];
+  const int64_t cols = w.ne0, rows = w.ne1;
+  const float* x = buf(op.in0);
+  float* y = buf(op.out);
+    if (kind == 3) {
+    float w_scale;
+    std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
+    i2s_gemm_amx(w.data, cols, b0, b1, q_tiles_.data(), T, acc_i32_.data(), rows);
+    for (int64_t t = 0; t < T; t++) {
+      for (int64_t r = b0; r < b1; r++) {
+        const float v = (float)(acc_i32_[(size_t)(t * rows + r)] - q_sum_[(size_t)t]) / q_scale_[(size_t)t];
+        y[t * rows + r] = v * w_scale;
+      }
+    }
+  } else if (kind == 4) {
+    tq2_gemm_amx((const BlockTQ2*)w.data, cols, b0, b1, q_tiles_.data(), T, q_scale_.data(), q_sum_.data(), y, rows);
+  } else if (kind == 0) {
+    float w_scale;
+    std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
+    for_row_tiles(b0, b1, cols / 4, T, [&](int64_t a, int64_t b) {
+      kernels_->i2s_gemm(w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
+    });
+  } else if (kind == 1 && w.type == T_TQ1_0) {
+    const BlockTQ1* w1 = (const BlockTQ1*)w.data;
+    const int64_t nb = cols / 256;
+    if (T < TQ1_TILE_MIN_TOKENS) {
+      for_row_tiles(b0, b1, nb * (int64_t)sizeof(BlockTQ1), T, [&](int64_t a, int64_t b) {
+        kernels_->tq1_gemm(w1, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
+      });
+    } else {
+      // Enough tokens share each block: convert the tile to TQ2_0 once and run those kernels.
+      BlockTQ2* tile = tq1_tile_[(size_t)tid].data();
+      for_row_tiles(b0, b1, nb * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
+        kernels_->tq1_to_tq2(w1 + a * nb, tile, (b - a) * nb);
+        kernels_->tq2_gemm(tile, cols, 0, b - a, q_.data(), q_scale_.data(), q_sum_.data(), T, y + a, rows);
+      });
+    }
+  } else if (kind == 1) {
+    for_row_tiles(b0, b1, cols / 256 * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
+      kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
+    });
+  } else if (w.type == T_F16) {
+    for_row_tiles(b0, b1, cols * 2, T, [&](int64_t a, int64_t b) {
+      kernels_->f16_gemm((const uint16_t*)w.data, cols, a, b, xr.data(), T, y, rows);
+    });
+  } else {
+    // F32 projections (rare): each product exact in double, the sum rounded per step, as the reference.
+    const float* f = (const float*)w.data;
+    for (int64_t r = b0; r < b1; r++)
+      for (int64_t t = 0; t < T; t++) {
+        float acc = 0.0f;
+        for (int64_t c = 0; c < cols; c++) acc = (float)((double)acc + (double)f[r * cols + c] * (double)x[t * cols + c]);
+        y[t * rows + r] = acc;
+      }
+  }
+  if (op.scale >= 0) {
+    const float s = tensors_[op.scale].scalar;
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t r = b0; r < b1; r++) y[t * rows + r] *= s;
+  }
 }
 
 void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal) {
@@ -598,7 +694,6 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       const Tensor& w = tensors_[op.weight];
       const int64_t cols = w.ne0, rows = w.ne1;
       const float* x = buf(op.in0);
-      float* y = buf(op.out);
       const bool amx = amx_eligible(w, T);
       // 0: int8 per token (kernel layout), 3: the same for AMX tiles, 1: Q8_K, 4: Q8_K for AMX, 2: float.
       const int kind = w.type == T_I2_S ? (amx ? 3 : 0) : (w.type == T_TQ2_0 || w.type == T_TQ1_0) ? (amx ? 4 : 1) : 2;
@@ -638,65 +733,23 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         xr.resize((size_t)(T * cols));
         kernels_->round_f16(x, xr.data(), T * cols);
       }
-      auto rows_of = [&](int64_t b0, int64_t b1) {
-        if (kind == 3) {
-          float w_scale;
-          std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
-          i2s_gemm_amx(w.data, cols, b0, b1, q_tiles_.data(), T, acc_i32_.data(), rows);
-          for (int64_t t = 0; t < T; t++) {
-            for (int64_t r = b0; r < b1; r++) {
-              const float v = (float)(acc_i32_[(size_t)(t * rows + r)] - q_sum_[(size_t)t]) / q_scale_[(size_t)t];
-              y[t * rows + r] = v * w_scale;
-            }
+      auto rows_of = [&](int64_t a, int64_t b) { linear_rows(op, tid, T, kind, xr, a, b); };
+      const size_t index = (size_t)(&op - cfg_.ops.data());
+      if (steal != nullptr && group_end_[index] > index + 1) {
+        // A group of projections of this input (q/k/v, gate/up): one stream of rows over all of
+        // them, mapped back to each op's own.
+        const size_t first = index, last = group_end_[first];
+        row_steal_run(steal, tid, nth, [&](int64_t a, int64_t b) {
+          int64_t offset = 0;
+          for (size_t j = first; j < last && offset < b; j++) {
+            const OpSpec& member = cfg_.ops[j];
+            const int64_t n = tensors_[(size_t)member.weight].ne1;
+            const int64_t lo = std::max(a, offset), hi = std::min(b, offset + n);
+            if (lo < hi) linear_rows(member, tid, T, kind, xr, lo - offset, hi - offset);
+            offset += n;
           }
-        } else if (kind == 4) {
-          tq2_gemm_amx((const BlockTQ2*)w.data, cols, b0, b1, q_tiles_.data(), T, q_scale_.data(), q_sum_.data(), y, rows);
-        } else if (kind == 0) {
-          float w_scale;
-          std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
-          for_row_tiles(b0, b1, cols / 4, T, [&](int64_t a, int64_t b) {
-            kernels_->i2s_gemm(w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), w_scale, T, y, rows);
-          });
-        } else if (kind == 1 && w.type == T_TQ1_0) {
-          const BlockTQ1* w1 = (const BlockTQ1*)w.data;
-          const int64_t nb = cols / 256;
-          if (T < TQ1_TILE_MIN_TOKENS) {
-            for_row_tiles(b0, b1, nb * (int64_t)sizeof(BlockTQ1), T, [&](int64_t a, int64_t b) {
-              kernels_->tq1_gemm(w1, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
-            });
-          } else {
-            // Enough tokens share each block: convert the tile to TQ2_0 once and run those kernels.
-            BlockTQ2* tile = tq1_tile_[(size_t)tid].data();
-            for_row_tiles(b0, b1, nb * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
-              kernels_->tq1_to_tq2(w1 + a * nb, tile, (b - a) * nb);
-              kernels_->tq2_gemm(tile, cols, 0, b - a, q_.data(), q_scale_.data(), q_sum_.data(), T, y + a, rows);
-            });
-          }
-        } else if (kind == 1) {
-          for_row_tiles(b0, b1, cols / 256 * (int64_t)sizeof(BlockTQ2), T, [&](int64_t a, int64_t b) {
-            kernels_->tq2_gemm((const BlockTQ2*)w.data, cols, a, b, q_.data(), q_scale_.data(), q_sum_.data(), T, y, rows);
-          });
-        } else if (w.type == T_F16) {
-          for_row_tiles(b0, b1, cols * 2, T, [&](int64_t a, int64_t b) {
-            kernels_->f16_gemm((const uint16_t*)w.data, cols, a, b, xr.data(), T, y, rows);
-          });
-        } else {
-          // F32 projections (rare): each product exact in double, the sum rounded per step, as the reference.
-          const float* f = (const float*)w.data;
-          for (int64_t r = b0; r < b1; r++)
-            for (int64_t t = 0; t < T; t++) {
-              float acc = 0.0f;
-              for (int64_t c = 0; c < cols; c++) acc = (float)((double)acc + (double)f[r * cols + c] * (double)x[t * cols + c]);
-              y[t * rows + r] = acc;
-            }
-        }
-        if (op.scale >= 0) {
-          const float s = tensors_[op.scale].scalar;
-          for (int64_t t = 0; t < T; t++)
-            for (int64_t r = b0; r < b1; r++) y[t * rows + r] *= s;
-        }
-      };
-      if (steal != nullptr) {
+        });
+      } else if (steal != nullptr) {
         row_steal_run(steal, tid, nth, rows_of);
       } else {
         if (kind >= 3) {

@@ -193,6 +193,41 @@ describe("what ran", () => {
     );
   }
 
+  for (const kernelPath of ALL_KERNEL_PATHS) {
+    it.skipIf(pathSkipReason(kernelPath) !== undefined)(
+      `shares the rows of projections of one input as one group on the ${pathTitle(kernelPath)} path, with the logits of separate ops`,
+      { timeout: SLOW_TEST_MS },
+      async () => {
+        for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
+          const model = await cpuModel(name, { kernelPath, threads: 2 });
+          // A capture puts a barrier after every op, so q/k/v and gate/up run one by one.
+          const run = async (separate: boolean): Promise<Float32Array[]> => {
+            const seq = model.createSequence();
+            const capture = separate ? { buffers: ["attn_norm-0"] } : undefined;
+            const rows: Float32Array[] = [];
+            const prompt = await model.step(
+              [{ sequence: seq, tokens: LONG_PROMPT.slice(0, 5), logits: "all" }],
+              capture,
+            );
+            rows.push(Float32Array.from(prompt.runs[0]!.logits));
+            for (const token of [1234, 99, 7]) {
+              const out = await model.step([{ sequence: seq, tokens: [token] }], capture);
+              rows.push(Float32Array.from(out.runs[0]!.logits));
+            }
+            model.freeSequence(seq);
+            return rows;
+          };
+          const grouped = await run(false);
+          const separate = await run(true);
+          for (const [i, row] of grouped.entries()) {
+            expect(sameBits(row, separate[i]!), `${name}, step ${i}`).toBe(true);
+          }
+          await model.dispose();
+        }
+      },
+    );
+  }
+
   it("names the repacked TQ1_0 kernels honestly", { timeout: SLOW_TEST_MS }, async () => {
     const model = await cpuModel("tiny-tq1", { threads: 2 });
     expect(model.info().repackedBytes).toBeGreaterThan(0);
