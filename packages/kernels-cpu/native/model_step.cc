@@ -600,7 +600,7 @@ void Model::linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const st
   const int64_t cols = w.ne0, rows = w.ne1;
   const float* x = buf(op.in0);
   float* y = buf(op.out);
-    if (kind == 3) {
+  if (kind == 3) {
     float w_scale;
     std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
     i2s_gemm_amx(w.data, cols, b0, b1, q_tiles_.data(), T, acc_i32_.data(), rows);
