@@ -46,6 +46,14 @@ constexpr int PREFETCH_BYTES = BITNET_PREFETCH_BYTES;
 constexpr int DECODE_PREFETCH_BYTES = BITNET_DECODE_PREFETCH_BYTES;
 
 
+// acc += Σ u8 a × s8 b by fours, accumulating in place: with the intrinsic GCC lets each result
+// land in a fresh register and copies it back every iteration (and with the AVX-VNNI path's
+// sixteen registers spilled one to the stack, on the accumulator's chain).
+inline __m512i dpbusd_acc(__m512i acc, __m512i a, const int8_t* b) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "m"(*(const __m512i*)b));
+  return acc;
+}
+
 #define CODES(packed, shift) _mm512_and_si512(_mm512_srli_epi16(packed, shift), mask3)
 
 // A 128-element tail block (natural activation order), with 256-bit VNNI.
@@ -117,7 +125,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
     }
     t += n;
   }
-  // Decode: one token, one row after another, four accumulators. The rows are contiguous, so
+  // Decode: one token, one row after another, eight accumulators. The rows are contiguous, so
   // this is one sequential stream for the hardware prefetcher, which a software prefetch
   // DECODE_PREFETCH_BYTES ahead keeps going across page boundaries; two interleaved rows with
   // software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer sums, so the order of
@@ -131,23 +139,44 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
     const int8_t* qt = q + t * cols;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
-      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
-      // the exact shifts below undo the scale (as i2s_masked_sum does for 256 bits).
-      for (int64_t c = 0; c < full; c += 256) {
-        _mm_prefetch((const char*)(ra + c / 4 + DECODE_PREFETCH_BYTES), _MM_HINT_T0);
-        __m512i pa;
+      // the exact shifts below undo the scale (as i2s_masked_sum does for 256 bits). Two blocks
+      // per pass into eight accumulators: one VPDPBUSD chain per field waits on its latency every
+      // block (four chains: 185 GMAC/s from L2 on one Zen 5 core; eight: 230-270).
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+      auto load = [&](int64_t c) {
         if constexpr (decltype(split)::value) {
-          pa = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i*)(ra + c / 4))),
-                                  _mm256_load_si256((const __m256i*)(ra + c / 4 + 32)), 1);
+          return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i*)(ra + c / 4))),
+                                    _mm256_load_si256((const __m256i*)(ra + c / 4 + 32)), 1);
         } else {
-          pa = _mm512_loadu_si512(ra + c / 4);
+          return _mm512_loadu_si512(ra + c / 4);
         }
-        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(pa, m0), _mm512_loadu_si512(qt + c));
-        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(pa, m1), _mm512_loadu_si512(qt + c + 64));
-        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(pa, m2), _mm512_loadu_si512(qt + c + 128));
-        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(pa, mask3), _mm512_loadu_si512(qt + c + 192));
+      };
+      int64_t c = 0;
+      for (; c + 512 <= full; c += 512) {
+        _mm_prefetch((const char*)(ra + c / 4 + DECODE_PREFETCH_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char*)(ra + c / 4 + DECODE_PREFETCH_BYTES + 64), _MM_HINT_T0);
+        const __m512i pa = load(c), pb = load(c + 256);
+        a0 = dpbusd_acc(a0, _mm512_and_si512(pa, m0), qt + c);
+        a1 = dpbusd_acc(a1, _mm512_and_si512(pa, m1), qt + c + 64);
+        a2 = dpbusd_acc(a2, _mm512_and_si512(pa, m2), qt + c + 128);
+        a3 = dpbusd_acc(a3, _mm512_and_si512(pa, mask3), qt + c + 192);
+        e0 = dpbusd_acc(e0, _mm512_and_si512(pb, m0), qt + c + 256);
+        e1 = dpbusd_acc(e1, _mm512_and_si512(pb, m1), qt + c + 320);
+        e2 = dpbusd_acc(e2, _mm512_and_si512(pb, m2), qt + c + 384);
+        e3 = dpbusd_acc(e3, _mm512_and_si512(pb, mask3), qt + c + 448);
       }
+      if (c < full) {
+        const __m512i pa = load(c);
+        a0 = dpbusd_acc(a0, _mm512_and_si512(pa, m0), qt + c);
+        a1 = dpbusd_acc(a1, _mm512_and_si512(pa, m1), qt + c + 64);
+        a2 = dpbusd_acc(a2, _mm512_and_si512(pa, m2), qt + c + 128);
+        a3 = dpbusd_acc(a3, _mm512_and_si512(pa, mask3), qt + c + 192);
+      }
+      a0 = _mm512_add_epi32(a0, e0);
+      a1 = _mm512_add_epi32(a1, e1);
+      a2 = _mm512_add_epi32(a2, e2);
+      a3 = _mm512_add_epi32(a3, e3);
       const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_srai_epi32(a0, 6), _mm512_srai_epi32(a1, 4)),
                                            _mm512_add_epi32(_mm512_srai_epi32(a2, 2), a3));
       finish(r, t, hsum_i32(sum));
