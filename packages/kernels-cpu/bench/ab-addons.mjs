@@ -1,0 +1,97 @@
+// Decode speed of two or more builds of the addon, alternating in one process: each build loads
+// the model (same file, own mapping), then in every round each decodes N tokens (transient, one
+// fresh sequence), the order reversed every other round, and a bandwidth probe follows the
+// round. Prints per round and at the end the medians of the time per token and of the head's
+// and the projections' rates (from the ops' own timers), so two builds are compared minute by
+// minute on a machine whose memory speed drifts. Run `pnpm build` in packages/engine-core and
+// here first.
+//   node packages/kernels-cpu/bench/ab-addons.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
+// Environment: N (tokens per turn, default 32), THREADS (default 2).
+import * as path from "node:path";
+import { loadModel, registerBackend } from "../../engine-core/dist/index.js";
+import { measureReadBandwidth } from "../dist/index.js";
+
+registerBackend("cpu", () => import("../dist/index.js"));
+const [file, kernelPath, rounds, ...addons] = process.argv.slice(2);
+if (file === undefined || kernelPath === undefined || addons.length < 1) {
+  console.error("usage: ab-addons.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]");
+  process.exit(2);
+}
+const N = Number(process.env.N ?? 32);
+const threads = Number(process.env.THREADS ?? 2);
+const names = addons.map((a) => path.basename(a, ".node"));
+const models = [];
+for (const addon of addons) {
+  models.push(
+    await loadModel(file, {
+      backend: "cpu",
+      contextLength: N + 8,
+      backendOptions: { cpu: { threads, kernelPath, addonPath: path.resolve(addon) } },
+    }),
+  );
+}
+// Milliseconds of the ops whose names start with prefix ("output": the head; "linear": projections).
+const sum = (ops, prefix) =>
+  Object.entries(ops)
+    .filter(([k]) => k.startsWith(prefix))
+    .reduce((a, [, v]) => a + v, 0);
+const results = names.map(() => ({ token: [], head: [], linear: [] }));
+
+async function turn(i) {
+  const m = models[i];
+  const before = { ...m.info().opMilliseconds };
+  const seq = m.createSequence();
+  const t0 = performance.now();
+  for (let t = 0; t < N; t++) {
+    await m.step([{ sequence: seq, tokens: [1000 + t], transient: true }]);
+  }
+  const ms = (performance.now() - t0) / N;
+  m.freeSequence(seq);
+  const after = m.info().opMilliseconds;
+  results[i].token.push(ms);
+  results[i].head.push((sum(after, "output") - sum(before, "output")) / N);
+  results[i].linear.push((sum(after, "linear") - sum(before, "linear")) / N);
+}
+
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+for (let i = 0; i < models.length; i++) {
+  await turn(i); // warm-up, not counted
+}
+for (const r of results) {
+  for (const k of Object.keys(r)) {
+    r[k].length = 0;
+  }
+}
+for (let round = 0; round < Number(rounds); round++) {
+  const order = models.map((_, i) => i);
+  if (round % 2 === 1) {
+    order.reverse();
+  }
+  for (const i of order) {
+    await turn(i);
+  }
+  const probe = (await measureReadBandwidth({ path: file, threads, reps: 2 })).bestGbs;
+  console.log(
+    `round ${round + 1}: probe ${probe.toFixed(1)} GB/s; ${names
+      .map(
+        (n, i) =>
+          `${n} ${results[i].token.at(-1).toFixed(2)} ms/token (head ${results[i].head.at(-1).toFixed(2)}, projections ${results[i].linear.at(-1).toFixed(2)} ms)`,
+      )
+      .join("; ")}`,
+  );
+}
+for (let i = 0; i < names.length; i++) {
+  const r = results[i];
+  console.log(
+    `${names[i]}: median ${median(r.token).toFixed(2)} ms/token, head ${median(r.head).toFixed(2)} ms, projections ${median(r.linear).toFixed(2)} ms`,
+  );
+}
+if (names.length === 2) {
+  const faster = results[0].linear.filter((x, k) => results[1].linear[k] < x).length;
+  console.log(
+    `${names[1]}'s projections faster than ${names[0]}'s in ${faster} of ${results[0].linear.length} rounds`,
+  );
+}
+for (const m of models) {
+  await m.dispose();
+}
