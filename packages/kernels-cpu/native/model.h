@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <cstdlib>
 #include <memory>
 #include <new>
 #include <string>
@@ -173,7 +172,15 @@ class Model {
   void reserve_batch(int64_t T);
   void run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal);
   bool amx_eligible(const Tensor& w, int64_t T) const;
-  void prefetch_next_weights(size_t i, int tid, int nth) const;
+  void prefetch_next_weights(size_t i, int tid, int nth);
+  bool warm_weights(int tid);
+  // Per thread: the weights it will stream next that it may still ask L2 for while it waits at
+  // a barrier (see warm_weights), [next, end).
+  struct alignas(64) WarmCursor {
+    const uint8_t* next = nullptr;
+    const uint8_t* end = nullptr;
+  };
+  std::vector<WarmCursor> warm_;
   int64_t group_rows(size_t i) const;
   void linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const std::vector<float>& xr, int64_t b0, int64_t b1);
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }

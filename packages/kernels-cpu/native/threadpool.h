@@ -17,15 +17,24 @@ class SpinBarrier {
  public:
   explicit SpinBarrier(int n) : n_(n) {}
   void wait() {
+    wait([] { return false; });
+  }
+  // The same; while it waits for the others, the thread calls idle() (a small piece of useful
+  // work, e.g. prefetching weights it will read next) until idle() returns false.
+  template <typename Idle>
+  void wait(Idle&& idle) {
     const int gen = generation_.load(std::memory_order_acquire);
     if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
       count_.store(0, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_acq_rel);
       return;
     }
+    bool busy = true;
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == gen) {
-      if (++spins > 4096) {
+      if (busy) {
+        busy = idle();
+      } else if (++spins > 4096) {
         std::this_thread::yield();
       }
     }
