@@ -239,6 +239,21 @@ class Model {
   AlignedVector<int8_t> q_;
   std::vector<float> q_scale_;
   std::vector<int32_t> q_sum_;
+  // One token (decode): every thread quantizes the input itself into its own copy, so no thread
+  // waits at a barrier for another to quantize it (see run_op).
+  struct LocalQuant {
+    AlignedVector<int8_t> q;
+    std::vector<float> scale;
+    std::vector<int32_t> sum;
+  };
+  std::vector<LocalQuant> local_quant_;
+  // The quantized input the kernels of a projection read on thread tid.
+  struct QuantView {
+    const int8_t* q;
+    const float* scale;
+    const int32_t* sum;
+  };
+  QuantView quant_view(int tid, int64_t T) const;
   // AMX prefill: activations packed into B tiles, integer results before scaling.
   bool use_amx_ = false;
   AlignedVector<int8_t> q_tiles_;
