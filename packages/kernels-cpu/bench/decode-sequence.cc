@@ -11,7 +11,10 @@
 //   probe       the bandwidth probe's plain loads over the same bytes, shared as it shares them
 //               (what `bitnet bench` divides by)
 // Weights lie in 2 MiB pages, each projection on a 64-byte boundary (GGUF_PAD=1: 32 bytes apart,
-// as a GGUF file lays them out, so every other one starts halfway into a cache line). The layouts named (comma-separated, default all) take turns
+// as a GGUF file lays them out, so every other one starts halfway into a cache line), in
+// anonymous memory, or with WEIGHTS_FILE=<file> in the page cache: the file's first bytes mapped
+// as the model loader maps a GGUF (only timing is read, so any file of 530 MB or more will do).
+// The layouts named (comma-separated, default all) take turns
 // repetition by repetition, so a change in the machine's speed (a VM's neighbours) hits all of
 // them alike; each prints its median and range of GB/s over the repetitions.
 //   bash packages/kernels-cpu/bench/decode-sequence.sh <path> [threads=2] [layers=30] [layouts] [reps=12]
@@ -25,6 +28,9 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include <sys/stat.h>
+
+#include "../native/file_map.h"
 #include "../native/kernels.h"
 #include "../native/platform.h"
 #include "../native/threadpool.h"
@@ -50,18 +56,38 @@ struct Proj {
 static std::vector<Proj> make_projections(const std::vector<std::pair<int64_t, int64_t>>& shapes, uint32_t& x) {
   size_t bytes = 0;
   for (const auto& [rows, cols] : shapes) bytes += (size_t)(rows * cols / 4 + 64);
-  uint8_t* arena = huge_alloc(bytes);
+  uint8_t* arena = nullptr;
+  const char* file = getenv("WEIGHTS_FILE");
+  const bool from_file = file != nullptr && *file != '\0';
+  if (from_file) {
+    // The first bytes of a real file, mapped as the model loader maps weights (their values do
+    // not matter to the timing): streaming from the page cache against anonymous memory.
+    const int fd = ::open(file, O_RDONLY);
+    struct stat st {};
+    FileMap map;
+    if (fd < 0 || ::fstat(fd, &st) != 0 || (size_t)st.st_size < bytes || !map_file(fd, 0, bytes, map).empty()) {
+      fprintf(stderr, "could not map %zu bytes of %s (a file at least that large is needed)\n", bytes, file);
+      exit(1);
+    }
+    ::close(fd);
+    arena = map.data;
+    fprintf(stderr, "weights from %s, %.0f%% in 2 MiB pages\n", file, 100.0 * (double)pmd_mapped_bytes(map) / (double)bytes);
+  } else {
+    arena = huge_alloc(bytes);
+  }
   std::vector<Proj> projs;
   size_t off = 0;
   for (const auto& [rows, cols] : shapes) {
     uint8_t* w = arena + off;
     const size_t n = (size_t)(rows * cols / 4);
-    for (size_t i = 0; i < n; i++) {
-      x = x * 1664525u + 1013904223u;
-      w[i] = (uint8_t)(x >> 24);
+    if (!from_file) {
+      for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        w[i] = (uint8_t)(x >> 24);
+      }
+      const float scale = 0.01f;
+      memcpy(w + n, &scale, 4);
     }
-    const float scale = 0.01f;
-    memcpy(w + n, &scale, 4);
     projs.push_back({rows, cols, w});
     off += n + (getenv("GGUF_PAD") ? 32 : 64);
   }
