@@ -259,6 +259,10 @@ class Model {
   AlignedVector<int8_t> q_tiles_;
   std::vector<int32_t> acc_i32_;
   AlignedVector<float> head_x_;
+  // RoPE's cos and sin for each token of the step, [T][n_rot / 2] each: every layer rotates by
+  // the same angles, so they are computed once per step (fill_rope_table), not once per op.
+  std::vector<float> rope_cos_, rope_sin_;
+  void fill_rope_table(int64_t T);
   std::vector<BlockQ8_0> head_q_;
   // A Q6_K head on its Q6_K × Q8_K kernel (head_type Q6_K): the logit rows as Q8_K.
   bool head_q6k_kernel_ = false;

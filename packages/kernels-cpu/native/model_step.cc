@@ -234,6 +234,7 @@ void Model::count_scratch() {
   for (const auto& l : local_quant_) total += bytes(l.q) + bytes(l.scale) + bytes(l.sum);
   for (const auto& s : scratch_) total += bytes(s);
   total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(acc_i32_) + bytes(head_x_) + bytes(head_q_);
+  total += bytes(rope_cos_) + bytes(rope_sin_);
   total += bytes(head_q8k_) + bytes(head_q8k_d_) + bytes(head_q8k_sum_) + bytes(head_q8k_bsum16_);
   for (const auto& t : tq1_tile_) total += bytes(t);
   scratch_bytes_.store(total, std::memory_order_relaxed);
@@ -295,6 +296,8 @@ void Model::reserve_batch(int64_t T) {
   q_scale_.resize((size_t)(max_width_ / 256 + 1) * cap);
   q_sum_.resize((size_t)(max_width_ / 256 + 1) * cap);
   head_x_.resize((size_t)(cfg_.n_embd * cap));
+  rope_cos_.resize((size_t)(cfg_.n_rot / 2 * cap));
+  rope_sin_.resize((size_t)(cfg_.n_rot / 2 * cap));
   head_q_.resize((size_t)(cfg_.n_embd / 32 + 1) * cap);
   if (head_q6k_kernel_) {
     head_q8k_.resize((size_t)(cfg_.n_embd * cap));
@@ -506,6 +509,24 @@ void Model::ensure_capacity(Sequence& s, int64_t needed) {
   s.capacity = cap;
 }
 
+// The reference's angles, in its order: θ_i = p · s^i by repeated f32 multiplication (s =
+// base^(−2/n_rot)), each cos and sin taken in double and rounded to f32.
+void Model::fill_rope_table(int64_t T) {
+  const int64_t half = cfg_.n_rot / 2;
+  if (half <= 0) return;
+  const float theta_scale = (float)std::pow((double)cfg_.rope_base, (double)(-2.0f / (float)cfg_.n_rot));
+  for (int64_t t = 0; t < T; t++) {
+    float* cs = rope_cos_.data() + t * half;
+    float* sn = rope_sin_.data() + t * half;
+    float theta = (float)positions_[t];
+    for (int64_t i = 0; i < half; i++) {
+      cs[i] = (float)std::cos((double)theta);
+      sn[i] = (float)std::sin((double)theta);
+      theta = theta * theta_scale;
+    }
+  }
+}
+
 void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, int64_t T, const uint8_t* want_logits,
                  float* logits, const std::vector<int32_t>& capture, const std::vector<float*>& capture_out,
                  const std::vector<int32_t>& inject, const std::vector<const float*>& inject_data) {
@@ -517,6 +538,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   positions_ = positions;
   want_ = want_logits;
   logits_ = logits;
+  fill_rope_table(T);
   owners_.assign((size_t)T, nullptr);
   logit_rows_.clear();
   for (int64_t t = 0; t < T; t++) {
@@ -825,22 +847,16 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       const float* x = buf(op.in0);
       float* y = buf(op.out);
       share(T, tid, nth, b0, b1);
-      std::vector<float> cs((size_t)half), sn((size_t)half);
-      const float theta_scale = (float)std::pow((double)cfg_.rope_base, (double)(-2.0f / (float)n_rot));
       for (int64_t t = b0; t < b1; t++) {
-        float theta = (float)positions_[t];
-        for (int64_t i = 0; i < half; i++) {
-          cs[(size_t)i] = (float)std::cos((double)theta);
-          sn[(size_t)i] = (float)std::sin((double)theta);
-          theta = theta * theta_scale;
-        }
+        const float* cs = rope_cos_.data() + t * half;
+        const float* sn = rope_sin_.data() + t * half;
         for (int64_t h = 0; h < op.heads; h++) {
           const float* xi = x + t * width + h * hd;
           float* yo = y + t * width + h * hd;
           for (int64_t i = 0; i < half; i++) {
             const float x0 = xi[i], x1 = xi[i + half];
-            yo[i] = x0 * cs[(size_t)i] - x1 * sn[(size_t)i];
-            yo[i + half] = x0 * sn[(size_t)i] + x1 * cs[(size_t)i];
+            yo[i] = x0 * cs[i] - x1 * sn[i];
+            yo[i + half] = x0 * sn[i] + x1 * cs[i];
           }
           for (int64_t i = n_rot; i < hd; i++) yo[i] = xi[i];
         }
