@@ -1,0 +1,445 @@
+// The N-API boundary of the CUDA kernels (node-addon-api): argument checks, typed-array views,
+// and CUDA failures thrown as JS errors whose message names the failing call. Typed errors are
+// made in TypeScript (src/native.ts), which is the only caller.
+//
+// Built without nvcc (BITNET_HOST_ONLY, compiled by g++), the addon has only the host twins:
+// status() says why there is no GPU code, and the device entries throw.
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "model.h"
+
+namespace {
+
+using bitnet_cuda::Status;
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t min) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  }
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= (double)min) || v != (double)(int64_t)v || v > 9.0e15) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be an integer ≥ " + std::to_string(min));
+  }
+  return (int64_t)v;
+}
+
+template <typename T, napi_typedarray_type Kind>
+Napi::TypedArrayOf<T> array_arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count) {
+  if (i >= info.Length() || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != Kind) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " has the wrong array type");
+  }
+  auto a = info[i].As<Napi::TypedArrayOf<T>>();
+  if (a.ElementLength() != count) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must hold " + std::to_string(count) +
+                                                " elements, not " + std::to_string(a.ElementLength()));
+  }
+  return a;
+}
+
+void throw_if(const Napi::Env& env, const Status& s) {
+  if (!s.ok()) throw Napi::Error::New(env, s.error);
+}
+
+#ifdef BITNET_HOST_ONLY
+#ifndef BITNET_HOST_ONLY_REASON
+#define BITNET_HOST_ONLY_REASON "no CUDA toolkit at build time"
+#endif
+// Device entries of a host-only build: a clear error instead of a missing symbol.
+const Status kNoDeviceCode{std::string("this CUDA addon was built without GPU code (") + BITNET_HOST_ONLY_REASON + ")"};
+}  // namespace
+namespace bitnet_cuda {
+int runtime_version() { return 0; }
+Status devices(int* count) {
+  *count = 0;
+  return kNoDeviceCode;
+}
+Status device_info(int, DeviceInfo*) { return kNoDeviceCode; }
+Status i2s_linear_device(const uint8_t*, int64_t, int64_t, float, const float*, int64_t, float*, int8_t*, float*,
+                         int32_t*) {
+  return kNoDeviceCode;
+}
+Status f16_linear_device(const uint16_t*, int64_t, int64_t, const float*, int64_t, float*) { return kNoDeviceCode; }
+Status time_i2s_gemv(int64_t, int64_t, int64_t, int, double*) { return kNoDeviceCode; }
+Status time_copy(int64_t, int, double*) { return kNoDeviceCode; }
+std::unique_ptr<Exec> make_cuda_exec(int) { throw ExecError(kNoDeviceCode.error); }
+}  // namespace bitnet_cuda
+namespace {
+using bitnet_cuda::Status;
+#endif
+
+// { runtimeVersion, deviceCount, error?, devices: [...] }: never throws, so that a machine
+// without a driver or a GPU reads as a reason, not a crash.
+Napi::Value Status_(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("runtimeVersion", bitnet_cuda::runtime_version());
+#ifdef BITNET_HOST_ONLY
+  out.Set("deviceCode", false);
+#else
+  out.Set("deviceCode", true);
+#endif
+  int count = 0;
+  const Status s = bitnet_cuda::devices(&count);
+  out.Set("deviceCount", s.ok() ? count : 0);
+  if (!s.ok()) out.Set("error", s.error);
+  Napi::Array list = Napi::Array::New(env);
+  for (int i = 0; s.ok() && i < count; i++) {
+    bitnet_cuda::DeviceInfo d;
+    const Status e = bitnet_cuda::device_info(i, &d);
+    Napi::Object o = Napi::Object::New(env);
+    if (!e.ok()) {
+      o.Set("error", e.error);
+    } else {
+      o.Set("name", d.name);
+      o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+      o.Set("smCount", d.sm_count);
+      o.Set("totalMemoryBytes", (double)d.total_memory);
+      o.Set("memoryBusBits", d.memory_bus_bits);
+      o.Set("memoryClockKHz", d.memory_clock_khz);
+    }
+    list.Set(i, o);
+  }
+  out.Set("devices", list);
+  return out;
+}
+
+// i2sLinear(codes, rows, cols, wScale, x, tokens, where): where is "device" or "host".
+Napi::Value I2sLinear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t rows = int_arg(info, 1, "rows", 1);
+  const int64_t cols = int_arg(info, 2, "cols", 128);
+  if (cols % 128 != 0) throw Napi::RangeError::New(env, "cols must be a multiple of 128 (one I2_S block)");
+  if (!info[3].IsNumber()) throw Napi::TypeError::New(env, "wScale must be a number");
+  const float w_scale = info[3].As<Napi::Number>().FloatValue();
+  const int64_t T = int_arg(info, 5, "tokens", 1);
+  auto codes = array_arg<uint8_t, napi_uint8_array>(info, 0, "codes", (size_t)(rows * cols / 4));
+  auto x = array_arg<float, napi_float32_array>(info, 4, "x", (size_t)(T * cols));
+  if (info.Length() < 7 || !info[6].IsString()) throw Napi::TypeError::New(env, "where must be \"device\" or \"host\"");
+  const std::string where = info[6].As<Napi::String>();
+  auto y = Napi::Float32Array::New(env, (size_t)(T * rows));
+  auto q = Napi::Int8Array::New(env, (size_t)(T * cols));
+  auto scale = Napi::Float32Array::New(env, (size_t)T);
+  auto sum = Napi::Int32Array::New(env, (size_t)T);
+  if (where == "host") {
+    bitnet_cuda::i2s_linear_host(codes.Data(), rows, cols, w_scale, x.Data(), T, y.Data(), q.Data(), scale.Data(),
+                                 sum.Data());
+  } else if (where == "device") {
+    throw_if(env, bitnet_cuda::i2s_linear_device(codes.Data(), rows, cols, w_scale, x.Data(), T, y.Data(), q.Data(),
+                                                 scale.Data(), sum.Data()));
+  } else {
+    throw Napi::TypeError::New(env, "where must be \"device\" or \"host\"");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("y", y);
+  out.Set("q", q);
+  out.Set("actScale", scale);
+  out.Set("actSum", sum);
+  return out;
+}
+
+// f16Linear(weights, rows, cols, x, tokens) on the device.
+Napi::Value F16Linear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t rows = int_arg(info, 1, "rows", 1);
+  const int64_t cols = int_arg(info, 2, "cols", 1);
+  const int64_t T = int_arg(info, 4, "tokens", 1);
+  auto w = array_arg<uint16_t, napi_uint16_array>(info, 0, "weights", (size_t)(rows * cols));
+  auto x = array_arg<float, napi_float32_array>(info, 3, "x", (size_t)(T * cols));
+  auto y = Napi::Float32Array::New(env, (size_t)(T * rows));
+  throw_if(env, bitnet_cuda::f16_linear_device(w.Data(), rows, cols, x.Data(), T, y.Data()));
+  return y;
+}
+
+// timeI2sGemv(rows, cols, tokens, reps) → median ms; timeCopy(bytes, reps) → median ms.
+Napi::Value TimeI2sGemv(const Napi::CallbackInfo& info) {
+  const int64_t rows = int_arg(info, 0, "rows", 1);
+  const int64_t cols = int_arg(info, 1, "cols", 128);
+  if (cols % 128 != 0) throw Napi::RangeError::New(info.Env(), "cols must be a multiple of 128");
+  const int64_t T = int_arg(info, 2, "tokens", 1);
+  const int reps = (int)int_arg(info, 3, "reps", 1);
+  double ms = 0;
+  throw_if(info.Env(), bitnet_cuda::time_i2s_gemv(rows, cols, T, reps, &ms));
+  return Napi::Number::New(info.Env(), ms);
+}
+
+Napi::Value TimeCopy(const Napi::CallbackInfo& info) {
+  const int64_t bytes = int_arg(info, 0, "bytes", 1);
+  const int reps = (int)int_arg(info, 1, "reps", 1);
+  double ms = 0;
+  throw_if(info.Env(), bitnet_cuda::time_copy(bytes, reps, &ms));
+  return Napi::Number::New(info.Env(), ms);
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// A compiled model: createModel(spec, where) → { setWeight, finish, createSequence, forkSequence,
+// freeSequence, step (a Promise: the step runs on a libuv worker), memory, dispose }.
+using bitnet_cuda::Model;
+
+int64_t get_int(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("spec.") + key + " must be a number");
+  return v.As<Napi::Number>().Int64Value();
+}
+
+class StepWorker;
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeCudaModel",
+                       {InstanceMethod("setWeight", &NativeModel::SetWeight),
+                        InstanceMethod("finish", &NativeModel::Finish),
+                        InstanceMethod("createSequence", &NativeModel::CreateSequence),
+                        InstanceMethod("forkSequence", &NativeModel::ForkSequence),
+                        InstanceMethod("freeSequence", &NativeModel::FreeSequence),
+                        InstanceMethod("step", &NativeModel::Step),
+                        InstanceMethod("memory", &NativeModel::Memory),
+                        InstanceMethod("dispose", &NativeModel::Dispose)});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsString()) {
+      throw Napi::TypeError::New(env, "createModel(spec, where) takes a spec object and \"device\" or \"host\"");
+    }
+    const Napi::Object spec = info[0].As<Napi::Object>();
+    bitnet_cuda::HParams hp;
+    hp.n_embd = get_int(spec, "nEmbd");
+    hp.n_layer = get_int(spec, "nLayer");
+    hp.n_head = get_int(spec, "nHead");
+    hp.n_head_kv = get_int(spec, "nHeadKv");
+    hp.head_dim = get_int(spec, "headDim");
+    hp.n_rot = get_int(spec, "nRot");
+    hp.vocab = get_int(spec, "vocabSize");
+    hp.context = get_int(spec, "contextLength");
+    hp.max_batch = get_int(spec, "maxBatch");
+    hp.rope_base = spec.Get("ropeFreqBase").As<Napi::Number>().DoubleValue();
+    hp.rms_eps = spec.Get("rmsEps").As<Napi::Number>().FloatValue();
+    vocab_ = hp.vocab;
+    if (hp.n_head <= 0 || hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0 || hp.context <= 0 || hp.max_batch <= 0) {
+      throw Napi::RangeError::New(env, "spec has an impossible shape (heads, context or batch)");
+    }
+    const Napi::Array ops = spec.Get("ops").As<Napi::Array>();
+    std::vector<bitnet_cuda::OpSpec> list;
+    for (uint32_t i = 0; i < ops.Length(); i++) {
+      const Napi::Object o = ops.Get(i).As<Napi::Object>();
+      bitnet_cuda::OpSpec op;
+      op.kind = (bitnet_cuda::OpKind)get_int(o, "kind");
+      op.in0 = (int)get_int(o, "in0");
+      op.in1 = (int)get_int(o, "in1");
+      op.in2 = (int)get_int(o, "in2");
+      op.out = (int)get_int(o, "out");
+      op.weight = (int)get_int(o, "weight");
+      op.scale = (int)get_int(o, "scale");
+      op.heads = (int)get_int(o, "heads");
+      op.layer = (int)get_int(o, "layer");
+      op.act = (bitnet_cuda::Act)get_int(o, "act");
+      list.push_back(op);
+    }
+    const Napi::Array widths = spec.Get("bufferWidths").As<Napi::Array>();
+    std::vector<int64_t> w;
+    for (uint32_t i = 0; i < widths.Length(); i++) w.push_back(widths.Get(i).As<Napi::Number>().Int64Value());
+    const std::string where = info[1].As<Napi::String>();
+    try {
+      std::unique_ptr<bitnet_cuda::Exec> exec =
+          where == "host" ? bitnet_cuda::make_host_exec() : bitnet_cuda::make_cuda_exec((int)get_int(spec, "device"));
+      model_ = std::make_unique<Model>(std::move(exec), hp, std::move(list), std::move(w),
+                                       (int)get_int(spec, "weightCount"));
+    } catch (const bitnet_cuda::ExecError& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+  Model& model(const Napi::Env& env) {
+    if (!model_) throw Napi::Error::New(env, "the model was disposed");
+    if (busy_) throw Napi::Error::New(env, "a step is running on this model");
+    return *model_;
+  }
+
+  template <typename F>
+  void guarded(const Napi::Env& env, F f) {
+    try {
+      f();
+    } catch (const bitnet_cuda::ExecError& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+  // setWeight(index, kind, rows, cols, bytes: Uint8Array | null, scales: Float32Array | null, scalar)
+  Napi::Value SetWeight(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    const int index = (int)int_arg(info, 0, "index", 0);
+    const int kind = (int)int_arg(info, 1, "kind", 0);
+    const int64_t rows = int_arg(info, 2, "rows", 0);
+    const int64_t cols = int_arg(info, 3, "cols", 0);
+    const uint8_t* bytes = nullptr;
+    size_t n_bytes = 0;
+    if (info[4].IsTypedArray()) {
+      auto a = info[4].As<Napi::TypedArray>();
+      bytes = static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+      n_bytes = a.ByteLength();
+    }
+    const float* scales = nullptr;
+    int64_t n_scales = 0;
+    if (info[5].IsTypedArray()) {
+      auto a = info[5].As<Napi::Float32Array>();
+      scales = a.Data();
+      n_scales = (int64_t)a.ElementLength();
+    }
+    const float scalar = info[6].As<Napi::Number>().FloatValue();
+    if (kind > 4) throw Napi::RangeError::New(env, "unknown weight kind");
+    guarded(env, [&] {
+      m.set_weight(index, (bitnet_cuda::WeightKind)kind, rows, cols, bytes, n_bytes, scales, n_scales, scalar);
+    });
+    return env.Undefined();
+  }
+
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] { model(info.Env()).finish(); });
+    return info.Env().Undefined();
+  }
+  Napi::Value CreateSequence(const Napi::CallbackInfo& info) {
+    const int id = (int)int_arg(info, 0, "sequence", 0);
+    guarded(info.Env(), [&] { model(info.Env()).create_sequence(id); });
+    return info.Env().Undefined();
+  }
+  Napi::Value ForkSequence(const Napi::CallbackInfo& info) {
+    const int from = (int)int_arg(info, 0, "from", 0);
+    const int to = (int)int_arg(info, 1, "to", 0);
+    guarded(info.Env(), [&] { model(info.Env()).fork_sequence(from, to); });
+    return info.Env().Undefined();
+  }
+  Napi::Value FreeSequence(const Napi::CallbackInfo& info) {
+    const int id = (int)int_arg(info, 0, "sequence", 0);
+    guarded(info.Env(), [&] { model(info.Env()).free_sequence(id); });
+    return info.Env().Undefined();
+  }
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!model_) throw Napi::Error::New(env, "the model was disposed");
+    const bitnet_cuda::MemoryInfo mi = model_->memory();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("weightBytes", (double)mi.weight_bytes);
+    o.Set("scratchBytes", (double)mi.scratch_bytes);
+    o.Set("kvBytes", (double)mi.kv_bytes);
+    o.Set("freeBytes", (double)mi.free_bytes);
+    o.Set("totalBytes", (double)mi.total_bytes);
+    o.Set("kvBytesPerToken", (double)model_->kv_bytes_per_token());
+    o.Set("executor", model_->exec_name());
+    return o;
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "a step is running on this model");
+    model_.reset();
+    return info.Env().Undefined();
+  }
+
+  // step(tokens: Int32Array, seqs: Int32Array, positions: Int32Array, want: Uint8Array,
+  //      logits: Float32Array, captureIds: Int32Array, captureOut: Float32Array[],
+  //      injectIds: Int32Array, injectData: Float32Array[]) → Promise<void>
+  Napi::Value Step(const Napi::CallbackInfo& info);
+
+  std::unique_ptr<Model> model_;
+  bool busy_ = false;
+  int64_t vocab_ = 0;
+};
+
+class StepWorker : public Napi::AsyncWorker {
+ public:
+  StepWorker(Napi::Env env, NativeModel* owner, const Napi::CallbackInfo& info)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner) {
+    // The arguments stay referenced (so alive) until the step is done.
+    Napi::Array keep = Napi::Array::New(env);
+    for (size_t i = 0; i < info.Length(); i++) keep.Set((uint32_t)i, info[i]);
+    keep_ = Napi::Persistent(keep);
+    tokens_ = info[0].As<Napi::Int32Array>().Data();
+    seqs_ = info[1].As<Napi::Int32Array>().Data();
+    positions_ = info[2].As<Napi::Int32Array>().Data();
+    auto want = info[3].As<Napi::Uint8Array>();
+    want_ = want.Data();
+    T_ = (int64_t)info[0].As<Napi::Int32Array>().ElementLength();
+    if (info[1].As<Napi::Int32Array>().ElementLength() != (size_t)T_ ||
+        info[2].As<Napi::Int32Array>().ElementLength() != (size_t)T_ || want.ElementLength() != (size_t)T_) {
+      throw Napi::RangeError::New(env, "tokens, sequences, positions and want must have one entry per token");
+    }
+    auto logits = info[4].As<Napi::Float32Array>();
+    logits_ = logits.Data();
+    size_t rows = 0;
+    for (int64_t t = 0; t < T_; t++) rows += want_[t] != 0;
+    if (logits.ElementLength() < rows * (size_t)owner->vocab_) {
+      throw Napi::RangeError::New(env, "logits is too short for the rows that want them");
+    }
+    auto cap_ids = info[5].As<Napi::Int32Array>();
+    auto cap_out = info[6].As<Napi::Array>();
+    for (size_t i = 0; i < cap_ids.ElementLength(); i++) {
+      capture_.push_back(cap_ids[i]);
+      captured_.push_back(cap_out.Get((uint32_t)i).As<Napi::Float32Array>().Data());
+    }
+    auto inj_ids = info[7].As<Napi::Int32Array>();
+    auto inj_data = info[8].As<Napi::Array>();
+    for (size_t i = 0; i < inj_ids.ElementLength(); i++) {
+      inject_.push_back(inj_ids[i]);
+      injected_.push_back(inj_data.Get((uint32_t)i).As<Napi::Float32Array>().Data());
+    }
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      owner_->model_->step(tokens_, seqs_, positions_, want_, T_, logits_, capture_, captured_, inject_, injected_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    owner_->busy_ = false;
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->busy_ = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  NativeModel* owner_;
+  Napi::Reference<Napi::Array> keep_;
+  const int32_t *tokens_, *seqs_, *positions_;
+  const uint8_t* want_;
+  int64_t T_;
+  float* logits_;
+  std::vector<int> capture_, inject_;
+  std::vector<float*> captured_;
+  std::vector<const float*> injected_;
+};
+
+Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  if (info.Length() < 9) throw Napi::TypeError::New(env, "step takes nine arguments");
+  auto* worker = new StepWorker(env, this, info);
+  busy_ = true;
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeCudaModel", NativeModel::Define(env));
+  exports.Set("status", Napi::Function::New(env, Status_));
+  exports.Set("i2sLinear", Napi::Function::New(env, I2sLinear));
+  exports.Set("f16Linear", Napi::Function::New(env, F16Linear));
+  exports.Set("timeI2sGemv", Napi::Function::New(env, TimeI2sGemv));
+  exports.Set("timeCopy", Napi::Function::New(env, TimeCopy));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(bitnet_kernels_cuda, Init)

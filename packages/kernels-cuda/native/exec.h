@@ -1,0 +1,71 @@
+// Where a model's ops run: on the GPU (CudaExec, kernels.cu) or on the CPU through the kernels'
+// host twins (HostExec, host.cc). The model (model.cc) is written once against this interface,
+// so the host run checks its orchestration (buffers, KV caches, positions, batching) and the
+// kernels' arithmetic on any machine. Pointers are the executor's memory ("device" pointers).
+// Every call is issued in order; to_host waits for what came before it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace bitnet_cuda {
+
+// A failure of the executor (out of memory, a CUDA error): the message names what and why.
+struct ExecError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class Act : int { Relu2 = 0, Silu = 1 };
+
+struct Exec {
+  virtual ~Exec() = default;
+  virtual const char* name() const = 0;
+  // Memory the executor can still give, and in all (bytes); the host reports 0 / 0.
+  virtual void memory(uint64_t* free_bytes, uint64_t* total_bytes) = 0;
+  virtual void* alloc(size_t bytes, const char* what) = 0;  // throws ExecError
+  virtual void release(void* p) = 0;
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void sync() = 0;
+
+  // out[t, :] = table row tokens[t] (f16 or f32 table of width d).
+  virtual void embed(const void* table, bool f16, const int32_t* tokens, int64_t T, int64_t d, float* out) = 0;
+  virtual void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out) = 0;
+  // Per-token int8 (bitnet.cpp): q, scale and Σq per token.
+  virtual void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) = 0;
+  // Q8_K per 256 block: q, d and Σq per block.
+  virtual void quantize_q8k(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) = 0;
+  virtual void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q,
+                        const float* scale, const int32_t* sum, int64_t T, float* y) = 0;
+  // TQ2_0 codes (64 bytes per 256 block) with per-row-block scales (rows × cols/256).
+  virtual void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
+                        const float* d, const int32_t* bsum, int64_t T, float* y) = 0;
+  // y = W x for f16 or f32 weights; round_x: x rounded to f16 first (ggml, before an F16 matmul).
+  virtual void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T,
+                          bool round_x, float* y) = 0;
+  virtual void scale(float* y, int64_t n, float s) = 0;
+  // NeoX RoPE with per-token tables cos/sin [T × n_rot/2].
+  virtual void rope(const float* x, const float* cos, const float* sin, int64_t T, int64_t heads, int64_t head_dim,
+                    int64_t n_rot, float* out) = 0;
+  // Stores each token's k and v (f16) at its position in its sequence's cache of this layer.
+  virtual void kv_store(const float* k, const float* v, uint16_t* const* kcache, uint16_t* const* vcache,
+                        const int32_t* pos, int64_t T, int64_t kv_width) = 0;
+  // Causal GQA attention of each token over its cache's first pos + 1 positions. `scores` is
+  // scratch of T × n_head × max_len floats.
+  virtual void attention(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache,
+                         const int32_t* pos, int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                         float* scores, int64_t max_len, float* out) = 0;
+  virtual void add(const float* a, const float* b, int64_t n, float* out) = 0;
+  virtual void glu(const float* gate, const float* up, int64_t n, Act act, float* out) = 0;
+  // out[i, :] = x[rows[i], :] for n rows of `width`.
+  virtual void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) = 0;
+};
+
+std::unique_ptr<Exec> make_host_exec();
+// Throws ExecError when no GPU can be used (the message says why).
+std::unique_ptr<Exec> make_cuda_exec(int device);
+
+}  // namespace bitnet_cuda

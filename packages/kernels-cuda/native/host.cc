@@ -1,0 +1,334 @@
+// The host twins of the CUDA kernels: the same per-chunk functions (ternary.cuh) and the same
+// lane split, run on the CPU. They need no CUDA toolkit, so every machine (CI included) checks
+// the arithmetic the GPU runs.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <cstdlib>
+#include <vector>
+
+#include "kernels.h"
+#include "ternary.cuh"
+
+namespace bitnet_cuda {
+
+namespace {
+constexpr int kWarp = 32;
+}  // namespace
+
+void i2s_linear_host(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const float* x, int64_t T,
+                     float* y, int8_t* q, float* act_scale, int32_t* act_sum) {
+  for (int64_t t = 0; t < T; t++) {
+    float m = 0.0f;
+    for (int64_t c = 0; c < cols; c++) m = std::max(m, std::fabs(x[t * cols + c]));
+    const float s = i8_scale(m);
+    int32_t sum = 0;
+    for (int64_t c = 0; c < cols; c++) {
+      const int32_t v = i8_quantize(x[t * cols + c], s);
+      q[t * cols + c] = (int8_t)v;
+      sum += v;
+    }
+    act_scale[t] = s;
+    act_sum[t] = sum;
+  }
+  const int64_t chunks = cols / kI2sChunkElems;
+  for (int64_t t = 0; t < T; t++) {
+    std::vector<int32_t> q32((size_t)cols / 4);
+    std::memcpy(q32.data(), q + t * cols, (size_t)cols);
+    for (int64_t r = 0; r < rows; r++) {
+      const uint8_t* row = codes + r * (cols / 4);
+      int32_t total = 0;
+      for (int lane = 0; lane < kWarp; lane++) {
+        int32_t acc = 0;
+        for (int64_t c = lane; c < chunks; c += kWarp) {
+          uint32_t words[4];
+          std::memcpy(words, row + c * kI2sChunkBytes, sizeof words);
+          acc = i2s_chunk_dot(words, q32.data(), c, acc);
+        }
+        total += acc;
+      }
+      y[t * rows + r] = i2s_finish(total, act_sum[t], act_scale[t], w_scale);
+    }
+  }
+}
+
+}  // namespace bitnet_cuda
+
+// ---------------------------------------------------------------------------------------------
+// HostExec: the model's ops on the CPU, lane by lane where the GPU reduces across a warp, with
+// the warp's butterfly order (xor 16, 8, 4, 2, 1), so its results are the GPU's.
+#include "exec.h"
+#include "twins.cuh"
+
+namespace bitnet_cuda {
+namespace {
+
+template <typename T>
+T butterfly_sum(T* v) {
+  for (int o = kLanes / 2; o > 0; o /= 2) {
+    T next[kLanes];
+    for (int l = 0; l < kLanes; l++) next[l] = v[l] + v[l ^ o];
+    for (int l = 0; l < kLanes; l++) v[l] = next[l];
+  }
+  return v[0];
+}
+
+float butterfly_sum_f(float* v) {
+  for (int o = kLanes / 2; o > 0; o /= 2) {
+    float next[kLanes];
+    for (int l = 0; l < kLanes; l++) next[l] = add_rn(v[l], v[l ^ o]);
+    for (int l = 0; l < kLanes; l++) v[l] = next[l];
+  }
+  return v[0];
+}
+
+// The fused multiply-adds are a libm call without the FMA instructions: clones with them where
+// the CPU has them (the head and attention are most of a host step).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BITNET_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#else
+#define BITNET_FMA_CLONES
+#endif
+
+BITNET_FMA_CLONES
+void host_float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
+                     float* y) {
+  // Lane l accumulates columns l, l + 32, … in order, as on the GPU; the 32 lanes advance
+  // together so that the inner loop runs over contiguous columns (and vectorizes).
+  std::vector<float> xr((size_t)cols), wr((size_t)cols);
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t c = 0; c < cols; c++) xr[c] = round_x ? round_f16(x[t * cols + c]) : x[t * cols + c];
+    for (int64_t r = 0; r < rows; r++) {
+      const float* wrow = (const float*)w + r * cols;
+      if (f16) {
+        for (int64_t c = 0; c < cols; c++) wr[c] = f16_to_f32(((const uint16_t*)w)[r * cols + c]);
+        wrow = wr.data();
+      }
+      float part[kLanes] = {};
+      int64_t c0 = 0;
+      for (; c0 + kLanes <= cols; c0 += kLanes) {
+        for (int l = 0; l < kLanes; l++) part[l] = fma_rn(wrow[c0 + l], xr[c0 + l], part[l]);
+      }
+      for (int l = 0; c0 + l < cols; l++) part[l] = fma_rn(wrow[c0 + l], xr[c0 + l], part[l]);
+      y[t * rows + r] = butterfly_sum_f(part);
+    }
+  }
+}
+
+BITNET_FMA_CLONES
+void host_attention(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache, const int32_t* pos,
+                    int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* scores, int64_t max_len,
+                    float* out) {
+    const int64_t kvw = n_head_kv * head_dim, group = n_head / n_head_kv;
+    const float scale = (float)(1.0 / std::sqrt((double)head_dim));
+    std::vector<float> qh((size_t)head_dim);
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t len = pos[t] + 1;
+      for (int64_t h = 0; h < n_head; h++) {
+        const int64_t kvh = h / group;
+        for (int64_t i = 0; i < head_dim; i++) qh[i] = round_f16(q[t * n_head * head_dim + h * head_dim + i]);
+        float* s = scores + (t * n_head + h) * max_len;
+        float lane_max[kLanes];
+        for (int l = 0; l < kLanes; l++) lane_max[l] = -INFINITY;
+        for (int64_t j = 0; j < len; j++) {
+          const uint16_t* kr = kcache[t] + j * kvw + kvh * head_dim;
+          float acc = 0.0f;
+          for (int64_t i = 0; i < head_dim; i++) acc = fma_rn(qh[i], f16_to_f32(kr[i]), acc);
+          s[j] = mul_rn(acc, scale);
+          lane_max[j % kLanes] = std::max(lane_max[j % kLanes], s[j]);
+        }
+        float max = -INFINITY;
+        for (int l = 0; l < kLanes; l++) max = std::max(max, lane_max[l]);
+        double part[kLanes] = {};
+        for (int64_t j = 0; j < len; j++) {
+          s[j] = softmax_exp(s[j], max);
+          part[j % kLanes] += (double)s[j];
+        }
+        const float inv = (float)(1.0 / butterfly_sum(part));
+        for (int64_t j = 0; j < len; j++) s[j] = softmax_prob(s[j], inv);
+        for (int64_t i = 0; i < head_dim; i++) {
+          float acc = 0.0f;
+          for (int64_t j = 0; j < len; j++) acc = fma_rn(s[j], f16_to_f32(vcache[t][j * kvw + kvh * head_dim + i]), acc);
+          out[t * n_head * head_dim + h * head_dim + i] = acc;
+        }
+      }
+    }
+  }
+
+struct HostExec final : Exec {
+  const char* name() const override { return "host"; }
+  void memory(uint64_t* free_bytes, uint64_t* total_bytes) override {
+    *free_bytes = 0;
+    *total_bytes = 0;
+  }
+  void* alloc(size_t bytes, const char* what) override {
+    void* p = std::calloc(std::max<size_t>(bytes, 1), 1);
+    if (p == nullptr) throw ExecError(std::string("out of host memory for ") + what);
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+  void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+  void sync() override {}
+
+  void embed(const void* table, bool f16, const int32_t* tokens, int64_t T, int64_t d, float* out) override {
+    for (int64_t t = 0; t < T; t++) {
+      for (int64_t i = 0; i < d; i++) {
+        out[t * d + i] = f16 ? f16_to_f32(((const uint16_t*)table)[tokens[t] * d + i])
+                             : ((const float*)table)[tokens[t] * d + i];
+      }
+    }
+  }
+
+  void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out) override {
+    for (int64_t t = 0; t < T; t++) {
+      double part[kLanes];
+      for (int l = 0; l < kLanes; l++) part[l] = rms_lane_sum(x + t * n, n, l);
+      const float s = rms_scale(butterfly_sum(part), n, eps);
+      for (int64_t i = 0; i < n; i++) out[t * n + i] = rms_apply(x[t * n + i], s, w[i]);
+    }
+  }
+
+  void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) override {
+    for (int64_t t = 0; t < T; t++) {
+      float m = 0.0f;
+      for (int64_t c = 0; c < n; c++) m = std::max(m, std::fabs(x[t * n + c]));
+      const float s = i8_scale(m);
+      int32_t total = 0;
+      for (int64_t c = 0; c < n; c++) {
+        const int32_t v = i8_quantize(x[t * n + c], s);
+        q[t * n + c] = (int8_t)v;
+        total += v;
+      }
+      scale[t] = s;
+      sum[t] = total;
+    }
+  }
+
+  void quantize_q8k(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) override {
+    const int64_t nb = n / 256;
+    for (int64_t t = 0; t < T; t++) {
+      for (int64_t b = 0; b < nb; b++) {
+        const float* xb = x + t * n + b * 256;
+        int8_t* qb = q + t * n + b * 256;
+        float amax = 0.0f, max = 0.0f;
+        for (int i = 0; i < 256; i++) {
+          if (std::fabs(xb[i]) > amax) {
+            amax = std::fabs(xb[i]);
+            max = xb[i];
+          }
+        }
+        int32_t total = 0;
+        if (amax == 0.0f) {
+          std::memset(qb, 0, 256);
+          d[t * nb + b] = 0.0f;
+        } else {
+          const float iscale = q8k_iscale(max);
+          for (int i = 0; i < 256; i++) {
+            qb[i] = (int8_t)q8k_quantize(xb[i], iscale);
+            total += qb[i];
+          }
+          d[t * nb + b] = div_rn(1.0f, iscale);
+        }
+        bsum[t * nb + b] = total;
+      }
+    }
+  }
+
+  void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* scale,
+                const int32_t* sum, int64_t T, float* y) override {
+    const int64_t chunks = cols / kI2sChunkElems;
+    for (int64_t t = 0; t < T; t++) {
+      const int32_t* q32 = reinterpret_cast<const int32_t*>(q + t * cols);
+      for (int64_t r = 0; r < rows; r++) {
+        const uint8_t* row = codes + r * (cols / 4);
+        int32_t acc = 0;
+        for (int64_t c = 0; c < chunks; c++) {
+          uint32_t words[4];
+          std::memcpy(words, row + c * kI2sChunkBytes, sizeof words);
+          acc = i2s_chunk_dot(words, q32, c, acc);
+        }
+        y[t * rows + r] = i2s_finish(acc, sum[t], scale[t], w_scale);
+      }
+    }
+  }
+
+  void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
+                const float* d, const int32_t* bsum, int64_t T, float* y) override {
+    const int64_t nb = cols / 256;
+    for (int64_t t = 0; t < T; t++) {
+      for (int64_t r = 0; r < rows; r++) {
+        float sumf = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+          const uint8_t* blk = codes + (r * nb + b) * 64;
+          const int32_t* q32 = reinterpret_cast<const int32_t*>(q + t * cols + b * 256);
+          int32_t acc = 0;
+          for (int w = 0; w < 16; w++) {
+            uint32_t word;
+            std::memcpy(&word, blk + 4 * w, 4);
+            acc = tq2_word_dot(word, q32, w, acc);
+          }
+          sumf = tq2_accumulate(sumf, acc - bsum[t * nb + b], d[t * nb + b], block_scales[r * nb + b]);
+        }
+        y[t * rows + r] = sumf;
+      }
+    }
+  }
+
+  void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
+                  float* y) override {
+    host_float_gemm(w, f16, rows, cols, x, T, round_x, y);
+  }
+
+  void scale(float* y, int64_t n, float s) override {
+    for (int64_t i = 0; i < n; i++) y[i] = mul_rn(y[i], s);
+  }
+
+  void rope(const float* x, const float* cos, const float* sin, int64_t T, int64_t heads, int64_t head_dim,
+            int64_t n_rot, float* out) override {
+    const int64_t half = n_rot / 2, width = heads * head_dim;
+    for (int64_t t = 0; t < T; t++) {
+      for (int64_t h = 0; h < heads; h++) {
+        const float* xi = x + t * width + h * head_dim;
+        float* o = out + t * width + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+          rope_pair(xi[i], xi[i + half], cos[t * half + i], sin[t * half + i], &o[i], &o[i + half]);
+        }
+        for (int64_t i = n_rot; i < head_dim; i++) o[i] = xi[i];
+      }
+    }
+  }
+
+  void kv_store(const float* k, const float* v, uint16_t* const* kcache, uint16_t* const* vcache, const int32_t* pos,
+                int64_t T, int64_t kv_width) override {
+    for (int64_t t = 0; t < T; t++) {
+      for (int64_t i = 0; i < kv_width; i++) {
+        kcache[t][pos[t] * kv_width + i] = f32_to_f16(k[t * kv_width + i]);
+        vcache[t][pos[t] * kv_width + i] = f32_to_f16(v[t * kv_width + i]);
+      }
+    }
+  }
+
+  void attention(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache, const int32_t* pos,
+                 int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* scores, int64_t max_len,
+                 float* out) override {
+    host_attention(q, kcache, vcache, pos, T, n_head, n_head_kv, head_dim, scores, max_len, out);
+  }
+
+  void add(const float* a, const float* b, int64_t n, float* out) override {
+    for (int64_t i = 0; i < n; i++) out[i] = add_rn(a[i], b[i]);
+  }
+  void glu(const float* gate, const float* up, int64_t n, Act act, float* out) override {
+    for (int64_t i = 0; i < n; i++) out[i] = act == Act::Relu2 ? glu_relu2(gate[i], up[i]) : glu_silu(gate[i], up[i]);
+  }
+  void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) override {
+    for (int64_t i = 0; i < n; i++) std::memcpy(out + i * width, x + rows[i] * width, width * sizeof(float));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Exec> make_host_exec() { return std::make_unique<HostExec>(); }
+
+}  // namespace bitnet_cuda

@@ -1,0 +1,661 @@
+// The CUDA kernels: per-token int8 activation quantization, the I2_S GEMV/GEMM (dp4a, one warp
+// per output row), the f16 head GEMV, and their timing entries.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+#include "ternary.cuh"
+
+namespace bitnet_cuda {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kRowsPerBlock = 4;  // warps per block in the GEMVs
+constexpr int kMaxTokensPerPass = 8;
+
+Status check(cudaError_t e, const char* what) {
+  Status s;
+  if (e != cudaSuccess) {
+    s.error = std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+  }
+  return s;
+}
+
+// A device buffer freed on every path out of an entry point.
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  Status alloc(size_t count, const char* what) {
+    return check(cudaMalloc(&ptr, std::max<size_t>(count, 1) * sizeof(T)), what);
+  }
+  ~DeviceBuffer() {
+    if (ptr != nullptr) cudaFree(ptr);
+  }
+};
+
+struct Event {
+  cudaEvent_t e = nullptr;
+  Status create() { return check(cudaEventCreate(&e), "cudaEventCreate"); }
+  ~Event() {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
+};
+
+// One block per token: max |x| over the row (order-free, so exact), the scale, then each
+// thread quantizes a strided share and the block sums the int8 values (exact).
+__global__ void quantize_i8_kernel(const float* __restrict__ x, int64_t cols, int8_t* __restrict__ q,
+                                   float* __restrict__ act_scale, int32_t* __restrict__ act_sum) {
+  __shared__ float max_part[32];
+  __shared__ int32_t sum_part[32];
+  const int64_t t = blockIdx.x;
+  const float* row = x + t * cols;
+  float m = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, fabsf(row[c]));
+  for (int o = kWarp / 2; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, warps = blockDim.x / kWarp;
+  if (lane == 0) max_part[warp] = m;
+  __syncthreads();
+  m = 0.0f;
+  for (int i = 0; i < warps; i++) m = fmaxf(m, max_part[i]);
+  const float s = i8_scale(m);
+  int32_t sum = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const int32_t v = i8_quantize(row[c], s);
+    q[t * cols + c] = (int8_t)v;
+    sum += v;
+  }
+  for (int o = kWarp / 2; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) sum_part[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t total = 0;
+    for (int i = 0; i < warps; i++) total += sum_part[i];
+    act_scale[t] = s;
+    act_sum[t] = total;
+  }
+}
+
+// One warp per row, NT tokens per pass: each lane loads 16 bytes of codes at a time (the warp
+// reads 512 contiguous bytes per step) and uses them for all NT tokens. Integer sums, so the lane
+// split and the shuffle tree change no bit.
+template <int NT>
+__global__ void i2s_gemv_kernel(const uint8_t* __restrict__ codes, int64_t rows, int64_t cols, float w_scale,
+                                const int8_t* __restrict__ q, const float* __restrict__ act_scale,
+                                const int32_t* __restrict__ act_sum, float* __restrict__ y, int64_t t0) {
+  const int64_t r = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (r >= rows) return;
+  const int64_t chunks = cols / kI2sChunkElems;
+  const uint4* row = reinterpret_cast<const uint4*>(codes + r * (cols / 4));
+  int32_t acc[NT];
+#pragma unroll
+  for (int j = 0; j < NT; j++) acc[j] = 0;
+  for (int64_t c = lane; c < chunks; c += kWarp) {
+    const uint4 v = __ldg(row + c);
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      acc[j] = i2s_chunk_dot(words, reinterpret_cast<const int32_t*>(q + (t0 + j) * cols), c, acc[j]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < NT; j++) {
+    for (int o = kWarp / 2; o > 0; o /= 2) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], o);
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      const int64_t t = t0 + j;
+      y[t * rows + r] = i2s_finish(acc[j], act_sum[t], act_scale[t], w_scale);
+    }
+  }
+}
+
+template <int NT>
+void launch_i2s(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q,
+                const float* act_scale, const int32_t* act_sum, float* y, int64_t t0, cudaStream_t stream) {
+  const unsigned blocks = (unsigned)((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  i2s_gemv_kernel<NT><<<blocks, kRowsPerBlock * kWarp, 0, stream>>>(codes, rows, cols, w_scale, q, act_scale,
+                                                                   act_sum, y, t0);
+}
+
+// All T tokens in passes of up to eight, the passes balanced (9 tokens: 5 + 4).
+void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* act_scale,
+              const int32_t* act_sum, float* y, int64_t T, cudaStream_t stream) {
+  int64_t t = 0;
+  for (int64_t passes = (T + kMaxTokensPerPass - 1) / kMaxTokensPerPass; t < T; passes--) {
+    const int64_t n = (T - t + passes - 1) / passes;
+    switch (n) {
+      case 8: launch_i2s<8>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 7: launch_i2s<7>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 6: launch_i2s<6>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 5: launch_i2s<5>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 4: launch_i2s<4>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 3: launch_i2s<3>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 2: launch_i2s<2>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      default: launch_i2s<1>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+    }
+    t += n;
+  }
+}
+
+// One warp per row of f16 weights: each lane converts eight halves per 16-byte load and
+// accumulates in f32; the warp sums its lanes by shuffles.
+__global__ void f16_gemv_kernel(const uint16_t* __restrict__ w, int64_t rows, int64_t cols, const float* __restrict__ x,
+                                int64_t T, float* __restrict__ y) {
+  const int64_t r = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (r >= rows) return;
+  const uint16_t* row = w + r * cols;
+  for (int64_t t = 0; t < T; t++) {
+    const float* xt = x + t * cols;
+    float acc = 0.0f;
+    // 16-byte loads where the row is 16-byte aligned and whole; a scalar loop otherwise.
+    if (cols % 8 == 0 && (reinterpret_cast<uintptr_t>(row) % 16) == 0) {
+      const uint4* row8 = reinterpret_cast<const uint4*>(row);
+      for (int64_t c = lane; c < cols / 8; c += kWarp) {
+        const uint4 v = __ldg(row8 + c);
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
+          acc = fmaf(f.x, xt[8 * c + 2 * i], acc);
+          acc = fmaf(f.y, xt[8 * c + 2 * i + 1], acc);
+        }
+      }
+    } else {
+      for (int64_t c = lane; c < cols; c += kWarp) {
+        acc = fmaf(__half2float(*reinterpret_cast<const __half*>(row + c)), xt[c], acc);
+      }
+    }
+    for (int o = kWarp / 2; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) y[t * rows + r] = acc;
+  }
+}
+
+}  // namespace
+
+int runtime_version() {
+  int v = 0;
+  cudaRuntimeGetVersion(&v);
+  return v;
+}
+
+Status devices(int* count) {
+  *count = 0;
+  return check(cudaGetDeviceCount(count), "cudaGetDeviceCount");
+}
+
+Status device_info(int index, DeviceInfo* info) {
+  cudaDeviceProp p;
+  Status s = check(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties");
+  if (!s.ok()) return s;
+  info->name = p.name;
+  info->major = p.major;
+  info->minor = p.minor;
+  info->sm_count = p.multiProcessorCount;
+  info->total_memory = p.totalGlobalMem;
+  int v = 0;
+  if (cudaDeviceGetAttribute(&v, cudaDevAttrGlobalMemoryBusWidth, index) == cudaSuccess) info->memory_bus_bits = v;
+  if (cudaDeviceGetAttribute(&v, cudaDevAttrMemoryClockRate, index) == cudaSuccess) info->memory_clock_khz = v;
+  return s;
+}
+
+Status i2s_linear_device(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const float* x, int64_t T,
+                         float* y, int8_t* q, float* act_scale, int32_t* act_sum) {
+  DeviceBuffer<uint8_t> d_codes;
+  DeviceBuffer<float> d_x, d_y, d_scale;
+  DeviceBuffer<int8_t> d_q;
+  DeviceBuffer<int32_t> d_sum;
+  Status s;
+  if (!(s = d_codes.alloc(rows * cols / 4, "cudaMalloc (codes)")).ok()) return s;
+  if (!(s = d_x.alloc(T * cols, "cudaMalloc (activations)")).ok()) return s;
+  if (!(s = d_y.alloc(T * rows, "cudaMalloc (output)")).ok()) return s;
+  if (!(s = d_scale.alloc(T, "cudaMalloc (scales)")).ok()) return s;
+  if (!(s = d_q.alloc(T * cols, "cudaMalloc (int8 activations)")).ok()) return s;
+  if (!(s = d_sum.alloc(T, "cudaMalloc (sums)")).ok()) return s;
+  if (!(s = check(cudaMemcpy(d_codes.ptr, codes, rows * cols / 4, cudaMemcpyHostToDevice), "copy codes")).ok()) return s;
+  if (!(s = check(cudaMemcpy(d_x.ptr, x, T * cols * sizeof(float), cudaMemcpyHostToDevice), "copy activations")).ok())
+    return s;
+  quantize_i8_kernel<<<(unsigned)T, 256>>>(d_x.ptr, cols, d_q.ptr, d_scale.ptr, d_sum.ptr);
+  if (!(s = check(cudaGetLastError(), "quantize_i8_kernel")).ok()) return s;
+  i2s_gemm(d_codes.ptr, rows, cols, w_scale, d_q.ptr, d_scale.ptr, d_sum.ptr, d_y.ptr, T, nullptr);
+  if (!(s = check(cudaGetLastError(), "i2s_gemv_kernel")).ok()) return s;
+  if (!(s = check(cudaDeviceSynchronize(), "synchronize")).ok()) return s;
+  if (!(s = check(cudaMemcpy(y, d_y.ptr, T * rows * sizeof(float), cudaMemcpyDeviceToHost), "copy output")).ok())
+    return s;
+  if (!(s = check(cudaMemcpy(q, d_q.ptr, T * cols, cudaMemcpyDeviceToHost), "copy int8 activations")).ok()) return s;
+  if (!(s = check(cudaMemcpy(act_scale, d_scale.ptr, T * sizeof(float), cudaMemcpyDeviceToHost), "copy scales")).ok())
+    return s;
+  return check(cudaMemcpy(act_sum, d_sum.ptr, T * sizeof(int32_t), cudaMemcpyDeviceToHost), "copy sums");
+}
+
+Status f16_linear_device(const uint16_t* w, int64_t rows, int64_t cols, const float* x, int64_t T, float* y) {
+  DeviceBuffer<uint16_t> d_w;
+  DeviceBuffer<float> d_x, d_y;
+  Status s;
+  if (!(s = d_w.alloc(rows * cols, "cudaMalloc (weights)")).ok()) return s;
+  if (!(s = d_x.alloc(T * cols, "cudaMalloc (activations)")).ok()) return s;
+  if (!(s = d_y.alloc(T * rows, "cudaMalloc (output)")).ok()) return s;
+  if (!(s = check(cudaMemcpy(d_w.ptr, w, rows * cols * 2, cudaMemcpyHostToDevice), "copy weights")).ok()) return s;
+  if (!(s = check(cudaMemcpy(d_x.ptr, x, T * cols * sizeof(float), cudaMemcpyHostToDevice), "copy activations")).ok())
+    return s;
+  const unsigned blocks = (unsigned)((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  f16_gemv_kernel<<<blocks, kRowsPerBlock * kWarp>>>(d_w.ptr, rows, cols, d_x.ptr, T, d_y.ptr);
+  if (!(s = check(cudaGetLastError(), "f16_gemv_kernel")).ok()) return s;
+  if (!(s = check(cudaDeviceSynchronize(), "synchronize")).ok()) return s;
+  return check(cudaMemcpy(y, d_y.ptr, T * rows * sizeof(float), cudaMemcpyDeviceToHost), "copy output");
+}
+
+namespace {
+// Times `run` with events, after one untimed run; the median of `reps`.
+template <typename Run>
+Status time_median(int reps, Run run, double* median_ms) {
+  Event start, stop;
+  Status s;
+  if (!(s = start.create()).ok() || !(s = stop.create()).ok()) return s;
+  run();
+  if (!(s = check(cudaDeviceSynchronize(), "warm-up")).ok()) return s;
+  std::vector<double> ms;
+  for (int i = 0; i < std::max(reps, 1); i++) {
+    cudaEventRecord(start.e);
+    run();
+    cudaEventRecord(stop.e);
+    if (!(s = check(cudaEventSynchronize(stop.e), "timed run")).ok()) return s;
+    float e = 0;
+    cudaEventElapsedTime(&e, start.e, stop.e);
+    ms.push_back(e);
+  }
+  std::sort(ms.begin(), ms.end());
+  *median_ms = ms[ms.size() / 2];
+  return check(cudaGetLastError(), "kernel");
+}
+}  // namespace
+
+Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int reps, double* median_ms) {
+  DeviceBuffer<uint8_t> d_codes;
+  DeviceBuffer<int8_t> d_q;
+  DeviceBuffer<float> d_y, d_scale;
+  DeviceBuffer<int32_t> d_sum;
+  Status s;
+  if (!(s = d_codes.alloc(rows * cols / 4, "cudaMalloc (codes)")).ok()) return s;
+  if (!(s = d_q.alloc(T * cols, "cudaMalloc (int8 activations)")).ok()) return s;
+  if (!(s = d_y.alloc(T * rows, "cudaMalloc (output)")).ok()) return s;
+  if (!(s = d_scale.alloc(T, "cudaMalloc (scales)")).ok()) return s;
+  if (!(s = d_sum.alloc(T, "cudaMalloc (sums)")).ok()) return s;
+  // Codes 0x55 (every element 0 after the offset) and activations 1: the timing does not depend
+  // on the values, only on the bytes moved.
+  if (!(s = check(cudaMemset(d_codes.ptr, 0x55, rows * cols / 4), "memset codes")).ok()) return s;
+  if (!(s = check(cudaMemset(d_q.ptr, 1, T * cols), "memset activations")).ok()) return s;
+  if (!(s = check(cudaMemset(d_scale.ptr, 0, T * sizeof(float)), "memset scales")).ok()) return s;
+  if (!(s = check(cudaMemset(d_sum.ptr, 0, T * sizeof(int32_t)), "memset sums")).ok()) return s;
+  return time_median(
+      reps,
+      [&] { i2s_gemm(d_codes.ptr, rows, cols, 1.0f, d_q.ptr, d_scale.ptr, d_sum.ptr, d_y.ptr, T, nullptr); },
+      median_ms);
+}
+
+Status time_copy(int64_t bytes, int reps, double* median_ms) {
+  DeviceBuffer<uint8_t> a, b;
+  Status s;
+  if (!(s = a.alloc(bytes, "cudaMalloc (source)")).ok()) return s;
+  if (!(s = b.alloc(bytes, "cudaMalloc (destination)")).ok()) return s;
+  if (!(s = check(cudaMemset(a.ptr, 1, bytes), "memset")).ok()) return s;
+  return time_median(reps, [&] { cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice); }, median_ms);
+}
+
+}  // namespace bitnet_cuda
+
+// ---------------------------------------------------------------------------------------------
+// CudaExec: the model's ops as kernels, one warp per item (a token, a token's row, a head),
+// reducing across the warp in the butterfly order host.cc reproduces.
+#include "exec.h"
+#include "twins.cuh"
+
+namespace bitnet_cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 4;
+
+unsigned blocks_for(int64_t items) { return (unsigned)((items + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+
+template <typename T>
+__device__ T warp_sum(T v) {
+  for (int o = kLanes / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ float warp_sum_rn(float v) {
+  for (int o = kLanes / 2; o > 0; o /= 2) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ float warp_max(float v) {
+  for (int o = kLanes / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+#define WARP_ITEM(items)                                                          \
+  const int64_t item = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / kLanes; \
+  const int lane = threadIdx.x % kLanes;                                           \
+  if (item >= (items)) return;
+
+__global__ void embed_kernel(const void* table, bool f16, const int32_t* tokens, int64_t T, int64_t d, float* out) {
+  WARP_ITEM(T);
+  const int64_t row = tokens[item];
+  for (int64_t i = lane; i < d; i += kLanes) {
+    out[item * d + i] = f16 ? f16_to_f32(((const uint16_t*)table)[row * d + i]) : ((const float*)table)[row * d + i];
+  }
+}
+
+__global__ void rms_norm_kernel(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out) {
+  WARP_ITEM(T);
+  const float* xt = x + item * n;
+  const float s = rms_scale(warp_sum(rms_lane_sum(xt, n, lane)), n, eps);
+  for (int64_t i = lane; i < n; i += kLanes) out[item * n + i] = rms_apply(xt[i], s, w[i]);
+}
+
+__global__ void quantize_q8k_kernel(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) {
+  const int64_t nb = n / 256;
+  WARP_ITEM(T * nb);
+  const int64_t t = item / nb, b = item % nb;
+  const float* xb = x + t * n + b * 256;
+  int8_t* qb = q + t * n + b * 256;
+  // The first value of largest magnitude: each lane's first maximum, then the lowest index.
+  float amax = 0.0f;
+  int at = 256;
+  for (int i = lane; i < 256; i += kLanes) {
+    if (fabsf(xb[i]) > amax) {
+      amax = fabsf(xb[i]);
+      at = i;
+    }
+  }
+  for (int o = kLanes / 2; o > 0; o /= 2) {
+    const float a2 = __shfl_xor_sync(0xffffffffu, amax, o);
+    const int at2 = __shfl_xor_sync(0xffffffffu, at, o);
+    if (a2 > amax || (a2 == amax && at2 < at)) {
+      amax = a2;
+      at = at2;
+    }
+  }
+  int32_t total = 0;
+  if (amax == 0.0f) {
+    for (int i = lane; i < 256; i += kLanes) qb[i] = 0;
+  } else {
+    const float iscale = q8k_iscale(xb[at]);
+    for (int i = lane; i < 256; i += kLanes) {
+      const int32_t v = q8k_quantize(xb[i], iscale);
+      qb[i] = (int8_t)v;
+      total += v;
+    }
+  }
+  total = warp_sum(total);
+  if (lane == 0) {
+    d[item] = amax == 0.0f ? 0.0f : __fdiv_rn(1.0f, q8k_iscale(xb[at]));
+    bsum[item] = total;
+  }
+}
+
+// One warp per (token, row): half-warps take alternate blocks, 16 lanes × one code word each;
+// the block's integer sum is exact, and lane 0 applies the block scales in block order.
+__global__ void tq2_gemm_kernel(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols,
+                                const int8_t* q, const float* d, const int32_t* bsum, int64_t T, float* y) {
+  WARP_ITEM(T * rows);
+  const int64_t t = item / rows, r = item % rows, nb = cols / 256;
+  const int half = lane / 16, w = lane % 16;
+  float sumf = 0.0f;
+  for (int64_t b0 = 0; b0 < nb; b0 += 2) {
+    const int64_t b = b0 + half;
+    int32_t acc = 0;
+    if (b < nb) {
+      const uint32_t word = reinterpret_cast<const uint32_t*>(codes + (r * nb + b) * 64)[w];
+      acc = tq2_word_dot(word, reinterpret_cast<const int32_t*>(q + t * cols + b * 256), w, 0);
+    }
+    for (int o = 8; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    const int32_t second = __shfl_sync(0xffffffffu, acc, 16);
+    if (lane == 0) {
+      sumf = tq2_accumulate(sumf, acc - bsum[t * nb + b0], d[t * nb + b0], block_scales[r * nb + b0]);
+      if (b0 + 1 < nb) {
+        sumf = tq2_accumulate(sumf, second - bsum[t * nb + b0 + 1], d[t * nb + b0 + 1], block_scales[r * nb + b0 + 1]);
+      }
+    }
+  }
+  if (lane == 0) y[t * rows + r] = sumf;
+}
+
+// One warp per (token, row), lane l taking columns l, l + 32, …: the order host.cc reproduces.
+__global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T,
+                                  bool round_x, float* y) {
+  WARP_ITEM(T * rows);
+  const int64_t t = item / rows, r = item % rows;
+  float acc = 0.0f;
+  for (int64_t c = lane; c < cols; c += kLanes) {
+    const float wv = f16 ? f16_to_f32(((const uint16_t*)w)[r * cols + c]) : ((const float*)w)[r * cols + c];
+    const float xv = round_x ? round_f16(x[t * cols + c]) : x[t * cols + c];
+    acc = fma_rn(wv, xv, acc);
+  }
+  acc = warp_sum_rn(acc);
+  if (lane == 0) y[t * rows + r] = acc;
+}
+
+__global__ void scale_kernel(float* y, int64_t n, float s) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = __fmul_rn(y[i], s);
+}
+
+__global__ void rope_kernel(const float* x, const float* cos, const float* sin, int64_t T, int64_t heads,
+                            int64_t head_dim, int64_t n_rot, float* out) {
+  WARP_ITEM(T * heads);
+  const int64_t t = item / heads, half = n_rot / 2;
+  const float* xi = x + item * head_dim;
+  float* o = out + item * head_dim;
+  for (int64_t i = lane; i < half; i += kLanes) {
+    rope_pair(xi[i], xi[i + half], cos[t * half + i], sin[t * half + i], &o[i], &o[i + half]);
+  }
+  for (int64_t i = n_rot + lane; i < head_dim; i += kLanes) o[i] = xi[i];
+}
+
+__global__ void kv_store_kernel(const float* k, const float* v, uint16_t* const* kcache, uint16_t* const* vcache,
+                                const int32_t* pos, int64_t T, int64_t kv_width) {
+  WARP_ITEM(T);
+  const int64_t p = pos[item];
+  for (int64_t i = lane; i < kv_width; i += kLanes) {
+    kcache[item][p * kv_width + i] = f32_to_f16(k[item * kv_width + i]);
+    vcache[item][p * kv_width + i] = f32_to_f16(v[item * kv_width + i]);
+  }
+}
+
+// One warp per (token, head): lanes take positions for the scores (each score a sequential dot
+// over the head's dims) and dims for the output (each a sequential sum over positions).
+__global__ void attention_kernel(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache,
+                                 const int32_t* pos, int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                                 float* scores, int64_t max_len, float* out) {
+  WARP_ITEM(T * n_head);
+  const int64_t t = item / n_head, h = item % n_head;
+  const int64_t kvw = n_head_kv * head_dim, kvh = h / (n_head / n_head_kv), len = pos[t] + 1;
+  const float scale = (float)(1.0 / sqrt((double)head_dim));
+  const float* qh = q + item * head_dim;
+  const uint16_t* keys = kcache[t] + kvh * head_dim;
+  const uint16_t* values = vcache[t] + kvh * head_dim;
+  float* s = scores + item * max_len;
+  float m = -INFINITY;
+  for (int64_t j = lane; j < len; j += kLanes) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < head_dim; i++) acc = __fmaf_rn(round_f16(qh[i]), f16_to_f32(keys[j * kvw + i]), acc);
+    s[j] = __fmul_rn(acc, scale);
+    m = fmaxf(m, s[j]);
+  }
+  m = warp_max(m);
+  double sum = 0;
+  for (int64_t j = lane; j < len; j += kLanes) {
+    s[j] = softmax_exp(s[j], m);
+    sum += (double)s[j];
+  }
+  const float inv = (float)(1.0 / warp_sum(sum));
+  for (int64_t j = lane; j < len; j += kLanes) s[j] = softmax_prob(s[j], inv);
+  __syncwarp();
+  for (int64_t i = lane; i < head_dim; i += kLanes) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < len; j++) acc = __fmaf_rn(s[j], f16_to_f32(values[j * kvw + i]), acc);
+    out[item * head_dim + i] = acc;
+  }
+}
+
+__global__ void add_kernel(const float* a, const float* b, int64_t n, float* out) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __fadd_rn(a[i], b[i]);
+}
+
+__global__ void glu_kernel(const float* gate, const float* up, int64_t n, int act, float* out) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = act == 0 ? glu_relu2(gate[i], up[i]) : glu_silu(gate[i], up[i]);
+}
+
+__global__ void gather_rows_kernel(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) {
+  WARP_ITEM(n);
+  for (int64_t i = lane; i < width; i += kLanes) out[item * width + i] = x[rows[item] * width + i];
+}
+
+unsigned flat_blocks(int64_t n) { return (unsigned)((n + 255) / 256); }
+
+struct CudaExec final : Exec {
+  cudaStream_t stream = nullptr;
+  int device = 0;
+
+  explicit CudaExec(int dev) : device(dev) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) throw ExecError(std::string("no CUDA GPU: ") + cudaGetErrorString(e));
+    if (dev < 0 || dev >= count) {
+      throw ExecError("CUDA device " + std::to_string(dev) + " does not exist (" + std::to_string(count) + " found)");
+    }
+    ok(cudaSetDevice(dev), "cudaSetDevice");
+    ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  }
+  ~CudaExec() override {
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+  static void ok(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) throw ExecError(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  }
+  void launched(const char* what) {
+    ok(cudaGetLastError(), what);
+  }
+  const char* name() const override { return "cuda"; }
+  void memory(uint64_t* free_bytes, uint64_t* total_bytes) override {
+    size_t f = 0, t = 0;
+    cudaSetDevice(device);
+    cudaMemGetInfo(&f, &t);
+    *free_bytes = f;
+    *total_bytes = t;
+  }
+  void* alloc(size_t bytes, const char* what) override {
+    cudaSetDevice(device);
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky-free allocation error
+      size_t f = 0, t = 0;
+      cudaMemGetInfo(&f, &t);
+      throw ExecError(std::string("out of GPU memory for ") + what + ": asked " + std::to_string(bytes) +
+                      " bytes with " + std::to_string(f) + " of " + std::to_string(t) + " free");
+    }
+    ok(cudaMemsetAsync(p, 0, bytes, stream), "cudaMemset");
+    return p;
+  }
+  void release(void* p) override {
+    if (p != nullptr) {
+      cudaStreamSynchronize(stream);
+      cudaFree(p);
+    }
+  }
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    // Synchronous with respect to the host buffer (it may be freed right after).
+    ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "copy to the GPU");
+    ok(cudaStreamSynchronize(stream), "copy to the GPU");
+  }
+  void to_host(void* dst, const void* src, size_t bytes) override {
+    ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), "copy from the GPU");
+    ok(cudaStreamSynchronize(stream), "copy from the GPU");
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), "copy on the GPU");
+  }
+  void sync() override { ok(cudaStreamSynchronize(stream), "synchronize"); }
+
+  void embed(const void* table, bool f16, const int32_t* tokens, int64_t T, int64_t d, float* out) override {
+    embed_kernel<<<blocks_for(T), kWarpsPerBlock * kLanes, 0, stream>>>(table, f16, tokens, T, d, out);
+    launched("embed");
+  }
+  void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out) override {
+    rms_norm_kernel<<<blocks_for(T), kWarpsPerBlock * kLanes, 0, stream>>>(x, w, T, n, eps, out);
+    launched("rms_norm");
+  }
+  void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) override {
+    quantize_i8_kernel<<<(unsigned)T, 256, 0, stream>>>(x, n, q, scale, sum);
+    launched("quantize_i8");
+  }
+  void quantize_q8k(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) override {
+    quantize_q8k_kernel<<<blocks_for(T * (n / 256)), kWarpsPerBlock * kLanes, 0, stream>>>(x, T, n, q, d, bsum);
+    launched("quantize_q8k");
+  }
+  void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* scale,
+                const int32_t* sum, int64_t T, float* y) override {
+    bitnet_cuda::i2s_gemm(codes, rows, cols, w_scale, q, scale, sum, y, T, stream);
+    launched("i2s_gemm");
+  }
+  void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
+                const float* d, const int32_t* bsum, int64_t T, float* y) override {
+    tq2_gemm_kernel<<<blocks_for(T * rows), kWarpsPerBlock * kLanes, 0, stream>>>(codes, block_scales, rows, cols, q,
+                                                                                  d, bsum, T, y);
+    launched("tq2_gemm");
+  }
+  void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
+                  float* y) override {
+    float_gemm_kernel<<<blocks_for(T * rows), kWarpsPerBlock * kLanes, 0, stream>>>(w, f16, rows, cols, x, T, round_x,
+                                                                                    y);
+    launched("float_gemm");
+  }
+  void scale(float* y, int64_t n, float s) override {
+    scale_kernel<<<flat_blocks(n), 256, 0, stream>>>(y, n, s);
+    launched("scale");
+  }
+  void rope(const float* x, const float* cos, const float* sin, int64_t T, int64_t heads, int64_t head_dim,
+            int64_t n_rot, float* out) override {
+    rope_kernel<<<blocks_for(T * heads), kWarpsPerBlock * kLanes, 0, stream>>>(x, cos, sin, T, heads, head_dim, n_rot,
+                                                                               out);
+    launched("rope");
+  }
+  void kv_store(const float* k, const float* v, uint16_t* const* kcache, uint16_t* const* vcache, const int32_t* pos,
+                int64_t T, int64_t kv_width) override {
+    kv_store_kernel<<<blocks_for(T), kWarpsPerBlock * kLanes, 0, stream>>>(k, v, kcache, vcache, pos, T, kv_width);
+    launched("kv_store");
+  }
+  void attention(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache, const int32_t* pos,
+                 int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* scores, int64_t max_len,
+                 float* out) override {
+    attention_kernel<<<blocks_for(T * n_head), kWarpsPerBlock * kLanes, 0, stream>>>(
+        q, kcache, vcache, pos, T, n_head, n_head_kv, head_dim, scores, max_len, out);
+    launched("attention");
+  }
+  void add(const float* a, const float* b, int64_t n, float* out) override {
+    add_kernel<<<flat_blocks(n), 256, 0, stream>>>(a, b, n, out);
+    launched("add");
+  }
+  void glu(const float* gate, const float* up, int64_t n, Act act, float* out) override {
+    glu_kernel<<<flat_blocks(n), 256, 0, stream>>>(gate, up, n, (int)act, out);
+    launched("glu");
+  }
+  void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) override {
+    gather_rows_kernel<<<blocks_for(n), kWarpsPerBlock * kLanes, 0, stream>>>(x, rows, n, width, out);
+    launched("gather_rows");
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Exec> make_cuda_exec(int device) { return std::make_unique<CudaExec>(device); }
+
+}  // namespace bitnet_cuda

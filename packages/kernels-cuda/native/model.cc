@@ -1,0 +1,344 @@
+#include "model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace bitnet_cuda {
+
+namespace {
+ExecError bad(const std::string& what) { return ExecError(what); }
+}  // namespace
+
+Model::Model(std::unique_ptr<Exec> exec, HParams hp, std::vector<OpSpec> ops, std::vector<int64_t> widths,
+             int n_weights)
+    : exec_(std::move(exec)), hp_(hp), ops_(std::move(ops)), widths_(std::move(widths)) {
+  weights_.resize((size_t)n_weights);
+}
+
+Model::~Model() {
+  for (auto& [id, s] : seqs_) {
+    for (auto* p : s.k) exec_->release(p);
+    for (auto* p : s.v) exec_->release(p);
+  }
+  for (void* p : owned_) exec_->release(p);
+}
+
+void* Model::take(size_t bytes, const char* what) {
+  void* p = exec_->alloc(bytes, what);
+  owned_.push_back(p);
+  return p;
+}
+
+void Model::set_weight(int index, WeightKind kind, int64_t rows, int64_t cols, const void* bytes, uint64_t n_bytes,
+                       const float* scales, int64_t n_scales, float scalar) {
+  if (index < 0 || index >= (int)weights_.size()) throw bad("weight index out of range");
+  Weight& w = weights_[index];
+  w.kind = kind;
+  w.rows = rows;
+  w.cols = cols;
+  w.scalar = scalar;
+  uint64_t expected = 0;
+  switch (kind) {
+    case WeightKind::I2S: expected = (uint64_t)(rows * cols / 4); break;
+    case WeightKind::TQ2: expected = (uint64_t)(rows * cols / 4); break;
+    case WeightKind::F16: expected = (uint64_t)(rows * cols * 2); break;
+    case WeightKind::F32: expected = (uint64_t)(rows * cols * 4); break;
+    case WeightKind::Scalar: expected = 0; break;
+  }
+  if (n_bytes != expected) {
+    throw bad("weight " + std::to_string(index) + " has " + std::to_string(n_bytes) + " bytes, expected " +
+              std::to_string(expected));
+  }
+  if ((kind == WeightKind::I2S && cols % 128 != 0) || (kind == WeightKind::TQ2 && cols % 256 != 0)) {
+    throw bad("ternary rows of " + std::to_string(cols) + " values are not whole blocks");
+  }
+  if (kind == WeightKind::TQ2 && n_scales != rows * cols / 256) throw bad("TQ2 block scales do not match the shape");
+  if (expected > 0) {
+    w.data = take(expected, "weights");
+    exec_->to_device(w.data, bytes, expected);
+    w.bytes = expected;
+    weight_bytes_ += expected;
+  }
+  if (kind == WeightKind::TQ2) {
+    w.scales = (float*)take((size_t)n_scales * 4, "weight scales");
+    exec_->to_device(w.scales, scales, (size_t)n_scales * 4);
+    weight_bytes_ += (uint64_t)n_scales * 4;
+  }
+}
+
+void Model::finish() {
+  const int64_t B = hp_.max_batch;
+  const int n_buffers = (int)widths_.size();
+  // Each buffer's last reader; buffers share a slot of the same width once the last is done.
+  std::vector<int> last(n_buffers, -1);
+  inputs_of_.assign(ops_.size(), {});
+  for (size_t i = 0; i < ops_.size(); i++) {
+    for (int b : {ops_[i].in0, ops_[i].in1, ops_[i].in2}) {
+      if (b >= 0) {
+        if (b >= n_buffers) throw bad("op reads a buffer that does not exist");
+        last[b] = (int)i;
+        inputs_of_[i].push_back(b);
+      }
+    }
+    if (ops_[i].out < 0 || ops_[i].out >= n_buffers) throw bad("op writes a buffer that does not exist");
+  }
+  slot_of_.assign(n_buffers, -1);
+  std::vector<int64_t> slot_width;
+  std::vector<bool> slot_free;
+  for (size_t i = 0; i < ops_.size(); i++) {
+    const OpSpec& op = ops_[i];
+    if (op.kind != OpKind::Output) {
+      const int64_t w = widths_[op.out];
+      int slot = -1;
+      for (size_t s = 0; s < slot_width.size(); s++) {
+        if (slot_free[s] && slot_width[s] == w) {
+          slot = (int)s;
+          break;
+        }
+      }
+      if (slot < 0) {
+        slot = (int)slot_width.size();
+        slot_width.push_back(w);
+        slot_free.push_back(false);
+      }
+      slot_free[slot] = false;
+      slot_of_[op.out] = slot;
+    }
+    for (int b : inputs_of_[i]) {
+      if (last[b] == (int)i && slot_of_[b] >= 0) slot_free[slot_of_[b]] = true;
+    }
+  }
+  for (int64_t w : slot_width) {
+    slots_.push_back((float*)take((size_t)(B * w * 4), "activation buffers"));
+    scratch_bytes_ += (uint64_t)(B * w * 4);
+  }
+  // Check the weights each op uses, and find the widest quantized input.
+  for (const OpSpec& op : ops_) {
+    if (op.weight >= 0 && (op.weight >= (int)weights_.size() || (weights_[op.weight].data == nullptr &&
+                                                                   weights_[op.weight].kind != WeightKind::Scalar))) {
+      throw bad("an op uses a weight that was not uploaded");
+    }
+    if (op.kind == OpKind::Linear) max_cols_ = std::max(max_cols_, weights_[op.weight].cols);
+  }
+  const int64_t half = hp_.n_rot / 2;
+  const int64_t blocks = std::max<int64_t>(1, max_cols_ / 128);
+  auto scratch = [&](size_t bytes, const char* what) {
+    scratch_bytes_ += bytes;
+    return take(bytes, what);
+  };
+  q_ = (int8_t*)scratch((size_t)(B * std::max<int64_t>(max_cols_, 1)), "int8 activations");
+  act_scale_ = (float*)scratch((size_t)(B * blocks * 4), "activation scales");
+  act_sum_ = (int32_t*)scratch((size_t)(B * blocks * 4), "activation sums");
+  tokens_ = (int32_t*)scratch((size_t)(B * 4), "tokens");
+  positions_ = (int32_t*)scratch((size_t)(B * 4), "positions");
+  rows_ = (int32_t*)scratch((size_t)(B * 4), "logit rows");
+  cos_ = (float*)scratch((size_t)(B * std::max<int64_t>(half, 1) * 4), "rope table");
+  sin_ = (float*)scratch((size_t)(B * std::max<int64_t>(half, 1) * 4), "rope table");
+  kptr_ = (uint16_t**)scratch((size_t)(hp_.n_layer * B * sizeof(void*)), "KV pointers");
+  vptr_ = (uint16_t**)scratch((size_t)(hp_.n_layer * B * sizeof(void*)), "KV pointers");
+  scores_ = (float*)scratch((size_t)(B * hp_.n_head * hp_.context * 4), "attention scores");
+  head_in_ = (float*)scratch((size_t)(kHeadRowsPerPass * hp_.n_embd * 4), "head input");
+  head_out_ = (float*)scratch((size_t)(kHeadRowsPerPass * hp_.vocab * 4), "logits");
+  finished_ = true;
+}
+
+void Model::create_sequence(int id) {
+  if (seqs_.count(id) != 0) throw bad("sequence " + std::to_string(id) + " exists");
+  Sequence s;
+  s.k.assign((size_t)hp_.n_layer, nullptr);
+  s.v.assign((size_t)hp_.n_layer, nullptr);
+  seqs_[id] = std::move(s);
+}
+
+void Model::ensure_capacity(Sequence& s, int64_t positions) {
+  if (positions <= s.capacity) return;
+  const int64_t cap = std::min(hp_.context, std::max({positions, 2 * s.capacity, (int64_t)64}));
+  const int64_t kvw = hp_.n_head_kv * hp_.head_dim;
+  const size_t bytes = (size_t)(cap * kvw * 2);
+  for (int64_t l = 0; l < hp_.n_layer; l++) {
+    for (auto* cache : {&s.k, &s.v}) {
+      uint16_t* grown = (uint16_t*)exec_->alloc(bytes, "the KV cache");
+      if ((*cache)[l] != nullptr) {
+        exec_->copy(grown, (*cache)[l], (size_t)(s.capacity * kvw * 2));
+        exec_->release((*cache)[l]);
+      }
+      (*cache)[l] = grown;
+    }
+  }
+  kv_bytes_ += (uint64_t)(cap - s.capacity) * (uint64_t)kvw * 2 * 2 * (uint64_t)hp_.n_layer;
+  s.capacity = cap;
+}
+
+void Model::fork_sequence(int from, int to) {
+  auto it = seqs_.find(from);
+  if (it == seqs_.end()) throw bad("sequence " + std::to_string(from) + " does not exist");
+  create_sequence(to);
+  Sequence& dst = seqs_[to];
+  Sequence& src = seqs_[from];
+  ensure_capacity(dst, src.capacity);
+  const size_t bytes = (size_t)(src.capacity * hp_.n_head_kv * hp_.head_dim * 2);
+  for (int64_t l = 0; l < hp_.n_layer; l++) {
+    if (src.k[l] != nullptr) {
+      exec_->copy(dst.k[l], src.k[l], bytes);
+      exec_->copy(dst.v[l], src.v[l], bytes);
+    }
+  }
+}
+
+void Model::free_sequence(int id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  for (auto* p : it->second.k) exec_->release(p);
+  for (auto* p : it->second.v) exec_->release(p);
+  kv_bytes_ -= (uint64_t)it->second.capacity * (uint64_t)(hp_.n_head_kv * hp_.head_dim) * 2 * 2 *
+               (uint64_t)hp_.n_layer;
+  seqs_.erase(it);
+}
+
+MemoryInfo Model::memory() const {
+  MemoryInfo m;
+  m.weight_bytes = weight_bytes_;
+  m.scratch_bytes = scratch_bytes_;
+  m.kv_bytes = kv_bytes_;
+  exec_->memory(&m.free_bytes, &m.total_bytes);
+  return m;
+}
+
+void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, const uint8_t* want, int64_t T,
+                 float* logits, const std::vector<int>& capture, const std::vector<float*>& captured,
+                 const std::vector<int>& inject, const std::vector<const float*>& injected) {
+  if (!finished_) throw bad("the model's weights are not all uploaded");
+  if (T < 1 || T > hp_.max_batch) throw bad("a step takes 1 to " + std::to_string(hp_.max_batch) + " tokens");
+  // Sequences, positions and caches first: nothing runs unless the whole step is valid.
+  std::vector<Sequence*> owner((size_t)T);
+  for (int64_t t = 0; t < T; t++) {
+    auto it = seqs_.find(seqs[t]);
+    if (it == seqs_.end()) throw bad("sequence " + std::to_string(seqs[t]) + " does not exist");
+    if (positions[t] < 0 || positions[t] >= hp_.context) {
+      throw bad("position " + std::to_string(positions[t]) + " is outside the context of " +
+                std::to_string(hp_.context));
+    }
+    if (tokens[t] < 0 || tokens[t] >= hp_.vocab) throw bad("token " + std::to_string(tokens[t]) + " is not in the vocabulary");
+    owner[t] = &it->second;
+  }
+  for (int64_t t = 0; t < T; t++) ensure_capacity(*owner[t], positions[t] + 1);
+  exec_->to_device(tokens_, tokens, (size_t)T * 4);
+  exec_->to_device(positions_, positions, (size_t)T * 4);
+  {
+    std::vector<uint16_t*> kp((size_t)(hp_.n_layer * T)), vp((size_t)(hp_.n_layer * T));
+    for (int64_t l = 0; l < hp_.n_layer; l++) {
+      for (int64_t t = 0; t < T; t++) {
+        kp[l * T + t] = owner[t]->k[l];
+        vp[l * T + t] = owner[t]->v[l];
+      }
+    }
+    exec_->to_device(kptr_, kp.data(), kp.size() * sizeof(void*));
+    exec_->to_device(vptr_, vp.data(), vp.size() * sizeof(void*));
+  }
+  // RoPE angles as ggml computes them (rope_cache_init): theta starts at the position and is
+  // multiplied by base^(−2/n_rot) in f32 for each pair; cos and sin of the f32 theta.
+  const int64_t half = hp_.n_rot / 2;
+  if (half > 0) {
+    std::vector<float> c((size_t)(T * half)), s((size_t)(T * half));
+    const float theta_scale = (float)std::pow(hp_.rope_base, (double)(float)(-2.0 / (double)hp_.n_rot));
+    for (int64_t t = 0; t < T; t++) {
+      float theta = (float)positions[t];
+      for (int64_t i = 0; i < half; i++) {
+        c[t * half + i] = (float)std::cos((double)theta);
+        s[t * half + i] = (float)std::sin((double)theta);
+        theta = (float)((double)theta * (double)theta_scale);
+      }
+    }
+    exec_->to_device(cos_, c.data(), c.size() * 4);
+    exec_->to_device(sin_, s.data(), s.size() * 4);
+  }
+  std::vector<int32_t> rows;
+  for (int64_t t = 0; t < T; t++) {
+    if (want[t] != 0) rows.push_back((int32_t)t);
+  }
+  int quantized = -1;  // the buffer whose quantization q_ holds (q, k, v share one input)
+  WeightKind quantized_as = WeightKind::F32;
+  for (size_t i = 0; i < ops_.size(); i++) {
+    const OpSpec& op = ops_[i];
+    for (size_t j = 0; j < inject.size(); j++) {
+      for (int b : inputs_of_[i]) {
+        if (b == inject[j]) {
+          exec_->to_device(buffer(b), injected[j], (size_t)(T * widths_[b] * 4));
+          if (b == quantized) quantized = -1;
+        }
+      }
+    }
+    float* out = op.kind == OpKind::Output ? nullptr : buffer(op.out);
+    const Weight* w = op.weight >= 0 ? &weights_[op.weight] : nullptr;
+    switch (op.kind) {
+      case OpKind::Embed:
+        exec_->embed(w->data, w->kind == WeightKind::F16, tokens_, T, w->cols, out);
+        break;
+      case OpKind::RmsNorm:
+        exec_->rms_norm(buffer(op.in0), (const float*)w->data, T, widths_[op.in0], hp_.rms_eps, out);
+        break;
+      case OpKind::Linear: {
+        const float* x = buffer(op.in0);
+        if (w->kind == WeightKind::I2S || w->kind == WeightKind::TQ2) {
+          if (quantized != op.in0 || quantized_as != w->kind) {
+            if (w->kind == WeightKind::I2S) {
+              exec_->quantize_i8(x, T, w->cols, q_, act_scale_, act_sum_);
+            } else {
+              exec_->quantize_q8k(x, T, w->cols, q_, act_scale_, act_sum_);
+            }
+            quantized = op.in0;
+            quantized_as = w->kind;
+          }
+          if (w->kind == WeightKind::I2S) {
+            exec_->i2s_gemm((const uint8_t*)w->data, w->rows, w->cols, w->scalar, q_, act_scale_, act_sum_, T, out);
+          } else {
+            exec_->tq2_gemm((const uint8_t*)w->data, w->scales, w->rows, w->cols, q_, act_scale_, act_sum_, T, out);
+          }
+        } else {
+          exec_->float_gemm(w->data, w->kind == WeightKind::F16, w->rows, w->cols, x, T, w->kind == WeightKind::F16,
+                            out);
+        }
+        if (op.scale >= 0) exec_->scale(out, T * w->rows, weights_[op.scale].scalar);
+        break;
+      }
+      case OpKind::Rope:
+        exec_->rope(buffer(op.in0), cos_, sin_, T, op.heads, hp_.head_dim, hp_.n_rot, out);
+        break;
+      case OpKind::Attention: {
+        uint16_t* const* kp = kptr_ + op.layer * T;
+        uint16_t* const* vp = vptr_ + op.layer * T;
+        exec_->kv_store(buffer(op.in1), buffer(op.in2), kp, vp, positions_, T, hp_.n_head_kv * hp_.head_dim);
+        exec_->attention(buffer(op.in0), kp, vp, positions_, T, hp_.n_head, hp_.n_head_kv, hp_.head_dim, scores_,
+                         hp_.context, out);
+        break;
+      }
+      case OpKind::Add:
+        exec_->add(buffer(op.in0), buffer(op.in1), T * widths_[op.out], out);
+        break;
+      case OpKind::Glu:
+        exec_->glu(buffer(op.in0), buffer(op.in1), T * widths_[op.out], op.act, out);
+        break;
+      case OpKind::Output: {
+        const float* x = buffer(op.in0);
+        for (size_t r0 = 0; r0 < rows.size(); r0 += kHeadRowsPerPass) {
+          const int64_t n = std::min<int64_t>(kHeadRowsPerPass, (int64_t)(rows.size() - r0));
+          exec_->to_device(rows_, rows.data() + r0, (size_t)n * 4);
+          exec_->gather_rows(x, rows_, n, hp_.n_embd, head_in_);
+          exec_->float_gemm(w->data, w->kind == WeightKind::F16, w->rows, w->cols, head_in_, n,
+                            w->kind == WeightKind::F16, head_out_);
+          exec_->to_host(logits + r0 * hp_.vocab, head_out_, (size_t)(n * hp_.vocab * 4));
+        }
+        break;
+      }
+    }
+    for (size_t j = 0; j < capture.size(); j++) {
+      if (capture[j] == op.out && op.kind != OpKind::Output) {
+        exec_->to_host(captured[j], out, (size_t)(T * widths_[op.out] * 4));
+      }
+    }
+  }
+  exec_->sync();
+}
+
+}  // namespace bitnet_cuda

@@ -1,0 +1,111 @@
+// A compiled model on an executor (exec.h): its weights in executor memory, the graph's ops,
+// the per-sequence KV caches, and one forward step per call. Written once for the GPU and the
+// host twins.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "exec.h"
+
+namespace bitnet_cuda {
+
+enum class WeightKind : int { I2S = 0, TQ2 = 1, F16 = 2, F32 = 3, Scalar = 4 };
+enum class OpKind : int { Embed = 0, RmsNorm = 1, Linear = 2, Rope = 3, Attention = 4, Add = 5, Glu = 6, Output = 7 };
+
+struct HParams {
+  int64_t n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_rot = 0, vocab = 0;
+  int64_t context = 0, max_batch = 0;
+  double rope_base = 10000;
+  float rms_eps = 1e-5f;
+};
+
+struct OpSpec {
+  OpKind kind;
+  int in0 = -1, in1 = -1, in2 = -1, out = -1, weight = -1, scale = -1, heads = 0, layer = 0;
+  Act act = Act::Relu2;
+};
+
+struct Weight {
+  WeightKind kind = WeightKind::F32;
+  int64_t rows = 0, cols = 0;
+  void* data = nullptr;      // codes (I2S, TQ2) or values (F16, F32)
+  float* scales = nullptr;   // TQ2: rows × cols/256 block scales
+  float scalar = 1.0f;       // I2S: the tensor scale; Scalar: the value
+  uint64_t bytes = 0;
+};
+
+struct Sequence {
+  int64_t capacity = 0;
+  std::vector<uint16_t*> k, v;  // per layer, capacity × kv_width f16
+};
+
+struct MemoryInfo {
+  uint64_t weight_bytes = 0, scratch_bytes = 0, kv_bytes = 0, free_bytes = 0, total_bytes = 0;
+};
+
+class Model {
+ public:
+  Model(std::unique_ptr<Exec> exec, HParams hp, std::vector<OpSpec> ops, std::vector<int64_t> widths, int n_weights);
+  ~Model();
+  // Uploads weight `index` (bytes: the codes or values; scales: TQ2 block scales).
+  void set_weight(int index, WeightKind kind, int64_t rows, int64_t cols, const void* bytes, uint64_t n_bytes,
+                  const float* scales, int64_t n_scales, float scalar);
+  // Checks every op's weights and allocates the step's scratch; call once after the weights.
+  void finish();
+
+  void create_sequence(int id);
+  void fork_sequence(int from, int to);
+  void free_sequence(int id);
+  // One forward step over T tokens; `logits` receives one vocab row per token with want[t] != 0.
+  // capture: buffer ids whose T × width values are copied into `captured` (in order); inject:
+  // buffer ids overwritten with the given values right before the first op that reads them.
+  void step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, const uint8_t* want, int64_t T,
+            float* logits, const std::vector<int>& capture, const std::vector<float*>& captured,
+            const std::vector<int>& inject, const std::vector<const float*>& injected);
+
+  MemoryInfo memory() const;
+  int64_t kv_bytes_per_token() const { return 2 * hp_.n_layer * hp_.n_head_kv * hp_.head_dim * 2; }
+  const char* exec_name() const { return exec_->name(); }
+
+ private:
+  void* take(size_t bytes, const char* what);
+  void ensure_capacity(Sequence& s, int64_t positions);
+  float* buffer(int id) { return slots_[slot_of_[id]]; }
+
+  std::unique_ptr<Exec> exec_;
+  HParams hp_;
+  std::vector<OpSpec> ops_;
+  std::vector<int64_t> widths_;
+  std::vector<Weight> weights_;
+  std::map<int, Sequence> seqs_;
+  // Buffers share slots where their lives do not overlap (assigned in finish()).
+  std::vector<int> slot_of_;
+  std::vector<float*> slots_;
+  std::vector<std::vector<int>> inputs_of_;
+  // Step scratch.
+  int8_t* q_ = nullptr;
+  float* act_scale_ = nullptr;
+  int32_t* act_sum_ = nullptr;
+  int32_t* tokens_ = nullptr;
+  int32_t* positions_ = nullptr;
+  int32_t* rows_ = nullptr;
+  float* cos_ = nullptr;
+  float* sin_ = nullptr;
+  uint16_t** kptr_ = nullptr;  // n_layer × max_batch
+  uint16_t** vptr_ = nullptr;
+  float* scores_ = nullptr;
+  float* head_in_ = nullptr;
+  float* head_out_ = nullptr;
+  int64_t max_cols_ = 0;
+  uint64_t weight_bytes_ = 0, scratch_bytes_ = 0, kv_bytes_ = 0;
+  std::vector<void*> owned_;
+  bool finished_ = false;
+};
+
+// Rows of logits the head computes per pass (its output scratch is this × vocab floats).
+constexpr int64_t kHeadRowsPerPass = 16;
+
+}  // namespace bitnet_cuda

@@ -1,0 +1,3 @@
+export function findNvcc():
+  | { nvcc: string; version: string; reason?: undefined }
+  | { reason: string; nvcc?: undefined; version?: undefined };
