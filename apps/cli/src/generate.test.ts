@@ -97,6 +97,38 @@ describe("bitnet run", () => {
     expect(r.stderr).toMatch(/reference backend \| load .* \| generated 6 tokens/);
   });
 
+  it("--backend cuda (here on the CUDA kernels' host twins) generates the CPU backend's greedy tokens", () => {
+    const args = [
+      "run",
+      "-m",
+      i2s,
+      "-p",
+      "The capital of France is",
+      "-n",
+      "6",
+      "--temp",
+      "0",
+      "--json",
+    ];
+    const cpu = bitnet([...args, "--backend", "cpu"]);
+    const cuda = bitnet([...args, "--backend", "cuda"], { BITNET_CUDA_EXECUTION: "host" });
+    expect(cuda.stderr).not.toMatch(/error/i);
+    expect(cuda.code).toBe(0);
+    expect(JSON.parse(cuda.stdout).tokens).toEqual(JSON.parse(cpu.stdout).tokens);
+    expect(JSON.parse(cuda.stdout).backend ?? "cuda").toMatch(/cuda/);
+  });
+
+  it("--backend cuda without a usable GPU fails with the driver's reason", () => {
+    const r = bitnet(["run", "-m", i2s, "-p", "x", "-n", "1", "--backend", "cuda"], {
+      BITNET_CUDA_EXECUTION: "",
+    });
+    if (r.code === 0) {
+      return; // a machine with a CUDA GPU runs it
+    }
+    expect(r.stderr).toMatch(/cuda/i);
+    expect(r.stderr).not.toMatch(/at .*\.js:\d+/); // a message, not a stack trace
+  });
+
   it("prints one JSON object with --json, and the same seed gives the same tokens", () => {
     const args = [
       "run",

@@ -29,6 +29,8 @@ const VERSION = "0.0.0";
 registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
 // WebGPU (Metal, Vulkan, Direct3D 12 through Dawn): `--backend webgpu`, or "auto" on macOS.
 registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
+// CUDA (NVIDIA GPUs): `--backend cuda`, and first in "auto" where a GPU and its driver are found.
+registerBackend("cuda", () => import("@bitnet-ts/kernels-cuda"));
 
 function buildProgram(io: CliIo): Command {
   const program = new Command("bitnet")

@@ -35,6 +35,8 @@ export type { BitnetServer, ServerOptions } from "./options";
 registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
 // WebGPU (Metal, Vulkan, Direct3D 12 through Dawn): `--backend webgpu`, or "auto" on macOS.
 registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
+// CUDA (NVIDIA GPUs): `--backend cuda`, and first in "auto" where a GPU and its driver are found.
+registerBackend("cuda", () => import("@bitnet-ts/kernels-cuda"));
 
 /** Plain API keys as tenants without limits: "default" for one key, "key-1"… for several. */
 function plainKeyTenants(keys: readonly string[]): TenantConfig[] {

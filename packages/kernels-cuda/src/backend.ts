@@ -50,7 +50,7 @@ export interface CudaBackendOptions {
   readonly maxBatch?: number;
   /**
    * "device" (default): run on the GPU. "host": run the same model code on the CPU through the
-   * kernels' host twins (slow; for tests where there is no GPU).
+   * kernels' host twins (slow; for tests where there is no GPU). Env BITNET_CUDA_EXECUTION.
    */
   readonly execution?: "device" | "host";
   /** Explicit path to the compiled addon. */
@@ -124,6 +124,16 @@ export class CudaBackend implements Backend {
 
   /** Throws CudaUnavailableError with the reason when the GPU cannot be used (device execution). */
   constructor(options: CudaBackendOptions = {}) {
+    const fromEnv = process.env["BITNET_CUDA_EXECUTION"];
+    if (options.execution === undefined && fromEnv !== undefined && fromEnv !== "") {
+      if (fromEnv !== "device" && fromEnv !== "host") {
+        throw new EngineError(
+          EngineErrorCode.BAD_OPTION,
+          `could not create the CUDA backend - BITNET_CUDA_EXECUTION must be device or host, got "${fromEnv}".`,
+        );
+      }
+      options = { ...options, execution: fromEnv };
+    }
     this.#options = options;
     this.kernels = new CudaKernels(options.addonPath);
     if ((options.execution ?? "device") === "device") {
