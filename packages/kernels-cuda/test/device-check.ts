@@ -1,0 +1,422 @@
+/**
+ * The prepared GPU check (`pnpm device:cuda:pack` bundles it; run.sh runs it on the GPU machine,
+ * which has no Node.js toolchain, no vitest and no network). Every check the GPU needs, in one
+ * process, each bounded in time, written as one JSON summary:
+ *
+ * - kernels: the I2_S kernel on the GPU against its host twin, bit for bit, on the 2B-4T shapes;
+ *   the f16 kernel against an f64 sum;
+ * - op by op against the reference backend (tiny-i2s, tiny-tq2, tiny-tq1);
+ * - the contract: one-by-one decode equals the batched prompt, a batch of two sequences equals
+ *   each alone (bit for bit), and the GPU's logits against the host twins' and the CPU backend's;
+ * - golden greedy tokens;
+ * - benchmarks on the 2B-4T-shaped bench-i2s (generated there): load, pp512, tg128, aggregate
+ *   decode at 8 and 64 sequences, memory, the device copy bandwidth and the decode bound, and
+ *   the ternary GEMV alone on the 2B-4T shapes.
+ *
+ * `node device-check.mjs <out-dir> [--host]`: --host runs the model checks on the host twins
+ * instead (a dry run of the script on a machine without a GPU; no benchmarks).
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { loadModel, readModelDescription, registerBackend } from "@bitnet-ts/engine-core";
+import {
+  captureReference,
+  compareOpByOp,
+  logitsBatched,
+  logitsOneByOne,
+  opViolations,
+} from "@bitnet-ts/engine-core/testing";
+import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import { Tokenizer } from "@bitnet-ts/tokenizers";
+import { CudaBackend, type CudaModel } from "../src/backend";
+import { CudaKernels } from "../src/native";
+import { CUDA_OP_TOLERANCES } from "./tolerances";
+
+// Static imports, so that the bundle carries the CPU backend (engine-core imports backends by name).
+registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
+
+const outDir = process.argv[2] ?? ".";
+const hostOnly = process.argv.includes("--host");
+const execution = hostOnly ? "host" : "device";
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cuda-check-"));
+const started = Date.now();
+
+interface CheckResult {
+  name: string;
+  ok: boolean;
+  ms: number;
+  details?: unknown;
+  error?: string;
+}
+const summary: {
+  started: string;
+  execution: string;
+  device?: unknown;
+  checks: CheckResult[];
+  bench?: Record<string, unknown>;
+  kernels?: unknown[];
+  passed?: number;
+  failed?: number;
+} = { started: new Date().toISOString(), execution, checks: [] };
+
+function save(): void {
+  summary.passed = summary.checks.filter((c) => c.ok).length;
+  summary.failed = summary.checks.filter((c) => !c.ok).length;
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, "cuda-check.json"), `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+async function check(name: string, run: () => Promise<unknown> | unknown): Promise<void> {
+  const t0 = Date.now();
+  try {
+    const details = await run();
+    summary.checks.push({ name, ok: true, ms: Date.now() - t0, details });
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (error) {
+    const message =
+      error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error);
+    summary.checks.push({ name, ok: false, ms: Date.now() - t0, error: message.slice(0, 4000) });
+    console.log(`FAIL ${name}: ${message.split("\n")[0]}`);
+  }
+  save();
+}
+
+function assert(condition: boolean, message: string): void {
+  if (!condition) {
+    throw new Error(message);
+  }
+}
+
+async function fixture(name: string): Promise<string> {
+  const file = path.join(tmp, `${name}.gguf`);
+  if (!fs.existsSync(file)) {
+    await writeFixture(PRESETS[name]!, file);
+  }
+  return file;
+}
+
+async function compiled(name: string, contextLength = 64, maxBatch?: number): Promise<CudaModel> {
+  const backend = new CudaBackend({ execution, ...(maxBatch === undefined ? {} : { maxBatch }) });
+  return backend.compile(await readModelDescription(await fixture(name)), { contextLength });
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  }
+  return worst;
+}
+
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) {
+    if (row[i]! > row[best]!) {
+      best = i;
+    }
+  }
+  return best;
+}
+
+const LONG_PROMPT = [
+  128000, 791, 6864, 315, 9822, 374, 12366, 13, 578, 4062, 14198, 39935, 35308, 927, 279, 16053,
+  5679, 13, 358, 1093,
+];
+const OTHER = [128000, 5451, 5304, 264, 892, 11, 358, 1093, 279, 16053, 5679, 13];
+const TINY = ["tiny-i2s", "tiny-tq2", "tiny-tq1"];
+
+const kernels = new CudaKernels();
+summary.device = kernels.status();
+save();
+
+if (!hostOnly) {
+  await check(
+    "I2_S kernel: GPU equals its host twin, bit for bit (2B-4T shapes, 1, 3 and 9 tokens)",
+    () => {
+      const shapes: [number, number][] = [
+        [2560, 2560],
+        [3840, 2560],
+        [13824, 2560],
+        [2560, 6912],
+      ];
+      let seed = 7;
+      const rnd = () => {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        return seed / 4294967296;
+      };
+      for (const [rows, cols] of shapes) {
+        for (const tokens of [1, 3, 9]) {
+          const codes = new Uint8Array((rows * cols) / 4);
+          for (let i = 0; i < codes.length; i++) {
+            // Four 2-bit codes per byte, each 0, 1 or 2.
+            codes[i] =
+              Math.floor(rnd() * 3) |
+              (Math.floor(rnd() * 3) << 2) |
+              (Math.floor(rnd() * 3) << 4) |
+              (Math.floor(rnd() * 3) << 6);
+          }
+          const x = new Float32Array(tokens * cols).map(() => (rnd() - 0.5) * 4);
+          const input = { codes, rows, cols, scale: 0.75, x, tokens };
+          const gpu = kernels.i2sLinear(input, "device");
+          const host = kernels.i2sLinear(input, "host");
+          assert(
+            Buffer.from(gpu.q.buffer).equals(Buffer.from(host.q.buffer)),
+            `${rows}×${cols}×${tokens}: q differs`,
+          );
+          assert(
+            Buffer.from(gpu.y.buffer).equals(Buffer.from(host.y.buffer)),
+            `${rows}×${cols}×${tokens}: y differs by up to ${maxAbsDiff(gpu.y, host.y)}`,
+          );
+        }
+      }
+      return { shapes };
+    },
+  );
+
+  await check("f16 kernel: within f32 summation error of an f64 sum", () => {
+    const rows = 1000;
+    const cols = 2560;
+    const w = new Uint16Array(rows * cols).map((_, i) => 0x3000 + ((i * 2654435761) % 0x0c00));
+    const x = new Float32Array(cols).map((_, i) => Math.sin(i));
+    const y = kernels.f16Linear(w, rows, cols, x, 1);
+    let worst = 0;
+    for (let r = 0; r < rows; r++) {
+      let exact = 0;
+      let magnitude = 0;
+      for (let c = 0; c < cols; c++) {
+        const bits = w[r * cols + c]!;
+        const value = 2 ** (((bits >> 10) & 31) - 15) * (1 + (bits & 1023) / 1024);
+        exact += value * x[c]!;
+        magnitude += Math.abs(value * x[c]!);
+      }
+      worst = Math.max(worst, Math.abs(y[r]! - exact) / magnitude);
+    }
+    assert(worst < 1e-6, `relative error ${worst}`);
+    return { worstRelativeError: worst };
+  });
+}
+
+for (const name of TINY) {
+  await check(`${name}: op by op against the reference within the stated tolerances`, async () => {
+    const reference = await loadModel(await fixture(name), {
+      backend: "reference",
+      contextLength: 64,
+    });
+    const capture = await captureReference(reference, [LONG_PROMPT, [1234], [578, 4062, 14198]]);
+    const model = await compiled(name);
+    const worst = await compareOpByOp(model, capture);
+    await model.dispose();
+    await reference.dispose();
+    const violations = opViolations(worst, CUDA_OP_TOLERANCES);
+    assert(violations.length === 0, violations.join("; "));
+    return Object.fromEntries([...worst].map(([k, e]) => [k, e.error]));
+  });
+
+  await check(
+    `${name}: one-by-one decode and a batch of two sequences equal the batched prompt, bit for bit`,
+    async () => {
+      const model = await compiled(name);
+      const batched = await logitsBatched(model, LONG_PROMPT);
+      const single = await logitsOneByOne(model, LONG_PROMPT);
+      assert(
+        maxAbsDiff(batched, single) === 0,
+        `one by one differs by ${maxAbsDiff(batched, single)}`,
+      );
+      const a = model.createSequence();
+      const b = model.createSequence();
+      const both = await model.step([
+        { sequence: a, tokens: LONG_PROMPT, logits: "all" },
+        { sequence: b, tokens: OTHER, logits: "all" },
+      ]);
+      const otherAlone = await logitsBatched(model, OTHER);
+      assert(
+        maxAbsDiff(both.runs[0]!.logits, batched) === 0,
+        "sequence a differs when batched with b",
+      );
+      assert(
+        maxAbsDiff(both.runs[1]!.logits, otherAlone) === 0,
+        "sequence b differs when batched with a",
+      );
+      await model.dispose();
+      return {};
+    },
+  );
+
+  await check(`${name}: logits against the host twins and the CPU backend`, async () => {
+    const model = await compiled(name);
+    const ours = await logitsBatched(model, LONG_PROMPT);
+    await model.dispose();
+    const host = await new CudaBackend({ execution: "host" }).compile(
+      await readModelDescription(await fixture(name)),
+      { contextLength: 64 },
+    );
+    const twins = await logitsBatched(host, LONG_PROMPT);
+    await host.dispose();
+    const cpu = await loadModel(await fixture(name), { backend: "cpu", contextLength: 64 });
+    const theirs = await logitsBatched(cpu, LONG_PROMPT);
+    await cpu.dispose();
+    const vocab = ours.length / LONG_PROMPT.length;
+    let top1 = 0;
+    for (let t = 0; t < LONG_PROMPT.length; t++) {
+      const row = (x: Float32Array) => x.subarray(t * vocab, (t + 1) * vocab);
+      top1 += argmax(row(ours)) === argmax(row(theirs)) ? 1 : 0;
+    }
+    const vsTwins = maxAbsDiff(ours, twins);
+    const vsCpu = maxAbsDiff(ours, theirs);
+    assert(vsCpu < 1e-4, `max |Δ| against the CPU backend ${vsCpu}`);
+    assert(
+      top1 === LONG_PROMPT.length,
+      `top-1 agrees at ${top1} of ${LONG_PROMPT.length} positions`,
+    );
+    return {
+      maxAbsDiffVsHostTwins: vsTwins,
+      maxAbsDiffVsCpu: vsCpu,
+      top1Agreement: top1 / LONG_PROMPT.length,
+    };
+  });
+}
+
+await check("golden greedy tokens", async () => {
+  const golden = JSON.parse(
+    fs.readFileSync(path.resolve("fixtures/golden-greedy.json"), "utf8"),
+  ) as {
+    models: Record<string, Record<string, number[]>>;
+  };
+  for (const name of TINY) {
+    const model = await compiled(name);
+    const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
+    for (const [prompt, expected] of Object.entries(golden.models[name]!)) {
+      const seq = model.createSequence();
+      let { runs } = await model.step([
+        { sequence: seq, tokens: tokenizer.encode(prompt), reduce: "argmax" },
+      ]);
+      const tokens: number[] = [];
+      while (tokens.length < expected.length) {
+        tokens.push(runs[0]!.argmax![0]!);
+        ({ runs } = await model.step([
+          { sequence: seq, tokens: [tokens.at(-1)!], reduce: "argmax" },
+        ]));
+      }
+      assert(
+        JSON.stringify(tokens) === JSON.stringify(expected),
+        `${name} "${prompt}": ${tokens} ≠ ${expected}`,
+      );
+      model.freeSequence(seq);
+    }
+    await model.dispose();
+  }
+  return {};
+});
+
+if (!hostOnly) {
+  const bench: Record<string, unknown> = {};
+  summary.bench = bench;
+  await check(
+    "bench-i2s: load, pp512, tg128, aggregate decode at 8 and 64 sequences, memory, bound",
+    async () => {
+      const t0 = Date.now();
+      const file = await fixture("bench-i2s");
+      bench["fixtureMs"] = Date.now() - t0;
+      const t1 = Date.now();
+      const model = await new CudaBackend({ maxBatch: 512 }).compile(
+        await readModelDescription(file),
+        {
+          contextLength: 1024,
+        },
+      );
+      bench["loadMs"] = Date.now() - t1;
+      const hp = model.description.hparams;
+      const tokens = (n: number, seed: number) =>
+        Array.from({ length: n }, (_, i) => 1000 + ((i * 7919 + seed) % (hp.vocabSize - 2000)));
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      // Warm-up.
+      let seq = model.createSequence();
+      await model.step([{ sequence: seq, tokens: tokens(32, 1), logits: "last" }]);
+      model.freeSequence(seq);
+      const pp: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        seq = model.createSequence();
+        const s = performance.now();
+        await model.step([{ sequence: seq, tokens: tokens(512, r), logits: "last" }]);
+        pp.push((512 * 1000) / (performance.now() - s));
+        model.freeSequence(seq);
+      }
+      bench["pp512"] = median(pp);
+      const tg: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        seq = model.createSequence();
+        await model.step([{ sequence: seq, tokens: [128000], reduce: "argmax" }]);
+        const s = performance.now();
+        for (let i = 0; i < 128; i++) {
+          await model.step([{ sequence: seq, tokens: [1000 + i], reduce: "argmax" }]);
+        }
+        tg.push((128 * 1000) / (performance.now() - s));
+        model.freeSequence(seq);
+      }
+      bench["tg128"] = median(tg);
+      for (const n of [8, 64]) {
+        const seqs = Array.from({ length: n }, () => model.createSequence());
+        await model.step(
+          seqs.map((sequence, i) => ({
+            sequence,
+            tokens: [128000, 1000 + i],
+            reduce: "argmax" as const,
+          })),
+        );
+        const steps = 32;
+        const s = performance.now();
+        for (let i = 0; i < steps; i++) {
+          await model.step(
+            seqs.map((sequence, j) => ({
+              sequence,
+              tokens: [2000 + i + j],
+              reduce: "argmax" as const,
+            })),
+          );
+        }
+        bench[`aggregate_tg_${n}`] = (n * steps * 1000) / (performance.now() - s);
+        for (const sq of seqs) {
+          model.freeSequence(sq);
+        }
+      }
+      bench["memory"] = model.memory();
+      await model.dispose();
+      const copy = kernels.copyBandwidth(1 << 30, 10);
+      bench["copyGBs"] = copy.gbs;
+      // Bytes a decoded token reads: every tensor of the file but the token embedding's unused rows
+      // (the head reads the tied table whole).
+      const description = await readModelDescription(file);
+      let bytes = 0;
+      for (const t of description.file.tensors) {
+        bytes += t.byteSize;
+      }
+      bench["bytesPerToken"] = bytes;
+      bench["boundTgTps"] = (copy.gbs * 1e9) / bytes;
+      bench["tgFractionOfBound"] = (bench["tg128"] as number) / (bench["boundTgTps"] as number);
+      return bench;
+    },
+  );
+
+  await check("ternary GEMV alone on the 2B-4T shapes (one token)", () => {
+    const rows: unknown[] = [];
+    for (const [r, c] of [
+      [2560, 2560],
+      [3840, 2560],
+      [13824, 2560],
+      [2560, 6912],
+    ] as const) {
+      const t = kernels.timeI2sGemv(r, c, 1, 50);
+      rows.push({ shape: `${r}x${c}`, us: t.ms * 1000, gbs: t.gbs });
+    }
+    summary.kernels = rows;
+    return rows;
+  });
+}
+
+console.log(
+  `${summary.checks.filter((c) => c.ok).length} passed, ${summary.checks.filter((c) => !c.ok).length} failed in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+);
+save();
+fs.rmSync(tmp, { recursive: true, force: true });
+process.exit(summary.checks.every((c) => c.ok) ? 0 : 1);
