@@ -7,7 +7,7 @@ import { llamaCpuVariantFor, llamaCpuVariantLacks } from "@bitnet-ts/crossval";
 import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { readGgufFileSync } from "@bitnet-ts/gguf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type BenchReport, bytesPerToken } from "./commands/bench";
+import { type BenchReport, bytesPerToken, formatBench } from "./commands/bench";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, "../dist/bitnet.js");
@@ -199,6 +199,54 @@ describe("bitnet bench", () => {
       expect(r.stderr).not.toContain("bitnet bench: loading"); // refused before loading the model
     },
   );
+
+  it("on a GPU backend, prints the GPU's copy bandwidth, the decode bound it gives and the GPU memory", () => {
+    const report: BenchReport = {
+      model: "/m/bench-i2s.gguf",
+      model_bytes: 1.2e9,
+      params: 2.4e9,
+      backend: "cuda",
+      threads: 1,
+      mmap: true,
+      huge_page_fraction: null,
+      load_ms: 900,
+      peak_rss_bytes: null,
+      results: [
+        {
+          engine: "bitnet-ts",
+          test: "tg128",
+          tps_mean: 1500,
+          tps_std: 1,
+          tps_median: 1500,
+          reps: 3,
+          samples: [1500],
+        },
+      ],
+      bound: {
+        bandwidth_gbs: 4300,
+        memory: "gpu",
+        bytes_per_token: 1.2e9,
+        tg_tps: 3583.3,
+        fraction: 1500 / 3583.3,
+        paired: false,
+        bandwidth_samples_gbs: [],
+        fraction_samples: [],
+      },
+      bandwidth: null,
+      gpu: { copy_gbs: 4300, weight_bytes: 1.2e9, scratch_bytes: 5e7, kv_bytes: 1e7 },
+      llama: null,
+      llama_cpu: null,
+      speedup: null,
+      head_accuracy: null,
+    };
+    const text = formatBench(report, 1.2e9);
+    expect(text).toContain("GPU copy bandwidth: 4300 GB/s");
+    expect(text).toMatch(
+      /decode bound: 1\.200 GB read per token at 4300 GB\/s = 3583 t\/s; measured 42% of it/,
+    );
+    expect(text).toMatch(/GPU memory: weights .* = 1\.050 × the weights/);
+    expect(text).not.toContain("read bandwidth (");
+  });
 
   it("counts a tied head once and a quantized head at its own size", () => {
     const file = readGgufFileSync(i2s);

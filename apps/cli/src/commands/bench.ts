@@ -27,7 +27,7 @@ import {
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
 import { backendSection, modelSection, receiptHeader, writeReceipt } from "../receipt";
-import { formatTable } from "../table";
+import { formatBytes, formatTable } from "../table";
 import { formatHeadAccuracy, type HeadAccuracy, measureHeadAccuracy } from "./head-accuracy";
 
 export interface BenchCliOptions extends ModelOptions {
@@ -55,7 +55,8 @@ export interface BenchBound {
    * probes paired with our tg repetitions (`paired`), else the best of the probes after the tests.
    */
   readonly bandwidth_gbs: number;
-  readonly memory: "file-mapping" | "anonymous";
+  /** Where the weights are read from: the file's mapping, anonymous memory, or GPU memory. */
+  readonly memory: "file-mapping" | "anonymous" | "gpu";
   /** Weights read per generated token (+ the KV cache at the tg test's mean position). */
   readonly bytes_per_token: number;
   /** The decode speed that bandwidth allows. */
@@ -95,6 +96,16 @@ export interface BenchReport {
   readonly results: readonly BenchResult[];
   readonly bound: BenchBound | null;
   readonly bandwidth: { readonly file_mapping_gbs: number; readonly anonymous_gbs: number } | null;
+  /**
+   * On a GPU backend: its device-to-device copy bandwidth (bytes read + written per second,
+   * median of 10 copies of 1 GiB) measured in this run, and the GPU memory the model holds.
+   */
+  readonly gpu: {
+    readonly copy_gbs: number;
+    readonly weight_bytes: number;
+    readonly scratch_bytes: number;
+    readonly kv_bytes: number;
+  } | null;
   readonly llama: string | null;
   /**
    * llama.cpp's CPU backend with --compare-llama: the ggml variant that ran (libggml-cpu-<variant>,
@@ -384,6 +395,19 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       const anonBw = await measureReadBandwidth({ threads });
       bandwidth = { file_mapping_gbs: fileBw.bestGbs, anonymous_gbs: anonBw.bestGbs };
     }
+    // A GPU backend's bound: its own memory's bandwidth, from a device-to-device copy.
+    let gpu: BenchReport["gpu"] = null;
+    const gpuMemory = gpuMemoryOf(model);
+    if (gpuMemory !== undefined) {
+      progress("measuring the GPU's copy bandwidth");
+      const { CudaKernels } = await import("@bitnet-ts/kernels-cuda");
+      gpu = {
+        copy_gbs: new CudaKernels().copyBandwidth(1 << 30, 10).gbs,
+        weight_bytes: gpuMemory.weightBytes,
+        scratch_bytes: gpuMemory.scratchBytes,
+        kv_bytes: gpuMemory.kvBytes,
+      };
+    }
     const results: BenchResult[] = [];
     for (const e of engines) {
       for (const test of tests) {
@@ -402,7 +426,28 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
     }
     let bound: BenchBound | null = null;
     const tg = nGen.find((n) => n > 0);
-    if (bandwidth !== null) {
+    if (gpu !== null) {
+      const kvWidth = hp.nHeadKv * hp.headDim;
+      const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
+      const bytes = bytesPerToken(
+        file,
+        undefined,
+        2 * hp.nLayer * kvWidth * 2 * meanPosition,
+        true,
+      );
+      const tgTps = (gpu.copy_gbs * 1e9) / bytes;
+      const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
+      bound = {
+        bandwidth_gbs: gpu.copy_gbs,
+        memory: "gpu",
+        bytes_per_token: bytes,
+        tg_tps: tgTps,
+        fraction: ourTg === undefined ? null : ourTg.tps_median / tgTps,
+        paired: false,
+        bandwidth_samples_gbs: [],
+        fraction_samples: [],
+      };
+    } else if (bandwidth !== null) {
       const kvWidth = hp.nHeadKv * hp.headDim;
       const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
       const kvBytes = 2 * hp.nLayer * kvWidth * 2 * meanPosition; // K and V, f16
@@ -464,6 +509,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       results,
       bound,
       bandwidth,
+      gpu,
       llama: session?.label ?? null,
       llama_cpu:
         session === undefined
@@ -534,6 +580,23 @@ function range(values: readonly number[], digits: number): string {
   return lo === hi ? lo : `${lo}-${hi}`;
 }
 
+/** The GPU memory a compiled model holds, when its backend runs on a GPU (kernels-cuda's CudaModel). */
+function gpuMemoryOf(
+  model: CompiledModel,
+): { weightBytes: number; scratchBytes: number; kvBytes: number } | undefined {
+  if (!("memory" in model) || typeof model.memory !== "function") {
+    return undefined;
+  }
+  const m = (model.memory as () => Record<string, unknown>)();
+  return m["executor"] === "cuda"
+    ? {
+        weightBytes: m["weightBytes"] as number,
+        scratchBytes: m["scratchBytes"] as number,
+        kvBytes: m["kvBytes"] as number,
+      }
+    : undefined;
+}
+
 /** The llama-bench table, then ratios and the bandwidth bound. */
 export function formatBench(report: BenchReport, weightBytes: number): string {
   const name = path.basename(report.model);
@@ -578,6 +641,16 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
           ? ", forced to match the kernel path"
           : " (ggml's pick for this CPU; --kernel-path makes llama.cpp run its matching variant)"
       }; features ${cpu.features.join(" ") || "baseline only"}`,
+    );
+  }
+  if (report.bound !== null && report.gpu !== null) {
+    const b = report.bound;
+    const g = report.gpu;
+    lines.push(
+      "",
+      `GPU copy bandwidth: ${g.copy_gbs.toFixed(0)} GB/s (device to device, bytes read + written, median of 10 × 1 GiB)`,
+      `decode bound: ${(b.bytes_per_token / 1e9).toFixed(3)} GB read per token at ${b.bandwidth_gbs.toFixed(0)} GB/s = ${b.tg_tps.toFixed(0)} t/s${b.fraction === null ? "" : `; measured ${(b.fraction * 100).toFixed(0)}% of it`}`,
+      `GPU memory: weights ${formatBytes(g.weight_bytes)}, scratch ${formatBytes(g.scratch_bytes)}, KV ${formatBytes(g.kv_bytes)} = ${((g.weight_bytes + g.scratch_bytes + g.kv_bytes) / g.weight_bytes).toFixed(3)} × the weights`,
     );
   }
   if (report.bound !== null && report.bandwidth !== null) {
