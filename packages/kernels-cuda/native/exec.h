@@ -31,6 +31,15 @@ struct Exec {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void sync() = 0;
 
+  // CUDA graphs: the ops issued between begin_capture() and end_capture() are recorded instead of
+  // run, and replay() runs the recording again (one launch for a whole decode step). An executor
+  // without graphs returns false from begin_capture() and runs the ops as they come.
+  virtual bool begin_capture() { return false; }
+  virtual void end_capture() {}
+  // Ends a recording that failed part-way and drops it.
+  virtual void abort_capture() {}
+  virtual void replay() {}
+
   // out[t, :] = table row tokens[t] (f16 or f32 table of width d).
   virtual void embed(const void* table, bool f16, const int32_t* tokens, int64_t T, int64_t d, float* out) = 0;
   virtual void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out) = 0;

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -535,8 +536,35 @@ struct CudaExec final : Exec {
     ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   }
   ~CudaExec() override {
+    if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
+  cudaGraphExec_t graph_exec = nullptr;
+  bool capturing = false;
+
+  bool begin_capture() override {
+    if (getenv("BITNET_CUDA_GRAPHS") != nullptr && std::string(getenv("BITNET_CUDA_GRAPHS")) == "0") return false;
+    ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    capturing = true;
+    return true;
+  }
+  void end_capture() override {
+    cudaGraph_t graph = nullptr;
+    capturing = false;
+    ok(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+    const cudaError_t e = cudaGraphInstantiate(&graph_exec, graph, 0);
+    cudaGraphDestroy(graph);
+    ok(e, "cudaGraphInstantiate");
+  }
+  void abort_capture() override {
+    if (!capturing) return;
+    capturing = false;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+  }
+  void replay() override { ok(cudaGraphLaunch(graph_exec, stream), "cudaGraphLaunch"); }
   static void ok(cudaError_t e, const char* what) {
     if (e != cudaSuccess) throw ExecError(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
   }

@@ -257,6 +257,35 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   for (int64_t t = 0; t < T; t++) {
     if (want[t] != 0) rows.push_back((int32_t)t);
   }
+  if (!rows.empty()) exec_->to_device(rows_, rows.data(), rows.size() * 4);
+  // A decode step (one token, its logits, nothing captured or injected) runs as one CUDA graph:
+  // recorded the first time, replayed after. Everything a step changes is in device memory the
+  // graph reads (tokens, positions, KV pointers, the RoPE table), uploaded above.
+  const bool decode_shape = T == 1 && rows.size() == 1 && capture.empty() && inject.empty();
+  if (decode_shape && decode_graph_) {
+    exec_->replay();
+    exec_->to_host(logits, head_out_, (size_t)(hp_.vocab * 4));
+    return;
+  }
+  const bool recording = decode_shape && exec_->begin_capture();
+  try {
+    run_ops(T, logits, rows, recording, capture, captured, inject, injected);
+  } catch (...) {
+    if (recording) exec_->abort_capture();
+    throw;
+  }
+  if (recording) {
+    exec_->end_capture();
+    decode_graph_ = true;
+    exec_->replay();
+    exec_->to_host(logits, head_out_, (size_t)(hp_.vocab * 4));
+  }
+  exec_->sync();
+}
+
+void Model::run_ops(int64_t T, float* logits, const std::vector<int32_t>& rows, bool recording,
+                    const std::vector<int>& capture, const std::vector<float*>& captured,
+                    const std::vector<int>& inject, const std::vector<const float*>& injected) {
   int quantized = -1;  // the buffer whose quantization q_ holds (q, k, v share one input)
   WeightKind quantized_as = WeightKind::F32;
   for (size_t i = 0; i < ops_.size(); i++) {
@@ -323,11 +352,11 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
         const float* x = buffer(op.in0);
         for (size_t r0 = 0; r0 < rows.size(); r0 += kHeadRowsPerPass) {
           const int64_t n = std::min<int64_t>(kHeadRowsPerPass, (int64_t)(rows.size() - r0));
-          exec_->to_device(rows_, rows.data() + r0, (size_t)n * 4);
-          exec_->gather_rows(x, rows_, n, hp_.n_embd, head_in_);
+          exec_->gather_rows(x, rows_ + r0, n, hp_.n_embd, head_in_);
           exec_->float_gemm(w->data, w->kind == WeightKind::F16, w->rows, w->cols, head_in_, n,
                             w->kind == WeightKind::F16, head_out_);
-          exec_->to_host(logits + r0 * hp_.vocab, head_out_, (size_t)(n * hp_.vocab * 4));
+          // A recording cannot copy to the host: the replay's caller does.
+          if (!recording) exec_->to_host(logits + r0 * hp_.vocab, head_out_, (size_t)(n * hp_.vocab * 4));
         }
         break;
       }
@@ -338,7 +367,6 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       }
     }
   }
-  exec_->sync();
 }
 
 }  // namespace bitnet_cuda

@@ -72,6 +72,10 @@ class Model {
 
  private:
   void* take(size_t bytes, const char* what);
+  // The graph's ops in order (recorded instead of run when `recording`).
+  void run_ops(int64_t T, float* logits, const std::vector<int32_t>& rows, bool recording,
+               const std::vector<int>& capture, const std::vector<float*>& captured, const std::vector<int>& inject,
+               const std::vector<const float*>& injected);
   void ensure_capacity(Sequence& s, int64_t positions);
   float* buffer(int id) { return slots_[slot_of_[id]]; }
 
@@ -103,6 +107,7 @@ class Model {
   uint64_t weight_bytes_ = 0, scratch_bytes_ = 0, kv_bytes_ = 0;
   std::vector<void*> owned_;
   bool finished_ = false;
+  bool decode_graph_ = false;  // the executor holds the recorded decode step
 };
 
 // Rows of logits the head computes per pass (its output scratch is this × vocab floats).

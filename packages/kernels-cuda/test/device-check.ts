@@ -382,6 +382,24 @@ if (!hostOnly) {
       }
       bench["memory"] = model.memory();
       await model.dispose();
+      // The same decode without CUDA graphs (every kernel launched from the host), for the
+      // launch overhead the graph saves.
+      process.env["BITNET_CUDA_GRAPHS"] = "0";
+      const plain = await new CudaBackend({ maxBatch: 8 }).compile(
+        await readModelDescription(file),
+        {
+          contextLength: 256,
+        },
+      );
+      seq = plain.createSequence();
+      await plain.step([{ sequence: seq, tokens: [128000], reduce: "argmax" }]);
+      const s0 = performance.now();
+      for (let i = 0; i < 128; i++) {
+        await plain.step([{ sequence: seq, tokens: [1000 + i], reduce: "argmax" }]);
+      }
+      bench["tg128_without_graphs"] = (128 * 1000) / (performance.now() - s0);
+      await plain.dispose();
+      delete process.env["BITNET_CUDA_GRAPHS"];
       const copy = kernels.copyBandwidth(1 << 30, 10);
       bench["copyGBs"] = copy.gbs;
       // Bytes a decoded token reads: every tensor of the file but the token embedding's unused rows
