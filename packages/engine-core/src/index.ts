@@ -70,4 +70,11 @@ export {
   splitLogits,
   topKRows,
 } from "./steps";
-export { checkStepBuffers, validateStep } from "./validate";
+export {
+  checkStepBuffers,
+  type NativeStepPlan,
+  planNativeStep,
+  type StepChunk,
+  stepChunks,
+  validateStep,
+} from "./validate";

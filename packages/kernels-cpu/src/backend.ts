@@ -11,18 +11,17 @@ import {
   type CaptureRequest,
   type CompiledModel,
   type CompileOptions,
-  checkStepBuffers,
   EngineError,
   EngineErrorCode,
-  flattenRuns,
   type GraphOp,
   type ModelDescription,
+  planNativeStep,
   type SequenceRun,
   SequenceTable,
   type StepOutput,
   StepQueue,
   splitLogits,
-  validateStep,
+  stepChunks,
 } from "@bitnet-ts/engine-core";
 import {
   type HeadQuantization,
@@ -407,17 +406,18 @@ export class CpuModel implements CompiledModel {
   ): Promise<StepOutput> {
     this.#sequences.assertAlive();
     const hp = this.description.hparams;
-    const total = validateStep(
+    const plan = planNativeStep({
+      graph: this.description.graph,
       runs,
-      (id) => this.#sequences.get(id).length,
-      hp.vocabSize,
-      this.contextLength,
-    );
-    checkStepBuffers(this.description.graph, total, capture, inputs, this.#maxBatch);
-    const captureIds = (capture?.buffers ?? []).map((name) => this.#buffers.get(name)!);
-    const injectIds = [...(inputs?.keys() ?? [])].map((name) => this.#buffers.get(name)!);
-    const injectData = [...(inputs?.values() ?? [])];
-    const flat = flattenRuns(runs, total, (id) => this.#sequences.get(id).length);
+      capture,
+      inputs,
+      bufferIds: this.#buffers,
+      lengthOf: (id) => this.#sequences.get(id).length,
+      vocabSize: hp.vocabSize,
+      contextLength: this.contextLength,
+      maxTokensPerCall: this.#maxBatch,
+    });
+    const { flat, captured } = plan;
     const vocab = hp.vocabSize;
     // Reductions and transient runs never hand the step's buffer out, so it can be reused.
     const reuse =
@@ -431,34 +431,20 @@ export class CpuModel implements CompiledModel {
         : undefined;
     const logits =
       own ?? (reuse ? this.#stepLogits(flat.rows * vocab) : new Float32Array(flat.rows * vocab));
-    const captured = new Map<string, Float32Array>();
-    const captureOut = captureIds.map((_id, i) => {
-      const out = new Float32Array(total * this.description.graph.buffers[capture!.buffers[i]!]!);
-      captured.set(capture!.buffers[i]!, out);
-      return out;
-    });
     this.#nativeBusy = true;
     try {
-      let row = 0;
-      for (let start = 0; start < total; start += this.#maxBatch) {
-        const end = Math.min(total, start + this.#maxBatch);
-        const chunkWant = flat.wantLogits.subarray(start, end);
-        let rows = 0;
-        for (const w of chunkWant) {
-          rows += w;
-        }
+      for (const chunk of stepChunks(flat, this.#maxBatch)) {
         await this.native.step(
-          flat.tokens.subarray(start, end),
-          flat.sequences.subarray(start, end),
-          flat.positions.subarray(start, end),
-          chunkWant,
-          logits.subarray(row * vocab, (row + rows) * vocab),
-          Int32Array.from(captureIds),
-          captureOut,
-          Int32Array.from(injectIds),
-          injectData,
+          flat.tokens.subarray(chunk.start, chunk.end),
+          flat.sequences.subarray(chunk.start, chunk.end),
+          flat.positions.subarray(chunk.start, chunk.end),
+          chunk.want,
+          logits.subarray(chunk.row * vocab, (chunk.row + chunk.rows) * vocab),
+          plan.captureIds,
+          plan.captureOut,
+          plan.injectIds,
+          plan.injectData,
         );
-        row += rows;
       }
     } finally {
       this.#nativeBusy = false;
@@ -478,7 +464,7 @@ export class CpuModel implements CompiledModel {
           : { ...run, logits: this.#sequenceLogits(run.sequence, run.logits) },
       );
     }
-    return captureIds.length > 0 ? { runs: result, captured } : { runs: result };
+    return plan.captureIds.length > 0 ? { runs: result, captured } : { runs: result };
   }
 
   #reusedLogits = new Float32Array(0);

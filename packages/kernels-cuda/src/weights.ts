@@ -17,7 +17,14 @@ import {
   EngineError,
   EngineErrorCode,
 } from "@bitnet-ts/engine-core";
-import { f16ToF32, i2sScale, TQ2_0_BLOCK, TQ2_0_BYTES, unpackTQ1_0 } from "@bitnet-ts/quantization";
+import {
+  f16ToF32,
+  i2sScale,
+  packTQ2Codes,
+  TQ2_0_BLOCK,
+  TQ2_0_BYTES,
+  unpackTQ1_0,
+} from "@bitnet-ts/quantization";
 
 /** The native weight kinds (model.h's WeightKind). */
 export const WeightKind = { I2S: 0, TQ2: 1, F16: 2, F32: 3, Scalar: 4 } as const;
@@ -38,24 +45,6 @@ export const TERNARY_TYPES: ReadonlySet<string> = new Set(["I2_S", "TQ2_0", "TQ1
 function shapeOf(t: BoundTensor): { rows: number; cols: number } {
   const cols = t.info.shape[0] ?? 1;
   return { rows: t.info.elementCount / cols, cols };
-}
-
-/** TQ2_0's code order from int8 ternary values: per 256 block, byte 32c + m holds column 128c + 32l + m at bits 2l. */
-export function packTq2Codes(values: Int8Array): Uint8Array {
-  const out = new Uint8Array(values.length / 4);
-  for (let b = 0; b < values.length / 256; b++) {
-    for (let c = 0; c < 2; c++) {
-      for (let m = 0; m < 32; m++) {
-        const x = 256 * b + 128 * c + m;
-        out[64 * b + 32 * c + m] =
-          (values[x]! + 1) |
-          ((values[x + 32]! + 1) << 2) |
-          ((values[x + 64]! + 1) << 4) |
-          ((values[x + 96]! + 1) << 6);
-      }
-    }
-  }
-  return out;
 }
 
 export function ternaryWeight(t: BoundTensor, data: Uint8Array): DeviceWeight {
@@ -97,7 +86,7 @@ export function ternaryWeight(t: BoundTensor, data: Uint8Array): DeviceWeight {
         kind: WeightKind.TQ2,
         rows,
         cols,
-        bytes: packTq2Codes(values),
+        bytes: packTQ2Codes(values),
         scales,
         scalar: 1,
         tag: "tq1_0_as_tq2_0",

@@ -17,7 +17,14 @@ import {
   EngineError,
   EngineErrorCode,
 } from "@bitnet-ts/engine-core";
-import { f16ToF32, i2sScale, TQ2_0_BLOCK, TQ2_0_BYTES, unpackTQ1_0 } from "@bitnet-ts/quantization";
+import {
+  f16ToF32,
+  i2sScale,
+  packTQ2Codes,
+  TQ2_0_BLOCK,
+  TQ2_0_BYTES,
+  unpackTQ1_0,
+} from "@bitnet-ts/quantization";
 import type { QuantMode, TernaryCodes } from "./wgsl";
 
 export interface TernaryWeights {
@@ -34,27 +41,6 @@ export interface TernaryWeights {
 }
 
 export const TERNARY_TYPES: ReadonlySet<string> = new Set(["I2_S", "TQ2_0", "TQ1_0"]);
-
-/**
- * Int8 ternary values (row-major) as TQ2_0's codes without the scales: per 256 block, byte
- * 32c + m holds column 128c + 32l + m at bits 2l.
- */
-export function packTq2Codes(values: Int8Array): Uint8Array {
-  const out = new Uint8Array(values.length / 4);
-  for (let b = 0; b < values.length / 256; b++) {
-    for (let c = 0; c < 2; c++) {
-      for (let m = 0; m < 32; m++) {
-        const x = 256 * b + 128 * c + m;
-        out[64 * b + 32 * c + m] =
-          (values[x]! + 1) |
-          ((values[x + 32]! + 1) << 2) |
-          ((values[x + 64]! + 1) << 4) |
-          ((values[x + 96]! + 1) << 6);
-      }
-    }
-  }
-  return out;
-}
 
 /**
  * I2_S: the file's code bytes as they are (no copy: the upload reads the file's bytes). TQ2_0:
@@ -98,7 +84,7 @@ export function ternaryWeights(t: BoundTensor, data: Uint8Array): TernaryWeights
       return {
         rows,
         cols,
-        words: packTq2Codes(values),
+        words: packTQ2Codes(values),
         codes: "tq2_0",
         scales,
         quant: "q8_k",

@@ -8,7 +8,7 @@ import { dequantizeQ8_0, quantizeQ8_0 } from "./q8_0";
 import { dequantizeQ8_K, encodeQ8_K, quantizeQ8_K } from "./q8_k";
 import { absmeanTernary, quantizeActivationsI8 } from "./ternary";
 import { dequantizeTQ1_0, packTQ1_0, quantizeTQ1_0, unpackTQ1_0 } from "./tq1_0";
-import { dequantizeTQ2_0, packTQ2_0, quantizeTQ2_0, unpackTQ2_0 } from "./tq2_0";
+import { dequantizeTQ2_0, packTQ2_0, packTQ2Codes, quantizeTQ2_0, unpackTQ2_0 } from "./tq2_0";
 
 const ternary = (n: number) =>
   fc.array(fc.constantFrom(-1, 0, 1), { minLength: n, maxLength: n }).map((v) => Int8Array.from(v));
@@ -101,6 +101,19 @@ describe("TQ2_0", () => {
         }
       }),
     );
+  });
+
+  it("packs the codes alone exactly as the blocks hold them, without the scales", () => {
+    fc.assert(
+      fc.property(ternary(512), (values) => {
+        const blocks = packTQ2_0(values, 1);
+        const codes = packTQ2Codes(values);
+        expect(codes).toHaveLength(128);
+        expect(codes.subarray(0, 64)).toEqual(blocks.subarray(0, 64));
+        expect(codes.subarray(64, 128)).toEqual(blocks.subarray(66, 130));
+      }),
+    );
+    expect(() => packTQ2Codes(new Int8Array(100))).toThrow(/256/);
   });
 });
 

@@ -53,6 +53,7 @@ export {
 export {
   dequantizeTQ2_0,
   packTQ2_0,
+  packTQ2Codes,
   quantizeTQ2_0,
   TQ2_0_BLOCK,
   TQ2_0_BYTES,

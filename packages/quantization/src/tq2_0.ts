@@ -10,6 +10,28 @@ export const TQ2_0_BLOCK = 256;
 export const TQ2_0_BYTES = 66;
 
 /**
+ * TQ2_0's 64 code bytes per 256-element block, without the scales (the layout GPU kernels read,
+ * with the block scales kept apart so that every code word is 4-byte aligned).
+ */
+export function packTQ2Codes(values: Int8Array): Uint8Array {
+  checkBlocks("TQ2_0", values.length, TQ2_0_BLOCK);
+  const out = new Uint8Array(values.length / 4);
+  for (let b = 0; b < values.length / TQ2_0_BLOCK; b++) {
+    for (let c = 0; c < 2; c++) {
+      for (let m = 0; m < 32; m++) {
+        const x = TQ2_0_BLOCK * b + 128 * c + m;
+        out[64 * b + 32 * c + m] =
+          (values[x]! + 1) |
+          ((values[x + 32]! + 1) << 2) |
+          ((values[x + 64]! + 1) << 4) |
+          ((values[x + 96]! + 1) << 6);
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * Packs ternary values with one scale per 256-element block (or one scale for all blocks).
  * Scales are stored as f16.
  */
