@@ -13,7 +13,11 @@ import {
   loadModel,
   readModelDescription,
 } from "@bitnet-ts/engine-core";
-import { describeBackendContract, logitsBatched } from "@bitnet-ts/engine-core/testing";
+import {
+  describeBackendContract,
+  greedyTokens,
+  logitsBatched,
+} from "@bitnet-ts/engine-core/testing";
 import { type EmbeddingType, writeWithEmbeddingType } from "@bitnet-ts/fixtures";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
 import { afterAll, describe, expect, it } from "vitest";
@@ -76,19 +80,8 @@ for (const { execution, skip, label } of EXECUTIONS) {
           const model = await cudaModel(name, execution);
           const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
           for (const [prompt, expected] of Object.entries(golden.models[name]!)) {
-            const seq = model.createSequence();
-            let { runs } = await model.step([
-              { sequence: seq, tokens: tokenizer.encode(prompt), reduce: "argmax" },
-            ]);
-            const tokens: number[] = [];
-            while (tokens.length < expected.length) {
-              tokens.push(runs[0]!.argmax![0]!);
-              ({ runs } = await model.step([
-                { sequence: seq, tokens: [tokens.at(-1)!], reduce: "argmax" },
-              ]));
-            }
+            const tokens = await greedyTokens(model, tokenizer.encode(prompt), expected.length);
             expect(tokens, `${name}: ${prompt}`).toEqual(expected);
-            model.freeSequence(seq);
           }
           await model.dispose();
         },

@@ -23,6 +23,7 @@ import { loadModel, readModelDescription, registerBackend } from "@bitnet-ts/eng
 import {
   captureReference,
   compareOpByOp,
+  greedyTokens,
   logitsBatched,
   logitsOneByOne,
   opViolations,
@@ -287,22 +288,11 @@ await check("golden greedy tokens", async () => {
     const model = await compiled(name);
     const tokenizer = Tokenizer.fromGguf(model.description.file.metadata);
     for (const [prompt, expected] of Object.entries(golden.models[name]!)) {
-      const seq = model.createSequence();
-      let { runs } = await model.step([
-        { sequence: seq, tokens: tokenizer.encode(prompt), reduce: "argmax" },
-      ]);
-      const tokens: number[] = [];
-      while (tokens.length < expected.length) {
-        tokens.push(runs[0]!.argmax![0]!);
-        ({ runs } = await model.step([
-          { sequence: seq, tokens: [tokens.at(-1)!], reduce: "argmax" },
-        ]));
-      }
+      const tokens = await greedyTokens(model, tokenizer.encode(prompt), expected.length);
       assert(
         JSON.stringify(tokens) === JSON.stringify(expected),
         `${name} "${prompt}": ${tokens} ≠ ${expected}`,
       );
-      model.freeSequence(seq);
     }
     await model.dispose();
   }

@@ -8,6 +8,7 @@ export {
   logitsOneByOne,
   sameBits,
 } from "./contract";
+export { greedyTokens } from "./greedy";
 export {
   captureReference,
   compareOpByOp,
