@@ -218,18 +218,40 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     hp.vocab = get_int(spec, "vocabSize");
     hp.context = get_int(spec, "contextLength");
     hp.max_batch = get_int(spec, "maxBatch");
+    if (!spec.Get("ropeFreqBase").IsNumber() || !spec.Get("rmsEps").IsNumber()) {
+      throw Napi::TypeError::New(env, "spec.ropeFreqBase and spec.rmsEps must be numbers");
+    }
     hp.rope_base = spec.Get("ropeFreqBase").As<Napi::Number>().DoubleValue();
     hp.rms_eps = spec.Get("rmsEps").As<Napi::Number>().FloatValue();
     vocab_ = hp.vocab;
-    if (hp.n_head <= 0 || hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0 || hp.context <= 0 || hp.max_batch <= 0) {
-      throw Napi::RangeError::New(env, "spec has an impossible shape (heads, context or batch)");
+    // Every size the model allocates from is checked here: positive, and small enough that no
+    // product of them overflows (2^24 per dimension; a 2B-4T model is far below).
+    const int64_t limit = 1 << 24;
+    for (const int64_t v : {hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, hp.vocab, hp.context,
+                            hp.max_batch}) {
+      if (v < 1 || v > limit) throw Napi::RangeError::New(env, "spec has a size outside 1.." + std::to_string(limit));
+    }
+    if (hp.n_head % hp.n_head_kv != 0 || hp.n_rot < 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0) {
+      throw Napi::RangeError::New(env, "spec has an impossible shape (heads or rotary dimensions)");
+    }
+    if (hp.max_batch * hp.n_head * hp.context > ((int64_t)1 << 32)) {
+      throw Napi::RangeError::New(env, "maxBatch × heads × context is too large for the attention scratch");
+    }
+    if (!(hp.rope_base > 0) || !(hp.rms_eps >= 0)) {
+      throw Napi::RangeError::New(env, "spec has a bad RoPE base or RMS epsilon");
+    }
+    if (!spec.Get("ops").IsArray() || !spec.Get("bufferWidths").IsArray()) {
+      throw Napi::TypeError::New(env, "spec.ops and spec.bufferWidths must be arrays");
     }
     const Napi::Array ops = spec.Get("ops").As<Napi::Array>();
     std::vector<bitnet_cuda::OpSpec> list;
     for (uint32_t i = 0; i < ops.Length(); i++) {
+      if (!ops.Get(i).IsObject()) throw Napi::TypeError::New(env, "spec.ops must hold objects");
       const Napi::Object o = ops.Get(i).As<Napi::Object>();
       bitnet_cuda::OpSpec op;
-      op.kind = (bitnet_cuda::OpKind)get_int(o, "kind");
+      const int64_t kind = get_int(o, "kind");
+      if (kind < 0 || kind > 7) throw Napi::RangeError::New(env, "spec.ops has an unknown op kind");
+      op.kind = (bitnet_cuda::OpKind)kind;
       op.in0 = (int)get_int(o, "in0");
       op.in1 = (int)get_int(o, "in1");
       op.in2 = (int)get_int(o, "in2");
@@ -238,19 +260,28 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       op.scale = (int)get_int(o, "scale");
       op.heads = (int)get_int(o, "heads");
       op.layer = (int)get_int(o, "layer");
-      op.act = (bitnet_cuda::Act)get_int(o, "act");
+      const int64_t act = get_int(o, "act");
+      if (act != 0 && act != 1) throw Napi::RangeError::New(env, "spec.ops has an unknown activation");
+      op.act = (bitnet_cuda::Act)act;
       list.push_back(op);
     }
     const Napi::Array widths = spec.Get("bufferWidths").As<Napi::Array>();
     std::vector<int64_t> w;
-    for (uint32_t i = 0; i < widths.Length(); i++) w.push_back(widths.Get(i).As<Napi::Number>().Int64Value());
+    for (uint32_t i = 0; i < widths.Length(); i++) {
+      if (!widths.Get(i).IsNumber()) throw Napi::TypeError::New(env, "spec.bufferWidths must hold numbers");
+      const int64_t width = widths.Get(i).As<Napi::Number>().Int64Value();
+      if (width < 1 || width > limit) throw Napi::RangeError::New(env, "spec.bufferWidths has a width outside 1..2^24");
+      w.push_back(width);
+    }
+    const int64_t weight_count = get_int(spec, "weightCount");
+    if (weight_count < 0 || weight_count > 100000) throw Napi::RangeError::New(env, "spec.weightCount is out of range");
     const std::string where = info[1].As<Napi::String>();
     try {
       std::unique_ptr<bitnet_cuda::Exec> exec =
           where == "host" ? bitnet_cuda::make_host_exec() : bitnet_cuda::make_cuda_exec((int)get_int(spec, "device"));
       model_ = std::make_unique<Model>(std::move(exec), hp, std::move(list), std::move(w),
-                                       (int)get_int(spec, "weightCount"));
-    } catch (const bitnet_cuda::ExecError& e) {
+                                       (int)weight_count);
+    } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
   }
@@ -261,11 +292,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return *model_;
   }
 
+  // Runs f, turning any C++ failure (the executor's, or std::bad_alloc) into a JS error.
   template <typename F>
   void guarded(const Napi::Env& env, F f) {
     try {
       f();
-    } catch (const bitnet_cuda::ExecError& e) {
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
   }
