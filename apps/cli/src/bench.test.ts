@@ -248,6 +248,21 @@ describe("bitnet bench", () => {
     expect(text).not.toContain("read bandwidth (");
   });
 
+  it("--kernels asks for --backend cuda, and says why it cannot run without a GPU", () => {
+    const noBackend = bitnet(["bench", "--kernels"]);
+    expect(noBackend.code).not.toBe(0);
+    expect(noBackend.stderr).toMatch(/--kernels measures the CUDA kernels: add --backend cuda/);
+    const cuda = bitnet(["bench", "--kernels", "--backend", "cuda", "--json"]);
+    if (cuda.code === 0) {
+      const table = JSON.parse(cuda.stdout) as { kernels: { oursGbs: number }[] };
+      expect(table.kernels).toHaveLength(4);
+      expect(table.kernels[0]!.oursGbs).toBeGreaterThan(0);
+    } else {
+      expect(cuda.stderr).toMatch(/CUDA/);
+      expect(cuda.stderr).not.toMatch(/at .*\.js:\d+/);
+    }
+  });
+
   it("counts a tied head once and a quantized head at its own size", () => {
     const file = readGgufFileSync(i2s);
     const all = file.tensors.reduce((n, t) => n + t.byteSize, 0);

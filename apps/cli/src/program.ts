@@ -377,10 +377,24 @@ function buildProgram(io: CliIo): Command {
         "--receipt <out.json>",
         "write a bench receipt (model hash, backend, kernels, results)",
       )
+      .option(
+        "--kernels",
+        "with --backend cuda: the kernel table instead (our ternary GEMV against cuBLAS's bf16 GEMV on the 2B-4T shapes; no model needed)",
+      )
       .option("--json", "print one JSON object"),
     true,
   ).action(async (options) => {
-    const { repetitions, ...rest } = options as BenchCliOptions & { repetitions?: number };
+    const { repetitions, kernels, ...rest } = options as BenchCliOptions & {
+      repetitions?: number;
+      kernels?: boolean;
+    };
+    if (kernels === true) {
+      await (await import("./commands/bench-kernels")).runKernelBench(
+        { backend: rest.backend, json: rest.json === true },
+        io,
+      );
+      return;
+    }
     await (await import("./commands/bench")).runBench(
       { ...rest, ...(repetitions === undefined ? {} : { reps: repetitions }) },
       io,

@@ -65,6 +65,7 @@ Status i2s_linear_device(const uint8_t*, int64_t, int64_t, float, const float*, 
 Status f16_linear_device(const uint16_t*, int64_t, int64_t, const float*, int64_t, float*) { return kNoDeviceCode; }
 Status time_i2s_gemv(int64_t, int64_t, int64_t, int, double*) { return kNoDeviceCode; }
 Status time_copy(int64_t, int, double*) { return kNoDeviceCode; }
+Status time_cublas_bf16_gemv(const char*, int64_t, int64_t, int, double*, std::string*) { return kNoDeviceCode; }
 std::unique_ptr<Exec> make_cuda_exec(int) { throw ExecError(kNoDeviceCode.error); }
 }  // namespace bitnet_cuda
 namespace {
@@ -464,8 +465,24 @@ Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// timeCublasBf16Gemv(rows, cols, reps, library) → { ms, library }.
+Napi::Value TimeCublasBf16Gemv(const Napi::CallbackInfo& info) {
+  const int64_t rows = int_arg(info, 0, "rows", 1);
+  const int64_t cols = int_arg(info, 1, "cols", 1);
+  const int reps = (int)int_arg(info, 2, "reps", 1);
+  const std::string library = info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+  double ms = 0;
+  std::string loaded;
+  throw_if(info.Env(), bitnet_cuda::time_cublas_bf16_gemv(library.c_str(), rows, cols, reps, &ms, &loaded));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("ms", ms);
+  o.Set("library", loaded);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeCudaModel", NativeModel::Define(env));
+  exports.Set("timeCublasBf16Gemv", Napi::Function::New(env, TimeCublasBf16Gemv));
   exports.Set("status", Napi::Function::New(env, Status_));
   exports.Set("i2sLinear", Napi::Function::New(env, I2sLinear));
   exports.Set("f16Linear", Napi::Function::New(env, F16Linear));

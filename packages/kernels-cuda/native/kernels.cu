@@ -1,6 +1,7 @@
 // The CUDA kernels: per-token int8 activation quantization, the I2_S GEMV/GEMM (dp4a, one warp
 // per output row), the f16 head GEMV, and their timing entries.
 #include <cuda_fp16.h>
+#include <dlfcn.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -298,6 +299,67 @@ Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int reps, double* me
       reps,
       [&] { i2s_gemm(d_codes.ptr, rows, cols, 1.0f, d_q.ptr, d_scale.ptr, d_sum.ptr, d_y.ptr, T, nullptr); },
       median_ms);
+}
+
+namespace {
+// The few cuBLAS entry points the kernel table calls, declared here (the toolkit that builds the
+// addon need not ship cuBLAS): handles are pointers, enums are ints (values from cublas_api.h
+// and library_types.h).
+using cublas_create_t = int (*)(void**);
+using cublas_destroy_t = int (*)(void*);
+using cublas_set_stream_t = int (*)(void*, cudaStream_t);
+using cublas_gemm_ex_t = int (*)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int,
+                                 int, const void*, void*, int, int, int, int);
+constexpr int kCublasOpN = 0, kCublasOpT = 1, kCudaR16BF = 14, kCublasCompute32F = 68, kCublasGemmDefault = -1;
+}  // namespace
+
+Status time_cublas_bf16_gemv(const char* library, int64_t rows, int64_t cols, int reps, double* median_ms,
+                             std::string* loaded) {
+  void* lib = nullptr;
+  for (const char* name : {library, "libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+    if (name != nullptr && name[0] != 0 && (lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr) {
+      *loaded = name;
+      break;
+    }
+  }
+  Status s;
+  if (lib == nullptr) {
+    s.error = "cuBLAS could not be loaded (set BITNET_CUBLAS_PATH to libcublas.so): " + std::string(dlerror());
+    return s;
+  }
+  auto create = (cublas_create_t)dlsym(lib, "cublasCreate_v2");
+  auto destroy = (cublas_destroy_t)dlsym(lib, "cublasDestroy_v2");
+  auto gemm = (cublas_gemm_ex_t)dlsym(lib, "cublasGemmEx");
+  if (create == nullptr || destroy == nullptr || gemm == nullptr) {
+    s.error = std::string("cuBLAS at ") + *loaded + " lacks cublasCreate_v2, cublasDestroy_v2 or cublasGemmEx";
+    return s;
+  }
+  DeviceBuffer<uint16_t> w, x, y;
+  if (!(s = w.alloc(rows * cols, "cudaMalloc (bf16 weights)")).ok()) return s;
+  if (!(s = x.alloc(cols, "cudaMalloc (bf16 input)")).ok()) return s;
+  if (!(s = y.alloc(rows, "cudaMalloc (bf16 output)")).ok()) return s;
+  // bf16 0x3c00 ≈ 0.0078 everywhere: the time does not depend on the values.
+  if (!(s = check(cudaMemset(w.ptr, 0x3c, rows * cols * 2), "memset weights")).ok()) return s;
+  if (!(s = check(cudaMemset(x.ptr, 0x3c, cols * 2), "memset input")).ok()) return s;
+  void* handle = nullptr;
+  if (create(&handle) != 0) {
+    s.error = "cublasCreate failed";
+    return s;
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  int status = 0;
+  // y (rows) = Wᵀ-as-stored · x: W row-major rows × cols is column-major cols × rows (lda = cols).
+  s = time_median(
+      reps,
+      [&] {
+        status = gemm(handle, kCublasOpT, kCublasOpN, (int)rows, 1, (int)cols, &alpha, w.ptr, kCudaR16BF, (int)cols,
+                      x.ptr, kCudaR16BF, (int)cols, &beta, y.ptr, kCudaR16BF, (int)rows, kCublasCompute32F,
+                      kCublasGemmDefault);
+      },
+      median_ms);
+  destroy(handle);
+  if (s.ok() && status != 0) s.error = "cublasGemmEx returned status " + std::to_string(status);
+  return s;
 }
 
 Status time_copy(int64_t bytes, int reps, double* median_ms) {

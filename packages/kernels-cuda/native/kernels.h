@@ -42,5 +42,10 @@ Status f16_linear_device(const uint16_t* w, int64_t rows, int64_t cols, const fl
 // copy of `bytes`. Each gives the median of `reps` runs in milliseconds.
 Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int reps, double* median_ms);
 Status time_copy(int64_t bytes, int reps, double* median_ms);
+// cuBLAS's bf16 GEMV (cublasGemmEx, bf16 in and out, f32 compute) on a rows × cols matrix, for
+// the kernel table: cuBLAS is loaded at run time (dlopen: `library`, else libcublas.so.13, .12,
+// .so), so the addon neither needs nor links it. `loaded` names the library that ran.
+Status time_cublas_bf16_gemv(const char* library, int64_t rows, int64_t cols, int reps, double* median_ms,
+                             std::string* loaded);
 
 }  // namespace bitnet_cuda

@@ -111,6 +111,14 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/nvidia-smi.csv" 2>&1
 export BITNET_KERNELS_CUDA_PATH="$here/bitnet_kernels_cuda.node"
 export BITNET_KERNELS_CPU_PATH="$here/bitnet_kernels_cpu.node"
+# cuBLAS for the kernel table's bf16 baseline: the toolkit's, or the one PyTorch ships.
+if [ -z "\${BITNET_CUBLAS_PATH:-}" ]; then
+  torch_lib="$(python3 -c 'import os,torch;print(os.path.dirname(torch.__file__))' 2>/dev/null)"
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu "$torch_lib/lib" "$torch_lib/../nvidia/cublas/lib" "$torch_lib/../nvidia/cu13/lib"; do
+    f="$(ls "$d"/libcublas.so* 2>/dev/null | head -n 1)"
+    if [ -n "$f" ]; then export BITNET_CUBLAS_PATH="$f"; break; fi
+  done
+fi
 "$node" "$here/device-check.mjs" "$out" "\${@:2}" 2>&1 | tee "$out/cuda-check.log"
 exit "\${PIPESTATUS[0]}"
 `,

@@ -13,6 +13,8 @@ export {
   type CudaStatus,
   type I2sLinearInput,
   type I2sLinearOutput,
+  KERNEL_TABLE_SHAPES,
+  type KernelTableRow,
   type Where,
 } from "./native";
 

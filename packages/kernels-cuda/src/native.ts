@@ -73,7 +73,35 @@ interface Addon {
   ): Float32Array;
   timeI2sGemv(rows: number, cols: number, tokens: number, reps: number): number;
   timeCopy(bytes: number, reps: number): number;
+  timeCublasBf16Gemv(
+    rows: number,
+    cols: number,
+    reps: number,
+    library: string,
+  ): { ms: number; library: string };
 }
+
+/** One row of the kernel table: our ternary GEMV against cuBLAS's bf16 GEMV on one shape. */
+export interface KernelTableRow {
+  readonly rows: number;
+  readonly cols: number;
+  /** Our I2_S GEMV (one token): median µs, and the rate it reads the 2-bit codes. */
+  readonly oursUs: number;
+  readonly oursGbs: number;
+  /** cuBLAS bf16 GEMV (cublasGemmEx) on the same shape, or why it could not run. */
+  readonly cublasUs: number | null;
+  readonly cublasError?: string;
+  /** cuBLAS time / ours (above 1: ours is faster). */
+  readonly speedup: number | null;
+}
+
+/** The 2B-4T projection shapes (rows × cols): q/o, fused q/k/v, fused gate/up, down. */
+export const KERNEL_TABLE_SHAPES: readonly (readonly [number, number])[] = [
+  [2560, 2560],
+  [3840, 2560],
+  [13824, 2560],
+  [2560, 6912],
+];
 
 /** Runs `f`, turning the addon's errors into typed ones (argument errors stay as they are). */
 function native<T>(what: string, f: () => T): T {
@@ -153,6 +181,41 @@ export class CudaKernels {
       this.#addon.timeI2sGemv(rows, cols, tokens, reps),
     );
     return { ms, gbs: (rows * cols) / 4 / (ms * 1e6) };
+  }
+
+  /**
+   * The kernel table: our I2_S GEMV and cuBLAS's bf16 GEMV on each shape (cuBLAS loaded at run
+   * time from `cublasLibrary`, BITNET_CUBLAS_PATH or the usual sonames).
+   */
+  kernelTable(
+    shapes: readonly (readonly [number, number])[] = KERNEL_TABLE_SHAPES,
+    reps: number = 50,
+    cublasLibrary: string = process.env["BITNET_CUBLAS_PATH"] ?? "",
+  ): KernelTableRow[] {
+    return shapes.map(([rows, cols]) => {
+      const ours = this.timeI2sGemv(rows, cols, 1, reps);
+      try {
+        const theirs = this.#addon.timeCublasBf16Gemv(rows, cols, reps, cublasLibrary);
+        return {
+          rows,
+          cols,
+          oursUs: ours.ms * 1000,
+          oursGbs: ours.gbs,
+          cublasUs: theirs.ms * 1000,
+          speedup: theirs.ms / ours.ms,
+        };
+      } catch (error) {
+        return {
+          rows,
+          cols,
+          oursUs: ours.ms * 1000,
+          oursGbs: ours.gbs,
+          cublasUs: null,
+          cublasError: (error as Error).message,
+          speedup: null,
+        };
+      }
+    });
   }
 
   /** Device-to-device copy bandwidth (bytes read + written per second), median of `reps`. */

@@ -406,20 +406,14 @@ if (!hostOnly) {
     },
   );
 
-  await check("ternary GEMV alone on the 2B-4T shapes (one token)", () => {
-    const rows: unknown[] = [];
-    for (const [r, c] of [
-      [2560, 2560],
-      [3840, 2560],
-      [13824, 2560],
-      [2560, 6912],
-    ] as const) {
-      const t = kernels.timeI2sGemv(r, c, 1, 50);
-      rows.push({ shape: `${r}x${c}`, us: t.ms * 1000, gbs: t.gbs });
-    }
-    summary.kernels = rows;
-    return rows;
-  });
+  await check(
+    "kernel table: our ternary GEMV against cuBLAS bf16 GEMV on the 2B-4T shapes (one token)",
+    () => {
+      const rows = kernels.kernelTable();
+      summary.kernels = rows;
+      return rows;
+    },
+  );
 }
 
 console.log(
