@@ -42,7 +42,9 @@ declare module "@bitnet-ts/engine-core" {
   }
 }
 
-export interface CudaBackendOptions {
+// A type, not an interface: engine-core's BackendOptions needs an index signature, which only
+// object types get implicitly.
+export type CudaBackendOptions = {
   /** CUDA device index (default 0; env BITNET_CUDA_DEVICE). */
   readonly device?: number;
   /** Most tokens per native step (default 256); longer steps are split. */
@@ -54,7 +56,7 @@ export interface CudaBackendOptions {
   readonly execution?: "device" | "host";
   /** Explicit path to the compiled addon. */
   readonly addonPath?: string;
-}
+};
 
 const OP_KIND = {
   embed: 0,
