@@ -509,6 +509,18 @@ Napi::Value AvailablePaths(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// decodePrefetch(): how far ahead the one-token loops prefetch (kernels.h), and the CPU's defaults.
+Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
+  const bitnet::DecodePrefetch& chosen = bitnet::decode_prefetch();
+  const bitnet::DecodePrefetch fallback = bitnet::default_decode_prefetch();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("ternary", (double)chosen.ternary);
+  out.Set("head", (double)chosen.head);
+  out.Set("defaultTernary", (double)fallback.ternary);
+  out.Set("defaultHead", (double)fallback.head);
+  return out;
+}
+
 // The kernels of `path` for the test entry points below, or nullptr with a JavaScript error
 // thrown when this CPU cannot run it.
 const bitnet::Kernels* kernels_for_test(Napi::Env env, const std::string& path) {
@@ -612,6 +624,38 @@ Napi::Value Q6KGemm(const Napi::CallbackInfo& info) {
   }
   Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(T * rows));
   k->q6_k_gemm(w.Data(), cols, 0, rows, q.data(), d.data(), bsum.data(), T, out.Data(), rows);
+  return out;
+}
+
+// f16Gemm(kernelPath, weights, rows, x): one path's F16 kernel (the output head) over `rows` rows
+// of f16 bits and the T rows of x (T × cols, cols = weights / rows), x rounded to f16 values first
+// as the model rounds the head's input. Returns T × rows outputs.
+Napi::Value F16Gemm(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array || !info[2].IsNumber() ||
+      !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Napi::TypeError::New(env, "f16Gemm expects (kernelPath, Uint16Array, rows, Float32Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>();
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
+  const Napi::Uint16Array w = info[1].As<Napi::Uint16Array>();
+  const int64_t rows = info[2].As<Napi::Number>().Int64Value();
+  const Napi::Float32Array x = info[3].As<Napi::Float32Array>();
+  const int64_t cols = rows > 0 ? (int64_t)w.ElementLength() / rows : 0;
+  if (rows <= 0 || cols <= 0 || (int64_t)w.ElementLength() != rows * cols || x.ElementLength() == 0 ||
+      (int64_t)x.ElementLength() % cols != 0) {
+    Napi::RangeError::New(env, "f16Gemm: weights must be rows × cols f16 values, and x whole rows of cols")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int64_t T = (int64_t)x.ElementLength() / cols;
+  std::vector<float> xr((size_t)(T * cols));
+  k->round_f16(x.Data(), xr.data(), T * cols);
+  Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(T * rows));
+  k->f16_gemm(w.Data(), cols, 0, rows, xr.data(), T, out.Data(), rows);
   return out;
 }
 
@@ -736,13 +780,15 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(data);  // deleted with the environment
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("availablePaths", Napi::Function::New(env, AvailablePaths));
+  exports.Set("decodePrefetch", Napi::Function::New(env, DecodePrefetch));
   exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
   exports.Set("quantizeActivations", Napi::Function::New(env, QuantizeActivations));
   exports.Set("quantizeQ6K", Napi::Function::New(env, QuantizeQ6K));
   exports.Set("q6kGemm", Napi::Function::New(env, Q6KGemm));
   exports.Set("ternaryGemm", Napi::Function::New(env, TernaryGemm));
+  exports.Set("f16Gemm", Napi::Function::New(env, F16Gemm));
   exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
-  exports.Set("abiVersion", Napi::Number::New(env, 10));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 11));  // bump with every change to src/binding.ts
   return exports;
 }
 

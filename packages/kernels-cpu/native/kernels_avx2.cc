@@ -58,10 +58,11 @@ struct MaddubsDot {
         fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
         ones16 = _mm256_add_epi16(ones16, _mm256_add_epi16(f1, f3));
       };
+      const int64_t ahead = decode_prefetch().ternary;
       int64_t b = 0;
       for (; b + 4 <= nb; b += 4) {
-        _mm_prefetch((const char*)(row + 32 * b + kDecodePrefetchBytes), _MM_HINT_T0);
-        _mm_prefetch((const char*)(row + 32 * b + kDecodePrefetchBytes + 64), _MM_HINT_T0);
+        _mm_prefetch((const char*)(row + 32 * b + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(row + 32 * b + ahead + 64), _MM_HINT_T0);
         __m256i ones16 = _mm256_setzero_si256(), fours16 = ones16;
         block(b, ones16, fours16);
         block(b + 1, ones16, fours16);
@@ -136,8 +137,10 @@ void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, cons
   tq2_gemm_256<MaddubsDot>(w, cols, r0, r1, q, act_d, act_bsum, T, out, out_stride);
 }
 
-void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
-                   int64_t out_stride) {
+template <bool Prefetch>
+static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
+                          int64_t out_stride) {
+  const int64_t ahead = decode_prefetch().head;  // bytes; asked into L1 where that helps (kernels.h)
   for (int64_t r = r0; r < r1; r++) {
     const uint16_t* row = w + r * cols;
     for (int64_t t = 0; t < T; t++) {
@@ -145,6 +148,7 @@ void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, cons
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       int64_t c = 0;
       for (; c + 32 <= cols; c += 32) {
+        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c))), _mm256_loadu_ps(xt + c), a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 8))), _mm256_loadu_ps(xt + c + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 16))), _mm256_loadu_ps(xt + c + 16), a2);
@@ -156,6 +160,15 @@ void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, cons
       }
       out[t * out_stride + r] = acc;
     }
+  }
+}
+
+void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
+                   int64_t out_stride) {
+  if (decode_prefetch().head > 0) {
+    f16_rows_avx2<true>(w, cols, r0, r1, x, T, out, out_stride);
+  } else {
+    f16_rows_avx2<false>(w, cols, r0, r1, x, T, out, out_stride);
   }
 }
 

@@ -36,14 +36,12 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #ifndef BITNET_PREFETCH_BYTES
 #define BITNET_PREFETCH_BYTES 8192
 #endif
-// The one-token I2_S loop asks for the line 6 KiB ahead into L1: on a Zen 5 (2 threads, the
-// 2B-4T projections in turn, bench/decode-sequence.sh) that streamed 44-55 GB/s where the hardware
-// prefetcher alone gave 38-50, in five alternating rounds; 8 or 16 KiB ahead into L2 gained less.
-#ifndef BITNET_DECODE_PREFETCH_BYTES
-#define BITNET_DECODE_PREFETCH_BYTES 6144
-#endif
+// The one-token I2_S loop asks for the line decode_prefetch().ternary ahead into L1 (kernels.h):
+// on a Zen 5 (2 threads, the 2B-4T projections in turn, bench/decode-sequence.sh) 6 KiB streamed
+// 44-55 GB/s where the hardware prefetcher alone gave 38-50, in five alternating rounds, and 8 or
+// 16 KiB ahead into L2 gained less; on a Sapphire Rapids-class Xeon 6 KiB streamed 19 GB/s and
+// 1-3 KiB 26-28, of a 30 GB/s probe.
 constexpr int PREFETCH_BYTES = BITNET_PREFETCH_BYTES;
-constexpr int DECODE_PREFETCH_BYTES = BITNET_DECODE_PREFETCH_BYTES;
 
 
 // acc += Σ u8 a × s8 b by fours, accumulating in place: with the intrinsic GCC lets each result
@@ -127,7 +125,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   }
   // Decode: one token, one row after another, eight accumulators. The rows are contiguous, so
   // this is one sequential stream for the hardware prefetcher, which a software prefetch
-  // DECODE_PREFETCH_BYTES ahead keeps going across page boundaries; two interleaved rows with
+  // decode_prefetch().ternary ahead keeps going across page boundaries; two interleaved rows with
   // software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer sums, so the order of
   // rows changes no bit.
   const __m512i m0 = _mm512_set1_epi8((char)0xC0), m1 = _mm512_set1_epi8(0x30), m2 = _mm512_set1_epi8(0x0C);
@@ -137,6 +135,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   // cost ~5-10% of a row's rate from memory on a Zen 5).
   auto decode = [&](auto split, int64_t t) {
     const int8_t* qt = q + t * cols;
+    const int64_t ahead = decode_prefetch().ternary;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
@@ -154,8 +153,8 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       };
       int64_t c = 0;
       for (; c + 512 <= full; c += 512) {
-        _mm_prefetch((const char*)(ra + c / 4 + DECODE_PREFETCH_BYTES), _MM_HINT_T0);
-        _mm_prefetch((const char*)(ra + c / 4 + DECODE_PREFETCH_BYTES + 64), _MM_HINT_T0);
+        _mm_prefetch((const char*)(ra + c / 4 + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(ra + c / 4 + ahead + 64), _MM_HINT_T0);
         const __m512i pa = load(c), pb = load(c + 256);
         a0 = dpbusd_acc(a0, _mm512_and_si512(pa, m0), qt + c);
         a1 = dpbusd_acc(a1, _mm512_and_si512(pa, m1), qt + c + 64);
@@ -487,24 +486,38 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
       f16_pair<1>(ra, rb, cols, full, xs, outs, r);
     }
   }
-  for (; r < r1; r++) {
-    const uint16_t* ra = w + r * cols;
-    for (int64_t t = 0; t < T; t++) {
-      const float* xt = x + t * cols;
-      F16Acc a;
-      int64_t c = 0;
-      for (; c + 64 <= full; c += 64) {
-        __m512 wv[4];
-        f16_load(ra, c, 4, wv);
-        a.add(wv, xt, c, 4);
+  // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().head
+  // ahead asked into L1 where that helps (kernels.h).
+  auto rows = [&](auto prefetch) {
+    const int64_t ahead = decode_prefetch().head;
+    for (; r < r1; r++) {
+      const uint16_t* ra = w + r * cols;
+      for (int64_t t = 0; t < T; t++) {
+        const float* xt = x + t * cols;
+        F16Acc a;
+        int64_t c = 0;
+        for (; c + 64 <= full; c += 64) {
+          if constexpr (decltype(prefetch)::value) {
+            _mm_prefetch((const char*)(ra + c) + ahead, _MM_HINT_T0);
+            _mm_prefetch((const char*)(ra + c) + ahead + 64, _MM_HINT_T0);
+          }
+          __m512 wv[4];
+          f16_load(ra, c, 4, wv);
+          a.add(wv, xt, c, 4);
+        }
+        if (c < full) {
+          __m512 wv[4];
+          f16_load(ra, c, 2, wv);
+          a.add(wv, xt, c, 2);
+        }
+        out[t * out_stride + r] = a.finish(ra, xt, full, cols);
       }
-      if (c < full) {
-        __m512 wv[4];
-        f16_load(ra, c, 2, wv);
-        a.add(wv, xt, c, 2);
-      }
-      out[t * out_stride + r] = a.finish(ra, xt, full, cols);
     }
+  };
+  if (decode_prefetch().head > 0) {
+    rows(std::true_type{});
+  } else {
+    rows(std::false_type{});
   }
 }
 

@@ -1,4 +1,5 @@
 // Run-time choice of the kernel path.
+#include <cstdlib>
 #include <cstring>
 #include "kernels.h"
 
@@ -17,6 +18,26 @@ int available_kernel_paths(const char** out, int max) {
     out[n++] = "amx";  // AVX-512 VNNI plus the AMX prefill GEMM
   }
   return n;
+}
+
+DecodePrefetch default_decode_prefetch() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (__builtin_cpu_is("intel")) return {2048, 2048};
+#endif
+  return {6144, 0};
+}
+
+const DecodePrefetch& decode_prefetch() {
+  static const DecodePrefetch chosen = [] {
+    const char* env = std::getenv("BITNET_DECODE_PREFETCH_BYTES");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long long v = std::strtoll(env, &end, 10);
+      if (*end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0) return DecodePrefetch{(int64_t)v, (int64_t)v};
+    }
+    return default_decode_prefetch();
+  }();
+  return chosen;
 }
 
 const Kernels* select_kernels(const char* name) {

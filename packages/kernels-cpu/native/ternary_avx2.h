@@ -31,10 +31,9 @@
 
 #include "token_blocks.h"
 
-// One-token I2_S rows ask for the line this far ahead into L1: on a Zen 5 (2 threads, the 2B-4T
-// projections in turn, bench/decode-sequence.sh, three alternating rounds) `avx2` streamed 36-43
-// GB/s against 33-40 with the hardware prefetcher alone, `avxvnni` 45-46 against 38-41.
-constexpr int64_t kDecodePrefetchBytes = 6144;
+// One-token I2_S rows ask for the line decode_prefetch().ternary ahead into L1 (kernels.h: 6 KiB on
+// a Zen 5, where `avx2` streamed 36-43 GB/s against 33-40 with the hardware prefetcher alone and
+// `avxvnni` 45-46 against 38-41; 2 KiB on Intel Xeons, where 6 KiB lost 10-15% against 2 KiB).
 
 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));

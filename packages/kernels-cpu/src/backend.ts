@@ -118,6 +118,7 @@ export class CpuBackend implements Backend {
         availablePaths: this.binding.availablePaths().join(", "),
         threads: this.#options.threads ?? cpu.physicalCores,
         mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
+        decodePrefetch: describePrefetch(this.binding.decodePrefetch()),
       },
     };
   }
@@ -138,6 +139,7 @@ export class CpuBackend implements Backend {
       );
     }
     const head = headQuantization(this.#options);
+    checkDecodePrefetchEnv();
     const tq1 = this.#options.tq1 ?? process.env["BITNET_TQ1"] ?? "repack";
     if (tq1 !== "repack" && tq1 !== "direct") {
       throw new EngineError(
@@ -515,6 +517,33 @@ function headQuantization(options: CpuBackendOptions): "" | HeadQuantization {
     );
   }
   return asked as "" | HeadQuantization;
+}
+
+/**
+ * Rejects a BITNET_DECODE_PREFETCH_BYTES the addon would ignore (it reads the variable itself,
+ * once per process, and falls back to the CPU's defaults on a value it cannot use).
+ */
+function checkDecodePrefetchEnv(): void {
+  const raw = process.env["BITNET_DECODE_PREFETCH_BYTES"];
+  if (raw === undefined || raw === "") {
+    return;
+  }
+  const bytes = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(bytes <= 65536 && bytes % 64 === 0)) {
+    throw new EngineError(
+      EngineErrorCode.BAD_OPTION,
+      `could not compile for the CPU backend - BITNET_DECODE_PREFETCH_BYTES must be a multiple of 64 from 0 to 65536, got "${raw}".`,
+    );
+  }
+}
+
+/** For describe(): the distances the addon uses, and the defaults where the environment changed them. */
+function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): string {
+  const head = p.head === 0 ? "off" : `${p.head} B`;
+  const chosen = `${p.ternary} B ahead in I2_S rows, F16 head ${head}`;
+  return p.ternary === p.defaultTernary && p.head === p.defaultHead
+    ? chosen
+    : `${chosen} (BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultTernary} / ${p.defaultHead})`;
 }
 
 /** The kernel path "auto" resolves to on this CPU, as the addon reports it (best last). */

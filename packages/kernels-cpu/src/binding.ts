@@ -173,6 +173,13 @@ export interface NativeBinding {
   /** Kernel paths this CPU can run, best last. */
   availablePaths(): string[];
   /**
+   * How far ahead (bytes) the x86 one-token loops prefetch weight rows into L1, as this process
+   * runs them (`BITNET_DECODE_PREFETCH_BYTES`, read once, or the CPU's defaults), and the
+   * defaults: I2_S rows and the F16 head (0: no software prefetch). The best distance depends on
+   * the CPU (2 KiB on Intel Xeons, 6 KiB for I2_S on AMD Zen 5).
+   */
+  decodePrefetch(): { ternary: number; head: number; defaultTernary: number; defaultHead: number };
+  /**
    * One kernel path's activation quantizer, for tests that hold every path to the scalar one:
    * "i8" quantizes all values as one row (one scale and Σq), "q8k" in Q8_K blocks of 256 (a scale
    * and Σq per block). Throws for a path this CPU lacks or a length the format cannot take.
@@ -190,6 +197,12 @@ export interface NativeBinding {
    * logits. For tests that hold every path to the TypeScript reference.
    */
   q6kGemm(kernelPath: string, weights: Uint8Array, rows: number, x: Float32Array): Float32Array;
+  /**
+   * One path's F16 kernel (the output head) against `rows` rows of f16 `weights`, the T rows of
+   * `x` rounded to f16 values first as the model rounds the head's input; T × rows outputs. For
+   * tests (T = 1 runs the decode loop).
+   */
+  f16Gemm(kernelPath: string, weights: Uint16Array, rows: number, x: Float32Array): Float32Array;
   /**
    * One path's ternary projection as a model runs it: the T rows of `x` (T × cols) quantized by
    * the path's quantizer (per-token int8 for I2_S, Q8_K for TQ2_0), then its I2_S or TQ2_0 kernel

@@ -1,0 +1,171 @@
+// The one-token loops' software prefetch distance (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
+// defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for the F16 head elsewhere) changes
+// speed only: every distance gives the same bits. The addon reads the variable once per process,
+// so other distances run in child processes and their outputs are compared with this one's.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import { f16ToF32, packI2S, roundToF16 } from "@bitnet-ts/quantization";
+import { afterAll, describe, expect, it } from "vitest";
+import { cleanup, cpuModel, SLOW_TEST_MS } from "../test/models";
+import { rng } from "../test/numbers";
+import { ALL_KERNEL_PATHS, pathSkipReason } from "../test/paths";
+import { CpuBackend } from "./backend";
+import { bindingCandidates, loadBinding } from "./loader";
+
+const X86_PATHS = ALL_KERNEL_PATHS.filter(
+  (p) => p === "avx2" || p === "avxvnni" || p === "avx512vnni",
+);
+const isX86 = process.arch === "x64";
+
+/** The addon file this process loaded (the first candidate that exists). */
+function addonFile(): string {
+  const file = bindingCandidates()
+    .map(([, f]) => f)
+    .find((f): f is string => f !== undefined && fs.existsSync(f));
+  if (file === undefined) {
+    throw new Error("no addon file found");
+  }
+  return file;
+}
+
+/**
+ * Runs `body` (CommonJS; `addon` and `input`, the JSON given, bound) in a child Node.js with the
+ * given prefetch setting and parses what it prints.
+ */
+function inChild(bytes: string, body: string, input: unknown = null): unknown {
+  const script = `const addon = require(${JSON.stringify(addonFile())});
+    const input = JSON.parse(require("node:fs").readFileSync(0, "utf8")); ${body}`;
+  const run = spawnSync(process.execPath, ["-e", script], {
+    env: { ...process.env, BITNET_DECODE_PREFETCH_BYTES: bytes },
+    input: JSON.stringify(input),
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
+  if (run.status !== 0) {
+    throw new Error(`child exited ${run.status}: ${run.error?.message ?? run.stderr}`);
+  }
+  return JSON.parse(run.stdout);
+}
+
+/** Random ternary rows of 2560 columns (the 2B-4T width) with their scale, and one token. */
+function i2sCase() {
+  const random = rng(11);
+  const rows = 48;
+  const cols = 2560;
+  const values = new Int8Array(rows * cols).map(() => Math.floor(random() * 3) - 1);
+  const x = new Float32Array(cols).map(() => (random() * 2 - 1) * 3);
+  return { weights: packI2S(values, 0.75), rows, cols, x };
+}
+
+/** Random f16 rows (finite values of either sign) of 2560 columns, and one token. */
+function f16Case() {
+  const random = rng(12);
+  const rows = 40;
+  const cols = 2560;
+  const weights = new Uint16Array(rows * cols).map(
+    () => ((random() < 0.5 ? 0x8000 : 0) | (0x2000 + Math.floor(random() * 0x2000))) & 0xffff,
+  );
+  const x = new Float32Array(cols).map(() => random() * 2 - 1);
+  return { weights, rows, cols, x };
+}
+
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+describe("decode prefetch distance", () => {
+  const binding = loadBinding();
+
+  it("reports the distances in use, multiples of 64 within 64 KiB, and the CPU's defaults", () => {
+    const p = binding.decodePrefetch();
+    for (const v of [p.ternary, p.head, p.defaultTernary, p.defaultHead]) {
+      expect(v % 64).toBe(0);
+      expect(v).toBeGreaterThanOrEqual(0);
+      expect(v).toBeLessThanOrEqual(65536);
+    }
+    if (isX86 && (process.env["BITNET_DECODE_PREFETCH_BYTES"] ?? "") === "") {
+      expect([p.ternary, p.head]).toEqual([p.defaultTernary, p.defaultHead]);
+      const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
+      expect([p.defaultTernary, p.defaultHead]).toEqual(intel ? [2048, 2048] : [6144, 0]);
+    }
+  });
+
+  it.skipIf(!isX86)(
+    `a child process takes BITNET_DECODE_PREFETCH_BYTES, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
+    () => {
+      const read = (v: string) =>
+        inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
+      expect(read("0")).toMatchObject({ ternary: 0, head: 0 });
+      expect(read("4096")).toMatchObject({ ternary: 4096, head: 4096 });
+      const d = binding.decodePrefetch();
+      for (const bad of ["100", "-64", "65600", "2k"]) {
+        expect(read(bad)).toMatchObject({ ternary: d.defaultTernary, head: d.defaultHead });
+      }
+    },
+  );
+
+  for (const path of X86_PATHS) {
+    const reason = isX86 ? pathSkipReason(path) : "x86 only";
+    it.skipIf(reason !== undefined)(
+      `${path}: the one-token I2_S and F16 loops give the same bits at every distance${reason ? ` (skipped: ${reason})` : ""}`,
+      () => {
+        const i2s = i2sCase();
+        const f16 = f16Case();
+        const here = {
+          i2s: bits(binding.ternaryGemm(path, "i2_s", i2s.weights, i2s.rows, i2s.cols, i2s.x)),
+          f16: bits(binding.f16Gemm(path, f16.weights, f16.rows, f16.x)),
+        };
+        // The F16 decode loop against f64 sums of the same f16 values (f32 lanes: a few ulps).
+        for (let r = 0; r < f16.rows; r++) {
+          let want = 0;
+          let scale = 0;
+          for (let c = 0; c < f16.cols; c++) {
+            const w = f16ToF32(f16.weights[r * f16.cols + c]!) * roundToF16(f16.x[c]!);
+            want += w;
+            scale += Math.abs(w);
+          }
+          expect(
+            Math.abs(new Float32Array(new Uint32Array([here.f16[r]!]).buffer)[0]! - want),
+          ).toBeLessThan(scale * 1e-6);
+        }
+        const input = {
+          path,
+          i2s: { ...i2s, weights: Array.from(i2s.weights), x: Array.from(i2s.x) },
+          f16: { ...f16, weights: Array.from(f16.weights), x: Array.from(f16.x) },
+        };
+        const body = `
+          const { path, i2s, f16 } = input;
+          const a = addon.ternaryGemm(path, "i2_s", new Uint8Array(i2s.weights), i2s.rows, i2s.cols, new Float32Array(i2s.x));
+          const b = addon.f16Gemm(path, new Uint16Array(f16.weights), f16.rows, new Float32Array(f16.x));
+          const bits = (v) => Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length));
+          process.stdout.write(JSON.stringify({ i2s: bits(a), f16: bits(b) }));`;
+        for (const bytes of ["0", "64", "6144", "65536"]) {
+          expect(inChild(bytes, body, input), `BITNET_DECODE_PREFETCH_BYTES=${bytes}`).toEqual(
+            here,
+          );
+        }
+      },
+    );
+  }
+
+  afterAll(cleanup);
+
+  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES the addon would ignore", {
+    timeout: SLOW_TEST_MS,
+  }, async () => {
+    expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
+      /^\d+ B ahead in I2_S rows, F16 head (off|\d+ B)/,
+    );
+    const saved = process.env["BITNET_DECODE_PREFETCH_BYTES"];
+    process.env["BITNET_DECODE_PREFETCH_BYTES"] = "1000";
+    try {
+      await expect(cpuModel("tiny-i2s", { threads: 2 })).rejects.toThrow(
+        /BITNET_DECODE_PREFETCH_BYTES must be a multiple of 64 from 0 to 65536, got "1000"/,
+      );
+    } finally {
+      if (saved === undefined) {
+        delete process.env["BITNET_DECODE_PREFETCH_BYTES"];
+      } else {
+        process.env["BITNET_DECODE_PREFETCH_BYTES"] = saved;
+      }
+    }
+  });
+});
