@@ -181,6 +181,28 @@ describe("bitnet bench", () => {
           ? "this CPU runs the llama.cpp variant of every kernel path"
           : undefined
         : "the CPU flags are not readable here";
+  it("refuses --compare-llama on an I2_S file, which llama.cpp cannot load, before loading anything", () => {
+    const r = bitnet([
+      "bench",
+      "-m",
+      i2s,
+      "-p",
+      "8",
+      "-n",
+      "2",
+      "-t",
+      "1",
+      "-r",
+      "1",
+      "--compare-llama",
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("[CROSSVAL_LLAMA_CANNOT_LOAD]");
+    expect(r.stderr).toMatch(/llama\.cpp cannot load [^:]+: it holds I2_S tensors/);
+    expect(r.stderr).toContain("bitnet quantize <in.gguf> <out.gguf> tq2_0");
+    expect(r.stderr).not.toContain("bitnet bench: loading");
+  });
+
   it.skipIf(refusedSkip !== undefined)(
     `refuses a kernel path whose llama.cpp variant this CPU cannot run${refusedSkip === undefined ? ` (${refused})` : ` (skipped: ${refusedSkip})`}`,
     () => {

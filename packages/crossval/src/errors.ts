@@ -48,3 +48,19 @@ export class LlamaCpuVariantMismatchError extends BitnetError {
     this.loaded = loaded;
   }
 }
+
+/**
+ * The file holds tensor types mainline llama.cpp does not read (I2_S is bitnet.cpp's format; the
+ * id it writes, 36, is retired in mainline ggml), so llama.cpp cannot load it for a comparison.
+ */
+export class LlamaCannotLoadError extends BitnetError {
+  readonly types: readonly string[];
+
+  constructor(file: string, types: readonly string[]) {
+    super(
+      "CROSSVAL_LLAMA_CANNOT_LOAD",
+      `llama.cpp cannot load ${file}: it holds ${types.join(", ")} tensors, which only bitnet.cpp and this engine read. Compare on a TQ2_0 or TQ1_0 copy (bitnet quantize <in.gguf> <out.gguf> tq2_0), or run without llama.cpp.`,
+    );
+    this.types = types;
+  }
+}

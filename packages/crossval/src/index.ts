@@ -6,6 +6,7 @@ export {
   formatReport,
 } from "./crossval";
 export {
+  LlamaCannotLoadError,
   LlamaCpuVariantMismatchError,
   LlamaCpuVariantUnsupportedError,
   ReferenceUnavailableError,
@@ -21,6 +22,7 @@ export {
   openLlamaReference,
 } from "./llama";
 export { type LlamaBenchOptions, type LlamaBenchSession, openLlamaBench } from "./llama-bench";
+export { assertLlamaCanLoad } from "./llama-loadable";
 export {
   assertLlamaCpuVariantRunnable,
   defaultLlamaVariantCacheDir,

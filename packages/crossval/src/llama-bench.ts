@@ -3,10 +3,12 @@
  * it: pp = one batch of N prompt tokens from an empty cache, tg = N single-token decode steps
  * from an empty cache. Used by `bitnet bench --compare-llama` to put both engines in one table.
  */
+
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { type LlamaCpuBackend, openLlamaCpu } from "./llama";
+import { assertLlamaCanLoad } from "./llama-loadable";
 
 export interface LlamaBenchOptions {
   readonly threads: number;
@@ -63,6 +65,7 @@ export async function openLlamaBench(
   modelPath: string,
   options: LlamaBenchOptions,
 ): Promise<LlamaBenchSession> {
+  assertLlamaCanLoad(modelPath);
   const { llama, cpu } = await openLlamaCpu({
     ...(options.cpuVariant === undefined ? {} : { cpuVariant: options.cpuVariant }),
     ...(options.variantCacheDir === undefined ? {} : { variantCacheDir: options.variantCacheDir }),

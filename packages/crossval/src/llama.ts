@@ -2,6 +2,7 @@
  * llama.cpp through node-llama-cpp (an optional dependency, loaded dynamically): greedy
  * generation and the full logits of every position, batched or token by token.
  */
+
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -10,6 +11,7 @@ import {
   LlamaCpuVariantUnsupportedError,
   ReferenceUnavailableError,
 } from "./errors";
+import { assertLlamaCanLoad } from "./llama-loadable";
 import {
   assertLlamaCpuVariantRunnable,
   GGML_X86_CPU_VARIANTS,
@@ -201,6 +203,7 @@ export async function openLlamaReference(
   modelPath: string,
   options: { contextSize: number; vocabSize: number; threads?: number },
 ): Promise<LlamaReference> {
+  assertLlamaCanLoad(modelPath);
   const { llama } = await openLlamaCpu();
   const model = await llama.loadModel({ modelPath });
   const context = await model.createContext({

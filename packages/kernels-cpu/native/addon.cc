@@ -514,10 +514,10 @@ Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
   const bitnet::DecodePrefetch& chosen = bitnet::decode_prefetch();
   const bitnet::DecodePrefetch fallback = bitnet::default_decode_prefetch();
   Napi::Object out = Napi::Object::New(info.Env());
-  out.Set("ternary", (double)chosen.ternary);
-  out.Set("head", (double)chosen.head);
-  out.Set("defaultTernary", (double)fallback.ternary);
-  out.Set("defaultHead", (double)fallback.head);
+  out.Set("i2s", (double)chosen.i2s);
+  out.Set("other", (double)chosen.other);
+  out.Set("defaultI2s", (double)fallback.i2s);
+  out.Set("defaultOther", (double)fallback.other);
   return out;
 }
 

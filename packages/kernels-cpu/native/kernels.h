@@ -132,19 +132,21 @@ const Kernels* select_kernels(const char* name);
 // Names of the paths available on this CPU, best last.
 int available_kernel_paths(const char** out, int max);
 
-// How far ahead (bytes) the one-token loops of the x86 paths prefetch a weight row into L1. The
+// How far ahead (bytes) the one-token loops of the x86 paths prefetch weight rows into L1. The
 // best distance depends on the CPU more than on the path. On a Zen 5 the I2_S loops streamed
-// 10-15% faster with the line 6 KiB ahead than with the hardware prefetcher alone, and its F16
-// head reached 85-95% of a read loop without help. On a Sapphire Rapids-class Xeon 4 KiB or more
-// ahead fell off a cliff (I2_S projections at 19 GB/s of a 30 GB/s probe) while 1.5-3 KiB reached
-// 26-29, and the F16 head read 7% faster with the line 2 KiB ahead (bench/decode-sequence.sh,
-// bench/ab-addons.mjs; BENCHMARKS.md). So on Intel CPUs both loops prefetch 2 KiB ahead; elsewhere
-// the I2_S loops 6 KiB and the head not at all (0). BITNET_DECODE_PREFETCH_BYTES (a multiple of
-// 64 up to 65536) sets both for the process, read once; 0 turns the software prefetch off. An
-// invalid value leaves the defaults (the TypeScript side rejects it before any model loads).
+// 10-15% faster with the line 6 KiB ahead than with the hardware prefetcher alone, while its F16
+// head and TQ2_0 rows were measured without software prefetch. On a Xeon with AMX (Sapphire
+// Rapids class), 4 KiB or more ahead fell off a cliff (I2_S projections at 19 GB/s of a 30 GB/s
+// probe) while 1.5-3 KiB reached 26-29, the F16 head read 7% faster 2 KiB ahead, and TQ2_0 decode
+// went from 70-73% to 81-83% of its bound (`avx512vnni`; `avx2` 60% to 80%) (bench/
+// decode-sequence.sh, bench/ab-addons.mjs, `bitnet bench`; BENCHMARKS.md). So on Intel CPUs every
+// one-token loop prefetches 2 KiB ahead; elsewhere the I2_S loops 6 KiB and the others not at all
+// (0). BITNET_DECODE_PREFETCH_BYTES (a multiple of 64 up to 65536) sets both for the process,
+// read once; 0 turns the software prefetch off. An invalid value leaves the defaults (the
+// TypeScript side rejects it before any model loads).
 struct DecodePrefetch {
-  int64_t ternary;  // the one-token I2_S rows
-  int64_t head;     // the one-token F16 rows (the output head); 0: no software prefetch
+  int64_t i2s;    // the one-token I2_S rows
+  int64_t other;  // the one-token F16 (output head) and TQ2_0 rows; 0: no software prefetch
 };
 const DecodePrefetch& decode_prefetch();
 // The CPU's defaults, whatever the environment says.

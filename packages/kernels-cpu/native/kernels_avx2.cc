@@ -58,7 +58,7 @@ struct MaddubsDot {
         fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
         ones16 = _mm256_add_epi16(ones16, _mm256_add_epi16(f1, f3));
       };
-      const int64_t ahead = decode_prefetch().ternary;
+      const int64_t ahead = decode_prefetch().i2s;
       int64_t b = 0;
       for (; b + 4 <= nb; b += 4) {
         _mm_prefetch((const char*)(row + 32 * b + ahead), _MM_HINT_T0);
@@ -140,7 +140,7 @@ void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, cons
 template <bool Prefetch>
 static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                           int64_t out_stride) {
-  const int64_t ahead = decode_prefetch().head;  // bytes; asked into L1 where that helps (kernels.h)
+  const int64_t ahead = decode_prefetch().other;  // bytes; asked into L1 where that helps (kernels.h)
   for (int64_t r = r0; r < r1; r++) {
     const uint16_t* row = w + r * cols;
     for (int64_t t = 0; t < T; t++) {
@@ -165,7 +165,7 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
 
 void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                    int64_t out_stride) {
-  if (decode_prefetch().head > 0) {
+  if (decode_prefetch().other > 0) {
     f16_rows_avx2<true>(w, cols, r0, r1, x, T, out, out_stride);
   } else {
     f16_rows_avx2<false>(w, cols, r0, r1, x, T, out, out_stride);

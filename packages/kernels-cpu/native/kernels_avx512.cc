@@ -36,7 +36,7 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #ifndef BITNET_PREFETCH_BYTES
 #define BITNET_PREFETCH_BYTES 8192
 #endif
-// The one-token I2_S loop asks for the line decode_prefetch().ternary ahead into L1 (kernels.h):
+// The one-token I2_S loop asks for the line decode_prefetch().i2s ahead into L1 (kernels.h):
 // on a Zen 5 (2 threads, the 2B-4T projections in turn, bench/decode-sequence.sh) 6 KiB streamed
 // 44-55 GB/s where the hardware prefetcher alone gave 38-50, in five alternating rounds, and 8 or
 // 16 KiB ahead into L2 gained less; on a Sapphire Rapids-class Xeon 6 KiB streamed 19 GB/s and
@@ -125,7 +125,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   }
   // Decode: one token, one row after another, eight accumulators. The rows are contiguous, so
   // this is one sequential stream for the hardware prefetcher, which a software prefetch
-  // decode_prefetch().ternary ahead keeps going across page boundaries; two interleaved rows with
+  // decode_prefetch().i2s ahead keeps going across page boundaries; two interleaved rows with
   // software prefetch streamed ~30% slower (Zen 4, BENCHMARKS.md). Integer sums, so the order of
   // rows changes no bit.
   const __m512i m0 = _mm512_set1_epi8((char)0xC0), m1 = _mm512_set1_epi8(0x30), m2 = _mm512_set1_epi8(0x0C);
@@ -135,7 +135,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   // cost ~5-10% of a row's rate from memory on a Zen 5).
   auto decode = [&](auto split, int64_t t) {
     const int8_t* qt = q + t * cols;
-    const int64_t ahead = decode_prefetch().ternary;
+    const int64_t ahead = decode_prefetch().i2s;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
@@ -377,6 +377,9 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
   // The remaining tokens (decode: all of them), one row after another: one sequential stream
   // for the hardware prefetcher, as in the I2_S decode above (same bits: each row's blocks are
   // summed in block order either way).
+  // On Intel the rows' lines are asked for decode_prefetch().other ahead (kernels.h), elsewhere
+  // the hardware prefetcher alone streams them.
+  const int64_t ahead = decode_prefetch().other;
   for (int64_t t = t0; t < T; t++) {
     const int8_t* qt = q + t * cols;
     const float* dt = act_d + t * nb;
@@ -386,6 +389,15 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
       float sa = 0.0f;
       int64_t b = 0;
       for (; b + 4 <= nb; b += 4) {
+        if (ahead > 0) {
+          // Four blocks are 264 bytes: four lines asked for per pass, the stream's drift of 8
+          // bytes a pass left to the hardware prefetcher.
+          const char* p = (const char*)(ra + b) + ahead;
+          _mm_prefetch(p, _MM_HINT_T0);
+          _mm_prefetch(p + 64, _MM_HINT_T0);
+          _mm_prefetch(p + 128, _MM_HINT_T0);
+          _mm_prefetch(p + 192, _MM_HINT_T0);
+        }
         const __m128i sumi = _mm_sub_epi32(
             hsum4_i32_512(tq2_block_lanes(ra[b].qs, qt + 256 * b, mask3), tq2_block_lanes(ra[b + 1].qs, qt + 256 * (b + 1), mask3),
                           tq2_block_lanes(ra[b + 2].qs, qt + 256 * (b + 2), mask3), tq2_block_lanes(ra[b + 3].qs, qt + 256 * (b + 3), mask3)),
@@ -486,10 +498,10 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
       f16_pair<1>(ra, rb, cols, full, xs, outs, r);
     }
   }
-  // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().head
+  // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().other
   // ahead asked into L1 where that helps (kernels.h).
   auto rows = [&](auto prefetch) {
-    const int64_t ahead = decode_prefetch().head;
+    const int64_t ahead = decode_prefetch().other;
     for (; r < r1; r++) {
       const uint16_t* ra = w + r * cols;
       for (int64_t t = 0; t < T; t++) {
@@ -514,7 +526,7 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
       }
     }
   };
-  if (decode_prefetch().head > 0) {
+  if (decode_prefetch().other > 0) {
     rows(std::true_type{});
   } else {
     rows(std::false_type{});

@@ -39,7 +39,7 @@ struct DpbusdDot {
       const __m256i m0 = _mm256_set1_epi8((char)0xC0), m1 = _mm256_set1_epi8(0x30), m2 = _mm256_set1_epi8(0x0C),
                     m3 = _mm256_set1_epi8(0x03);
       __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
-      const int64_t ahead = decode_prefetch().ternary;
+      const int64_t ahead = decode_prefetch().i2s;
       int64_t b = 0;
       for (; b + 2 <= nb; b += 2) {
         _mm_prefetch((const char*)(row + 32 * b + ahead), _MM_HINT_T0);

@@ -31,7 +31,7 @@
 
 #include "token_blocks.h"
 
-// One-token I2_S rows ask for the line decode_prefetch().ternary ahead into L1 (kernels.h: 6 KiB on
+// One-token I2_S rows ask for the line decode_prefetch().i2s ahead into L1 (kernels.h: 6 KiB on
 // a Zen 5, where `avx2` streamed 36-43 GB/s against 33-40 with the hardware prefetcher alone and
 // `avxvnni` 45-46 against 38-41; 2 KiB on Intel Xeons, where 6 KiB lost 10-15% against 2 KiB).
 
@@ -272,6 +272,9 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
   // faster from cache. Leftover rows one by one.
   alignas(32) __m256i parked[kMaxDecodeBlocks * 8];
   alignas(16) uint16_t wd[kMaxDecodeBlocks * 8];
+  // On Intel each block's line is asked for decode_prefetch().other ahead (kernels.h; one
+  // prefetch per 66-byte block), elsewhere the hardware prefetcher alone streams the rows.
+  const int64_t ahead = decode_prefetch().other;
   for (int64_t t = T4; t < T; t++) {
     const int8_t* qt = q + t * cols;
     int64_t r = r0;
@@ -279,6 +282,7 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
       for (int i = 0; i < 8; i++) {
         const BlockTQ2* row = w + (r + i) * nb;
         for (int64_t b = 0; b < nb; b++) {
+          if (ahead > 0) _mm_prefetch((const char*)(row + b) + ahead, _MM_HINT_T0);
           tq2_unpack(row[b], codes);
           parked[b * 8 + i] = Dot::tq2_one(codes, qt + 256 * b);
           wd[b * 8 + i] = row[b].d;

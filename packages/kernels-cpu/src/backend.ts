@@ -539,11 +539,11 @@ function checkDecodePrefetchEnv(): void {
 
 /** For describe(): the distances the addon uses, and the defaults where the environment changed them. */
 function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): string {
-  const head = p.head === 0 ? "off" : `${p.head} B`;
-  const chosen = `${p.ternary} B ahead in I2_S rows, F16 head ${head}`;
-  return p.ternary === p.defaultTernary && p.head === p.defaultHead
+  const other = p.other === 0 ? "off" : `${p.other} B`;
+  const chosen = `${p.i2s} B ahead in I2_S rows, F16/TQ2_0 rows ${other}`;
+  return p.i2s === p.defaultI2s && p.other === p.defaultOther
     ? chosen
-    : `${chosen} (BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultTernary} / ${p.defaultHead})`;
+    : `${chosen} (BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultI2s} / ${p.defaultOther})`;
 }
 
 /** The kernel path "auto" resolves to on this CPU, as the addon reports it (best last). */

@@ -175,10 +175,11 @@ export interface NativeBinding {
   /**
    * How far ahead (bytes) the x86 one-token loops prefetch weight rows into L1, as this process
    * runs them (`BITNET_DECODE_PREFETCH_BYTES`, read once, or the CPU's defaults), and the
-   * defaults: I2_S rows and the F16 head (0: no software prefetch). The best distance depends on
-   * the CPU (2 KiB on Intel Xeons, 6 KiB for I2_S on AMD Zen 5).
+   * defaults: `i2s` for I2_S rows, `other` for the F16 head and TQ2_0 rows (0: no software
+   * prefetch). The best distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB for I2_S and none
+   * for the others on AMD Zen 5).
    */
-  decodePrefetch(): { ternary: number; head: number; defaultTernary: number; defaultHead: number };
+  decodePrefetch(): { i2s: number; other: number; defaultI2s: number; defaultOther: number };
   /**
    * One kernel path's activation quantizer, for tests that hold every path to the scalar one:
    * "i8" quantizes all values as one row (one scale and Σq), "q8k" in Q8_K blocks of 256 (a scale

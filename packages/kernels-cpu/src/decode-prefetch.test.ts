@@ -1,10 +1,10 @@
 // The one-token loops' software prefetch distance (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
-// defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for the F16 head elsewhere) changes
-// speed only: every distance gives the same bits. The addon reads the variable once per process,
+// defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for the F16 head and TQ2_0 rows
+// elsewhere) changes speed only: every distance gives the same bits. The addon reads the variable once per process,
 // so other distances run in child processes and their outputs are compared with this one's.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import { f16ToF32, packI2S, roundToF16 } from "@bitnet-ts/quantization";
+import { f16ToF32, packI2S, packTQ2_0, roundToF16 } from "@bitnet-ts/quantization";
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanup, cpuModel, SLOW_TEST_MS } from "../test/models";
 import { rng } from "../test/numbers";
@@ -57,6 +57,17 @@ function i2sCase() {
   return { weights: packI2S(values, 0.75), rows, cols, x };
 }
 
+/** The same kind of rows as TQ2_0, with per-block scales. */
+function tq2Case() {
+  const random = rng(13);
+  const rows = 40;
+  const cols = 2560;
+  const values = new Int8Array(rows * cols).map(() => Math.floor(random() * 3) - 1);
+  const scales = new Float32Array((rows * cols) / 256).map(() => 0.25 + random());
+  const x = new Float32Array(cols).map(() => (random() * 2 - 1) * 3);
+  return { weights: packTQ2_0(values, scales), rows, cols, x };
+}
+
 /** Random f16 rows (finite values of either sign) of 2560 columns, and one token. */
 function f16Case() {
   const random = rng(12);
@@ -76,15 +87,15 @@ describe("decode prefetch distance", () => {
 
   it("reports the distances in use, multiples of 64 within 64 KiB, and the CPU's defaults", () => {
     const p = binding.decodePrefetch();
-    for (const v of [p.ternary, p.head, p.defaultTernary, p.defaultHead]) {
+    for (const v of [p.i2s, p.other, p.defaultI2s, p.defaultOther]) {
       expect(v % 64).toBe(0);
       expect(v).toBeGreaterThanOrEqual(0);
       expect(v).toBeLessThanOrEqual(65536);
     }
     if (isX86 && (process.env["BITNET_DECODE_PREFETCH_BYTES"] ?? "") === "") {
-      expect([p.ternary, p.head]).toEqual([p.defaultTernary, p.defaultHead]);
+      expect([p.i2s, p.other]).toEqual([p.defaultI2s, p.defaultOther]);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
-      expect([p.defaultTernary, p.defaultHead]).toEqual(intel ? [2048, 2048] : [6144, 0]);
+      expect([p.defaultI2s, p.defaultOther]).toEqual(intel ? [2048, 2048] : [6144, 0]);
     }
   });
 
@@ -93,11 +104,11 @@ describe("decode prefetch distance", () => {
     () => {
       const read = (v: string) =>
         inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
-      expect(read("0")).toMatchObject({ ternary: 0, head: 0 });
-      expect(read("4096")).toMatchObject({ ternary: 4096, head: 4096 });
+      expect(read("0")).toMatchObject({ i2s: 0, other: 0 });
+      expect(read("4096")).toMatchObject({ i2s: 4096, other: 4096 });
       const d = binding.decodePrefetch();
       for (const bad of ["100", "-64", "65600", "2k"]) {
-        expect(read(bad)).toMatchObject({ ternary: d.defaultTernary, head: d.defaultHead });
+        expect(read(bad)).toMatchObject({ i2s: d.defaultI2s, other: d.defaultOther });
       }
     },
   );
@@ -105,12 +116,14 @@ describe("decode prefetch distance", () => {
   for (const path of X86_PATHS) {
     const reason = isX86 ? pathSkipReason(path) : "x86 only";
     it.skipIf(reason !== undefined)(
-      `${path}: the one-token I2_S and F16 loops give the same bits at every distance${reason ? ` (skipped: ${reason})` : ""}`,
+      `${path}: the one-token I2_S, TQ2_0 and F16 loops give the same bits at every distance${reason ? ` (skipped: ${reason})` : ""}`,
       () => {
         const i2s = i2sCase();
+        const tq2 = tq2Case();
         const f16 = f16Case();
         const here = {
           i2s: bits(binding.ternaryGemm(path, "i2_s", i2s.weights, i2s.rows, i2s.cols, i2s.x)),
+          tq2: bits(binding.ternaryGemm(path, "tq2_0", tq2.weights, tq2.rows, tq2.cols, tq2.x)),
           f16: bits(binding.f16Gemm(path, f16.weights, f16.rows, f16.x)),
         };
         // The F16 decode loop against f64 sums of the same f16 values (f32 lanes: a few ulps).
@@ -129,14 +142,16 @@ describe("decode prefetch distance", () => {
         const input = {
           path,
           i2s: { ...i2s, weights: Array.from(i2s.weights), x: Array.from(i2s.x) },
+          tq2: { ...tq2, weights: Array.from(tq2.weights), x: Array.from(tq2.x) },
           f16: { ...f16, weights: Array.from(f16.weights), x: Array.from(f16.x) },
         };
         const body = `
-          const { path, i2s, f16 } = input;
+          const { path, i2s, tq2, f16 } = input;
           const a = addon.ternaryGemm(path, "i2_s", new Uint8Array(i2s.weights), i2s.rows, i2s.cols, new Float32Array(i2s.x));
+          const c = addon.ternaryGemm(path, "tq2_0", new Uint8Array(tq2.weights), tq2.rows, tq2.cols, new Float32Array(tq2.x));
           const b = addon.f16Gemm(path, new Uint16Array(f16.weights), f16.rows, new Float32Array(f16.x));
           const bits = (v) => Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length));
-          process.stdout.write(JSON.stringify({ i2s: bits(a), f16: bits(b) }));`;
+          process.stdout.write(JSON.stringify({ i2s: bits(a), tq2: bits(c), f16: bits(b) }));`;
         for (const bytes of ["0", "64", "6144", "65536"]) {
           expect(inChild(bytes, body, input), `BITNET_DECODE_PREFETCH_BYTES=${bytes}`).toEqual(
             here,
@@ -152,7 +167,7 @@ describe("decode prefetch distance", () => {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows, F16 head (off|\d+ B)/,
+      /^\d+ B ahead in I2_S rows, F16\/TQ2_0 rows (off|\d+ B)/,
     );
     const saved = process.env["BITNET_DECODE_PREFETCH_BYTES"];
     process.env["BITNET_DECODE_PREFETCH_BYTES"] = "1000";

@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
+  assertLlamaCanLoad,
   assertLlamaCpuVariantRunnable,
   type LlamaBenchSession,
   llamaCpuVariantFor,
@@ -256,6 +257,9 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       : undefined;
   if (llamaVariant !== undefined) {
     assertLlamaCpuVariantRunnable(llamaVariant);
+  }
+  if (options.compareLlama) {
+    assertLlamaCanLoad(modelPath);
   }
 
   progress(`loading ${path.basename(modelPath)}`);
