@@ -45,6 +45,21 @@ export type GraphOp =
 
 export type GraphOpKind = GraphOp["kind"];
 
+/**
+ * Each op kind's number in the op specs handed to native backends: the C++ `OpKind` enums of
+ * kernels-cpu (native/model.h) and kernels-cuda (native/model.h) use these values.
+ */
+export const NATIVE_OP_IDS: Readonly<Record<GraphOpKind, number>> = {
+  embed: 0,
+  rms_norm: 1,
+  linear: 2,
+  rope: 3,
+  attention: 4,
+  add: 5,
+  glu: 6,
+  output: 7,
+};
+
 export interface Graph {
   readonly hparams: HParams;
   /** Row width (values per token) of every buffer. */

@@ -25,7 +25,7 @@ export type {
   TopLogits,
 } from "./backend";
 export { EngineError, EngineErrorCode } from "./errors";
-export { type Graph, GraphBuilder, type GraphOp, type GraphOpKind } from "./graph";
+export { type Graph, GraphBuilder, type GraphOp, type GraphOpKind, NATIVE_OP_IDS } from "./graph";
 export { type FfnActivation, type HParams, readHParams } from "./hparams";
 export { type LoadModelOptions, loadModel } from "./load";
 export {

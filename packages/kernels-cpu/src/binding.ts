@@ -16,16 +16,8 @@ export const NATIVE_TYPES = {
   I2_S: 36,
 } as const;
 
-export const NativeOpKind = {
-  embed: 0,
-  rms_norm: 1,
-  linear: 2,
-  rope: 3,
-  attention: 4,
-  add: 5,
-  glu: 6,
-  output: 7,
-} as const;
+/** Op kinds as numbers in {@link NativeOpSpec}: engine-core's NATIVE_OP_IDS. */
+export { NATIVE_OP_IDS as NativeOpKind } from "@bitnet-ts/engine-core";
 
 export interface NativeTensorSpec {
   readonly name: string;

@@ -57,26 +57,27 @@ void i2s_linear_host(const uint8_t* codes, int64_t rows, int64_t cols, float w_s
 // ---------------------------------------------------------------------------------------------
 // HostExec: the model's ops on the CPU, lane by lane where the GPU reduces across a warp, with
 // the warp's butterfly order (xor 16, 8, 4, 2, 1), so its results are the GPU's.
+#include <type_traits>
+
 #include "exec.h"
 #include "twins.cuh"
 
 namespace bitnet_cuda {
 namespace {
 
+// The warp's butterfly over kLanes partial sums; f32 lanes add as the GPU rounds (add_rn, never
+// contracted or kept wider), f64 lanes plainly.
 template <typename T>
 T butterfly_sum(T* v) {
   for (int o = kLanes / 2; o > 0; o /= 2) {
     T next[kLanes];
-    for (int l = 0; l < kLanes; l++) next[l] = v[l] + v[l ^ o];
-    for (int l = 0; l < kLanes; l++) v[l] = next[l];
-  }
-  return v[0];
-}
-
-float butterfly_sum_f(float* v) {
-  for (int o = kLanes / 2; o > 0; o /= 2) {
-    float next[kLanes];
-    for (int l = 0; l < kLanes; l++) next[l] = add_rn(v[l], v[l ^ o]);
+    for (int l = 0; l < kLanes; l++) {
+      if constexpr (std::is_same_v<T, float>) {
+        next[l] = add_rn(v[l], v[l ^ o]);
+      } else {
+        next[l] = v[l] + v[l ^ o];
+      }
+    }
     for (int l = 0; l < kLanes; l++) v[l] = next[l];
   }
   return v[0];
@@ -110,7 +111,7 @@ void host_float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const 
         for (int l = 0; l < kLanes; l++) part[l] = fma_rn(wrow[c0 + l], xr[c0 + l], part[l]);
       }
       for (int l = 0; c0 + l < cols; l++) part[l] = fma_rn(wrow[c0 + l], xr[c0 + l], part[l]);
-      y[t * rows + r] = butterfly_sum_f(part);
+      y[t * rows + r] = butterfly_sum(part);
     }
   }
 }

@@ -17,6 +17,7 @@ import {
   EngineErrorCode,
   type GraphOp,
   type ModelDescription,
+  NATIVE_OP_IDS,
   planNativeStep,
   type SequenceRun,
   SequenceTable,
@@ -57,17 +58,6 @@ export type CudaBackendOptions = {
   /** Explicit path to the compiled addon. */
   readonly addonPath?: string;
 };
-
-const OP_KIND = {
-  embed: 0,
-  rms_norm: 1,
-  linear: 2,
-  rope: 3,
-  attention: 4,
-  add: 5,
-  glu: 6,
-  output: 7,
-} as const;
 
 interface NativeModel {
   setWeight(
@@ -209,7 +199,7 @@ export class CudaBackend implements Backend {
     const b = (name: string): number => bufferId.get(name)!;
     const ops = model.graph.ops.map((op: GraphOp) => {
       const base = {
-        kind: OP_KIND[op.kind],
+        kind: NATIVE_OP_IDS[op.kind],
         in0: -1,
         in1: -1,
         in2: -1,
