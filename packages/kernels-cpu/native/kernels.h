@@ -142,7 +142,8 @@ int available_kernel_paths(const char** out, int max);
 // decode-sequence.sh, bench/ab-addons.mjs, `bitnet bench`; BENCHMARKS.md). So on Intel CPUs every
 // one-token loop prefetches 2 KiB ahead; elsewhere the I2_S loops 6 KiB and the others not at all
 // (0). BITNET_DECODE_PREFETCH_BYTES (a multiple of 64 up to 65536) sets both for the process,
-// read once; 0 turns the software prefetch off. An invalid value leaves the defaults (the
+// read once; 0 asks for nothing ahead (the F16 and TQ2_0 loops then issue no prefetch, the I2_S
+// loops one for the line they are reading). An invalid value leaves the defaults (the
 // TypeScript side rejects it before any model loads).
 struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows

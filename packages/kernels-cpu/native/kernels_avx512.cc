@@ -36,11 +36,8 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #ifndef BITNET_PREFETCH_BYTES
 #define BITNET_PREFETCH_BYTES 8192
 #endif
-// The one-token I2_S loop asks for the line decode_prefetch().i2s ahead into L1 (kernels.h):
-// on a Zen 5 (2 threads, the 2B-4T projections in turn, bench/decode-sequence.sh) 6 KiB streamed
-// 44-55 GB/s where the hardware prefetcher alone gave 38-50, in five alternating rounds, and 8 or
-// 16 KiB ahead into L2 gained less; on a Sapphire Rapids-class Xeon 6 KiB streamed 19 GB/s and
-// 1-3 KiB 26-28, of a 30 GB/s probe.
+// The one-token loops ask for their rows decode_prefetch() ahead into L1: a distance chosen per
+// CPU (kernels.h says what was measured where).
 constexpr int PREFETCH_BYTES = BITNET_PREFETCH_BYTES;
 
 
