@@ -13,7 +13,7 @@
 //      the path checks, the op-by-op suite against the reference backend, the backend contract
 //      suite, the golden greedy tokens, the rest of the backend's suite (agreement with the
 //      reference, heads, invariance, what ran, failure modes), the step-order tests and every
-//      path's ternary projections against the reference arithmetic, bit for bit;
+//      path's ternary projections and attention scores against the reference arithmetic, bit for bit;
 //   2. the path checks on a Cortex-A53 (no dot product: only neon offered) and a Cortex-A76
 //      (dot product, no i8mm), so run-time dispatch follows what the CPU reports.
 // With --json, writes { runs: [{ cpu, passed, failed, skipped, brokenFiles, report }] }.
@@ -110,6 +110,7 @@ const RUNS = [
       "src/backend.test.ts",
       "src/step-order.test.ts",
       "src/ternary-gemm.test.ts",
+      "src/attention-kernels.test.ts",
     ],
   },
   { cpu: "cortex-a53", files: ["src/paths.test.ts"] },

@@ -659,6 +659,38 @@ Napi::Value F16Gemm(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// attnScores(kernelPath, q, heads, keys, stride, len): one path's attention scores of `heads`
+// query heads (q: heads × hd f32, f16-rounded by the caller) against one KV head's transposed f16
+// keys (hd rows of `stride` positions, the first len of each used); heads × len scores.
+Napi::Value AttnScores(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[2].IsNumber() ||
+      !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array ||
+      !info[4].IsNumber() || !info[5].IsNumber()) {
+    Napi::TypeError::New(env, "attnScores expects (kernelPath, Float32Array, heads, Uint16Array, stride, len)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>();
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
+  const Napi::Float32Array q = info[1].As<Napi::Float32Array>();
+  const Napi::Uint16Array keys = info[3].As<Napi::Uint16Array>();
+  const int64_t heads = info[2].As<Napi::Number>().Int64Value(), stride = info[4].As<Napi::Number>().Int64Value(),
+                len = info[5].As<Napi::Number>().Int64Value();
+  const int64_t hd = heads > 0 ? (int64_t)q.ElementLength() / heads : 0;
+  if (heads <= 0 || hd <= 0 || (int64_t)q.ElementLength() != heads * hd || len <= 0 || stride < len ||
+      (int64_t)keys.ElementLength() < (hd - 1) * stride + len) {
+    Napi::RangeError::New(env, "attnScores: q must be heads × hd values, 0 < len <= stride, and keys hold hd rows of stride")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(heads * len));
+  k->attn_scores(q.Data(), heads, keys.Data(), stride, hd, len, out.Data(), len);
+  return out;
+}
+
 // ternaryGemm(kernelPath, format, weights, rows, cols, x): one path's ternary projection as the
 // model runs it: the T rows of x (a Float32Array of T × cols) quantized by the path's quantizer
 // (per-token int8 for "i2_s", Q8_K for "tq2_0") and laid out for its kernels, then its I2_S or
@@ -787,8 +819,9 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("q6kGemm", Napi::Function::New(env, Q6KGemm));
   exports.Set("ternaryGemm", Napi::Function::New(env, TernaryGemm));
   exports.Set("f16Gemm", Napi::Function::New(env, F16Gemm));
+  exports.Set("attnScores", Napi::Function::New(env, AttnScores));
   exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
-  exports.Set("abiVersion", Napi::Number::New(env, 11));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 12));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -38,10 +38,13 @@ struct Kernels {
   void (*q8_0_gemm)(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t T,
                     float* out, int64_t out_stride);
 
-  // Attention scores: scores[j] = Σ_i q[i]·k[i·stride + j] for j < len, summed in i order (each
-  // position is one SIMD lane, so every path matches the scalar order exactly). K is f16,
-  // transposed per head ([head_dim][capacity]); q holds f16-rounded values.
-  void (*attn_scores)(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores);
+  // Attention scores of nq query heads that share one KV head (grouped-query attention):
+  // scores[h·score_stride + j] = Σ_i q[h·hd + i]·k[i·stride + j] for h < nq, j < len, summed in
+  // i order (each position is one SIMD lane, so every path matches the scalar order exactly).
+  // K is f16, transposed per head ([head_dim][capacity]), and read once for all nq heads; q
+  // holds f16-rounded values. Reads no key beyond len.
+  void (*attn_scores)(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
+                      float* scores, int64_t score_stride);
 
   // out[i] = Σ_j p[j]·v[j·kvw + i] for i < hd, summed in j order (lanes over i: exact).
   void (*attn_values)(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out);

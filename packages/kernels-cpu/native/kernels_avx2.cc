@@ -193,38 +193,92 @@ void q8_0_gemm_avx2(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, co
   }
 }
 
-// Scores for 32, then 8 positions at once, each lane summing in i order (exact scalar order per
-// lane). 32 positions use the whole 64-byte line of each transposed key row (8 used a quarter
-// of it and took 4× the loads).
-void attn_scores_avx2(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
+// h with its 16-bit lane `lane` (0, 2, 4 or 6: an odd tail's last position) replaced by v.
+inline __m128i insert_u16(__m128i h, uint16_t v, int lane) {
+  switch (lane) {
+    case 0: return _mm_insert_epi16(h, v, 0);
+    case 2: return _mm_insert_epi16(h, v, 2);
+    case 4: return _mm_insert_epi16(h, v, 4);
+    default: return _mm_insert_epi16(h, v, 6);
+  }
+}
+
+// Scores of NQ heads sharing one KV head, 8·V positions at a time: lane j of head h accumulates
+// Σ_i q[h][i]·k[i][j] in i order (exact scalar order per lane). Each key load and conversion
+// serves all NQ heads, and the NQ × V chains of dependent adds run side by side (eight
+// accumulators of 16 registers: V = 4 for one or two heads, which uses the whole 64-byte line
+// of each key row, V = 2 for three or four).
+template <int NQ>
+void scores_heads_avx2(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores,
+                       int64_t ss) {
+  constexpr int V = NQ <= 2 ? 4 : 2;
   int64_t j = 0;
-  for (; j + 32 <= len; j += 32) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (; j + 8 * V <= len; j += 8 * V) {
+    __m256 acc[NQ][V];
+    for (int h = 0; h < NQ; h++) {
+      for (int v = 0; v < V; v++) acc[h][v] = _mm256_setzero_ps();
+    }
     for (int64_t i = 0; i < hd; i++) {
       const uint16_t* row = kt + i * stride + j;
-      const __m256 qi = _mm256_set1_ps(q[i]);
-      s0 = _mm256_add_ps(s0, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)row))));
-      s1 = _mm256_add_ps(s1, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8)))));
-      s2 = _mm256_add_ps(s2, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 16)))));
-      s3 = _mm256_add_ps(s3, _mm256_mul_ps(qi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 24)))));
+      __m256 k[V];
+      for (int v = 0; v < V; v++) k[v] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * v)));
+      for (int h = 0; h < NQ; h++) {
+        const __m256 qi = _mm256_set1_ps(q[h * hd + i]);
+        for (int v = 0; v < V; v++) acc[h][v] = _mm256_add_ps(acc[h][v], _mm256_mul_ps(qi, k[v]));
+      }
     }
-    _mm256_storeu_ps(scores + j, s0);
-    _mm256_storeu_ps(scores + j + 8, s1);
-    _mm256_storeu_ps(scores + j + 16, s2);
-    _mm256_storeu_ps(scores + j + 24, s3);
+    for (int h = 0; h < NQ; h++) {
+      for (int v = 0; v < V; v++) _mm256_storeu_ps(scores + h * ss + j + 8 * v, acc[h][v]);
+    }
   }
-  for (; j + 8 <= len; j += 8) {
-    __m256 s = _mm256_setzero_ps();
+  // The last positions, 8 lanes at a time. A partial group loads its even part by a masked
+  // 32-bit load (which never touches the row beyond len) and inserts an odd last position
+  // alone; the other lanes are zeros whose sums are not stored. A scalar tail (up to 7
+  // positions × hd dependent adds with software f16 conversions) took most of a short decode
+  // step's attention.
+  for (; j < len; j += 8) {
+    const int rem = (int)std::min<int64_t>(8, len - j);
+    const __m128i pairs = _mm_cmpgt_epi32(_mm_set1_epi32(rem / 2), _mm_setr_epi32(0, 1, 2, 3));
+    __m256 s[NQ];
+    for (int h = 0; h < NQ; h++) s[h] = _mm256_setzero_ps();
     for (int64_t i = 0; i < hd; i++) {
-      const __m256 k = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(kt + i * stride + j)));
-      s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(q[i]), k));
+      const uint16_t* row = kt + i * stride + j;
+      __m128i k16;
+      if (rem == 8) {
+        k16 = _mm_loadu_si128((const __m128i*)row);
+      } else {
+        k16 = _mm_maskload_epi32((const int*)row, pairs);
+        if (rem & 1) k16 = insert_u16(k16, row[rem - 1], rem - 1);
+      }
+      const __m256 k = _mm256_cvtph_ps(k16);
+      for (int h = 0; h < NQ; h++) s[h] = _mm256_add_ps(s[h], _mm256_mul_ps(_mm256_set1_ps(q[h * hd + i]), k));
     }
-    _mm256_storeu_ps(scores + j, s);
+    for (int h = 0; h < NQ; h++) {
+      if (rem == 8) {
+        _mm256_storeu_ps(scores + h * ss + j, s[h]);
+      } else {
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, s[h]);
+        for (int r = 0; r < rem; r++) scores[h * ss + j + r] = lanes[r];
+      }
+    }
   }
-  for (; j < len; j++) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < hd; i++) s += q[i] * f16_to_f32(kt[i * stride + j]);
-    scores[j] = s;
+}
+
+// Up to four heads per pass over the keys.
+void attn_scores_avx2(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
+                      float* scores, int64_t score_stride) {
+  for (int64_t h = 0; h < nq;) {
+    const int64_t n = std::min<int64_t>(4, nq - h);
+    const float* qh = q + h * hd;
+    float* sh = scores + h * score_stride;
+    switch (n) {
+      case 4: scores_heads_avx2<4>(qh, kt, stride, hd, len, sh, score_stride); break;
+      case 3: scores_heads_avx2<3>(qh, kt, stride, hd, len, sh, score_stride); break;
+      case 2: scores_heads_avx2<2>(qh, kt, stride, hd, len, sh, score_stride); break;
+      default: scores_heads_avx2<1>(qh, kt, stride, hd, len, sh, score_stride); break;
+    }
+    h += n;
   }
 }
 

@@ -58,7 +58,7 @@ void f16_gemm_neon(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, cons
 }
 
 // Scores for 8 positions at once, each lane summing in i order (the scalar order per lane).
-void attn_scores_neon(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
+void attn_scores_neon_head(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
   int64_t j = 0;
   for (; j + 8 <= len; j += 8) {
     float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0;
@@ -75,6 +75,11 @@ void attn_scores_neon(const float* q, const uint16_t* kt, int64_t stride, int64_
     for (int64_t i = 0; i < hd; i++) s += q[i] * f16_to_f32(kt[i * stride + j]);
     scores[j] = s;
   }
+}
+
+void attn_scores_neon(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
+                      float* scores, int64_t score_stride) {
+  for (int64_t h = 0; h < nq; h++) attn_scores_neon_head(q + h * hd, kt, stride, hd, len, scores + h * score_stride);
 }
 
 void attn_values_neon(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {

@@ -191,11 +191,14 @@ void q8k_bsums16(const int8_t* q, int64_t n, int16_t* bsum) {
 
 namespace {
 
-void attn_scores_scalar(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores) {
-  for (int64_t j = 0; j < len; j++) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < hd; i++) s += q[i] * f16_to_f32(kt[i * stride + j]);
-    scores[j] = s;
+void attn_scores_scalar(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
+                        float* scores, int64_t score_stride) {
+  for (int64_t h = 0; h < nq; h++) {
+    for (int64_t j = 0; j < len; j++) {
+      float s = 0.0f;
+      for (int64_t i = 0; i < hd; i++) s += q[h * hd + i] * f16_to_f32(kt[i * stride + j]);
+      scores[h * score_stride + j] = s;
+    }
   }
 }
 

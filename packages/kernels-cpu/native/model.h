@@ -112,10 +112,14 @@ void quantize_q6_k(const float* x, uint8_t* y, int64_t n);
 // Dequantizes row `row` of an embedding-like table (F32, F16, BF16, Q8_0, Q6_K) into f32.
 void dequant_row(const Tensor& t, int64_t row, float* out);
 
+// Positions per block of the key cache (Model::ensure_capacity says how the cache is laid out).
+constexpr int64_t kKeyBlock = 32;
+inline int64_t round_up_blocks(int64_t positions) { return (positions + kKeyBlock - 1) / kKeyBlock * kKeyBlock; }
+
 struct Sequence {
   int64_t length = 0;
-  int64_t capacity = 0;
-  std::vector<AlignedVector<uint16_t>> k, v;  // per layer [capacity × kv_width] f16
+  int64_t capacity = 0;                        // a whole number of key blocks
+  std::vector<AlignedVector<uint16_t>> k, v;  // per layer, capacity × kv_width f16 each
 };
 
 class Model {
@@ -173,6 +177,7 @@ class Model {
   void run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal);
   bool amx_eligible(const Tensor& w, int64_t T) const;
   void prefetch_next_weights(size_t i, int tid, int nth);
+  void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
   bool warm_weights(int tid);
   // Per thread: the weights it will stream next that it may still ask L2 for while it waits at
   // a barrier (see warm_weights), [next, end).

@@ -197,6 +197,19 @@ export interface NativeBinding {
    */
   f16Gemm(kernelPath: string, weights: Uint16Array, rows: number, x: Float32Array): Float32Array;
   /**
+   * One path's attention scores of `heads` query heads sharing one KV head: `q` holds heads × hd
+   * f16-rounded values, `keys` the head's transposed f16 keys (hd rows of `stride` positions, the
+   * first `len` of each used). heads × len scores, each Σ_i q·k summed in i order. For tests.
+   */
+  attnScores(
+    kernelPath: string,
+    q: Float32Array,
+    heads: number,
+    keys: Uint16Array,
+    stride: number,
+    len: number,
+  ): Float32Array;
+  /**
    * One path's ternary projection as a model runs it: the T rows of `x` (T × cols) quantized by
    * the path's quantizer (per-token int8 for I2_S, Q8_K for TQ2_0), then its I2_S or TQ2_0 kernel
    * against `rows` rows of `weights` (I2_S bytes with their 32-byte scale tail, or TQ2_0 blocks).

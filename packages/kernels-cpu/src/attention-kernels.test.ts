@@ -1,0 +1,75 @@
+// Every path's attention scores against the TypeScript reference arithmetic, bit for bit: each
+// score is Σ_i q[i]·k[i][j] summed in i order in f32 (products of f16 values are exact), for one
+// to five query heads sharing a KV head (the kernels take up to four per pass over the keys) and
+// every length from 1 to 70, so each block width and every partial tail of every path is reached.
+import { f16ToF32, f32ToF16, roundToF16 } from "@bitnet-ts/quantization";
+import { describe, expect, it } from "vitest";
+import { rng } from "../test/numbers";
+import { ALL_KERNEL_PATHS, pathSkipReason } from "../test/paths";
+import { loadBinding } from "./loader";
+
+const fround = Math.fround;
+
+/** The reference's scores: per head and position, Σ_i fround(q·k) accumulated in f32, i in order. */
+function referenceScores(
+  q: Float32Array,
+  heads: number,
+  keys: Uint16Array,
+  stride: number,
+  len: number,
+): Float32Array {
+  const hd = q.length / heads;
+  const out = new Float32Array(heads * len);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < len; j++) {
+      let s = 0;
+      for (let i = 0; i < hd; i++) {
+        s = fround(s + fround(q[h * hd + i]! * f16ToF32(keys[i * stride + j]!)));
+      }
+      out[h * len + j] = s;
+    }
+  }
+  return out;
+}
+
+describe("attention scores equal the reference arithmetic bit for bit", () => {
+  // The amx path runs the avx512vnni path's attention (its tiles are for projections only).
+  for (const path of ALL_KERNEL_PATHS.filter((p) => p !== "amx")) {
+    const skip = pathSkipReason(path);
+    const suffix = skip ? ` (skipped: ${skip})` : "";
+    it.skipIf(skip !== undefined)(`${path}: 1-5 heads, lengths 1-70${suffix}`, () => {
+      const binding = loadBinding();
+      const random = rng(0xa77e ^ path.length);
+      for (const hd of [64, 128]) {
+        for (let heads = 1; heads <= 5; heads++) {
+          const q = new Float32Array(heads * hd).map(() => roundToF16((random() * 2 - 1) * 4));
+          for (let len = 1; len <= 70; len++) {
+            // Rows longer than len (a cache's capacity); positions past len hold values that
+            // would change the sums if a kernel used them.
+            const stride = len + Math.floor(random() * 40);
+            const keys = new Uint16Array((hd - 1) * stride + len).map((_, n) =>
+              n % stride < len ? f32ToF16((random() * 2 - 1) * 8) : 0x7bff,
+            );
+            const got = binding.attnScores(path, q, heads, keys, stride, len);
+            const want = referenceScores(q, heads, keys, stride, len);
+            for (let n = 0; n < want.length; n++) {
+              if (!Object.is(got[n], want[n])) {
+                const where = `hd ${hd}, ${heads} heads, len ${len}: head ${Math.floor(n / len)}, position ${n % len}`;
+                expect(got[n], where).toBe(want[n]);
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+  it("refuses inconsistent shapes with a RangeError", () => {
+    const binding = loadBinding();
+    const path = binding.availablePaths()[0]!;
+    const q = new Float32Array(2 * 64);
+    const keys = new Uint16Array(64 * 10);
+    expect(() => binding.attnScores(path, q, 2, keys, 10, 11)).toThrow(RangeError);
+    expect(() => binding.attnScores(path, q, 3, keys, 10, 5)).toThrow(RangeError);
+    expect(() => binding.attnScores(path, q, 2, keys.subarray(0, 100), 10, 5)).toThrow(RangeError);
+  });
+});
