@@ -1,0 +1,66 @@
+// Prompt (prefill) speed of two or more builds of the addon, alternating in one process: each
+// build loads the model (same file, own mapping), then in every round each runs one P-token
+// prompt (transient, a fresh sequence, logits of the last token only), the order reversed every
+// other round. Prints the median tokens/s and the median milliseconds the prompt spent in
+// attention (the op's own timer), so two builds are compared minute by minute on a machine
+// whose speed drifts. Run `pnpm build` in packages/engine-core and here first.
+//   node packages/kernels-cpu/bench/ab-prefill.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
+// Environment: P (prompt tokens, default 128), THREADS (default 2).
+import * as path from "node:path";
+import { loadModel, registerBackend } from "../../engine-core/dist/index.js";
+
+registerBackend("cpu", () => import("../dist/index.js"));
+const [file, kernelPath, rounds, ...addons] = process.argv.slice(2);
+if (file === undefined || kernelPath === undefined || addons.length < 1) {
+  console.error(
+    "usage: ab-prefill.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]",
+  );
+  process.exit(2);
+}
+const P = Number(process.env.P ?? 128);
+const threads = Number(process.env.THREADS ?? 2);
+const names = addons.map((a) => path.basename(a, ".node"));
+const models = [];
+for (const addon of addons) {
+  models.push(
+    await loadModel(file, {
+      backend: "cpu",
+      contextLength: P + 16,
+      backendOptions: { cpu: { threads, kernelPath, addonPath: path.resolve(addon) } },
+    }),
+  );
+}
+const vocab = models[0].description.hparams.vocabSize;
+const tokens = Array.from({ length: P }, (_, i) => 1000 + ((i * 7919) % (vocab - 1000)));
+const speeds = names.map(() => []);
+const attention = names.map(() => []);
+const attentionMs = (ops) =>
+  Object.entries(ops)
+    .filter(([k]) => k.startsWith("attention"))
+    .reduce((a, [, v]) => a + v, 0);
+
+for (let r = 0; r < Number(rounds); r++) {
+  const order = names.map((_, i) => i);
+  if (r % 2 === 1) order.reverse();
+  const line = [];
+  for (const i of order) {
+    const model = models[i];
+    const before = attentionMs(model.info().opMilliseconds);
+    const seq = model.createSequence();
+    const started = performance.now();
+    await model.step([{ sequence: seq, tokens, logits: "last", transient: true }]);
+    const ms = performance.now() - started;
+    model.freeSequence(seq);
+    speeds[i].push((P / ms) * 1000);
+    attention[i].push(attentionMs(model.info().opMilliseconds) - before);
+    line.push(`${names[i]} ${((P / ms) * 1000).toFixed(2)} t/s`);
+  }
+  console.log(`round ${r + 1}: ${line.join("; ")}`);
+}
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+names.forEach((name, i) => {
+  console.log(
+    `${name}: pp${P} median ${median(speeds[i]).toFixed(2)} t/s, attention ${median(attention[i]).toFixed(1)} ms a prompt`,
+  );
+});
+for (const model of models) await model.dispose();
