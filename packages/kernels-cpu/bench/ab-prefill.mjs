@@ -41,7 +41,9 @@ const attentionMs = (ops) =>
 
 for (let r = 0; r < Number(rounds); r++) {
   const order = names.map((_, i) => i);
-  if (r % 2 === 1) order.reverse();
+  if (r % 2 === 1) {
+    order.reverse();
+  }
   const line = [];
   for (const i of order) {
     const model = models[i];
@@ -63,4 +65,6 @@ names.forEach((name, i) => {
     `${name}: pp${P} median ${median(speeds[i]).toFixed(2)} t/s, attention ${median(attention[i]).toFixed(1)} ms a prompt`,
   );
 });
-for (const model of models) await model.dispose();
+for (const model of models) {
+  await model.dispose();
+}
