@@ -7,29 +7,11 @@
 // here first.
 //   node packages/kernels-cpu/bench/ab-addons.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
 // Environment: N (tokens per turn, default 32), THREADS (default 2).
-import * as path from "node:path";
-import { loadModel, registerBackend } from "../../engine-core/dist/index.js";
 import { measureReadBandwidth } from "../dist/index.js";
+import { openBuilds } from "./ab-builds.mjs";
 
-registerBackend("cpu", () => import("../dist/index.js"));
-const [file, kernelPath, rounds, ...addons] = process.argv.slice(2);
-if (file === undefined || kernelPath === undefined || addons.length < 1) {
-  console.error("usage: ab-addons.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]");
-  process.exit(2);
-}
 const N = Number(process.env.N ?? 32);
-const threads = Number(process.env.THREADS ?? 2);
-const names = addons.map((a) => path.basename(a, ".node"));
-const models = [];
-for (const addon of addons) {
-  models.push(
-    await loadModel(file, {
-      backend: "cpu",
-      contextLength: N + 8,
-      backendOptions: { cpu: { threads, kernelPath, addonPath: path.resolve(addon) } },
-    }),
-  );
-}
+const { file, rounds, threads, names, models } = await openBuilds("ab-addons.mjs", N + 8);
 // Milliseconds of the ops whose names start with prefix ("output": the head; "linear": projections).
 const sum = (ops, prefix) =>
   Object.entries(ops)
@@ -62,7 +44,7 @@ for (const r of results) {
     r[k].length = 0;
   }
 }
-for (let round = 0; round < Number(rounds); round++) {
+for (let round = 0; round < rounds; round++) {
   const order = models.map((_, i) => i);
   if (round % 2 === 1) {
     order.reverse();

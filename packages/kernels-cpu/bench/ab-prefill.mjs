@@ -1,35 +1,16 @@
 // Prompt (prefill) speed of two or more builds of the addon, alternating in one process: each
-// build loads the model (same file, own mapping), then in every round each runs one P-token
-// prompt (transient, a fresh sequence, logits of the last token only), the order reversed every
-// other round. Prints the median tokens/s and the median milliseconds the prompt spent in
-// attention (the op's own timer), so two builds are compared minute by minute on a machine
-// whose speed drifts. Run `pnpm build` in packages/engine-core and here first.
+// build loads the model (same file, own mapping) and runs one uncounted prompt, then in every
+// round each runs one P-token prompt (transient, a fresh sequence, logits of the last token
+// only), the order reversed every other round. Prints the median tokens/s and the median
+// milliseconds the prompt spent in attention (the op's own timer), so two builds are compared
+// minute by minute on a machine whose speed drifts. Run `pnpm build` in packages/engine-core
+// and here first.
 //   node packages/kernels-cpu/bench/ab-prefill.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
 // Environment: P (prompt tokens, default 128), THREADS (default 2).
-import * as path from "node:path";
-import { loadModel, registerBackend } from "../../engine-core/dist/index.js";
+import { openBuilds } from "./ab-builds.mjs";
 
-registerBackend("cpu", () => import("../dist/index.js"));
-const [file, kernelPath, rounds, ...addons] = process.argv.slice(2);
-if (file === undefined || kernelPath === undefined || addons.length < 1) {
-  console.error(
-    "usage: ab-prefill.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]",
-  );
-  process.exit(2);
-}
 const P = Number(process.env.P ?? 128);
-const threads = Number(process.env.THREADS ?? 2);
-const names = addons.map((a) => path.basename(a, ".node"));
-const models = [];
-for (const addon of addons) {
-  models.push(
-    await loadModel(file, {
-      backend: "cpu",
-      contextLength: P + 16,
-      backendOptions: { cpu: { threads, kernelPath, addonPath: path.resolve(addon) } },
-    }),
-  );
-}
+const { rounds, names, models } = await openBuilds("ab-prefill.mjs", P + 16);
 const vocab = models[0].description.hparams.vocabSize;
 const tokens = Array.from({ length: P }, (_, i) => 1000 + ((i * 7919) % (vocab - 1000)));
 const speeds = names.map(() => []);
@@ -39,7 +20,13 @@ const attentionMs = (ops) =>
     .filter(([k]) => k.startsWith("attention"))
     .reduce((a, [, v]) => a + v, 0);
 
-for (let r = 0; r < Number(rounds); r++) {
+for (const model of models) {
+  // Warm-up, not counted: the first prompt also allocates the cache and faults in its pages.
+  const seq = model.createSequence();
+  await model.step([{ sequence: seq, tokens, logits: "last", transient: true }]);
+  model.freeSequence(seq);
+}
+for (let r = 0; r < rounds; r++) {
   const order = names.map((_, i) => i);
   if (r % 2 === 1) {
     order.reverse();

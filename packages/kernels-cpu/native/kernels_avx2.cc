@@ -7,6 +7,7 @@
 // ---------------------------------------------------------------------------------------------
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -21,6 +22,7 @@ namespace {
 #include "ternary_avx2.h"
 #include "q6k_x86.h"
 #include "tq1_x86.h"
+#include "head_groups.h"
 
 inline float hsum_f32(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -268,18 +270,9 @@ void scores_heads_avx2(const float* q, const uint16_t* kt, int64_t stride, int64
 // Up to four heads per pass over the keys.
 void attn_scores_avx2(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
                       float* scores, int64_t score_stride) {
-  for (int64_t h = 0; h < nq;) {
-    const int64_t n = std::min<int64_t>(4, nq - h);
-    const float* qh = q + h * hd;
-    float* sh = scores + h * score_stride;
-    switch (n) {
-      case 4: scores_heads_avx2<4>(qh, kt, stride, hd, len, sh, score_stride); break;
-      case 3: scores_heads_avx2<3>(qh, kt, stride, hd, len, sh, score_stride); break;
-      case 2: scores_heads_avx2<2>(qh, kt, stride, hd, len, sh, score_stride); break;
-      default: scores_heads_avx2<1>(qh, kt, stride, hd, len, sh, score_stride); break;
-    }
-    h += n;
-  }
+  for_head_groups(q, nq, hd, scores, score_stride, [&](auto heads, const float* qh, float* sh) {
+    scores_heads_avx2<decltype(heads)::value>(qh, kt, stride, hd, len, sh, score_stride);
+  });
 }
 
 // Output lanes over i, each summing in j order (exact). 64 lanes per pass walk the positions

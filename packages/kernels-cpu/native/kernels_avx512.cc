@@ -26,6 +26,7 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #include "q6k_x86.h"
 #include "tq1_x86.h"
 #include "token_blocks.h"
+#include "head_groups.h"
 
 // How far ahead of the current load weights are prefetched, and into which level. Measured on
 // this machine (Sapphire Rapids, 2 threads, I2_S decode): into L2 (prefetcht1) 8 KiB ahead gives
@@ -607,19 +608,10 @@ void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int
 
 // Up to four heads per pass over the keys (8 accumulators of 32 registers).
 void attn_scores_avx512(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
-                        float* scores, int64_t score_stride) {
-  for (int64_t h = 0; h < nq;) {
-    const int64_t n = std::min<int64_t>(4, nq - h);
-    const float* qh = q + h * hd;
-    float* sh = scores + h * score_stride;
-    switch (n) {
-      case 4: scores_heads_avx512<4>(qh, kt, stride, hd, len, sh, score_stride); break;
-      case 3: scores_heads_avx512<3>(qh, kt, stride, hd, len, sh, score_stride); break;
-      case 2: scores_heads_avx512<2>(qh, kt, stride, hd, len, sh, score_stride); break;
-      default: scores_heads_avx512<1>(qh, kt, stride, hd, len, sh, score_stride); break;
-    }
-    h += n;
-  }
+                      float* scores, int64_t score_stride) {
+  for_head_groups(q, nq, hd, scores, score_stride, [&](auto heads, const float* qh, float* sh) {
+    scores_heads_avx512<decltype(heads)::value>(qh, kt, stride, hd, len, sh, score_stride);
+  });
 }
 
 // Output lanes over i, each summing in j order (exact). 128 lanes per pass walk the positions
