@@ -608,7 +608,7 @@ void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int
 
 // Up to four heads per pass over the keys (8 accumulators of 32 registers).
 void attn_scores_avx512(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
-                      float* scores, int64_t score_stride) {
+                        float* scores, int64_t score_stride) {
   for_head_groups(q, nq, hd, scores, score_stride, [&](auto heads, const float* qh, float* sh) {
     scores_heads_avx512<decltype(heads)::value>(qh, kt, stride, hd, len, sh, score_stride);
   });
