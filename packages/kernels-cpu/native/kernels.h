@@ -41,8 +41,9 @@ struct Kernels {
   // Attention scores of nq query heads that share one KV head (grouped-query attention):
   // scores[h·score_stride + j] = Σ_i q[h·hd + i]·k[i·stride + j] for h < nq, j < len, summed in
   // i order (each position is one SIMD lane, so every path matches the scalar order exactly).
-  // K is f16, transposed per head ([head_dim][capacity]), and read once for all nq heads; q
-  // holds f16-rounded values. Reads no key beyond len.
+  // K is f16, transposed: hd rows of `stride` positions (the model passes one 32-position block
+  // of its key cache at a time, Model::ensure_capacity), read once for all nq heads; q holds
+  // f16-rounded values. Reads no key beyond len.
   void (*attn_scores)(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
                       float* scores, int64_t score_stride);
 
