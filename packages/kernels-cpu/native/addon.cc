@@ -518,6 +518,8 @@ Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
   out.Set("other", (double)chosen.other);
   out.Set("defaultI2s", (double)fallback.i2s);
   out.Set("defaultOther", (double)fallback.other);
+  out.Set("l2", (double)chosen.l2);
+  out.Set("defaultL2", (double)fallback.l2);
   return out;
 }
 
@@ -821,7 +823,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("f16Gemm", Napi::Function::New(env, F16Gemm));
   exports.Set("attnScores", Napi::Function::New(env, AttnScores));
   exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
-  exports.Set("abiVersion", Napi::Number::New(env, 12));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 13));  // bump with every change to src/binding.ts
   return exports;
 }
 

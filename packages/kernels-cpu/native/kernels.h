@@ -149,9 +149,20 @@ int available_kernel_paths(const char** out, int max);
 // read once; 0 asks for nothing ahead (the F16 and TQ2_0 loops then issue no prefetch, the I2_S
 // loops one for the line they are reading). An invalid value leaves the defaults (the
 // TypeScript side rejects it before any model loads).
+//
+// The I2_S rows also ask for each line `l2` bytes ahead into L2 (PREFETCHT1), on Intel 16 KiB:
+// the L1 distance alone is a cliff (on a busier day of the same Xeon, 3 KiB streamed at 20 GB/s
+// against 2 KiB's 22-24 of a 26-28 GB/s probe), while with the far L2 request in flight the
+// short L1 one only has to cover L2's latency: `avx512vnni` 22.9 → 25.4-25.7 GB/s, `avxvnni`
+// 22.8-25.0 → 25.0-27.6, any L1 distance from 1 to 3 KiB within 1%, and 8, 16 or 32 KiB alike
+// (bench/decode-sequence.sh). The `avx2` I2_S loop does not ask (bound by its vector ops there,
+// it lost 1-7%), nor do the F16 head or the TQ2_0 rows (no gain in the model). Elsewhere 0 (not
+// measured).
+// BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.
 struct DecodePrefetch {
-  int64_t i2s;    // the one-token I2_S rows
+  int64_t i2s;    // the one-token I2_S rows, into L1
   int64_t other;  // the one-token F16 (output head) and TQ2_0 rows; 0: no software prefetch
+  int64_t l2;     // the one-token I2_S rows again (VNNI paths), this far ahead into L2; 0: none
 };
 const DecodePrefetch& decode_prefetch();
 // The CPU's defaults, whatever the environment says.

@@ -133,7 +133,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   // cost ~5-10% of a row's rate from memory on a Zen 5).
   auto decode = [&](auto split, int64_t t) {
     const int8_t* qt = q + t * cols;
-    const int64_t ahead = decode_prefetch().i2s;
+    const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
@@ -153,6 +153,10 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       for (; c + 512 <= full; c += 512) {
         _mm_prefetch((const char*)(ra + c / 4 + ahead), _MM_HINT_T0);
         _mm_prefetch((const char*)(ra + c / 4 + ahead + 64), _MM_HINT_T0);
+        if (far > 0) {
+          _mm_prefetch((const char*)(ra + c / 4 + far), _MM_HINT_T1);
+          _mm_prefetch((const char*)(ra + c / 4 + far + 64), _MM_HINT_T1);
+        }
         const __m512i pa = load(c), pb = load(c + 256);
         a0 = dpbusd_acc(a0, _mm512_and_si512(pa, m0), qt + c);
         a1 = dpbusd_acc(a1, _mm512_and_si512(pa, m1), qt + c + 64);

@@ -22,20 +22,27 @@ int available_kernel_paths(const char** out, int max) {
 
 DecodePrefetch default_decode_prefetch() {
 #if defined(__x86_64__) || defined(__i386__)
-  if (__builtin_cpu_is("intel")) return {2048, 2048};
+  if (__builtin_cpu_is("intel")) return {2048, 2048, 16384};
 #endif
-  return {6144, 0};
+  return {6144, 0, 0};
 }
 
 const DecodePrefetch& decode_prefetch() {
   static const DecodePrefetch chosen = [] {
+    DecodePrefetch p = default_decode_prefetch();
     const char* env = std::getenv("BITNET_DECODE_PREFETCH_BYTES");
     if (env != nullptr && *env != '\0') {
       char* end = nullptr;
       const long long v = std::strtoll(env, &end, 10);
-      if (*end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0) return DecodePrefetch{(int64_t)v, (int64_t)v};
+      if (*end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0) p.i2s = p.other = (int64_t)v;
     }
-    return default_decode_prefetch();
+    const char* l2 = std::getenv("BITNET_DECODE_PREFETCH_L2_BYTES");
+    if (l2 != nullptr && *l2 != '\0') {
+      char* end = nullptr;
+      const long long v = std::strtoll(l2, &end, 10);
+      if (*end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0) p.l2 = (int64_t)v;
+    }
+    return p;
   }();
   return chosen;
 }

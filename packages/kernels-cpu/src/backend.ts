@@ -520,30 +520,38 @@ function headQuantization(options: CpuBackendOptions): "" | HeadQuantization {
 }
 
 /**
- * Rejects a BITNET_DECODE_PREFETCH_BYTES the addon would ignore (it reads the variable itself,
- * once per process, and falls back to the CPU's defaults on a value it cannot use).
+ * Rejects a BITNET_DECODE_PREFETCH_BYTES or BITNET_DECODE_PREFETCH_L2_BYTES the addon would
+ * ignore (it reads the variables itself, once per process, and falls back to the CPU's defaults
+ * on a value it cannot use).
  */
 function checkDecodePrefetchEnv(): void {
-  const raw = process.env["BITNET_DECODE_PREFETCH_BYTES"];
-  if (raw === undefined || raw === "") {
-    return;
-  }
-  const bytes = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!(bytes <= 65536 && bytes % 64 === 0)) {
-    throw new EngineError(
-      EngineErrorCode.BAD_OPTION,
-      `could not compile for the CPU backend - BITNET_DECODE_PREFETCH_BYTES must be a multiple of 64 from 0 to 65536, got "${raw}".`,
-    );
+  for (const name of ["BITNET_DECODE_PREFETCH_BYTES", "BITNET_DECODE_PREFETCH_L2_BYTES"]) {
+    const raw = process.env[name];
+    if (raw === undefined || raw === "") {
+      continue;
+    }
+    const bytes = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!(bytes <= 65536 && bytes % 64 === 0)) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not compile for the CPU backend - ${name} must be a multiple of 64 from 0 to 65536, got "${raw}".`,
+      );
+    }
   }
 }
 
 /** For describe(): the distances the addon uses, and the defaults where the environment changed them. */
 function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): string {
   const other = p.other === 0 ? "off" : `${p.other} B`;
-  const chosen = `${p.i2s} B ahead in I2_S rows, F16/TQ2_0 rows ${other}`;
-  return p.i2s === p.defaultI2s && p.other === p.defaultOther
-    ? chosen
-    : `${chosen} (BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultI2s} / ${p.defaultOther})`;
+  const l2 = p.l2 === 0 ? "" : ` (and ${p.l2} B into L2)`;
+  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, F16/TQ2_0 rows ${other}`;
+  const changed = [
+    p.i2s === p.defaultI2s && p.other === p.defaultOther
+      ? ""
+      : `BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultI2s} / ${p.defaultOther}`,
+    p.l2 === p.defaultL2 ? "" : `BITNET_DECODE_PREFETCH_L2_BYTES; default ${p.defaultL2}`,
+  ].filter((s) => s !== "");
+  return changed.length === 0 ? chosen : `${chosen} (${changed.join("; ")})`;
 }
 
 /** The kernel path "auto" resolves to on this CPU, as the addon reports it (best last). */

@@ -1,7 +1,9 @@
-// The one-token loops' software prefetch distance (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
+// The one-token loops' software prefetch distances (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
 // defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for the F16 head and TQ2_0 rows
-// elsewhere) changes speed only: every distance gives the same bits. The addon reads the variable once per process,
-// so other distances run in child processes and their outputs are compared with this one's.
+// elsewhere; BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows' second request into L2: 16 KiB on
+// Intel, none elsewhere) change speed only: every distance gives the same bits. The addon reads
+// the variables once per process, so other distances run in child processes and their outputs
+// are compared with this one's.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { f16ToF32, packI2S, packTQ2_0, roundToF16 } from "@bitnet-ts/quantization";
@@ -28,15 +30,26 @@ function addonFile(): string {
   return file;
 }
 
+/** Prefetch variables for a child process: a string sets the L1 distance alone. */
+type PrefetchEnv =
+  | string
+  | { BITNET_DECODE_PREFETCH_BYTES?: string; BITNET_DECODE_PREFETCH_L2_BYTES?: string };
+
 /**
  * Runs `body` (CommonJS; `addon` and `input`, the JSON given, bound) in a child Node.js with the
- * given prefetch setting and parses what it prints.
+ * given prefetch settings and parses what it prints.
  */
-function inChild(bytes: string, body: string, input: unknown = null): unknown {
+function inChild(settings: PrefetchEnv, body: string, input: unknown = null): unknown {
+  const vars = typeof settings === "string" ? { BITNET_DECODE_PREFETCH_BYTES: settings } : settings;
   const script = `const addon = require(${JSON.stringify(addonFile())});
     const input = JSON.parse(require("node:fs").readFileSync(0, "utf8")); ${body}`;
   const run = spawnSync(process.execPath, ["-e", script], {
-    env: { ...process.env, BITNET_DECODE_PREFETCH_BYTES: bytes },
+    env: {
+      ...process.env,
+      BITNET_DECODE_PREFETCH_BYTES: "",
+      BITNET_DECODE_PREFETCH_L2_BYTES: "",
+      ...vars,
+    },
     input: JSON.stringify(input),
     encoding: "utf8",
     maxBuffer: 64 << 20,
@@ -87,28 +100,42 @@ describe("decode prefetch distance", () => {
 
   it("reports the distances in use, multiples of 64 within 64 KiB, and the CPU's defaults", () => {
     const p = binding.decodePrefetch();
-    for (const v of [p.i2s, p.other, p.defaultI2s, p.defaultOther]) {
+    for (const v of [p.i2s, p.other, p.l2, p.defaultI2s, p.defaultOther, p.defaultL2]) {
       expect(v % 64).toBe(0);
       expect(v).toBeGreaterThanOrEqual(0);
       expect(v).toBeLessThanOrEqual(65536);
     }
-    if (isX86 && (process.env["BITNET_DECODE_PREFETCH_BYTES"] ?? "") === "") {
-      expect([p.i2s, p.other]).toEqual([p.defaultI2s, p.defaultOther]);
+    const untouched = ["BITNET_DECODE_PREFETCH_BYTES", "BITNET_DECODE_PREFETCH_L2_BYTES"].every(
+      (v) => (process.env[v] ?? "") === "",
+    );
+    if (isX86 && untouched) {
+      expect([p.i2s, p.other, p.l2]).toEqual([p.defaultI2s, p.defaultOther, p.defaultL2]);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
-      expect([p.defaultI2s, p.defaultOther]).toEqual(intel ? [2048, 2048] : [6144, 0]);
+      expect([p.defaultI2s, p.defaultOther, p.defaultL2]).toEqual(
+        intel ? [2048, 2048, 16384] : [6144, 0, 0],
+      );
     }
   });
 
   it.skipIf(!isX86)(
-    `a child process takes BITNET_DECODE_PREFETCH_BYTES, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
+    `a child process takes BITNET_DECODE_PREFETCH_BYTES and BITNET_DECODE_PREFETCH_L2_BYTES, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
     () => {
-      const read = (v: string) =>
+      const read = (v: PrefetchEnv) =>
         inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
-      expect(read("0")).toMatchObject({ i2s: 0, other: 0 });
-      expect(read("4096")).toMatchObject({ i2s: 4096, other: 4096 });
       const d = binding.decodePrefetch();
+      expect(read("0")).toMatchObject({ i2s: 0, other: 0, l2: d.defaultL2 });
+      expect(read("4096")).toMatchObject({ i2s: 4096, other: 4096, l2: d.defaultL2 });
+      expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: "0" })).toMatchObject({
+        i2s: d.defaultI2s,
+        other: d.defaultOther,
+        l2: 0,
+      });
+      expect(
+        read({ BITNET_DECODE_PREFETCH_BYTES: "1024", BITNET_DECODE_PREFETCH_L2_BYTES: "32768" }),
+      ).toMatchObject({ i2s: 1024, other: 1024, l2: 32768 });
       for (const bad of ["100", "-64", "65600", "2k"]) {
         expect(read(bad)).toMatchObject({ i2s: d.defaultI2s, other: d.defaultOther });
+        expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: bad })).toMatchObject({ l2: d.defaultL2 });
       }
     },
   );
@@ -157,29 +184,40 @@ describe("decode prefetch distance", () => {
             here,
           );
         }
+        for (const l2 of ["0", "64", "16384", "65536"]) {
+          const settings = {
+            BITNET_DECODE_PREFETCH_BYTES: "2048",
+            BITNET_DECODE_PREFETCH_L2_BYTES: l2,
+          };
+          expect(inChild(settings, body, input), `BITNET_DECODE_PREFETCH_L2_BYTES=${l2}`).toEqual(
+            here,
+          );
+        }
       },
     );
   }
 
   afterAll(cleanup);
 
-  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES the addon would ignore", {
+  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES or _L2_BYTES the addon would ignore", {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows, F16\/TQ2_0 rows (off|\d+ B)/,
+      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, F16\/TQ2_0 rows (off|\d+ B)/,
     );
-    const saved = process.env["BITNET_DECODE_PREFETCH_BYTES"];
-    process.env["BITNET_DECODE_PREFETCH_BYTES"] = "1000";
-    try {
-      await expect(cpuModel("tiny-i2s", { threads: 2 })).rejects.toThrow(
-        /BITNET_DECODE_PREFETCH_BYTES must be a multiple of 64 from 0 to 65536, got "1000"/,
-      );
-    } finally {
-      if (saved === undefined) {
-        delete process.env["BITNET_DECODE_PREFETCH_BYTES"];
-      } else {
-        process.env["BITNET_DECODE_PREFETCH_BYTES"] = saved;
+    for (const name of ["BITNET_DECODE_PREFETCH_BYTES", "BITNET_DECODE_PREFETCH_L2_BYTES"]) {
+      const saved = process.env[name];
+      process.env[name] = "1000";
+      try {
+        await expect(cpuModel("tiny-i2s", { threads: 2 })).rejects.toThrow(
+          new RegExp(`${name} must be a multiple of 64 from 0 to 65536, got "1000"`),
+        );
+      } finally {
+        if (saved === undefined) {
+          delete process.env[name];
+        } else {
+          process.env[name] = saved;
+        }
       }
     }
   });
