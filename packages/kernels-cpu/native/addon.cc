@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "softmax.h"
 #include "model.h"
 #include "platform.h"
 
@@ -693,6 +694,35 @@ Napi::Value AttnScores(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// softmaxRows(kernelPath, scores, rows, len, scale): the model's attention softmax (softmax.h)
+// over `rows` rows of `len` scores (a Float32Array of rows × len), with the path's exp; returns
+// the probabilities (before the f16 rounding the model applies next).
+Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[2].IsNumber() ||
+      !info[3].IsNumber() || !info[4].IsNumber()) {
+    Napi::TypeError::New(env, "softmaxRows expects (kernelPath, Float32Array, rows, len, scale)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>();
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
+  const Napi::Float32Array scores = info[1].As<Napi::Float32Array>();
+  const int64_t rows = info[2].As<Napi::Number>().Int64Value(), len = info[3].As<Napi::Number>().Int64Value();
+  const float scale = info[4].As<Napi::Number>().FloatValue();
+  if (rows <= 0 || len <= 0 || rows > (int64_t)1 << 20 || len > (int64_t)1 << 24 ||
+      (int64_t)scores.ElementLength() != rows * len) {
+    Napi::RangeError::New(env, "softmaxRows: scores must hold rows × len values, rows and len positive")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(rows * len));
+  std::memcpy(out.Data(), scores.Data(), (size_t)(rows * len) * sizeof(float));
+  bitnet::softmax_rows(*k, out.Data(), rows, len, scale);
+  return out;
+}
+
 // ternaryGemm(kernelPath, format, weights, rows, cols, x): one path's ternary projection as the
 // model runs it: the T rows of x (a Float32Array of T × cols) quantized by the path's quantizer
 // (per-token int8 for "i2_s", Q8_K for "tq2_0") and laid out for its kernels, then its I2_S or
@@ -822,8 +852,9 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("ternaryGemm", Napi::Function::New(env, TernaryGemm));
   exports.Set("f16Gemm", Napi::Function::New(env, F16Gemm));
   exports.Set("attnScores", Napi::Function::New(env, AttnScores));
+  exports.Set("softmaxRows", Napi::Function::New(env, SoftmaxRows));
   exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
-  exports.Set("abiVersion", Napi::Number::New(env, 13));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 14));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -6,6 +6,7 @@
 // libm transcendental rounding (exp, cos, sin, pow) in rare last-bit cases.
 // ---------------------------------------------------------------------------------------------
 #include "model.h"
+#include "softmax.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -940,19 +941,9 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         for (int64_t j = 0; j < len; j += kKeyBlock) {
           kernels_->attn_scores(qh.data(), heads, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
         }
+        softmax_rows(*kernels_, scores, heads, len, scale);
         for (int64_t r = 0; r < heads; r++) {
           float* sr = scores + r * len;
-          float max = -INFINITY;
-          for (int64_t j = 0; j < len; j++) {
-            sr[j] = sr[j] * scale;
-            max = std::max(max, sr[j]);
-          }
-          for (int64_t j = 0; j < len; j++) sr[j] = sr[j] - max;
-          kernels_->exp(sr, sr, len);
-          double sum = 0.0;
-          for (int64_t j = 0; j < len; j++) sum += (double)sr[j];
-          const float inv = (float)(1.0 / sum);
-          for (int64_t j = 0; j < len; j++) sr[j] = sr[j] * inv;
           kernels_->round_f16(sr, sr, len);
           kernels_->attn_values(sr, vals, hd, hd, len, out + t * d + (h + r) * hd);
         }

@@ -73,3 +73,67 @@ describe("attention scores equal the reference arithmetic bit for bit", () => {
     expect(() => binding.attnScores(path, q, 2, keys.subarray(0, 100), 10, 5)).toThrow(RangeError);
   });
 });
+
+/**
+ * The reference's softmax of one row of f32 scores (engine-core's attendOne, ggml numerics):
+ * scaled in f32, the row maximum taken in order, exp in double rounded to f32, the sum in double
+ * in position order, and each value times the f32 reciprocal of the sum.
+ */
+function referenceSoftmax(row: Float32Array, scale: number): Float32Array {
+  const s = row.map((v) => fround(v * fround(scale)));
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of s) max = Math.max(max, v);
+  const e = s.map((v) => fround(Math.exp(fround(v - max))));
+  let sum = 0;
+  for (const v of e) sum += v;
+  const inv = fround(1 / sum);
+  return e.map((v) => fround(v * inv));
+}
+
+describe("the attention softmax equals the reference arithmetic bit for bit", () => {
+  for (const path of ALL_KERNEL_PATHS.filter((p) => p !== "amx")) {
+    const skip = pathSkipReason(path);
+    const suffix = skip ? ` (skipped: ${skip})` : "";
+    it.skipIf(skip !== undefined)(
+      `${path}: 1-10 rows, lengths 1-70 and 1,000, the maximum at every position${suffix}`,
+      () => {
+        const binding = loadBinding();
+        const random = rng(0x50f7 ^ path.length);
+        const scale = 1 / Math.sqrt(128);
+        const check = (scores: Float32Array, rows: number, len: number, what: string) => {
+          const got = binding.softmaxRows(path, scores, rows, len, scale);
+          for (let r = 0; r < rows; r++) {
+            const want = referenceSoftmax(scores.subarray(r * len, (r + 1) * len), scale);
+            for (let j = 0; j < len; j++) {
+              if (!Object.is(got[r * len + j], want[j])) {
+                expect(got[r * len + j], `${what}: row ${r}, position ${j}`).toBe(want[j]);
+              }
+            }
+          }
+        };
+        for (let rows = 1; rows <= 10; rows++) {
+          for (const len of [...Array.from({ length: 70 }, (_, i) => i + 1), 1000]) {
+            const scores = new Float32Array(rows * len).map(() => fround((random() * 2 - 1) * 60));
+            check(scores, rows, len, `${rows} rows × ${len}`);
+          }
+        }
+        // One clear maximum at each position of a row (each residue of the partial maxima), and
+        // ties of it elsewhere.
+        for (const len of [17, 40]) {
+          for (let at = 0; at < len; at++) {
+            const scores = new Float32Array(len).map(() => fround((random() * 2 - 1) * 30));
+            scores[at] = 95;
+            if (at % 3 === 0) scores[(at + 9) % len] = 95;
+            check(scores, 1, len, `maximum at ${at} of ${len}`);
+          }
+        }
+      },
+    );
+  }
+  it("refuses inconsistent shapes with a RangeError", () => {
+    const binding = loadBinding();
+    const path = binding.availablePaths()[0]!;
+    expect(() => binding.softmaxRows(path, new Float32Array(10), 3, 4, 1)).toThrow(RangeError);
+    expect(() => binding.softmaxRows(path, new Float32Array(0), 0, 4, 1)).toThrow(RangeError);
+  });
+});

@@ -218,6 +218,18 @@ export interface NativeBinding {
     len: number,
   ): Float32Array;
   /**
+   * The model's attention softmax with one path's exp: `rows` rows of `len` scores (rows × len)
+   * scaled, then exp(s − row max) / Σ (the sum in double, in position order). Returns the
+   * probabilities before their f16 rounding. For tests.
+   */
+  softmaxRows(
+    kernelPath: string,
+    scores: Float32Array,
+    rows: number,
+    len: number,
+    scale: number,
+  ): Float32Array;
+  /**
    * One path's ternary projection as a model runs it: the T rows of `x` (T × cols) quantized by
    * the path's quantizer (per-token int8 for I2_S, Q8_K for TQ2_0), then its I2_S or TQ2_0 kernel
    * against `rows` rows of `weights` (I2_S bytes with their 32-byte scale tail, or TQ2_0 blocks).
