@@ -82,10 +82,14 @@ describe("attention scores equal the reference arithmetic bit for bit", () => {
 function referenceSoftmax(row: Float32Array, scale: number): Float32Array {
   const s = row.map((v) => fround(v * fround(scale)));
   let max = Number.NEGATIVE_INFINITY;
-  for (const v of s) max = Math.max(max, v);
+  for (const v of s) {
+    max = Math.max(max, v);
+  }
   const e = s.map((v) => fround(Math.exp(fround(v - max))));
   let sum = 0;
-  for (const v of e) sum += v;
+  for (const v of e) {
+    sum += v;
+  }
   const inv = fround(1 / sum);
   return e.map((v) => fround(v * inv));
 }
@@ -123,7 +127,9 @@ describe("the attention softmax equals the reference arithmetic bit for bit", ()
           for (let at = 0; at < len; at++) {
             const scores = new Float32Array(len).map(() => fround((random() * 2 - 1) * 30));
             scores[at] = 95;
-            if (at % 3 === 0) scores[(at + 9) % len] = 95;
+            if (at % 3 === 0) {
+              scores[(at + 9) % len] = 95;
+            }
             check(scores, 1, len, `maximum at ${at} of ${len}`);
           }
         }
