@@ -694,6 +694,37 @@ Napi::Value AttnScores(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// attnValues(kernelPath, p, heads, values, kvw, hd, len): one path's attention output of `heads`
+// query heads (p: heads × len probabilities, f16-rounded by the caller) against one KV head's f16
+// values (len rows, kvw apart, the first hd of each used); heads × hd outputs.
+Napi::Value AttnValues(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 7 || !info[0].IsString() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[2].IsNumber() ||
+      !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array ||
+      !info[4].IsNumber() || !info[5].IsNumber() || !info[6].IsNumber()) {
+    Napi::TypeError::New(env, "attnValues expects (kernelPath, Float32Array, heads, Uint16Array, kvw, hd, len)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string path = info[0].As<Napi::String>();
+  const bitnet::Kernels* k = kernels_for_test(env, path);
+  if (k == nullptr) return env.Undefined();
+  const Napi::Float32Array p = info[1].As<Napi::Float32Array>();
+  const Napi::Uint16Array values = info[3].As<Napi::Uint16Array>();
+  const int64_t heads = info[2].As<Napi::Number>().Int64Value(), kvw = info[4].As<Napi::Number>().Int64Value(),
+                hd = info[5].As<Napi::Number>().Int64Value(), len = info[6].As<Napi::Number>().Int64Value();
+  if (heads <= 0 || heads > 64 || len <= 0 || hd <= 0 || kvw < hd || (int64_t)p.ElementLength() != heads * len ||
+      (int64_t)values.ElementLength() < (len - 1) * kvw + hd) {
+    Napi::RangeError::New(env, "attnValues: p must be heads × len values, 0 < hd <= kvw, and values hold len rows of kvw")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(heads * hd));
+  k->attn_values(p.Data(), heads, len, values.Data(), kvw, hd, len, out.Data());
+  return out;
+}
+
 // softmaxRows(kernelPath, scores, rows, len, scale): the model's attention softmax (softmax.h)
 // over `rows` rows of `len` scores (a Float32Array of rows × len), with the path's exp; returns
 // the probabilities (before the f16 rounding the model applies next).
@@ -853,8 +884,9 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("f16Gemm", Napi::Function::New(env, F16Gemm));
   exports.Set("attnScores", Napi::Function::New(env, AttnScores));
   exports.Set("softmaxRows", Napi::Function::New(env, SoftmaxRows));
+  exports.Set("attnValues", Napi::Function::New(env, AttnValues));
   exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
-  exports.Set("abiVersion", Napi::Number::New(env, 14));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 15));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -47,8 +47,11 @@ struct Kernels {
   void (*attn_scores)(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
                       float* scores, int64_t score_stride);
 
-  // out[i] = Σ_j p[j]·v[j·kvw + i] for i < hd, summed in j order (lanes over i: exact).
-  void (*attn_values)(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out);
+  // For the nq query heads that share one KV head: out[h·hd + i] = Σ_j p[h·p_stride + j]·v[j·kvw +
+  // i] for h < nq, i < hd, summed in j order (lanes over i: exact). A path may convert each f16
+  // value row once for all nq heads.
+  void (*attn_values)(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                      int64_t len, float* out);
 
   // Σ (double)(x[i]·x[i]) — the RMSNorm sum (scalar: in order; SIMD: in lanes).
   double (*sum_squares)(const float* x, int64_t n);

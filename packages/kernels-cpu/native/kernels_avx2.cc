@@ -279,7 +279,7 @@ void attn_scores_avx2(const float* q, int64_t nq, const uint16_t* kt, int64_t st
 
 // Output lanes over i, each summing in j order (exact). 64 lanes per pass walk the positions
 // once for eight accumulators instead of once per 8 lanes.
-void attn_values_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   int64_t i = 0;
   for (; i + 64 <= hd; i += 64) {
     __m256 a[8];
@@ -306,6 +306,12 @@ void attn_values_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
+}
+
+// nq heads (probability rows p_stride apart, outputs hd apart), one after another.
+void attn_values_avx2(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                      int64_t len, float* out) {
+  for (int64_t h = 0; h < nq; h++) attn_values_one_avx2(p + h * p_stride, v, kvw, hd, len, out + h * hd);
 }
 
 double sum_squares_avx2(const float* x, int64_t n) {

@@ -620,7 +620,7 @@ void attn_scores_avx512(const float* q, int64_t nq, const uint16_t* kt, int64_t 
 
 // Output lanes over i, each summing in j order (exact). 128 lanes per pass walk the positions
 // once with eight independent accumulators (one accumulator waited on its add latency).
-void attn_values_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   int64_t i = 0;
   for (; i + 128 <= hd; i += 128) {
     __m512 a[8];
@@ -646,6 +646,52 @@ void attn_values_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t 
     float a = 0.0f;
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
+  }
+}
+
+// NQ heads against one KV head's values, 64 output lanes per pass: each V row's f16 values are
+// converted once for all NQ heads (4 × NQ accumulators ≤ 16 of 32 registers), where one head at a
+// time converted them once per head. Each lane still sums in j order (mul, then add): the same
+// bits as attn_values_one_avx512.
+template <int NQ>
+void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+  int64_t i = 0;
+  for (; i + 64 <= hd; i += 64) {
+    __m512 a[NQ][4];
+    for (int h = 0; h < NQ; h++)
+      for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+      const uint16_t* row = v + j * kvw + i;
+      __m512 vc[4];
+      for (int c = 0; c < 4; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)));
+      for (int h = 0; h < NQ; h++) {
+        const __m512 pj = _mm512_set1_ps(p[h * ps + j]);
+        for (int c = 0; c < 4; c++) a[h][c] = _mm512_add_ps(a[h][c], _mm512_mul_ps(pj, vc[c]));
+      }
+    }
+    for (int h = 0; h < NQ; h++)
+      for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + h * hd + i + 16 * c, a[h][c]);
+  }
+  if (i < hd) {
+    // The last hd % 64 lanes (head dims that are not multiples of 64): one head at a time.
+    for (int h = 0; h < NQ; h++) attn_values_one_avx512(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i);
+  }
+}
+
+// Up to four heads per pass over the values (values_heads_avx512).
+void attn_values_avx512(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                        int64_t len, float* out) {
+  for (int64_t h = 0; h < nq;) {
+    const int64_t n = std::min<int64_t>(4, nq - h);
+    const float* ph = p + h * p_stride;
+    float* oh = out + h * hd;
+    switch (n) {
+      case 4: values_heads_avx512<4>(ph, p_stride, v, kvw, hd, len, oh); break;
+      case 3: values_heads_avx512<3>(ph, p_stride, v, kvw, hd, len, oh); break;
+      case 2: values_heads_avx512<2>(ph, p_stride, v, kvw, hd, len, oh); break;
+      default: values_heads_avx512<1>(ph, p_stride, v, kvw, hd, len, oh); break;
+    }
+    h += n;
   }
 }
 

@@ -82,7 +82,7 @@ void attn_scores_neon(const float* q, int64_t nq, const uint16_t* kt, int64_t st
   for (int64_t h = 0; h < nq; h++) attn_scores_neon_head(q + h * hd, kt, stride, hd, len, scores + h * score_stride);
 }
 
-void attn_values_neon(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void attn_values_one_neon(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   int64_t i = 0;
   for (; i + 8 <= hd; i += 8) {
     float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
@@ -99,6 +99,12 @@ void attn_values_neon(const float* p, const uint16_t* v, int64_t kvw, int64_t hd
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
+}
+
+// nq heads (probability rows p_stride apart, outputs hd apart), one after another.
+void attn_values_neon(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                      int64_t len, float* out) {
+  for (int64_t h = 0; h < nq; h++) attn_values_one_neon(p + h * p_stride, v, kvw, hd, len, out + h * hd);
 }
 
 double sum_squares_neon(const float* x, int64_t n) {

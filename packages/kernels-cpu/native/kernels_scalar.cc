@@ -202,12 +202,18 @@ void attn_scores_scalar(const float* q, int64_t nq, const uint16_t* kt, int64_t 
   }
 }
 
-void attn_values_scalar(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void attn_values_one_scalar(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   for (int64_t i = 0; i < hd; i++) {
     float a = 0.0f;
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
+}
+
+// nq heads (probability rows p_stride apart, outputs hd apart), one after another.
+void attn_values_scalar(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                        int64_t len, float* out) {
+  for (int64_t h = 0; h < nq; h++) attn_values_one_scalar(p + h * p_stride, v, kvw, hd, len, out + h * hd);
 }
 
 double sum_squares_scalar(const float* x, int64_t n) {

@@ -942,11 +942,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
           kernels_->attn_scores(qh.data(), heads, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
         }
         softmax_rows(*kernels_, scores, heads, len, scale);
-        for (int64_t r = 0; r < heads; r++) {
-          float* sr = scores + r * len;
-          kernels_->round_f16(sr, sr, len);
-          kernels_->attn_values(sr, vals, hd, hd, len, out + t * d + (h + r) * hd);
-        }
+        kernels_->round_f16(scores, scores, heads * len);
+        kernels_->attn_values(scores, heads, len, vals, hd, hd, len, out + t * d + h * hd);
         p += heads;
       }
       return;

@@ -143,3 +143,73 @@ describe("the attention softmax equals the reference arithmetic bit for bit", ()
     expect(() => binding.softmaxRows(path, new Float32Array(0), 0, 4, 1)).toThrow(RangeError);
   });
 });
+
+/** The reference's attention output: per head and lane, Σ_j p·v accumulated in f32, j in order. */
+function referenceValues(
+  p: Float32Array,
+  heads: number,
+  values: Uint16Array,
+  kvw: number,
+  hd: number,
+  len: number,
+): Float32Array {
+  const out = new Float32Array(heads * hd);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < hd; i++) {
+      let a = 0;
+      for (let j = 0; j < len; j++) {
+        a = fround(a + fround(p[h * len + j]! * f16ToF32(values[j * kvw + i]!)));
+      }
+      out[h * hd + i] = a;
+    }
+  }
+  return out;
+}
+
+describe("attention outputs equal the reference arithmetic bit for bit", () => {
+  for (const path of ALL_KERNEL_PATHS.filter((p) => p !== "amx")) {
+    const skip = pathSkipReason(path);
+    const suffix = skip ? ` (skipped: ${skip})` : "";
+    it.skipIf(skip !== undefined)(
+      `${path}: 1-6 heads, head dims 64, 128 and 80, lengths 1-40 and 300${suffix}`,
+      () => {
+        const binding = loadBinding();
+        const random = rng(0x7a1e ^ path.length);
+        for (const hd of [64, 128, 80]) {
+          for (let heads = 1; heads <= 6; heads++) {
+            for (const len of [...Array.from({ length: 40 }, (_, i) => i + 1), 300]) {
+              // Rows wider than hd (another head's values beside them) that must not be read.
+              const kvw = hd + 16 * Math.floor(random() * 3);
+              const values = new Uint16Array((len - 1) * kvw + hd).map((_, n) =>
+                n % kvw < hd ? f32ToF16((random() * 2 - 1) * 8) : 0x7bff,
+              );
+              const p = new Float32Array(heads * len).map(() => roundToF16(random()));
+              const got = binding.attnValues(path, p, heads, values, kvw, hd, len);
+              const want = referenceValues(p, heads, values, kvw, hd, len);
+              for (let n = 0; n < want.length; n++) {
+                if (!Object.is(got[n], want[n])) {
+                  const where = `hd ${hd}, ${heads} heads, len ${len}: head ${Math.floor(n / hd)}, lane ${n % hd}`;
+                  expect(got[n], where).toBe(want[n]);
+                }
+              }
+            }
+          }
+        }
+      },
+    );
+  }
+  it("refuses inconsistent shapes with a RangeError", () => {
+    const binding = loadBinding();
+    const path = binding.availablePaths()[0]!;
+    const values = new Uint16Array(64 * 10);
+    expect(() => binding.attnValues(path, new Float32Array(2 * 10), 2, values, 64, 65, 10)).toThrow(
+      RangeError,
+    );
+    expect(() => binding.attnValues(path, new Float32Array(2 * 10), 3, values, 64, 64, 10)).toThrow(
+      RangeError,
+    );
+    expect(() => binding.attnValues(path, new Float32Array(2 * 11), 2, values, 64, 64, 11)).toThrow(
+      RangeError,
+    );
+  });
+});

@@ -218,6 +218,20 @@ export interface NativeBinding {
     len: number,
   ): Float32Array;
   /**
+   * One path's attention output of `heads` query heads sharing one KV head: `p` holds heads × len
+   * f16-rounded probabilities, `values` the head's f16 values (len rows, `kvw` apart, the first
+   * `hd` of each used). heads × hd outputs, each Σ_j p·v summed in j order. For tests.
+   */
+  attnValues(
+    kernelPath: string,
+    p: Float32Array,
+    heads: number,
+    values: Uint16Array,
+    kvw: number,
+    hd: number,
+    len: number,
+  ): Float32Array;
+  /**
    * The model's attention softmax with one path's exp: `rows` rows of `len` scores (rows × len)
    * scaled, then exp(s − row max) / Σ (the sum in double, in position order). Returns the
    * probabilities before their f16 rounding. For tests.
