@@ -103,6 +103,14 @@ struct Kernels {
   void (*tq1_to_tq2)(const BlockTQ1* src, BlockTQ2* dst, int64_t n);
 };
 
+// attn_values for a path whose kernel takes one query head at a time: the nq heads (probability
+// rows p_stride apart, outputs hd apart) one after another.
+template <void (*One)(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out)>
+void attn_values_each_head(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                           int64_t len, float* out) {
+  for (int64_t h = 0; h < nq; h++) One(p + h * p_stride, v, kvw, hd, len, out + h * hd);
+}
+
 // The scalar TQ1_0 kernels (shared by paths without their own).
 void tq1_gemm_scalar(const BlockTQ1* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                      const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride);

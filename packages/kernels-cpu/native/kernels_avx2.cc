@@ -308,12 +308,6 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
   }
 }
 
-// nq heads (probability rows p_stride apart, outputs hd apart), one after another.
-void attn_values_avx2(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                      int64_t len, float* out) {
-  for (int64_t h = 0; h < nq; h++) attn_values_one_avx2(p + h * p_stride, v, kvw, hd, len, out + h * hd);
-}
-
 double sum_squares_avx2(const float* x, int64_t n) {
   __m256d a = _mm256_setzero_pd(), b = a;
   int64_t i = 0;
@@ -494,7 +488,7 @@ uint64_t stream_read_avx2(const uint8_t* p, int64_t n, bool prefetch) {
 }
 
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
-                      f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
+                      f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_each_head<attn_values_one_avx2>,
                       sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_avx2,
                       quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2,
                       q6_k_gemm_x86,    tq1_gemm_avx2,    tq1_to_tq2_x86};

@@ -681,18 +681,9 @@ void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t 
 // Up to four heads per pass over the values (values_heads_avx512).
 void attn_values_avx512(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
                         int64_t len, float* out) {
-  for (int64_t h = 0; h < nq;) {
-    const int64_t n = std::min<int64_t>(4, nq - h);
-    const float* ph = p + h * p_stride;
-    float* oh = out + h * hd;
-    switch (n) {
-      case 4: values_heads_avx512<4>(ph, p_stride, v, kvw, hd, len, oh); break;
-      case 3: values_heads_avx512<3>(ph, p_stride, v, kvw, hd, len, oh); break;
-      case 2: values_heads_avx512<2>(ph, p_stride, v, kvw, hd, len, oh); break;
-      default: values_heads_avx512<1>(ph, p_stride, v, kvw, hd, len, oh); break;
-    }
-    h += n;
-  }
+  for_head_groups(p, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
+    values_heads_avx512<decltype(heads)::value>(ph, p_stride, v, kvw, hd, len, oh);
+  });
 }
 
 double sum_squares_avx512(const float* x, int64_t n) {

@@ -27,21 +27,22 @@ DecodePrefetch default_decode_prefetch() {
   return {6144, 0, 0};
 }
 
+// A prefetch distance from the environment: a multiple of 64 bytes up to 64 KiB, else fallback.
+// (The backend refuses other values with a typed error before the addon reads them.)
+static int64_t prefetch_bytes_from_env(const char* name, int64_t fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  return *end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0 ? (int64_t)v : fallback;
+}
+
 const DecodePrefetch& decode_prefetch() {
   static const DecodePrefetch chosen = [] {
     DecodePrefetch p = default_decode_prefetch();
-    const char* env = std::getenv("BITNET_DECODE_PREFETCH_BYTES");
-    if (env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long long v = std::strtoll(env, &end, 10);
-      if (*end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0) p.i2s = p.other = (int64_t)v;
-    }
-    const char* l2 = std::getenv("BITNET_DECODE_PREFETCH_L2_BYTES");
-    if (l2 != nullptr && *l2 != '\0') {
-      char* end = nullptr;
-      const long long v = std::strtoll(l2, &end, 10);
-      if (*end == '\0' && v >= 0 && v <= 65536 && v % 64 == 0) p.l2 = (int64_t)v;
-    }
+    p.i2s = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_BYTES", p.i2s);
+    p.other = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_BYTES", p.other);
+    p.l2 = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_L2_BYTES", p.l2);
     return p;
   }();
   return chosen;

@@ -101,12 +101,6 @@ void attn_values_one_neon(const float* p, const uint16_t* v, int64_t kvw, int64_
   }
 }
 
-// nq heads (probability rows p_stride apart, outputs hd apart), one after another.
-void attn_values_neon(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                      int64_t len, float* out) {
-  for (int64_t h = 0; h < nq; h++) attn_values_one_neon(p + h * p_stride, v, kvw, hd, len, out + h * hd);
-}
-
 double sum_squares_neon(const float* x, int64_t n) {
   float64x2_t a = vdupq_n_f64(0.0), b = a;
   int64_t i = 0;
@@ -501,20 +495,20 @@ namespace bitnet {
 namespace {
 
 const Kernels NEON = {"neon",           LAYOUT_NATURAL,      i2s_gemm_neon,    tq2_gemm_neon,
-                      f16_gemm_neon,    q8_0_gemm_neon,      attn_scores_neon, attn_values_neon,
+                      f16_gemm_neon,    q8_0_gemm_neon,      attn_scores_neon, attn_values_each_head<attn_values_one_neon>,
                       sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
                       quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
                       q6_k_gemm_neon,   tq1_gemm_neon,       tq1_to_tq2_neon};
 
 const Kernels NEON_DOTPROD = {"neon-dotprod",   LAYOUT_NATURAL,      dotprod::i2s_gemm, dotprod::tq2_gemm,
-                              f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon,  attn_values_neon,
+                              f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon,  attn_values_each_head<attn_values_one_neon>,
                               sum_squares_neon, exp_neon,            relu2_glu_neon,    quantize_i8_scalar,
                               quantize_q8k_scalar, stream_read_neon, to_f16_neon,       round_f16_neon,
                               dotprod::q6_k_gemm, dotprod::tq1_gemm, tq1_to_tq2_neon};
 
 // The Q8_0 head keeps SDOT: one token per call row (decode), where SMMLA's pairs would be half empty.
 const Kernels NEON_I8MM = {"neon-i8mm",      LAYOUT_NATURAL,      i8mm::i2s_gemm,   i8mm::tq2_gemm,
-                           f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon, attn_values_neon,
+                           f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon, attn_values_each_head<attn_values_one_neon>,
                            sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
                            quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
                            dotprod::q6_k_gemm, dotprod::tq1_gemm, tq1_to_tq2_neon};

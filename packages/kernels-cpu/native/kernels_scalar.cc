@@ -210,12 +210,6 @@ void attn_values_one_scalar(const float* p, const uint16_t* v, int64_t kvw, int6
   }
 }
 
-// nq heads (probability rows p_stride apart, outputs hd apart), one after another.
-void attn_values_scalar(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                        int64_t len, float* out) {
-  for (int64_t h = 0; h < nq; h++) attn_values_one_scalar(p + h * p_stride, v, kvw, hd, len, out + h * hd);
-}
-
 double sum_squares_scalar(const float* x, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
@@ -234,7 +228,7 @@ void relu2_glu_scalar(const float* g, const float* u, float* y, int64_t n) {
 }
 
 const Kernels SCALAR = {"scalar",           LAYOUT_NATURAL,     i2s_gemm_scalar,    tq2_gemm_scalar,
-                        f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_scalar,
+                        f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_each_head<attn_values_one_scalar>,
                         sum_squares_scalar, exp_scalar,         relu2_glu_scalar,   quantize_i8_scalar,
                         quantize_q8k_scalar, stream_read_scalar, to_f16_scalar,     round_f16_scalar,
                         q6_k_gemm_scalar,   tq1_gemm_scalar,    tq1_to_tq2_scalar};
