@@ -95,12 +95,16 @@ struct MaddubsDot {
       acc32[0] = _mm256_add_epi32(ones32, _mm256_srai_epi32(fours32, 2));
       return;
     }
+    // A few tokens read the rows one after another: each line asked for kPrefetchRowsAhead
+    // rows ahead, as the eight-token passes do (weight_prefetch.h).
+    const int64_t ahead = 32 * nb * kPrefetchRowsAhead;
     for (int k = 0; k < N; k++) acc32[k] = _mm256_setzero_si256();
     for (int64_t b0 = 0; b0 < nb; b0 += kI2sChunkBlocks) {
       const int64_t b1 = b0 + kI2sChunkBlocks < nb ? b0 + kI2sChunkBlocks : nb;
       __m256i acc16[N];
       for (int k = 0; k < N; k++) acc16[k] = _mm256_setzero_si256();
       for (int64_t b = b0; b < b1; b++) {
+        if ((b & 1) == 0) _mm_prefetch((const char*)(row + 32 * b + ahead), _MM_HINT_T0);
         __m256i c[4];
         i2s_unpack(row + 32 * b, c);
         for (int k = 0; k < N; k++) add4(acc16[k], c, q + k * cols + 128 * b);

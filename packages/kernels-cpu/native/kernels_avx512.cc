@@ -27,6 +27,7 @@ inline float hsum_f32(__m512 v) { return _mm512_reduce_add_ps(v); }
 #include "tq1_x86.h"
 #include "token_blocks.h"
 #include "head_groups.h"
+#include "weight_prefetch.h"
 
 // How far ahead of the current load weights are prefetched, and into which level. Measured on
 // this machine (Sapphire Rapids, 2 threads, I2_S decode): into L2 (prefetcht1) 8 KiB ahead gives
@@ -244,6 +245,7 @@ inline void tq2_tokens_avx512(const BlockTQ2* row, int64_t nb, int64_t cols, int
   for (int g = 0; g < NT / 4; g++) sumf[g] = _mm_setzero_ps();
   const int8_t* q0 = q + t * cols;
   for (int64_t b = 0; b < nb; b++) {
+    prefetch_bytes(row + kPrefetchRowsAhead * nb + b, (int64_t)sizeof(BlockTQ2));
     __m512i packed = _mm512_loadu_si512(row[b].qs);
     asm("" : "+v"(packed));  // one load (see tq2_block_lanes)
     const __m512i c0 = _mm512_and_si512(packed, mask3), c1 = CODES(packed, 2), c2 = CODES(packed, 4),
@@ -325,6 +327,7 @@ void tq2_prefill16_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r
       const int64_t b1 = std::min(b0 + kChunkBlocks, nb);
       for (int64_t r = rs; r < re; r++) {
         const BlockTQ2* row = w + r * nb;
+        prefetch_bytes(row + kPrefetchRowsAhead * nb + b0, (b1 - b0) * (int64_t)sizeof(BlockTQ2));
         float* slot = sums + 16 * (r - rs);
         __m512 sumf = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(slot);
         for (int64_t b = b0; b < b1; b++) {

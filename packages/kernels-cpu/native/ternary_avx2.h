@@ -30,6 +30,7 @@
 #pragma once
 
 #include "token_blocks.h"
+#include "weight_prefetch.h"
 
 // One-token I2_S rows ask for the line decode_prefetch().i2s ahead into L1 (kernels.h: 6 KiB on
 // a Zen 5, where `avx2` streamed 36-43 GB/s against 33-40 with the hardware prefetcher alone and
@@ -146,6 +147,7 @@ void i2s_prefill8(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
     for (int64_t b0 = 0; b0 < nb; b0 += Dot::kI2sChunkBlocks) {
       const int64_t b1 = b0 + Dot::kI2sChunkBlocks < nb ? b0 + Dot::kI2sChunkBlocks : nb;
       for (int64_t r = rs; r < re; r++) {
+        prefetch_bytes(w + (r + kPrefetchRowsAhead) * row_bytes + 32 * b0, 32 * (b1 - b0));
         __m256i* slot = (__m256i*)(sums + 8 * (r - rs));
         const __m256i v = i2s_sums8<Dot>(w + r * row_bytes, b0, b1, q8, cols);
         _mm256_store_si256(slot, b0 == 0 ? v : _mm256_add_epi32(_mm256_load_si256(slot), v));
@@ -210,6 +212,7 @@ void tq2_prefill8(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
       const int64_t b1 = b0 + kChunkBlocks < nb ? b0 + kChunkBlocks : nb;
       for (int64_t r = rs; r < re; r++) {
         const BlockTQ2* row = w + r * nb;
+        prefetch_bytes(row + kPrefetchRowsAhead * nb + b0, (b1 - b0) * (int64_t)sizeof(BlockTQ2));
         float* slot = sums + 8 * (r - rs);
         __m256 sumf = b0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(slot);
         for (int64_t b = b0; b < b1; b++) {
@@ -247,6 +250,7 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
       const BlockTQ2* row = w + r * nb;
       __m128 sumf = _mm_setzero_ps();
       for (int64_t b = 0; b < nb; b++) {
+        prefetch_bytes(row + kPrefetchRowsAhead * nb + b, (int64_t)sizeof(BlockTQ2));
         tq2_unpack(row[b], codes);
         const int64_t off = 256 * b;
         const __m128i sumi = hsum4_i32(Dot::tq2(codes, q0 + off), Dot::tq2(codes, q0 + cols + off),
