@@ -162,7 +162,42 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
   const int64_t ahead = decode_prefetch().other;  // bytes; asked into L1 where that helps (kernels.h)
   for (int64_t r = r0; r < r1; r++) {
     const uint16_t* row = w + r * cols;
-    for (int64_t t = 0; t < T; t++) {
+    int64_t t0 = 0;
+    // Two tokens per pass: each weight vector is converted once for both (the conversion is
+    // two of the three operations per eight weights). Per token the same four accumulators over
+    // the same columns and the same reduction as below, so its logits keep their bits whatever
+    // the number of tokens in the step.
+    for (; t0 + 2 <= T; t0 += 2) {
+      const float* x0 = x + t0 * cols;
+      const float* x1 = x0 + cols;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      int64_t c = 0;
+      for (; c + 32 <= cols; c += 32) {
+        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T0);
+        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c)));
+        const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 8)));
+        const __m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 16)));
+        const __m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 24)));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x0 + c), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x0 + c + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x0 + c + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x0 + c + 24), a3);
+        b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x1 + c), b0);
+        b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x1 + c + 8), b1);
+        b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x1 + c + 16), b2);
+        b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x1 + c + 24), b3);
+      }
+      float s0 = hsum_f32(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+      float s1 = hsum_f32(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+      for (; c < cols; c++) {
+        const float wc = f16_to_f32(row[c]);
+        s0 += wc * x0[c];
+        s1 += wc * x1[c];
+      }
+      out[t0 * out_stride + r] = s0;
+      out[(t0 + 1) * out_stride + r] = s1;
+    }
+    for (int64_t t = t0; t < T; t++) {
       const float* xt = x + t * cols;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       int64_t c = 0;
