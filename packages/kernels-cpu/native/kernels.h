@@ -185,10 +185,10 @@ bool amx_available();
 // Packs T tokens of natural-order int8 activations into 16×64-byte B tiles
 // ((T+15)/16 × cols/64 tiles of 1 KiB).
 void pack_amx_activations(const int8_t* q, int64_t cols, int64_t T, int8_t* btiles);
-// Integer dot products of rows [r0, r1) (multiples of 16) with T packed tokens:
-// acc[t · acc_stride + r] = Σ code·q (codes 0..2, before subtracting Σq).
-void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T, int32_t* acc,
-                  int64_t acc_stride);
+// I2_S rows [r0, r1) (multiples of 16) with T packed tokens: out[t · out_stride + r] =
+// (float)(Σ code·q − act_sum[t]) / act_scale[t] · w_scale, the other paths' operations.
+void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
+                  const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride);
 
 // TQ2_0 × Q8_K for T packed tokens (natural order): out[t · out_stride + r] for rows [r0, r1)
 // (multiples of 16), blocks summed in order with the scalar kernel's rounding (bit-exact).

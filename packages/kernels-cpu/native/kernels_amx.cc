@@ -100,13 +100,14 @@ inline void store_token_tile(int64_t j, int32_t* c_tile) {
 }
 
 void i2s_gemm_amx_impl(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
-                       int32_t* acc, int64_t acc_stride) {
+                       const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride) {
   configure_tiles();
   const int64_t row_bytes = cols / 4;
   const int64_t kchunks = cols / 64;
   const int64_t ttiles = (T + 15) / 16;
   alignas(64) uint8_t a_tile[16 * 64];
   alignas(64) int32_t c_tile[16 * 16];
+  const __m512i column = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
   for (int64_t r = r0; r < r1; r += 16) {
     for (int64_t tt0 = 0; tt0 < ttiles; tt0 += TOKEN_TILES) {
       const int64_t n = ttiles - tt0 < TOKEN_TILES ? ttiles - tt0 : TOKEN_TILES;
@@ -125,12 +126,17 @@ void i2s_gemm_amx_impl(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, c
         const int64_t step = kchunks * 1024;
         dpbusd_token_tiles(b, step, n);
       }
-      // C tile (rows × tokens) → acc[token][row].
+      // C tile (rows × tokens) → out[token][16 rows]: each token's column of the tile gathered
+      // into one vector and scaled there (a scalar loop over the 256 sums took 5% of a prompt).
       for (int64_t j = 0; j < n; j++) {
         store_token_tile(j, c_tile);
         const int64_t t0 = (tt0 + j) * 16;
-        for (int i = 0; i < 16; i++) {
-          for (int c = 0; c < 16 && t0 + c < T; c++) acc[(t0 + c) * acc_stride + r + i] = c_tile[16 * i + c];
+        for (int64_t c = 0; c < 16 && t0 + c < T; c++) {
+          const int64_t t = t0 + c;
+          const __m512i sums = _mm512_i32gather_epi32(_mm512_add_epi32(column, _mm512_set1_epi32((int)c)), c_tile, 4);
+          const __m512 y = _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, _mm512_set1_epi32(act_sum[t]))),
+                                         _mm512_set1_ps(act_scale[t]));
+          _mm512_storeu_ps(out + t * out_stride + r, _mm512_mul_ps(y, _mm512_set1_ps(w_scale)));
         }
       }
     }
@@ -259,9 +265,9 @@ bool amx_available() {
   return state == 1;
 }
 
-void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T, int32_t* acc,
-                  int64_t acc_stride) {
-  i2s_gemm_amx_impl(w, cols, r0, r1, btiles, T, acc, acc_stride);
+void i2s_gemm_amx(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
+                  const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride) {
+  i2s_gemm_amx_impl(w, cols, r0, r1, btiles, T, act_scale, act_sum, w_scale, out, out_stride);
 }
 
 void tq2_gemm_amx(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* btiles, int64_t T,
@@ -276,6 +282,7 @@ namespace bitnet {
 bool amx_available() { return false; }
 void tq2_gemm_amx(const BlockTQ2*, int64_t, int64_t, int64_t, const int8_t*, int64_t, const float*, const int32_t*, float*, int64_t) {}
 void pack_amx_activations(const int8_t*, int64_t, int64_t, int8_t*) {}
-void i2s_gemm_amx(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, int32_t*, int64_t) {}
+void i2s_gemm_amx(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, const float*, const int32_t*, float,
+                  float*, int64_t) {}
 }  // namespace bitnet
 #endif

@@ -206,7 +206,7 @@ class Model {
   std::vector<int32_t> slot_of_;
   std::vector<AlignedVector<float>> slots_;
   std::vector<int64_t> slot_width_;
-  int64_t max_width_ = 0, max_rows_ = 0;  // widest linear input, most rows of a ternary weight
+  int64_t max_width_ = 0;  // widest linear input
   int64_t batch_capacity_ = 0;  // tokens the per-token buffers hold now
   std::unordered_map<int32_t, Sequence> seqs_;
   // Caches of freed sequences, newest last, at most one full-context sequence's bytes in all:
@@ -259,10 +259,9 @@ class Model {
     const int32_t* sum;
   };
   QuantView quant_view(int tid, int64_t T) const;
-  // AMX prefill: activations packed into B tiles, integer results before scaling.
+  // AMX prefill: activations packed into B tiles.
   bool use_amx_ = false;
   AlignedVector<int8_t> q_tiles_;
-  std::vector<int32_t> acc_i32_;
   AlignedVector<float> head_x_;
   // RoPE's cos and sin for each token of the step, [T][n_rot / 2] each: every layer rotates by
   // the same angles, so they are computed once per step (fill_rope_table), not once per op.

@@ -236,7 +236,7 @@ void Model::count_scratch() {
   for (const auto& q : quant_tmp_) total += bytes(q);
   for (const auto& l : local_quant_) total += bytes(l.q) + bytes(l.scale) + bytes(l.sum);
   for (const auto& s : scratch_) total += bytes(s);
-  total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(acc_i32_) + bytes(head_x_) + bytes(head_q_);
+  total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(head_x_) + bytes(head_q_);
   total += bytes(rope_cos_) + bytes(rope_sin_);
   total += bytes(head_q8k_) + bytes(head_q8k_d_) + bytes(head_q8k_sum_) + bytes(head_q8k_bsum16_);
   for (const auto& t : tq1_tile_) total += bytes(t);
@@ -282,9 +282,6 @@ void Model::plan_buffers() {
   for (const OpSpec& op : cfg_.ops) {
     if (op.kind == OP_LINEAR) max_width_ = std::max(max_width_, cfg_.buffer_widths[(size_t)op.in0]);
   }
-  for (const Tensor& t : tensors_) {
-    if (t.type == T_I2_S || t.type == T_TQ2_0) max_rows_ = std::max(max_rows_, t.ne1);
-  }
 }
 
 // Per-token buffers grow with the largest step seen (to a power of two, at most max_batch), so
@@ -311,7 +308,6 @@ void Model::reserve_batch(int64_t T) {
   if (use_amx_ && cap >= AMX_MIN_TOKENS) {
     const int64_t padded = (cap + 15) / 16 * 16;  // whole token tiles
     q_tiles_.resize((size_t)(max_width_ * padded));
-    acc_i32_.resize((size_t)(max_rows_ * padded));
   }
   batch_capacity_ = cap;
   count_scratch();
@@ -680,13 +676,7 @@ void Model::linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const st
   if (kind == 3) {
     float w_scale;
     std::memcpy(&w_scale, w.data + cols * rows / 4, 4);
-    i2s_gemm_amx(w.data, cols, b0, b1, q_tiles_.data(), T, acc_i32_.data(), rows);
-    for (int64_t t = 0; t < T; t++) {
-      for (int64_t r = b0; r < b1; r++) {
-        const float v = (float)(acc_i32_[(size_t)(t * rows + r)] - q_sum_[(size_t)t]) / q_scale_[(size_t)t];
-        y[t * rows + r] = v * w_scale;
-      }
-    }
+    i2s_gemm_amx(w.data, cols, b0, b1, q_tiles_.data(), T, q_scale_.data(), q_sum_.data(), w_scale, y, rows);
   } else if (kind == 4) {
     tq2_gemm_amx((const BlockTQ2*)w.data, cols, b0, b1, q_tiles_.data(), T, q_scale_.data(), q_sum_.data(), y, rows);
   } else if (kind == 0) {
