@@ -187,6 +187,17 @@ void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
       i2s_tokens<Dot, 4>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
     }
   }
+  if (T - t == 3) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<Dot, 3>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+    }
+    t += 3;
+  } else if (T - t == 2) {
+    for (int64_t r = r0; r < r1; r++) {
+      i2s_tokens<Dot, 2>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+    }
+    t += 2;
+  }
   for (; t < T; t++) {
     for (int64_t r = r0; r < r1; r++) {
       i2s_tokens<Dot, 1>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
