@@ -365,8 +365,8 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
                      const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {
   const __m512i mask3 = _mm512_set1_epi8(3);
   const int64_t nb = cols / 256;
-  // Sixteen tokens at a time in chunked row tiles (tq2_prefill16_avx512), then groups of eight
-  // and four, each passing over all of the rows (a matrix's weights are L3-resident during a
+  // Sixteen tokens at a time in chunked row tiles (tq2_prefill16_avx512), then groups of eight,
+  // four and a last three, each passing over all of the rows (a matrix's weights are L3-resident during a
   // step; tiling the rows for L2 measured no faster for these on Zen 4).
   const int64_t T4 = T - T % 4;
   int64_t t = 0;

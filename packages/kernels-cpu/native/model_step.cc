@@ -339,7 +339,7 @@ static int64_t weight_row_bytes(const Tensor& w) {
 }
 
 // Matrix ops whose rows threads take by work stealing: every projection and head but the AMX
-// tiles (whose integer scratch is split by the static share).
+// tiles (whose kernels take whole 16-row groups, split by the static share).
 bool Model::steals_rows(const OpSpec& op, int64_t T) const {
   if (op.kind == OP_OUTPUT) return true;
   return op.kind == OP_LINEAR && !amx_eligible(tensors_[(size_t)op.weight], T);
@@ -558,11 +558,11 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     if (want_logits[t]) logit_rows_.push_back(t);
   }
   std::fill(quant_buffer_.begin(), quant_buffer_.end(), -1);
-  // Which kernel each op runs this step (AMX tiles only from 16 tokens on), and whether the
-  // barrier after it can be skipped: consecutive projections of the same input (q/k/v,
-  // gate/up) share the quantized activations and write distinct buffers, so threads may run
-  // straight on (not with AMX, whose integer scratch is shared, nor when buffers are copied in
-  // or out between ops).
+  // Which kernel each op runs this step (AMX tiles only from AMX_MIN_TOKENS_I2S or _TQ2 tokens
+  // on), and whether the barrier after it can be skipped: consecutive projections of the same
+  // input (q/k/v, gate/up) share the quantized activations and write distinct buffers, so
+  // threads may run straight on (not with AMX, whose packed activation tiles each op writes
+  // anew, nor when buffers are copied in or out between ops).
   std::vector<uint8_t> barrier_after(cfg_.ops.size(), 1);
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];

@@ -173,8 +173,8 @@ inline void i2s_tokens(const uint8_t* row, int64_t nb, int64_t cols, int64_t r, 
   }
 }
 
-// out = (Σ code·q − Σq) / act_scale · w_scale; eight, then four tokens per pass share each
-// row's unpacked codes.
+// out = (Σ code·q − Σq) / act_scale · w_scale; eight, then four, then the last three or two
+// tokens per pass share each row's unpacked codes.
 template <class Dot>
 void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                   const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {
@@ -246,7 +246,8 @@ void tq2_prefill8(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
 constexpr int64_t kMaxDecodeBlocks = 64;
 
 // Each output is Σ_b (float)(sumi_b − bsum_b) · (act_d_b · w_d_b) over blocks in order. Eight,
-// then four tokens per pass over a row share each block's unpacked codes and one reduction.
+// then four (or a last three) tokens per pass over a row share each block's unpacked codes and
+// one reduction.
 template <class Dot>
 void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_d,
                   const int32_t* act_bsum, int64_t T, float* out, int64_t out_stride) {

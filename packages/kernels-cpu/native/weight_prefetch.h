@@ -15,7 +15,11 @@
 
 constexpr int64_t kPrefetchRowsAhead = 8;
 
-// Every line of [p, p + bytes) into L1 (the last one too when p is not 64-byte aligned).
+// Every line of [p, p + bytes) into L1: one request per 64 bytes from p, and one for the last
+// byte (the last line when p is not 64-byte aligned; otherwise a repeated request). Fixed
+// offsets unroll for a constant size; walking the exact lines instead (a loop whose length
+// depends on the address) ran the avx512vnni eight-token TQ2_0 pass at 122 instead of 134
+// GMAC/s from memory.
 inline void prefetch_bytes(const void* p, int64_t bytes) {
   const char* c = (const char*)p;
   for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
