@@ -24,7 +24,9 @@ for (let rep = -1; rep < 3; rep++) {
   await m.step([{ sequence: s, tokens, logits }]);
   const ms = performance.now() - t0;
   m.freeSequence(s);
-  if (rep < 0) continue; // warm-up
+  if (rep < 0) {
+    continue; // the warm-up step
+  }
   times.push(ms);
   console.log(`rep ${rep}: ${ms.toFixed(1)} ms = ${((T * 1000) / ms).toFixed(1)} t/s`);
 }
