@@ -173,7 +173,7 @@ inline void i2s_tokens(const uint8_t* row, int64_t nb, int64_t cols, int64_t r, 
   }
 }
 
-// out = (Σ code·q − Σq) / act_scale · w_scale; eight, then four, then the last three or two
+// out = (Σ code·q − Σq) / act_scale · w_scale; eight, then four, then the last one to three
 // tokens per pass share each row's unpacked codes.
 template <class Dot>
 void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
@@ -182,26 +182,19 @@ void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   const int64_t row_bytes = cols / 4;
   int64_t t = 0;
   for (; t + 8 <= T; t += 8) i2s_prefill8<Dot>(w, cols, r0, r1, q, act_scale, act_sum, w_scale, t, out, out_stride);
-  for (; t + 4 <= T; t += 4) {
+  // One pass over the rows for the next n tokens (n ≤ 4).
+  auto pass = [&](auto n) {
     for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<Dot, 4>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
+      i2s_tokens<Dot, decltype(n)::value>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
     }
-  }
-  if (T - t == 3) {
-    for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<Dot, 3>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
-    }
-    t += 3;
-  } else if (T - t == 2) {
-    for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<Dot, 2>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
-    }
-    t += 2;
-  }
-  for (; t < T; t++) {
-    for (int64_t r = r0; r < r1; r++) {
-      i2s_tokens<Dot, 1>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
-    }
+    t += decltype(n)::value;
+  };
+  while (t + 4 <= T) pass(std::integral_constant<int, 4>{});
+  switch (T - t) {
+    case 3: pass(std::integral_constant<int, 3>{}); break;
+    case 2: pass(std::integral_constant<int, 2>{}); break;
+    case 1: pass(std::integral_constant<int, 1>{}); break;
+    default: break;
   }
 }
 
