@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
       {"loads", [&](int64_t r0, int64_t r1) { rows1<false>(w + r0 * row_bytes, (r1 - r0) * row_bytes, q.data(), cols, sums.data() + r0); }},
       {"registers", [&](int64_t r0, int64_t r1) { rows1<true>(w + r0 * row_bytes, (r1 - r0) * row_bytes, q.data(), cols, sums.data() + r0); }},
       {"rows2", [&](int64_t r0, int64_t r1) { rows2(w + r0 * row_bytes, (r1 - r0) * row_bytes, q.data(), cols, sums.data() + r0); }},
-      {"probe", [&](int64_t r0, int64_t r1) { sums[(size_t)r0] = (int32_t)k->stream_read(w + r0 * row_bytes, (r1 - r0) * row_bytes, false); }},
+      {"probe", [&](int64_t r0, int64_t r1) { sums[(size_t)r0] = (int32_t)k->stream_read(w + r0 * row_bytes, (r1 - r0) * row_bytes, 0); }},
   };
   std::vector<std::vector<double>> gbs(layouts.size());
   for (int rep = 0; rep < reps; rep++) {

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
       pool.run([&](int tid) {
         if (mode == "probe") {
           uint64_t sum = 0;
-          row_steal_run(probe_steal.data(), tid, nth, [&](int64_t b0, int64_t b1) { sum += k->stream_read(projs[0].w + b0 * 64, (b1 - b0) * 64, false); });
+          row_steal_run(probe_steal.data(), tid, nth, [&](int64_t b0, int64_t b1) { sum += k->stream_read(projs[0].w + b0 * 64, (b1 - b0) * 64, 0); });
           sink.fetch_add(sum, std::memory_order_relaxed);
           return;
         }

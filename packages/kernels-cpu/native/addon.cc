@@ -521,6 +521,8 @@ Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
   out.Set("defaultOther", (double)fallback.other);
   out.Set("l2", (double)chosen.l2);
   out.Set("defaultL2", (double)fallback.l2);
+  out.Set("head", (double)chosen.head);
+  out.Set("defaultHead", (double)fallback.head);
   return out;
 }
 

@@ -18,6 +18,9 @@ namespace bitnet {
 // one 64-byte load of packed codes feed four full-width 512-bit dot products.
 enum ActLayout : int { LAYOUT_NATURAL = 0, LAYOUT_INTERLEAVE256 = 1 };
 
+// The ways Kernels::stream_read can read memory (its `variant` argument).
+constexpr int kStreamReadVariants = 3;
+
 struct Kernels {
   const char* name;
   ActLayout layout;
@@ -74,10 +77,12 @@ struct Kernels {
   void (*quantize_q8k)(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
 
   // Reads n bytes (a multiple of 64) as fast as this path can stream them and returns a
-  // checksum: the bandwidth probe behind `bitnet bench`. With `prefetch` it adds the software
-  // prefetch the multi-token kernels use; without, plain loads that only the hardware
-  // prefetcher follows, as the one-token kernels read (faster on some CPUs, slower on others).
-  uint64_t (*stream_read)(const uint8_t* p, int64_t n, bool prefetch);
+  // checksum: the bandwidth probe behind `bitnet bench`, which keeps the fastest of the
+  // kStreamReadVariants ways (which one wins depends on the CPU): 0 plain loads that only the
+  // hardware prefetcher follows; 1 two lines per 128-byte step, each asked 8 KiB ahead into L2,
+  // as the multi-token kernels prefetch; 2 one line per step, asked 4 KiB ahead into L2, as the
+  // F16 head reads (on a Xeon with AMX: 37 GB/s from the page cache where 0 and 1 read 32-35).
+  uint64_t (*stream_read)(const uint8_t* p, int64_t n, int variant);
 
   // f32 → f16 bits, and f32 → nearest f16 value as f32 (y may be x): round to nearest even, as
   // ggml's conversion (hardware F16C on the x86 SIMD paths gives the same bits for every
@@ -124,7 +129,7 @@ void q8k_bsums16(const int8_t* q, int64_t n, int16_t* bsum);
 // The scalar quantizers (shared by paths without their own).
 void quantize_i8_scalar(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
 void quantize_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d, int32_t* bsum);
-uint64_t stream_read_scalar(const uint8_t* p, int64_t n, bool prefetch);
+uint64_t stream_read_scalar(const uint8_t* p, int64_t n, int variant);
 void to_f16_scalar(const float* x, uint16_t* y, int64_t n);
 void round_f16_scalar(const float* x, float* y, int64_t n);
 
@@ -154,11 +159,11 @@ int available_kernel_paths(const char** out, int max);
 // Rapids class), 4 KiB or more ahead fell off a cliff (I2_S projections at 19 GB/s of a 30 GB/s
 // probe) while 1.5-3 KiB reached 26-29, the F16 head read 7% faster 2 KiB ahead, and TQ2_0 decode
 // went from 70-73% to 81-83% of its bound (`avx512vnni`; `avx2` 60% to 80%) (bench/
-// decode-sequence.sh, bench/ab-addons.mjs, `bitnet bench`; BENCHMARKS.md). So on Intel CPUs every
-// one-token loop prefetches 2 KiB ahead; elsewhere the I2_S loops 6 KiB and the others not at all
-// (0). BITNET_DECODE_PREFETCH_BYTES (a multiple of 64 up to 65536) sets both for the process,
-// read once; 0 asks for nothing ahead (the F16 and TQ2_0 loops then issue no prefetch, the I2_S
-// loops one for the line they are reading). An invalid value leaves the defaults (the
+// decode-sequence.sh, bench/ab-addons.mjs, `bitnet bench`; BENCHMARKS.md). So on Intel CPUs the
+// I2_S and TQ2_0 one-token loops prefetch 2 KiB ahead; elsewhere the I2_S loops 6 KiB and the
+// TQ2_0 rows not at all (0). BITNET_DECODE_PREFETCH_BYTES (a multiple of 64 up to 65536) sets both
+// for the process, read once; 0 asks for nothing ahead (the TQ2_0 loops then issue no prefetch,
+// the I2_S loops one for the line they are reading). An invalid value leaves the defaults (the
 // TypeScript side rejects it before any model loads).
 //
 // The I2_S rows also ask for each line `l2` bytes ahead into L2 (PREFETCHT1), on Intel 16 KiB:
@@ -167,13 +172,21 @@ int available_kernel_paths(const char** out, int max);
 // short L1 one only has to cover L2's latency: `avx512vnni` 22.9 → 25.4-25.7 GB/s, `avxvnni`
 // 22.8-25.0 → 25.0-27.6, any L1 distance from 1 to 3 KiB within 1%, and 8, 16 or 32 KiB alike
 // (bench/decode-sequence.sh). The `avx2` I2_S loop does not ask (bound by its vector ops there,
-// it lost 1-7%), nor do the F16 head or the TQ2_0 rows (no gain in the model). Elsewhere 0 (not
-// measured).
+// it lost 1-7% again in the model from the page cache), nor do the TQ2_0 rows (no gain in the
+// model). Elsewhere 0 (not measured).
 // BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.
+//
+// The one-token F16 rows (the output head) ask for each line `head` bytes ahead into L2 alone
+// (PREFETCHT1), on Intel 4 KiB: on a Xeon with AMX the head read its 657 MB from the page cache
+// in 21.8-22.2 ms at 2 KiB into L1 and 18.7-18.8 ms at 4 KiB into L2 (`avx2`, 35 GB/s; 8 KiB
+// 18.6, none 23.6; `avx512vnni` 20.7 → 19.1-19.3, 8 KiB 19.5-19.9), where the bandwidth probe's
+// loops then read 32. BITNET_DECODE_PREFETCH_HEAD_BYTES overrides it; 0 turns it off. Elsewhere
+// 0 (the hardware prefetcher alone, as measured on a Zen 5).
 struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows, into L1
-  int64_t other;  // the one-token F16 (output head) and TQ2_0 rows; 0: no software prefetch
+  int64_t other;  // the one-token TQ2_0 rows, into L1; 0: no software prefetch
   int64_t l2;     // the one-token I2_S rows again (VNNI paths), this far ahead into L2; 0: none
+  int64_t head;   // the one-token F16 rows (output head), this far ahead into L2; 0: none
 };
 const DecodePrefetch& decode_prefetch();
 // The CPU's defaults, whatever the environment says.

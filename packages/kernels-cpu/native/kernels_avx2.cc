@@ -159,7 +159,7 @@ void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, cons
 template <bool Prefetch>
 static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                           int64_t out_stride) {
-  const int64_t ahead = decode_prefetch().other;  // bytes; asked into L1 where that helps (kernels.h)
+  const int64_t ahead = decode_prefetch().head;  // bytes; asked into L2 where that helps (kernels.h)
   for (int64_t r = r0; r < r1; r++) {
     const uint16_t* row = w + r * cols;
     int64_t t0 = 0;
@@ -173,7 +173,7 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       int64_t c = 0;
       for (; c + 32 <= cols; c += 32) {
-        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T0);
+        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T1);
         const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c)));
         const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 8)));
         const __m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 16)));
@@ -202,7 +202,7 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       int64_t c = 0;
       for (; c + 32 <= cols; c += 32) {
-        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T0);
+        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T1);
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c))), _mm256_loadu_ps(xt + c), a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 8))), _mm256_loadu_ps(xt + c + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 16))), _mm256_loadu_ps(xt + c + 16), a2);
@@ -219,7 +219,7 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
 
 void f16_gemm_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                    int64_t out_stride) {
-  if (decode_prefetch().other > 0) {
+  if (decode_prefetch().head > 0) {
     f16_rows_avx2<true>(w, cols, r0, r1, x, T, out, out_stride);
   } else {
     f16_rows_avx2<false>(w, cols, r0, r1, x, T, out, out_stride);
@@ -533,8 +533,21 @@ uint64_t stream_read_avx2_loop(const uint8_t* p, int64_t n) {
          (uint64_t)_mm256_extract_epi64(s, 3);
 }
 
-uint64_t stream_read_avx2(const uint8_t* p, int64_t n, bool prefetch) {
-  return prefetch ? stream_read_avx2_loop<true>(p, n) : stream_read_avx2_loop<false>(p, n);
+// One line per step, asked 4 KiB ahead into L2 (variant 2, Kernels::stream_read).
+uint64_t stream_read_avx2_lines(const uint8_t* p, int64_t n) {
+  __m256i a = _mm256_setzero_si256(), b = a;
+  for (int64_t i = 0; i + 64 <= n; i += 64) {
+    _mm_prefetch((const char*)(p + i + 4096), _MM_HINT_T1);
+    a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i*)(p + i)));
+    b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i*)(p + i + 32)));
+  }
+  const __m256i s = _mm256_add_epi64(a, b);
+  return (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 1) + (uint64_t)_mm256_extract_epi64(s, 2) +
+         (uint64_t)_mm256_extract_epi64(s, 3);
+}
+
+uint64_t stream_read_avx2(const uint8_t* p, int64_t n, int variant) {
+  return variant == 2 ? stream_read_avx2_lines(p, n) : variant == 1 ? stream_read_avx2_loop<true>(p, n) : stream_read_avx2_loop<false>(p, n);
 }
 
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,

@@ -513,10 +513,10 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
       f16_pair<1>(ra, rb, cols, full, xs, outs, r);
     }
   }
-  // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().other
-  // ahead asked into L1 where that helps (kernels.h).
+  // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().head
+  // ahead asked into L2 where that helps (kernels.h).
   auto rows = [&](auto prefetch) {
-    const int64_t ahead = decode_prefetch().other;
+    const int64_t ahead = decode_prefetch().head;
     for (; r < r1; r++) {
       const uint16_t* ra = w + r * cols;
       for (int64_t t = 0; t < T; t++) {
@@ -525,8 +525,8 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
         int64_t c = 0;
         for (; c + 64 <= full; c += 64) {
           if constexpr (decltype(prefetch)::value) {
-            _mm_prefetch((const char*)(ra + c) + ahead, _MM_HINT_T0);
-            _mm_prefetch((const char*)(ra + c) + ahead + 64, _MM_HINT_T0);
+            _mm_prefetch((const char*)(ra + c) + ahead, _MM_HINT_T1);
+            _mm_prefetch((const char*)(ra + c) + ahead + 64, _MM_HINT_T1);
           }
           __m512 wv[4];
           f16_load(ra, c, 4, wv);
@@ -541,7 +541,7 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
       }
     }
   };
-  if (decode_prefetch().other > 0) {
+  if (decode_prefetch().head > 0) {
     rows(std::true_type{});
   } else {
     rows(std::false_type{});
@@ -848,8 +848,20 @@ uint64_t stream_read_avx512_loop(const uint8_t* p, int64_t n) {
   return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a, b));
 }
 
-uint64_t stream_read_avx512(const uint8_t* p, int64_t n, bool prefetch) {
-  return prefetch ? stream_read_avx512_loop<true>(p, n) : stream_read_avx512_loop<false>(p, n);
+// One line per step, asked 4 KiB ahead into L2 (variant 2, Kernels::stream_read).
+uint64_t stream_read_avx512_lines(const uint8_t* p, int64_t n) {
+  __m512i a = _mm512_setzero_si512();
+  for (int64_t i = 0; i + 64 <= n; i += 64) {
+    _mm_prefetch((const char*)(p + i + 4096), _MM_HINT_T1);
+    a = _mm512_add_epi64(a, _mm512_loadu_si512(p + i));
+  }
+  return (uint64_t)_mm512_reduce_add_epi64(a);
+}
+
+uint64_t stream_read_avx512(const uint8_t* p, int64_t n, int variant) {
+  return variant == 2 ? stream_read_avx512_lines(p, n)
+         : variant == 1 ? stream_read_avx512_loop<true>(p, n)
+                        : stream_read_avx512_loop<false>(p, n);
 }
 
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,

@@ -179,8 +179,9 @@ uint64_t stream_read_neon_loop(const uint8_t* p, int64_t n) {
   return vgetq_lane_u64(s, 0) + vgetq_lane_u64(s, 1);
 }
 
-uint64_t stream_read_neon(const uint8_t* p, int64_t n, bool prefetch) {
-  return prefetch ? stream_read_neon_loop<true>(p, n) : stream_read_neon_loop<false>(p, n);
+// Variants 1 and 2 (Kernels::stream_read) are the same loop here: one line per step, 4 KiB ahead.
+uint64_t stream_read_neon(const uint8_t* p, int64_t n, int variant) {
+  return variant != 0 ? stream_read_neon_loop<true>(p, n) : stream_read_neon_loop<false>(p, n);
 }
 
 // ---- neon: SMULL/SMLAL into int16, SADALP into int32 ----------------------------------------

@@ -243,8 +243,8 @@ void round_f16_scalar(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = round_f16(x[i]);
 }
 
-uint64_t stream_read_scalar(const uint8_t* p, int64_t n, bool prefetch) {
-  (void)prefetch;  // portable code: the hardware prefetcher only
+uint64_t stream_read_scalar(const uint8_t* p, int64_t n, int variant) {
+  (void)variant;  // portable code: the hardware prefetcher only
   uint64_t a = 0, b = 0, c = 0, d = 0;
   for (int64_t i = 0; i + 32 <= n; i += 32) {
     uint64_t w[4];

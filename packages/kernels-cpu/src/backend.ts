@@ -519,13 +519,20 @@ function headQuantization(options: CpuBackendOptions): "" | HeadQuantization {
   return asked as "" | HeadQuantization;
 }
 
+/** The variables that set the one-token loops' prefetch distances (read by the addon). */
+export const DECODE_PREFETCH_VARIABLES = [
+  "BITNET_DECODE_PREFETCH_BYTES",
+  "BITNET_DECODE_PREFETCH_L2_BYTES",
+  "BITNET_DECODE_PREFETCH_HEAD_BYTES",
+] as const;
+
 /**
- * Rejects a BITNET_DECODE_PREFETCH_BYTES or BITNET_DECODE_PREFETCH_L2_BYTES the addon would
- * ignore (it reads the variables itself, once per process, and falls back to the CPU's defaults
- * on a value it cannot use).
+ * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES) the addon would ignore (it reads the
+ * variables itself, once per process, and falls back to the CPU's defaults on a value it cannot
+ * use).
  */
 function checkDecodePrefetchEnv(): void {
-  for (const name of ["BITNET_DECODE_PREFETCH_BYTES", "BITNET_DECODE_PREFETCH_L2_BYTES"]) {
+  for (const name of DECODE_PREFETCH_VARIABLES) {
     const raw = process.env[name];
     if (raw === undefined || raw === "") {
       continue;
@@ -544,12 +551,14 @@ function checkDecodePrefetchEnv(): void {
 function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): string {
   const other = p.other === 0 ? "off" : `${p.other} B`;
   const l2 = p.l2 === 0 ? "" : ` (and ${p.l2} B into L2)`;
-  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, F16/TQ2_0 rows ${other}`;
+  const head = p.head === 0 ? "off" : `${p.head} B into L2`;
+  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}`;
   const changed = [
     p.i2s === p.defaultI2s && p.other === p.defaultOther
       ? ""
       : `BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultI2s} / ${p.defaultOther}`,
     p.l2 === p.defaultL2 ? "" : `BITNET_DECODE_PREFETCH_L2_BYTES; default ${p.defaultL2}`,
+    p.head === p.defaultHead ? "" : `BITNET_DECODE_PREFETCH_HEAD_BYTES; default ${p.defaultHead}`,
   ].filter((s) => s !== "");
   return changed.length === 0 ? chosen : `${chosen} (${changed.join("; ")})`;
 }

@@ -1,8 +1,9 @@
 // The read-bandwidth probe behind `bitnet bench`'s decode bound, on every kernel path the CPU
-// offers: each repetition reads the region with and without software prefetch (each path has
-// its own streaming loops) and reports the faster. Speed is not asserted here (benchmarks
-// measure it); what is: both loops run to completion on every path, over anonymous memory and a
-// file mapping, and bad requests are refused with a message instead of reading out of bounds.
+// offers: each repetition reads the region in each of the path's ways (plain loads and two
+// software-prefetch patterns; each path has its own streaming loops) and reports the fastest.
+// Speed is not asserted here (benchmarks measure it); what is: every loop runs to completion on
+// every path, over anonymous memory and a file mapping, and bad requests are refused with a
+// message instead of reading out of bounds.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";

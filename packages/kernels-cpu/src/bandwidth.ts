@@ -28,8 +28,9 @@ export interface MeasureBandwidthOptions {
 
 /**
  * Measures read bandwidth with the addon's streaming loops, every thread reading its contiguous
- * share; each repetition reads the region with software prefetch and with plain loads and keeps
- * the faster, so the figure is an upper bound for every kernel.
+ * share; each repetition reads the region in each of the addon's ways (plain loads, and two
+ * software-prefetch patterns) and keeps the fastest, so the figure is an upper bound for every
+ * kernel.
  *
  * @example
  * const { bestGbs } = await measureReadBandwidth({ threads: 2 });

@@ -167,18 +167,22 @@ export interface NativeBinding {
   /**
    * How far ahead (bytes) the x86 one-token loops prefetch weight rows into L1, as this process
    * runs them (`BITNET_DECODE_PREFETCH_BYTES`, read once, or the CPU's defaults), and the
-   * defaults: `i2s` for I2_S rows, `other` for the F16 head and TQ2_0 rows (0: no software
-   * prefetch). The best distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB for I2_S and none
-   * for the others on AMD Zen 5). `l2`: how far ahead the I2_S rows are also asked into L2
-   * (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0 (none) elsewhere).
+   * defaults: `i2s` for I2_S rows, `other` for TQ2_0 rows (0: no software prefetch). The best
+   * distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB for I2_S and none for TQ2_0 on AMD
+   * Zen 5). `l2`: how far ahead the I2_S rows are also asked into L2
+   * (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0 (none) elsewhere). `head`: how far
+   * ahead the F16 head's rows are asked into L2 (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 4 KiB on
+   * Intel, 0 (none) elsewhere).
    */
   decodePrefetch(): {
     i2s: number;
     other: number;
     l2: number;
+    head: number;
     defaultI2s: number;
     defaultOther: number;
     defaultL2: number;
+    defaultHead: number;
   };
   /**
    * One kernel path's activation quantizer, for tests that hold every path to the scalar one:

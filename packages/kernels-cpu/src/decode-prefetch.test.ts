@@ -1,9 +1,10 @@
 // The one-token loops' software prefetch distances (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
-// defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for the F16 head and TQ2_0 rows
-// elsewhere; BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows' second request into L2: 16 KiB on
-// Intel, none elsewhere) change speed only: every distance gives the same bits. The addon reads
-// the variables once per process, so other distances run in child processes and their outputs
-// are compared with this one's.
+// defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for TQ2_0 rows elsewhere;
+// BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows' second request into L2: 16 KiB on Intel, none
+// elsewhere; BITNET_DECODE_PREFETCH_HEAD_BYTES, the F16 head's rows into L2: 4 KiB on Intel,
+// none elsewhere) change speed only: every distance gives the same bits. The addon reads the
+// variables once per process, so other distances run in child processes and their outputs are
+// compared with this one's.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { f16ToF32, packI2S, packTQ2_0, roundToF16 } from "@bitnet-ts/quantization";
@@ -11,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { cleanup, cpuModel, SLOW_TEST_MS } from "../test/models";
 import { rng } from "../test/numbers";
 import { ALL_KERNEL_PATHS, pathSkipReason } from "../test/paths";
-import { CpuBackend } from "./backend";
+import { CpuBackend, DECODE_PREFETCH_VARIABLES } from "./backend";
 import { bindingCandidates, loadBinding } from "./loader";
 
 const X86_PATHS = ALL_KERNEL_PATHS.filter(
@@ -31,9 +32,7 @@ function addonFile(): string {
 }
 
 /** Prefetch variables for a child process: a string sets the L1 distance alone. */
-type PrefetchEnv =
-  | string
-  | { BITNET_DECODE_PREFETCH_BYTES?: string; BITNET_DECODE_PREFETCH_L2_BYTES?: string };
+type PrefetchEnv = string | { [name in (typeof DECODE_PREFETCH_VARIABLES)[number]]?: string };
 
 /**
  * Runs `body` (CommonJS; `addon` and `input`, the JSON given, bound) in a child Node.js with the
@@ -46,8 +45,7 @@ function inChild(settings: PrefetchEnv, body: string, input: unknown = null): un
   const run = spawnSync(process.execPath, ["-e", script], {
     env: {
       ...process.env,
-      BITNET_DECODE_PREFETCH_BYTES: "",
-      BITNET_DECODE_PREFETCH_L2_BYTES: "",
+      ...Object.fromEntries(DECODE_PREFETCH_VARIABLES.map((name) => [name, ""])),
       ...vars,
     },
     input: JSON.stringify(input),
@@ -100,31 +98,50 @@ describe("decode prefetch distance", () => {
 
   it("reports the distances in use, multiples of 64 within 64 KiB, and the CPU's defaults", () => {
     const p = binding.decodePrefetch();
-    for (const v of [p.i2s, p.other, p.l2, p.defaultI2s, p.defaultOther, p.defaultL2]) {
+    const all = [
+      p.i2s,
+      p.other,
+      p.l2,
+      p.head,
+      p.defaultI2s,
+      p.defaultOther,
+      p.defaultL2,
+      p.defaultHead,
+    ];
+    for (const v of all) {
       expect(v % 64).toBe(0);
       expect(v).toBeGreaterThanOrEqual(0);
       expect(v).toBeLessThanOrEqual(65536);
     }
-    const untouched = ["BITNET_DECODE_PREFETCH_BYTES", "BITNET_DECODE_PREFETCH_L2_BYTES"].every(
-      (v) => (process.env[v] ?? "") === "",
-    );
+    const untouched = DECODE_PREFETCH_VARIABLES.every((v) => (process.env[v] ?? "") === "");
     if (isX86 && untouched) {
-      expect([p.i2s, p.other, p.l2]).toEqual([p.defaultI2s, p.defaultOther, p.defaultL2]);
+      expect([p.i2s, p.other, p.l2, p.head]).toEqual([
+        p.defaultI2s,
+        p.defaultOther,
+        p.defaultL2,
+        p.defaultHead,
+      ]);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
-      expect([p.defaultI2s, p.defaultOther, p.defaultL2]).toEqual(
-        intel ? [2048, 2048, 16384] : [6144, 0, 0],
+      expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultHead]).toEqual(
+        intel ? [2048, 2048, 16384, 4096] : [6144, 0, 0, 0],
       );
     }
   });
 
   it.skipIf(!isX86)(
-    `a child process takes BITNET_DECODE_PREFETCH_BYTES and BITNET_DECODE_PREFETCH_L2_BYTES, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
+    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES and _HEAD_BYTES, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
     () => {
       const read = (v: PrefetchEnv) =>
         inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
       const d = binding.decodePrefetch();
-      expect(read("0")).toMatchObject({ i2s: 0, other: 0, l2: d.defaultL2 });
+      expect(read("0")).toMatchObject({ i2s: 0, other: 0, l2: d.defaultL2, head: d.defaultHead });
       expect(read("4096")).toMatchObject({ i2s: 4096, other: 4096, l2: d.defaultL2 });
+      expect(read({ BITNET_DECODE_PREFETCH_HEAD_BYTES: "0" })).toMatchObject({
+        i2s: d.defaultI2s,
+        l2: d.defaultL2,
+        head: 0,
+      });
+      expect(read({ BITNET_DECODE_PREFETCH_HEAD_BYTES: "8192" })).toMatchObject({ head: 8192 });
       expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: "0" })).toMatchObject({
         i2s: d.defaultI2s,
         other: d.defaultOther,
@@ -136,6 +153,9 @@ describe("decode prefetch distance", () => {
       for (const bad of ["100", "-64", "65600", "2k"]) {
         expect(read(bad)).toMatchObject({ i2s: d.defaultI2s, other: d.defaultOther });
         expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: bad })).toMatchObject({ l2: d.defaultL2 });
+        expect(read({ BITNET_DECODE_PREFETCH_HEAD_BYTES: bad })).toMatchObject({
+          head: d.defaultHead,
+        });
       }
     },
   );
@@ -193,19 +213,26 @@ describe("decode prefetch distance", () => {
             here,
           );
         }
+        for (const head of ["0", "64", "4096", "65536"]) {
+          const settings = { BITNET_DECODE_PREFETCH_HEAD_BYTES: head };
+          expect(
+            inChild(settings, body, input),
+            `BITNET_DECODE_PREFETCH_HEAD_BYTES=${head}`,
+          ).toEqual(here);
+        }
       },
     );
   }
 
   afterAll(cleanup);
 
-  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES or _L2_BYTES the addon would ignore", {
+  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES or _HEAD_BYTES the addon would ignore", {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, F16\/TQ2_0 rows (off|\d+ B)/,
+      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B into L2)/,
     );
-    for (const name of ["BITNET_DECODE_PREFETCH_BYTES", "BITNET_DECODE_PREFETCH_L2_BYTES"]) {
+    for (const name of DECODE_PREFETCH_VARIABLES) {
       const saved = process.env[name];
       process.env[name] = "1000";
       try {

@@ -338,7 +338,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       await e.decode(benchTokens(4, hp.vocabSize, 2));
     }
     // The decode bound's bandwidth, probed around each of our tg repetitions (the first tg test)
-    // on the memory the weights are read from: two passes each, the faster kept.
+    // on the memory the weights are read from: one pass in each of the probe's ways, the fastest kept.
     const pairedTest =
       native === undefined ? undefined : tests.find((t) => t.name.startsWith("tg"));
     // The engine's peak memory is read before the first probe maps the file a second time (or
