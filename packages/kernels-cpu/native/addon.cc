@@ -523,6 +523,8 @@ Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
   out.Set("defaultL2", (double)fallback.l2);
   out.Set("head", (double)chosen.head);
   out.Set("defaultHead", (double)fallback.head);
+  out.Set("vectorBits", (double)chosen.vector_bits);
+  out.Set("defaultVectorBits", (double)fallback.vector_bits);
   return out;
 }
 

@@ -182,11 +182,19 @@ int available_kernel_paths(const char** out, int max);
 // 18.6, none 23.6; `avx512vnni` 20.7 → 19.1-19.3, 8 KiB 19.5-19.9), where the bandwidth probe's
 // loops then read 32. BITNET_DECODE_PREFETCH_HEAD_BYTES overrides it; 0 turns it off. Elsewhere
 // 0 (the hardware prefetcher alone, as measured on a Zen 5).
+//
+// How wide the `avx512vnni` (and `amx`) path's one-token I2_S loop reads: on Intel 256 bits (EVEX
+// VPDPBUSD on ymm, one 64-byte line of codes per step as two 32-byte blocks): on the Xeon with
+// AMX the projections took 15.3-15.6 ms a bench-i2s token against 17.2-17.5 with 512-bit
+// vectors (the `avxvnni` loop's rate, which the 512-bit one never reached there). Elsewhere 512,
+// the loop measured on AMD Zen 4 and Zen 5. Integer sums, so the same bits either way.
+// BITNET_DECODE_VECTOR_BITS (256 or 512) overrides it.
 struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows, into L1
   int64_t other;  // the one-token TQ2_0 rows, into L1; 0: no software prefetch
   int64_t l2;     // the one-token I2_S rows again (VNNI paths), this far ahead into L2; 0: none
   int64_t head;   // the one-token F16 rows (output head), this far ahead into L2; 0: none
+  int vector_bits;  // the avx512vnni path's one-token I2_S loop: 256-bit or 512-bit vectors
 };
 const DecodePrefetch& decode_prefetch();
 // The CPU's defaults, whatever the environment says.

@@ -532,6 +532,13 @@ export const DECODE_PREFETCH_VARIABLES = [
  * use).
  */
 function checkDecodePrefetchEnv(): void {
+  const bits = process.env["BITNET_DECODE_VECTOR_BITS"];
+  if (bits !== undefined && bits !== "" && bits !== "256" && bits !== "512") {
+    throw new EngineError(
+      EngineErrorCode.BAD_OPTION,
+      `could not compile for the CPU backend - BITNET_DECODE_VECTOR_BITS must be 256 or 512, got "${bits}".`,
+    );
+  }
   for (const name of DECODE_PREFETCH_VARIABLES) {
     const raw = process.env[name];
     if (raw === undefined || raw === "") {
@@ -552,13 +559,16 @@ function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): strin
   const other = p.other === 0 ? "off" : `${p.other} B`;
   const l2 = p.l2 === 0 ? "" : ` (and ${p.l2} B into L2)`;
   const head = p.head === 0 ? "off" : `${p.head} B into L2`;
-  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}`;
+  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}; avx512vnni I2_S decode in ${p.vectorBits}-bit vectors`;
   const changed = [
     p.i2s === p.defaultI2s && p.other === p.defaultOther
       ? ""
       : `BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultI2s} / ${p.defaultOther}`,
     p.l2 === p.defaultL2 ? "" : `BITNET_DECODE_PREFETCH_L2_BYTES; default ${p.defaultL2}`,
     p.head === p.defaultHead ? "" : `BITNET_DECODE_PREFETCH_HEAD_BYTES; default ${p.defaultHead}`,
+    p.vectorBits === p.defaultVectorBits
+      ? ""
+      : `BITNET_DECODE_VECTOR_BITS; default ${p.defaultVectorBits}`,
   ].filter((s) => s !== "");
   return changed.length === 0 ? chosen : `${chosen} (${changed.join("; ")})`;
 }

@@ -172,17 +172,20 @@ export interface NativeBinding {
    * Zen 5). `l2`: how far ahead the I2_S rows are also asked into L2
    * (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0 (none) elsewhere). `head`: how far
    * ahead the F16 head's rows are asked into L2 (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 4 KiB on
-   * Intel, 0 (none) elsewhere).
+   * Intel, 0 (none) elsewhere). `vectorBits`: how wide the avx512vnni path's one-token I2_S loop
+   * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere).
    */
   decodePrefetch(): {
     i2s: number;
     other: number;
     l2: number;
     head: number;
+    vectorBits: number;
     defaultI2s: number;
     defaultOther: number;
     defaultL2: number;
     defaultHead: number;
+    defaultVectorBits: number;
   };
   /**
    * One kernel path's activation quantizer, for tests that hold every path to the scalar one:

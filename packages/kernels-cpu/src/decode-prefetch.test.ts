@@ -2,9 +2,10 @@
 // defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for TQ2_0 rows elsewhere;
 // BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows' second request into L2: 16 KiB on Intel, none
 // elsewhere; BITNET_DECODE_PREFETCH_HEAD_BYTES, the F16 head's rows into L2: 4 KiB on Intel,
-// none elsewhere) change speed only: every distance gives the same bits. The addon reads the
-// variables once per process, so other distances run in child processes and their outputs are
-// compared with this one's.
+// none elsewhere) change speed only: every distance gives the same bits. So does
+// BITNET_DECODE_VECTOR_BITS, the width of the avx512vnni path's one-token I2_S loop (256 on
+// Intel, 512 elsewhere). The addon reads the variables once per process, so other settings run
+// in child processes and their outputs are compared with this one's.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { f16ToF32, packI2S, packTQ2_0, roundToF16 } from "@bitnet-ts/quantization";
@@ -32,7 +33,11 @@ function addonFile(): string {
 }
 
 /** Prefetch variables for a child process: a string sets the L1 distance alone. */
-type PrefetchEnv = string | { [name in (typeof DECODE_PREFETCH_VARIABLES)[number]]?: string };
+type PrefetchEnv =
+  | string
+  | {
+      [name in (typeof DECODE_PREFETCH_VARIABLES)[number] | "BITNET_DECODE_VECTOR_BITS"]?: string;
+    };
 
 /**
  * Runs `body` (CommonJS; `addon` and `input`, the JSON given, bound) in a child Node.js with the
@@ -46,6 +51,7 @@ function inChild(settings: PrefetchEnv, body: string, input: unknown = null): un
     env: {
       ...process.env,
       ...Object.fromEntries(DECODE_PREFETCH_VARIABLES.map((name) => [name, ""])),
+      BITNET_DECODE_VECTOR_BITS: "",
       ...vars,
     },
     input: JSON.stringify(input),
@@ -113,7 +119,9 @@ describe("decode prefetch distance", () => {
       expect(v).toBeGreaterThanOrEqual(0);
       expect(v).toBeLessThanOrEqual(65536);
     }
-    const untouched = DECODE_PREFETCH_VARIABLES.every((v) => (process.env[v] ?? "") === "");
+    const untouched = [...DECODE_PREFETCH_VARIABLES, "BITNET_DECODE_VECTOR_BITS"].every(
+      (v) => (process.env[v] ?? "") === "",
+    );
     if (isX86 && untouched) {
       expect([p.i2s, p.other, p.l2, p.head]).toEqual([
         p.defaultI2s,
@@ -121,15 +129,17 @@ describe("decode prefetch distance", () => {
         p.defaultL2,
         p.defaultHead,
       ]);
+      expect(p.vectorBits).toBe(p.defaultVectorBits);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
       expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultHead]).toEqual(
         intel ? [2048, 2048, 16384, 4096] : [6144, 0, 0, 0],
       );
+      expect(p.defaultVectorBits).toBe(intel ? 256 : 512);
     }
   });
 
   it.skipIf(!isX86)(
-    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES and _HEAD_BYTES, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
+    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES and BITNET_DECODE_VECTOR_BITS, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
     () => {
       const read = (v: PrefetchEnv) =>
         inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
@@ -142,6 +152,17 @@ describe("decode prefetch distance", () => {
         head: 0,
       });
       expect(read({ BITNET_DECODE_PREFETCH_HEAD_BYTES: "8192" })).toMatchObject({ head: 8192 });
+      for (const bits of ["256", "512"]) {
+        expect(read({ BITNET_DECODE_VECTOR_BITS: bits })).toMatchObject({
+          vectorBits: Number(bits),
+          i2s: d.defaultI2s,
+        });
+      }
+      for (const bad of ["128", "1024", "256 ", "x"]) {
+        expect(read({ BITNET_DECODE_VECTOR_BITS: bad })).toMatchObject({
+          vectorBits: d.defaultVectorBits,
+        });
+      }
       expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: "0" })).toMatchObject({
         i2s: d.defaultI2s,
         other: d.defaultOther,
@@ -213,6 +234,10 @@ describe("decode prefetch distance", () => {
             here,
           );
         }
+        for (const bits of ["256", "512"]) {
+          const settings = { BITNET_DECODE_VECTOR_BITS: bits };
+          expect(inChild(settings, body, input), `BITNET_DECODE_VECTOR_BITS=${bits}`).toEqual(here);
+        }
         for (const head of ["0", "64", "4096", "65536"]) {
           const settings = { BITNET_DECODE_PREFETCH_HEAD_BYTES: head };
           expect(
@@ -226,24 +251,28 @@ describe("decode prefetch distance", () => {
 
   afterAll(cleanup);
 
-  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES or _HEAD_BYTES the addon would ignore", {
+  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES or BITNET_DECODE_VECTOR_BITS the addon would ignore", {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B into L2)/,
+      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B into L2); avx512vnni I2_S decode in (256|512)-bit vectors/,
     );
-    for (const name of DECODE_PREFETCH_VARIABLES) {
-      const saved = process.env[name];
-      process.env[name] = "1000";
+    const refusals = [
+      ...DECODE_PREFETCH_VARIABLES.map((name) => [name, "a multiple of 64 from 0 to 65536"]),
+      ["BITNET_DECODE_VECTOR_BITS", "256 or 512"],
+    ];
+    for (const [name, rule] of refusals) {
+      const saved = process.env[name!];
+      process.env[name!] = "1000";
       try {
         await expect(cpuModel("tiny-i2s", { threads: 2 })).rejects.toThrow(
-          new RegExp(`${name} must be a multiple of 64 from 0 to 65536, got "1000"`),
+          new RegExp(`${name} must be ${rule}, got "1000"`),
         );
       } finally {
         if (saved === undefined) {
-          delete process.env[name];
+          delete process.env[name!];
         } else {
-          process.env[name] = saved;
+          process.env[name!] = saved;
         }
       }
     }
