@@ -195,31 +195,29 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   auto decode256 = [&](int64_t t) {
     const int8_t* qt = q + t * cols;
     const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2;
-    const __m256i n0 = _mm256_set1_epi8((char)0xC0), n1 = _mm256_set1_epi8(0x30), n2 = _mm256_set1_epi8(0x0C),
-                  n3 = _mm256_set1_epi8(3);
+    const __m256i mask[4] = {_mm256_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C),
+                             _mm256_set1_epi8(3)};
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
-      __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+      // a[j]: field j of each line's first block (elements 32j.. of the 256, at 64j in the
+      // interleaved activations); e[j]: of its second (128 + 32j.., at 64j + 32).
+      __m256i a[4], e[4];
+      for (int j = 0; j < 4; j++) a[j] = e[j] = _mm256_setzero_si256();
       for (int64_t c = 0; c < full; c += 256) {
         _mm_prefetch((const char*)(ra + c / 4 + ahead), _MM_HINT_T0);
         if (far > 0) _mm_prefetch((const char*)(ra + c / 4 + far), _MM_HINT_T1);
         const __m256i pa = _mm256_loadu_si256((const __m256i*)(ra + c / 4));
         const __m256i pb = _mm256_loadu_si256((const __m256i*)(ra + c / 4 + 32));
-        // Field j of the first block is elements 32j.. of the 256, of the second 128 + 32j..:
-        // in the interleaved layout at 64j and 64j + 32.
-        a0 = dpbusd_acc(a0, _mm256_and_si256(pa, n0), qt + c);
-        a1 = dpbusd_acc(a1, _mm256_and_si256(pa, n1), qt + c + 64);
-        a2 = dpbusd_acc(a2, _mm256_and_si256(pa, n2), qt + c + 128);
-        a3 = dpbusd_acc(a3, _mm256_and_si256(pa, n3), qt + c + 192);
-        e0 = dpbusd_acc(e0, _mm256_and_si256(pb, n0), qt + c + 32);
-        e1 = dpbusd_acc(e1, _mm256_and_si256(pb, n1), qt + c + 96);
-        e2 = dpbusd_acc(e2, _mm256_and_si256(pb, n2), qt + c + 160);
-        e3 = dpbusd_acc(e3, _mm256_and_si256(pb, n3), qt + c + 224);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+          a[j] = dpbusd_acc(a[j], _mm256_and_si256(pa, mask[j]), qt + c + 64 * j);
+          e[j] = dpbusd_acc(e[j], _mm256_and_si256(pb, mask[j]), qt + c + 64 * j + 32);
+        }
       }
       // Field j's sums are 4^(3−j) × the true ones (see decode above): exact shifts undo it.
       const __m256i sum = _mm256_add_epi32(
-          _mm256_add_epi32(_mm256_srai_epi32(_mm256_add_epi32(a0, e0), 6), _mm256_srai_epi32(_mm256_add_epi32(a1, e1), 4)),
-          _mm256_add_epi32(_mm256_srai_epi32(_mm256_add_epi32(a2, e2), 2), _mm256_add_epi32(a3, e3)));
+          _mm256_add_epi32(_mm256_srai_epi32(_mm256_add_epi32(a[0], e[0]), 6), _mm256_srai_epi32(_mm256_add_epi32(a[1], e[1]), 4)),
+          _mm256_add_epi32(_mm256_srai_epi32(_mm256_add_epi32(a[2], e[2]), 2), _mm256_add_epi32(a[3], e[3])));
       finish(r, t, hsum_i32(_mm512_zextsi256_si512(sum)));
     }
   };
