@@ -172,8 +172,8 @@ int available_kernel_paths(const char** out, int max);
 // short L1 one only has to cover L2's latency: `avx512vnni` 22.9 → 25.4-25.7 GB/s, `avxvnni`
 // 22.8-25.0 → 25.0-27.6, any L1 distance from 1 to 3 KiB within 1%, and 8, 16 or 32 KiB alike
 // (bench/decode-sequence.sh). The `avx2` I2_S loop does not ask (bound by its vector ops there,
-// it lost 1-7% again in the model from the page cache), nor do the TQ2_0 rows (no gain in the
-// model). Elsewhere 0 (not measured).
+// it lost 1-7% in that harness and about 10% in the model), nor do the TQ2_0 rows (no gain in
+// the model). Elsewhere 0 (not measured).
 // BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.
 //
 // The one-token F16 rows (the output head) ask for each line `head` bytes ahead into L2 alone

@@ -527,9 +527,9 @@ export const DECODE_PREFETCH_VARIABLES = [
 ] as const;
 
 /**
- * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES) the addon would ignore (it reads the
- * variables itself, once per process, and falls back to the CPU's defaults on a value it cannot
- * use).
+ * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES) or BITNET_DECODE_VECTOR_BITS the addon
+ * would ignore (it reads the variables itself, once per process, and falls back to the CPU's
+ * defaults on a value it cannot use).
  */
 function checkDecodePrefetchEnv(): void {
   const bits = process.env["BITNET_DECODE_VECTOR_BITS"];
