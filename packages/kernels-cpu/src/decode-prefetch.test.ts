@@ -257,22 +257,25 @@ describe("decode prefetch distance", () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
       /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B into L2); avx512vnni I2_S decode in (256|512)-bit vectors/,
     );
-    const refusals = [
-      ...DECODE_PREFETCH_VARIABLES.map((name) => [name, "a multiple of 64 from 0 to 65536"]),
+    const refusals: [name: string, rule: string][] = [
+      ...DECODE_PREFETCH_VARIABLES.map((name): [string, string] => [
+        name,
+        "a multiple of 64 from 0 to 65536",
+      ]),
       ["BITNET_DECODE_VECTOR_BITS", "256 or 512"],
     ];
     for (const [name, rule] of refusals) {
-      const saved = process.env[name!];
-      process.env[name!] = "1000";
+      const saved = process.env[name];
+      process.env[name] = "1000";
       try {
         await expect(cpuModel("tiny-i2s", { threads: 2 })).rejects.toThrow(
           new RegExp(`${name} must be ${rule}, got "1000"`),
         );
       } finally {
         if (saved === undefined) {
-          delete process.env[name!];
+          delete process.env[name];
         } else {
-          process.env[name!] = saved;
+          process.env[name] = saved;
         }
       }
     }
