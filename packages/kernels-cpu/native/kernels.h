@@ -154,17 +154,17 @@ int available_kernel_paths(const char** out, int max);
 
 // How far ahead (bytes) the one-token loops of the x86 paths prefetch weight rows into L1. The
 // best distance depends on the CPU more than on the path. On a Zen 5 the I2_S loops streamed
-// 10-15% faster with the line 6 KiB ahead than with the hardware prefetcher alone, while its F16
-// head and TQ2_0 rows were measured without software prefetch. On a Xeon with AMX (Sapphire
-// Rapids class), 4 KiB or more ahead fell off a cliff (I2_S projections at 19 GB/s of a 30 GB/s
-// probe) while 1.5-3 KiB reached 26-29, the F16 head read 7% faster 2 KiB ahead, and TQ2_0 decode
-// went from 70-73% to 81-83% of its bound (`avx512vnni`; `avx2` 60% to 80%) (bench/
+// 10-15% faster with the line 6 KiB ahead than with the hardware prefetcher alone (its TQ2_0
+// rows and F16 head gained only once the requests were non-temporal: below). On a Xeon with AMX
+// (Sapphire Rapids class), 4 KiB or more ahead fell off a cliff (I2_S projections at 19 GB/s of
+// a 30 GB/s probe) while 1.5-3 KiB reached 26-29, the F16 head read 7% faster 2 KiB ahead, and
+// TQ2_0 decode went from 70-73% to 81-83% of its bound (`avx512vnni`; `avx2` 60% to 80%) (bench/
 // decode-sequence.sh, bench/ab-addons.mjs, `bitnet bench`; BENCHMARKS.md). So on Intel CPUs the
-// I2_S and TQ2_0 one-token loops prefetch 2 KiB ahead; elsewhere the I2_S loops 6 KiB and the
-// TQ2_0 rows not at all (0). BITNET_DECODE_PREFETCH_BYTES (a multiple of 64 up to 65536) sets both
-// for the process, read once; 0 asks for nothing ahead (the TQ2_0 loops then issue no prefetch,
-// the I2_S loops one for the line they are reading). An invalid value leaves the defaults (the
-// TypeScript side rejects it before any model loads).
+// I2_S and TQ2_0 one-token loops prefetch 2 KiB ahead; elsewhere 6 KiB, non-temporal.
+// BITNET_DECODE_PREFETCH_BYTES (a multiple of 64 up to 65536) sets both for the process, read
+// once; 0 asks for nothing ahead (the TQ2_0 loops then issue no prefetch, the I2_S loops one for
+// the line they are reading). An invalid value leaves the defaults (the TypeScript side rejects
+// it before any model loads).
 //
 // The I2_S rows also ask for each line `l2` bytes ahead into L2 (PREFETCHT1), on Intel 16 KiB:
 // the L1 distance alone is a cliff (on a busier day of the same Xeon, 3 KiB streamed at 20 GB/s
@@ -181,7 +181,18 @@ int available_kernel_paths(const char** out, int max);
 // in 21.8-22.2 ms at 2 KiB into L1 and 18.7-18.8 ms at 4 KiB into L2 (`avx2`, 35 GB/s; 8 KiB
 // 18.6, none 23.6; `avx512vnni` 20.7 → 19.1-19.3, 8 KiB 19.5-19.9), where the bandwidth probe's
 // loops then read 32. BITNET_DECODE_PREFETCH_HEAD_BYTES overrides it; 0 turns it off. Elsewhere
-// 0 (the hardware prefetcher alone, as measured on a Zen 5).
+// also 4 KiB, non-temporal (into L2 it was slower on a Zen 5 than the hardware prefetcher alone).
+//
+// Elsewhere than on Intel those requests (`i2s`, `other`, `head`) are non-temporal
+// (PREFETCHNTA, `non_temporal`), so that a line read once per token need not pass through L2
+// and, evicted from there, into L3 (AMD's L3 is filled by L2's evictions). On a Zen 5
+// (bench/ab-addons.mjs, old and new builds alternating in one process, 6 rounds, medians) a
+// bench-i2s token took 7.7% less time on `avx512vnni` (23.85 → 22.01 ms: projections 9.91 →
+// 9.23, head 12.04 → 11.40), 6.0% on `avxvnni` and 8.1% on `avx2`; the TQ2_0 rows, which had
+// no software prefetch there, read 7-9% faster 6 KiB ahead non-temporal (3 KiB alike). The
+// head's distance mattered little (1-16 KiB within noise); I2_S rows 6 KiB ahead beat 1, 2, 4 and
+// 12 KiB. A read loop is not faster so (the bandwidth probe's loops kept their lead), so the
+// bound is unchanged. BITNET_DECODE_PREFETCH_NTA (0 or 1) overrides it. Not measured on Intel.
 //
 // How wide the `avx512vnni` (and `amx`) path's one-token I2_S loop reads: on Intel 256 bits (EVEX
 // VPDPBUSD on ymm, one 64-byte line of codes per step as two 32-byte blocks): on the Xeon with
@@ -193,8 +204,9 @@ struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows, into L1
   int64_t other;  // the one-token TQ2_0 rows, into L1; 0: no software prefetch
   int64_t l2;     // the one-token I2_S rows again (VNNI paths), this far ahead into L2; 0: none
-  int64_t head;   // the one-token F16 rows (output head), this far ahead into L2; 0: none
+  int64_t head;   // the one-token F16 rows (output head), this far ahead; 0: none
   int vector_bits;  // the avx512vnni path's one-token I2_S loop: 256-bit or 512-bit vectors
+  bool non_temporal;  // the `i2s`, `other` and `head` requests as PREFETCHNTA instead
 };
 const DecodePrefetch& decode_prefetch();
 // The CPU's defaults, whatever the environment says.

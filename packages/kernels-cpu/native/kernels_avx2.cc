@@ -63,10 +63,11 @@ struct MaddubsDot {
       // No second request into L2 here (decode_prefetch().l2): on the Xeon that measured it this
       // loop is bound by its vector ops, and the extra prefetches cost 1-7%.
       const int64_t ahead = decode_prefetch().i2s;
+      const bool nta = decode_prefetch().non_temporal;
       int64_t b = 0;
       for (; b + 4 <= nb; b += 4) {
-        _mm_prefetch((const char*)(row + 32 * b + ahead), _MM_HINT_T0);
-        _mm_prefetch((const char*)(row + 32 * b + ahead + 64), _MM_HINT_T0);
+        prefetch_decode_line<_MM_HINT_T0>(row + 32 * b + ahead, nta);
+        prefetch_decode_line<_MM_HINT_T0>(row + 32 * b + ahead + 64, nta);
         __m256i ones16 = _mm256_setzero_si256(), fours16 = ones16;
         // Block by block (pin, ternary_avx2.h): left free, GCC interleaves the four blocks,
         // runs out of the 16 registers and spills sums and constants to the stack every pass;
@@ -159,7 +160,8 @@ void tq2_gemm_avx2(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, cons
 template <bool Prefetch>
 static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                           int64_t out_stride) {
-  const int64_t ahead = decode_prefetch().head;  // bytes; asked into L2 where that helps (kernels.h)
+  const int64_t ahead = decode_prefetch().head;  // bytes; into L2 on Intel, non-temporal elsewhere (kernels.h)
+  const bool nta = decode_prefetch().non_temporal;
   for (int64_t r = r0; r < r1; r++) {
     const uint16_t* row = w + r * cols;
     int64_t t0 = 0;
@@ -173,7 +175,7 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       int64_t c = 0;
       for (; c + 32 <= cols; c += 32) {
-        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T1);
+        if constexpr (Prefetch) prefetch_decode_line<_MM_HINT_T1>((const char*)(row + c) + ahead, nta);
         const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c)));
         const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 8)));
         const __m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 16)));
@@ -202,7 +204,7 @@ static void f16_rows_avx2(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       int64_t c = 0;
       for (; c + 32 <= cols; c += 32) {
-        if constexpr (Prefetch) _mm_prefetch((const char*)(row + c) + ahead, _MM_HINT_T1);
+        if constexpr (Prefetch) prefetch_decode_line<_MM_HINT_T1>((const char*)(row + c) + ahead, nta);
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c))), _mm256_loadu_ps(xt + c), a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 8))), _mm256_loadu_ps(xt + c + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + c + 16))), _mm256_loadu_ps(xt + c + 16), a2);

@@ -139,6 +139,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   auto decode = [&](auto split, int64_t t) {
     const int8_t* qt = q + t * cols;
     const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2;
+    const bool nta = decode_prefetch().non_temporal;
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* ra = w + r * row_bytes;
       // Each code field masked in place, not shifted down: field j is its code × 4^(3−j), and
@@ -156,8 +157,8 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       };
       int64_t c = 0;
       for (; c + 512 <= full; c += 512) {
-        _mm_prefetch((const char*)(ra + c / 4 + ahead), _MM_HINT_T0);
-        _mm_prefetch((const char*)(ra + c / 4 + ahead + 64), _MM_HINT_T0);
+        prefetch_decode_line<_MM_HINT_T0>(ra + c / 4 + ahead, nta);
+        prefetch_decode_line<_MM_HINT_T0>(ra + c / 4 + ahead + 64, nta);
         if (far > 0) {
           _mm_prefetch((const char*)(ra + c / 4 + far), _MM_HINT_T1);
           _mm_prefetch((const char*)(ra + c / 4 + far + 64), _MM_HINT_T1);
@@ -195,6 +196,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
   auto decode256 = [&](int64_t t) {
     const int8_t* qt = q + t * cols;
     const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2;
+    const bool nta = decode_prefetch().non_temporal;
     const __m256i mask[4] = {_mm256_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C),
                              _mm256_set1_epi8(3)};
     for (int64_t r = r0; r < r1; r++) {
@@ -204,7 +206,7 @@ void i2s_gemm_avx512(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, con
       __m256i a[4], e[4];
       for (int j = 0; j < 4; j++) a[j] = e[j] = _mm256_setzero_si256();
       for (int64_t c = 0; c < full; c += 256) {
-        _mm_prefetch((const char*)(ra + c / 4 + ahead), _MM_HINT_T0);
+        prefetch_decode_line<_MM_HINT_T0>(ra + c / 4 + ahead, nta);
         if (far > 0) _mm_prefetch((const char*)(ra + c / 4 + far), _MM_HINT_T1);
         const __m256i pa = _mm256_loadu_si256((const __m256i*)(ra + c / 4));
         const __m256i pb = _mm256_loadu_si256((const __m256i*)(ra + c / 4 + 32));
@@ -431,9 +433,10 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
   // The remaining tokens (decode: all of them), one row after another: one sequential stream
   // for the hardware prefetcher, as in the I2_S decode above (same bits: each row's blocks are
   // summed in block order either way).
-  // On Intel the rows' lines are asked for decode_prefetch().other ahead (kernels.h), elsewhere
-  // the hardware prefetcher alone streams them.
+  // The rows' lines are asked for decode_prefetch().other ahead (kernels.h: 2 KiB on Intel, 6 KiB
+  // non-temporal elsewhere).
   const int64_t ahead = decode_prefetch().other;
+  const bool nta = decode_prefetch().non_temporal;
   for (int64_t t = t0; t < T; t++) {
     const int8_t* qt = q + t * cols;
     const float* dt = act_d + t * nb;
@@ -447,10 +450,10 @@ void tq2_gemm_avx512(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, co
           // Four blocks are 264 bytes: four lines asked for per pass, the stream's drift of 8
           // bytes a pass left to the hardware prefetcher.
           const char* p = (const char*)(ra + b) + ahead;
-          _mm_prefetch(p, _MM_HINT_T0);
-          _mm_prefetch(p + 64, _MM_HINT_T0);
-          _mm_prefetch(p + 128, _MM_HINT_T0);
-          _mm_prefetch(p + 192, _MM_HINT_T0);
+          prefetch_decode_line<_MM_HINT_T0>(p, nta);
+          prefetch_decode_line<_MM_HINT_T0>(p + 64, nta);
+          prefetch_decode_line<_MM_HINT_T0>(p + 128, nta);
+          prefetch_decode_line<_MM_HINT_T0>(p + 192, nta);
         }
         const __m128i sumi = _mm_sub_epi32(
             hsum4_i32_512(tq2_block_lanes(ra[b].qs, qt + 256 * b, mask3), tq2_block_lanes(ra[b + 1].qs, qt + 256 * (b + 1), mask3),
@@ -553,9 +556,10 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
     }
   }
   // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().head
-  // ahead asked into L2 where that helps (kernels.h).
+  // ahead asked for (kernels.h: into L2 on Intel, non-temporal elsewhere).
   auto rows = [&](auto prefetch) {
     const int64_t ahead = decode_prefetch().head;
+    const bool nta = decode_prefetch().non_temporal;
     for (; r < r1; r++) {
       const uint16_t* ra = w + r * cols;
       for (int64_t t = 0; t < T; t++) {
@@ -564,8 +568,8 @@ void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, co
         int64_t c = 0;
         for (; c + 64 <= full; c += 64) {
           if constexpr (decltype(prefetch)::value) {
-            _mm_prefetch((const char*)(ra + c) + ahead, _MM_HINT_T1);
-            _mm_prefetch((const char*)(ra + c) + ahead + 64, _MM_HINT_T1);
+            prefetch_decode_line<_MM_HINT_T1>((const char*)(ra + c) + ahead, nta);
+            prefetch_decode_line<_MM_HINT_T1>((const char*)(ra + c) + ahead + 64, nta);
           }
           __m512 wv[4];
           f16_load(ra, c, 4, wv);

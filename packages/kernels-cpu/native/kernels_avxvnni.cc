@@ -40,9 +40,10 @@ struct DpbusdDot {
                     m3 = _mm256_set1_epi8(0x03);
       __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
       const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2;
+      const bool nta = decode_prefetch().non_temporal;
       int64_t b = 0;
       for (; b + 2 <= nb; b += 2) {
-        _mm_prefetch((const char*)(row + 32 * b + ahead), _MM_HINT_T0);
+        prefetch_decode_line<_MM_HINT_T0>(row + 32 * b + ahead, nta);
         if (far > 0) _mm_prefetch((const char*)(row + 32 * b + far), _MM_HINT_T1);
         const __m256i p0 = _mm256_loadu_si256((const __m256i*)(row + 32 * b));
         const __m256i p1 = _mm256_loadu_si256((const __m256i*)(row + 32 * b + 32));

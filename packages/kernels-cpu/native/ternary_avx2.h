@@ -288,9 +288,10 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
   // faster from cache. Leftover rows one by one.
   alignas(32) __m256i parked[kMaxDecodeBlocks * 8];
   alignas(16) uint16_t wd[kMaxDecodeBlocks * 8];
-  // On Intel each block's line is asked for decode_prefetch().other ahead (kernels.h; one
-  // prefetch per 66-byte block), elsewhere the hardware prefetcher alone streams the rows.
+  // Each block's line is asked for decode_prefetch().other ahead (kernels.h: 2 KiB on Intel, 6 KiB
+  // non-temporal elsewhere; one prefetch per 66-byte block).
   const int64_t ahead = decode_prefetch().other;
+  const bool nta = decode_prefetch().non_temporal;
   for (int64_t t = T4; t < T; t++) {
     const int8_t* qt = q + t * cols;
     int64_t r = r0;
@@ -298,7 +299,7 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
       for (int i = 0; i < 8; i++) {
         const BlockTQ2* row = w + (r + i) * nb;
         for (int64_t b = 0; b < nb; b++) {
-          if (ahead > 0) _mm_prefetch((const char*)(row + b) + ahead, _MM_HINT_T0);
+          if (ahead > 0) prefetch_decode_line<_MM_HINT_T0>((const char*)(row + b) + ahead, nta);
           tq2_unpack(row[b], codes);
           parked[b * 8 + i] = Dot::tq2_one(codes, qt + 256 * b);
           wd[b * 8 + i] = row[b].d;

@@ -15,6 +15,17 @@
 
 constexpr int64_t kPrefetchRowsAhead = 8;
 
+// A one-token loop's request for the line at p: PREFETCHNTA where decode_prefetch().non_temporal
+// says so (kernels.h), else with Hint. Loops read `nta` once; GCC unswitches them on it.
+template <int Hint>
+inline void prefetch_decode_line(const void* p, bool nta) {
+  if (nta) {
+    _mm_prefetch((const char*)p, _MM_HINT_NTA);
+  } else {
+    _mm_prefetch((const char*)p, (enum _mm_hint)Hint);
+  }
+}
+
 // Every line of [p, p + bytes) into L1: one request per 64 bytes from p, and one for the last
 // byte (the last line when p is not 64-byte aligned; otherwise a repeated request). Fixed
 // offsets unroll for a constant size; walking the exact lines instead (a loop whose length

@@ -527,17 +527,23 @@ export const DECODE_PREFETCH_VARIABLES = [
 ] as const;
 
 /**
- * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES) or BITNET_DECODE_VECTOR_BITS the addon
- * would ignore (it reads the variables itself, once per process, and falls back to the CPU's
- * defaults on a value it cannot use).
+ * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES), BITNET_DECODE_VECTOR_BITS or
+ * BITNET_DECODE_PREFETCH_NTA the addon would ignore (it reads the variables itself, once per
+ * process, and falls back to the CPU's defaults on a value it cannot use).
  */
 function checkDecodePrefetchEnv(): void {
-  const bits = process.env["BITNET_DECODE_VECTOR_BITS"];
-  if (bits !== undefined && bits !== "" && bits !== "256" && bits !== "512") {
-    throw new EngineError(
-      EngineErrorCode.BAD_OPTION,
-      `could not compile for the CPU backend - BITNET_DECODE_VECTOR_BITS must be 256 or 512, got "${bits}".`,
-    );
+  const choices: [name: string, allowed: readonly string[], rule: string][] = [
+    ["BITNET_DECODE_VECTOR_BITS", ["256", "512"], "256 or 512"],
+    ["BITNET_DECODE_PREFETCH_NTA", ["0", "1"], "0 or 1"],
+  ];
+  for (const [name, allowed, rule] of choices) {
+    const value = process.env[name];
+    if (value !== undefined && value !== "" && !allowed.includes(value)) {
+      throw new EngineError(
+        EngineErrorCode.BAD_OPTION,
+        `could not compile for the CPU backend - ${name} must be ${rule}, got "${value}".`,
+      );
+    }
   }
   for (const name of DECODE_PREFETCH_VARIABLES) {
     const raw = process.env[name];
@@ -558,8 +564,9 @@ function checkDecodePrefetchEnv(): void {
 function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): string {
   const other = p.other === 0 ? "off" : `${p.other} B`;
   const l2 = p.l2 === 0 ? "" : ` (and ${p.l2} B into L2)`;
-  const head = p.head === 0 ? "off" : `${p.head} B into L2`;
-  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}; avx512vnni I2_S decode in ${p.vectorBits}-bit vectors`;
+  const head = p.head === 0 ? "off" : `${p.head} B${p.nonTemporal ? "" : " into L2"}`;
+  const hint = p.nonTemporal ? " (non-temporal)" : "";
+  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}${hint}; avx512vnni I2_S decode in ${p.vectorBits}-bit vectors`;
   const changed = [
     p.i2s === p.defaultI2s && p.other === p.defaultOther
       ? ""
@@ -569,6 +576,9 @@ function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): strin
     p.vectorBits === p.defaultVectorBits
       ? ""
       : `BITNET_DECODE_VECTOR_BITS; default ${p.defaultVectorBits}`,
+    p.nonTemporal === p.defaultNonTemporal
+      ? ""
+      : `BITNET_DECODE_PREFETCH_NTA; default ${p.defaultNonTemporal ? 1 : 0}`,
   ].filter((s) => s !== "");
   return changed.length === 0 ? chosen : `${chosen} (${changed.join("; ")})`;
 }

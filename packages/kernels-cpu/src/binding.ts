@@ -168,12 +168,13 @@ export interface NativeBinding {
    * How far ahead (bytes) the x86 one-token loops prefetch weight rows into L1, as this process
    * runs them (`BITNET_DECODE_PREFETCH_BYTES`, read once, or the CPU's defaults), and the
    * defaults: `i2s` for I2_S rows, `other` for TQ2_0 rows (0: no software prefetch). The best
-   * distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB for I2_S and none for TQ2_0 on AMD
-   * Zen 5). `l2`: how far ahead the I2_S rows are also asked into L2
-   * (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0 (none) elsewhere). `head`: how far
-   * ahead the F16 head's rows are asked into L2 (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 4 KiB on
-   * Intel, 0 (none) elsewhere). `vectorBits`: how wide the avx512vnni path's one-token I2_S loop
-   * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere).
+   * distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB on AMD Zen 5). `l2`: how far ahead
+   * the I2_S rows are also asked into L2 (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0
+   * (none) elsewhere). `head`: how far ahead the F16 head's rows are asked for
+   * (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 4 KiB, into L2 on Intel). `vectorBits`: how wide the avx512vnni path's one-token I2_S loop
+   * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `nonTemporal`: whether the
+   * `i2s`, `other` and `head` requests are PREFETCHNTA instead of into L1 or L2
+   * (`BITNET_DECODE_PREFETCH_NTA`, 0 or 1; off on Intel, on elsewhere).
    */
   decodePrefetch(): {
     i2s: number;
@@ -181,11 +182,13 @@ export interface NativeBinding {
     l2: number;
     head: number;
     vectorBits: number;
+    nonTemporal: boolean;
     defaultI2s: number;
     defaultOther: number;
     defaultL2: number;
     defaultHead: number;
     defaultVectorBits: number;
+    defaultNonTemporal: boolean;
   };
   /**
    * One kernel path's activation quantizer, for tests that hold every path to the scalar one:

@@ -1,11 +1,11 @@
 // The one-token loops' software prefetch distances (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
-// defaults: 2 KiB on Intel, 6 KiB for I2_S rows and none for TQ2_0 rows elsewhere;
-// BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows' second request into L2: 16 KiB on Intel, none
-// elsewhere; BITNET_DECODE_PREFETCH_HEAD_BYTES, the F16 head's rows into L2: 4 KiB on Intel,
-// none elsewhere) change speed only: every distance gives the same bits. So does
+// defaults: 2 KiB on Intel, 6 KiB elsewhere; BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows'
+// second request into L2: 16 KiB on Intel, none elsewhere; BITNET_DECODE_PREFETCH_HEAD_BYTES,
+// the F16 head's rows: 4 KiB) change speed only: every distance gives the same bits. So do
 // BITNET_DECODE_VECTOR_BITS, the width of the avx512vnni path's one-token I2_S loop (256 on
-// Intel, 512 elsewhere). The addon reads the variables once per process, so other settings run
-// in child processes and their outputs are compared with this one's.
+// Intel, 512 elsewhere), and BITNET_DECODE_PREFETCH_NTA, whether those requests are
+// non-temporal (off on Intel, on elsewhere). The addon reads the variables once per process, so
+// other settings run in child processes and their outputs are compared with this one's.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { f16ToF32, packI2S, packTQ2_0, roundToF16 } from "@bitnet-ts/quantization";
@@ -36,7 +36,10 @@ function addonFile(): string {
 type PrefetchEnv =
   | string
   | {
-      [name in (typeof DECODE_PREFETCH_VARIABLES)[number] | "BITNET_DECODE_VECTOR_BITS"]?: string;
+      [name in
+        | (typeof DECODE_PREFETCH_VARIABLES)[number]
+        | "BITNET_DECODE_VECTOR_BITS"
+        | "BITNET_DECODE_PREFETCH_NTA"]?: string;
     };
 
 /**
@@ -52,6 +55,7 @@ function inChild(settings: PrefetchEnv, body: string, input: unknown = null): un
       ...process.env,
       ...Object.fromEntries(DECODE_PREFETCH_VARIABLES.map((name) => [name, ""])),
       BITNET_DECODE_VECTOR_BITS: "",
+      BITNET_DECODE_PREFETCH_NTA: "",
       ...vars,
     },
     input: JSON.stringify(input),
@@ -119,9 +123,11 @@ describe("decode prefetch distance", () => {
       expect(v).toBeGreaterThanOrEqual(0);
       expect(v).toBeLessThanOrEqual(65536);
     }
-    const untouched = [...DECODE_PREFETCH_VARIABLES, "BITNET_DECODE_VECTOR_BITS"].every(
-      (v) => (process.env[v] ?? "") === "",
-    );
+    const untouched = [
+      ...DECODE_PREFETCH_VARIABLES,
+      "BITNET_DECODE_VECTOR_BITS",
+      "BITNET_DECODE_PREFETCH_NTA",
+    ].every((v) => (process.env[v] ?? "") === "");
     if (isX86 && untouched) {
       expect([p.i2s, p.other, p.l2, p.head]).toEqual([
         p.defaultI2s,
@@ -130,16 +136,18 @@ describe("decode prefetch distance", () => {
         p.defaultHead,
       ]);
       expect(p.vectorBits).toBe(p.defaultVectorBits);
+      expect(p.nonTemporal).toBe(p.defaultNonTemporal);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
       expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultHead]).toEqual(
-        intel ? [2048, 2048, 16384, 4096] : [6144, 0, 0, 0],
+        intel ? [2048, 2048, 16384, 4096] : [6144, 6144, 0, 4096],
       );
       expect(p.defaultVectorBits).toBe(intel ? 256 : 512);
+      expect(p.defaultNonTemporal).toBe(!intel);
     }
   });
 
   it.skipIf(!isX86)(
-    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES and BITNET_DECODE_VECTOR_BITS, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
+    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES, _NTA and BITNET_DECODE_VECTOR_BITS, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
     () => {
       const read = (v: PrefetchEnv) =>
         inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
@@ -161,6 +169,18 @@ describe("decode prefetch distance", () => {
       for (const bad of ["128", "1024", "256 ", "x"]) {
         expect(read({ BITNET_DECODE_VECTOR_BITS: bad })).toMatchObject({
           vectorBits: d.defaultVectorBits,
+        });
+      }
+      for (const nta of ["0", "1"]) {
+        expect(read({ BITNET_DECODE_PREFETCH_NTA: nta })).toMatchObject({
+          nonTemporal: nta === "1",
+          i2s: d.defaultI2s,
+          head: d.defaultHead,
+        });
+      }
+      for (const bad of ["2", "true", " 1", "yes"]) {
+        expect(read({ BITNET_DECODE_PREFETCH_NTA: bad })).toMatchObject({
+          nonTemporal: d.defaultNonTemporal,
         });
       }
       expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: "0" })).toMatchObject({
@@ -245,17 +265,26 @@ describe("decode prefetch distance", () => {
             `BITNET_DECODE_PREFETCH_HEAD_BYTES=${head}`,
           ).toEqual(here);
         }
+        // Non-temporal requests or not, with every stream asking (the TQ2_0 rows and the head too).
+        for (const nta of ["0", "1"]) {
+          const settings = {
+            BITNET_DECODE_PREFETCH_NTA: nta,
+            BITNET_DECODE_PREFETCH_BYTES: "4096",
+            BITNET_DECODE_PREFETCH_HEAD_BYTES: "4096",
+          };
+          expect(inChild(settings, body, input), `BITNET_DECODE_PREFETCH_NTA=${nta}`).toEqual(here);
+        }
       },
     );
   }
 
   afterAll(cleanup);
 
-  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES or BITNET_DECODE_VECTOR_BITS the addon would ignore", {
+  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES, _NTA or BITNET_DECODE_VECTOR_BITS the addon would ignore", {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B into L2); avx512vnni I2_S decode in (256|512)-bit vectors/,
+      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B( into L2)?)( \(non-temporal\))?; avx512vnni I2_S decode in (256|512)-bit vectors/,
     );
     const refusals: [name: string, rule: string][] = [
       ...DECODE_PREFETCH_VARIABLES.map((name): [string, string] => [
@@ -263,6 +292,7 @@ describe("decode prefetch distance", () => {
         "a multiple of 64 from 0 to 65536",
       ]),
       ["BITNET_DECODE_VECTOR_BITS", "256 or 512"],
+      ["BITNET_DECODE_PREFETCH_NTA", "0 or 1"],
     ];
     for (const [name, rule] of refusals) {
       const saved = process.env[name];
