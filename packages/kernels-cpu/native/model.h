@@ -177,7 +177,6 @@ class Model {
   void run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal);
   bool amx_eligible(const Tensor& w, int64_t T) const;
   void prefetch_next_weights(size_t i, int tid, int nth);
-  void prefetch_attention_cache(size_t i, int tid, int nth);
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
   bool warm_weights(int tid);
   // Per thread: the weights it will stream next that it may still ask L2 for while it waits at

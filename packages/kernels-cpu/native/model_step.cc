@@ -381,44 +381,6 @@ void Model::prefetch_next_weights(size_t i, int tid, int nth) {
   }
 }
 
-// Decoding one token, a layer's attention reads its whole KV cache, which the weights streamed
-// since the last token have pushed out of the caches. When op i (the q/k/v group) starts, each
-// thread asks L2 for the keys and values of the KV heads it will score (its share of the heads,
-// as share_attention_pairs will split them), up to kAttentionWarmBytes: those lines arrive
-// while the projections stream, instead of one miss after another once attention runs.
-constexpr int64_t kAttentionWarmBytes = 128 * 1024;
-
-void Model::prefetch_attention_cache(size_t i, int tid, int nth) {
-  const OpSpec* attention = nullptr;
-  for (size_t j = i + 1; j < cfg_.ops.size() && j <= i + 4; j++) {
-    if (cfg_.ops[j].kind == OP_ATTENTION) {
-      attention = &cfg_.ops[j];
-      break;
-    }
-  }
-  if (attention == nullptr) return;
-  const int64_t hd = cfg_.head_dim, group = cfg_.n_head / cfg_.n_head_kv;
-  const Sequence* s = owners_[0];
-  const int64_t len = positions_[0];  // the cached positions; this token's own are stored by attention
-  if (len <= 0) return;
-  int64_t h0, h1;
-  share_attention_pairs(1, tid, nth, h0, h1);
-  if (h0 >= h1) return;
-  int64_t budget = kAttentionWarmBytes;
-  const uint16_t* kbase = s->k[(size_t)attention->layer].data();
-  const uint16_t* vbase = s->v[(size_t)attention->layer].data();
-  for (int64_t kvh = h0 / group; kvh <= (h1 - 1) / group && budget > 0; kvh++) {
-    const char* keys = (const char*)(kbase + kvh * hd * s->capacity);
-    const char* vals = (const char*)(vbase + kvh * s->capacity * hd);
-    const int64_t key_bytes = std::min(budget, (len + kKeyBlock - 1) / kKeyBlock * kKeyBlock * hd * 2);
-    for (int64_t o = 0; o < key_bytes; o += 64) __builtin_prefetch(keys + o, 0, 2);
-    budget -= key_bytes;
-    const int64_t value_bytes = std::min(budget, len * hd * 2);
-    for (int64_t o = 0; o < value_bytes; o += 64) __builtin_prefetch(vals + o, 0, 2);
-    budget -= value_bytes;
-  }
-}
-
 // While a thread waits at a barrier (for a thread that runs a norm or quantizes the next input
 // alone, or finishes its rows later), it asks L2 for more of its share of the next matrix op,
 // 1 KiB per call, up to kWarmWindowBytes from the share's start: memory that would sit idle
@@ -669,7 +631,6 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
         pool_->barrier().wait();
       }
       const auto started = std::chrono::steady_clock::now();
-      if (T == 1 && group_end_[i] > i + 1) prefetch_attention_cache(i, tid, nth);
       if (group_end_[i] != 0) run_op(op, tid, nth, T, steal[i]);  // 0: done by its group's first op
       if (T <= 4 && group_end_[i] != 0) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait([&] { return warm_weights(tid); });
@@ -813,22 +774,13 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         for (int64_t i = 0; i < n; i++) gain[(size_t)i] = f16_to_f32(((const uint16_t*)w.data)[i]);
         g = gain.data();
       }
-      // Fewer tokens than threads (a decode): every thread sums the squares of the whole row (the
-      // same bits on each) and scales its share of the columns, instead of one thread doing all
-      // of it while the others wait.
-      int64_t c0 = 0, c1 = n;
-      if (T < nth) {
-        share(T, 0, 1, b0, b1);
-        share(n, tid, nth, c0, c1);
-      } else {
-        share(T, tid, nth, b0, b1);
-      }
+      share(T, tid, nth, b0, b1);
       for (int64_t t = b0; t < b1; t++) {
         const float* xt = x + t * n;
         const double sum = kernels_->sum_squares(xt, n);
         const float mean = (float)(sum / (double)n);
         const float scale = 1.0f / std::sqrt(mean + cfg_.eps);
-        for (int64_t i = c0; i < c1; i++) y[t * n + i] = (xt[i] * scale) * g[i];
+        for (int64_t i = 0; i < n; i++) y[t * n + i] = (xt[i] * scale) * g[i];
       }
       return;
     }
@@ -924,20 +876,20 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       const int64_t width = op.heads * hd;
       const float* x = buf(op.in0);
       float* y = buf(op.out);
-      // (token, head) pairs split across threads: a decoded token's heads are shared too.
-      share(T * op.heads, tid, nth, b0, b1);
-      for (int64_t p = b0; p < b1; p++) {
-        const int64_t t = p / op.heads, h = p % op.heads;
+      share(T, tid, nth, b0, b1);
+      for (int64_t t = b0; t < b1; t++) {
         const float* cs = rope_cos_.data() + t * half;
         const float* sn = rope_sin_.data() + t * half;
-        const float* xi = x + t * width + h * hd;
-        float* yo = y + t * width + h * hd;
-        for (int64_t i = 0; i < half; i++) {
-          const float x0 = xi[i], x1 = xi[i + half];
-          yo[i] = x0 * cs[i] - x1 * sn[i];
-          yo[i + half] = x0 * sn[i] + x1 * cs[i];
+        for (int64_t h = 0; h < op.heads; h++) {
+          const float* xi = x + t * width + h * hd;
+          float* yo = y + t * width + h * hd;
+          for (int64_t i = 0; i < half; i++) {
+            const float x0 = xi[i], x1 = xi[i + half];
+            yo[i] = x0 * cs[i] - x1 * sn[i];
+            yo[i + half] = x0 * sn[i] + x1 * cs[i];
+          }
+          for (int64_t i = n_rot; i < hd; i++) yo[i] = xi[i];
         }
-        for (int64_t i = n_rot; i < hd; i++) yo[i] = xi[i];
       }
       return;
     }
