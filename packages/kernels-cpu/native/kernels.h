@@ -189,7 +189,7 @@ int available_kernel_paths(const char** out, int max);
 // (bench/ab-addons.mjs, old and new builds alternating in one process, 6 rounds, medians) a
 // bench-i2s token took 7.7% less time on `avx512vnni` (23.85 → 22.01 ms: projections 9.91 →
 // 9.23, head 12.04 → 11.40), 6.0% on `avxvnni` and 8.1% on `avx2`; the TQ2_0 rows, which had
-// no software prefetch there, read 7-9% faster 6 KiB ahead non-temporal (3 KiB alike). The
+// no software prefetch there, took 9% less time 6 KiB ahead non-temporal (3 KiB: 7-9%). The
 // head's distance mattered little (1-16 KiB within noise); I2_S rows 6 KiB ahead beat 1, 2, 4 and
 // 12 KiB. A read loop is not faster so (the bandwidth probe's loops kept their lead), so the
 // bound is unchanged. BITNET_DECODE_PREFETCH_NTA (0 or 1) overrides it. Not measured on Intel.
