@@ -3,7 +3,9 @@
 //   node scripts/profile-decode.mjs model.gguf <kernel-path> [head=q8_0|q6_k] [tq1=direct]
 //     [tokens=32] [reps=4]
 // `reps` repetitions of `tokens` single-token steps (the first one also warms up); further
-// arguments are CPU backend options.
+// arguments are CPU backend options. One-token steps run norms, the GLU, residual adds and RoPE
+// inside the projections and attention that read them (their time counts there); run with
+// BITNET_DECODE_FUSE=0 to time them apart.
 import { loadModel, registerBackend } from "../packages/engine-core/dist/index.js";
 
 registerBackend("cpu", () => import("../packages/kernels-cpu/dist/index.js"));

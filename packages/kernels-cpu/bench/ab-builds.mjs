@@ -1,7 +1,10 @@
 // What bench/ab-addons.mjs and bench/ab-prefill.mjs share: their command line
 // (<model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]) and one model per build of the
-// addon, each on its own mapping of the same file. Run `pnpm build` in packages/engine-core and
-// in this package first.
+// addon, each on its own mapping of the same file. A build may carry environment variables that
+// are set while its model loads, `a.node:BITNET_DECODE_FUSE=0[,NAME=value]`, so one build can be
+// compared with itself under a setting the addon reads per model (not the decode prefetch
+// variables, which it reads once per process). Run `pnpm build` in packages/engine-core and in
+// this package first.
 import * as path from "node:path";
 import { loadModel, registerBackend } from "../../engine-core/dist/index.js";
 import { loadBindingFrom } from "../dist/index.js";
@@ -21,20 +24,43 @@ export async function openBuilds(script, contextLength) {
     console.error(`usage: ${script} <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]`);
     process.exit(2);
   }
-  for (const addon of addons) {
-    loadBindingFrom([["build", path.resolve(addon)]]);
+  const builds = addons.map((arg) => {
+    const [addon, settings = ""] = arg.split(/:(?=[A-Z_]+=)/);
+    const env = settings === "" ? [] : settings.split(",").map((kv) => kv.split("="));
+    return {
+      addon: path.resolve(addon),
+      env,
+      name: `${path.basename(addon, ".node")}${settings ? `[${settings}]` : ""}`,
+    };
+  });
+  for (const { addon } of builds) {
+    loadBindingFrom([["build", addon]]);
   }
   const threads = Number(process.env.THREADS ?? 2);
-  const names = addons.map((a) => path.basename(a, ".node"));
+  const names = builds.map((b) => b.name);
   const models = [];
-  for (const addon of addons) {
-    models.push(
-      await loadModel(file, {
-        backend: "cpu",
-        contextLength,
-        backendOptions: { cpu: { threads, kernelPath, addonPath: path.resolve(addon) } },
-      }),
-    );
+  for (const { addon, env } of builds) {
+    const saved = env.map(([k]) => [k, process.env[k]]);
+    for (const [k, v] of env) {
+      process.env[k] = v;
+    }
+    try {
+      models.push(
+        await loadModel(file, {
+          backend: "cpu",
+          contextLength,
+          backendOptions: { cpu: { threads, kernelPath, addonPath: addon } },
+        }),
+      );
+    } finally {
+      for (const [k, v] of saved) {
+        if (v === undefined) {
+          delete process.env[k];
+        } else {
+          process.env[k] = v;
+        }
+      }
+    }
   }
   return { file, kernelPath, rounds: Number(rounds), threads, names, models };
 }

@@ -226,6 +226,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       Napi::Object times = Napi::Object::New(info.Env());
       for (const auto& [k, v] : model_->op_times()) times.Set(k, Napi::Number::New(info.Env(), (double)v / 1e6));
       out.Set("opMilliseconds", times);
+      Napi::Object fused = Napi::Object::New(info.Env());
+      for (const auto& [k, v] : model_->decode_fused_ops()) fused.Set(k, Napi::Number::New(info.Env(), (double)v));
+      out.Set("decodeFusedOps", fused);
     }
     return out;
   }

@@ -164,6 +164,9 @@ class Model {
   // Activation buffers, quantization and attention scratch, as allocated now (grows with the
   // largest step seen).
   uint64_t scratch_bytes() const { return scratch_bytes_.load(std::memory_order_relaxed); }
+  // Ops a one-token step runs inside their consumers, by kind ("rms_norm", "glu", "add", "rope";
+  // see plan_decode_fusion); empty with BITNET_DECODE_FUSE=0.
+  std::map<std::string, int64_t> decode_fused_ops() const;
 
  private:
   // model_load.cc
@@ -177,6 +180,12 @@ class Model {
   void run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal);
   bool amx_eligible(const Tensor& w, int64_t T) const;
   void prefetch_next_weights(size_t i, int tid, int nth);
+  // The element-wise work of the small ops, shared by run_op and the fused one-token prologue.
+  void rms_norm_row(const OpSpec& op, const float* x, int64_t n, float* y) const;
+  void glu_range(const OpSpec& op, const float* g, const float* u, float* y, int64_t n) const;
+  void rope_head(const float* x, float* y, int64_t t) const;
+  void plan_decode_fusion();
+  const float* decode_prologue(int32_t norm_op, int tid);
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
   bool warm_weights(int tid);
   // Per thread: the weights it will stream next that it may still ask L2 for while it waits at
@@ -252,6 +261,23 @@ class Model {
     std::vector<int32_t> sum;
   };
   std::vector<LocalQuant> local_quant_;
+  // One-token steps (decode) run the small ops between two projections inside their consumers,
+  // on every thread, instead of on one thread between barriers (see plan_decode_fusion):
+  //   FUSE_NORM  an RMS norm read only by projections: each thread normalizes the row itself
+  //              before it quantizes it (decode_prologue); the op does nothing.
+  //   FUSE_GLU   a GLU read only by such a norm: computed in the same prologue.
+  //   FUSE_ADD   a residual add read next by such a norm: still run, split as before, but no
+  //              barrier follows; the prologue adds the two rows itself (the same bits).
+  //   FUSE_ROPE  a RoPE read only by attention: each thread rotates the heads it reads there.
+  // The fused ops' inputs stay allocated until their consumers run (plan_buffers).
+  enum Fusion : uint8_t { FUSE_NONE = 0, FUSE_NORM, FUSE_GLU, FUSE_ADD, FUSE_ROPE };
+  std::vector<uint8_t> fusion_;     // per op
+  std::vector<int64_t> fused_until_;  // per op: the last op that reads its inputs when fused
+  std::vector<int32_t> producer_;   // per buffer id: the op that writes it, −1 for none
+  bool fuse_decode_ = true;         // BITNET_DECODE_FUSE=0 turns the fusion off
+  bool fused_step_ = false;         // this step runs fused (one token, nothing copied in or out)
+  std::vector<AlignedVector<float>> prologue_;  // per thread: a fused norm's input and output rows
+  int64_t prologue_width_ = 0;
   // The quantized input the kernels of a projection read on thread tid.
   struct QuantView {
     const int8_t* q;

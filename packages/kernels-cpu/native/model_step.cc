@@ -198,6 +198,9 @@ void dequant_row(const Tensor& t, int64_t row, float* out) {
 // The execution state the load leaves ready: buffer slots, per-thread quantization and attention
 // scratch. Per-token buffers are sized by the first steps (reserve_batch).
 void Model::prepare_execution() {
+  const char* fuse = std::getenv("BITNET_DECODE_FUSE");
+  fuse_decode_ = fuse == nullptr || std::strcmp(fuse, "0") != 0;
+  plan_decode_fusion();
   plan_buffers();
   quant_buffer_.assign((size_t)pool_->size(), -1);
   quant_kind_.assign((size_t)pool_->size(), -1);
@@ -215,6 +218,12 @@ void Model::prepare_execution() {
   // Attention scores of one KV head's query heads (context each), or a row of the head's work.
   const int64_t group = std::max<int64_t>(1, cfg_.n_head / std::max<int64_t>(1, cfg_.n_head_kv));
   for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(std::max<int64_t>(cfg_.context * group, cfg_.n_embd), 256) + 1024);
+  prologue_width_ = 0;
+  for (size_t i = 0; i < cfg_.ops.size(); i++) {
+    if (fusion_[i] == FUSE_NORM) prologue_width_ = std::max(prologue_width_, cfg_.buffer_widths[(size_t)cfg_.ops[i].out]);
+  }
+  prologue_.resize((size_t)pool_->size());
+  for (auto& p : prologue_) p.resize((size_t)(2 * prologue_width_));
   // A row tile of the widest TQ1_0 matrix as TQ2_0 (for_row_tiles: ≤ 32 KiB, or two rows).
   int64_t tq1_blocks_per_row = 0;
   for (const Tensor& t : tensors_) {
@@ -236,11 +245,156 @@ void Model::count_scratch() {
   for (const auto& q : quant_tmp_) total += bytes(q);
   for (const auto& l : local_quant_) total += bytes(l.q) + bytes(l.scale) + bytes(l.sum);
   for (const auto& s : scratch_) total += bytes(s);
+  for (const auto& p : prologue_) total += bytes(p);
   total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(head_x_) + bytes(head_q_);
   total += bytes(rope_cos_) + bytes(rope_sin_);
   total += bytes(head_q8k_) + bytes(head_q8k_d_) + bytes(head_q8k_sum_) + bytes(head_q8k_bsum16_);
   for (const auto& t : tq1_tile_) total += bytes(t);
   scratch_bytes_.store(total, std::memory_order_relaxed);
+}
+
+// Which small ops a one-token step folds into their consumers (model.h, Fusion). A decoded token
+// of a 2B-4T-shaped model ran ~15 ops per layer, each ending at a barrier, and eight of them
+// (norms, RoPE, GLU, residual adds) moved a few kilobytes on one thread while the other waited
+// and the memory bus idled: 33-40 µs per layer, ~1.1 ms of a ~17 ms token on a Zen 5. Fused,
+// every thread computes the norm (and the GLU or residual sum before it) of the row it is about
+// to quantize, and rotates the heads it attends with: the same operations on the same values,
+// so the same bits, with six barriers per layer instead of fifteen.
+void Model::plan_decode_fusion() {
+  const size_t nops = cfg_.ops.size();
+  fusion_.assign(nops, FUSE_NONE);
+  fused_until_.assign(nops, -1);
+  producer_.assign(cfg_.buffer_widths.size(), -1);
+  std::vector<std::vector<size_t>> readers(cfg_.buffer_widths.size());
+  for (size_t i = 0; i < nops; i++) {
+    const OpSpec& op = cfg_.ops[i];
+    if (op.out >= 0) producer_[(size_t)op.out] = (int32_t)i;
+    for (int32_t b : {op.in0, op.in1, op.in2}) {
+      if (b >= 0 && (readers[(size_t)b].empty() || readers[(size_t)b].back() != i)) readers[(size_t)b].push_back(i);
+    }
+  }
+  if (!fuse_decode_) return;
+  auto ternary = [&](const OpSpec& op) {
+    if (op.kind != OP_LINEAR || op.in1 >= 0 || op.in2 >= 0) return false;
+    const int32_t type = tensors_[(size_t)op.weight].type;
+    return type == T_I2_S || type == T_TQ2_0 || type == T_TQ1_0;
+  };
+  for (size_t i = 0; i < nops; i++) {
+    const OpSpec& op = cfg_.ops[i];
+    if (op.out < 0) continue;
+    const std::vector<size_t>& r = readers[(size_t)op.out];
+    if (r.empty()) continue;
+    if (op.kind == OP_RMS_NORM &&
+        std::all_of(r.begin(), r.end(), [&](size_t j) { return ternary(cfg_.ops[j]) && cfg_.ops[j].in0 == op.out; })) {
+      fusion_[i] = FUSE_NORM;
+      fused_until_[i] = (int64_t)r.back();
+    } else if (op.kind == OP_ROPE && std::all_of(r.begin(), r.end(), [&](size_t j) {
+                 const OpSpec& a = cfg_.ops[j];
+                 return a.kind == OP_ATTENTION && a.in2 != op.out && (a.in0 == op.out) != (a.in1 == op.out);
+               })) {
+      fusion_[i] = FUSE_ROPE;
+      fused_until_[i] = (int64_t)r.back();
+    }
+  }
+  // A GLU or residual add whose result the next op, a fused norm, reads.
+  for (size_t i = 0; i + 2 < nops; i++) {
+    const OpSpec& op = cfg_.ops[i];
+    const OpSpec& next = cfg_.ops[i + 1];
+    if ((op.kind != OP_GLU && op.kind != OP_ADD) || fusion_[i + 1] != FUSE_NORM || next.in0 != op.out) continue;
+    const std::vector<size_t>& r = readers[(size_t)op.out];
+    const int64_t until = fused_until_[i + 1];
+    if (op.kind == OP_GLU && r.size() == 1) {
+      fusion_[i] = FUSE_GLU;
+      fused_until_[i] = until;
+    } else if (op.kind == OP_ADD) {
+      // No barrier after the add: the norm's projections follow it directly (they read only the
+      // norm's row), and every other reader of the sum comes after their closing barrier.
+      bool direct = true;
+      for (int64_t j = (int64_t)i + 2; j <= until; j++) {
+        direct = direct && cfg_.ops[(size_t)j].in0 == next.out && ternary(cfg_.ops[(size_t)j]);
+      }
+      for (size_t j : r) direct = direct && (j == i + 1 || (int64_t)j > until);
+      if (direct) {
+        fusion_[i] = FUSE_ADD;
+        fused_until_[i] = until;
+      }
+    }
+  }
+}
+
+std::map<std::string, int64_t> Model::decode_fused_ops() const {
+  static const char* const names[] = {"", "rms_norm", "glu", "add", "rope"};
+  std::map<std::string, int64_t> out;
+  for (uint8_t f : fusion_) {
+    if (f != FUSE_NONE) out[names[f]]++;
+  }
+  return out;
+}
+
+// y = x / sqrt(mean(x²) + eps) · gain, for one row of n.
+void Model::rms_norm_row(const OpSpec& op, const float* x, int64_t n, float* y) const {
+  const Tensor& w = tensors_[(size_t)op.weight];
+  const double sum = kernels_->sum_squares(x, n);
+  const float mean = (float)(sum / (double)n);
+  const float scale = 1.0f / std::sqrt(mean + cfg_.eps);
+  if (w.type == T_F16) {
+    const uint16_t* g = (const uint16_t*)w.data;
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * f16_to_f32(g[i]);
+  } else {
+    const float* g = (const float*)w.data;
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * g[i];
+  }
+}
+
+void Model::glu_range(const OpSpec& op, const float* g, const float* u, float* y, int64_t n) const {
+  if (op.act == 0) {
+    kernels_->relu2_glu(g, u, y, n);
+    return;
+  }
+  // silu(g)·u = g / (1 + exp(−g)) · u, with exp evaluated as the reference does.
+  for (int64_t i = 0; i < n; i++) y[i] = -g[i];
+  kernels_->exp(y, y, n);
+  for (int64_t i = 0; i < n; i++) {
+    const float sg = g[i] / (1.0f + y[i]);
+    y[i] = sg * u[i];
+  }
+}
+
+// One head (head_dim values) of token t rotated by the step's angles (NeoX halves).
+void Model::rope_head(const float* x, float* y, int64_t t) const {
+  const int64_t hd = cfg_.head_dim, n_rot = cfg_.n_rot, half = n_rot / 2;
+  const float* cs = rope_cos_.data() + t * half;
+  const float* sn = rope_sin_.data() + t * half;
+  for (int64_t i = 0; i < half; i++) {
+    const float x0 = x[i], x1 = x[i + half];
+    y[i] = x0 * cs[i] - x1 * sn[i];
+    y[i + half] = x0 * sn[i] + x1 * cs[i];
+  }
+  for (int64_t i = n_rot; i < hd; i++) y[i] = x[i];
+}
+
+// The row a one-token projection quantizes when its input is a fused norm's: the norm (and the
+// GLU or residual sum before it, when fused too) computed on this thread.
+const float* Model::decode_prologue(int32_t norm_op, int tid) {
+  const OpSpec& norm = cfg_.ops[(size_t)norm_op];
+  const int64_t n = cfg_.buffer_widths[(size_t)norm.out];
+  float* in = prologue_[(size_t)tid].data();
+  float* out = in + prologue_width_;
+  const float* x = buf(norm.in0);
+  const int32_t p = producer_[(size_t)norm.in0];
+  if (p >= 0 && fusion_[(size_t)p] == FUSE_GLU) {
+    const OpSpec& glu = cfg_.ops[(size_t)p];
+    glu_range(glu, buf(glu.in0), buf(glu.in1), in, n);
+    x = in;
+  } else if (p >= 0 && fusion_[(size_t)p] == FUSE_ADD) {
+    const OpSpec& add = cfg_.ops[(size_t)p];
+    const float* a = buf(add.in0);
+    const float* b = buf(add.in1);
+    for (int64_t i = 0; i < n; i++) in[i] = a[i] + b[i];
+    x = in;
+  }
+  rms_norm_row(norm, x, n, out);
+  return out;
 }
 
 // Buffers live from the op that writes them to their last reader; slots are reused once free.
@@ -250,7 +404,14 @@ void Model::plan_buffers() {
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
     for (int32_t b : {op.in0, op.in1, op.in2, op.out}) {
-      if (b >= 0) last[(size_t)b] = (int64_t)i;
+      if (b >= 0) last[(size_t)b] = std::max(last[(size_t)b], (int64_t)i);
+    }
+    // A fused op's inputs are read where its consumers run (a later op, on any thread), so no
+    // op before that may reuse their slots.
+    if (fusion_[i] != FUSE_NONE) {
+      for (int32_t b : {op.in0, op.in1, op.in2}) {
+        if (b >= 0) last[(size_t)b] = std::max(last[(size_t)b], fused_until_[i]);
+      }
     }
   }
   slot_of_.assign(nbuf, -1);
@@ -564,8 +725,10 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   // threads may run straight on (not with AMX, whose packed activation tiles each op writes
   // anew, nor when buffers are copied in or out between ops).
   std::vector<uint8_t> barrier_after(cfg_.ops.size(), 1);
+  fused_step_ = T == 1 && inject.empty() && capture.empty();
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
+    if (fused_step_ && fusion_[i] != FUSE_NONE) barrier_after[i] = 0;
     const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
     kernel_calls_[(size_t)(amx ? op_kernel_amx_[i] : op_kernel_id_[i])]++;
     if (i + 1 < cfg_.ops.size() && inject.empty() && capture.empty() && !amx) {
@@ -631,7 +794,9 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
         pool_->barrier().wait();
       }
       const auto started = std::chrono::steady_clock::now();
-      if (group_end_[i] != 0) run_op(op, tid, nth, T, steal[i]);  // 0: done by its group's first op
+      // 0: done by its group's first op; a fused op (but an add) runs inside its consumers.
+      const bool skip = fused_step_ && fusion_[i] != FUSE_NONE && fusion_[i] != FUSE_ADD;
+      if (group_end_[i] != 0 && !skip) run_op(op, tid, nth, T, steal[i]);
       if (T <= 4 && group_end_[i] != 0) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait([&] { return warm_weights(tid); });
       if (tid == 0) {
@@ -766,22 +931,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       const int64_t n = cfg_.buffer_widths[(size_t)op.out];
       const float* x = buf(op.in0);
       float* y = buf(op.out);
-      const Tensor& w = tensors_[op.weight];
-      std::vector<float> gain;
-      const float* g = (const float*)w.data;
-      if (w.type == T_F16) {
-        gain.resize((size_t)n);
-        for (int64_t i = 0; i < n; i++) gain[(size_t)i] = f16_to_f32(((const uint16_t*)w.data)[i]);
-        g = gain.data();
-      }
       share(T, tid, nth, b0, b1);
-      for (int64_t t = b0; t < b1; t++) {
-        const float* xt = x + t * n;
-        const double sum = kernels_->sum_squares(xt, n);
-        const float mean = (float)(sum / (double)n);
-        const float scale = 1.0f / std::sqrt(mean + cfg_.eps);
-        for (int64_t i = 0; i < n; i++) y[t * n + i] = (xt[i] * scale) * g[i];
-      }
+      for (int64_t t = b0; t < b1; t++) rms_norm_row(op, x + t * n, n, y + t * n);
       return;
     }
     case OP_LINEAR: {
@@ -794,6 +945,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it. Every thread sees the
       // same quant_buffer_ value, so all take the same branch.
       if ((kind == 0 || kind == 1) && T == 1 && !(quant_buffer_[(size_t)tid] == op.in0 && quant_kind_[(size_t)tid] == kind)) {
+        const int32_t norm = producer_[(size_t)op.in0];
+        if (fused_step_ && norm >= 0 && fusion_[(size_t)norm] == FUSE_NORM) x = decode_prologue(norm, tid);
         // One token: each thread quantizes it into its own copy (the same bits on every thread)
         // and starts on its rows at once; one thread quantizing while the others waited at a
         // barrier took 0.3-1.1 ms of a 2B-4T token's ~11 ms of projections on a Zen 5.
@@ -872,31 +1025,23 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       return;
     }
     case OP_ROPE: {
-      const int64_t hd = cfg_.head_dim, n_rot = cfg_.n_rot, half = n_rot / 2;
-      const int64_t width = op.heads * hd;
+      const int64_t width = op.heads * cfg_.head_dim;
       const float* x = buf(op.in0);
       float* y = buf(op.out);
       share(T, tid, nth, b0, b1);
       for (int64_t t = b0; t < b1; t++) {
-        const float* cs = rope_cos_.data() + t * half;
-        const float* sn = rope_sin_.data() + t * half;
-        for (int64_t h = 0; h < op.heads; h++) {
-          const float* xi = x + t * width + h * hd;
-          float* yo = y + t * width + h * hd;
-          for (int64_t i = 0; i < half; i++) {
-            const float x0 = xi[i], x1 = xi[i + half];
-            yo[i] = x0 * cs[i] - x1 * sn[i];
-            yo[i + half] = x0 * sn[i] + x1 * cs[i];
-          }
-          for (int64_t i = n_rot; i < hd; i++) yo[i] = xi[i];
-        }
+        for (int64_t h = 0; h < op.heads; h++) rope_head(x + t * width + h * cfg_.head_dim, y + t * width + h * cfg_.head_dim, t);
       }
       return;
     }
     case OP_ATTENTION: {
       const int64_t hd = cfg_.head_dim, nh = cfg_.n_head, nkv = cfg_.n_head_kv, kvw = hd * nkv;
-      const float* q = buf(op.in0);
-      const float* k = buf(op.in1);
+      // A fused RoPE (one-token steps): the unrotated heads, rotated here as they are read.
+      const int32_t rope_q = producer_[(size_t)op.in0], rope_k = producer_[(size_t)op.in1];
+      const bool rotate_q = fused_step_ && rope_q >= 0 && fusion_[(size_t)rope_q] == FUSE_ROPE;
+      const bool rotate_k = fused_step_ && rope_k >= 0 && fusion_[(size_t)rope_k] == FUSE_ROPE;
+      const float* q = rotate_q ? buf(cfg_.ops[(size_t)rope_q].in0) : buf(op.in0);
+      const float* k = rotate_k ? buf(cfg_.ops[(size_t)rope_k].in0) : buf(op.in1);
       const float* v = buf(op.in2);
       float* out = buf(op.out);
       // Phase 1: store the batch's keys and values (f16, like llama.cpp's default cache), split
@@ -907,7 +1052,13 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         const int64_t t = p / nkv, kh = p % nkv;
         Sequence* s = owners_[(size_t)t];
         const int64_t pos = positions_[t];
-        kernels_->to_f16(k + t * kvw + kh * hd, k16, hd);
+        const float* kh_row = k + t * kvw + kh * hd;
+        if (rotate_k) {
+          float* rotated = scratch_[(size_t)tid].data() + hd;
+          rope_head(kh_row, rotated, t);
+          kh_row = rotated;
+        }
+        kernels_->to_f16(kh_row, k16, hd);
         uint16_t* kd = s->k[(size_t)op.layer].data() + kh * hd * s->capacity + (pos / kKeyBlock) * hd * kKeyBlock + pos % kKeyBlock;
         for (int64_t j = 0; j < hd; j++) kd[j * kKeyBlock] = k16[j];
         kernels_->to_f16(v + t * kvw + kh * hd, s->v[(size_t)op.layer].data() + (kh * s->capacity + pos) * hd, hd);
@@ -927,7 +1078,14 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         const Sequence* s = owners_[(size_t)t];
         const uint16_t* keys = s->k[(size_t)op.layer].data() + kvh * hd * s->capacity;
         const uint16_t* vals = s->v[(size_t)op.layer].data() + kvh * s->capacity * hd;
-        for (int64_t r = 0; r < heads; r++) kernels_->round_f16(q + t * d + (h + r) * hd, qh.data() + r * hd, hd);
+        for (int64_t r = 0; r < heads; r++) {
+          const float* head = q + t * d + (h + r) * hd;
+          if (rotate_q) {
+            rope_head(head, qh.data() + r * hd, t);
+            head = qh.data() + r * hd;
+          }
+          kernels_->round_f16(head, qh.data() + r * hd, hd);
+        }
         for (int64_t j = 0; j < len; j += kKeyBlock) {
           kernels_->attn_scores(qh.data(), heads, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
         }
@@ -953,17 +1111,7 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       const float* u = buf(op.in1);
       float* y = buf(op.out);
       share(n, tid, nth, b0, b1);
-      if (op.act == 0) {
-        kernels_->relu2_glu(g + b0, u + b0, y + b0, b1 - b0);
-      } else {
-        // silu(g)·u = g / (1 + exp(−g)) · u, with exp evaluated as the reference does.
-        for (int64_t i = b0; i < b1; i++) y[i] = -g[i];
-        kernels_->exp(y + b0, y + b0, b1 - b0);
-        for (int64_t i = b0; i < b1; i++) {
-          const float sg = g[i] / (1.0f + y[i]);
-          y[i] = sg * u[i];
-        }
-      }
+      glu_range(op, g + b0, u + b0, y + b0, b1 - b0);
       return;
     }
     case OP_OUTPUT: {

@@ -119,6 +119,10 @@ export class CpuBackend implements Backend {
         threads: this.#options.threads ?? cpu.physicalCores,
         mmap: this.#options.mmap ?? process.env["BITNET_NO_MMAP"] !== "1",
         decodePrefetch: describePrefetch(this.binding.decodePrefetch()),
+        decodeFusion:
+          process.env["BITNET_DECODE_FUSE"] === "0"
+            ? "off (BITNET_DECODE_FUSE=0)"
+            : "norms, GLU, residual adds and RoPE inside their consumers",
       },
     };
   }
@@ -527,14 +531,16 @@ export const DECODE_PREFETCH_VARIABLES = [
 ] as const;
 
 /**
- * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES), BITNET_DECODE_VECTOR_BITS or
- * BITNET_DECODE_PREFETCH_NTA the addon would ignore (it reads the variables itself, once per
- * process, and falls back to the CPU's defaults on a value it cannot use).
+ * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES), BITNET_DECODE_VECTOR_BITS,
+ * BITNET_DECODE_PREFETCH_NTA or BITNET_DECODE_FUSE the addon would ignore (it reads the prefetch
+ * variables once per process and BITNET_DECODE_FUSE per model, and falls back to its defaults on
+ * a value it cannot use).
  */
 function checkDecodePrefetchEnv(): void {
   const choices: [name: string, allowed: readonly string[], rule: string][] = [
     ["BITNET_DECODE_VECTOR_BITS", ["256", "512"], "256 or 512"],
     ["BITNET_DECODE_PREFETCH_NTA", ["0", "1"], "0 or 1"],
+    ["BITNET_DECODE_FUSE", ["0", "1"], "0 or 1"],
   ];
   for (const [name, allowed, rule] of choices) {
     const value = process.env[name];

@@ -1,0 +1,125 @@
+// One-token steps run the small ops between two projections (RMS norms, the GLU, residual adds,
+// RoPE) inside the ops that consume them, on every thread and without barriers of their own
+// (native/model_step.cc, plan_decode_fusion). That changes speed only: a decode with the fusion
+// must give the same bits as one without it (BITNET_DECODE_FUSE=0, read as each model loads),
+// on every kernel path, for relu² (2B-4T layout) and SiLU (llama.cpp's bitnet) models, with an
+// even and an odd thread count. Batched steps never fuse; the contract suite checks them against
+// one-token steps bit for bit.
+import { EngineError, EngineErrorCode } from "@bitnet-ts/engine-core";
+import { afterAll, describe, expect, it } from "vitest";
+import { argmax, cleanup, cpuModel, LONG_PROMPT, SLOW_TEST_MS } from "../test/models";
+import { ALL_KERNEL_PATHS, pathSkipReason, pathTitle } from "../test/paths";
+import type { CpuModel } from "./backend";
+
+afterAll(cleanup);
+
+/** Loads a model with BITNET_DECODE_FUSE set as given (undefined: unset) while it compiles. */
+async function withFuse<T>(value: string | undefined, load: () => Promise<T>): Promise<T> {
+  const saved = process.env["BITNET_DECODE_FUSE"];
+  if (value === undefined) {
+    delete process.env["BITNET_DECODE_FUSE"];
+  } else {
+    process.env["BITNET_DECODE_FUSE"] = value;
+  }
+  try {
+    return await load();
+  } finally {
+    if (saved === undefined) {
+      delete process.env["BITNET_DECODE_FUSE"];
+    } else {
+      process.env["BITNET_DECODE_FUSE"] = saved;
+    }
+  }
+}
+
+/** Every logit of a prompt fed one token per step, then of eight greedy tokens after it. */
+async function decodeOneByOne(model: CpuModel, prompt: readonly number[]): Promise<Float32Array> {
+  const rows: Float32Array[] = [];
+  const seq = model.createSequence();
+  let last = 0;
+  for (const token of [...prompt, ...new Array<number>(8).fill(-1)]) {
+    const { runs } = await model.step([{ sequence: seq, tokens: [token < 0 ? last : token] }]);
+    const logits = Float32Array.from(runs[0]!.logits);
+    rows.push(logits);
+    last = argmax(logits);
+  }
+  model.freeSequence(seq);
+  const out = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+  let offset = 0;
+  for (const r of rows) {
+    out.set(r, offset);
+    offset += r.length;
+  }
+  return out;
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+// The tiny fixtures have two layers: per layer four norms, a GLU, RoPE on q and k, and two
+// residual adds, of which the last layer's second feeds the output norm (read by the head, not a
+// projection), so neither that add nor that norm fuses.
+const TINY_FUSED = { add: 3, glu: 2, rms_norm: 8, rope: 4 };
+
+/** The tiny fixtures' vocabulary (LLaMA-3's). */
+const LLAMA3_VOCAB = 128256;
+
+const MODELS = [
+  ["tiny-i2s", "I2_S, relu²"],
+  ["tiny-tq2", "TQ2_0, SiLU"],
+  ["tiny-tq1", "TQ1_0, SiLU"],
+] as const;
+
+for (const kernelPath of ALL_KERNEL_PATHS) {
+  describe.skipIf(pathSkipReason(kernelPath) !== undefined)(
+    `decode fusion on kernel path ${pathTitle(kernelPath)}`,
+    () => {
+      for (const [name, what] of MODELS) {
+        it(
+          `${name} (${what}): the same bits with and without it, 2 and 3 threads`,
+          async () => {
+            for (const threads of [2, 3]) {
+              const fused = await withFuse(undefined, () =>
+                cpuModel(name, { kernelPath, threads }),
+              );
+              const plain = await withFuse("0", () => cpuModel(name, { kernelPath, threads }));
+              try {
+                expect(fused.info().decodeFusedOps).toEqual(TINY_FUSED);
+                expect(plain.info().decodeFusedOps).toEqual({});
+                const a = await decodeOneByOne(fused, LONG_PROMPT);
+                const b = await decodeOneByOne(plain, LONG_PROMPT);
+                expect(a.length).toBe((LONG_PROMPT.length + 8) * LLAMA3_VOCAB);
+                expect(sameBits(a, b), `${name} on ${kernelPath}, ${threads} threads`).toBe(true);
+              } finally {
+                await fused.dispose();
+                await plain.dispose();
+              }
+            }
+          },
+          SLOW_TEST_MS,
+        );
+      }
+    },
+  );
+}
+
+describe("BITNET_DECODE_FUSE", () => {
+  it("takes 0 or 1 and refuses anything else before a model loads", async () => {
+    const one = await withFuse("1", () => cpuModel("tiny-i2s", { threads: 2 }));
+    expect(one.info().decodeFusedOps).toEqual(TINY_FUSED);
+    await one.dispose();
+    for (const bad of ["2", "off", "yes"]) {
+      const error = await withFuse(bad, () => cpuModel("tiny-i2s", { threads: 2 })).catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(EngineError);
+      expect((error as EngineError).code).toBe(EngineErrorCode.BAD_OPTION);
+      expect((error as EngineError).message).toContain(
+        `BITNET_DECODE_FUSE must be 0 or 1, got "${bad}"`,
+      );
+    }
+  });
+});
