@@ -3,7 +3,8 @@
 // addon, each on its own mapping of the same file. A build may carry environment variables that
 // are set while its model loads, `a.node:BITNET_DECODE_FUSE=0[,NAME=value]`, so one build can be
 // compared with itself under a setting the addon reads per model (not the decode prefetch
-// variables, which it reads once per process). Run `pnpm build` in packages/engine-core and in
+// variables, which it reads once per process); BITNET_KERNEL_PATH there overrides the kernel path
+// for that build, so two paths can take turns. Run `pnpm build` in packages/engine-core and in
 // this package first.
 import * as path from "node:path";
 import { loadModel, registerBackend } from "../../engine-core/dist/index.js";
@@ -49,7 +50,13 @@ export async function openBuilds(script, contextLength) {
         await loadModel(file, {
           backend: "cpu",
           contextLength,
-          backendOptions: { cpu: { threads, kernelPath, addonPath: addon } },
+          backendOptions: {
+            cpu: {
+              threads,
+              kernelPath: process.env["BITNET_KERNEL_PATH"] ?? kernelPath,
+              addonPath: addon,
+            },
+          },
         }),
       );
     } finally {
