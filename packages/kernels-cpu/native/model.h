@@ -265,7 +265,7 @@ class Model {
   // on every thread, instead of on one thread between barriers (see plan_decode_fusion):
   //   FUSE_NORM  an RMS norm read only by projections: each thread normalizes the row itself
   //              before it quantizes it (decode_prologue); the op does nothing.
-  //   FUSE_GLU   a GLU read only by such a norm: computed in the same prologue.
+  //   FUSE_GLU   a relu² GLU read only by such a norm: computed in the same prologue.
   //   FUSE_ADD   a residual add read next by such a norm: still run, split as before, but no
   //              barrier follows; the prologue adds the two rows itself (the same bits).
   //   FUSE_ROPE  a RoPE read only by attention: each thread rotates the heads it reads there.
