@@ -256,7 +256,7 @@ void Model::count_scratch() {
 // Which small ops a one-token step folds into their consumers (model.h, Fusion). A decoded token
 // of a 2B-4T-shaped model ran ~15 ops per layer, each ending at a barrier, and eight of them
 // (norms, RoPE, GLU, residual adds) moved a few kilobytes on one thread while the other waited
-// and the memory bus idled: 33-40 µs per layer, ~1.1 ms of a ~17 ms token on a Zen 5. Fused,
+// and the memory bus idled: 33-42 µs per layer, ~1.1 ms of a ~17 ms token on a Zen 5. Fused,
 // every thread computes the norm (and the GLU or residual sum before it) of the row it is about
 // to quantize, and rotates the heads it attends with: the same operations on the same values,
 // so the same bits, with six barriers per layer instead of fifteen. Measured on a Zen 5 (two
