@@ -122,7 +122,7 @@ export class CpuBackend implements Backend {
         decodeFusion:
           process.env["BITNET_DECODE_FUSE"] === "0"
             ? "off (BITNET_DECODE_FUSE=0)"
-            : "norms, GLU, residual adds and RoPE inside their consumers",
+            : "norms, a relu² GLU, residual adds and RoPE inside their consumers",
       },
     };
   }
