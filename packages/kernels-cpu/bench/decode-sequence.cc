@@ -10,6 +10,9 @@
 //   one         one matrix of the same size (the ceiling for this kernel and thread count)
 //   probe       the bandwidth probe's plain loads over the same bytes, shared as it shares them
 //               (what `bitnet bench` divides by)
+//   head        the F16 output head instead (128256 × 2560, the 2B-4T vocabulary), rows taken by
+//               work stealing as the model takes them
+//   headprobe   the probe's loads over the head's bytes
 // Weights lie in 2 MiB pages, each projection on a 64-byte boundary (GGUF_PAD=1: 32 bytes apart,
 // as a GGUF file lays them out, so every other one starts halfway into a cache line), in
 // anonymous memory, or with WEIGHTS_FILE=<file> in the page cache: the file's first bytes mapped
@@ -107,9 +110,10 @@ int main(int argc, char** argv) {
   const Kernels* k = select_kernels(path);
   bool known = !modes.empty();
   for (const auto& m : modes)
-    known = known && (m == "ops" || m == "steal" || m == "free" || m == "contiguous" || m == "one" || m == "probe");
+    known = known && (m == "ops" || m == "steal" || m == "free" || m == "contiguous" || m == "one" || m == "probe" ||
+                     m == "head" || m == "headprobe");
   if (!k || nth < 1 || layers < 1 || reps < 1 || !known) {
-    fprintf(stderr, "usage: decode-sequence <path> [threads] [layers] [ops,steal,free,contiguous,one,probe] [reps]\n");
+    fprintf(stderr, "usage: decode-sequence <path> [threads] [layers] [ops,steal,free,contiguous,one,probe,head,headprobe] [reps]\n");
     return 1;
   }
   auto wants = [&](const char* m) { return std::find(modes.begin(), modes.end(), m) != modes.end(); };
@@ -141,6 +145,37 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // The head: F16 values in [-1, 1) (no NaN, infinity or subnormal to slow a lane down).
+  const int64_t head_rows = 128256, head_cols = 2560;
+  const size_t head_bytes = (size_t)(head_rows * head_cols * 2);
+  uint16_t* head = nullptr;
+  const char* head_file = getenv("HEAD_FILE");
+  if ((wants("head") || wants("headprobe")) && head_file != nullptr && *head_file != '\0') {
+    // The last head_bytes of a real file (a bench GGUF's F16 head is near its end), mapped as
+    // the model loader maps weights.
+    const int fd = ::open(head_file, O_RDONLY);
+    struct stat st {};
+    FileMap map;
+    const int64_t off = fd < 0 || ::fstat(fd, &st) != 0 ? -1 : ((int64_t)st.st_size - (int64_t)head_bytes) / 4096 * 4096;
+    if (off < 0 || !map_file(fd, off, head_bytes, map).empty()) {
+      fprintf(stderr, "could not map %zu bytes of %s\n", head_bytes, head_file);
+      return 1;
+    }
+    ::close(fd);
+    head = (uint16_t*)map.data;
+    fprintf(stderr, "head from %s, %.0f%% in 2 MiB pages\n", head_file, 100.0 * (double)pmd_mapped_bytes(map) / (double)head_bytes);
+  } else if (wants("head") || wants("headprobe")) {
+    head = (uint16_t*)huge_alloc(head_bytes);
+    for (size_t i = 0; i < head_bytes / 2; i++) {
+      x = x * 1664525u + 1013904223u;
+      head[i] = (uint16_t)(((x >> 31) << 15) | (0x2000 + ((x >> 8) & 0x1fff)));  // ±[2^-7, 1)
+    }
+  }
+  AlignedVector<float> head_x((size_t)head_cols), logits((size_t)head_rows);
+  for (auto& v : head_x) {
+    x = x * 1664525u + 1013904223u;
+    v = (float)((int)(x >> 16) % 2001 - 1000) / 1000.0f;
+  }
   AlignedVector<int8_t> q(6912);
   for (auto& v : q) {
     x = x * 1664525u + 1013904223u;
@@ -159,6 +194,8 @@ int main(int argc, char** argv) {
     for (const std::string& mode : modes) {
       const std::vector<Proj>& set = mode == "one" ? one : projs;
       if (mode == "probe") row_steal_reset(probe_steal.data(), nth, (int64_t)streamed / 64, 64, 256);
+      if (mode == "headprobe") row_steal_reset(probe_steal.data(), nth, (int64_t)head_bytes / 64, 64, 256);
+      if (mode == "head") row_steal_reset(probe_steal.data(), nth, head_rows, 16);
       if (mode == "steal") {
         for (size_t i = 0; i < projs.size(); i++) row_steal_reset(&steal[i * (size_t)nth], nth, projs[i].rows, 16);
       }
@@ -169,6 +206,18 @@ int main(int argc, char** argv) {
           uint64_t sum = 0;
           row_steal_run(probe_steal.data(), tid, nth, [&](int64_t b0, int64_t b1) { sum += k->stream_read(projs[0].w + b0 * 64, (b1 - b0) * 64, 0); });
           sink.fetch_add(sum, std::memory_order_relaxed);
+          return;
+        }
+        if (mode == "headprobe") {
+          uint64_t sum = 0;
+          row_steal_run(probe_steal.data(), tid, nth, [&](int64_t b0, int64_t b1) { sum += k->stream_read((const uint8_t*)head + b0 * 64, (b1 - b0) * 64, 0); });
+          sink.fetch_add(sum, std::memory_order_relaxed);
+          return;
+        }
+        if (mode == "head") {
+          row_steal_run(probe_steal.data(), tid, nth, [&](int64_t r0, int64_t r1) {
+            k->f16_gemm(head, head_cols, r0, r1, head_x.data(), 1, logits.data(), head_rows);
+          });
           return;
         }
         for (size_t i = 0; i < set.size(); i++) {
@@ -198,7 +247,7 @@ int main(int argc, char** argv) {
       });
       const double dt = now() - t0;
       if (rep == 0) continue;
-      rates[mode].push_back(streamed / dt / 1e9);
+      rates[mode].push_back((mode == "head" || mode == "headprobe" ? head_bytes : streamed) / dt / 1e9);
       for (double w : waited) waited_ms[mode] += w * 1e3 / reps;
     }
   }
@@ -206,7 +255,7 @@ int main(int argc, char** argv) {
     std::vector<double>& r = rates[mode];
     std::sort(r.begin(), r.end());
     printf("  %-10s  median %5.1f GB/s  (%4.1f-%4.1f)", mode.c_str(), r[r.size() / 2], r.front(), r.back());
-    if (mode != "free" && mode != "probe") printf("  threads waiting at barriers: %.2f ms per token", waited_ms[mode]);
+    if (mode != "free" && mode != "probe" && mode != "head" && mode != "headprobe") printf("  threads waiting at barriers: %.2f ms per token", waited_ms[mode]);
     printf("\n");
   }
   if (sink.load() == 42) printf("\n");

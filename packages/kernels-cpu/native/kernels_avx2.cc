@@ -114,6 +114,12 @@ struct MaddubsDot {
     }
   }
 
+  // One row at a time: a pair of rows sharing their activation loads (as DpbusdDot runs them)
+  // ran no faster here, the loop being bound by its 13 vector operations per block, not its
+  // loads (one Zen 5 core from L2: 103 GMAC/s either way).
+  static constexpr bool kRowPairs = false;
+  static void i2s_row_pair(const uint8_t*, int64_t, const int8_t*, __m256i&, __m256i&) {}
+
   // One token's 128 elements: four VPMADDUBSW summed in int16. An accumulator may take 8 I2_S
   // blocks (≤ 8 × 4 × 768 = 24576 < 32767) or one TQ2_0 block, then sums8 widens it.
   static constexpr int64_t kI2sChunkBlocks = 8;

@@ -13,6 +13,9 @@
 // Dot provides:
 //   template <int N> static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q,
 //                                        int64_t cols, __m256i acc[N]);  // Σ code·q, N tokens
+//   static constexpr bool kRowPairs;  // whether one token runs two rows at a time, with
+//   static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a,
+//                            __m256i& acc_b);  // one token, rows ra and ra + 32·nb
 //   static __m256i tq2(const __m256i codes[8], const int8_t* q);       // one token of a 4-pass
 //   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // decode
 //   static constexpr int64_t kI2sChunkBlocks = 8;  // I2_S blocks one accumulator may take
@@ -184,7 +187,19 @@ void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   for (; t + 8 <= T; t += 8) i2s_prefill8<Dot>(w, cols, r0, r1, q, act_scale, act_sum, w_scale, t, out, out_stride);
   // One pass over the rows for the next n tokens (n ≤ 4).
   auto pass = [&](auto n) {
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    if constexpr (decltype(n)::value == 1 && Dot::kRowPairs) {
+      // One token: two rows at a time, sharing each activation load (Dot::i2s_row_pair).
+      for (; r + 2 <= r1; r += 2) {
+        __m256i acc[2];
+        Dot::i2s_row_pair(w + r * row_bytes, nb, q + t * cols, acc[0], acc[1]);
+        for (int k = 0; k < 2; k++) {
+          const float y = (float)(hsum_i32(acc[k]) - act_sum[t]) / act_scale[t];
+          out[t * out_stride + r + k] = y * w_scale;
+        }
+      }
+    }
+    for (; r < r1; r++) {
       i2s_tokens<Dot, decltype(n)::value>(w + r * row_bytes, nb, cols, r, t, q, act_scale, act_sum, w_scale, out, out_stride);
     }
     t += decltype(n)::value;
