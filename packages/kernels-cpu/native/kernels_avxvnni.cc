@@ -98,8 +98,11 @@ struct DpbusdDot {
 
   // One token over two adjacent rows (rb = ra + 32 × nb): each activation vector loaded once
   // for both, eight chains (four fields × two rows) as i2s_row<1> has with two blocks per pass.
-  // One Zen 5 core from L2 (bench/gemm.sh avxvnni 1280 2560 1): 128-129 GMAC/s a row at a time,
-  // 143-149 in pairs.
+  // One Zen 5 core from L2 (bench/gemm.sh avxvnni 1280 2560 1): 128-140 GMAC/s a row at a time,
+  // 143-152 in pairs (five loads per block and row against three). In the model from memory
+  // (bench-i2s, bench/ab-addons.mjs, 8 rounds) the projections took 10.88 → 10.63 ms a token,
+  // faster in 7 of 8 rounds, with the pair's lines asked for in address order; asked for as two
+  // streams (each row's line `ahead` bytes on) they took 10.00 → 10.55, slower.
   static constexpr bool kRowPairs = true;
   static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a, __m256i& acc_b) {
     const uint8_t* rb = ra + 32 * nb;
