@@ -8,5 +8,8 @@ export default defineProject({
     // The host twins run the model's ops on one CPU thread, lane by lane: seconds per test.
     testTimeout: 300_000,
     setupFiles: ["../../vitest.setup.ts"],
+    // Limits for a busy machine: the suite runs two test files at once (scripts/test.mjs), and
+    // vitest's defaults (5 s a test, 10 s a hook) assume a machine to itself.
+    hookTimeout: 60_000,
   },
 });
