@@ -145,6 +145,28 @@ struct MaddubsDot {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
   }
   static __m256i tq2_one(const __m256i codes[8], const int8_t* q) { return tq2(codes, q); }
+
+  // One TQ2_0 block for one token (decode), straight from its code bytes: one shift per 32
+  // bytes serves two fields, as in i2s_row<1> (fields 0 and 2 masked with 3 are codes, fields 1
+  // and 3 masked with 12 are codes × 4, summed apart and shifted back exactly: a multiple of 4;
+  // |fours| ≤ 4 × 2 × 12 × 128 = 12288 in int16). Per block 2 shifts, 8 ANDs and one VPSRAW
+  // instead of tq2_unpack's 6 shifts and 8 ANDs.
+  static __m256i tq2_block_one(const uint8_t* qs, const int8_t* q) {
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m256i ones16 = _mm256_setzero_si256(), fours16 = ones16;
+    for (int h = 0; h < 2; h++) {
+      const __m256i p = _mm256_loadu_si256((const __m256i*)(qs + 32 * h));
+      const __m256i r = _mm256_srli_epi16(p, 4);
+      const int8_t* qh = q + 128 * h;
+      const __m256i f0 = _mm256_maddubs_epi16(_mm256_and_si256(p, m3), _mm256_loadu_si256((const __m256i*)qh));
+      const __m256i f1 = _mm256_maddubs_epi16(_mm256_and_si256(p, m12), _mm256_loadu_si256((const __m256i*)(qh + 32)));
+      const __m256i f2 = _mm256_maddubs_epi16(_mm256_and_si256(r, m3), _mm256_loadu_si256((const __m256i*)(qh + 64)));
+      const __m256i f3 = _mm256_maddubs_epi16(_mm256_and_si256(r, m12), _mm256_loadu_si256((const __m256i*)(qh + 96)));
+      ones16 = _mm256_add_epi16(ones16, _mm256_add_epi16(f0, f2));
+      fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f1, f3));
+    }
+    return _mm256_madd_epi16(_mm256_add_epi16(ones16, _mm256_srai_epi16(fours16, 2)), _mm256_set1_epi16(1));
+  }
 };
 
 void i2s_gemm_avx2(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,

@@ -162,6 +162,24 @@ struct DpbusdDot {
     }
     return _mm256_add_epi32(_mm256_add_epi32(a[0], a[1]), _mm256_add_epi32(a[2], a[3]));
   }
+
+  // One TQ2_0 block for one token (decode), straight from its code bytes: one shift per 32
+  // bytes serves two fields (MaddubsDot::tq2_block_one; the fields masked with 12 are codes × 4,
+  // summed apart and shifted back exactly), four chains of two VPDPBUSD each.
+  static __m256i tq2_block_one(const uint8_t* qs, const int8_t* q) {
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (int h = 0; h < 2; h++) {
+      const __m256i p = _mm256_loadu_si256((const __m256i*)(qs + 32 * h));
+      const __m256i r = _mm256_srli_epi16(p, 4);
+      const int8_t* qh = q + 128 * h;
+      a = _mm256_dpbusd_avx_epi32(a, _mm256_and_si256(p, m3), _mm256_loadu_si256((const __m256i*)qh));
+      b = _mm256_dpbusd_avx_epi32(b, _mm256_and_si256(p, m12), _mm256_loadu_si256((const __m256i*)(qh + 32)));
+      c = _mm256_dpbusd_avx_epi32(c, _mm256_and_si256(r, m3), _mm256_loadu_si256((const __m256i*)(qh + 64)));
+      d = _mm256_dpbusd_avx_epi32(d, _mm256_and_si256(r, m12), _mm256_loadu_si256((const __m256i*)(qh + 96)));
+    }
+    return _mm256_add_epi32(_mm256_add_epi32(a, c), _mm256_srai_epi32(_mm256_add_epi32(b, d), 2));
+  }
 };
 
 void i2s_gemm_avxvnni(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,

@@ -17,7 +17,9 @@
 //   static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a,
 //                            __m256i& acc_b);  // one token, rows ra and ra + 32·nb
 //   static __m256i tq2(const __m256i codes[8], const int8_t* q);       // one token of a 4-pass
-//   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // decode
+//   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // TQ1_0 decode
+//   static __m256i tq2_block_one(const uint8_t* qs, const int8_t* q);  // TQ2_0 decode, one
+//                                                        // block from its code bytes
 //   static constexpr int64_t kI2sChunkBlocks = 8;  // I2_S blocks one accumulator may take
 //   static void add4(__m256i& acc, const __m256i c[4], const int8_t* q);  // one token, 128
 //                                                        // elements: acc += Σ_j c[j]·q[32j…]
@@ -315,8 +317,7 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
         const BlockTQ2* row = w + (r + i) * nb;
         for (int64_t b = 0; b < nb; b++) {
           if (ahead > 0) prefetch_decode_line<_MM_HINT_T0>((const char*)(row + b) + ahead, nta);
-          tq2_unpack(row[b], codes);
-          parked[b * 8 + i] = Dot::tq2_one(codes, qt + 256 * b);
+          parked[b * 8 + i] = Dot::tq2_block_one(row[b].qs, qt + 256 * b);
           wd[b * 8 + i] = row[b].d;
         }
       }
@@ -332,8 +333,8 @@ void tq2_gemm_256(const BlockTQ2* w, int64_t cols, int64_t r0, int64_t r1, const
       const BlockTQ2* row = w + r * nb;
       float sumf = 0.0f;
       for (int64_t b = 0; b < nb; b++) {
-        tq2_unpack(row[b], codes);
-        const int32_t sumi = hsum_i32(Dot::tq2_one(codes, qt + 256 * b)) - act_bsum[t * nb + b];
+        if (ahead > 0) prefetch_decode_line<_MM_HINT_T0>((const char*)(row + b) + ahead, nta);
+        const int32_t sumi = hsum_i32(Dot::tq2_block_one(row[b].qs, qt + 256 * b)) - act_bsum[t * nb + b];
         sumf += (float)sumi * (act_d[t * nb + b] * _cvtsh_ss(row[b].d));
       }
       out[t * out_stride + r] = sumf;
