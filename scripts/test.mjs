@@ -7,6 +7,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as path from "node:path";
 
 const extra = process.argv.slice(2);
 const results = { passed: 0, failed: 0, skipped: 0 };
@@ -94,6 +95,13 @@ function arm64Tests() {
 
 if (built) {
   fs.mkdirSync(".cache", { recursive: true });
+  // The native backend's tests keep their generated fixtures and the reference backend's logits
+  // here for the rest of this run (packages/kernels-cpu/test/models.ts), and the arm64 run under
+  // qemu reuses what the native run made instead of computing it again 10-20× slower. Emptied
+  // first, so no run sees another's.
+  const testCache = path.resolve(".cache/test-shared");
+  fs.rmSync(testCache, { recursive: true, force: true });
+  process.env.BITNET_TEST_CACHE = testCache;
   const env = { ...process.env, ...lavapipeEnv() };
   const report = ".cache/vitest-report.json";
   fs.rmSync(report, { force: true });

@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { loadModel, readModelDescription } from "@bitnet-ts/engine-core";
+import { readModelDescription } from "@bitnet-ts/engine-core";
 import { logitsBatched, logitsOneByOne, sameBits } from "@bitnet-ts/engine-core/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import {
@@ -15,6 +15,7 @@ import {
   cpuModel,
   fixture,
   LONG_PROMPT,
+  referenceLogits,
   SLOW_TEST_MS,
   tmp,
   withEmbedding,
@@ -30,19 +31,14 @@ describe("agreement with the reference backend", () => {
     "%s: the scalar path reproduces the reference logits bit for bit",
     { timeout: SLOW_TEST_MS },
     async (name) => {
-      const reference = await loadModel(await fixture(name), {
-        backend: "reference",
-        contextLength: 64,
-      });
       const native = await cpuModel(name, { kernelPath: "scalar", threads: 2 });
       expect(
         sameBits(
           await logitsBatched(native, LONG_PROMPT),
-          await logitsBatched(reference, LONG_PROMPT),
+          await referenceLogits(await fixture(name), LONG_PROMPT),
         ),
       ).toBe(true);
       await native.dispose();
-      await reference.dispose();
     },
   );
 
@@ -53,10 +49,6 @@ describe("agreement with the reference backend", () => {
     // whose head keeps the reference's 150 steps short.
     const contextLength = 150;
     const tokens = Array.from({ length: contextLength }, (_, i) => (1 + i * 7919) % 32000);
-    const reference = await loadModel(await fixture("tiny-spm"), {
-      backend: "reference",
-      contextLength,
-    });
     const native = await cpuModel("tiny-spm", { kernelPath: "scalar", threads: 2 }, contextLength);
     // Prefill then decode too: the batch's keys land in the cache that single steps then grow.
     const seq = native.createSequence();
@@ -70,10 +62,13 @@ describe("agreement with the reference backend", () => {
       const step = await native.step([{ sequence: seq, tokens: [tokens[i]!] }]);
       got.set(step.runs[0]!.logits, i * vocab);
     }
-    expect(sameBits(got, await logitsOneByOne(reference, tokens))).toBe(true);
+    const want = await referenceLogits(await fixture("tiny-spm"), tokens, {
+      contextLength,
+      oneByOne: true,
+    });
+    expect(sameBits(got, want)).toBe(true);
     expect(sameBits(await logitsOneByOne(native, tokens), got)).toBe(true);
     await native.dispose();
-    await reference.dispose();
   });
 
   it.each(["F32", "BF16"] as const)(
@@ -81,7 +76,6 @@ describe("agreement with the reference backend", () => {
     { timeout: SLOW_TEST_MS },
     async (type) => {
       const file = await withEmbedding("tiny-tq2", type);
-      const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
       const native = await new CpuBackend({ threads: 2 }).compile(
         await readModelDescription(file, { tensorData: false }),
         { contextLength: 64 },
@@ -89,14 +83,13 @@ describe("agreement with the reference backend", () => {
       expect(
         sameBits(
           await logitsBatched(native, LONG_PROMPT),
-          await logitsBatched(reference, LONG_PROMPT),
+          await referenceLogits(file, LONG_PROMPT),
         ),
       ).toBe(true);
       expect([...native.kernelCounts().keys()]).toContain(
         `cpu.${native.info().kernelPath === "amx" ? "avx512vnni" : native.info().kernelPath}.output.${type.toLowerCase()}`,
       );
       await native.dispose();
-      await reference.dispose();
     },
   );
 
@@ -110,13 +103,12 @@ describe("agreement with the reference backend", () => {
     },
     async (type, _dot, kernel) => {
       const file = await withEmbedding("tiny-tq2", type);
-      const reference = await loadModel(file, { backend: "reference", contextLength: 64 });
       const native = await new CpuBackend({ threads: 2 }).compile(
         await readModelDescription(file, { tensorData: false }),
         { contextLength: 64 },
       );
       const a = await logitsBatched(native, LONG_PROMPT);
-      const b = await logitsBatched(reference, LONG_PROMPT);
+      const b = await referenceLogits(file, LONG_PROMPT);
       const vocab = native.description.hparams.vocabSize;
       for (let t = 0; t < LONG_PROMPT.length; t++) {
         const ra = a.subarray(t * vocab, (t + 1) * vocab);
@@ -129,7 +121,6 @@ describe("agreement with the reference backend", () => {
       const path = native.info().kernelPath === "amx" ? "avx512vnni" : native.info().kernelPath;
       expect([...native.kernelCounts().keys()]).toContain(`cpu.${path}.output.${kernel}`);
       await native.dispose();
-      await reference.dispose();
     },
   );
 });

@@ -1,8 +1,14 @@
-/** Fixture models for the native backend's tests, generated once per test file into a temp folder. */
+/**
+ * Fixture models for the native backend's tests, generated once per test file into a temp folder
+ * (or once per suite run into BITNET_TEST_CACHE, see there), and the reference backend's logits.
+ */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readModelDescription } from "@bitnet-ts/engine-core";
+import { threadId } from "node:worker_threads";
+import { loadModel, readModelDescription } from "@bitnet-ts/engine-core";
+import { logitsBatched, logitsOneByOne } from "@bitnet-ts/engine-core/testing";
 import {
   BENCH_DIMS,
   type FixturePreset,
@@ -35,16 +41,40 @@ export const TEST_PRESETS: Readonly<Record<string, FixturePreset>> = {
   },
 };
 
-export async function fixture(name: string): Promise<string> {
-  const file = path.join(tmp, `${name}.gguf`);
+/**
+ * A folder that keeps generated fixtures and the reference backend's logits for the rest of one
+ * suite run: BITNET_TEST_CACHE, which scripts/test.mjs empties at the start and passes to the
+ * native run and then to the arm64 run under qemu-user (tools/arm64), where generating a fixture
+ * or running the TypeScript reference takes 10-20× as long as natively (a Q6_K head: 114 s
+ * against 6). Both are deterministic, so what the cache holds is what the test would compute.
+ * Unset, each test file makes its own in its temp folder and computes every reference.
+ */
+const SHARED: string | undefined = process.env["BITNET_TEST_CACHE"] || undefined;
+
+/** dir/name, made by `make` unless it exists (written aside, then renamed: two test files may make it at once). */
+async function made(
+  dir: string,
+  name: string,
+  make: (file: string) => Promise<void>,
+): Promise<string> {
+  const file = path.join(dir, name);
   if (!fs.existsSync(file)) {
-    const preset = PRESETS[name] ?? TEST_PRESETS[name];
-    if (preset === undefined) {
-      throw new Error(`unknown fixture ${name}`);
-    }
-    await writeFixture(preset, file);
+    fs.mkdirSync(dir, { recursive: true });
+    const partial = path.join(dir, `.${process.pid}-${threadId}-${name}`);
+    await make(partial);
+    fs.renameSync(partial, file);
   }
   return file;
+}
+
+const fixtureDir = (): string => (SHARED === undefined ? tmp : path.join(SHARED, "fixtures"));
+
+export async function fixture(name: string): Promise<string> {
+  const preset = PRESETS[name] ?? TEST_PRESETS[name];
+  if (preset === undefined) {
+    throw new Error(`unknown fixture ${name}`);
+  }
+  return made(fixtureDir(), `${name}.gguf`, (file) => writeFixture(preset, file));
 }
 
 export function cleanup(): void {
@@ -75,11 +105,55 @@ export async function withEmbedding(
   name: string,
   type: "F32" | "BF16" | "Q8_0" | "Q6_K",
 ): Promise<string> {
-  const file = path.join(tmp, `${name}-${type.toLowerCase()}.gguf`);
-  if (!fs.existsSync(file)) {
-    await writeWithEmbeddingType(await fixture(name), file, type);
+  const source = await fixture(name);
+  return made(fixtureDir(), `${name}-${type.toLowerCase()}.gguf`, (file) =>
+    writeWithEmbeddingType(source, file, type),
+  );
+}
+
+/**
+ * The reference backend's logits for `tokens` on `file` (all positions, as engine-core's
+ * logitsBatched, or step by step as logitsOneByOne), kept in BITNET_TEST_CACHE when it is set.
+ */
+export async function referenceLogits(
+  file: string,
+  tokens: readonly number[],
+  options: { contextLength?: number; oneByOne?: boolean } = {},
+): Promise<Float32Array> {
+  const contextLength = options.contextLength ?? 64;
+  const oneByOne = options.oneByOne ?? false;
+  const compute = async (): Promise<Float32Array> => {
+    const reference = await loadModel(file, { backend: "reference", contextLength });
+    try {
+      return oneByOne
+        ? await logitsOneByOne(reference, tokens)
+        : await logitsBatched(reference, tokens);
+    } finally {
+      await reference.dispose();
+    }
+  };
+  if (SHARED === undefined) {
+    return compute();
   }
-  return file;
+  // The file by its path, size and time: cached fixtures are made once per run, and a temp
+  // folder's files never share a path with another test file's.
+  const { size, mtimeMs } = fs.statSync(file);
+  const key = createHash("sha256")
+    .update(JSON.stringify([path.resolve(file), size, mtimeMs, contextLength, oneByOne, tokens]))
+    .digest("hex")
+    .slice(0, 32);
+  let logits: Float32Array | undefined;
+  const cached = await made(path.join(SHARED, "reference"), `${key}.f32`, async (partial) => {
+    logits = await compute();
+    fs.writeFileSync(partial, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
+  });
+  if (logits !== undefined) {
+    return logits;
+  }
+  const bytes = fs.readFileSync(cached);
+  return new Float32Array(
+    bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+  );
 }
 
 /** The index of the largest value (the first on ties): a greedy pick. */
