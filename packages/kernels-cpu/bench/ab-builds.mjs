@@ -26,7 +26,7 @@ export async function openBuilds(script, contextLength) {
     process.exit(2);
   }
   const builds = addons.map((arg) => {
-    const [addon, settings = ""] = arg.split(/:(?=[A-Z_]+=)/);
+    const [addon, settings = ""] = arg.split(/:(?=[A-Z_][A-Z0-9_]*=)/);
     const env = settings === "" ? [] : settings.split(",").map((kv) => kv.split("="));
     return {
       addon: path.resolve(addon),
