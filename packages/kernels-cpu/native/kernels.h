@@ -173,7 +173,8 @@ int available_kernel_paths(const char** out, int max);
 // 22.8-25.0 → 25.0-27.6, any L1 distance from 1 to 3 KiB within 1%, and 8, 16 or 32 KiB alike
 // (bench/decode-sequence.sh). The `avx2` I2_S loop does not ask (bound by its vector ops there,
 // it lost 1-7% in that harness and about 10% in the model), nor do the TQ2_0 rows (no gain in
-// the model). Elsewhere 0 (not measured).
+// the model). Elsewhere 0: on a Zen 5, 16 KiB ahead slowed `avx512vnni` bench-i2s decode from
+// 44.70-46.76 to 40.80-41.46 t/s (bitnet bench, three alternating pairs).
 // BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.
 //
 // The one-token F16 rows (the output head) ask for each line `head` bytes ahead into L2 alone
