@@ -8,7 +8,14 @@
 import { loadModel } from "@bitnet-ts/engine-core";
 import { describeOpByOp } from "@bitnet-ts/engine-core/testing";
 import { afterAll } from "vitest";
-import { cleanup, cpuModel, fixture, LONG_PROMPT, SLOW_TEST_MS } from "../test/models";
+import {
+  captureStore,
+  cleanup,
+  cpuModel,
+  fixture,
+  LONG_PROMPT,
+  SLOW_TEST_MS,
+} from "../test/models";
 import { BITNET_OP_KINDS, CPU_OP_TOLERANCES, kernelPathCandidates } from "../test/ops";
 
 afterAll(cleanup);
@@ -27,6 +34,7 @@ for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
   describeOpByOp(`${name}, native ops`, {
     reference: async () =>
       loadModel(await fixture(name), { backend: "reference", contextLength: 64 }),
+    captureStore: captureStore(name, STEPS),
     candidates: kernelPathCandidates((kernelPath) => cpuModel(name, { kernelPath, threads: 2 })),
     steps: STEPS,
     tolerances: CPU_OP_TOLERANCES,
@@ -40,6 +48,7 @@ for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
 describeOpByOp("tiny-tq1 read in place (tq1: direct), native ops", {
   reference: async () =>
     loadModel(await fixture("tiny-tq1"), { backend: "reference", contextLength: 64 }),
+  captureStore: captureStore("tiny-tq1", STEPS),
   candidates: kernelPathCandidates((kernelPath) =>
     cpuModel("tiny-tq1", { kernelPath, threads: 2, tq1: "direct" }),
   ),

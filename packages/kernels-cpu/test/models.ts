@@ -8,7 +8,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { threadId } from "node:worker_threads";
 import { loadModel, readModelDescription } from "@bitnet-ts/engine-core";
-import { logitsBatched, logitsOneByOne } from "@bitnet-ts/engine-core/testing";
+import {
+  type CaptureStore,
+  decodeStepOutputs,
+  encodeStepOutputs,
+  logitsBatched,
+  logitsOneByOne,
+} from "@bitnet-ts/engine-core/testing";
 import {
   BENCH_DIMS,
   type FixturePreset,
@@ -165,4 +171,35 @@ export function argmax(row: Float32Array): number {
     }
   }
   return best;
+}
+
+/**
+ * Where describeOpByOp keeps the reference's capture of the fixture `name` (compiled with
+ * `contextLength`) over `steps`: a file in BITNET_TEST_CACHE, or nothing when that is unset.
+ * Under qemu the capture took about a minute per model.
+ */
+export function captureStore(
+  name: string,
+  steps: unknown,
+  contextLength = 64,
+): CaptureStore | undefined {
+  if (SHARED === undefined) {
+    return undefined;
+  }
+  const dir = path.join(SHARED, "capture");
+  const key = `${createHash("sha256")
+    .update(JSON.stringify([name, contextLength, steps]))
+    .digest("hex")
+    .slice(0, 32)}.bin`;
+  return {
+    load: async () => {
+      const file = path.join(dir, key);
+      return fs.existsSync(file) ? decodeStepOutputs(fs.readFileSync(file)) : undefined;
+    },
+    save: async (outputs) => {
+      await made(dir, key, async (partial) =>
+        fs.writeFileSync(partial, encodeStepOutputs(outputs)),
+      );
+    },
+  };
 }

@@ -10,10 +10,13 @@ export {
 } from "./contract";
 export { greedyTokens } from "./greedy";
 export {
+  type CaptureStore,
   captureReference,
   compareOpByOp,
+  decodeStepOutputs,
   describeOpByOp,
   EXACT_OP_TOLERANCES,
+  encodeStepOutputs,
   OP_KINDS,
   type OpByOpCandidate,
   type OpByOpOptions,

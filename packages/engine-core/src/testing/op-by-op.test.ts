@@ -9,7 +9,9 @@ import { loadModel } from "../load";
 import {
   captureReference,
   compareOpByOp,
+  decodeStepOutputs,
   EXACT_OP_TOLERANCES,
+  encodeStepOutputs,
   OP_KINDS,
   opKind,
   opViolations,
@@ -135,6 +137,52 @@ describe("op-by-op comparison", () => {
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(/^linear_ternary: 1\.00e-3 > 0 \(at ffn_out-1, step 1\)$/);
     expect(lines[1]).toMatch(/^output: Infinity > 1 \(at result_output, step 1\)$/);
+  });
+
+  it("a capture kept as bytes comes back bit for bit, and a perturbed op is found against it", async () => {
+    const bytes = encodeStepOutputs(capture.outputs);
+    const kept = decodeStepOutputs(bytes);
+    const sameBytes = (a: Float32Array, b: Float32Array) =>
+      Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+      );
+    expect(kept).toHaveLength(capture.outputs.length);
+    for (const [i, out] of kept.entries()) {
+      const want = capture.outputs[i]!;
+      expect(out.runs[0]!.rows).toBe(want.runs[0]!.rows);
+      expect(out.runs[0]!.sequence).toBe(want.runs[0]!.sequence);
+      expect(sameBytes(out.runs[0]!.logits, want.runs[0]!.logits)).toBe(true);
+      expect([...out.captured!.keys()]).toEqual([...want.captured!.keys()]);
+      for (const [name, v] of out.captured!) {
+        expect(sameBytes(v, want.captured!.get(name)!), name).toBe(true);
+      }
+    }
+    const worst = await compareOpByOp(
+      asCandidate(candidate, (step, out) => {
+        if (step === 0) {
+          const v = (out.captured as Map<string, Float32Array>).get("attn_norm-0")!;
+          v[1] = v[1]! + 0.5 * Math.max(...v.map(Math.abs));
+        }
+      }),
+      { ...capture, outputs: kept },
+    );
+    expect(opViolations(worst, EXACT_OP_TOLERANCES)).toEqual([
+      "rms_norm: 5.00e-1 > 0 (at attn_norm-0, step 0)",
+    ]);
+  });
+
+  it("refuses bytes that are not an encoded capture", () => {
+    const bytes = encodeStepOutputs(capture.outputs);
+    expect(() => decodeStepOutputs(bytes.subarray(0, 3))).toThrow(/not an encoded capture/);
+    expect(() => decodeStepOutputs(bytes.subarray(0, bytes.length - 4))).toThrow(
+      /runs past the end/,
+    );
+    const longer = new Uint8Array(bytes.length + 8);
+    longer.set(bytes);
+    expect(() => decodeStepOutputs(longer)).toThrow(/8 bytes left over/);
+    expect(() => decodeStepOutputs(Uint8Array.of(255, 255, 255, 255))).toThrow(
+      /header runs past the end/,
+    );
   });
 
   it("refuses a candidate without stepWithInputs", async () => {

@@ -145,6 +145,91 @@ export async function captureReference(
   return { description: reference.description, steps: normalized, outputs };
 }
 
+/**
+ * The reference's step outputs as bytes, for keeping a capture between runs (a CaptureStore): a
+ * little-endian u32 length, that many bytes of JSON naming each step's sequence, rows and
+ * buffers with their lengths, then every array's f32 values in that order.
+ */
+export function encodeStepOutputs(outputs: readonly StepOutput[]): Uint8Array {
+  const arrays: Float32Array[] = [];
+  const header = outputs.map((out) => {
+    if (out.runs.length !== 1) {
+      throw new Error(`a captured step has one run; this one has ${out.runs.length}`);
+    }
+    const run = out.runs[0]!;
+    arrays.push(run.logits);
+    const buffers = [...(out.captured ?? new Map<string, Float32Array>())].map(([name, v]) => {
+      arrays.push(v);
+      return [name, v.length] as const;
+    });
+    return { sequence: run.sequence, rows: run.rows, logits: run.logits.length, buffers };
+  });
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const floats = arrays.reduce((n, a) => n + a.length, 0);
+  const bytes = new Uint8Array(4 + json.length + 4 * floats);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, json.length, true);
+  bytes.set(json, 4);
+  let at = 4 + json.length;
+  for (const a of arrays) {
+    for (let i = 0; i < a.length; i++, at += 4) {
+      view.setFloat32(at, a[i]!, true);
+    }
+  }
+  return bytes;
+}
+
+/** The inverse of encodeStepOutputs; throws on bytes it did not write. */
+export function decodeStepOutputs(bytes: Uint8Array): StepOutput[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const fail = (why: string): never => {
+    throw new Error(`not an encoded capture: ${why}`);
+  };
+  if (bytes.length < 4) {
+    fail("shorter than its header's length");
+  }
+  const jsonLength = view.getUint32(0, true);
+  if (4 + jsonLength > bytes.length) {
+    fail("the header runs past the end");
+  }
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + jsonLength))) as {
+    sequence: number;
+    rows: number;
+    logits: number;
+    buffers: [string, number][];
+  }[];
+  let at = 4 + jsonLength;
+  const next = (length: number): Float32Array => {
+    if (!(Number.isInteger(length) && length >= 0) || at + 4 * length > bytes.length) {
+      fail("an array runs past the end");
+    }
+    const a = new Float32Array(length);
+    for (let i = 0; i < length; i++, at += 4) {
+      a[i] = view.getFloat32(at, true);
+    }
+    return a;
+  };
+  const outputs = header.map((step) => {
+    const logits = next(step.logits);
+    const captured = new Map(step.buffers.map(([name, length]) => [name, next(length)] as const));
+    return { runs: [{ sequence: step.sequence, rows: step.rows, logits }], captured };
+  });
+  if (at !== bytes.length) {
+    fail(`${bytes.length - at} bytes left over`);
+  }
+  return outputs;
+}
+
+/**
+ * Keeps the reference's capture between runs, so that a slow runner (e.g. tests under CPU
+ * emulation) need not step the reference again: `load` returns the outputs a `save` kept for the
+ * same model and steps, or undefined.
+ */
+export interface CaptureStore {
+  load(): Promise<readonly StepOutput[] | undefined>;
+  save(outputs: readonly StepOutput[]): Promise<void>;
+}
+
 /** The worst error of one op kind, and where it was. */
 export interface OpError {
   readonly kind: OpKind;
@@ -233,6 +318,11 @@ export interface OpByOpOptions {
   readonly tolerances: OpTolerances;
   /** Kinds that must occur in the graph (guards against a graph that silently lost ops). */
   readonly expectKinds?: readonly OpKind[];
+  /**
+   * Where the capture may be kept between runs. The reference model is still loaded (its
+   * description names the graph) but not stepped when the store has the outputs.
+   */
+  readonly captureStore?: CaptureStore;
   /** Timeout of capturing the reference (default 120 s). */
   readonly referenceTimeout?: number;
   /** Timeout of each candidate's test (default 60 s). */
@@ -263,7 +353,13 @@ export function describeOpByOp(label: string, options: OpByOpOptions): void {
     beforeAll(async () => {
       if (anyRuns) {
         reference = await options.reference();
-        capture = await captureReference(reference, steps);
+        const kept = await options.captureStore?.load();
+        if (kept !== undefined) {
+          capture = { description: reference.description, steps, outputs: kept };
+        } else {
+          capture = await captureReference(reference, steps);
+          await options.captureStore?.save(capture.outputs);
+        }
       }
     }, options.referenceTimeout ?? 120_000);
 
