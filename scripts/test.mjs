@@ -95,10 +95,10 @@ function arm64Tests() {
 
 if (built) {
   fs.mkdirSync(".cache", { recursive: true });
-  // The native backend's tests keep their generated fixtures and the reference backend's logits
-  // here for the rest of this run (packages/kernels-cpu/test/models.ts), and the arm64 run under
-  // qemu reuses what the native run made instead of computing it again 10-20× slower. Emptied
-  // first, so no run sees another's.
+  // The native backend's tests keep their generated fixtures, the reference backend's logits and
+  // its op-by-op captures here for the rest of this run (packages/kernels-cpu/test/models.ts),
+  // and the arm64 run under qemu reuses what the native run made instead of computing it again
+  // 10-20× slower. Emptied first, so no run sees another's.
   const testCache = path.resolve(".cache/test-shared");
   fs.rmSync(testCache, { recursive: true, force: true });
   process.env.BITNET_TEST_CACHE = testCache;

@@ -17,9 +17,10 @@
 //   2. the path checks on a Cortex-A53 (no dot product: only neon offered) and a Cortex-A76
 //      (dot product, no i8mm), so run-time dispatch follows what the CPU reports.
 // Under scripts/test.mjs, BITNET_TEST_CACHE names the folder where the native run left the
-// generated fixtures and the reference backend's logits (packages/kernels-cpu/test/models.ts):
-// the emulated tests read them instead of computing them again 10-20× slower (backend.test.ts
-// took 849 s without them, 213 s with them). Run alone, they compute everything themselves.
+// generated fixtures, the reference backend's logits and its op-by-op captures
+// (packages/kernels-cpu/test/models.ts): the emulated tests read them instead of computing them
+// again 10-20× slower (backend.test.ts took 849 s without them and 213 s with them, ops.test.ts
+// 428 and 150). Run alone, they compute everything themselves.
 // With --json, writes { runs: [{ cpu, passed, failed, skipped, brokenFiles, report }] }.
 // Exit codes: 0 all passed, 1 a test failed, 3 cannot run here (the reason is printed).
 //
