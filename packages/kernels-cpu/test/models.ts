@@ -1,6 +1,7 @@
 /**
  * Fixture models for the native backend's tests, generated once per test file into a temp folder
- * (or once per suite run into BITNET_TEST_CACHE, see there), and the reference backend's logits.
+ * (or once per suite run into BITNET_TEST_CACHE, see there), and the reference backend's logits
+ * and captures.
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -48,8 +49,8 @@ export const TEST_PRESETS: Readonly<Record<string, FixturePreset>> = {
 };
 
 /**
- * A folder that keeps generated fixtures and the reference backend's logits for the rest of one
- * suite run: BITNET_TEST_CACHE, which scripts/test.mjs empties at the start and passes to the
+ * A folder that keeps generated fixtures, the reference backend's logits and its op-by-op
+ * captures (captureStore) for the rest of one suite run: BITNET_TEST_CACHE, which scripts/test.mjs empties at the start and passes to the
  * native run and then to the arm64 run under qemu-user (tools/arm64), where generating a fixture
  * or running the TypeScript reference takes 10-20× as long as natively (a Q6_K head: 114 s
  * against 6). Both are deterministic, so what the cache holds is what the test would compute.

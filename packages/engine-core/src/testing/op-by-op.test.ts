@@ -183,6 +183,16 @@ describe("op-by-op comparison", () => {
     expect(() => decodeStepOutputs(Uint8Array.of(255, 255, 255, 255))).toThrow(
       /header runs past the end/,
     );
+    const json = (text: string) => {
+      const body = new TextEncoder().encode(text);
+      const out = new Uint8Array(4 + body.length);
+      new DataView(out.buffer).setUint32(0, body.length, true);
+      out.set(body, 4);
+      return out;
+    };
+    expect(() => decodeStepOutputs(json("{"))).toThrow(/header is not JSON/);
+    expect(() => decodeStepOutputs(json('{"steps":1}'))).toThrow(/not a list of steps/);
+    expect(() => decodeStepOutputs(json("[null]"))).toThrow(/not a list of steps/);
   });
 
   it("refuses a candidate without stepWithInputs", async () => {

@@ -192,12 +192,18 @@ export function decodeStepOutputs(bytes: Uint8Array): StepOutput[] {
   if (4 + jsonLength > bytes.length) {
     fail("the header runs past the end");
   }
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + jsonLength))) as {
-    sequence: number;
-    rows: number;
-    logits: number;
-    buffers: [string, number][];
-  }[];
+  let header: { sequence: number; rows: number; logits: number; buffers: [string, number][] }[];
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + jsonLength)));
+  } catch {
+    return fail("its header is not JSON");
+  }
+  if (
+    !Array.isArray(header) ||
+    !header.every((step) => Array.isArray(step?.buffers) && Number.isInteger(step.rows))
+  ) {
+    fail("its header is not a list of steps");
+  }
   let at = 4 + jsonLength;
   const next = (length: number): Float32Array => {
     if (!(Number.isInteger(length) && length >= 0) || at + 4 * length > bytes.length) {
