@@ -11,7 +11,14 @@ import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { perplexity } from "@bitnet-ts/generation";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CrossvalReport, crossvalidate, formatReport } from "./crossval";
+import {
+  type CrossvalReport,
+  crossvalidate,
+  formatReport,
+  type LlamaRuns,
+  runLlama,
+} from "./crossval";
+import { LlamaRunsMismatchError } from "./errors";
 import { llamaPerplexity } from "./perplexity";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "crossval-"));
@@ -28,6 +35,20 @@ async function model(name: string): Promise<string> {
     await writeFixture(PRESETS[name]!, file);
   }
   return file;
+}
+
+/**
+ * llama.cpp's runs on a fixture, made once and shared by this file's comparisons (each of them
+ * would otherwise rerun llama.cpp on the same file and prompts: about 30 s each).
+ */
+const llamaRuns = new Map<string, Promise<LlamaRuns>>();
+async function llama(name: string): Promise<LlamaRuns> {
+  let runs = llamaRuns.get(name);
+  if (runs === undefined) {
+    runs = model(name).then((file) => runLlama(file, prompts, { nTokens: 16 }));
+    llamaRuns.set(name, runs);
+  }
+  return runs;
 }
 
 /** The acceptance rule: no farther from llama.cpp than the f64 yardstick allows, and absolute floors. */
@@ -49,7 +70,10 @@ function judge(report: CrossvalReport): void {
 describe("cross-validation against llama.cpp", () => {
   for (const name of ["tiny-tq2", "tiny-tq1"]) {
     it(`${name}: within the f64 yardstick of llama.cpp`, { timeout: 240_000 }, async () => {
-      const report = await crossvalidate(await model(name), prompts, { nTokens: 16 });
+      const report = await crossvalidate(await model(name), prompts, {
+        nTokens: 16,
+        llama: await llama(name),
+      });
       console.info(formatReport(report));
       judge(report);
     });
@@ -61,6 +85,7 @@ describe("cross-validation against llama.cpp", () => {
     registerBackend("cpu", () => import("@bitnet-ts/kernels-cpu"));
     const report = await crossvalidate(await model("tiny-tq2"), prompts, {
       nTokens: 16,
+      llama: await llama("tiny-tq2"),
       backends: ["cpu", "reference"],
     });
     console.info(formatReport(report));
@@ -79,6 +104,7 @@ describe("cross-validation against llama.cpp", () => {
       registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
       const report = await crossvalidate(await model(name), prompts, {
         nTokens: 16,
+        llama: await llama(name),
         backends: ["webgpu", "reference-f64", "cpu"],
       });
       console.info(formatReport(report));
@@ -96,6 +122,20 @@ describe("cross-validation against llama.cpp", () => {
       expect(gpu!.summary.top1Agreement).toBeGreaterThanOrEqual(cpu!.summary.top1Agreement - 0.03);
     });
   }
+
+  it("refuses llama.cpp runs of another file, length or prompt list", async () => {
+    const runs = await llama("tiny-tq2");
+    const other = { ...runs, model: await model("tiny-tq1") };
+    await expect(
+      crossvalidate(await model("tiny-tq1"), prompts, { nTokens: 16, llama: runs }),
+    ).rejects.toThrow(LlamaRunsMismatchError);
+    await expect(crossvalidate(other.model, prompts, { nTokens: 8, llama: other })).rejects.toThrow(
+      /generated 16 tokens per prompt, not 8/,
+    );
+    await expect(
+      crossvalidate(other.model, prompts.slice(1), { nTokens: 16, llama: other }),
+    ).rejects.toThrow(/prompts differ/);
+  });
 
   it("tiny-tq2: perplexity within 1% of llama.cpp's", { timeout: 240_000 }, async () => {
     const file = await model("tiny-tq2");

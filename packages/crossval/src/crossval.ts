@@ -7,9 +7,15 @@
  * Each engine of ours also decodes greedily on its own, and its tokens are compared with
  * llama.cpp's.
  */
-import { type BackendName, type CompiledModel, loadModel } from "@bitnet-ts/engine-core";
+import {
+  type BackendName,
+  type CompiledModel,
+  loadModel,
+  readModelDescription,
+} from "@bitnet-ts/engine-core";
 import { evaluateLogits } from "@bitnet-ts/generation";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
+import { LlamaRunsMismatchError } from "./errors";
 import { openLlamaReference } from "./llama";
 import {
   argmaxOf,
@@ -26,6 +32,73 @@ export interface CrossvalOptions {
   readonly backends?: readonly BackendName[];
   readonly threads?: number;
   readonly onProgress?: (message: string) => void;
+  /**
+   * llama.cpp's runs on this file and these prompts, from {@link runLlama}: comparing several of
+   * our backends in separate calls then runs llama.cpp once. Without it each call runs it.
+   */
+  readonly llama?: LlamaRuns;
+}
+
+/** llama.cpp on one prompt: its greedy continuation and its logits for prompt + continuation. */
+export interface LlamaRun {
+  readonly prompt: readonly number[];
+  readonly continuation: readonly number[];
+  /** Logits at every position, evaluated token by token (its greedy decode). */
+  readonly sequential: Float32Array;
+  /** Logits at every position, evaluated as one batch. */
+  readonly batched: Float32Array;
+}
+
+/** llama.cpp's side of a cross-validation, reusable across {@link crossvalidate} calls. */
+export interface LlamaRuns {
+  readonly model: string;
+  readonly prompts: readonly string[];
+  readonly nTokens: number;
+  readonly vocabSize: number;
+  readonly runs: readonly LlamaRun[];
+}
+
+export interface LlamaRunOptions {
+  /** Greedy tokens per prompt (default 32). */
+  readonly nTokens?: number;
+  readonly threads?: number;
+  readonly onProgress?: (message: string) => void;
+}
+
+/**
+ * Runs llama.cpp on each prompt (tokenized with the file's own tokenizer): a greedy continuation
+ * of `nTokens`, and the logits of the whole sequence token by token and batched.
+ */
+export async function runLlama(
+  modelPath: string,
+  prompts: readonly string[],
+  options: LlamaRunOptions = {},
+): Promise<LlamaRuns> {
+  const n = options.nTokens ?? 32;
+  const log = options.onProgress ?? (() => {});
+  const description = await readModelDescription(modelPath, { tensorData: false });
+  const tokenizer = Tokenizer.fromGguf(description.file.metadata);
+  const vocabSize = description.hparams.vocabSize;
+  const promptIds = prompts.map((p) => tokenizer.encode(p));
+  const longest = Math.max(...promptIds.map((p) => p.length)) + n;
+  const llama = await openLlamaReference(modelPath, {
+    contextSize: Math.max(64, longest + 8),
+    vocabSize,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+  });
+  const runs: LlamaRun[] = [];
+  try {
+    for (const [i, prompt] of promptIds.entries()) {
+      log(`prompt ${i + 1}/${prompts.length}: llama.cpp greedy`);
+      // llama.cpp's greedy decode is also its token-by-token evaluation of the final sequence.
+      const { tokens: continuation, logits: sequential } = await llama.greedy(prompt, n);
+      const batched = await llama.logits([...prompt, ...continuation], "batch");
+      runs.push({ prompt, continuation, sequential, batched });
+    }
+  } finally {
+    await llama.dispose();
+  }
+  return { model: modelPath, prompts: [...prompts], nTokens: n, vocabSize, runs };
 }
 
 export interface EngineReport {
@@ -54,6 +127,24 @@ export async function crossvalidate(
   const n = options.nTokens ?? 32;
   const backends = options.backends ?? ["reference", "reference-f64"];
   const log = options.onProgress ?? (() => {});
+  const llama =
+    options.llama ??
+    (await runLlama(modelPath, prompts, {
+      nTokens: n,
+      onProgress: log,
+      ...(options.threads === undefined ? {} : { threads: options.threads }),
+    }));
+  const mismatch =
+    llama.model !== modelPath
+      ? `they are of ${llama.model}, not ${modelPath}`
+      : llama.nTokens !== n
+        ? `they generated ${llama.nTokens} tokens per prompt, not ${n}`
+        : llama.prompts.length !== prompts.length || llama.prompts.some((p, i) => p !== prompts[i])
+          ? "their prompts differ"
+          : null;
+  if (mismatch !== null) {
+    throw new LlamaRunsMismatchError(mismatch);
+  }
   const models = new Map<string, CompiledModel>();
   for (const b of backends) {
     models.set(
@@ -66,29 +157,16 @@ export async function crossvalidate(
       }),
     );
   }
-  const first = models.values().next().value as CompiledModel;
-  const tokenizer = Tokenizer.fromGguf(first.description.file.metadata);
-  const vocab = first.description.hparams.vocabSize;
-  const promptIds = prompts.map((p) => tokenizer.encode(p));
-  const longest = Math.max(...promptIds.map((p) => p.length)) + n;
-  const llama = await openLlamaReference(modelPath, {
-    contextSize: Math.max(64, longest + 8),
-    vocabSize: vocab,
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
-  });
+  const vocab = llama.vocabSize;
   const selfMetrics: PositionMetrics[] = [];
   const perEngine = new Map<string, { metrics: PositionMetrics[]; matched: number[] }>(
     backends.map((b) => [b, { metrics: [], matched: [] }]),
   );
   try {
-    for (const [i, prompt] of promptIds.entries()) {
-      log(`prompt ${i + 1}/${prompts.length}: llama.cpp greedy`);
-      // llama.cpp's greedy decode is also its token-by-token evaluation of the final sequence.
-      const { tokens: continuation, logits: sequential } = await llama.greedy(prompt, n);
+    for (const [i, { prompt, continuation, sequential, batched }] of llama.runs.entries()) {
       const sequence = [...prompt, ...continuation];
       // Positions whose logits predict a token of the sequence: all but the last.
       const scored = sequence.length - 1;
-      const batched = await llama.logits(sequence, "batch");
       for (let p = 0; p < scored; p++) {
         selfMetrics.push(comparePosition(batched, p * vocab, sequential, p * vocab, vocab));
       }
@@ -105,7 +183,6 @@ export async function crossvalidate(
       }
     }
   } finally {
-    await llama.dispose();
     for (const m of models.values()) {
       await m.dispose();
     }

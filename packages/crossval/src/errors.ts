@@ -64,3 +64,13 @@ export class LlamaCannotLoadError extends BitnetError {
     this.types = types;
   }
 }
+
+/** `crossvalidate` was handed llama.cpp runs (`runLlama`) of another file, prompts or length. */
+export class LlamaRunsMismatchError extends BitnetError {
+  constructor(reason: string) {
+    super(
+      "CROSSVAL_LLAMA_RUNS_MISMATCH",
+      `the llama.cpp runs passed to crossvalidate do not fit this comparison: ${reason}.\nRun runLlama on the same file with the same prompts and nTokens.`,
+    );
+  }
+}

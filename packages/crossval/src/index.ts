@@ -4,11 +4,16 @@ export {
   crossvalidate,
   type EngineReport,
   formatReport,
+  type LlamaRun,
+  type LlamaRunOptions,
+  type LlamaRuns,
+  runLlama,
 } from "./crossval";
 export {
   LlamaCannotLoadError,
   LlamaCpuVariantMismatchError,
   LlamaCpuVariantUnsupportedError,
+  LlamaRunsMismatchError,
   ReferenceUnavailableError,
 } from "./errors";
 export {
