@@ -1,4 +1,5 @@
 import { defineProject } from "vitest/config";
+import { LongestFirstSequencer } from "../../vitest.sequencer.ts";
 
 export default defineProject({
   resolve: { conditions: ["source"] },
@@ -10,5 +11,7 @@ export default defineProject({
     // vitest's defaults (5 s a test, 10 s a hook) assume a machine to itself.
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // Used when this package runs on its own (tools/arm64/run.mjs); the root config's otherwise.
+    sequence: { sequencer: LongestFirstSequencer },
   },
 });
