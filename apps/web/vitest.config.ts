@@ -1,12 +1,12 @@
-import { defineProject } from "vitest/config";
+import { packageProject } from "../../vitest.project.ts";
 
-export default defineProject({
-  test: {
-    name: "web",
+export default packageProject(
+  "web",
+  {
     include: ["test/**/*.test.ts"],
-    setupFiles: ["../../vitest.setup.ts"],
     // Real Chromium, real models: loads and generations take seconds (SwiftShader, reference backend).
     testTimeout: 300_000,
     hookTimeout: 300_000,
   },
-});
+  { sourceConditions: false },
+);

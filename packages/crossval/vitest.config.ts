@@ -1,19 +1,10 @@
-import { defineProject } from "vitest/config";
 import { useLavapipe } from "../../vitest.lavapipe.ts";
+import { packageProject } from "../../vitest.project.ts";
 
 // The WebGPU cross-validation runs on lavapipe where there is no GPU driver.
 useLavapipe();
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "crossval",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    setupFiles: ["../../vitest.setup.ts"],
-    // Limits for a busy machine: the suite runs two test files at once (scripts/test.mjs), and
-    // vitest's defaults (5 s a test, 10 s a hook) assume a machine to itself.
-    hookTimeout: 60_000,
-    // Model-dependent tests run real forward passes on the reference backend.
-    testTimeout: 120_000,
-  },
+export default packageProject("crossval", {
+  // Model-dependent tests run real forward passes on the reference backend.
+  testTimeout: 120_000,
 });

@@ -1,15 +1,7 @@
-import { defineProject } from "vitest/config";
+import { packageProject } from "../../vitest.project.ts";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "kernels-cuda",
-    include: ["src/**/*.test.ts"],
-    // The host twins run the model's ops on one CPU thread, lane by lane: seconds per test.
-    testTimeout: 300_000,
-    setupFiles: ["../../vitest.setup.ts"],
-    // Limits for a busy machine: the suite runs two test files at once (scripts/test.mjs), and
-    // vitest's defaults (5 s a test, 10 s a hook) assume a machine to itself.
-    hookTimeout: 60_000,
-  },
+export default packageProject("kernels-cuda", {
+  include: ["src/**/*.test.ts"],
+  // The host twins run the model's ops on one CPU thread, lane by lane: seconds per test.
+  testTimeout: 300_000,
 });

@@ -1,13 +1,10 @@
-import { defineProject } from "vitest/config";
+import { packageProject } from "../../vitest.project.ts";
 
-export default defineProject({
-  test: {
-    name: "k8s",
+export default packageProject(
+  "k8s",
+  {
     include: ["src/**/*.test.ts"],
-    setupFiles: ["../../vitest.setup.ts"],
-    // Limits for a busy machine: the suite runs two test files at once (scripts/test.mjs), and
-    // vitest's defaults (5 s a test, 10 s a hook) assume a machine to itself.
-    hookTimeout: 60_000,
     testTimeout: 120_000,
   },
-});
+  { sourceConditions: false },
+);

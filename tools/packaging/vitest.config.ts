@@ -1,14 +1,6 @@
-import { defineProject } from "vitest/config";
+import { packageProject } from "../../vitest.project.ts";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "packaging",
-    include: ["test/**/*.test.ts"],
-    setupFiles: ["../../vitest.setup.ts"],
-    // Limits for a busy machine: the suite runs two test files at once (scripts/test.mjs), and
-    // vitest's defaults (5 s a test, 10 s a hook) assume a machine to itself.
-    hookTimeout: 60_000,
-    testTimeout: 120_000,
-  },
+export default packageProject("packaging", {
+  include: ["test/**/*.test.ts"],
+  testTimeout: 120_000,
 });
