@@ -54,15 +54,8 @@ import { baseConfig } from "$rel/tsup.config.base";
 export default defineConfig(baseConfig);
 TS
 cat > "$dir/vitest.config.ts" <<TS
-import { defineProject } from "vitest/config";
+import { packageProject } from "$rel/vitest.project.ts";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "$name",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    setupFiles: ["../../vitest.setup.ts"],
-  },
-});
+export default packageProject("$name");
 TS
 echo "scaffolded $dir"
