@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <utility>
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -114,11 +115,9 @@ struct MaddubsDot {
     }
   }
 
-  // One row at a time: a pair of rows sharing their activation loads (as DpbusdDot runs them)
-  // ran no faster here, the loop being bound by its 13 vector operations per block, not its
-  // loads (one Zen 5 core from L2: 103 GMAC/s either way).
-  static constexpr bool kRowPairs = false;
-  static void i2s_row_pair(const uint8_t*, int64_t, const int8_t*, __m256i&, __m256i&) {}
+  // No i2s_row_pair: one row at a time. A pair of rows sharing their activation loads (as
+  // DpbusdDot runs them) ran no faster here, the loop being bound by its 13 vector operations
+  // per block, not its loads (one Zen 5 core from L2: 103 GMAC/s either way).
 
   // One token's 128 elements: four VPMADDUBSW summed in int16. An accumulator may take 8 I2_S
   // blocks (≤ 8 × 4 × 768 = 24576 < 32767) or one TQ2_0 block, then sums8 widens it.
@@ -168,6 +167,8 @@ struct MaddubsDot {
     return _mm256_madd_epi16(_mm256_add_epi16(ones16, _mm256_srai_epi16(fours16, 2)), _mm256_set1_epi16(1));
   }
 };
+
+static_assert(!HasRowPairs<MaddubsDot>::value, "the one-token I2_S pass runs MaddubsDot rows one at a time");
 
 void i2s_gemm_avx2(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                    const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {

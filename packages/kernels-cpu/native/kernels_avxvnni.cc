@@ -5,6 +5,8 @@
 // VPADDW and a widening VPMADDWD for the same). Every other op is the AVX2 path's. The integer
 // sums are exact, and the float steps are the scalar kernel's, so results are bit-identical.
 // ---------------------------------------------------------------------------------------------
+#include <type_traits>
+#include <utility>
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -103,7 +105,6 @@ struct DpbusdDot {
   // (bench-i2s, bench/ab-addons.mjs, 8 rounds) the projections took 10.88 → 10.63 ms a token,
   // faster in 7 of 8 rounds, with the pair's lines asked for in address order; asked for as two
   // streams (each row's line `ahead` bytes on) they took 10.00 → 10.55, slower.
-  static constexpr bool kRowPairs = true;
   static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a, __m256i& acc_b) {
     const uint8_t* rb = ra + 32 * nb;
     const __m256i m0 = _mm256_set1_epi8((char)0xC0), m1 = _mm256_set1_epi8(0x30), m2 = _mm256_set1_epi8(0x0C),
@@ -181,6 +182,8 @@ struct DpbusdDot {
     return _mm256_add_epi32(_mm256_add_epi32(a, c), _mm256_srai_epi32(_mm256_add_epi32(b, d), 2));
   }
 };
+
+static_assert(HasRowPairs<DpbusdDot>::value, "the one-token I2_S pass runs DpbusdDot rows in pairs");
 
 void i2s_gemm_avxvnni(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                       const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {

@@ -13,9 +13,9 @@
 // Dot provides:
 //   template <int N> static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q,
 //                                        int64_t cols, __m256i acc[N]);  // Σ code·q, N tokens
-//   static constexpr bool kRowPairs;  // whether one token runs two rows at a time, with
-//   static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a,
-//                            __m256i& acc_b);  // one token, rows ra and ra + 32·nb
+//   optionally static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q,
+//                            __m256i& acc_a, __m256i& acc_b);  // one token, rows ra and
+//                            // ra + 32·nb at a time (where present, decode runs rows in pairs)
 //   static __m256i tq2(const __m256i codes[8], const int8_t* q);       // one token of a 4-pass
 //   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // TQ1_0 decode
 //   static __m256i tq2_block_one(const uint8_t* qs, const int8_t* q);  // TQ2_0 decode, one
@@ -167,15 +167,30 @@ void i2s_prefill8(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   }
 }
 
+// Whether Dot runs one token over two rows at a time (it has i2s_row_pair).
+template <class Dot, class = void>
+struct HasRowPairs : std::false_type {};
+template <class Dot>
+struct HasRowPairs<Dot, std::void_t<decltype(Dot::i2s_row_pair(nullptr, 0, nullptr, std::declval<__m256i&>(),
+                                                                 std::declval<__m256i&>()))>> : std::true_type {};
+
+// Row r's outputs for tokens [t, t + N) from their integer sums Σ code·q: (sum − Σq) / act_scale
+// · w_scale, the scalar kernel's float steps in its order.
+template <int N>
+inline void i2s_store(const __m256i acc[N], int64_t r, int64_t t, const float* act_scale, const int32_t* act_sum,
+                      float w_scale, float* out, int64_t out_stride) {
+  for (int k = 0; k < N; k++) {
+    const float y = (float)(hsum_i32(acc[k]) - act_sum[t + k]) / act_scale[t + k];
+    out[(t + k) * out_stride + r] = y * w_scale;
+  }
+}
+
 template <class Dot, int N>
 inline void i2s_tokens(const uint8_t* row, int64_t nb, int64_t cols, int64_t r, int64_t t, const int8_t* q,
                        const float* act_scale, const int32_t* act_sum, float w_scale, float* out, int64_t out_stride) {
   __m256i acc[N];
   Dot::template i2s_row<N>(row, nb, q + t * cols, cols, acc);
-  for (int k = 0; k < N; k++) {
-    const float y = (float)(hsum_i32(acc[k]) - act_sum[t + k]) / act_scale[t + k];
-    out[(t + k) * out_stride + r] = y * w_scale;
-  }
+  i2s_store<N>(acc, r, t, act_scale, act_sum, w_scale, out, out_stride);
 }
 
 // out = (Σ code·q − Σq) / act_scale · w_scale; eight, then four, then the last one to three
@@ -190,15 +205,13 @@ void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   // One pass over the rows for the next n tokens (n ≤ 4).
   auto pass = [&](auto n) {
     int64_t r = r0;
-    if constexpr (decltype(n)::value == 1 && Dot::kRowPairs) {
+    if constexpr (decltype(n)::value == 1 && HasRowPairs<Dot>::value) {
       // One token: two rows at a time, sharing each activation load (Dot::i2s_row_pair).
       for (; r + 2 <= r1; r += 2) {
         __m256i acc[2];
         Dot::i2s_row_pair(w + r * row_bytes, nb, q + t * cols, acc[0], acc[1]);
-        for (int k = 0; k < 2; k++) {
-          const float y = (float)(hsum_i32(acc[k]) - act_sum[t]) / act_scale[t];
-          out[t * out_stride + r + k] = y * w_scale;
-        }
+        i2s_store<1>(&acc[0], r, t, act_scale, act_sum, w_scale, out, out_stride);
+        i2s_store<1>(&acc[1], r + 1, t, act_scale, act_sum, w_scale, out, out_stride);
       }
     }
     for (; r < r1; r++) {
