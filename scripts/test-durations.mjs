@@ -3,7 +3,8 @@
 // scripts/test-durations.json, per architecture, for vitest.sequencer.ts (longest files first).
 // After a full run (`bash .ci/run` or `pnpm test`):
 //   node scripts/test-durations.mjs x64 .cache/vitest-report.json
-//   node scripts/test-durations.mjs arm64 .cache/arm64/vitest-max.json
+// (Nothing is recorded for the arm64 phase under qemu, whose files were slower longest first:
+// see vitest.sequencer.ts.)
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
