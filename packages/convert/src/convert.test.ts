@@ -234,8 +234,16 @@ describe("bitnet quantize", () => {
         await convertCheckpoint(ck.dir, src, { type: "I2_S" });
       }
       const out = path.join(tmp, `embed-${embed}.gguf`);
-      await quantizeGguf(src, out, { embed });
+      const from = (await readGgufFile(src)).tensor("token_embd.weight").type.name;
+      const summary = await quantizeGguf(src, out, { embed });
       expect((await readGgufFile(out)).tensor("token_embd.weight").type.name).toBe(embed);
+      // The summary says what the re-encoding cost: a few tenths of a percent, never "exact".
+      expect(summary.embeddings).toHaveLength(1);
+      const change = summary.embeddings[0]!;
+      expect(change).toMatchObject({ name: "token_embd.weight", from, to: embed });
+      expect(change.maxAbsError).toBeGreaterThan(0);
+      expect(change.relativeRmsError).toBeGreaterThan(0);
+      expect(change.relativeRmsError).toBeLessThan(embed === "Q8_0" ? 0.01 : 0.03);
       const a = await loadModel(src, { backend: "cpu", contextLength: 64 });
       const b = await loadModel(out, { backend: "cpu", contextLength: 64 });
       const tokens = Tokenizer.fromGguf(a.description.file.metadata).encode(PROMPT_TEXT);
@@ -257,6 +265,28 @@ describe("bitnet quantize", () => {
       await b.dispose();
     },
   );
+});
+
+describe("quantize --embed f32", () => {
+  it("re-encodes an f16 embedding exactly, and the summary says so", async () => {
+    const ck = await checkpoint("packed");
+    const src = path.join(tmp, "embed-src.gguf"); // shared with the tests above
+    if (!fs.existsSync(src)) {
+      await convertCheckpoint(ck.dir, src, { type: "I2_S" });
+    }
+    const file = await readGgufFile(src);
+    expect(file.tensor("token_embd.weight").type.name).toBe("F16");
+    const summary = await quantizeGguf(src, path.join(tmp, "embed-f32.gguf"), { embed: "F32" });
+    expect(summary.embeddings).toEqual([
+      {
+        name: "token_embd.weight",
+        from: "F16",
+        to: "F32",
+        maxAbsError: 0,
+        relativeRmsError: 0,
+      },
+    ]);
+  });
 });
 
 describe("the converted TQ2_0 file against llama.cpp", () => {

@@ -32,5 +32,10 @@ export {
   ternaryFallback,
 } from "./convert";
 export { ConvertError, ConvertErrorCode } from "./errors";
-export { type QuantizeOptions, type QuantizeSummary, quantizeGguf } from "./quantize";
+export {
+  type EmbeddingChange,
+  type QuantizeOptions,
+  type QuantizeSummary,
+  quantizeGguf,
+} from "./quantize";
 export { type GgufVocab, readVocab } from "./tokenizer";

@@ -38,10 +38,69 @@ export interface QuantizeOptions {
   readonly onProgress?: WriteProgress;
 }
 
+/** An embedding (or untied output) re-encoded to another type, and what that cost. */
+export interface EmbeddingChange {
+  readonly name: string;
+  readonly from: string;
+  readonly to: EmbeddingType;
+  /** Largest |new − old| of any value (0: the values survived exactly). */
+  readonly maxAbsError: number;
+  /** √(Σ (new − old)² / Σ old²): the error relative to the values' size. */
+  readonly relativeRmsError: number;
+}
+
 export interface QuantizeSummary {
   readonly converted: number;
-  /** Largest relative change of any scale (0 when lossless). */
+  /** Largest relative change of any ternary scale (0 when the ternary tensors are exact). */
   readonly maxScaleChange: number;
+  /** Every re-encoded embedding with its error (lossy unless maxAbsError is 0). */
+  readonly embeddings: readonly EmbeddingChange[];
+}
+
+/** Elements and bytes per block of each embedding type. */
+const EMBEDDING_BLOCK: Readonly<Record<EmbeddingType, readonly [number, number]>> = {
+  F16: [1, 2],
+  F32: [1, 4],
+  Q8_0: [32, 34],
+  Q6_K: [256, 210],
+};
+
+/**
+ * How far `encoded` (of `type`) decodes from `original`, decoded a slice at a time so that a
+ * large vocabulary's embedding is not held twice in f32.
+ */
+function encodingError(
+  type: EmbeddingType,
+  encoded: Uint8Array,
+  original: Float32Array,
+): { maxAbsError: number; relativeRmsError: number } {
+  const [blockElements, blockBytes] = EMBEDDING_BLOCK[type];
+  const step = blockElements * 8192;
+  let maxAbsError = 0;
+  let squaredError = 0;
+  let squaredValue = 0;
+  for (let start = 0; start < original.length; start += step) {
+    const n = Math.min(step, original.length - start);
+    const decoded = floats(
+      type,
+      encoded.subarray(
+        (start / blockElements) * blockBytes,
+        ((start + n) / blockElements) * blockBytes,
+      ),
+      n,
+    );
+    for (let i = 0; i < n; i++) {
+      const x = original[start + i]!;
+      const d = decoded[i]! - x;
+      maxAbsError = Math.max(maxAbsError, Math.abs(d));
+      squaredError += d * d;
+      squaredValue += x * x;
+    }
+  }
+  return {
+    maxAbsError,
+    relativeRmsError: squaredValue > 0 ? Math.sqrt(squaredError / squaredValue) : 0,
+  };
 }
 
 const TERNARY = new Set(["I2_S", "TQ2_0", "TQ1_0"]);
@@ -95,6 +154,7 @@ export async function quantizeGguf(
   w.setAll(file.metadata);
   let converted = 0;
   let maxScaleChange = 0;
+  const embeddings: EmbeddingChange[] = [];
   const target = options.type;
   for (const t of file.tensors) {
     const bytes = file.tensorData(t);
@@ -153,12 +213,15 @@ export async function quantizeGguf(
       (t.name === "token_embd.weight" || t.name === "output.weight") &&
       t.type.name !== options.embed
     ) {
-      w.addTensor(
-        t.name,
-        options.embed,
-        t.shape,
-        encodeEmbedding(options.embed, floats(t.type.name, bytes, n)),
-      );
+      const values = floats(t.type.name, bytes, n);
+      const encoded = encodeEmbedding(options.embed, values);
+      embeddings.push({
+        name: t.name,
+        from: t.type.name,
+        to: options.embed,
+        ...encodingError(options.embed, encoded, values),
+      });
+      w.addTensor(t.name, options.embed, t.shape, encoded);
       converted++;
       continue;
     }
@@ -171,5 +234,5 @@ export async function quantizeGguf(
     outPath,
     options.onProgress === undefined ? {} : { onProgress: options.onProgress },
   );
-  return { converted, maxScaleChange };
+  return { converted, maxScaleChange, embeddings };
 }
