@@ -106,7 +106,7 @@ export interface EngineReport {
   readonly summary: Summary;
   /** Per prompt: how many of our own greedy tokens match llama.cpp's before the first difference. */
   readonly greedyMatched: readonly number[];
-  /** Prompts whose first 8 greedy tokens are identical to llama.cpp's. */
+  /** Prompts whose first min(8, nTokens) greedy tokens are identical to llama.cpp's. */
   readonly first8Identical: number;
 }
 
@@ -235,7 +235,7 @@ export function formatReport(r: CrossvalReport): string {
       "max KL",
       "mean max|Δlogp| top10",
       "min cos",
-      "greedy first-8 identical",
+      `greedy first-${Math.min(8, r.nTokens)} identical`,
     ],
     [
       "llama.cpp batched vs token-by-token (floor)",
