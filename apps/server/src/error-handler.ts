@@ -65,16 +65,29 @@ export function installErrorHandlers(
     }
     return reply.status(api.status).send(api.toBody());
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply
-      .status(404)
-      .send(
-        new ApiError(
-          404,
-          "not_found_error",
-          `no route ${request.method} ${request.url.split("?")[0]}`,
-          { code: "not_found" },
-        ).toBody(),
-      ),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const url = request.url.split("?")[0]!;
+    // A route that exists with another method is a 405 that says which methods it takes.
+    const allowed = (["GET", "POST", "PUT", "DELETE", "PATCH"] as const).filter((method) =>
+      app.hasRoute({ method, url }),
+    );
+    if (allowed.length > 0) {
+      return reply
+        .status(405)
+        .header("allow", allowed.join(", "))
+        .send(
+          new ApiError(
+            405,
+            "invalid_request_error",
+            `${request.method} is not allowed on ${url}; use ${allowed.join(" or ")}`,
+            { code: "method_not_allowed" },
+          ).toBody(),
+        );
+    }
+    return reply.status(404).send(
+      new ApiError(404, "not_found_error", `no route ${request.method} ${url}`, {
+        code: "not_found",
+      }).toBody(),
+    );
+  });
 }

@@ -2,6 +2,8 @@
  * Errors as OpenAI clients expect them: an HTTP status and `{"error": {"message", "type",
  * "param", "code"}}`. Bad input is always a 4xx; a 5xx means a bug in the server.
  */
+import { BitnetError } from "@bitnet-ts/errors";
+
 export type ApiErrorType =
   | "invalid_request_error"
   | "authentication_error"
@@ -73,4 +75,11 @@ export function loadingModel(): ApiError {
     code: "loading",
     headers: { "retry-after": "1" },
   });
+}
+
+/** The server could not bind its address (port in use, unknown host, no permission). */
+export class ServerListenError extends BitnetError {
+  constructor(message: string) {
+    super("SERVER_LISTEN", message);
+  }
 }

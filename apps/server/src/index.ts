@@ -1,5 +1,5 @@
 export { Admission, type AdmissionOptions, type KvCapacity } from "./admission";
-export { ApiError, type ApiErrorType } from "./errors";
+export { ApiError, type ApiErrorType, ServerListenError } from "./errors";
 export { type BitnetServer, type ServerOptions, startServer } from "./server";
 export {
   hashKey,

@@ -141,7 +141,7 @@ export async function loadGenerator(
     );
   }
   log(
-    `model ${describe.alias} loaded in ${(performance.now() - started).toFixed(0)} ms on the ${model.backendName} backend; up to ${describe.parallel} requests at once, context ${model.contextLength}, KV budget ${mib(capacity.kvBudgetBytes)} MiB (${Math.floor(capacity.kvBudgetBytes / capacity.kvBytesPerToken)} tokens), prompt cache ${mib(cacheBytes)} MiB of it`,
+    `model ${describe.alias} loaded in ${(performance.now() - started).toFixed(0)} ms on the ${model.backendName} backend; up to ${describe.parallel} requests at once, context ${model.contextLength} tokens each; KV caches grow as used, within a budget of ${mib(capacity.kvBudgetBytes)} MiB of free memory (${Math.floor(capacity.kvBudgetBytes / capacity.kvBytesPerToken)} tokens in all), of which the prompt cache may keep ${mib(cacheBytes)} MiB`,
   );
   const served =
     cacheBytes === 0

@@ -91,9 +91,21 @@ function generateOptions(
 ): Job["options"] {
   const ctx = g.model.contextLength;
   const room = ctx - promptTokens.length;
-  const explicit = body.max_completion_tokens ?? body.max_tokens;
+  const nPredict = given(body.n_predict) && body.n_predict > 0 ? body.n_predict : undefined;
+  const openAi = body.max_completion_tokens ?? body.max_tokens;
+  if (given(openAi) && given(body.n_predict) && body.n_predict !== openAi) {
+    throw badRequest(
+      `n_predict ${body.n_predict} and ${given(body.max_completion_tokens) ? "max_completion_tokens" : "max_tokens"} ${openAi} disagree; give one`,
+      "n_predict",
+    );
+  }
+  const explicit = openAi ?? nPredict;
   if (given(explicit) && explicit > room) {
-    const param = given(body.max_completion_tokens) ? "max_completion_tokens" : "max_tokens";
+    const param = given(body.max_completion_tokens)
+      ? "max_completion_tokens"
+      : given(body.max_tokens)
+        ? "max_tokens"
+        : "n_predict";
     throw new ApiError(
       400,
       "invalid_request_error",

@@ -1,7 +1,8 @@
 /**
  * Request bodies, validated with zod. Unknown OpenAI fields that do not change what is computed
  * (user, metadata, store, …) are ignored; fields we cannot honour (n > 1, tools, JSON response
- * formats, logprobs) are a 400 naming the parameter, never silently dropped.
+ * formats, logprobs, llama-server's grammar, json_schema, mirostat, …) are a 400 naming the
+ * parameter, never silently dropped.
  */
 import { z } from "zod";
 import { ApiError, badRequest } from "./errors";
@@ -31,6 +32,22 @@ const samplingFields = {
   ignore_eos: z.boolean().nullish(),
   /** llama-server's: start from the prompt cache and keep this request's KV there (default true). */
   cache_prompt: z.boolean().nullish(),
+  /** llama-server's max_tokens; -1: until the context is full or the model stops. */
+  n_predict: z
+    .number()
+    .int()
+    .min(-1)
+    .refine((n) => n !== 0, "n_predict must be -1 (no limit) or at least 1")
+    .nullish(),
+  // llama-server's samplers and constraints that we do not have: refused when they would
+  // change the output, so that a client never gets unconstrained text it believes constrained.
+  grammar: z.literal("", { message: "grammar-constrained sampling is not supported" }).nullish(),
+  json_schema: z.null({ message: "JSON-schema-constrained sampling is not supported" }).optional(),
+  mirostat: z.literal(0, { message: "mirostat sampling is not supported" }).nullish(),
+  n_probs: z.literal(0, { message: "token probabilities (n_probs) are not supported" }).nullish(),
+  dynatemp_range: z.literal(0, { message: "dynamic temperature is not supported" }).nullish(),
+  xtc_probability: z.literal(0, { message: "XTC sampling is not supported" }).nullish(),
+  dry_multiplier: z.literal(0, { message: "DRY sampling is not supported" }).nullish(),
 };
 
 const contentPart = z.looseObject({

@@ -42,6 +42,8 @@ interface ResponseBody {
   error: { type: string; code: string | null; message: string; param: string | null };
   tokens: { id: number; piece: string }[];
   content: string;
+  usage: { completion_tokens: number };
+  choices: { finish_reason: string }[];
 }
 
 async function post(route: string, body: unknown, headers: Record<string, string> = {}) {
@@ -331,6 +333,31 @@ describe("bad requests get 4xx with an OpenAI error body, never a crash", () => 
       "invalid_token",
     ],
     ["negative ids to detokenize", "/detokenize", { tokens: [-1] }, 400, "invalid_token"],
+    // llama-server's fields that would change the output, which we cannot honour.
+    [
+      "a grammar",
+      "/v1/completions",
+      { prompt: "x", grammar: 'root ::= "a"' },
+      400,
+      "invalid_value",
+    ],
+    [
+      "a JSON schema",
+      "/v1/chat/completions",
+      { messages: hello, json_schema: { type: "object" } },
+      400,
+      "invalid_value",
+    ],
+    ["mirostat 2", "/v1/completions", { prompt: "x", mirostat: 2 }, 400, "invalid_value"],
+    ["n_probs 5", "/v1/completions", { prompt: "x", n_probs: 5 }, 400, "invalid_value"],
+    ["n_predict 0", "/v1/completions", { prompt: "x", n_predict: 0 }, 400, "invalid_value"],
+    [
+      "n_predict and max_tokens that disagree",
+      "/v1/completions",
+      { prompt: "x", n_predict: 3, max_tokens: 4 },
+      400,
+      "invalid_value",
+    ],
   ];
   it.each(cases)("%s", async (_what, route, body, status, code) => {
     const r = await post(route, body);
@@ -350,6 +377,32 @@ describe("bad requests get 4xx with an OpenAI error body, never a crash", () => 
     });
     expect(r.status).toBe(415);
     expect((await post("/v1/nothing", {})).status).toBe(404);
+  });
+
+  it("a known route asked with another method is 405 naming the allowed one", async () => {
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(r.status).toBe(405);
+    expect(r.headers.get("allow")).toBe("POST");
+    expect(((await r.json()) as ResponseBody).error.code).toBe("method_not_allowed");
+  });
+
+  it("takes llama-server's n_predict as max_tokens, and its neutral sampler values", async () => {
+    for (const extra of [
+      { n_predict: 3 },
+      { n_predict: 3, max_tokens: 3, mirostat: 0, grammar: "" },
+    ]) {
+      const r = await post("/v1/completions", {
+        prompt: "one two",
+        temperature: 0,
+        ignore_eos: true,
+        ...extra,
+      });
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+      expect(r.json.usage.completion_tokens).toBe(3);
+      expect(r.json.choices[0]?.finish_reason).toBe("length");
+    }
   });
 
   it("checks the API key (Bearer or X-Api-Key) except on /health", async () => {
@@ -763,6 +816,22 @@ describe("admission by KV capacity", () => {
     expect(await m("bitnet_kv_reserved_bytes")).toBe(0);
     expect(await m("bitnet_queue_depth")).toBe(0);
     await small.close();
+  });
+});
+
+describe("listening", () => {
+  it("a port in use or a host that does not resolve is a ServerListenError that says so", async () => {
+    const port = Number(new URL(server.url).port);
+    await expect(startServer({ model, port })).rejects.toMatchObject({
+      code: "SERVER_LISTEN",
+      message: expect.stringContaining(`127.0.0.1:${port} - the port is in use`),
+    });
+    await expect(
+      startServer({ model, port: 0, host: "no-such-host.invalid" }),
+    ).rejects.toMatchObject({
+      code: "SERVER_LISTEN",
+      message: expect.stringContaining("does not resolve"),
+    });
   });
 });
 

@@ -19,6 +19,7 @@ import { Admission } from "./admission";
 import { installAuth } from "./auth";
 import type { ServerContext } from "./context";
 import { installErrorHandlers } from "./error-handler";
+import { ServerListenError } from "./errors";
 import { Lifecycle, loadGenerator } from "./lifecycle";
 import { createMetrics } from "./metrics";
 import type { BitnetServer, ServerOptions } from "./options";
@@ -45,6 +46,34 @@ function plainKeyTenants(keys: readonly string[]): TenantConfig[] {
     keyDigest: Buffer.from(hashKey(key), "hex"),
     limits: {},
   }));
+}
+
+/** Why the server could not listen, in words (ServerListenError), from the socket's error. */
+function listenError(error: unknown, host: string, port: number): Error {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const at = `${host}:${port}`;
+  switch (code) {
+    case "EADDRINUSE":
+      return new ServerListenError(
+        `could not listen on ${at} - the port is in use; choose another with --port (--port 0 takes any free one).`,
+      );
+    case "EACCES":
+      return new ServerListenError(
+        `could not listen on ${at} - permission denied (ports below 1024 need privileges).`,
+      );
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+    case "EAI_NONAME":
+      return new ServerListenError(
+        `could not listen on ${at} - the host name ${host} does not resolve; give an address such as 127.0.0.1 or 0.0.0.0.`,
+      );
+    case "EADDRNOTAVAIL":
+      return new ServerListenError(
+        `could not listen on ${at} - ${host} is not an address of this machine.`,
+      );
+    default:
+      return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 export async function startServer(options: ServerOptions): Promise<BitnetServer> {
@@ -128,11 +157,13 @@ export async function startServer(options: ServerOptions): Promise<BitnetServer>
   }
 
   // Listen first (health answers 503 while loading), then load.
-  const address = await app.listen({
-    host: options.host ?? "127.0.0.1",
-    port: options.port ?? 8080,
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port ?? 8080;
+  const address = await app.listen({ host, port }).catch(async (error: unknown) => {
+    await app.close().catch(() => {});
+    throw listenError(error, host, port);
   });
-  log(`listening on ${address}`);
+  log(`listening on ${address}; loading the model (/health answers 503 until it is ready)`);
   log("root" in webUi ? `chat page at ${address}/` : `no chat page: ${webUi.reason}`);
   const ready = lifecycle.load(() => loadGenerator(options, { alias, parallel }, log));
   ready.catch((error: unknown) => log(`could not load the model: ${(error as Error).message}`));

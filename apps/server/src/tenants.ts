@@ -16,8 +16,10 @@
  * (SIGHUP) keeps the buckets and running requests of tenants that keep their name: nothing is
  * dropped and no quota is reset by a reload.
  */
+
 import { createHash, timingSafeEqual } from "node:crypto";
 import * as fs from "node:fs";
+import { BitnetError } from "@bitnet-ts/errors";
 import { z } from "zod";
 import { ApiError } from "./errors";
 
@@ -36,8 +38,10 @@ export interface TenantConfig {
 }
 
 /** A tenants file that cannot be used, with where and why. */
-export class TenantsFileError extends Error {
-  override readonly name = "TenantsFileError";
+export class TenantsFileError extends BitnetError {
+  constructor(message: string) {
+    super("SERVER_TENANTS_FILE", message);
+  }
 }
 
 const limit = z.number().int().positive().max(1e12);
