@@ -3,6 +3,7 @@ import type { BackendName, BackendOptions, FfnActivation } from "@bitnet-ts/engi
 import { KERNEL_PATHS } from "@bitnet-ts/kernels-cpu/kernel-paths";
 import type { SamplingSettings } from "@bitnet-ts/logits";
 import { type Command, InvalidArgumentError } from "commander";
+import { CliInputError } from "./errors";
 
 export function integer(
   name: string,
@@ -92,7 +93,6 @@ export function headOf(options: ModelOptions): HeadQuantization | undefined {
   return options.head ?? (options.headQ8_0 === true ? "q8_0" : undefined);
 }
 
-/** The native-backend options the model flags select (the reference backends ignore them). */
 /** The CPU backend's flags as given (what receipts record; threads are recorded separately). */
 export function cpuFlagsOf(options: ModelOptions): Record<string, unknown> {
   return {
@@ -101,6 +101,46 @@ export function cpuFlagsOf(options: ModelOptions): Record<string, unknown> {
     ...(options.tq1 === undefined ? {} : { tq1: options.tq1 }),
     ...(options.kernelPath === undefined ? {} : { kernelPath: options.kernelPath }),
   };
+}
+
+/** The flags only the CPU backend reads, as the user spelled them. */
+function cpuOnlyFlags(options: ModelOptions): string[] {
+  return [
+    ...(options.kernelPath === undefined ? [] : [`--kernel-path ${options.kernelPath}`]),
+    ...(options.head === undefined ? [] : [`--head ${options.head}`]),
+    ...(options.headQ8_0 === true ? ["--head-q8_0"] : []),
+    ...(options.tq1 === undefined ? [] : [`--tq1 ${options.tq1}`]),
+  ];
+}
+
+/**
+ * The backend to ask for. The CPU backend's own flags (--kernel-path, --head, --tq1) choose it
+ * under `auto`, so that a forced kernel path this CPU cannot run is an error rather than a quiet
+ * fall-back to the slow reference backend; with any other backend, which would ignore them, they
+ * are refused. Two spellings of the head that disagree are refused too.
+ */
+export function backendOf(options: ModelOptions): BackendName | undefined {
+  if (options.head !== undefined && options.headQ8_0 === true && options.head !== "q8_0") {
+    throw new CliInputError(
+      `could not choose the head - --head ${options.head} and --head-q8_0 disagree; give one.`,
+    );
+  }
+  const cpuOnly = cpuOnlyFlags(options);
+  if (cpuOnly.length === 0) {
+    return options.backend;
+  }
+  if (options.backend === undefined || options.backend === "auto" || options.backend === "cpu") {
+    return "cpu";
+  }
+  throw new CliInputError(
+    `could not use ${cpuOnly.join(" and ")} with --backend ${options.backend} - only the CPU backend reads ${cpuOnly.length > 1 ? "them" : "it"}; drop ${cpuOnly.length > 1 ? "them" : "it"} or use --backend cpu.`,
+  );
+}
+
+/** `{ backend }` for loadModel's options, as backendOf chooses it (nothing under plain auto). */
+export function backendField(options: ModelOptions): { backend?: BackendName } {
+  const backend = backendOf(options);
+  return backend === undefined ? {} : { backend };
 }
 
 /** Options per backend from the command line: --threads, --no-mmap, … belong to the CPU backend. */

@@ -4,10 +4,11 @@
  */
 import { registerBackend } from "@bitnet-ts/engine-core";
 import { isBitnetError } from "@bitnet-ts/errors";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 // Commands are imported when they run, so `bitnet --help` or `bitnet run` does not load the
 // server, converter or llama.cpp bindings (and their memory) that other commands need.
 import type { BenchCliOptions } from "./commands/bench";
+import { CliInputError } from "./errors";
 import {
   addDraftOptions,
   addModelOptions,
@@ -32,7 +33,7 @@ registerBackend("webgpu", () => import("@bitnet-ts/kernels-webgpu"));
 // CUDA (NVIDIA GPUs): `--backend cuda`, and first in "auto" where a GPU and its driver are found.
 registerBackend("cuda", () => import("@bitnet-ts/kernels-cuda"));
 
-function buildProgram(io: CliIo): Command {
+export function buildProgram(io: CliIo): Command {
   const program = new Command("bitnet")
     .description("Run BitNet b1.58 ternary language models from Node.js.")
     .version(VERSION, "--version")
@@ -101,7 +102,12 @@ function buildProgram(io: CliIo): Command {
       io.stdout(await (await import("./commands/info")).runInfo(options));
     });
 
-  const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+  const collect = (value: string, previous: string[] = []): string[] => {
+    if (value === "") {
+      throw new InvalidArgumentError("the text to stop at must not be empty.");
+    }
+    return [...previous, value];
+  };
 
   addDraftOptions(
     addSamplingOptions(
@@ -110,7 +116,7 @@ function buildProgram(io: CliIo): Command {
           .command("run")
           .description("generate text from a prompt, streamed to stdout")
           .option("-p, --prompt <text>", "prompt text")
-          .option("-f, --file <file>", "read the prompt from a UTF-8 file")
+          .option("-f, --file <file>", "read the prompt from a UTF-8 file (- reads standard input)")
           .option(
             "-n, --n-predict <n>",
             "tokens to generate; -1 = until end of text (default 128)",
@@ -424,35 +430,133 @@ function buildProgram(io: CliIo): Command {
       await (await import("./commands/crossval")).runCrossval(options, io);
     });
 
+  // A usage error points at the help of the command it happened in.
+  for (const command of program.commands) {
+    command.showHelpAfterError(`(run bitnet ${command.name()} --help for usage)`);
+  }
   return program;
 }
 
 /**
- * llama.cpp's multi-letter single-dash flags (Commander only knows one-letter short flags),
- * rewritten to their long forms before parsing.
+ * llama.cpp's multi-letter single-dash flags that name one of our options (Commander only knows
+ * one-letter short flags), rewritten to the long form where the command has that option.
  */
 const LLAMA_ALIASES: Readonly<Record<string, string>> = {
   "-sys": "--system",
   "-np": "--parallel",
   "-to": "--timeout",
   "-tb": "--threads",
+  "-md": "--draft",
 };
 
-export function normalizeArgv(argv: readonly string[]): string[] {
-  return argv.map((arg) => {
+const NO_LAYER_SPLIT =
+  "the whole model runs on one backend, with no layers to offload or split: choose it with --backend (cpu, cuda, webgpu)";
+const NO_DOWNLOAD = "bitnet never downloads models: fetch the GGUF yourself and pass it with -m";
+
+/**
+ * llama.cpp flags that bitnet does not have, with what to do instead. Without this table
+ * Commander would read `-ngl 99` as `-n gl` and `-fa` as `-f a`, and complain about those.
+ */
+const LLAMA_UNSUPPORTED: Readonly<Record<string, string>> = {
+  "-ngl": NO_LAYER_SPLIT,
+  "--n-gpu-layers": NO_LAYER_SPLIT,
+  "--gpu-layers": NO_LAYER_SPLIT,
+  "-ngld": NO_LAYER_SPLIT,
+  "--n-gpu-layers-draft": NO_LAYER_SPLIT,
+  "-sm": NO_LAYER_SPLIT,
+  "--split-mode": NO_LAYER_SPLIT,
+  "-ts": NO_LAYER_SPLIT,
+  "--tensor-split": NO_LAYER_SPLIT,
+  "-mg": NO_LAYER_SPLIT,
+  "--main-gpu": NO_LAYER_SPLIT,
+  "-dev": NO_LAYER_SPLIT,
+  "--device": NO_LAYER_SPLIT,
+  "-nkvo": NO_LAYER_SPLIT,
+  "--no-kv-offload": NO_LAYER_SPLIT,
+  "-fa": "attention is always fused in every backend; drop the flag",
+  "--flash-attn": "attention is always fused in every backend; drop the flag",
+  "-ctk": "the KV cache is f16 on every backend",
+  "--cache-type-k": "the KV cache is f16 on every backend",
+  "-ctv": "the KV cache is f16 on every backend",
+  "--cache-type-v": "the KV cache is f16 on every backend",
+  "-cnv": "for a conversation use `bitnet chat`; `bitnet run` completes one prompt",
+  "--conversation": "for a conversation use `bitnet chat`; `bitnet run` completes one prompt",
+  "-no-cnv": "`bitnet run` never starts a conversation (that is `bitnet chat`); drop the flag",
+  "--no-conversation":
+    "`bitnet run` never starts a conversation (that is `bitnet chat`); drop the flag",
+  "-cb": "the server always batches continuously; drop the flag",
+  "--cont-batching": "the server always batches continuously; drop the flag",
+  "-hf": NO_DOWNLOAD,
+  "-hfr": NO_DOWNLOAD,
+  "--hf-repo": NO_DOWNLOAD,
+  "-hff": NO_DOWNLOAD,
+  "--hf-file": NO_DOWNLOAD,
+  "-mu": NO_DOWNLOAD,
+  "--model-url": NO_DOWNLOAD,
+  "-mm": "bitnet runs text models only",
+  "--mmproj": "bitnet runs text models only",
+  "-co": "bitnet prints the generated text plainly",
+  "-mli": "`bitnet chat` reads one line per turn",
+  "--multiline-input": "`bitnet chat` reads one line per turn",
+  "-lv": "use --verbose for stack traces; progress and timings are always on stderr",
+  "--verbosity": "use --verbose for stack traces; progress and timings are always on stderr",
+};
+
+/** Options whose value is free text, which may itself look like a flag (`-p -fa`). */
+const TEXT_VALUED = new Set([
+  "-p",
+  "--prompt",
+  "-r",
+  "--reverse-prompt",
+  "--system",
+  "-sys",
+  "--stop",
+]);
+
+/**
+ * Rewrites llama.cpp's multi-letter aliases to our long options where `command` has them, and
+ * refuses llama.cpp flags we do not have with what to use instead (CliInputError), before
+ * Commander parses the line.
+ */
+export function normalizeArgv(argv: readonly string[], command?: Command): string[] {
+  const subcommand = argv.find((a) => !a.startsWith("-"));
+  const target = command?.commands.find(
+    (c) => c.name() === subcommand || c.aliases().includes(subcommand ?? ""),
+  );
+  const out: string[] = [];
+  for (const [i, arg] of argv.entries()) {
     const eq = arg.indexOf("=");
     const flag = eq < 0 ? arg : arg.slice(0, eq);
+    const previous = argv[i - 1];
+    if (argv.slice(0, i).includes("--") || (previous !== undefined && TEXT_VALUED.has(previous))) {
+      out.push(arg);
+      continue;
+    }
+    const advice = LLAMA_UNSUPPORTED[flag];
+    if (advice !== undefined) {
+      throw new CliInputError(`llama.cpp's ${flag} is not a bitnet option - ${advice}.`);
+    }
     const long = LLAMA_ALIASES[flag];
-    return long === undefined ? arg : long + (eq < 0 ? "" : arg.slice(eq));
-  });
+    if (long === undefined) {
+      out.push(arg);
+      continue;
+    }
+    if (target !== undefined && !target.options.some((o) => o.long === long)) {
+      throw new CliInputError(
+        `${flag} (${long}) is not an option of \`bitnet ${target.name()}\` - see bitnet ${target.name()} --help.`,
+      );
+    }
+    out.push(long + (eq < 0 ? "" : arg.slice(eq)));
+  }
+  return out;
 }
 
 /** Runs the CLI on `argv` (without the node and script paths) and returns the exit code. */
 export async function runCli(rawArgv: readonly string[], io: CliIo): Promise<number> {
-  const argv = normalizeArgv(rawArgv);
   const program = buildProgram(io);
-  const verbose = argv.includes("--verbose");
+  const verbose = rawArgv.includes("--verbose");
   try {
+    const argv = normalizeArgv(rawArgv, program);
     await program.parseAsync([...argv], { from: "user" });
     return 0;
   } catch (error) {

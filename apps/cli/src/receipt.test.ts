@@ -119,6 +119,20 @@ describe("run receipts end to end", () => {
     expect(verify.stderr).toContain("RECEIPT_REJECTED");
   });
 
+  it("a replay without -m hashes the receipt's own model path first, and refuses another file", () => {
+    const same = bitnet(["verify-receipt", receiptFile, "--replay"]);
+    expect(same.code, same.stdout + same.stderr).toBe(0);
+    expect(same.stdout).toMatch(/model_file\s+PASS/);
+    expect(same.stdout).toMatch(/replay\s+PASS/);
+    const other = path.join(tmp, "other.gguf");
+    fs.copyFileSync(tq1, other);
+    fs.appendFileSync(other, Buffer.alloc(32)); // a different file at the recorded path
+    const moved = bitnet(["verify-receipt", tamper((r) => (r.model.path = other)), "--replay"]);
+    expect(moved.code).toBe(1);
+    expect(moved.stdout).toMatch(/model_file\s+FAIL/);
+    expect(moved.stdout).toMatch(/replay\s+SKIP\s+an earlier gate failed/);
+  });
+
   it("rejects a swapped model hash and an impossible kernel list by name", () => {
     const swapped = bitnet([
       "verify-receipt",

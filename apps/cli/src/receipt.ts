@@ -18,6 +18,7 @@ import {
   type RunReceipt,
   sha256File,
 } from "@bitnet-ts/receipts";
+import { writeFileAtomic } from "./output-file";
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -161,9 +162,7 @@ export function receiptHeader(): Pick<
 
 /** Writes the receipt atomically (a temp file renamed into place). */
 export function writeReceipt(file: string, receipt: RunReceipt): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(receipt, null, 2)}\n`);
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, `${JSON.stringify(receipt, null, 2)}\n`, "--receipt");
 }
 
 /** Re-runs a run receipt's generation with its model, backend, threads, sampling and prompt ids. */

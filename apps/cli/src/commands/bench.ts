@@ -18,13 +18,16 @@ import { type CompiledModel, loadModel } from "@bitnet-ts/engine-core";
 import type { GgufFile } from "@bitnet-ts/gguf";
 import { measureReadBandwidth } from "@bitnet-ts/kernels-cpu";
 import { cacheDir, defaultModelPath } from "../default-model";
+import { CliInputError } from "../errors";
 import {
+  backendField,
   backendOptionsOf,
   cpuFlagsOf,
   type HeadQuantization,
   headOf,
   type ModelOptions,
 } from "../options";
+import { checkOutputPath } from "../output-file";
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
 import { backendSection, modelSection, receiptHeader, writeReceipt } from "../receipt";
@@ -240,9 +243,15 @@ function params(n: number): string {
 }
 
 export async function runBench(options: BenchCliOptions, io: CliIo): Promise<BenchReport> {
+  if (options.receipt !== undefined) {
+    checkOutputPath(options.receipt, "--receipt");
+  }
   const modelPath = options.model ?? (await defaultModelPath((line) => io.stderr(`${line}\n`)));
   const nPrompt = options.nPrompt ?? [128];
   const nGen = options.nGen ?? [64];
+  if ([...nPrompt, ...nGen].every((n) => n === 0)) {
+    throw new CliInputError("could not bench - -p and -n are all 0: there is nothing to measure.");
+  }
   const reps = options.reps ?? 5;
   const mmap = options.mmap !== false;
   const progress = (line: string): void => {
@@ -269,7 +278,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   const loading = loadProgress();
   const model = await loadModel(modelPath, {
     onProgress: loading.onProgress,
-    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    ...backendField(options),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
     backendOptions: backendOptionsOf(options),
     contextLength,
@@ -383,7 +392,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       const { head: _quantized, headQ8_0: _alias, ...fileHead } = options;
       headAccuracy = await measureHeadAccuracy(model, modelPath, head, (p, contextLength) =>
         loadModel(p, {
-          ...(options.backend === undefined ? {} : { backend: options.backend }),
+          ...backendField(options),
           ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
           backendOptions: backendOptionsOf(fileHead),
           contextLength,

@@ -36,6 +36,11 @@ export async function runChat(
       ),
   });
   const rl = readline.createInterface({ input, terminal: false });
+  io.stderr(
+    generator.tokenizer.vocab.chatTemplate === undefined
+      ? "bitnet chat: the model has no chat template (tokenizer.chat_template); using the BitNet b1.58 2B-4T format (User: …<|eot_id|>Assistant: ).\n"
+      : "bitnet chat: using the model's chat template (tokenizer.chat_template).\n",
+  );
   io.stderr("bitnet chat: type a message; /reset starts over, /exit or Ctrl-D quits.\n");
   let current: { cancel(): void } | undefined;
   const onSigint = (): void => {
@@ -62,9 +67,19 @@ export async function runChat(
         io.stdout("> ");
         continue;
       }
+      // "/word" is a command; an unknown one is a typo more often than a message ("//…" sends
+      // a message that starts with "/").
+      if (/^\/[A-Za-z]+$/.test(text)) {
+        io.stderr(
+          `bitnet chat: unknown command ${text} (commands: /reset, /exit, /quit; start a message with // to send it as text)\n`,
+        );
+        io.stdout("> ");
+        continue;
+      }
+      const message = text.startsWith("//") ? text.slice(1) : text;
       let reply: ReturnType<ChatSession["prompt"]>;
       try {
-        reply = session.prompt(text, {
+        reply = session.prompt(message, {
           ...samplingSettings(options),
           maxTokens: options.nPredict ?? 256,
           ...(draft.drafter === undefined ? {} : { draft: draft.drafter }),

@@ -1,4 +1,5 @@
 /** `bitnet convert` (HF checkpoint → GGUF) and `bitnet quantize` (GGUF → GGUF between ternary and embedding types). */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import {
   type ConvertArch,
@@ -7,6 +8,8 @@ import {
   quantizeGguf,
   type TernaryType,
 } from "@bitnet-ts/convert";
+import { isBitnetError } from "@bitnet-ts/errors";
+import { checkOutputPath, describeFsError } from "../output-file";
 import type { CliIo } from "../program";
 import { byteProgress } from "../progress";
 import { formatBytes } from "../table";
@@ -50,6 +53,16 @@ function embeddingType(value: string | undefined, what: string): EmbeddingType |
   return t;
 }
 
+/** Rethrows a file system error (a full disk, a folder removed meanwhile) in words. */
+function writeFailure(file: string, flag: string): (error: unknown) => never {
+  return (error: unknown): never => {
+    if (typeof (error as NodeJS.ErrnoException)?.code === "string" && !isBitnetError(error)) {
+      throw new CliInputError(`could not write ${flag} ${file} - ${describeFsError(error)}.`);
+    }
+    throw error;
+  };
+}
+
 export async function runConvert(
   dir: string,
   options: { outfile?: string; type?: string; embed?: string; arch?: ConvertArch },
@@ -58,6 +71,10 @@ export async function runConvert(
   const type = ternaryType(options.type ?? "i2_s", "convert")!;
   const embed = embeddingType(options.embed, "convert");
   const out = options.outfile ?? path.join(dir, `ggml-model-${type.toLowerCase()}.gguf`);
+  if (fs.existsSync(dir)) {
+    // (A missing checkpoint folder is reported as such by the converter.)
+    checkOutputPath(out, "--outfile");
+  }
   const bar = byteProgress(`converting ${path.basename(path.resolve(dir))}`);
   const started = performance.now();
   try {
@@ -66,7 +83,7 @@ export async function runConvert(
       ...(embed === undefined ? {} : { embed }),
       ...(options.arch === undefined ? {} : { arch: options.arch }),
       onProgress: bar.update,
-    });
+    }).catch(writeFailure(out, "--outfile"));
     bar.stop();
     for (const note of summary.notes) {
       io.stderr(`bitnet convert: note: ${note}\n`);
@@ -93,6 +110,7 @@ export async function runQuantize(
       "could not quantize - the output would overwrite the input; choose another file.",
     );
   }
+  checkOutputPath(output, "output");
   const bar = byteProgress(`writing ${path.basename(output)}`);
   try {
     const summary = await quantizeGguf(input, output, {
@@ -100,10 +118,24 @@ export async function runQuantize(
       ...(embed === undefined ? {} : { embed }),
       allowLossy: options.allowLossy === true,
       onProgress: bar.update,
-    });
+    }).catch(writeFailure(output, "output"));
     bar.stop();
+    const notes = [
+      ...(type === undefined
+        ? []
+        : [
+            summary.maxScaleChange > 0
+              ? `ternary scales changed by up to ${(summary.maxScaleChange * 100).toFixed(4)}%`
+              : "ternary weights exact",
+          ]),
+      ...summary.embeddings.map((e) =>
+        e.maxAbsError === 0
+          ? `${e.name} ${e.from} → ${e.to} exact`
+          : `${e.name} ${e.from} → ${e.to} lossy: max |Δ| ${e.maxAbsError.toPrecision(3)}, relative RMS error ${(e.relativeRmsError * 100).toFixed(3)}%`,
+      ),
+    ];
     io.stderr(
-      `bitnet quantize: ${summary.converted} tensors converted → ${output}${summary.maxScaleChange > 0 ? ` (scales changed by up to ${(summary.maxScaleChange * 100).toFixed(4)}%)` : " (lossless)"}\n`,
+      `bitnet quantize: ${summary.converted} tensors converted → ${output}${notes.length > 0 ? ` (${notes.join("; ")})` : ""}\n`,
     );
   } finally {
     bar.stop();

@@ -3,10 +3,10 @@
  * position as raw little-endian f32 [n_tokens, n_vocab] and prints each position's greedy next
  * token as a JSON array.
  */
-import * as fs from "node:fs";
 import { evaluateLogits } from "@bitnet-ts/generation";
 import { argmax } from "@bitnet-ts/logits";
 import type { ModelOptions } from "../options";
+import { checkOutputPath, writeFileAtomic } from "../output-file";
 import type { CliIo } from "../program";
 import { loadGenerator } from "./load";
 import { CliInputError, parseIds } from "./tokenize";
@@ -21,7 +21,10 @@ export async function runEval(options: EvalOptions, io: CliIo): Promise<void> {
   if (options.tokens === undefined) {
     throw new CliInputError("could not evaluate - give the tokens with --tokens 1,2,3.");
   }
-  const tokens = parseIds(options.tokens);
+  const tokens = parseIds(options.tokens, "evaluate", "--tokens");
+  if (options.logits !== undefined) {
+    checkOutputPath(options.logits, "--logits");
+  }
   const { generator } = await loadGenerator(options, io, false);
   try {
     const vocab = generator.model.description.hparams.vocabSize;
@@ -40,9 +43,11 @@ export async function runEval(options: EvalOptions, io: CliIo): Promise<void> {
       mode: options.seq ? "sequential" : "batch",
     });
     if (options.logits !== undefined) {
-      const tmp = `${options.logits}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
-      fs.renameSync(tmp, options.logits);
+      writeFileAtomic(
+        options.logits,
+        new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength),
+        "--logits",
+      );
     }
     const greedy = tokens.map((_, i) => argmax(logits.subarray(i * vocab, (i + 1) * vocab)));
     io.stdout(`${JSON.stringify(greedy)}\n`);

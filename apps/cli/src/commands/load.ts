@@ -1,6 +1,7 @@
+import * as os from "node:os";
 import { type Drafter, loadDrafter as loadDrafterFor, TextGenerator } from "@bitnet-ts/generation";
 import { defaultModelPath } from "../default-model";
-import { backendOptionsOf, type ModelOptions } from "../options";
+import { backendField, backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
 import { CliInputError } from "./tokenize";
@@ -14,20 +15,32 @@ export async function loadGenerator(
   let file = options.model;
   if (file === undefined) {
     if (!modelOptional) {
-      throw new Error("could not start - no model given; pass -m model.gguf.");
+      throw new CliInputError("could not start - no model given; pass -m model.gguf.");
     }
     file = await defaultModelPath((line) => io.stderr(`${line}\n`));
+  }
+  const cpus = os.availableParallelism();
+  if (options.threads !== undefined && options.threads > cpus) {
+    io.stderr(
+      `bitnet: warning: -t ${options.threads} is more threads than the ${cpus} CPUs this process may use; threads beyond ${cpus} wait on each other (slower, not faster).\n`,
+    );
   }
   const started = performance.now();
   const progress = loadProgress();
   const generator = await TextGenerator.load(file, {
-    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    ...backendField(options),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
     ...(options.ffnAct === undefined ? {} : { ffnActivation: options.ffnAct }),
     backendOptions: backendOptionsOf(options),
     onLog: (line) => io.stderr(`bitnet: ${line}\n`),
     onProgress: progress.onProgress,
   }).finally(progress.stop);
+  const trained = generator.model.description.hparams.contextLength;
+  if (options.ctxSize !== undefined && options.ctxSize > trained) {
+    io.stderr(
+      `bitnet: warning: -c ${options.ctxSize} is longer than the ${trained} tokens the model was trained on; text past ${trained} tokens is out of its training range.\n`,
+    );
+  }
   return { generator, path: file, loadMs: performance.now() - started };
 }
 

@@ -16,16 +16,21 @@ export async function runPerplexity(options: PerplexityCliOptions, io: CliIo): P
   if (options.file === undefined) {
     throw new CliInputError("could not compute perplexity - give the text with -f FILE.");
   }
-  const text = readTextFile(options.file);
   const { ctxSize, ...rest } = options;
   const ctx = ctxSize ?? 512;
-  const { generator } = await loadGenerator({ ...rest, ctxSize: Math.max(ctx, 1) }, io, false);
+  if (ctx < 4) {
+    // Each chunk scores its second half from the first: a few tokens of each at least.
+    throw new CliInputError(`could not compute perplexity - -c ${ctx} must be at least 4.`);
+  }
+  const text = readTextFile(options.file);
+  const { generator } = await loadGenerator({ ...rest, ctxSize: ctx }, io, false);
   try {
     const tokenizer = generator.tokenizer;
     const tokens = tokenizer.encode(text);
-    io.stderr(
-      `bitnet perplexity: ${tokens.length} tokens, ${Math.floor(tokens.length / ctx)} chunks of ${ctx}\n`,
-    );
+    const chunks = Math.min(Math.floor(tokens.length / ctx), options.chunks ?? Infinity);
+    if (tokens.length >= 2 * ctx) {
+      io.stderr(`bitnet perplexity: ${tokens.length} tokens, ${chunks} chunks of ${ctx}\n`);
+    }
     const started = performance.now();
     const result = await perplexity(generator.model, tokens, {
       contextLength: ctx,

@@ -1,6 +1,7 @@
 /** `bitnet run`: generate text from a prompt, streamed to stdout (llama-cli style). */
 import type { GenerationResult } from "@bitnet-ts/generation";
 import { cpuFlagsOf, type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
+import { checkOutputPath } from "../output-file";
 import type { CliIo } from "../program";
 import {
   backendSection,
@@ -32,6 +33,14 @@ export async function runRun(
     throw new CliInputError("could not run - give either -p TEXT or -f FILE, not both.");
   }
   const prompt = options.file !== undefined ? readTextFile(options.file) : (options.prompt ?? "");
+  if (options.receipt !== undefined) {
+    checkOutputPath(options.receipt, "--receipt");
+  }
+  if (options.prompt === undefined && options.file === undefined && !process.stdin.isTTY) {
+    io.stderr(
+      "bitnet: no prompt given, so generating from the start of text; standard input is not read unless asked (-f -).\n",
+    );
+  }
   const { generator, path, loadMs } = await loadGenerator(options, io, true);
   const draft = await loadDrafter(options, generator, io).catch(async (error: unknown) => {
     await generator.dispose();
@@ -79,8 +88,10 @@ export async function runRun(
             prompt_ms: round(t.promptMs),
             prompt_tokens: t.promptTokens,
             prompt_per_second: round(t.promptTokensPerSecond),
-            predicted_ms: round(t.generationMs),
             predicted_tokens: t.generatedTokens,
+            // The first token comes with the prompt: predicted_ms times the ones after it.
+            predicted_ms: round(t.generationMs),
+            predicted_timed_tokens: Math.max(t.generatedTokens - 1, 0),
             predicted_per_second: round(t.generatedTokensPerSecond),
           },
         })}\n`,
@@ -93,7 +104,7 @@ export async function runRun(
         );
       }
       io.stderr(
-        `bitnet: ${generator.model.backendName} backend | load ${round(loadMs)} ms | prompt ${t.promptTokens} tokens in ${round(t.promptMs)} ms (${round(t.promptTokensPerSecond)} t/s) | generated ${t.generatedTokens} tokens in ${round(t.generationMs)} ms (${round(t.generatedTokensPerSecond)} t/s) | ${result.finishReason} | seed ${result.seed}\n`,
+        `bitnet: ${generator.model.backendName} backend | load ${round(loadMs)} ms | prompt ${t.promptTokens} tokens in ${round(t.promptMs)} ms (${round(t.promptTokensPerSecond)} t/s) | generated ${t.generatedTokens} tokens, ${Math.max(t.generatedTokens - 1, 0)} after the first in ${round(t.generationMs)} ms (${round(t.generatedTokensPerSecond)} t/s) | ${result.finishReason} | seed ${result.seed}\n`,
       );
     }
     if (options.receipt !== undefined) {

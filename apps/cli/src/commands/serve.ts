@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import { startServer } from "@bitnet-ts/server";
 import { defaultModelPath } from "../default-model";
-import { backendOptionsOf, type ModelOptions } from "../options";
+import { backendField, backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import type { DraftOptions } from "./load";
 import { CliInputError } from "./tokenize";
@@ -48,6 +48,10 @@ function apiKeys(options: ServeOptions): string[] {
 }
 
 export async function runServe(options: ServeOptions, io: CliIo): Promise<void> {
+  if (options.model !== undefined && !fs.existsSync(options.model)) {
+    // Before listening: a server that announces itself and then exits helps nobody.
+    throw new CliInputError(`could not serve - the model ${options.model} does not exist.`);
+  }
   const model = options.model ?? (await defaultModelPath((line) => io.stderr(`${line}\n`)));
   const log = (line: string): void => io.stderr(`bitnet serve: ${line}\n`);
   const server = await startServer({
@@ -61,7 +65,7 @@ export async function runServe(options: ServeOptions, io: CliIo): Promise<void> 
     ...(options.draft === undefined ? {} : { draft: options.draft }),
     ...(options.draftMax === undefined ? {} : { draftMax: options.draftMax }),
     ...(options.ctxSize === undefined ? {} : { contextLength: options.ctxSize }),
-    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    ...backendField(options),
     backendOptions: backendOptionsOf(options),
     apiKeys: apiKeys(options),
     ...(options.tenants === undefined ? {} : { tenantsFile: options.tenants }),

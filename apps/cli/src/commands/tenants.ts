@@ -6,8 +6,8 @@
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { hashKey, parseTenants } from "@bitnet-ts/server";
+import { writeFileAtomic } from "../output-file";
 import type { CliIo } from "../program";
 import { CliInputError } from "./tokenize";
 
@@ -39,9 +39,7 @@ function load(file: string): FileTenant[] {
 
 function save(file: string, tenants: FileTenant[]): void {
   const text = `${JSON.stringify({ tenants }, null, 2)}\n`;
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, text, { mode: 0o600 });
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, text, "tenants file", 0o600);
 }
 
 export function runTenantsAdd(file: string, options: TenantsAddOptions, io: CliIo): void {

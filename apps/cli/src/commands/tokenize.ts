@@ -4,15 +4,12 @@
  */
 import { isUtf8 } from "node:buffer";
 import * as fs from "node:fs";
-import { BitnetError } from "@bitnet-ts/errors";
 import { readGgufFile } from "@bitnet-ts/gguf";
 import { type PreTokenizerMode, Tokenizer } from "@bitnet-ts/tokenizers";
+import { CliInputError } from "../errors";
 
-export class CliInputError extends BitnetError {
-  constructor(message: string) {
-    super("CLI_INVALID_INPUT", message);
-  }
-}
+// Re-exported: the commands import it from here.
+export { CliInputError };
 
 export async function loadTokenizer(modelPath: string, pre?: string): Promise<Tokenizer> {
   if (pre !== undefined && pre !== "llama3" && pre !== "llama.cpp") {
@@ -28,10 +25,11 @@ export async function loadTokenizer(modelPath: string, pre?: string): Promise<To
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Reads a text file as strict UTF-8: invalid bytes (e.g. encoded lone surrogates) are an error. */
+/** A UTF-8 text file; "-" reads standard input to its end. */
 export function readTextFile(path: string): string {
   let bytes: Buffer;
   try {
-    bytes = fs.readFileSync(path);
+    bytes = fs.readFileSync(path === "-" ? 0 : path);
   } catch (error) {
     throw new CliInputError(`could not read "${path}" - ${(error as Error).message}.`);
   }
@@ -95,17 +93,26 @@ function describePiece(bytes: Uint8Array): string {
   return `bytes [${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ")}]`;
 }
 
-export function parseIds(list: string): number[] {
-  const parts = list.split(/[\s,]+/).filter((p) => p.length > 0);
-  if (parts.length === 0) {
+/**
+ * Token ids from a comma- or space-separated list; `action` and `flag` name the command and
+ * option in errors (detokenize's --ids, eval's --tokens).
+ */
+export function parseIds(list: string, action = "detokenize", flag = "--ids"): number[] {
+  if (list.trim() === "") {
     throw new CliInputError(
-      "could not detokenize - --ids is empty; give ids like --ids 128000,9906,1917.",
+      `could not ${action} - ${flag} is empty; give ids like ${flag} 128000,9906,1917.`,
     );
   }
-  return parts.map((p) => {
+  const parts = list.trim().split(/\s*,\s*|\s+/);
+  return parts.map((p, i) => {
+    if (p === "") {
+      throw new CliInputError(
+        `could not ${action} - ${flag} has an empty element at position ${i + 1}; give ids like ${flag} 128000,9906,1917.`,
+      );
+    }
     if (!/^\d+$/.test(p)) {
       throw new CliInputError(
-        `could not detokenize - "${p}" is not a token id (expected non-negative integers).`,
+        `could not ${action} - "${p}" is not a token id (${flag} takes non-negative integers).`,
       );
     }
     return Number(p);

@@ -30,9 +30,15 @@ export async function runVerifyReceipt(
       io.stderr(`bitnet verify-receipt: ${(error as Error).message}\n`);
     }
   }
+  // A replay loads the receipt's own model path when -m is not given: that file is hashed first
+  // (the model_file gate), so a replay never vouches for a file the receipt does not describe.
+  const recordedPath = (input as { model?: { path?: unknown } } | null)?.model?.path;
+  const modelPath =
+    options.model ??
+    (options.replay && typeof recordedPath === "string" ? recordedPath : undefined);
   const report = await verifyReceipt(input, {
     ...(kernelRules === undefined ? {} : { kernelRules }),
-    ...(options.model === undefined ? {} : { modelPath: options.model }),
+    ...(modelPath === undefined ? {} : { modelPath }),
     ...(options.replay
       ? {
           replay: (receipt) => {
