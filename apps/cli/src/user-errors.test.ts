@@ -106,6 +106,12 @@ describe("flags that only the CPU backend reads", () => {
     expect(backendOf({ backend: "reference" })).toBe("reference");
   });
 
+  it("--tq1 on a model without TQ1_0 weights says that it changes nothing", () => {
+    const r = bitnet(["run", "-m", model, "-p", "hi", "-n", "1", "--tq1", "direct"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("--tq1 direct changes nothing: the model has no TQ1_0 weights");
+  });
+
   it("are refused with another backend, and two head spellings must agree", () => {
     expect(() => backendOf({ backend: "reference", head: "q8_0" })).toThrow(
       /could not use --head q8_0 with --backend reference - only the CPU backend reads it/,

@@ -35,6 +35,12 @@ export async function loadGenerator(
     onLog: (line) => io.stderr(`bitnet: ${line}\n`),
     onProgress: progress.onProgress,
   }).finally(progress.stop);
+  const tensors = [...generator.model.description.tensors.values()];
+  if (options.tq1 !== undefined && !tensors.some((t) => t.info.type.name === "TQ1_0")) {
+    io.stderr(
+      `bitnet: warning: --tq1 ${options.tq1} changes nothing: the model has no TQ1_0 weights.\n`,
+    );
+  }
   const trained = generator.model.description.hparams.contextLength;
   if (options.ctxSize !== undefined && options.ctxSize > trained) {
     io.stderr(
