@@ -3,7 +3,7 @@ import type { BackendOptions, CompiledModel, LoadProgress } from "./backend";
 import { EngineError, EngineErrorCode } from "./errors";
 import { type DescribeOptions, readModelDescription } from "./model";
 import { ReferenceBackend } from "./reference/backend";
-import { type BackendName, selectBackend } from "./select";
+import { type BackendName, logFallback, selectBackend } from "./select";
 
 export interface LoadModelOptions extends DescribeOptions {
   /** Backend to run on (default "auto"). */
@@ -61,7 +61,8 @@ export async function loadModel(
     ) {
       throw error;
     }
-    options.onLog?.(
+    logFallback(
+      options.onLog,
       `backend "${backend.name}" cannot run this model (${error.message}); using "reference"`,
     );
     const reference = new ReferenceBackend();

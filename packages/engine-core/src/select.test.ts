@@ -1,5 +1,5 @@
 import { type DeviceReport, probeDevice } from "@bitnet-ts/device-probe";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { cleanup, fixture } from "../test/models";
 import type { Backend, BackendModule } from "./backend";
 import { EngineError, EngineErrorCode } from "./errors";
@@ -114,6 +114,27 @@ describe("backend selection", () => {
     const { runs } = await model.step([{ sequence: seq, tokens: [128000, 791] }]);
     expect(runs[0]!.logits.length).toBe(model.description.hparams.vocabSize);
     await model.dispose();
+  });
+
+  it("without onLog, ending on the reference backend is a process warning, not silence", async () => {
+    registerBackend("cpu", () => Promise.reject(new Error("cpu addon missing")));
+    const warn = vi.spyOn(process, "emitWarning").mockImplementation(() => {});
+    try {
+      const backend = await selectBackend("auto");
+      expect(backend.name).toBe("reference");
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringMatching(/"cpu" failed to load \(cpu addon missing\); using "reference"/),
+        "BitnetBackendFallback",
+      );
+      // With a listener the line goes there instead.
+      const log: string[] = [];
+      await selectBackend("auto", { onLog: (l) => log.push(l) });
+      expect(log).toHaveLength(1);
+      expect(warn).toHaveBeenCalledTimes(1);
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it("auto falls back when the chosen backend cannot compile this model, but surfaces real failures", async () => {

@@ -203,6 +203,25 @@ export function autoOrder(device: DeviceReport = probeDevice()): string[] {
   ];
 }
 
+/**
+ * Says that "auto" ended on the reference backend: through `onLog` when the caller listens, else
+ * as a process warning (console.warn where there is no `process`), because running 10-100×
+ * slower without a word is worse than a line on stderr.
+ */
+export function logFallback(onLog: ((line: string) => void) | undefined, line: string): void {
+  if (onLog !== undefined) {
+    onLog(line);
+    return;
+  }
+  const proc = (globalThis as { process?: { emitWarning?: (m: string, type: string) => void } })
+    .process;
+  if (typeof proc?.emitWarning === "function") {
+    proc.emitWarning(line, "BitnetBackendFallback");
+  } else {
+    console.warn(`bitnet-ts: ${line}`);
+  }
+}
+
 /** Resolves a backend name to a Backend. */
 export async function selectBackend(
   name: BackendName = "auto",
@@ -223,9 +242,12 @@ export async function selectBackend(
           return await createNamed(candidate, options);
         } catch (error) {
           const next = order[i + 1]!;
-          options.onLog?.(
-            `${(error as Error).message}; ${next === "reference" ? 'using "reference", the slow TypeScript reference backend' : `trying "${next}"`}`,
-          );
+          const line = `${(error as Error).message}; ${next === "reference" ? 'using "reference", the slow TypeScript reference backend' : `trying "${next}"`}`;
+          if (next === "reference") {
+            logFallback(options.onLog, line);
+          } else {
+            options.onLog?.(line);
+          }
         }
       }
       return new ReferenceBackend();
