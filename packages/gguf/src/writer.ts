@@ -181,7 +181,7 @@ export class GgufWriter {
   }
 
   /** The whole file in memory (for tests and small files). */
-  async toBytes(): Promise<Uint8Array> {
+  async toBytes(): Promise<Uint8Array<ArrayBuffer>> {
     const header = this.encodeHeader();
     const result = new Uint8Array(header.length + this.#dataLength());
     result.set(header, 0);
