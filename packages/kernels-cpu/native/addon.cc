@@ -528,6 +528,8 @@ Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
   out.Set("defaultHead", (double)fallback.head);
   out.Set("vectorBits", (double)chosen.vector_bits);
   out.Set("defaultVectorBits", (double)fallback.vector_bits);
+  out.Set("headBits", (double)chosen.head_bits);
+  out.Set("defaultHeadBits", (double)fallback.head_bits);
   out.Set("nonTemporal", chosen.non_temporal);
   out.Set("defaultNonTemporal", fallback.non_temporal);
   return out;

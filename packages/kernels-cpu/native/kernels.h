@@ -201,12 +201,21 @@ int available_kernel_paths(const char** out, int max);
 // vectors (the `avxvnni` loop's rate, which the 512-bit one never reached there). Elsewhere 512,
 // the loop measured on AMD Zen 4 and Zen 5. Integer sums, so the same bits either way.
 // BITNET_DECODE_VECTOR_BITS (256 or 512) overrides it.
+//
+// How wide the `avx512vnni` (and `amx`) path's F16 head reads, in every step: on Intel 256 bits,
+// the `avx2` path's head itself (bench/ab-addons.mjs on the Xeon with AMX, 20 alternating rounds:
+// 20.3-20.7 against 21.4-21.6 ms a bench-i2s token, the 256-bit head faster in 19 of 20 rounds);
+// elsewhere the 512-bit head. Unlike the I2_S loop's width this one changes the logits' rounding
+// (the float sums run in other lanes), so it holds for prompt and decode steps alike: a token's
+// logits never depend on how many tokens share its step. BITNET_HEAD_VECTOR_BITS (256 or 512)
+// overrides it.
 struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows, into L1
   int64_t other;  // the one-token TQ2_0 rows, into L1; 0: no software prefetch
   int64_t l2;     // the one-token I2_S rows again (VNNI paths), this far ahead into L2; 0: none
   int64_t head;   // the one-token F16 rows (output head), this far ahead; 0: none
   int vector_bits;  // the avx512vnni path's one-token I2_S loop: 256-bit or 512-bit vectors
+  int head_bits;    // the avx512vnni path's F16 head, every step: 256 (the avx2 head) or 512
   bool non_temporal;  // the `i2s`, `other` and `head` requests as PREFETCHNTA instead
 };
 const DecodePrefetch& decode_prefetch();

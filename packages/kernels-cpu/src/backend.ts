@@ -531,7 +531,7 @@ export const DECODE_PREFETCH_VARIABLES = [
 ] as const;
 
 /**
- * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES), BITNET_DECODE_VECTOR_BITS,
+ * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES), BITNET_DECODE_VECTOR_BITS, BITNET_HEAD_VECTOR_BITS,
  * BITNET_DECODE_PREFETCH_NTA or BITNET_DECODE_FUSE the addon would ignore (it reads the prefetch
  * variables once per process and BITNET_DECODE_FUSE per model, and falls back to its defaults on
  * a value it cannot use).
@@ -539,6 +539,7 @@ export const DECODE_PREFETCH_VARIABLES = [
 function checkDecodePrefetchEnv(): void {
   const choices: [name: string, allowed: readonly string[], rule: string][] = [
     ["BITNET_DECODE_VECTOR_BITS", ["256", "512"], "256 or 512"],
+    ["BITNET_HEAD_VECTOR_BITS", ["256", "512"], "256 or 512"],
     ["BITNET_DECODE_PREFETCH_NTA", ["0", "1"], "0 or 1"],
     ["BITNET_DECODE_FUSE", ["0", "1"], "0 or 1"],
   ];
@@ -572,7 +573,7 @@ function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): strin
   const l2 = p.l2 === 0 ? "" : ` (and ${p.l2} B into L2)`;
   const head = p.head === 0 ? "off" : `${p.head} B${p.nonTemporal ? "" : " into L2"}`;
   const hint = p.nonTemporal ? " (non-temporal)" : "";
-  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}${hint}; avx512vnni I2_S decode in ${p.vectorBits}-bit vectors`;
+  const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}${hint}; avx512vnni I2_S decode in ${p.vectorBits}-bit vectors, F16 head in ${p.headBits}-bit`;
   const changed = [
     p.i2s === p.defaultI2s && p.other === p.defaultOther
       ? ""
@@ -582,6 +583,7 @@ function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): strin
     p.vectorBits === p.defaultVectorBits
       ? ""
       : `BITNET_DECODE_VECTOR_BITS; default ${p.defaultVectorBits}`,
+    p.headBits === p.defaultHeadBits ? "" : `BITNET_HEAD_VECTOR_BITS; default ${p.defaultHeadBits}`,
     p.nonTemporal === p.defaultNonTemporal
       ? ""
       : `BITNET_DECODE_PREFETCH_NTA; default ${p.defaultNonTemporal ? 1 : 0}`,

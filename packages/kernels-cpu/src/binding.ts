@@ -178,7 +178,9 @@ export interface NativeBinding {
    * the I2_S rows are also asked into L2 (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0
    * (none) elsewhere). `head`: how far ahead the F16 head's rows are asked for
    * (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 4 KiB, into L2 on Intel). `vectorBits`: how wide the avx512vnni path's one-token I2_S loop
-   * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `nonTemporal`: whether the
+   * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `headBits`: how wide the
+   * avx512vnni path's F16 head reads in every step (`BITNET_HEAD_VECTOR_BITS`; 256, the avx2
+   * path's head, on Intel; 512 elsewhere; changes the logits' rounding). `nonTemporal`: whether the
    * `i2s`, `other` and `head` requests are PREFETCHNTA instead of into L1 or L2
    * (`BITNET_DECODE_PREFETCH_NTA`, 0 or 1; off on Intel, on elsewhere).
    */
@@ -188,12 +190,14 @@ export interface NativeBinding {
     l2: number;
     head: number;
     vectorBits: number;
+    headBits: number;
     nonTemporal: boolean;
     defaultI2s: number;
     defaultOther: number;
     defaultL2: number;
     defaultHead: number;
     defaultVectorBits: number;
+    defaultHeadBits: number;
     defaultNonTemporal: boolean;
   };
   /**

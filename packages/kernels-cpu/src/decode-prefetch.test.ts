@@ -4,8 +4,11 @@
 // the F16 head's rows: 4 KiB) change speed only: every distance gives the same bits. So do
 // BITNET_DECODE_VECTOR_BITS, the width of the avx512vnni path's one-token I2_S loop (256 on
 // Intel, 512 elsewhere), and BITNET_DECODE_PREFETCH_NTA, whether those requests are
-// non-temporal (off on Intel, on elsewhere). The addon reads the variables once per process, so
-// other settings run in child processes and their outputs are compared with this one's.
+// non-temporal (off on Intel, on elsewhere). BITNET_HEAD_VECTOR_BITS, the width of the
+// avx512vnni path's F16 head (256, the avx2 path's head, on Intel; 512 elsewhere), does change
+// the logits' rounding, but never between steps of one process. The addon reads the variables
+// once per process, so other settings run in child processes and their outputs are compared with
+// this one's.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { f16ToF32, packI2S, packTQ2_0, roundToF16 } from "@bitnet-ts/quantization";
@@ -39,6 +42,7 @@ type PrefetchEnv =
       [name in
         | (typeof DECODE_PREFETCH_VARIABLES)[number]
         | "BITNET_DECODE_VECTOR_BITS"
+        | "BITNET_HEAD_VECTOR_BITS"
         | "BITNET_DECODE_PREFETCH_NTA"]?: string;
     };
 
@@ -55,6 +59,7 @@ function inChild(settings: PrefetchEnv, body: string, input: unknown = null): un
       ...process.env,
       ...Object.fromEntries(DECODE_PREFETCH_VARIABLES.map((name) => [name, ""])),
       BITNET_DECODE_VECTOR_BITS: "",
+      BITNET_HEAD_VECTOR_BITS: "",
       BITNET_DECODE_PREFETCH_NTA: "",
       ...vars,
     },
@@ -126,6 +131,7 @@ describe("decode prefetch distance", () => {
     const untouched = [
       ...DECODE_PREFETCH_VARIABLES,
       "BITNET_DECODE_VECTOR_BITS",
+      "BITNET_HEAD_VECTOR_BITS",
       "BITNET_DECODE_PREFETCH_NTA",
     ].every((v) => (process.env[v] ?? "") === "");
     if (isX86 && untouched) {
@@ -136,18 +142,20 @@ describe("decode prefetch distance", () => {
         p.defaultHead,
       ]);
       expect(p.vectorBits).toBe(p.defaultVectorBits);
+      expect(p.headBits).toBe(p.defaultHeadBits);
       expect(p.nonTemporal).toBe(p.defaultNonTemporal);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
       expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultHead]).toEqual(
         intel ? [2048, 2048, 16384, 4096] : [6144, 6144, 0, 4096],
       );
       expect(p.defaultVectorBits).toBe(intel ? 256 : 512);
+      expect(p.defaultHeadBits).toBe(intel ? 256 : 512);
       expect(p.defaultNonTemporal).toBe(!intel);
     }
   });
 
   it.skipIf(!isX86)(
-    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES, _NTA and BITNET_DECODE_VECTOR_BITS, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
+    `a child process takes BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES, _NTA, BITNET_DECODE_VECTOR_BITS and BITNET_HEAD_VECTOR_BITS, and ignores values it cannot use${isX86 ? "" : " (skipped: x86 only)"}`,
     () => {
       const read = (v: PrefetchEnv) =>
         inChild(v, "process.stdout.write(JSON.stringify(addon.decodePrefetch()))");
@@ -168,6 +176,15 @@ describe("decode prefetch distance", () => {
       }
       for (const bad of ["128", "1024", "256 ", "x"]) {
         expect(read({ BITNET_DECODE_VECTOR_BITS: bad })).toMatchObject({
+          vectorBits: d.defaultVectorBits,
+        });
+        expect(read({ BITNET_HEAD_VECTOR_BITS: bad })).toMatchObject({
+          headBits: d.defaultHeadBits,
+        });
+      }
+      for (const bits of ["256", "512"]) {
+        expect(read({ BITNET_HEAD_VECTOR_BITS: bits })).toMatchObject({
+          headBits: Number(bits),
           vectorBits: d.defaultVectorBits,
         });
       }
@@ -278,13 +295,61 @@ describe("decode prefetch distance", () => {
     );
   }
 
+  {
+    const reason = isX86 ? pathSkipReason("avx512vnni") : "x86 only";
+    it.skipIf(reason !== undefined)(
+      `avx512vnni: BITNET_HEAD_VECTOR_BITS=256 runs the avx2 path's F16 head, bit for bit, for one token and for several; 512 the 512-bit head, its own bits whatever the step's size${reason ? ` (skipped: ${reason})` : ""}`,
+      () => {
+        const f16 = f16Case();
+        const tokens = 3;
+        const random = rng(14);
+        const xs = new Float32Array(tokens * f16.cols).map(() => random() * 2 - 1);
+        const input = {
+          weights: Array.from(f16.weights),
+          rows: f16.rows,
+          cols: f16.cols,
+          xs: Array.from(xs),
+        };
+        // Every token alone, then all of them in one call: a token's logits must not depend on it.
+        const body = `
+          const { weights, rows, cols, xs } = input;
+          const w = new Uint16Array(weights);
+          const bits = (v) => Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length));
+          const run = (path) => {
+            const alone = [];
+            for (let t = 0; t < xs.length / cols; t++) {
+              alone.push(...bits(addon.f16Gemm(path, w, rows, new Float32Array(xs.slice(t * cols, (t + 1) * cols)))));
+            }
+            return { alone, together: bits(addon.f16Gemm(path, w, rows, new Float32Array(xs))) };
+          };
+          process.stdout.write(JSON.stringify({ avx512vnni: run("avx512vnni"), avx2: run("avx2") }));`;
+        type Runs = Record<"avx512vnni" | "avx2", { alone: number[]; together: number[] }>;
+        const narrow = inChild({ BITNET_HEAD_VECTOR_BITS: "256" }, body, input) as Runs;
+        const wide = inChild({ BITNET_HEAD_VECTOR_BITS: "512" }, body, input) as Runs;
+        for (const runs of [narrow, wide]) {
+          expect(runs.avx512vnni.together).toEqual(runs.avx512vnni.alone);
+          expect(runs.avx2.together).toEqual(runs.avx2.alone);
+        }
+        expect(narrow.avx512vnni.alone).toEqual(narrow.avx2.alone);
+        // The 512-bit head sums in other lanes: other bits somewhere, each within a few ulps.
+        expect(wide.avx512vnni.alone).not.toEqual(wide.avx2.alone);
+        const asFloat = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0]!;
+        wide.avx512vnni.alone.forEach((u, i) => {
+          const a = asFloat(u);
+          const b = asFloat(wide.avx2.alone[i]!);
+          expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(b)));
+        });
+      },
+    );
+  }
+
   afterAll(cleanup);
 
-  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES, _NTA or BITNET_DECODE_VECTOR_BITS the addon would ignore", {
+  it("a model will not compile with a BITNET_DECODE_PREFETCH_BYTES, _L2_BYTES, _HEAD_BYTES, _NTA, BITNET_DECODE_VECTOR_BITS or BITNET_HEAD_VECTOR_BITS the addon would ignore", {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B( into L2)?)( \(non-temporal\))?; avx512vnni I2_S decode in (256|512)-bit vectors/,
+      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B( into L2)?)( \(non-temporal\))?; avx512vnni I2_S decode in (256|512)-bit vectors, F16 head in (256|512)-bit/,
     );
     const refusals: [name: string, rule: string][] = [
       ...DECODE_PREFETCH_VARIABLES.map((name): [string, string] => [
@@ -292,6 +357,7 @@ describe("decode prefetch distance", () => {
         "a multiple of 64 from 0 to 65536",
       ]),
       ["BITNET_DECODE_VECTOR_BITS", "256 or 512"],
+      ["BITNET_HEAD_VECTOR_BITS", "256 or 512"],
       ["BITNET_DECODE_PREFETCH_NTA", "0 or 1"],
     ];
     for (const [name, rule] of refusals) {
