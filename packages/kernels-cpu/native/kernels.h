@@ -202,13 +202,14 @@ int available_kernel_paths(const char** out, int max);
 // the loop measured on AMD Zen 4 and Zen 5. Integer sums, so the same bits either way.
 // BITNET_DECODE_VECTOR_BITS (256 or 512) overrides it.
 //
-// How wide the `avx512vnni` (and `amx`) path's F16 head reads, in every step: on Intel 256 bits,
-// the `avx2` path's head itself (bench/ab-addons.mjs on the Xeon with AMX, 20 alternating rounds:
-// 20.3-20.7 against 21.4-21.6 ms a bench-i2s token, the 256-bit head faster in 19 of 20 rounds);
-// elsewhere the 512-bit head. Unlike the I2_S loop's width this one changes the logits' rounding
-// (the float sums run in other lanes), so it holds for prompt and decode steps alike: a token's
-// logits never depend on how many tokens share its step. BITNET_HEAD_VECTOR_BITS (256 or 512)
-// overrides it.
+// Whose F16 head the `avx512vnni` (and `amx`) path runs, in every step: on Intel (256) the `avx2`
+// path's, bit for bit: its one-token loop itself (bench/ab-addons.mjs on the Xeon with AMX, 20
+// alternating rounds: 20.3-20.7 against 21.4-21.6 ms a bench-i2s token, faster in 19 of 20), and
+// for several tokens the same sums in 512-bit vectors, two rows at a time (a perplexity run as
+// fast as with the 512-bit head); elsewhere (512) the 512-bit head. Unlike the I2_S loop's width
+// this one changes the logits' rounding (the float sums run in other lanes), so it holds for
+// prompt and decode steps alike: a token's logits never depend on how many tokens share its
+// step. BITNET_HEAD_VECTOR_BITS (256 or 512) overrides it.
 struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows, into L1
   int64_t other;  // the one-token TQ2_0 rows, into L1; 0: no software prefetch

@@ -907,15 +907,84 @@ uint64_t stream_read_avx512(const uint8_t* p, int64_t n, int variant) {
                         : stream_read_avx512_loop<false>(p, n);
 }
 
-// The F16 head at the width decode_prefetch().head_bits says (kernels.h: the avx2 path's head on
-// Intel, where it read a token's head 5% faster), the same one for every number of tokens.
+// a0 + a1 for a 16-lane accumulator that holds the avx2 path's a0 (lanes 0-7) and a1 (8-15).
+inline __m256 halves_sum(__m512 v) {
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+// The avx2 path's reduction of its four 8-lane accumulators, instruction for instruction.
+inline float avx2_head_sum(__m256 a01, __m256 a23) {
+  const __m256 v = _mm256_add_ps(a01, a23);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Two rows × TB tokens of the F16 head in the avx2 path's order, with 512-bit vectors: that path
+// keeps four 8-lane accumulators per token over each 32 columns (a0…a3) and sums them as
+// (a0 + a1) + (a2 + a3); here a0|a1 and a2|a3 are the two halves of two 16-lane accumulators,
+// each lane the same FMA on the same values, so every logit has the avx2 path's bits. Each
+// converted weight vector serves TB tokens and each activation vector two rows (a prompt's or a
+// perplexity run's head is bound by these operations, not by memory).
+template <int TB>
+inline void f16_pair_avx2_order(const uint16_t* ra, const uint16_t* rb, int64_t cols, const float* const* xs,
+                                float* const* outs, int64_t r) {
+  __m512 a[TB][2], b[TB][2];
+  for (int k = 0; k < TB; k++) a[k][0] = a[k][1] = b[k][0] = b[k][1] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 32 <= cols; c += 32) {
+    const __m512 wa0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c)));
+    const __m512 wa1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ra + c + 16)));
+    const __m512 wb0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c)));
+    const __m512 wb1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(rb + c + 16)));
+    for (int k = 0; k < TB; k++) {
+      const __m512 x0 = _mm512_loadu_ps(xs[k] + c), x1 = _mm512_loadu_ps(xs[k] + c + 16);
+      a[k][0] = _mm512_fmadd_ps(wa0, x0, a[k][0]);
+      a[k][1] = _mm512_fmadd_ps(wa1, x1, a[k][1]);
+      b[k][0] = _mm512_fmadd_ps(wb0, x0, b[k][0]);
+      b[k][1] = _mm512_fmadd_ps(wb1, x1, b[k][1]);
+    }
+  }
+  for (int k = 0; k < TB; k++) {
+    float sa = avx2_head_sum(halves_sum(a[k][0]), halves_sum(a[k][1]));
+    float sb = avx2_head_sum(halves_sum(b[k][0]), halves_sum(b[k][1]));
+    for (int64_t cc = c; cc < cols; cc++) {
+      sa += f16_to_f32(ra[cc]) * xs[k][cc];
+      sb += f16_to_f32(rb[cc]) * xs[k][cc];
+    }
+    outs[k][r] = sa;
+    outs[k][r + 1] = sb;
+  }
+}
+
+// The F16 head at the width decode_prefetch().head_bits says (kernels.h), one order for every
+// number of tokens. 256: the avx2 path's logits, bit for bit (on Intel, where its one-token loop
+// read a token's head 5% faster than the 512-bit one): decode runs that path's own loop (one row
+// after another, bound by memory), steps of several tokens run it in pairs of rows at 512 bits.
 void f16_gemm_avx512_path(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
                           int64_t out_stride) {
-  static const auto head = [] {
-    const Kernels* avx2 = kernels_avx2();  // every AVX-512 CPU has AVX2, FMA and F16C
-    return decode_prefetch().head_bits == 256 && avx2 != nullptr ? avx2->f16_gemm : f16_gemm_avx512;
-  }();
-  head(w, cols, r0, r1, x, T, out, out_stride);
+  static const Kernels* const avx2 = decode_prefetch().head_bits == 256 ? kernels_avx2() : nullptr;
+  if (avx2 == nullptr) {  // 512, or a CPU without AVX2 (none with AVX-512 is known)
+    f16_gemm_avx512(w, cols, r0, r1, x, T, out, out_stride);
+    return;
+  }
+  int64_t r = r0;
+  for (; T > 1 && r + 2 <= r1; r += 2) {
+    const uint16_t* ra = w + r * cols;
+    int64_t t = 0;
+    for (; t + 2 <= T; t += 2) {
+      const float* xs[2] = {x + t * cols, x + (t + 1) * cols};
+      float* outs[2] = {out + t * out_stride, out + (t + 1) * out_stride};
+      f16_pair_avx2_order<2>(ra, ra + cols, cols, xs, outs, r);
+    }
+    for (; t < T; t++) {
+      const float* xs[1] = {x + t * cols};
+      float* outs[1] = {out + t * out_stride};
+      f16_pair_avx2_order<1>(ra, ra + cols, cols, xs, outs, r);
+    }
+  }
+  if (r < r1) avx2->f16_gemm(w, cols, r, r1, x, T, out, out_stride);
 }
 
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,

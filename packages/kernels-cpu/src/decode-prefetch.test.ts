@@ -300,27 +300,35 @@ describe("decode prefetch distance", () => {
     it.skipIf(reason !== undefined)(
       `avx512vnni: BITNET_HEAD_VECTOR_BITS=256 runs the avx2 path's F16 head, bit for bit, for one token and for several; 512 the 512-bit head, its own bits whatever the step's size${reason ? ` (skipped: ${reason})` : ""}`,
       () => {
-        const f16 = f16Case();
-        const tokens = 3;
+        // The 2B-4T width, and an odd row count with columns past the last 32 (the tails).
         const random = rng(14);
-        const xs = new Float32Array(tokens * f16.cols).map(() => random() * 2 - 1);
-        const input = {
-          weights: Array.from(f16.weights),
-          rows: f16.rows,
-          cols: f16.cols,
-          xs: Array.from(xs),
-        };
+        const tokens = 3;
+        const input = [
+          [40, 2560],
+          [41, 2600],
+        ].map(([rows, cols]) => ({
+          rows: rows!,
+          cols: cols!,
+          weights: Array.from(
+            { length: rows! * cols! },
+            () => (random() < 0.5 ? 0x8000 : 0) | (0x2000 + Math.floor(random() * 0x2000)),
+          ),
+          xs: Array.from({ length: tokens * cols! }, () => random() * 2 - 1),
+        }));
         // Every token alone, then all of them in one call: a token's logits must not depend on it.
         const body = `
-          const { weights, rows, cols, xs } = input;
-          const w = new Uint16Array(weights);
           const bits = (v) => Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length));
           const run = (path) => {
             const alone = [];
-            for (let t = 0; t < xs.length / cols; t++) {
-              alone.push(...bits(addon.f16Gemm(path, w, rows, new Float32Array(xs.slice(t * cols, (t + 1) * cols)))));
+            const together = [];
+            for (const { weights, rows, cols, xs } of input) {
+              const w = new Uint16Array(weights);
+              for (let t = 0; t < xs.length / cols; t++) {
+                alone.push(...bits(addon.f16Gemm(path, w, rows, new Float32Array(xs.slice(t * cols, (t + 1) * cols)))));
+              }
+              together.push(...bits(addon.f16Gemm(path, w, rows, new Float32Array(xs))));
             }
-            return { alone, together: bits(addon.f16Gemm(path, w, rows, new Float32Array(xs))) };
+            return { alone, together };
           };
           process.stdout.write(JSON.stringify({ avx512vnni: run("avx512vnni"), avx2: run("avx2") }));`;
         type Runs = Record<"avx512vnni" | "avx2", { alone: number[]; together: number[] }>;
