@@ -523,12 +523,14 @@ export function normalizeArgv(argv: readonly string[], command?: Command): strin
   const target = command?.commands.find(
     (c) => c.name() === subcommand || c.aliases().includes(subcommand ?? ""),
   );
+  // Everything after "--" is an operand.
+  const operandsFrom = argv.indexOf("--") < 0 ? argv.length : argv.indexOf("--") + 1;
   const out: string[] = [];
   for (const [i, arg] of argv.entries()) {
     const eq = arg.indexOf("=");
     const flag = eq < 0 ? arg : arg.slice(0, eq);
     const previous = argv[i - 1];
-    if (argv.slice(0, i).includes("--") || (previous !== undefined && TEXT_VALUED.has(previous))) {
+    if (i >= operandsFrom || (previous !== undefined && TEXT_VALUED.has(previous))) {
       out.push(arg);
       continue;
     }

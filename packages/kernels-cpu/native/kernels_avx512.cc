@@ -532,29 +532,40 @@ inline void f16_pair(const uint16_t* ra, const uint16_t* rb, int64_t cols, int64
   }
 }
 
-void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
-                     int64_t out_stride) {
-  const int64_t full = cols - cols % 32;
+// Steps of several tokens over rows [r0, r1) two rows at a time, tokens two at a time then a last
+// odd one: pair(std::integral_constant<int, TB>, ra, rb, xs, outs, r) computes rows r and r + 1
+// for TB tokens. Returns the first row left (a last odd row; r0 when T is 1).
+template <class Pair>
+inline int64_t f16_row_pairs(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
+                             int64_t out_stride, Pair pair) {
   int64_t r = r0;
-  // Row pairs share each converted x vector between tokens, which pays for a prefill. A decode
-  // (T = 1) has nothing to share and is bound by memory: one row after another is one sequential
-  // stream that the hardware prefetcher follows at full speed, where two interleaved rows read ~85%
-  // of it on a Zen 4 (BENCHMARKS.md) and 55-65% on a Zen 5. Both give the same bits.
   for (; T > 1 && r + 2 <= r1; r += 2) {
     const uint16_t* ra = w + r * cols;
-    const uint16_t* rb = ra + cols;
     int64_t t = 0;
     for (; t + 2 <= T; t += 2) {
       const float* xs[2] = {x + t * cols, x + (t + 1) * cols};
       float* outs[2] = {out + t * out_stride, out + (t + 1) * out_stride};
-      f16_pair<2>(ra, rb, cols, full, xs, outs, r);
+      pair(std::integral_constant<int, 2>{}, ra, ra + cols, xs, outs, r);
     }
     for (; t < T; t++) {
       const float* xs[1] = {x + t * cols};
       float* outs[1] = {out + t * out_stride};
-      f16_pair<1>(ra, rb, cols, full, xs, outs, r);
+      pair(std::integral_constant<int, 1>{}, ra, ra + cols, xs, outs, r);
     }
   }
+  return r;
+}
+
+void f16_gemm_avx512(const uint16_t* w, int64_t cols, int64_t r0, int64_t r1, const float* x, int64_t T, float* out,
+                     int64_t out_stride) {
+  const int64_t full = cols - cols % 32;
+  // Row pairs share each converted x vector between tokens, which pays for a prefill. A decode
+  // (T = 1) has nothing to share and is bound by memory: one row after another is one sequential
+  // stream that the hardware prefetcher follows at full speed, where two interleaved rows read ~85%
+  // of it on a Zen 4 (BENCHMARKS.md) and 55-65% on a Zen 5. Both give the same bits.
+  int64_t r = f16_row_pairs(w, cols, r0, r1, x, T, out, out_stride,
+                            [&](auto tb, const uint16_t* ra, const uint16_t* rb, const float* const* xs, float* const* outs,
+                                int64_t row) { f16_pair<decltype(tb)::value>(ra, rb, cols, full, xs, outs, row); });
   // The rows one after another (a decode, or a last odd row), with the line decode_prefetch().head
   // ahead asked for (kernels.h: into L2 on Intel, non-temporal elsewhere).
   auto rows = [&](auto prefetch) {
@@ -969,26 +980,16 @@ void f16_gemm_avx512_path(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
     f16_gemm_avx512(w, cols, r0, r1, x, T, out, out_stride);
     return;
   }
-  int64_t r = r0;
-  for (; T > 1 && r + 2 <= r1; r += 2) {
-    const uint16_t* ra = w + r * cols;
-    int64_t t = 0;
-    for (; t + 2 <= T; t += 2) {
-      const float* xs[2] = {x + t * cols, x + (t + 1) * cols};
-      float* outs[2] = {out + t * out_stride, out + (t + 1) * out_stride};
-      f16_pair_avx2_order<2>(ra, ra + cols, cols, xs, outs, r);
-    }
-    for (; t < T; t++) {
-      const float* xs[1] = {x + t * cols};
-      float* outs[1] = {out + t * out_stride};
-      f16_pair_avx2_order<1>(ra, ra + cols, cols, xs, outs, r);
-    }
-  }
+  const int64_t r = f16_row_pairs(w, cols, r0, r1, x, T, out, out_stride,
+                                  [&](auto tb, const uint16_t* ra, const uint16_t* rb, const float* const* xs,
+                                      float* const* outs, int64_t row) {
+                                    f16_pair_avx2_order<decltype(tb)::value>(ra, rb, cols, xs, outs, row);
+                                  });
   if (r < r1) avx2->f16_gemm(w, cols, r, r1, x, T, out, out_stride);
 }
 
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,
-                        f16_gemm_avx512_path,    q8_0_gemm_avx512,     attn_scores_avx512, attn_values_avx512,
+                        f16_gemm_avx512_path, q8_0_gemm_avx512,   attn_scores_avx512, attn_values_avx512,
                         sum_squares_avx512, exp_avx512,           relu2_glu_avx512,   quantize_i8_avx512,
                         quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512,
                         q6_k_gemm_x86,      tq1_gemm_avx512,      tq1_to_tq2_x86};

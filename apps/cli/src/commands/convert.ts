@@ -9,11 +9,11 @@ import {
   type TernaryType,
 } from "@bitnet-ts/convert";
 import { isBitnetError } from "@bitnet-ts/errors";
+import { CliInputError } from "../errors";
 import { checkOutputPath, describeFsError } from "../output-file";
 import type { CliIo } from "../program";
 import { byteProgress } from "../progress";
 import { formatBytes } from "../table";
-import { CliInputError } from "./tokenize";
 
 const TYPES: Readonly<Record<string, TernaryType>> = {
   i2_s: "I2_S",

@@ -1,8 +1,9 @@
 /** `bitnet crossval`: compare our engine with llama.cpp (node-llama-cpp) on the same GGUF. */
 import * as fs from "node:fs";
 import type { BackendName } from "@bitnet-ts/engine-core";
+import { CliInputError } from "../errors";
 import type { CliIo } from "../program";
-import { CliInputError, readTextFile } from "./tokenize";
+import { readTextFile } from "./tokenize";
 
 export interface CrossvalCliOptions {
   model?: string;

@@ -5,11 +5,12 @@
  */
 import { evaluateLogits } from "@bitnet-ts/generation";
 import { argmax } from "@bitnet-ts/logits";
+import { CliInputError } from "../errors";
 import type { ModelOptions } from "../options";
 import { checkOutputPath, writeFileAtomic } from "../output-file";
 import type { CliIo } from "../program";
 import { loadGenerator } from "./load";
-import { CliInputError, parseIds } from "./tokenize";
+import { parseIds } from "./tokenize";
 
 export interface EvalOptions extends ModelOptions {
   tokens?: string;

@@ -1,10 +1,10 @@
 import * as os from "node:os";
 import { type Drafter, loadDrafter as loadDrafterFor, TextGenerator } from "@bitnet-ts/generation";
 import { defaultModelPath } from "../default-model";
+import { CliInputError } from "../errors";
 import { backendField, backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import { loadProgress } from "../progress";
-import { CliInputError } from "./tokenize";
 
 /** Resolves -m (or the demo model) and loads the generator, reporting load time on stderr. */
 export async function loadGenerator(

@@ -1,9 +1,10 @@
 /** `bitnet perplexity`: llama-perplexity on a text file (scores the second half of each chunk). */
 import { perplexity } from "@bitnet-ts/generation";
+import { CliInputError } from "../errors";
 import type { ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import { loadGenerator } from "./load";
-import { CliInputError, readTextFile } from "./tokenize";
+import { readTextFile } from "./tokenize";
 
 export interface PerplexityCliOptions extends ModelOptions {
   file?: string;

@@ -1,5 +1,6 @@
 /** `bitnet run`: generate text from a prompt, streamed to stdout (llama-cli style). */
 import type { GenerationResult } from "@bitnet-ts/generation";
+import { CliInputError } from "../errors";
 import { cpuFlagsOf, type ModelOptions, type SamplingOptions, samplingSettings } from "../options";
 import { checkOutputPath } from "../output-file";
 import type { CliIo } from "../program";
@@ -11,7 +12,7 @@ import {
   writeReceipt,
 } from "../receipt";
 import { type DraftOptions, loadDrafter, loadGenerator } from "./load";
-import { CliInputError, readTextFile } from "./tokenize";
+import { readTextFile } from "./tokenize";
 
 export interface RunOptions extends ModelOptions, SamplingOptions, DraftOptions {
   prompt?: string;

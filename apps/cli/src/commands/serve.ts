@@ -2,10 +2,10 @@
 import * as fs from "node:fs";
 import { startServer } from "@bitnet-ts/server";
 import { defaultModelPath } from "../default-model";
+import { CliInputError } from "../errors";
 import { backendField, backendOptionsOf, type ModelOptions } from "../options";
 import type { CliIo } from "../program";
 import type { DraftOptions } from "./load";
-import { CliInputError } from "./tokenize";
 
 export interface ServeOptions extends ModelOptions, DraftOptions {
   host?: string;

@@ -7,9 +7,9 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { hashKey, parseTenants } from "@bitnet-ts/server";
+import { CliInputError } from "../errors";
 import { writeFileAtomic } from "../output-file";
 import type { CliIo } from "../program";
-import { CliInputError } from "./tokenize";
 
 export interface TenantsAddOptions {
   name: string;

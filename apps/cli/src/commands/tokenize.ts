@@ -8,9 +8,6 @@ import { readGgufFile } from "@bitnet-ts/gguf";
 import { type PreTokenizerMode, Tokenizer } from "@bitnet-ts/tokenizers";
 import { CliInputError } from "../errors";
 
-// Re-exported: the commands import it from here.
-export { CliInputError };
-
 export async function loadTokenizer(modelPath: string, pre?: string): Promise<Tokenizer> {
   if (pre !== undefined && pre !== "llama3" && pre !== "llama.cpp") {
     throw new CliInputError(`could not use --pre ${pre} - expected "llama3" or "llama.cpp".`);
@@ -24,8 +21,10 @@ export async function loadTokenizer(modelPath: string, pre?: string): Promise<To
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-/** Reads a text file as strict UTF-8: invalid bytes (e.g. encoded lone surrogates) are an error. */
-/** A UTF-8 text file; "-" reads standard input to its end. */
+/**
+ * Reads a text file as strict UTF-8 ("-": standard input to its end); invalid bytes (e.g. encoded
+ * lone surrogates) are an error.
+ */
 export function readTextFile(path: string): string {
   let bytes: Buffer;
   try {

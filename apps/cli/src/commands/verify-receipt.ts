@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import { kernelRulesFor } from "@bitnet-ts/engine-core";
 import { BitnetError } from "@bitnet-ts/errors";
 import { formatVerifyReport, verifyReceipt } from "@bitnet-ts/receipts";
+import { CliInputError } from "../errors";
 import type { CliIo } from "../program";
 import { replayReceipt } from "../receipt";
-import { CliInputError } from "./tokenize";
 
 export async function runVerifyReceipt(
   file: string,
