@@ -185,7 +185,9 @@ class Model {
   void glu_range(const OpSpec& op, const float* g, const float* u, float* y, int64_t n) const;
   void rope_head(const float* x, float* y, int64_t t) const;
   void plan_decode_fusion();
-  const float* decode_prologue(int32_t norm_op, int tid);
+  // Token t's row of a fused norm's output (the norm, and the fused GLU or add before it,
+  // computed on this thread).
+  const float* fused_prologue(int32_t norm_op, int tid, int64_t t = 0);
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
   bool warm_weights(int tid);
   // Per thread: the weights it will stream next that it may still ask L2 for while it waits at
@@ -261,10 +263,11 @@ class Model {
     std::vector<int32_t> sum;
   };
   std::vector<LocalQuant> local_quant_;
-  // One-token steps (decode) run the small ops between two projections inside their consumers,
-  // on every thread, instead of on one thread between barriers (see plan_decode_fusion):
+  // Steps run the small ops between two projections inside their consumers, on every thread,
+  // instead of between barriers of their own (see plan_decode_fusion; a step of several tokens
+  // runs a prologue per token, on the thread that quantizes that token):
   //   FUSE_NORM  an RMS norm read only by projections: each thread normalizes the row itself
-  //              before it quantizes it (decode_prologue); the op does nothing.
+  //              before it quantizes it (fused_prologue); the op does nothing.
   //   FUSE_GLU   a relu² GLU read only by such a norm: computed in the same prologue.
   //   FUSE_ADD   a residual add read next by such a norm: still run, split as before, but no
   //              barrier follows; the prologue adds the two rows itself (the same bits).
@@ -275,7 +278,7 @@ class Model {
   std::vector<int64_t> fused_until_;  // per op: the last op that reads its inputs when fused
   std::vector<int32_t> producer_;   // per buffer id: the op that writes it, −1 for none
   bool fuse_decode_ = true;         // BITNET_DECODE_FUSE=0 turns the fusion off
-  bool fused_step_ = false;         // this step runs fused (one token, nothing copied in or out)
+  bool fused_step_ = false;         // this step runs fused (nothing copied in or out)
   std::vector<AlignedVector<float>> prologue_;  // per thread: a fused norm's input and output rows
   int64_t prologue_width_ = 0;
   // The quantized input the kernels of a projection read on thread tid.

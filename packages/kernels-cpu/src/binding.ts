@@ -122,8 +122,8 @@ export interface NativeModel {
     /** Activation buffers and quantization / attention scratch as allocated now (grow with the largest step). */
     scratchBytes: number;
     /**
-     * Ops that a one-token step runs inside the op that consumes them, on every thread, with no
-     * barrier of their own, by kind (`rms_norm`, `glu`, `add`, `rope`); empty when
+     * Ops that a step (of one token or several) runs inside the op that consumes them, on every
+     * thread, with no barrier of their own, by kind (`rms_norm`, `glu`, `add`, `rope`); empty when
      * BITNET_DECODE_FUSE=0 was set as the model loaded.
      */
     decodeFusedOps: Record<string, number>;

@@ -1,10 +1,10 @@
-// One-token steps run the small ops between two projections (RMS norms, a relu² GLU, residual
-// adds, RoPE) inside the ops that consume them, on every thread and without barriers of their own
-// (native/model_step.cc, plan_decode_fusion). That changes speed only: a decode with the fusion
-// must give the same bits as one without it (BITNET_DECODE_FUSE=0, read as each model loads),
-// on every kernel path, for relu² (2B-4T layout) and SiLU (llama.cpp's bitnet) models, with an
-// even and an odd thread count. Batched steps never fuse; the contract suite checks them against
-// one-token steps bit for bit.
+// Steps run the small ops between two projections (RMS norms, a relu² GLU, residual adds, RoPE)
+// inside the ops that consume them, on every thread and without barriers of their own
+// (native/model_step.cc, plan_decode_fusion); steps of several tokens too, each thread fusing
+// them for the tokens it quantizes. That changes speed only: a decode with the fusion, and a
+// prompt fed in steps of several tokens, must give the same bits as without it
+// (BITNET_DECODE_FUSE=0, read as each model loads), on every kernel path, for relu² (2B-4T
+// layout) and SiLU (llama.cpp's bitnet) models, with an even and an odd thread count.
 import { EngineError, EngineErrorCode } from "@bitnet-ts/engine-core";
 import { sameBits } from "@bitnet-ts/engine-core/testing";
 import { afterAll, describe, expect, it } from "vitest";
@@ -48,6 +48,35 @@ async function decodeOneByOne(model: CpuModel, prompt: readonly number[]): Promi
   return rows;
 }
 
+/**
+ * The logits of every token of a prompt fed in batched steps (its first 17 tokens in one step,
+ * which the amx path runs on its tiles, then the other 3 in a second step, past the first's
+ * cache), two sequences side by side in the first step.
+ */
+async function promptInSteps(model: CpuModel, prompt: readonly number[]): Promise<Float32Array[]> {
+  const rows: Float32Array[] = [];
+  const a = model.createSequence();
+  const b = model.createSequence();
+  const first = await model.step([
+    { sequence: a, tokens: prompt.slice(0, 17), logits: "all" },
+    { sequence: b, tokens: prompt.slice(3, 9), logits: "all" },
+  ]);
+  const vocab = LLAMA3_VOCAB;
+  for (const run of first.runs) {
+    for (let i = 0; i < run.logits.length / vocab; i++) {
+      rows.push(Float32Array.from(run.logits.subarray(i * vocab, (i + 1) * vocab)));
+    }
+  }
+  const second = await model.step([{ sequence: a, tokens: prompt.slice(17), logits: "all" }]);
+  const logits = second.runs[0]!.logits;
+  for (let i = 0; i < logits.length / vocab; i++) {
+    rows.push(Float32Array.from(logits.subarray(i * vocab, (i + 1) * vocab)));
+  }
+  model.freeSequence(a);
+  model.freeSequence(b);
+  return rows;
+}
+
 // The tiny fixtures have two layers: per layer four norms, a GLU, RoPE on q and k, and two
 // residual adds, of which the last layer's second feeds the output norm (read by the head, not a
 // projection), so neither that add nor that norm fuses. A SiLU GLU does not fuse (its exp costs
@@ -87,6 +116,13 @@ for (const kernelPath of ALL_KERNEL_PATHS) {
                 expect(
                   a.every((row, i) => sameBits(row, b[i]!)),
                   `${name} on ${kernelPath}, ${threads} threads`,
+                ).toBe(true);
+                const batchedA = await promptInSteps(fused, LONG_PROMPT);
+                const batchedB = await promptInSteps(plain, LONG_PROMPT);
+                expect(batchedA).toHaveLength(17 + 6 + 3);
+                expect(
+                  batchedA.every((row, i) => sameBits(row, batchedB[i]!)),
+                  `${name} on ${kernelPath}, ${threads} threads, batched steps`,
                 ).toBe(true);
               } finally {
                 await fused.dispose();
