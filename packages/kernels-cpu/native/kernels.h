@@ -46,13 +46,17 @@ struct Kernels {
   // i order (each position is one SIMD lane, so every path matches the scalar order exactly).
   // K is f16, transposed: hd rows of `stride` positions (the model passes one 32-position block
   // of its key cache at a time, Model::ensure_capacity), read once for all nq heads; q holds
-  // f16-rounded values. Reads no key beyond len.
+  // f16-rounded values. Reads no key beyond len. A product of two f16 values is exact in f32
+  // (22 significant bits at most, far from f32's range limits), so a fused multiply-add rounds
+  // once where mul-then-add rounds twice with the first rounding a no-op: the same bits, and the
+  // x86 paths use FMA (one operation instead of two per product).
   void (*attn_scores)(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
                       float* scores, int64_t score_stride);
 
   // For the nq query heads that share one KV head: out[h·hd + i] = Σ_j p[h·p_stride + j]·v[j·kvw +
-  // i] for h < nq, i < hd, summed in j order (lanes over i: exact). A path may convert each f16
-  // value row once for all nq heads.
+  // i] for h < nq, i < hd, summed in j order (lanes over i: exact). p holds f16-rounded values
+  // (the model rounds the probabilities), so FMA gives the same bits here too. A path may convert
+  // each f16 value row once for all nq heads.
   void (*attn_values)(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
                       int64_t len, float* out);
 

@@ -119,9 +119,13 @@ struct MaddubsDot {
   // DpbusdDot runs them) ran no faster here, the loop being bound by its 13 vector operations
   // per block, not its loads (one Zen 5 core from L2: 103 GMAC/s either way).
 
-  // One token's 128 elements: four VPMADDUBSW summed in int16. An accumulator may take 8 I2_S
-  // blocks (≤ 8 × 4 × 768 = 24576 < 32767) or one TQ2_0 block, then sums8 widens it.
-  static constexpr int64_t kI2sChunkBlocks = 8;
+  // One token's 128 elements: four VPMADDUBSW summed in int16. An accumulator may take 10 I2_S
+  // blocks (≤ 10 × 4 × 768 = 30720 < 32767, whatever the codes) or one TQ2_0 block, then sums8
+  // widens it. Ten rather than eight: a 2560-column row is two chunks instead of three, one
+  // widening and reduction (sums8) fewer per row and group of eight tokens, and the eight-token
+  // pass ran 1-1.5% faster (bench/gemm.sh avx2 6912 2560 128: 113.3-113.9 against 111.8-112.4
+  // GMAC/s on an Intel Xeon; 2560 × 6912 unchanged).
+  static constexpr int64_t kI2sChunkBlocks = 10;
   static void add4(__m256i& acc, const __m256i c[4], const int8_t* q) {
     const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i*)q)),
                                          _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i*)(q + 32))));
@@ -289,10 +293,10 @@ inline __m128i insert_u16(__m128i h, uint16_t v, int lane) {
 }
 
 // Scores of NQ heads sharing one KV head, 8·V positions at a time: lane j of head h accumulates
-// Σ_i q[h][i]·k[i][j] in i order (exact scalar order per lane). Each key load and conversion
-// serves all NQ heads, and the NQ × V chains of dependent adds run side by side (eight
-// accumulators of 16 registers: V = 4 for one or two heads, which uses the whole 64-byte line
-// of each key row, V = 2 for three or four).
+// Σ_i q[h][i]·k[i][j] in i order (exact scalar order per lane; FMA: kernels.h). Each key load
+// and conversion serves all NQ heads, and the NQ × V chains of dependent adds run side by side
+// (eight accumulators of 16 registers: V = 4 for one or two heads, which uses the whole 64-byte
+// line of each key row, V = 2 for three or four).
 template <int NQ>
 void scores_heads_avx2(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores,
                        int64_t ss) {
@@ -309,7 +313,7 @@ void scores_heads_avx2(const float* q, const uint16_t* kt, int64_t stride, int64
       for (int v = 0; v < V; v++) k[v] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * v)));
       for (int h = 0; h < NQ; h++) {
         const __m256 qi = _mm256_set1_ps(q[h * hd + i]);
-        for (int v = 0; v < V; v++) acc[h][v] = _mm256_add_ps(acc[h][v], _mm256_mul_ps(qi, k[v]));
+        for (int v = 0; v < V; v++) acc[h][v] = _mm256_fmadd_ps(qi, k[v], acc[h][v]);
       }
     }
     for (int h = 0; h < NQ; h++) {
@@ -336,7 +340,7 @@ void scores_heads_avx2(const float* q, const uint16_t* kt, int64_t stride, int64
         if (rem & 1) k16 = insert_u16(k16, row[rem - 1], rem - 1);
       }
       const __m256 k = _mm256_cvtph_ps(k16);
-      for (int h = 0; h < NQ; h++) s[h] = _mm256_add_ps(s[h], _mm256_mul_ps(_mm256_set1_ps(q[h * hd + i]), k));
+      for (int h = 0; h < NQ; h++) s[h] = _mm256_fmadd_ps(_mm256_set1_ps(q[h * hd + i]), k, s[h]);
     }
     for (int h = 0; h < NQ; h++) {
       if (rem == 8) {
@@ -369,7 +373,7 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
       const __m256 pj = _mm256_set1_ps(p[j]);
       const uint16_t* row = v + j * kvw + i;
       for (int c = 0; c < 8; c++) {
-        a[c] = _mm256_add_ps(a[c], _mm256_mul_ps(pj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c)))));
+        a[c] = _mm256_fmadd_ps(pj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c))), a[c]);
       }
     }
     for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + i + 8 * c, a[c]);
@@ -378,7 +382,7 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
     __m256 a = _mm256_setzero_ps();
     for (int64_t j = 0; j < len; j++) {
       const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + j * kvw + i)));
-      a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(p[j]), vv));
+      a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), vv, a);
     }
     _mm256_storeu_ps(out + i, a);
   }
@@ -387,6 +391,50 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
+}
+
+// NQ heads against one KV head's values, 16 output lanes per pass: each V row's f16 values are
+// converted once for all NQ heads (2 × NQ accumulators ≤ 8 of 16 registers), where one head at a
+// time converted them once per head (a conversion is two of the five operations per 8 values and
+// head). Each lane still sums in j order (FMA, exact: kernels.h): the same bits as
+// attn_values_one_avx2.
+template <int NQ>
+void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+  if (NQ == 1) {
+    attn_values_one_avx2(p, v, kvw, hd, len, out);
+    return;
+  }
+  int64_t i = 0;
+  for (; i + 16 <= hd; i += 16) {
+    __m256 a[NQ][2];
+    for (int h = 0; h < NQ; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+      const uint16_t* row = v + j * kvw + i;
+      const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)row));
+      const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8)));
+      for (int h = 0; h < NQ; h++) {
+        const __m256 pj = _mm256_set1_ps(p[h * ps + j]);
+        a[h][0] = _mm256_fmadd_ps(pj, v0, a[h][0]);
+        a[h][1] = _mm256_fmadd_ps(pj, v1, a[h][1]);
+      }
+    }
+    for (int h = 0; h < NQ; h++) {
+      _mm256_storeu_ps(out + h * hd + i, a[h][0]);
+      _mm256_storeu_ps(out + h * hd + i + 8, a[h][1]);
+    }
+  }
+  if (i < hd) {
+    // The last hd % 16 lanes: one head at a time.
+    for (int h = 0; h < NQ; h++) attn_values_one_avx2(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i);
+  }
+}
+
+// Up to four heads per pass over the values (values_heads_avx2).
+void attn_values_avx2(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                      int64_t len, float* out) {
+  for_head_groups(p, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
+    values_heads_avx2<decltype(heads)::value>(ph, p_stride, v, kvw, hd, len, oh);
+  });
 }
 
 double sum_squares_avx2(const float* x, int64_t n) {
@@ -582,7 +630,7 @@ uint64_t stream_read_avx2(const uint8_t* p, int64_t n, int variant) {
 }
 
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
-                      f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_each_head<attn_values_one_avx2>,
+                      f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
                       sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_avx2,
                       quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2,
                       q6_k_gemm_x86,    tq1_gemm_avx2,    tq1_to_tq2_x86};

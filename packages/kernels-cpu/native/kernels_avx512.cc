@@ -636,9 +636,10 @@ void q8_0_gemm_avx512(const BlockQ8_0* w, int64_t cols, int64_t r0, int64_t r1, 
 
 // Scores of NQ heads sharing one KV head, 32 positions at a time: lane j of head h accumulates
 // Σ_i q[h][i]·k[i][j] in i order (exact scalar order per lane; products of f16 values are exact
-// in f32). Each 64-byte line of a transposed key row (32 positions) is loaded and converted once
-// for all NQ heads, and the NQ × 2 chains of dependent adds run side by side: one head's two
-// chains waited on the add latency hd times per block.
+// in f32, so FMA gives the scalar bits: kernels.h). Each 64-byte line of a transposed key row
+// (32 positions) is loaded and converted once for all NQ heads, and the NQ × 2 chains of
+// dependent adds run side by side: one head's two chains waited on the add latency hd times per
+// block.
 template <int NQ>
 void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len, float* scores,
                          int64_t ss) {
@@ -652,8 +653,8 @@ void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int
       const __m512 k1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16)));
       for (int h = 0; h < NQ; h++) {
         const __m512 qi = _mm512_set1_ps(q[h * hd + i]);
-        s0[h] = _mm512_add_ps(s0[h], _mm512_mul_ps(qi, k0));
-        s1[h] = _mm512_add_ps(s1[h], _mm512_mul_ps(qi, k1));
+        s0[h] = _mm512_fmadd_ps(qi, k0, s0[h]);
+        s1[h] = _mm512_fmadd_ps(qi, k1, s1[h]);
       }
     }
     for (int h = 0; h < NQ; h++) {
@@ -671,7 +672,7 @@ void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int
     for (int h = 0; h < NQ; h++) s[h] = _mm512_setzero_ps();
     for (int64_t i = 0; i < hd; i++) {
       const __m512 k = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, kt + i * stride + j));
-      for (int h = 0; h < NQ; h++) s[h] = _mm512_add_ps(s[h], _mm512_mul_ps(_mm512_set1_ps(q[h * hd + i]), k));
+      for (int h = 0; h < NQ; h++) s[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * hd + i]), k, s[h]);
     }
     for (int h = 0; h < NQ; h++) _mm512_mask_storeu_ps(scores + h * ss + j, live, s[h]);
   }
@@ -696,7 +697,7 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
       const __m512 pj = _mm512_set1_ps(p[j]);
       const uint16_t* row = v + j * kvw + i;
       for (int c = 0; c < 8; c++) {
-        a[c] = _mm512_add_ps(a[c], _mm512_mul_ps(pj, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)))));
+        a[c] = _mm512_fmadd_ps(pj, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c))), a[c]);
       }
     }
     for (int c = 0; c < 8; c++) _mm512_storeu_ps(out + i + 16 * c, a[c]);
@@ -705,7 +706,7 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
     __m512 a = _mm512_setzero_ps();
     for (int64_t j = 0; j < len; j++) {
       const __m512 vv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(v + j * kvw + i)));
-      a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(p[j]), vv));
+      a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), vv, a);
     }
     _mm512_storeu_ps(out + i, a);
   }
@@ -718,8 +719,8 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
 
 // NQ heads against one KV head's values, 64 output lanes per pass: each V row's f16 values are
 // converted once for all NQ heads (4 × NQ accumulators ≤ 16 of 32 registers), where one head at a
-// time converted them once per head. Each lane still sums in j order (mul, then add): the same
-// bits as attn_values_one_avx512.
+// time converted them once per head. Each lane still sums in j order (FMA, exact: kernels.h):
+// the same bits as attn_values_one_avx512.
 template <int NQ>
 void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
   int64_t i = 0;
@@ -733,7 +734,7 @@ void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t 
       for (int c = 0; c < 4; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)));
       for (int h = 0; h < NQ; h++) {
         const __m512 pj = _mm512_set1_ps(p[h * ps + j]);
-        for (int c = 0; c < 4; c++) a[h][c] = _mm512_add_ps(a[h][c], _mm512_mul_ps(pj, vc[c]));
+        for (int c = 0; c < 4; c++) a[h][c] = _mm512_fmadd_ps(pj, vc[c], a[h][c]);
       }
     }
     for (int h = 0; h < NQ; h++)

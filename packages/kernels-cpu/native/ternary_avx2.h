@@ -20,13 +20,14 @@
 //   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // TQ1_0 decode
 //   static __m256i tq2_block_one(const uint8_t* qs, const int8_t* q);  // TQ2_0 decode, one
 //                                                        // block from its code bytes
-//   static constexpr int64_t kI2sChunkBlocks = 8;  // I2_S blocks one accumulator may take
+//   static constexpr int64_t kI2sChunkBlocks;  // I2_S blocks one accumulator may take (8, 10)
 //   static void add4(__m256i& acc, const __m256i c[4], const int8_t* q);  // one token, 128
 //                                                        // elements: acc += Σ_j c[j]·q[32j…]
 //   static __m256i sums8(__m256i acc[8]);  // eight accumulators → one vector of int32 sums
 //
-// Prefill (eight tokens at a time) also splits the columns into chunks of ~1024 so that the
-// eight tokens' activations of a chunk (8 KiB) stay in L1 while the tile's rows stream past;
+// Prefill (eight tokens at a time) also splits the columns into chunks of ~1024 (I2_S: Dot's
+// kI2sChunkBlocks × 128) so that the eight tokens' activations of a chunk (8-10 KiB) stay in L1
+// while the tile's rows stream past;
 // whole rows of eight 6912-column tokens (55 KiB) did not fit, and the down projection ran
 // 5-15% slower than the others. Each row's running sums (int32 or float, one lane per token)
 // wait in a small scratch array between chunks, which changes no result: integer sums are
