@@ -524,6 +524,8 @@ Napi::Value DecodePrefetch(const Napi::CallbackInfo& info) {
   out.Set("defaultOther", (double)fallback.other);
   out.Set("l2", (double)chosen.l2);
   out.Set("defaultL2", (double)fallback.l2);
+  out.Set("l2Avx2", (double)chosen.l2_avx2);
+  out.Set("defaultL2Avx2", (double)fallback.l2_avx2);
   out.Set("head", (double)chosen.head);
   out.Set("defaultHead", (double)fallback.head);
   out.Set("vectorBits", (double)chosen.vector_bits);

@@ -218,6 +218,7 @@ struct DecodePrefetch {
   int64_t i2s;    // the one-token I2_S rows, into L1
   int64_t other;  // the one-token TQ2_0 rows, into L1; 0: no software prefetch
   int64_t l2;     // the one-token I2_S rows again (VNNI paths), this far ahead into L2; 0: none
+  int64_t l2_avx2;  // the same for the avx2 path's one-token I2_S rows (its best distance differs)
   int64_t head;   // the one-token F16 rows (output head), this far ahead; 0: none
   int vector_bits;  // the avx512vnni path's one-token I2_S loop: 256-bit or 512-bit vectors
   int head_bits;    // the avx512vnni path's F16 head, every step: 256 (the avx2 head) or 512

@@ -61,14 +61,21 @@ struct MaddubsDot {
         fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
         ones16 = _mm256_add_epi16(ones16, _mm256_add_epi16(f1, f3));
       };
-      // No second request into L2 here (decode_prefetch().l2): on the Xeon that measured it this
-      // loop is bound by its vector ops, and the extra prefetches cost 1-7%.
-      const int64_t ahead = decode_prefetch().i2s;
+      // A second request, decode_prefetch().l2_avx2 ahead into L2 (4 KiB on Intel): on the Xeon
+      // with AMX, its memory slower that day (probe 28 GB/s), the projections took 25.0 instead
+      // of 26.6 ms a token, faster in 8 of 8 rounds (bench/ab-addons.mjs; 2 KiB 25.3, 8 KiB 26.2),
+      // and bench/decode-sequence.sh streamed 20.1-20.8 against 16.4-16.8 GB/s. (On a faster
+      // day the VNNI paths' 16 KiB cost this loop 7%; 16 KiB still streams 18.6 here.)
+      const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2_avx2;
       const bool nta = decode_prefetch().non_temporal;
       int64_t b = 0;
       for (; b + 4 <= nb; b += 4) {
         prefetch_decode_line<_MM_HINT_T0>(row + 32 * b + ahead, nta);
         prefetch_decode_line<_MM_HINT_T0>(row + 32 * b + ahead + 64, nta);
+        if (far > 0) {
+          _mm_prefetch((const char*)(row + 32 * b + far), _MM_HINT_T1);
+          _mm_prefetch((const char*)(row + 32 * b + far + 64), _MM_HINT_T1);
+        }
         __m256i ones16 = _mm256_setzero_si256(), fours16 = ones16;
         // Block by block (pin, ternary_avx2.h): left free, GCC interleaves the four blocks,
         // runs out of the 16 registers and spills sums and constants to the stack every pass;

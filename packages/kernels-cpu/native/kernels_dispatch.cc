@@ -22,9 +22,9 @@ int available_kernel_paths(const char** out, int max) {
 
 DecodePrefetch default_decode_prefetch() {
 #if defined(__x86_64__) || defined(__i386__)
-  if (__builtin_cpu_is("intel")) return {2048, 2048, 16384, 4096, 256, 256, false};
+  if (__builtin_cpu_is("intel")) return {2048, 2048, 16384, 4096, 4096, 256, 256, false};
 #endif
-  return {6144, 6144, 0, 4096, 512, 512, true};
+  return {6144, 6144, 0, 0, 4096, 512, 512, true};
 }
 
 // A prefetch distance from the environment: a multiple of 64 bytes up to 64 KiB, else fallback.
@@ -43,6 +43,7 @@ const DecodePrefetch& decode_prefetch() {
     p.i2s = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_BYTES", p.i2s);
     p.other = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_BYTES", p.other);
     p.l2 = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_L2_BYTES", p.l2);
+    p.l2_avx2 = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_L2_BYTES", p.l2_avx2);
     p.head = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_HEAD_BYTES", p.head);
     const char* bits = std::getenv("BITNET_DECODE_VECTOR_BITS");
     if (bits != nullptr && (std::strcmp(bits, "256") == 0 || std::strcmp(bits, "512") == 0)) p.vector_bits = std::atoi(bits);

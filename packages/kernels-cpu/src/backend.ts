@@ -570,7 +570,10 @@ function checkDecodePrefetchEnv(): void {
 /** For describe(): the distances the addon uses, and the defaults where the environment changed them. */
 function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): string {
   const other = p.other === 0 ? "off" : `${p.other} B`;
-  const l2 = p.l2 === 0 ? "" : ` (and ${p.l2} B into L2)`;
+  const l2 =
+    p.l2 === 0 && p.l2Avx2 === 0
+      ? ""
+      : ` (and into L2: ${p.l2} B on the VNNI paths, ${p.l2Avx2} B on avx2)`;
   const head = p.head === 0 ? "off" : `${p.head} B${p.nonTemporal ? "" : " into L2"}`;
   const hint = p.nonTemporal ? " (non-temporal)" : "";
   const chosen = `${p.i2s} B ahead in I2_S rows${l2}, TQ2_0 rows ${other}, F16 head ${head}${hint}; avx512vnni I2_S decode in ${p.vectorBits}-bit vectors, F16 head in ${p.headBits}-bit`;
@@ -578,7 +581,9 @@ function describePrefetch(p: ReturnType<NativeBinding["decodePrefetch"]>): strin
     p.i2s === p.defaultI2s && p.other === p.defaultOther
       ? ""
       : `BITNET_DECODE_PREFETCH_BYTES; default ${p.defaultI2s} / ${p.defaultOther}`,
-    p.l2 === p.defaultL2 ? "" : `BITNET_DECODE_PREFETCH_L2_BYTES; default ${p.defaultL2}`,
+    p.l2 === p.defaultL2 && p.l2Avx2 === p.defaultL2Avx2
+      ? ""
+      : `BITNET_DECODE_PREFETCH_L2_BYTES; default ${p.defaultL2} / ${p.defaultL2Avx2}`,
     p.head === p.defaultHead ? "" : `BITNET_DECODE_PREFETCH_HEAD_BYTES; default ${p.defaultHead}`,
     p.vectorBits === p.defaultVectorBits
       ? ""

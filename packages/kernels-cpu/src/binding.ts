@@ -175,8 +175,9 @@ export interface NativeBinding {
    * runs them (`BITNET_DECODE_PREFETCH_BYTES`, read once, or the CPU's defaults), and the
    * defaults: `i2s` for I2_S rows, `other` for TQ2_0 rows (0: no software prefetch). The best
    * distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB on AMD Zen 5). `l2`: how far ahead
-   * the I2_S rows are also asked into L2 (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16 KiB on Intel, 0
-   * (none) elsewhere). `head`: how far ahead the F16 head's rows are asked for
+   * the I2_S rows are also asked into L2 by the VNNI paths (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16
+   * KiB on Intel, 0 (none) elsewhere), `l2Avx2` by the avx2 path (the same variable sets both; 4
+   * KiB on Intel, 0 elsewhere). `head`: how far ahead the F16 head's rows are asked for
    * (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 4 KiB, into L2 on Intel). `vectorBits`: how wide the avx512vnni path's one-token I2_S loop
    * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `headBits`: how wide the
    * avx512vnni path's F16 head reads in every step (`BITNET_HEAD_VECTOR_BITS`; 256, the avx2
@@ -188,6 +189,7 @@ export interface NativeBinding {
     i2s: number;
     other: number;
     l2: number;
+    l2Avx2: number;
     head: number;
     vectorBits: number;
     headBits: number;
@@ -195,6 +197,7 @@ export interface NativeBinding {
     defaultI2s: number;
     defaultOther: number;
     defaultL2: number;
+    defaultL2Avx2: number;
     defaultHead: number;
     defaultVectorBits: number;
     defaultHeadBits: number;

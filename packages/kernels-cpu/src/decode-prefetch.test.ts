@@ -1,7 +1,8 @@
 // The one-token loops' software prefetch distances (BITNET_DECODE_PREFETCH_BYTES, or the CPU's
 // defaults: 2 KiB on Intel, 6 KiB elsewhere; BITNET_DECODE_PREFETCH_L2_BYTES, the I2_S rows'
-// second request into L2: 16 KiB on Intel, none elsewhere; BITNET_DECODE_PREFETCH_HEAD_BYTES,
-// the F16 head's rows: 4 KiB) change speed only: every distance gives the same bits. So do
+// second request into L2: 16 KiB on Intel (4 KiB on the avx2 path), none elsewhere;
+// BITNET_DECODE_PREFETCH_HEAD_BYTES, the F16 head's rows: 4 KiB) change speed only: every
+// distance gives the same bits. So do
 // BITNET_DECODE_VECTOR_BITS, the width of the avx512vnni path's one-token I2_S loop (256 on
 // Intel, 512 elsewhere), and BITNET_DECODE_PREFETCH_NTA, whether those requests are
 // non-temporal (off on Intel, on elsewhere). BITNET_HEAD_VECTOR_BITS, the width of the
@@ -117,10 +118,12 @@ describe("decode prefetch distance", () => {
       p.i2s,
       p.other,
       p.l2,
+      p.l2Avx2,
       p.head,
       p.defaultI2s,
       p.defaultOther,
       p.defaultL2,
+      p.defaultL2Avx2,
       p.defaultHead,
     ];
     for (const v of all) {
@@ -135,18 +138,19 @@ describe("decode prefetch distance", () => {
       "BITNET_DECODE_PREFETCH_NTA",
     ].every((v) => (process.env[v] ?? "") === "");
     if (isX86 && untouched) {
-      expect([p.i2s, p.other, p.l2, p.head]).toEqual([
+      expect([p.i2s, p.other, p.l2, p.l2Avx2, p.head]).toEqual([
         p.defaultI2s,
         p.defaultOther,
         p.defaultL2,
+        p.defaultL2Avx2,
         p.defaultHead,
       ]);
       expect(p.vectorBits).toBe(p.defaultVectorBits);
       expect(p.headBits).toBe(p.defaultHeadBits);
       expect(p.nonTemporal).toBe(p.defaultNonTemporal);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
-      expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultHead]).toEqual(
-        intel ? [2048, 2048, 16384, 4096] : [6144, 6144, 0, 4096],
+      expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultL2Avx2, p.defaultHead]).toEqual(
+        intel ? [2048, 2048, 16384, 4096, 4096] : [6144, 6144, 0, 0, 4096],
       );
       expect(p.defaultVectorBits).toBe(intel ? 256 : 512);
       expect(p.defaultHeadBits).toBe(intel ? 256 : 512);
@@ -204,13 +208,17 @@ describe("decode prefetch distance", () => {
         i2s: d.defaultI2s,
         other: d.defaultOther,
         l2: 0,
+        l2Avx2: 0,
       });
       expect(
         read({ BITNET_DECODE_PREFETCH_BYTES: "1024", BITNET_DECODE_PREFETCH_L2_BYTES: "32768" }),
-      ).toMatchObject({ i2s: 1024, other: 1024, l2: 32768 });
+      ).toMatchObject({ i2s: 1024, other: 1024, l2: 32768, l2Avx2: 32768 });
       for (const bad of ["100", "-64", "65600", "2k"]) {
         expect(read(bad)).toMatchObject({ i2s: d.defaultI2s, other: d.defaultOther });
-        expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: bad })).toMatchObject({ l2: d.defaultL2 });
+        expect(read({ BITNET_DECODE_PREFETCH_L2_BYTES: bad })).toMatchObject({
+          l2: d.defaultL2,
+          l2Avx2: d.defaultL2Avx2,
+        });
         expect(read({ BITNET_DECODE_PREFETCH_HEAD_BYTES: bad })).toMatchObject({
           head: d.defaultHead,
         });
@@ -357,7 +365,7 @@ describe("decode prefetch distance", () => {
     timeout: SLOW_TEST_MS,
   }, async () => {
     expect(new CpuBackend().describe().details["decodePrefetch"]).toMatch(
-      /^\d+ B ahead in I2_S rows( \(and \d+ B into L2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B( into L2)?)( \(non-temporal\))?; avx512vnni I2_S decode in (256|512)-bit vectors, F16 head in (256|512)-bit/,
+      /^\d+ B ahead in I2_S rows( \(and into L2: \d+ B on the VNNI paths, \d+ B on avx2\))?, TQ2_0 rows (off|\d+ B), F16 head (off|\d+ B( into L2)?)( \(non-temporal\))?; avx512vnni I2_S decode in (256|512)-bit vectors, F16 head in (256|512)-bit/,
     );
     const refusals: [name: string, rule: string][] = [
       ...DECODE_PREFETCH_VARIABLES.map((name): [string, string] => [
