@@ -24,6 +24,17 @@ inline size_t page_size() {
   return size;
 }
 
+// One core's L2 in bytes as the C library reports it (glibc: from CPUID on x86), 0 where it
+// cannot say (macOS has no _SC_LEVEL2_CACHE_SIZE; some ARM Linux systems report 0).
+inline int64_t l2_cache_bytes() {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  const long n = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return n > 0 ? (int64_t)n : 0;
+#else
+  return 0;
+#endif
+}
+
 // `size` bytes aligned to `align` (a power of two, a multiple of sizeof(void*)), released with
 // std::free; nullptr when out of memory. posix_memalign rather than std::aligned_alloc, which
 // older macOS deployment targets lack.
