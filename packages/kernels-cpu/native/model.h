@@ -164,8 +164,8 @@ class Model {
   // Activation buffers, quantization and attention scratch, as allocated now (grows with the
   // largest step seen).
   uint64_t scratch_bytes() const { return scratch_bytes_.load(std::memory_order_relaxed); }
-  // Ops a one-token step runs inside their consumers, by kind ("rms_norm", "glu", "add", "rope";
-  // see plan_decode_fusion); empty with BITNET_DECODE_FUSE=0.
+  // Ops a step runs inside their consumers (one token or several), by kind ("rms_norm", "glu",
+  // "add", "rope"; see plan_decode_fusion); empty with BITNET_DECODE_FUSE=0.
   std::map<std::string, int64_t> decode_fused_ops() const;
 
  private:
