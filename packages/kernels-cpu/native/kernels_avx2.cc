@@ -407,7 +407,7 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
 // attn_values_one_avx2.
 template <int NQ>
 void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
-  if (NQ == 1) {
+  if constexpr (NQ == 1) {
     attn_values_one_avx2(p, v, kvw, hd, len, out);
     return;
   }

@@ -42,8 +42,9 @@ const DecodePrefetch& decode_prefetch() {
     DecodePrefetch p = default_decode_prefetch();
     p.i2s = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_BYTES", p.i2s);
     p.other = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_BYTES", p.other);
-    p.l2 = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_L2_BYTES", p.l2);
-    p.l2_avx2 = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_L2_BYTES", p.l2_avx2);
+    // One variable for both L2 distances (a process runs one path); −1: not set or not usable.
+    const int64_t l2 = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_L2_BYTES", -1);
+    if (l2 >= 0) p.l2 = p.l2_avx2 = l2;
     p.head = prefetch_bytes_from_env("BITNET_DECODE_PREFETCH_HEAD_BYTES", p.head);
     const char* bits = std::getenv("BITNET_DECODE_VECTOR_BITS");
     if (bits != nullptr && (std::strcmp(bits, "256") == 0 || std::strcmp(bits, "512") == 0)) p.vector_bits = std::atoi(bits);

@@ -188,6 +188,7 @@ class Model {
   // Token t's row of a fused norm's output (the norm, and the fused GLU or add before it,
   // computed on this thread).
   const float* fused_prologue(int32_t norm_op, int tid, int64_t t = 0);
+  int32_t fused_norm(int32_t input) const;
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
   bool warm_weights(int tid);
   // Per thread: the weights it will stream next that it may still ask L2 for while it waits at

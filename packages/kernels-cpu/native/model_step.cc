@@ -381,6 +381,12 @@ void Model::rope_head(const float* x, float* y, int64_t t) const {
   for (int64_t i = n_rot; i < hd; i++) y[i] = x[i];
 }
 
+// The fused norm that writes buffer `input` in this step, or −1 (not fused, or not a norm's).
+int32_t Model::fused_norm(int32_t input) const {
+  const int32_t p = producer_[(size_t)input];
+  return fused_step_ && p >= 0 && fusion_[(size_t)p] == FUSE_NORM ? p : -1;
+}
+
 // Token t's row that a projection quantizes when its input is a fused norm's: the norm (and the
 // GLU or residual sum before it, when fused too) computed on this thread, in its prologue_ rows.
 const float* Model::fused_prologue(int32_t norm_op, int tid, int64_t t) {
@@ -970,8 +976,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       // Phase 1: quantize the input once; q/k/v (and gate/up) reuse it. Every thread sees the
       // same quant_buffer_ value, so all take the same branch.
       if ((kind == 0 || kind == 1) && T == 1 && !(quant_buffer_[(size_t)tid] == op.in0 && quant_kind_[(size_t)tid] == kind)) {
-        const int32_t norm = producer_[(size_t)op.in0];
-        if (fused_step_ && norm >= 0 && fusion_[(size_t)norm] == FUSE_NORM) x = fused_prologue(norm, tid);
+        const int32_t norm = fused_norm(op.in0);
+        if (norm >= 0) x = fused_prologue(norm, tid);
         // One token: each thread quantizes it into its own copy (the same bits on every thread)
         // and starts on its rows at once; one thread quantizing while the others waited at a
         // barrier took 0.3-1.1 ms of a 2B-4T token's ~11 ms of projections on a Zen 5.
@@ -988,10 +994,9 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       } else if (kind != 2 && !(quant_buffer_[(size_t)tid] == op.in0 && quant_kind_[(size_t)tid] == kind)) {
         share(T, tid, nth, b0, b1);
         int8_t* tmp = quant_tmp_[(size_t)tid].data();
-        const int32_t norm = producer_[(size_t)op.in0];
-        const bool prologue = fused_step_ && norm >= 0 && fusion_[(size_t)norm] == FUSE_NORM;
+        const int32_t norm = fused_norm(op.in0);
         for (int64_t t = b0; t < b1; t++) {
-          const float* xt = prologue ? fused_prologue(norm, tid, t) : x + t * cols;
+          const float* xt = norm >= 0 ? fused_prologue(norm, tid, t) : x + t * cols;
           if (kind == 0 || kind == 3) {
             kernels_->quantize_i8(xt, cols, tmp, &q_scale_[(size_t)t], &q_sum_[(size_t)t]);
           } else {
