@@ -270,14 +270,18 @@ class Model {
   //   FUSE_NORM  an RMS norm read only by projections: each thread normalizes the row itself
   //              before it quantizes it (fused_prologue); the op does nothing.
   //   FUSE_GLU   a relu² GLU read only by such a norm: computed in the same prologue.
-  //   FUSE_ADD   a residual add read next by such a norm: still run, split as before, but no
-  //              barrier follows; the prologue adds the two rows itself (the same bits).
+  //   FUSE_ADD   a residual add read next by such a norm: still run (in the projection before
+  //              it when that writes one of its inputs, see epilogue_add_), but no barrier
+  //              follows; the prologue adds the two rows itself (the same bits).
   //   FUSE_ROPE  a RoPE read only by attention: each thread rotates the heads it reads there.
   // The fused ops' inputs stay allocated until their consumers run (plan_buffers).
   enum Fusion : uint8_t { FUSE_NONE = 0, FUSE_NORM, FUSE_GLU, FUSE_ADD, FUSE_ROPE };
   std::vector<uint8_t> fusion_;     // per op
   std::vector<int64_t> fused_until_;  // per op: the last op that reads its inputs when fused
   std::vector<int32_t> producer_;   // per buffer id: the op that writes it, −1 for none
+  // Per op: the residual add (its op index) that a projection computes on the rows it has just
+  // written, instead of a pass of its own after the barrier; −1 for none (see plan_decode_fusion).
+  std::vector<int32_t> epilogue_add_;
   bool fuse_decode_ = true;         // BITNET_DECODE_FUSE=0 turns the fusion off
   bool fused_step_ = false;         // this step runs fused (nothing copied in or out)
   std::vector<AlignedVector<float>> prologue_;  // per thread: a fused norm's input and output rows

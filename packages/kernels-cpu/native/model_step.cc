@@ -270,6 +270,7 @@ void Model::plan_decode_fusion() {
   const size_t nops = cfg_.ops.size();
   fusion_.assign(nops, FUSE_NONE);
   fused_until_.assign(nops, -1);
+  epilogue_add_.assign(nops, -1);
   producer_.assign(cfg_.buffer_widths.size(), -1);
   std::vector<std::vector<size_t>> readers(cfg_.buffer_widths.size());
   for (size_t i = 0; i < nops; i++) {
@@ -301,6 +302,22 @@ void Model::plan_decode_fusion() {
       fusion_[i] = FUSE_ROPE;
       fused_until_[i] = (int64_t)r.back();
     }
+  }
+  // A residual add right after the projection that writes one of its inputs (o and down in the
+  // 2B-4T graph): each thread adds the rows it has just computed while they are in cache, and
+  // the add's own pass over the batch (T × n_embd floats read twice and written once, between
+  // barriers, while the memory bus idled) goes. The same additions in the same operand order, so
+  // the same bits. Measured in prompt steps, where that pass cost most: see BENCHMARKS.md.
+  for (size_t i = 1; i < nops; i++) {
+    const OpSpec& add = cfg_.ops[i];
+    const OpSpec& proj = cfg_.ops[i - 1];
+    if (add.kind != OP_ADD || proj.kind != OP_LINEAR || proj.out < 0) continue;
+    if ((add.in0 == proj.out) == (add.in1 == proj.out)) continue;  // exactly one input is the projection's
+    const int32_t other = add.in0 == proj.out ? add.in1 : add.in0;
+    const int64_t width = cfg_.buffer_widths[(size_t)proj.out];
+    if (cfg_.buffer_widths[(size_t)other] != width || cfg_.buffer_widths[(size_t)add.out] != width) continue;
+    if (producer_[(size_t)other] >= (int32_t)(i - 1)) continue;  // the other input must be ready before
+    epilogue_add_[i - 1] = (int32_t)i;
   }
   // A GLU or residual add whose result the next op, a fused norm, reads.
   for (size_t i = 0; i + 2 < nops; i++) {
@@ -335,6 +352,9 @@ std::map<std::string, int64_t> Model::decode_fused_ops() const {
   std::map<std::string, int64_t> out;
   for (uint8_t f : fusion_) {
     if (f != FUSE_NONE) out[names[f]]++;
+  }
+  for (int32_t e : epilogue_add_) {
+    if (e >= 0) out["add_in_projection"]++;
   }
   return out;
 }
@@ -434,9 +454,12 @@ void Model::plan_buffers() {
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const int32_t out = cfg_.ops[i].out;
     if (out < 0 || cfg_.ops[i].kind == OP_OUTPUT) continue;
+    // An add computed in its projection's epilogue writes its output during that projection,
+    // while other threads may still read the projection's inputs: its slot must be free before.
+    const int64_t written_at = i > 0 && epilogue_add_[i - 1] == (int32_t)i ? (int64_t)i - 1 : (int64_t)i;
     int32_t chosen = -1;
     for (size_t s = 0; s < slot_free_after.size(); s++) {
-      if (slot_free_after[s] < (int64_t)i) {
+      if (slot_free_after[s] < written_at) {
         chosen = (int32_t)s;
         break;
       }
@@ -759,6 +782,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
     if (fused_step_ && fusion_[i] != FUSE_NONE) barrier_after[i] = 0;
+    if (fused_step_ && i > 0 && epilogue_add_[i - 1] == (int32_t)i) barrier_after[i] = 0;  // done before the projection's barrier
     const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
     kernel_calls_[(size_t)(amx ? op_kernel_amx_[i] : op_kernel_id_[i])]++;
     if (i + 1 < cfg_.ops.size() && inject.empty() && capture.empty() && !amx) {
@@ -825,7 +849,8 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       }
       const auto started = std::chrono::steady_clock::now();
       // 0: done by its group's first op; a fused op (but an add) runs inside its consumers.
-      const bool skip = fused_step_ && fusion_[i] != FUSE_NONE && fusion_[i] != FUSE_ADD;
+      const bool skip = fused_step_ && ((fusion_[i] != FUSE_NONE && fusion_[i] != FUSE_ADD) ||
+                                        (i > 0 && epilogue_add_[i - 1] == (int32_t)i));
       if (group_end_[i] != 0 && !skip) run_op(op, tid, nth, T, steal[i]);
       if (T <= 4 && group_end_[i] != 0) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait([&] { return warm_weights(tid); });
@@ -918,6 +943,24 @@ void Model::linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const st
     const float s = tensors_[op.scale].scalar;
     for (int64_t t = 0; t < T; t++)
       for (int64_t r = b0; r < b1; r++) y[t * rows + r] *= s;
+  }
+  const int32_t e = epilogue_add_[(size_t)(&op - cfg_.ops.data())];
+  if (fused_step_ && e >= 0) {
+    // The residual add of these rows (plan_decode_fusion), its operands in the add's order.
+    const OpSpec& add = cfg_.ops[(size_t)e];
+    const bool first = add.in0 == op.out;
+    const float* other = buf(first ? add.in1 : add.in0);
+    float* sum = buf(add.out);
+    for (int64_t t = 0; t < T; t++) {
+      const float* yt = y + t * rows;
+      const float* ot = other + t * rows;
+      float* st = sum + t * rows;
+      if (first) {
+        for (int64_t r = b0; r < b1; r++) st[r] = yt[r] + ot[r];
+      } else {
+        for (int64_t r = b0; r < b1; r++) st[r] = ot[r] + yt[r];
+      }
+    }
   }
 }
 

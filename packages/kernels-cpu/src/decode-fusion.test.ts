@@ -80,9 +80,11 @@ async function promptInSteps(model: CpuModel, prompt: readonly number[]): Promis
 // The tiny fixtures have two layers: per layer four norms, a GLU, RoPE on q and k, and two
 // residual adds, of which the last layer's second feeds the output norm (read by the head, not a
 // projection), so neither that add nor that norm fuses. A SiLU GLU does not fuse (its exp costs
-// more on every thread than the barrier it would save).
-const TINY_FUSED = { add: 3, glu: 2, rms_norm: 8, rope: 4 };
-const TINY_FUSED_SILU = { add: 3, rms_norm: 8, rope: 4 };
+// more on every thread than the barrier it would save). Every residual add follows the
+// projection that writes one of its inputs (o, down), which computes it on its rows
+// (add_in_projection).
+const TINY_FUSED = { add: 3, add_in_projection: 4, glu: 2, rms_norm: 8, rope: 4 };
+const TINY_FUSED_SILU = { add: 3, add_in_projection: 4, rms_norm: 8, rope: 4 };
 
 /** The tiny fixtures' vocabulary (LLaMA-3's). */
 const LLAMA3_VOCAB = 128256;
