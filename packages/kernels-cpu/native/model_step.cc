@@ -1025,28 +1025,31 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         // and starts on its rows at once; one thread quantizing while the others waited at a
         // barrier took 0.3-1.1 ms of a 2B-4T token's ~11 ms of projections on a Zen 5.
         LocalQuant& l = local_quant_[(size_t)tid];
-        int8_t* tmp = quant_tmp_[(size_t)tid].data();
+        // Straight into place where the kernels read activations in their natural order.
+        const bool natural = kernels_->layout == LAYOUT_NATURAL;
+        int8_t* tmp = natural ? l.q.data() : quant_tmp_[(size_t)tid].data();
         if (kind == 0) {
           kernels_->quantize_i8(x, cols, tmp, l.scale.data(), l.sum.data());
         } else {
           kernels_->quantize_q8k(x, cols, tmp, l.scale.data(), l.sum.data());
         }
-        permute_activations(tmp, l.q.data(), cols, kernels_->layout);
+        if (!natural) permute_activations(tmp, l.q.data(), cols, kernels_->layout);
         quant_buffer_[(size_t)tid] = op.in0;
         quant_kind_[(size_t)tid] = kind;
       } else if (kind != 2 && !(quant_buffer_[(size_t)tid] == op.in0 && quant_kind_[(size_t)tid] == kind)) {
         share(T, tid, nth, b0, b1);
-        int8_t* tmp = quant_tmp_[(size_t)tid].data();
+        const ActLayout layout = kind >= 3 ? LAYOUT_NATURAL : kernels_->layout;
         const int32_t norm = fused_norm(op.in0);
         for (int64_t t = b0; t < b1; t++) {
           const float* xt = norm >= 0 ? fused_prologue(norm, tid, t) : x + t * cols;
+          int8_t* tmp = layout == LAYOUT_NATURAL ? q_.data() + t * cols : quant_tmp_[(size_t)tid].data();
           if (kind == 0 || kind == 3) {
             kernels_->quantize_i8(xt, cols, tmp, &q_scale_[(size_t)t], &q_sum_[(size_t)t]);
           } else {
             const int64_t nb = cols / 256;
             kernels_->quantize_q8k(xt, cols, tmp, &q_scale_[(size_t)(t * nb)], &q_sum_[(size_t)(t * nb)]);
           }
-          permute_activations(tmp, q_.data() + t * cols, cols, kind >= 3 ? LAYOUT_NATURAL : kernels_->layout);
+          if (layout != LAYOUT_NATURAL) permute_activations(tmp, q_.data() + t * cols, cols, layout);
         }
         if (kind >= 3) {
           pool_->barrier().wait();
