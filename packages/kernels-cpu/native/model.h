@@ -282,6 +282,8 @@ class Model {
   // Per op: the residual add (its op index) that a projection computes on the rows it has just
   // written, instead of a pass of its own after the barrier; −1 for none (see plan_decode_fusion).
   std::vector<int32_t> epilogue_add_;
+  // Whether op i is an add that its projection (op i − 1) runs in its epilogue.
+  bool in_epilogue(int32_t i) const { return i > 0 && epilogue_add_[(size_t)i - 1] == i; }
   bool fuse_decode_ = true;         // BITNET_DECODE_FUSE=0 turns the fusion off
   bool fused_step_ = false;         // this step runs fused (nothing copied in or out)
   std::vector<AlignedVector<float>> prologue_;  // per thread: a fused norm's input and output rows

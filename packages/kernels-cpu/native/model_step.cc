@@ -420,7 +420,8 @@ const float* Model::fused_prologue(int32_t norm_op, int tid, int64_t t) {
     const OpSpec& glu = cfg_.ops[(size_t)p];
     glu_range(glu, buf(glu.in0) + t * n, buf(glu.in1) + t * n, in, n);
     x = in;
-  } else if (p >= 0 && fusion_[(size_t)p] == FUSE_ADD) {
+  } else if (p >= 0 && fusion_[(size_t)p] == FUSE_ADD && !in_epilogue(p)) {
+    // (An add run in its projection's epilogue is complete by now, so its output is read as is.)
     const OpSpec& add = cfg_.ops[(size_t)p];
     const float* a = buf(add.in0) + t * n;
     const float* b = buf(add.in1) + t * n;
@@ -456,7 +457,7 @@ void Model::plan_buffers() {
     if (out < 0 || cfg_.ops[i].kind == OP_OUTPUT) continue;
     // An add computed in its projection's epilogue writes its output during that projection,
     // while other threads may still read the projection's inputs: its slot must be free before.
-    const int64_t written_at = i > 0 && epilogue_add_[i - 1] == (int32_t)i ? (int64_t)i - 1 : (int64_t)i;
+    const int64_t written_at = in_epilogue((int32_t)i) ? (int64_t)i - 1 : (int64_t)i;
     int32_t chosen = -1;
     for (size_t s = 0; s < slot_free_after.size(); s++) {
       if (slot_free_after[s] < written_at) {
@@ -782,7 +783,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
     if (fused_step_ && fusion_[i] != FUSE_NONE) barrier_after[i] = 0;
-    if (fused_step_ && i > 0 && epilogue_add_[i - 1] == (int32_t)i) barrier_after[i] = 0;  // done before the projection's barrier
+    if (fused_step_ && in_epilogue((int32_t)i)) barrier_after[i] = 0;  // done before the projection's barrier
     const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
     kernel_calls_[(size_t)(amx ? op_kernel_amx_[i] : op_kernel_id_[i])]++;
     if (i + 1 < cfg_.ops.size() && inject.empty() && capture.empty() && !amx) {
@@ -850,7 +851,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
       const auto started = std::chrono::steady_clock::now();
       // 0: done by its group's first op; a fused op (but an add) runs inside its consumers.
       const bool skip = fused_step_ && ((fusion_[i] != FUSE_NONE && fusion_[i] != FUSE_ADD) ||
-                                        (i > 0 && epilogue_add_[i - 1] == (int32_t)i));
+                                        in_epilogue((int32_t)i));
       if (group_end_[i] != 0 && !skip) run_op(op, tid, nth, T, steal[i]);
       if (T <= 4 && group_end_[i] != 0) prefetch_next_weights(i, tid, nth);
       if (barrier_after[i]) pool_->barrier().wait([&] { return warm_weights(tid); });
