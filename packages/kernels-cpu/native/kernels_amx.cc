@@ -233,18 +233,23 @@ std::atomic<int> amx_state{0};  // 0 unknown, 1 usable, −1 not
 
 // Packs T tokens of natural-order int8 activations (T × cols) into B tiles:
 // tile (token tile tt, k chunk kc) row kk, byte 4n + j = q[16·tt + n][64·kc + 4·kk + j] (zero-padded).
+// Tile (tt, kc) holds, in row kk, the kk-th four bytes of chunk kc of tokens 16·tt … 16·tt + 15
+// side by side (zeros past T): a 16 × 16 transpose of 32-bit words. Word by word; moved a byte at
+// a time (with a bounds test per byte), packing took ~8 ms of a 128-token bench-i2s prompt step
+// on each of two threads of an Intel Xeon, about 3% of the step.
 void pack_amx_activations(const int8_t* q, int64_t cols, int64_t T, int8_t* btiles) {
   const int64_t kchunks = cols / 64;
   const int64_t ttiles = (T + 15) / 16;
   for (int64_t tt = 0; tt < ttiles; tt++) {
     for (int64_t kc = 0; kc < kchunks; kc++) {
       int8_t* tile = btiles + (tt * kchunks + kc) * 1024;
-      for (int kk = 0; kk < 16; kk++) {
-        for (int n = 0; n < 16; n++) {
-          const int64_t t = tt * 16 + n;
-          for (int j = 0; j < 4; j++) {
-            tile[64 * kk + 4 * n + j] = t < T ? q[t * cols + 64 * kc + 4 * kk + j] : 0;
-          }
+      for (int n = 0; n < 16; n++) {
+        const int64_t t = tt * 16 + n;
+        if (t < T) {
+          const int8_t* src = q + t * cols + 64 * kc;
+          for (int kk = 0; kk < 16; kk++) std::memcpy(tile + 64 * kk + 4 * n, src + 4 * kk, 4);
+        } else {
+          for (int kk = 0; kk < 16; kk++) std::memset(tile + 64 * kk + 4 * n, 0, 4);
         }
       }
     }
