@@ -232,12 +232,10 @@ std::atomic<int> amx_state{0};  // 0 unknown, 1 usable, −1 not
 }  // namespace
 
 // Packs T tokens of natural-order int8 activations (T × cols) into B tiles:
-// tile (token tile tt, k chunk kc) row kk, byte 4n + j = q[16·tt + n][64·kc + 4·kk + j] (zero-padded).
-// Tile (tt, kc) holds, in row kk, the kk-th four bytes of chunk kc of tokens 16·tt … 16·tt + 15
-// side by side (zeros past T): a 16 × 16 transpose of 32-bit words, copied word by word. Moved a
-// byte at a time with a bounds test per byte, 128-token bench-i2s prompts ran ~3% slower on an
-// Intel Xeon (480 against 495 t/s, builds alternating); a transpose in AVX-512 registers instead
-// of the word copies measured the same as the copies.
+// tile (token tile tt, k chunk kc) row kk, byte 4n + j = q[16·tt + n][64·kc + 4·kk + j] (zero-padded),
+// a 16 × 16 transpose of 32-bit words, copied word by word. Moved a byte at a time with a bounds
+// test per byte, 128-token bench-i2s prompts ran ~3% slower on an Intel Xeon (480 against 495
+// t/s, builds alternating); a transpose in AVX-512 registers measured the same as the copies.
 void pack_amx_activations(const int8_t* q, int64_t cols, int64_t T, int8_t* btiles) {
   const int64_t kchunks = cols / 64;
   const int64_t ttiles = (T + 15) / 16;

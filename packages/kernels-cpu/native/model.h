@@ -270,9 +270,9 @@ class Model {
   //   FUSE_NORM  an RMS norm read only by projections: each thread normalizes the row itself
   //              before it quantizes it (fused_prologue); the op does nothing.
   //   FUSE_GLU   a relu² GLU read only by such a norm: computed in the same prologue.
-  //   FUSE_ADD   a residual add read next by such a norm: still run (in the projection before
-  //              it when that writes one of its inputs, see epilogue_add_), but no barrier
-  //              follows; the prologue adds the two rows itself (the same bits).
+  //   FUSE_ADD   a residual add read next by such a norm: still run, but no barrier follows;
+  //              the prologue adds the two rows itself (the same bits), or, where the
+  //              projection before the add ran it (epilogue_add_), reads its sum.
   //   FUSE_ROPE  a RoPE read only by attention: each thread rotates the heads it reads there.
   // The fused ops' inputs stay allocated until their consumers run (plan_buffers).
   enum Fusion : uint8_t { FUSE_NONE = 0, FUSE_NORM, FUSE_GLU, FUSE_ADD, FUSE_ROPE };
