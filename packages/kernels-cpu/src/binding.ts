@@ -123,7 +123,8 @@ export interface NativeModel {
     scratchBytes: number;
     /**
      * Ops that a step (of one token or several) runs inside the op that consumes them, on every
-     * thread, with no barrier of their own, by kind (`rms_norm`, `glu`, `add`, `rope`); empty when
+     * thread, with no barrier of their own, by kind (`rms_norm`, `glu`, `add`, `rope`), and the
+     * residual adds run inside the projection before them (`add_in_projection`); empty when
      * BITNET_DECODE_FUSE=0 was set as the model loaded.
      */
     decodeFusedOps: Record<string, number>;
