@@ -947,20 +947,14 @@ void Model::linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const st
   }
   const int32_t e = epilogue_add_[(size_t)(&op - cfg_.ops.data())];
   if (fused_step_ && e >= 0) {
-    // The residual add of these rows (plan_decode_fusion), its operands in the add's order.
+    // The residual add (plan_decode_fusion) of these rows, as the add op computes it; one of its
+    // inputs is y.
     const OpSpec& add = cfg_.ops[(size_t)e];
-    const bool first = add.in0 == op.out;
-    const float* other = buf(first ? add.in1 : add.in0);
+    const float* a = buf(add.in0);
+    const float* b = buf(add.in1);
     float* sum = buf(add.out);
     for (int64_t t = 0; t < T; t++) {
-      const float* yt = y + t * rows;
-      const float* ot = other + t * rows;
-      float* st = sum + t * rows;
-      if (first) {
-        for (int64_t r = b0; r < b1; r++) st[r] = yt[r] + ot[r];
-      } else {
-        for (int64_t r = b0; r < b1; r++) st[r] = ot[r] + yt[r];
-      }
+      for (int64_t r = b0; r < b1; r++) sum[t * rows + r] = a[t * rows + r] + b[t * rows + r];
     }
   }
 }
