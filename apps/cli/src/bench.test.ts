@@ -107,6 +107,9 @@ describe("bitnet bench", () => {
     // Whether 2 MiB entries are used depends on the kernel and the page cache; the share is a share.
     expect(report.huge_page_fraction).toBeGreaterThanOrEqual(0);
     expect(report.huge_page_fraction).toBeLessThanOrEqual(1);
+    // What the load read again to get them is at most the file.
+    expect(report.reread_bytes).toBeGreaterThanOrEqual(0);
+    expect(report.reread_bytes).toBeLessThanOrEqual(fs.statSync(i2s).size);
     // Progress goes to stderr, never into the JSON.
     expect(r.stderr).toContain("bitnet bench: repetition 2/2 done");
   });
@@ -231,6 +234,7 @@ describe("bitnet bench", () => {
       threads: 1,
       mmap: true,
       huge_page_fraction: null,
+      reread_bytes: null,
       load_ms: 900,
       peak_rss_bytes: null,
       results: [

@@ -217,6 +217,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       out.Set("threads", model_->threads());
       out.Set("mappedBytes", (double)model_->mapped_bytes());
       out.Set("hugeMappedBytes", (double)model_->huge_mapped_bytes());
+      out.Set("rereadBytes", (double)model_->reread_bytes());
       out.Set("loadedBytes", (double)model_->loaded_bytes());
       out.Set("repackedBytes", (double)model_->repacked_bytes());
       out.Set("kvBytesPerToken", (double)model_->kv_bytes_per_token());

@@ -152,6 +152,8 @@ class Model {
   uint64_t mapped_bytes() const { return map_ != nullptr ? map_size_ : 0; }
   // Bytes of the mapping held in 2 MiB page-table entries (see file_map.h).
   uint64_t huge_mapped_bytes() const { return pmd_mapped_bytes(file_map_); }
+  // Cached bytes the load dropped so that partly cached 2 MiB ranges came back in 2 MiB folios.
+  uint64_t reread_bytes() const { return file_map_.reread_bytes; }
   uint64_t loaded_bytes() const { return loaded_size_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }
   int threads() const { return pool_->size(); }

@@ -69,8 +69,9 @@ export interface CpuBackendOptions {
    * true (default): the GGUF file is mapped read-only and tensors are used in place (fast load,
    * shared page cache, resident memory ≈ weights), at a 2 MiB-aligned address so that the kernel
    * can use 2 MiB page-table entries where the page cache holds the file in 2 MiB folios
-   * (`info().hugeMappedBytes` says how much). false: tensors are read into anonymous
-   * transparent-huge-page memory (llama.cpp's --no-mmap): as fast whatever the page cache holds,
+   * (`info().hugeMappedBytes` says how much; a 2 MiB range the page cache holds only in part is
+   * dropped and read again first, so that it comes back as one folio: `info().rereadBytes`).
+   * false: tensors are read into anonymous transparent-huge-page memory (llama.cpp's --no-mmap): as fast whatever the page cache holds,
    * at the cost of a private copy (env BITNET_NO_MMAP=1).
    */
   readonly mmap?: boolean;

@@ -109,6 +109,11 @@ export interface NativeModel {
     mappedBytes: number;
     /** Bytes of the file mapping held in 2 MiB page-table entries (0 without mmap). */
     hugeMappedBytes: number;
+    /**
+     * Bytes of the file the page cache held only in part of their 2 MiB range, dropped before
+     * faulting so that the range came back as one 2 MiB folio (read again from the file).
+     */
+    rereadBytes: number;
     loadedBytes: number;
     repackedBytes: number;
     /** Wall time per op kind (worker 0), for profiling. */

@@ -37,6 +37,7 @@ function flakyNative(log: string[]): NativeModel {
       threads: 1,
       mappedBytes: 0,
       hugeMappedBytes: 0,
+      rereadBytes: 0,
       loadedBytes: 0,
       repackedBytes: 0,
       opMilliseconds: {},

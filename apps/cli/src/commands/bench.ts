@@ -94,6 +94,11 @@ export interface BenchReport {
    * mmap'd model). Low when the file's page cache holds small pages, e.g. right after a copy.
    */
   readonly huge_page_fraction: number | null;
+  /**
+   * Bytes of the file the load dropped from the page cache and read again, because their 2 MiB
+   * ranges were cached only in part (null without a native mmap'd model).
+   */
+  readonly reread_bytes: number | null;
   readonly load_ms: number;
   /** Peak resident memory of the process after the tests (null with --compare-llama). */
   readonly peak_rss_bytes: number | null;
@@ -294,6 +299,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
               threads: number;
               mappedBytes: number;
               hugeMappedBytes?: number;
+              rereadBytes?: number;
             };
           }
         ).info()
@@ -517,6 +523,8 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
         native !== undefined && native.mappedBytes > 0 && native.hugeMappedBytes !== undefined
           ? native.hugeMappedBytes / native.mappedBytes
           : null,
+      reread_bytes:
+        native !== undefined && native.mappedBytes > 0 ? (native.rereadBytes ?? null) : null,
       load_ms: loadMs,
       peak_rss_bytes: peakRssBytes,
       results,
@@ -685,8 +693,12 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
     const share = report.huge_page_fraction;
     lines.push(
       `weights mapped in 2 MiB pages: ${(share * 100).toFixed(0)}%${
-        share < 0.5
-          ? " (the page cache holds this file in small pages; once it is evicted, e.g. after a reboot, the next load reads it back in 2 MiB pages, and decode gets faster)"
+        report.reread_bytes !== null && report.reread_bytes > 0
+          ? ` (${(report.reread_bytes / 1e6).toFixed(1)} MB of partly cached 2 MiB ranges read again to get them)`
+          : ""
+      }${
+        share < 0.9
+          ? "; the page cache holds the rest of this file in small pages, which decode reads up to ~10% slower: once the file is out of the page cache (`dd if=FILE iflag=nocache count=0` drops it, or a reboot), the next load reads it back in 2 MiB pages; --no-mmap copies it into 2 MiB pages now"
           : ""
       }`,
     );
