@@ -274,6 +274,43 @@ describe("bitnet bench", () => {
     expect(text).not.toContain("read bandwidth (");
   });
 
+  it("says what the load read again, and hints at small pages only when they are more than the header's", () => {
+    const report = (model_bytes: number, share: number, reread: number): BenchReport => ({
+      model: "/m/bench-i2s.gguf",
+      model_bytes,
+      params: 2.4e9,
+      backend: "cpu",
+      threads: 2,
+      mmap: true,
+      huge_page_fraction: share,
+      reread_bytes: reread,
+      load_ms: 150,
+      peak_rss_bytes: null,
+      results: [],
+      bound: null,
+      bandwidth: null,
+      gpu: null,
+      llama: null,
+      llama_cpu: null,
+      speedup: null,
+      head_accuracy: null,
+    });
+    const line = (r: BenchReport) =>
+      formatBench(r, r.model_bytes)
+        .split("\n")
+        .find((l) => l.startsWith("weights mapped in 2 MiB pages"));
+    // After reclaim: a quarter of a 1.2 GB file in small pages.
+    expect(line(report(1.19e9, 0.72, 0))).toMatch(
+      /^weights mapped in 2 MiB pages: 72%; the page cache holds the rest .*dd if=FILE iflag=nocache count=0.*--no-mmap/,
+    );
+    // A healthy load: what reading the header left in small pages, and ranges read again.
+    expect(line(report(1.19e9, 0.98, 3.9e6))).toBe(
+      "weights mapped in 2 MiB pages: 98% (3.9 MB of partly cached 2 MiB ranges read again to get them)",
+    );
+    // A small model whose header is a third of it: no hint.
+    expect(line(report(74e6, 0.68, 0))).toBe("weights mapped in 2 MiB pages: 68%");
+  });
+
   it("--kernels asks for --backend cuda, and says why it cannot run without a GPU", () => {
     const noBackend = bitnet(["bench", "--kernels"]);
     expect(noBackend.code).not.toBe(0);

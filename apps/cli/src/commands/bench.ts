@@ -697,7 +697,9 @@ export function formatBench(report: BenchReport, weightBytes: number): string {
           ? ` (${(report.reread_bytes / 1e6).toFixed(1)} MB of partly cached 2 MiB ranges read again to get them)`
           : ""
       }${
-        share < 0.9
+        // Reading the header with read() leaves its ranges (and readahead's) in small pages
+        // whatever happens: tens of MB, not worth a hint by themselves.
+        share < 0.9 && (1 - share) * report.model_bytes > 64e6
           ? "; the page cache holds the rest of this file in small pages, which decode reads up to ~10% slower: once the file is out of the page cache (`dd if=FILE iflag=nocache count=0` drops it, or a reboot), the next load reads it back in 2 MiB pages; --no-mmap copies it into 2 MiB pages now"
           : ""
       }`,
