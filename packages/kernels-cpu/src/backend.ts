@@ -71,8 +71,9 @@ export interface CpuBackendOptions {
    * can use 2 MiB page-table entries where the page cache holds the file in 2 MiB folios
    * (`info().hugeMappedBytes` says how much; a 2 MiB range the page cache holds only in part is
    * dropped and read again first, so that it comes back as one folio: `info().rereadBytes`).
-   * false: tensors are read into anonymous transparent-huge-page memory (llama.cpp's --no-mmap): as fast whatever the page cache holds,
-   * at the cost of a private copy (env BITNET_NO_MMAP=1).
+   * false: tensors are read into anonymous transparent-huge-page memory (llama.cpp's
+   * --no-mmap): as fast whatever the page cache holds, at the cost of a private copy (env
+   * BITNET_NO_MMAP=1).
    */
   readonly mmap?: boolean;
   /** Most tokens per native step (default 256); longer steps are split. */

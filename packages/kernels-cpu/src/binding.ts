@@ -184,8 +184,9 @@ export interface NativeBinding {
    * the I2_S rows are also asked into L2 by the VNNI paths (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16
    * KiB on Intel, 0 (none) elsewhere), `l2Avx2` by the avx2 path (the same variable sets both; 4
    * KiB on Intel, 0 elsewhere). `head`: how far ahead the F16 head's rows are asked for
-   * (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 3 KiB into L2 on Intel, 4 KiB elsewhere). `vectorBits`: how wide the avx512vnni path's one-token I2_S loop
-   * reads (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `headBits`: how wide the
+   * (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 3 KiB into L2 on Intel, 4 KiB elsewhere).
+   * `vectorBits`: how wide the avx512vnni path's one-token I2_S loop reads
+   * (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `headBits`: how wide the
    * avx512vnni path's F16 head reads in every step (`BITNET_HEAD_VECTOR_BITS`; 256, the avx2
    * path's head, on Intel; 512 elsewhere; changes the logits' rounding). `nonTemporal`: whether the
    * `i2s`, `other` and `head` requests are PREFETCHNTA instead of into L1 or L2
