@@ -41,7 +41,7 @@ struct FileMap {
   size_t reserve_size = 0;
   uint8_t* data = nullptr;  // the mapped bytes of [start, start + size)
   size_t size = 0;
-  uint64_t reread_bytes = 0;  // cached bytes dropped to be read back in 2 MiB folios (drop_partly_cached_ranges)
+  uint64_t reread_bytes = 0;  // cached bytes dropped to be read back in 2 MiB folios (map_file)
 };
 
 constexpr uint64_t kHugePage = 2u << 20;
@@ -49,56 +49,34 @@ constexpr uint64_t kHugePage = 2u << 20;
 // Bytes faulted in per call while prefaulting (a multiple of 2 MiB), so progress can be reported.
 constexpr size_t kPrefaultChunk = 32u << 20;
 
-// A 2 MiB range of the file that the page cache holds only in part (the kernel reclaimed some of
-// it: memory pressure, or proactive reclaim of cold unmapped page cache, such as the DAMON
-// `pageout` scheme of the VMs this project is developed on) is faulted back in around the pages
-// still cached, in small folios, and stays in 4 KiB page-table entries for as long as it stays
-// cached: bench-i2s loaded 72% in 2 MiB pages that way, and decoded ~10% slower (its F16 head read
-// 28-29 GB/s where the same bytes in 2 MiB folios read 33-35). Dropping the cached remainder of
-// such a range first (POSIX_FADV_DONTNEED, which skips pages another process maps or has dirty)
-// lets the fault read the whole range back as one 2 MiB folio; the extra reading is only what was
-// left of those ranges. Ranges that are fully cached or not cached at all are left as they are.
-// Returns the bytes dropped (to be read again). Linux only; elsewhere nothing is done.
-inline uint64_t drop_partly_cached_ranges(int fd, uint64_t start, const uint8_t* mapped, size_t length) {
+// Pages of [p, p + n) of a file mapping (p page-aligned) that the page cache holds; 0 where
+// mincore cannot say (other systems: every piece is then taken as uncached).
+inline size_t cached_pages(const uint8_t* p, size_t n) {
 #ifndef __linux__
-  (void)fd, (void)start, (void)mapped, (void)length;
+  (void)p, (void)n;
   return 0;
 #else
   const size_t page = page_size();
-  if (page == 0 || kHugePage % page != 0) return 0;
-  const size_t pages = kHugePage / page;
-  unsigned char resident[4096];
-  if (pages > sizeof resident) return 0;
-  uint64_t dropped = 0;
-  // File offsets of the whole 2 MiB ranges inside [start, start + length).
-  for (uint64_t off = (start + kHugePage - 1) / kHugePage * kHugePage; off + kHugePage <= start + length; off += kHugePage) {
-    if (::mincore((void*)(mapped + (off - start)), kHugePage, resident) != 0) return dropped;
-    size_t cached = 0;
-    for (size_t i = 0; i < pages; i++) cached += resident[i] & 1;
-    if (cached == 0 || cached == pages) continue;
-    if (::posix_fadvise(fd, (off_t)off, (off_t)kHugePage, POSIX_FADV_DONTNEED) == 0) dropped += cached * page;
+  unsigned char resident[512];
+  size_t cached = 0;
+  for (size_t done = 0; done < n;) {
+    const size_t len = std::min(n - done, sizeof resident * page);
+    if (::mincore((void*)(p + done), len, resident) != 0) return 0;
+    for (size_t i = 0; i < (len + page - 1) / page; i++) cached += resident[i] & 1;
+    done += len;
   }
-  return dropped;
+  return cached;
 #endif
 }
 
-// Whether the page cache holds every page of [p, p + n) of a file mapping (page-aligned p).
-inline bool wholly_cached(const uint8_t* p, size_t n) {
+// Drops [offset, offset + n) of fd from the page cache, but the pages another process maps or
+// has dirty (POSIX_FADV_DONTNEED). False where that is not done.
+inline bool drop_from_page_cache(int fd, uint64_t offset, size_t n) {
 #ifndef __linux__
-  (void)p, (void)n;
+  (void)fd, (void)offset, (void)n;
   return false;
 #else
-  const size_t page = page_size();
-  unsigned char resident[512];
-  for (size_t done = 0; done < n;) {
-    const size_t len = std::min(n - done, sizeof resident * page);
-    if (::mincore((void*)(p + done), len, resident) != 0) return false;
-    for (size_t i = 0; i < (len + page - 1) / page; i++) {
-      if ((resident[i] & 1) == 0) return false;
-    }
-    done += len;
-  }
-  return true;
+  return ::posix_fadvise(fd, (off_t)offset, (off_t)n, POSIX_FADV_DONTNEED) == 0;
 #endif
 }
 
@@ -127,21 +105,38 @@ inline std::string map_file(int fd, uint64_t start, size_t length, FileMap& out,
     return why;
   }
   advise_huge_pages(m, length);
-  out.reread_bytes = drop_partly_cached_ranges(fd, start, (const uint8_t*)m, length);
   if (on_prefault) on_prefault(0);  // mapped; faulting in starts
-  // Pieces end on 2 MiB boundaries of the address, so each huge folio is faulted by one call.
-  // Those the page cache does not hold in whole are faulted first, and the cached ones last: a
-  // cached range in small folios (the GGUF header, read with read() just before) carries
-  // readahead marks, and faulting it first started readahead of the uncached ranges after it in
-  // small folios as well (bench-i2s: 27 ranges, 54 MB, where its header is 8 MB). Faulted after
-  // them, its marks find those ranges already read in 2 MiB folios.
+  // Pieces end on 2 MiB boundaries of the address (and so of the file), so each huge folio is
+  // faulted by one call.
+  //
+  // A 2 MiB range the page cache holds only in part (the kernel reclaimed some of it: memory
+  // pressure, or proactive reclaim of cold unmapped page cache, such as the DAMON `pageout`
+  // scheme of the VMs this project is developed on) would be faulted back in around the pages
+  // still cached, in small folios, and stay in 4 KiB page-table entries for as long as it stays
+  // cached: bench-i2s loaded 72% in 2 MiB pages that way, and decoded ~10% slower (its F16 head
+  // read 28-29 GB/s where the same bytes in 2 MiB folios read 33-35). Its cached rest is dropped
+  // first, so the fault reads the whole range back as one 2 MiB folio; the extra reading is only
+  // what was left of those ranges (out.reread_bytes).
+  //
+  // Pieces not cached in whole are faulted first, and the cached ones last: a cached range in
+  // small folios (the GGUF header, read with read() just before) carries readahead marks, and
+  // faulting it first started readahead of the uncached ranges after it in small folios as well
+  // (bench-i2s: 27 ranges, 54 MB, where its header is 8 MB). Faulted after them, its marks find
+  // those ranges already read in 2 MiB folios.
   const uint64_t at = (uint64_t)m;
+  const size_t page = page_size();
   std::vector<std::pair<size_t, size_t>> pieces;  // [begin, end) offsets in the mapping
   std::vector<char> cached_pieces;
+  out.reread_bytes = 0;
   for (size_t done = 0; done < length;) {
     const size_t end = std::min<size_t>(length, (size_t)(((at + done + kHugePage) & ~(kHugePage - 1)) - at));
+    const size_t pages = (end - done + page - 1) / page;
+    const size_t cached = cached_pages((const uint8_t*)m + done, end - done);
+    if (cached > 0 && cached < pages && end - done == kHugePage && drop_from_page_cache(fd, start + done, kHugePage)) {
+      out.reread_bytes += cached * page;
+    }
     pieces.emplace_back(done, end);
-    cached_pieces.push_back(wholly_cached((const uint8_t*)m + done, end - done) ? 1 : 0);
+    cached_pieces.push_back(cached == pages ? 1 : 0);
     done = end;
   }
   bool populate = true;
@@ -163,7 +158,6 @@ inline std::string map_file(int fd, uint64_t start, size_t length, FileMap& out,
 #endif
       if (!populate) {
         // Kernels before 5.14, and other systems: touch every page instead.
-        const size_t page = page_size();
         volatile uint8_t sink = 0;
         for (size_t k = 0; done + k < end; k += page) sink = sink + p[k];  // p is page-aligned
         (void)sink;

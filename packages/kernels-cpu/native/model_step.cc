@@ -782,8 +782,8 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   fused_step_ = inject.empty() && capture.empty();
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     const OpSpec& op = cfg_.ops[i];
-    if (fused_step_ && fusion_[i] != FUSE_NONE) barrier_after[i] = 0;
-    if (fused_step_ && in_epilogue((int32_t)i)) barrier_after[i] = 0;  // done before the projection's barrier
+    // A fused op runs inside its consumer, an epilogue add before its projection's barrier.
+    if (fused_step_ && (fusion_[i] != FUSE_NONE || in_epilogue((int32_t)i))) barrier_after[i] = 0;
     const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
     kernel_calls_[(size_t)(amx ? op_kernel_amx_[i] : op_kernel_id_[i])]++;
     if (i + 1 < cfg_.ops.size() && inject.empty() && capture.empty() && !amx) {

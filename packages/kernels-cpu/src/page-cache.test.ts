@@ -1,7 +1,7 @@
 /**
  * A mapped model's 2 MiB ranges that the page cache holds only in part (the kernel reclaimed the
  * rest) are dropped and read again before they are faulted in, so they come back as 2 MiB folios
- * instead of small ones around the pages still cached (file_map.h, drop_partly_cached_ranges),
+ * instead of small ones around the pages still cached (file_map.h, map_file),
  * and ranges cached in whole (the header, read just before) are faulted after the others, so
  * that their readahead marks do not read the uncached ranges in small folios too. The page cache is set up with python3's os.posix_fadvise and pread, as a user's kernel would
  * leave it; where the file system or kernel gives no 2 MiB folios at all, the test says so and
