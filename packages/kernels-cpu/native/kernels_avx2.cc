@@ -40,14 +40,15 @@ struct MaddubsDot {
   static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q, int64_t cols, __m256i acc32[N]) {
     const __m256i ones = _mm256_set1_epi16(1);
     if constexpr (N == 1) {
-      // One token (decode) is bound by vector ALU ops as much as by memory: three shifts, four
+      // One token, one row (decode runs rows in pairs, row_pair below; this loop takes the odd row
+      // of a share). One token is bound by vector ALU ops as much as by memory: three shifts, four
       // ANDs, four VPMADDUBSW and four VPADDW per block keep a Zen 5's four vector pipes busy
-      // (107-113 GMAC/s from L2 on one core, i.e. ~28 GB/s of codes, below one core's ~36 GB/s
-      // from memory). One shift by 4 serves two fields instead: fields 1 and 3 (bits 4-5 of the
-      // shifted and 0-1 of the plain byte) are codes, fields 0 and 2 masked with 0x0C are codes
-      // × 4. Their products go to two int16 sums, one in true units and one in fours (exact: a
-      // multiple of 4 shifted by 2 loses no bit), widened every four blocks (fours: ≤ 4 × 2 × 2
-      // × 12 × 128 = 24576 < 32767 even for code 3); the four blocks unrolled: 120-125 GMAC/s.
+      // (107-113 GMAC/s from L2 on one core, i.e. ~28 GB/s of codes, below one core's ~36 GB/s from
+      // memory). One shift by 4 serves two fields instead: fields 1 and 3 (bits 4-5 of the shifted
+      // and 0-1 of the plain byte) are codes, fields 0 and 2 masked with 0x0C are codes × 4. Their
+      // products go to two int16 sums, one in true units and one in fours (exact: a multiple of 4
+      // shifted by 2 loses no bit), widened every four blocks (fours: ≤ 4 × 2 × 2 × 12 × 128 =
+      // 24576 < 32767 even for code 3); the four blocks unrolled: 120-125 GMAC/s.
       const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
       __m256i ones32 = _mm256_setzero_si256(), fours32 = ones32;
       auto block = [&](int64_t b, __m256i& ones16, __m256i& fours16) {
@@ -122,9 +123,104 @@ struct MaddubsDot {
     }
   }
 
-  // No i2s_row_pair: one row at a time. A pair of rows sharing their activation loads (as
-  // DpbusdDot runs them) ran no faster here, the loop being bound by its 13 vector operations
-  // per block, not its loads (one Zen 5 core from L2: 103 GMAC/s either way).
+  // One token over two rows at a time (ra and the row after it), their blocks alternating and
+  // each row asking for its own lines ahead: two streams of lines per thread instead of one. The
+  // vector operations per block are i2s_row<1>'s, but from memory the two streams kept more in
+  // flight. On a Xeon with AMX (bench/decode-sequence.sh avx2, 2 threads, bench-i2s): 26.0-27.1
+  // against 24.2-25.9 GB/s for one row at a time; asking for the two rows' lines as one run, in
+  // the order DpbusdDot does, streamed 24.7-24.8 against 26.6-27.1. In the model
+  // (bench/ab-addons.mjs, builds alternating): projections 21.35 against 23.09 ms a token, 12 of
+  // 12 rounds. The fours of four blocks (≤ 4 × 2 × 2 × 12 × 128 = 24576) are shifted back
+  // exactly into the row's int16 sum, which widens every eight blocks (≤ 8 × (1536 + 1536) =
+  // 24576, code 3 too), where folding every two blocks and widening every four cost 1.4% in the
+  // model (20.80 against 21.10 ms, 11 of 12 rounds; from L2 88 against 84-86 GMAC/s). The
+  // requests go out a line at a time, every other block: all four of a four-block step at its
+  // start ran slower in the model (21.47 against 21.04 ms) though no slower from L2.
+  template <bool Nta, bool Far>
+  static void row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, int64_t ahead, int64_t far, __m256i& acc_a,
+                       __m256i& acc_b) {
+    const uint8_t* rb = ra + 32 * nb;
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12), ones = _mm256_set1_epi16(1);
+    // Captures by value: a reference to the constants would put them in memory, and every pin's
+    // memory clobber would then reload them.
+    auto block = [m3, m12](const uint8_t* pb, const int8_t* qb, __m256i& sum16, __m256i& fours16) {
+      const __m256i p = _mm256_loadu_si256((const __m256i*)pb);
+      const __m256i r = _mm256_srli_epi16(p, 4);
+      const __m256i f0 = _mm256_maddubs_epi16(_mm256_and_si256(r, m12), _mm256_loadu_si256((const __m256i*)qb));
+      const __m256i f1 = _mm256_maddubs_epi16(_mm256_and_si256(r, m3), _mm256_loadu_si256((const __m256i*)(qb + 32)));
+      const __m256i f2 = _mm256_maddubs_epi16(_mm256_and_si256(p, m12), _mm256_loadu_si256((const __m256i*)(qb + 64)));
+      const __m256i f3 = _mm256_maddubs_epi16(_mm256_and_si256(p, m3), _mm256_loadu_si256((const __m256i*)(qb + 96)));
+      fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
+      sum16 = _mm256_add_epi16(sum16, _mm256_add_epi16(f1, f3));
+    };
+    // The line `ahead` bytes past pb into L1 (non-temporal off Intel) and the one `far` past it
+    // into L2.
+    auto request = [ahead, far](const uint8_t* pb) {
+      if constexpr (Nta) {
+        _mm_prefetch((const char*)(pb + ahead), _MM_HINT_NTA);
+      } else {
+        _mm_prefetch((const char*)(pb + ahead), _MM_HINT_T0);
+      }
+      if constexpr (Far) _mm_prefetch((const char*)(pb + far), _MM_HINT_T1);
+    };
+    // Four blocks (two lines) of each row, the rows' blocks alternating (pin: ternary_avx2.h).
+    auto four = [block, request](const uint8_t* pa, const uint8_t* pb, const int8_t* qb, __m256i& sa, __m256i& sb) {
+      __m256i fa = _mm256_setzero_si256(), fb = fa;
+      for (int k = 0; k < 4; k++) {
+        if (k % 2 == 0) {
+          request(pa + 32 * k);
+          request(pb + 32 * k);
+        }
+        block(pa + 32 * k, qb + 128 * k, sa, fa);
+        block(pb + 32 * k, qb + 128 * k, sb, fb);
+        if (k < 3) {
+          pin(sa);
+          pin(sb);
+          pin(fa);
+          pin(fb);
+        }
+      }
+      sa = _mm256_add_epi16(sa, _mm256_srai_epi16(fa, 2));
+      sb = _mm256_add_epi16(sb, _mm256_srai_epi16(fb, 2));
+    };
+    acc_a = _mm256_setzero_si256();
+    acc_b = acc_a;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+      __m256i sa = _mm256_setzero_si256(), sb = sa;
+      four(ra + 32 * b, rb + 32 * b, q + 128 * b, sa, sb);
+      pin(sa);
+      pin(sb);
+      four(ra + 32 * b + 128, rb + 32 * b + 128, q + 128 * b + 512, sa, sb);
+      acc_a = _mm256_add_epi32(acc_a, _mm256_madd_epi16(sa, ones));
+      acc_b = _mm256_add_epi32(acc_b, _mm256_madd_epi16(sb, ones));
+    }
+    __m256i sa = _mm256_setzero_si256(), sb = sa;
+    if (b + 4 <= nb) {
+      four(ra + 32 * b, rb + 32 * b, q + 128 * b, sa, sb);
+      b += 4;
+    }
+    // The last one to three blocks (≤ 4 × 3072 + 3 × 1536 + 3 × 6144 / 4 in int16).
+    __m256i fa = _mm256_setzero_si256(), fb = fa;
+    for (; b < nb; b++) {
+      request(ra + 32 * b);
+      request(rb + 32 * b);
+      block(ra + 32 * b, q + 128 * b, sa, fa);
+      block(rb + 32 * b, q + 128 * b, sb, fb);
+    }
+    acc_a = _mm256_add_epi32(acc_a, _mm256_madd_epi16(_mm256_add_epi16(sa, _mm256_srai_epi16(fa, 2)), ones));
+    acc_b = _mm256_add_epi32(acc_b, _mm256_madd_epi16(_mm256_add_epi16(sb, _mm256_srai_epi16(fb, 2)), ones));
+  }
+  static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a, __m256i& acc_b) {
+    const DecodePrefetch& d = decode_prefetch();
+    const int64_t ahead = d.i2s, far = d.l2_avx2;
+    if (d.non_temporal) {
+      far > 0 ? row_pair<true, true>(ra, nb, q, ahead, far, acc_a, acc_b) : row_pair<true, false>(ra, nb, q, ahead, far, acc_a, acc_b);
+    } else {
+      far > 0 ? row_pair<false, true>(ra, nb, q, ahead, far, acc_a, acc_b)
+              : row_pair<false, false>(ra, nb, q, ahead, far, acc_a, acc_b);
+    }
+  }
 
   // One token's 128 elements: four VPMADDUBSW summed in int16. An accumulator may take 10 I2_S
   // blocks (≤ 10 × 4 × 768 = 30720 < 32767, whatever the codes) or one TQ2_0 block, then sums8
@@ -179,7 +275,7 @@ struct MaddubsDot {
   }
 };
 
-static_assert(!HasRowPairs<MaddubsDot>::value, "the one-token I2_S pass runs MaddubsDot rows one at a time");
+static_assert(HasRowPairs<MaddubsDot>::value, "the one-token I2_S pass runs MaddubsDot rows in pairs");
 
 void i2s_gemm_avx2(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const int8_t* q, const float* act_scale,
                    const int32_t* act_sum, float w_scale, int64_t T, float* out, int64_t out_stride) {

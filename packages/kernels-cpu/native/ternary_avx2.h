@@ -207,7 +207,7 @@ void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   auto pass = [&](auto n) {
     int64_t r = r0;
     if constexpr (decltype(n)::value == 1 && HasRowPairs<Dot>::value) {
-      // One token: two rows at a time, sharing each activation load (Dot::i2s_row_pair).
+      // One token: two rows at a time (Dot::i2s_row_pair: two streams of lines per thread).
       for (; r + 2 <= r1; r += 2) {
         __m256i acc[2];
         Dot::i2s_row_pair(w + r * row_bytes, nb, q + t * cols, acc[0], acc[1]);

@@ -99,8 +99,9 @@ function expectSameBits(got: Float32Array, want: Float32Array, rows: number, lab
 // [rows, cols, tokens]: tokens 1 (decode), 3, 4, 8, 9, 16, 20 (16 + 4), 37 (16 + 16 + 4 + 1).
 // Decode also runs eight rows per pass (21 = 8 + 8 + 5), and TQ2_0 rows wider than its 64-block
 // parking space (16640 columns) one by one. I2_S decode takes blocks two (VNNI: 128 columns each,
-// AVX-512: 256) or four at a time (AVX2), so some rows end in a partial pass: 896 and 1152
-// columns (7 and 9 blocks of 128; AVX-512: 3 and 4 of 256 plus a 128 tail) and 6912 (54; 27).
+// AVX-512: 256) or eight, then four, then one at a time (AVX2, rows in pairs), so some rows end
+// in a partial pass: 896 and 1152 columns (7 and 9 blocks of 128; AVX-512: 3 and 4 of 256 plus a
+// 128 tail) and 6912 (54; 27), and odd row counts leave one row to the one-row loop.
 const I2S_SHAPES = [
   [5, 128, 1],
   [21, 2560, 1],
