@@ -32,6 +32,24 @@ inline float hsum_f32(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// One token's 128 elements of one I2_S block (32 bytes of codes at pb, activations at qb): one
+// shift by 4 serves two fields, fields 1 and 3 (bits 4-5 of the shifted and 0-1 of the plain
+// byte) are codes and fields 0 and 2 masked with 0x0C codes × 4, so their products go to two
+// int16 sums, in true units and in fours (a multiple of 4, shifted back exactly when widened).
+// Per block one shift, four ANDs, four VPMADDUBSW and four VPADDW. The masks come by value: a
+// reference would put them in memory, and every pin's memory clobber would reload them.
+inline void i2s_block_one(const uint8_t* pb, const int8_t* qb, __m256i m3, __m256i m12, __m256i& sum16,
+                          __m256i& fours16) {
+  const __m256i p = _mm256_loadu_si256((const __m256i*)pb);
+  const __m256i r = _mm256_srli_epi16(p, 4);
+  const __m256i f0 = _mm256_maddubs_epi16(_mm256_and_si256(r, m12), _mm256_loadu_si256((const __m256i*)qb));
+  const __m256i f1 = _mm256_maddubs_epi16(_mm256_and_si256(r, m3), _mm256_loadu_si256((const __m256i*)(qb + 32)));
+  const __m256i f2 = _mm256_maddubs_epi16(_mm256_and_si256(p, m12), _mm256_loadu_si256((const __m256i*)(qb + 64)));
+  const __m256i f3 = _mm256_maddubs_epi16(_mm256_and_si256(p, m3), _mm256_loadu_si256((const __m256i*)(qb + 96)));
+  fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
+  sum16 = _mm256_add_epi16(sum16, _mm256_add_epi16(f1, f3));
+}
+
 // Σ u8 code × s8 activation with VPMADDUBSW: pairs into int16 (|lane| ≤ 2·3·128), summed in
 // int16 while they cannot overflow, widened with VPMADDWD.
 struct MaddubsDot {
@@ -52,15 +70,7 @@ struct MaddubsDot {
       const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
       __m256i ones32 = _mm256_setzero_si256(), fours32 = ones32;
       auto block = [&](int64_t b, __m256i& ones16, __m256i& fours16) {
-        const __m256i p = _mm256_loadu_si256((const __m256i*)(row + 32 * b));
-        const __m256i r = _mm256_srli_epi16(p, 4);
-        const int8_t* qb = q + 128 * b;
-        const __m256i f0 = _mm256_maddubs_epi16(_mm256_and_si256(r, m12), _mm256_loadu_si256((const __m256i*)qb));
-        const __m256i f1 = _mm256_maddubs_epi16(_mm256_and_si256(r, m3), _mm256_loadu_si256((const __m256i*)(qb + 32)));
-        const __m256i f2 = _mm256_maddubs_epi16(_mm256_and_si256(p, m12), _mm256_loadu_si256((const __m256i*)(qb + 64)));
-        const __m256i f3 = _mm256_maddubs_epi16(_mm256_and_si256(p, m3), _mm256_loadu_si256((const __m256i*)(qb + 96)));
-        fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
-        ones16 = _mm256_add_epi16(ones16, _mm256_add_epi16(f1, f3));
+        i2s_block_one(row + 32 * b, q + 128 * b, m3, m12, ones16, fours16);
       };
       // A second request, decode_prefetch().l2_avx2 ahead into L2 (4 KiB on Intel): on the Xeon
       // with AMX, its memory slower that day (probe 28 GB/s), the projections took 25.0 instead
@@ -141,17 +151,9 @@ struct MaddubsDot {
                        __m256i& acc_b) {
     const uint8_t* rb = ra + 32 * nb;
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12), ones = _mm256_set1_epi16(1);
-    // Captures by value: a reference to the constants would put them in memory, and every pin's
-    // memory clobber would then reload them.
+    // Captures by value (i2s_block_one: a reference would put the masks in memory).
     auto block = [m3, m12](const uint8_t* pb, const int8_t* qb, __m256i& sum16, __m256i& fours16) {
-      const __m256i p = _mm256_loadu_si256((const __m256i*)pb);
-      const __m256i r = _mm256_srli_epi16(p, 4);
-      const __m256i f0 = _mm256_maddubs_epi16(_mm256_and_si256(r, m12), _mm256_loadu_si256((const __m256i*)qb));
-      const __m256i f1 = _mm256_maddubs_epi16(_mm256_and_si256(r, m3), _mm256_loadu_si256((const __m256i*)(qb + 32)));
-      const __m256i f2 = _mm256_maddubs_epi16(_mm256_and_si256(p, m12), _mm256_loadu_si256((const __m256i*)(qb + 64)));
-      const __m256i f3 = _mm256_maddubs_epi16(_mm256_and_si256(p, m3), _mm256_loadu_si256((const __m256i*)(qb + 96)));
-      fours16 = _mm256_add_epi16(fours16, _mm256_add_epi16(f0, f2));
-      sum16 = _mm256_add_epi16(sum16, _mm256_add_epi16(f1, f3));
+      i2s_block_one(pb, qb, m3, m12, sum16, fours16);
     };
     // The line `ahead` bytes past pb into L1 (non-temporal off Intel) and the one `far` past it
     // into L2.
