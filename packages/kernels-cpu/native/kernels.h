@@ -175,18 +175,22 @@ int available_kernel_paths(const char** out, int max);
 // against 2 KiB's 22-24 of a 26-28 GB/s probe), while with the far L2 request in flight the
 // short L1 one only has to cover L2's latency: `avx512vnni` 22.9 → 25.4-25.7 GB/s, `avxvnni`
 // 22.8-25.0 → 25.0-27.6, any L1 distance from 1 to 3 KiB within 1%, and 8, 16 or 32 KiB alike
-// (bench/decode-sequence.sh). The `avx2` I2_S loop does not ask (bound by its vector ops there,
-// it lost 1-7% in that harness and about 10% in the model), nor do the TQ2_0 rows (no gain in
-// the model). Elsewhere 0: on a Zen 5, 16 KiB ahead slowed `avx512vnni` bench-i2s decode from
+// (bench/decode-sequence.sh). The `avx2` I2_S loop asks `l2_avx2` ahead instead, on Intel 4 KiB
+// (16 KiB cost it 1-7% in that harness and about 10% in the model; 4 KiB took its projections
+// from 26.6 to 25.0 ms a token); the TQ2_0 rows do not ask (no gain in the model). Elsewhere 0
+// for both: on a Zen 5, 16 KiB ahead slowed `avx512vnni` bench-i2s decode from
 // 44.70-46.76 to 40.80-41.46 t/s (bitnet bench, three alternating pairs).
 // BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.
 //
 // The one-token F16 rows (the output head) ask for each line `head` bytes ahead into L2 alone
-// (PREFETCHT1), on Intel 4 KiB: on a Xeon with AMX the head read its 657 MB from the page cache
+// (PREFETCHT1), on Intel 3 KiB: on a Xeon with AMX the head read its 657 MB from the page cache
 // in 21.8-22.2 ms at 2 KiB into L1 and 18.7-18.8 ms at 4 KiB into L2 (`avx2`, 35 GB/s; 8 KiB
 // 18.6, none 23.6; `avx512vnni` 20.7 → 19.1-19.3, 8 KiB 19.5-19.9), where the bandwidth probe's
-// loops then read 32. BITNET_DECODE_PREFETCH_HEAD_BYTES overrides it; 0 turns it off. Elsewhere
-// also 4 KiB, non-temporal (into L2 it was slower on a Zen 5 than the hardware prefetcher alone).
+// loops then read 32; and every multiple of 4 KiB read slower than its neighbours (the request
+// then shares the load's low twelve address bits): 3 KiB took the head 19.53 against 20.08 ms
+// a token at 4 KiB (8 of 8 rounds). BITNET_DECODE_PREFETCH_HEAD_BYTES overrides it; 0 turns it
+// off. Elsewhere 4 KiB, non-temporal (into L2 it was slower on a Zen 5 than the hardware
+// prefetcher alone).
 //
 // Elsewhere than on Intel those requests (`i2s`, `other`, `head`) are non-temporal
 // (PREFETCHNTA, `non_temporal`), so that a line read once per token need not pass through L2
