@@ -151,10 +151,6 @@ struct MaddubsDot {
                        __m256i& acc_b) {
     const uint8_t* rb = ra + 32 * nb;
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12), ones = _mm256_set1_epi16(1);
-    // Captures by value (i2s_block_one: a reference would put the masks in memory).
-    auto block = [m3, m12](const uint8_t* pb, const int8_t* qb, __m256i& sum16, __m256i& fours16) {
-      i2s_block_one(pb, qb, m3, m12, sum16, fours16);
-    };
     // The line `ahead` bytes past pb into L1 (non-temporal off Intel) and the one `far` past it
     // into L2.
     auto request = [ahead, far](const uint8_t* pb) {
@@ -165,16 +161,17 @@ struct MaddubsDot {
       }
       if constexpr (Far) _mm_prefetch((const char*)(pb + far), _MM_HINT_T1);
     };
-    // Four blocks (two lines) of each row, the rows' blocks alternating (pin: ternary_avx2.h).
-    auto four = [block, request](const uint8_t* pa, const uint8_t* pb, const int8_t* qb, __m256i& sa, __m256i& sb) {
+    // Four blocks (two lines) of each row, the rows' blocks alternating (pin: ternary_avx2.h). The
+    // masks are captured by value (i2s_block_one: a reference would put them in memory).
+    auto four = [m3, m12, request](const uint8_t* pa, const uint8_t* pb, const int8_t* qb, __m256i& sa, __m256i& sb) {
       __m256i fa = _mm256_setzero_si256(), fb = fa;
       for (int k = 0; k < 4; k++) {
         if (k % 2 == 0) {
           request(pa + 32 * k);
           request(pb + 32 * k);
         }
-        block(pa + 32 * k, qb + 128 * k, sa, fa);
-        block(pb + 32 * k, qb + 128 * k, sb, fb);
+        i2s_block_one(pa + 32 * k, qb + 128 * k, m3, m12, sa, fa);
+        i2s_block_one(pb + 32 * k, qb + 128 * k, m3, m12, sb, fb);
         if (k < 3) {
           pin(sa);
           pin(sb);
@@ -207,8 +204,8 @@ struct MaddubsDot {
     for (; b < nb; b++) {
       request(ra + 32 * b);
       request(rb + 32 * b);
-      block(ra + 32 * b, q + 128 * b, sa, fa);
-      block(rb + 32 * b, q + 128 * b, sb, fb);
+      i2s_block_one(ra + 32 * b, q + 128 * b, m3, m12, sa, fa);
+      i2s_block_one(rb + 32 * b, q + 128 * b, m3, m12, sb, fb);
     }
     acc_a = _mm256_add_epi32(acc_a, _mm256_madd_epi16(_mm256_add_epi16(sa, _mm256_srai_epi16(fa, 2)), ones));
     acc_b = _mm256_add_epi32(acc_b, _mm256_madd_epi16(_mm256_add_epi16(sb, _mm256_srai_epi16(fb, 2)), ones));
