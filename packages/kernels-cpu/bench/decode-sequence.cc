@@ -8,6 +8,8 @@
 //   contiguous  barriers, but each thread's rows of all projections copied back to back (what
 //               restarting the prefetch stream at each projection costs)
 //   one         one matrix of the same size (the ceiling for this kernel and thread count)
+//   wide        the same bytes as one matrix of 6912-column rows (the down projection's shape:
+//               what a kernel's row length costs it from memory)
 //   probe       the bandwidth probe's plain loads over the same bytes, shared as it shares them
 //               (what `bitnet bench` divides by)
 //   head        the F16 output head instead (128256 × 2560, the 2B-4T vocabulary), rows taken by
@@ -110,10 +112,10 @@ int main(int argc, char** argv) {
   const Kernels* k = select_kernels(path);
   bool known = !modes.empty();
   for (const auto& m : modes)
-    known = known && (m == "ops" || m == "steal" || m == "free" || m == "contiguous" || m == "one" || m == "probe" ||
-                     m == "head" || m == "headprobe");
+    known = known && (m == "ops" || m == "steal" || m == "free" || m == "contiguous" || m == "one" || m == "wide" ||
+                     m == "probe" || m == "head" || m == "headprobe");
   if (!k || nth < 1 || layers < 1 || reps < 1 || !known) {
-    fprintf(stderr, "usage: decode-sequence <path> [threads] [layers] [ops,steal,free,contiguous,one,probe,head,headprobe] [reps]\n");
+    fprintf(stderr, "usage: decode-sequence <path> [threads] [layers] [ops,steal,free,contiguous,one,wide,probe,head,headprobe] [reps]\n");
     return 1;
   }
   auto wants = [&](const char* m) { return std::find(modes.begin(), modes.end(), m) != modes.end(); };
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
   const size_t streamed = (size_t)(weights / 4);
   std::vector<Proj> one;
   if (wants("one")) one = make_projections({{weights / 2560, 2560}}, x);
+  std::vector<Proj> wide;
+  if (wants("wide")) wide = make_projections({{weights / 6912, 6912}}, x);
   // contiguous: thread t's rows of every projection, in order, in its own region.
   std::vector<std::vector<const uint8_t*>> own((size_t)nth);
   if (wants("contiguous")) {
@@ -192,7 +196,7 @@ int main(int argc, char** argv) {
   std::map<std::string, double> waited_ms;
   for (int rep = 0; rep < reps + 1; rep++) {  // the first round warms caches, TLBs and pages
     for (const std::string& mode : modes) {
-      const std::vector<Proj>& set = mode == "one" ? one : projs;
+      const std::vector<Proj>& set = mode == "one" ? one : mode == "wide" ? wide : projs;
       if (mode == "probe") row_steal_reset(probe_steal.data(), nth, (int64_t)streamed / 64, 64, 256);
       if (mode == "headprobe") row_steal_reset(probe_steal.data(), nth, (int64_t)head_bytes / 64, 64, 256);
       if (mode == "head") row_steal_reset(probe_steal.data(), nth, head_rows, 16);

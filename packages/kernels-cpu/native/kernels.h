@@ -175,9 +175,13 @@ int available_kernel_paths(const char** out, int max);
 // against 2 KiB's 22-24 of a 26-28 GB/s probe), while with the far L2 request in flight the
 // short L1 one only has to cover L2's latency: `avx512vnni` 22.9 → 25.4-25.7 GB/s, `avxvnni`
 // 22.8-25.0 → 25.0-27.6, any L1 distance from 1 to 3 KiB within 1%, and 8, 16 or 32 KiB alike
-// (bench/decode-sequence.sh). The `avx2` I2_S loop asks `l2_avx2` ahead instead, on Intel 4 KiB
-// (16 KiB cost it 1-7% in that harness and about 10% in the model; 4 KiB took its projections
-// from 26.6 to 25.0 ms a token); the TQ2_0 rows do not ask (no gain in the model). Elsewhere 0
+// (bench/decode-sequence.sh). The `avx2` I2_S loop asks `l2_avx2` ahead instead, on Intel 6 KiB,
+// both of its distances rounded to whole pairs of rows (MaddubsDot::pair_lead). One row at a time
+// 4 KiB had been best (16 KiB cost it 1-7% in that harness and about 10% in the model; 4 KiB took
+// its projections from 26.6 to 25.0 ms a token); in whole pairs 6 KiB streamed 28.4-28.8 GB/s
+// against 26.4-26.8 at 4 KiB and 28.4-28.7 at 7-8 KiB (decode-sequence.sh `steal` from the page
+// cache), and in the model 18.25 ms a token against 18.58 at 8 KiB (byte distances: 19.73 at 4
+// KiB, 19.49 at 6). The TQ2_0 rows do not ask (no gain in the model). Elsewhere 0
 // for both: on a Zen 5, 16 KiB ahead slowed `avx512vnni` bench-i2s decode from
 // 44.70-46.76 to 40.80-41.46 t/s (bitnet bench, three alternating pairs).
 // BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.

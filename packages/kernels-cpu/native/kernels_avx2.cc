@@ -146,13 +146,29 @@ struct MaddubsDot {
   // model (20.80 against 21.10 ms, 11 of 12 rounds; from L2 88 against 84-86 GMAC/s). The
   // requests go out a line at a time, every other block: all four of a four-block step at its
   // start ran slower in the model (21.47 against 21.04 ms) though no slower from L2.
+  //
+  // A request distance for row_pair: pairs lie back to back (2 × row_bytes each), so a whole
+  // number of pairs ahead each row asks for the same byte of the same row in a later pair, and
+  // both rows' requests run equally far ahead of their reads whatever the row length. Any other
+  // distance can land one row's requests in the other row just ahead of its reads: 2 KiB past a
+  // 1728-byte row (the down projection's 6912 columns) is 320 bytes into the next, and one thread
+  // streamed a matrix of such rows at 13.9-14.0 GB/s against 15.8-15.9 for 2560 columns
+  // (bench/decode-sequence.sh avx2 1 30 one,wide; the same from L2). The nearest whole number of
+  // pairs, at least one. Two threads, 2B-4T shapes, Xeon with AMX: 30.0-30.1 GB/s against
+  // 27.9-28.1 with the byte distances (`steal`; `wide` 30.0-30.6 against 27.5-27.7), and in the
+  // model the projections took 18.86 instead of 20.12 ms a token (8 of 8 rounds, with the L2
+  // request 6 KiB ahead: kernels.h).
+  static int64_t pair_lead(int64_t lead, int64_t row_bytes) {
+    const int64_t pair = 2 * row_bytes;
+    return std::max<int64_t>(1, (lead + pair / 2) / pair) * pair;
+  }
   template <bool Nta, bool Far>
   static void row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, int64_t ahead, int64_t far, __m256i& acc_a,
                        __m256i& acc_b) {
     const uint8_t* rb = ra + 32 * nb;
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12), ones = _mm256_set1_epi16(1);
     // The line `ahead` bytes past pb into L1 (non-temporal off Intel) and the one `far` past it
-    // into L2.
+    // into L2 (whole pairs: row_pair_plan).
     auto request = [ahead, far](const uint8_t* pb) {
       if constexpr (Nta) {
         _mm_prefetch((const char*)(pb + ahead), _MM_HINT_NTA);
@@ -210,10 +226,16 @@ struct MaddubsDot {
     acc_a = _mm256_add_epi32(acc_a, _mm256_madd_epi16(_mm256_add_epi16(sa, _mm256_srai_epi16(fa, 2)), ones));
     acc_b = _mm256_add_epi32(acc_b, _mm256_madd_epi16(_mm256_add_epi16(sb, _mm256_srai_epi16(fb, 2)), ones));
   }
-  static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a, __m256i& acc_b) {
+  // The request distances of a call's row pairs, worked out once per call (two divisions per
+  // pair cost the loop 3% from L2).
+  static RowPairPlan row_pair_plan(int64_t nb) {
     const DecodePrefetch& d = decode_prefetch();
-    const int64_t ahead = d.i2s, far = d.l2_avx2;
-    if (d.non_temporal) {
+    return {pair_lead(d.i2s, 32 * nb), d.l2_avx2 > 0 ? pair_lead(d.l2_avx2, 32 * nb) : 0, d.non_temporal};
+  }
+  static void i2s_row_pair(const RowPairPlan& plan, const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a,
+                           __m256i& acc_b) {
+    const int64_t ahead = plan.ahead, far = plan.far;
+    if (plan.non_temporal) {
       far > 0 ? row_pair<true, true>(ra, nb, q, ahead, far, acc_a, acc_b) : row_pair<true, false>(ra, nb, q, ahead, far, acc_a, acc_b);
     } else {
       far > 0 ? row_pair<false, true>(ra, nb, q, ahead, far, acc_a, acc_b)

@@ -105,13 +105,19 @@ struct DpbusdDot {
   // (bench-i2s, bench/ab-addons.mjs, 8 rounds) the projections took 10.88 → 10.63 ms a token,
   // faster in 7 of 8 rounds, with the pair's lines asked for in address order; asked for as two
   // streams (each row's line `ahead` bytes on) they took 10.00 → 10.55, slower.
-  static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a, __m256i& acc_b) {
+  // The pair's lines are asked for as one run (below), at the path's own distances.
+  static RowPairPlan row_pair_plan(int64_t) {
+    const DecodePrefetch& d = decode_prefetch();
+    return {d.i2s, d.l2, d.non_temporal};
+  }
+  static void i2s_row_pair(const RowPairPlan& plan, const uint8_t* ra, int64_t nb, const int8_t* q, __m256i& acc_a,
+                           __m256i& acc_b) {
     const uint8_t* rb = ra + 32 * nb;
     const __m256i m0 = _mm256_set1_epi8((char)0xC0), m1 = _mm256_set1_epi8(0x30), m2 = _mm256_set1_epi8(0x0C),
                   m3 = _mm256_set1_epi8(0x03);
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-    const int64_t ahead = decode_prefetch().i2s, far = decode_prefetch().l2;
-    const bool nta = decode_prefetch().non_temporal;
+    const int64_t ahead = plan.ahead, far = plan.far;
+    const bool nta = plan.non_temporal;
     for (int64_t b = 0; b < nb; b++) {
       // The two rows are one run of 64 · nb bytes, read at 64 bytes a block: every line of it
       // once, ahead and in order.

@@ -22,7 +22,7 @@ int available_kernel_paths(const char** out, int max) {
 
 DecodePrefetch default_decode_prefetch() {
 #if defined(__x86_64__) || defined(__i386__)
-  if (__builtin_cpu_is("intel")) return {2048, 2048, 16384, 4096, 3072, 256, 256, false};
+  if (__builtin_cpu_is("intel")) return {2048, 2048, 16384, 6144, 3072, 256, 256, false};
 #endif
   return {6144, 6144, 0, 0, 4096, 512, 512, true};
 }

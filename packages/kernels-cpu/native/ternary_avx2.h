@@ -13,9 +13,11 @@
 // Dot provides:
 //   template <int N> static void i2s_row(const uint8_t* row, int64_t nb, const int8_t* q,
 //                                        int64_t cols, __m256i acc[N]);  // Σ code·q, N tokens
-//   optionally static void i2s_row_pair(const uint8_t* ra, int64_t nb, const int8_t* q,
-//                            __m256i& acc_a, __m256i& acc_b);  // one token, rows ra and
-//                            // ra + 32·nb at a time (where present, decode runs rows in pairs)
+//   optionally static RowPairPlan row_pair_plan(int64_t nb);  // once per call, and
+//              static void i2s_row_pair(const RowPairPlan& plan, const uint8_t* ra, int64_t nb,
+//                            const int8_t* q, __m256i& acc_a, __m256i& acc_b);  // one token,
+//                            // rows ra and ra + 32·nb at a time (where present, decode runs
+//                            // rows in pairs)
 //   static __m256i tq2(const __m256i codes[8], const int8_t* q);       // one token of a 4-pass
 //   static __m256i tq2_one(const __m256i codes[8], const int8_t* q);   // TQ1_0 decode
 //   static __m256i tq2_block_one(const uint8_t* qs, const int8_t* q);  // TQ2_0 decode, one
@@ -168,12 +170,20 @@ void i2s_prefill8(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
   }
 }
 
+// How a call's row pairs ask for their lines (Dot::row_pair_plan, worked out once per call):
+// `ahead` bytes on into L1 (non-temporal where `non_temporal`), `far` bytes on into L2 (0: not).
+struct RowPairPlan {
+  int64_t ahead, far;
+  bool non_temporal;
+};
+
 // Whether Dot runs one token over two rows at a time (it has i2s_row_pair).
 template <class Dot, class = void>
 struct HasRowPairs : std::false_type {};
 template <class Dot>
-struct HasRowPairs<Dot, std::void_t<decltype(Dot::i2s_row_pair(nullptr, 0, nullptr, std::declval<__m256i&>(),
-                                                                 std::declval<__m256i&>()))>> : std::true_type {};
+struct HasRowPairs<Dot, std::void_t<decltype(Dot::i2s_row_pair(Dot::row_pair_plan(0), nullptr, 0, nullptr,
+                                                                 std::declval<__m256i&>(), std::declval<__m256i&>()))>>
+    : std::true_type {};
 
 // Row r's outputs for tokens [t, t + N) from their integer sums Σ code·q: (sum − Σq) / act_scale
 // · w_scale, the scalar kernel's float steps in its order.
@@ -208,9 +218,10 @@ void i2s_gemm_256(const uint8_t* w, int64_t cols, int64_t r0, int64_t r1, const 
     int64_t r = r0;
     if constexpr (decltype(n)::value == 1 && HasRowPairs<Dot>::value) {
       // One token: two rows at a time (Dot::i2s_row_pair: two streams of lines per thread).
+      const RowPairPlan plan = Dot::row_pair_plan(nb);
       for (; r + 2 <= r1; r += 2) {
         __m256i acc[2];
-        Dot::i2s_row_pair(w + r * row_bytes, nb, q + t * cols, acc[0], acc[1]);
+        Dot::i2s_row_pair(plan, w + r * row_bytes, nb, q + t * cols, acc[0], acc[1]);
         i2s_store<1>(&acc[0], r, t, act_scale, act_sum, w_scale, out, out_stride);
         i2s_store<1>(&acc[1], r + 1, t, act_scale, act_sum, w_scale, out, out_stride);
       }

@@ -182,8 +182,9 @@ export interface NativeBinding {
    * defaults: `i2s` for I2_S rows, `other` for TQ2_0 rows (0: no software prefetch). The best
    * distance depends on the CPU (2 KiB on Intel Xeons; 6 KiB on AMD Zen 5). `l2`: how far ahead
    * the I2_S rows are also asked into L2 by the VNNI paths (`BITNET_DECODE_PREFETCH_L2_BYTES`; 16
-   * KiB on Intel, 0 (none) elsewhere), `l2Avx2` by the avx2 path (the same variable sets both; 4
-   * KiB on Intel, 0 elsewhere). `head`: how far ahead the F16 head's rows are asked for
+   * KiB on Intel, 0 (none) elsewhere), `l2Avx2` by the avx2 path (the same variable sets both; 6
+   * KiB on Intel, 0 elsewhere; that path's row pairs round both of its distances to whole pairs
+   * of rows). `head`: how far ahead the F16 head's rows are asked for
    * (`BITNET_DECODE_PREFETCH_HEAD_BYTES`; 3 KiB into L2 on Intel, 4 KiB elsewhere).
    * `vectorBits`: how wide the avx512vnni path's one-token I2_S loop reads
    * (`BITNET_DECODE_VECTOR_BITS`; 256 on Intel, 512 elsewhere). `headBits`: how wide the

@@ -150,7 +150,7 @@ describe("decode prefetch distance", () => {
       expect(p.nonTemporal).toBe(p.defaultNonTemporal);
       const intel = fs.readFileSync("/proc/cpuinfo", "utf8").includes("GenuineIntel");
       expect([p.defaultI2s, p.defaultOther, p.defaultL2, p.defaultL2Avx2, p.defaultHead]).toEqual(
-        intel ? [2048, 2048, 16384, 4096, 3072] : [6144, 6144, 0, 0, 4096],
+        intel ? [2048, 2048, 16384, 6144, 3072] : [6144, 6144, 0, 0, 4096],
       );
       expect(p.defaultVectorBits).toBe(intel ? 256 : 512);
       expect(p.defaultHeadBits).toBe(intel ? 256 : 512);
