@@ -154,13 +154,14 @@ struct MaddubsDot {
   // 1728-byte row (the down projection's 6912 columns) is 320 bytes into the next, and one thread
   // streamed a matrix of such rows at 13.9-14.0 GB/s against 15.8-15.9 for 2560 columns
   // (bench/decode-sequence.sh avx2 1 30 one,wide; the same from L2). The nearest whole number of
-  // pairs, at least one. Two threads, 2B-4T shapes, Xeon with AMX: 30.0-30.1 GB/s against
-  // 27.9-28.1 with the byte distances (`steal`; `wide` 30.0-30.6 against 27.5-27.7), and in the
-  // model the projections took 18.86 instead of 20.12 ms a token (8 of 8 rounds, with the L2
-  // request 6 KiB ahead: kernels.h).
+  // pairs, at least one (a distance of 0 stays 0, as for the other loops). Two threads, 2B-4T
+  // shapes, Xeon with AMX: 30.0-30.1 GB/s against 27.9-28.1 with the byte distances (`steal`;
+  // `wide` 30.0-30.6 against 27.5-27.7), and in the model the projections took 18.86 instead of
+  // 20.12 ms a token (8 of 8 rounds, with the L2 request 6 KiB ahead: kernels.h). With no L1
+  // request (BITNET_DECODE_PREFETCH_BYTES=0) the pairs streamed 27.8-28.1 against 29.8-30.0.
   static int64_t pair_lead(int64_t lead, int64_t row_bytes) {
     const int64_t pair = 2 * row_bytes;
-    return std::max<int64_t>(1, (lead + pair / 2) / pair) * pair;
+    return lead <= 0 ? 0 : std::max<int64_t>(1, (lead + pair / 2) / pair) * pair;
   }
   template <bool Nta, bool Far>
   static void row_pair(const uint8_t* ra, int64_t nb, const int8_t* q, int64_t ahead, int64_t far, __m256i& acc_a,
