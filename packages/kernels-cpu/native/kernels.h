@@ -180,8 +180,8 @@ int available_kernel_paths(const char** out, int max);
 // 4 KiB had been best (16 KiB cost it 1-7% in that harness and about 10% in the model; 4 KiB took
 // its projections from 26.6 to 25.0 ms a token); in whole pairs 6 KiB streamed 28.4-28.8 GB/s
 // against 26.4-26.8 at 4 KiB and 28.4-28.7 at 7-8 KiB (decode-sequence.sh `steal` from the page
-// cache), and in the model 18.25 ms a token against 18.58 at 8 KiB (byte distances: 19.73 at 4
-// KiB, 19.49 at 6). The TQ2_0 rows do not ask (no gain in the model). Elsewhere 0
+// cache), and in the model its projections took 18.25 ms a token against 18.58 at 8 KiB (byte
+// distances: 19.73 at 4 KiB, 19.49 at 6). The TQ2_0 rows do not ask (no gain in the model). Elsewhere 0
 // for both: on a Zen 5, 16 KiB ahead slowed `avx512vnni` bench-i2s decode from
 // 44.70-46.76 to 40.80-41.46 t/s (bitnet bench, three alternating pairs).
 // BITNET_DECODE_PREFETCH_L2_BYTES (a multiple of 64 up to 65536; 0 turns it off) overrides it.

@@ -105,7 +105,9 @@ struct DpbusdDot {
   // (bench-i2s, bench/ab-addons.mjs, 8 rounds) the projections took 10.88 → 10.63 ms a token,
   // faster in 7 of 8 rounds, with the pair's lines asked for in address order; asked for as two
   // streams (each row's line `ahead` bytes on) they took 10.00 → 10.55, slower.
-  // The pair's lines are asked for as one run (below), at the path's own distances.
+  // The pair's lines are asked for as one run (below), at the path's own distances. Each row's
+  // own lines a whole number of pairs on, as the avx2 pairs ask (MaddubsDot::pair_lead), streamed
+  // 27.3-29.5 against 31.2-31.4 GB/s on a Xeon with AMX (bench/decode-sequence.sh, `steal`).
   static RowPairPlan row_pair_plan(int64_t) {
     const DecodePrefetch& d = decode_prefetch();
     return {d.i2s, d.l2, d.non_temporal};
