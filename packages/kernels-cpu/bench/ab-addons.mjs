@@ -1,9 +1,10 @@
 // Decode speed of two or more builds of the addon, alternating in one process: each build loads
 // the model (same file, own mapping), then in every round each decodes N tokens (transient, one
 // fresh sequence), the order reversed every other round, and a bandwidth probe follows the
-// round. Prints per round and at the end the medians of the time per token and of the head's
-// and the projections' rates (from the ops' own timers), so two builds are compared minute by
-// minute on a machine whose memory speed drifts. Run `pnpm build` in packages/engine-core and
+// round. Prints per round and at the end the medians of the time per token, of the head's and
+// the projections' times (from the ops' own timers) and of the time outside every op (`outside`:
+// setting a step up, handing it to native code and its promise back), so two builds are compared
+// minute by minute on a machine whose memory speed drifts. Run `pnpm build` in packages/engine-core and
 // here first.
 //   node packages/kernels-cpu/bench/ab-addons.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
 // Environment: N (tokens per turn, default 32), THREADS (default 2).
@@ -17,7 +18,7 @@ const sum = (ops, prefix) =>
   Object.entries(ops)
     .filter(([k]) => k.startsWith(prefix))
     .reduce((a, [, v]) => a + v, 0);
-const results = names.map(() => ({ token: [], head: [], linear: [] }));
+const results = names.map(() => ({ token: [], head: [], linear: [], outside: [] }));
 
 async function turn(i) {
   const m = models[i];
@@ -33,6 +34,7 @@ async function turn(i) {
   results[i].token.push(ms);
   results[i].head.push((sum(after, "output") - sum(before, "output")) / N);
   results[i].linear.push((sum(after, "linear") - sum(before, "linear")) / N);
+  results[i].outside.push(ms - (sum(after, "") - sum(before, "")) / N);
 }
 
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -57,7 +59,7 @@ for (let round = 0; round < rounds; round++) {
     `round ${round + 1}: probe ${probe.toFixed(1)} GB/s; ${names
       .map(
         (n, i) =>
-          `${n} ${results[i].token.at(-1).toFixed(2)} ms/token (head ${results[i].head.at(-1).toFixed(2)}, projections ${results[i].linear.at(-1).toFixed(2)} ms)`,
+          `${n} ${results[i].token.at(-1).toFixed(2)} ms/token (head ${results[i].head.at(-1).toFixed(2)}, projections ${results[i].linear.at(-1).toFixed(2)}, outside ${results[i].outside.at(-1).toFixed(2)} ms)`,
       )
       .join("; ")}`,
   );
@@ -65,7 +67,7 @@ for (let round = 0; round < rounds; round++) {
 for (let i = 0; i < names.length; i++) {
   const r = results[i];
   console.log(
-    `${names[i]}: median ${median(r.token).toFixed(2)} ms/token, head ${median(r.head).toFixed(2)} ms, projections ${median(r.linear).toFixed(2)} ms`,
+    `${names[i]}: median ${median(r.token).toFixed(2)} ms/token, head ${median(r.head).toFixed(2)} ms, projections ${median(r.linear).toFixed(2)} ms, outside the ops ${median(r.outside).toFixed(2)} ms`,
   );
 }
 if (names.length === 2) {

@@ -1,7 +1,7 @@
 // ---------------------------------------------------------------------------------------------
 // N-API glue (node-addon-api). The whole surface is declared in src/binding.ts. Bulk data
-// crosses only as typed arrays; loading a model is one AsyncProgressQueueWorker and a step one
-// AsyncWorker (the event loop stays free), each running on the model's own thread pool.
+// crosses only as typed arrays; loading a model is one AsyncProgressQueueWorker, and its steps
+// run on the model's own step thread (the event loop stays free), worker 0 of its thread pool.
 // ---------------------------------------------------------------------------------------------
 #include <napi.h>
 
@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "job_thread.h"
 #include "softmax.h"
 #include "model.h"
 #include "platform.h"
@@ -145,6 +146,8 @@ ModelConfig ParseConfig(const Napi::Object& c) {
 }
 
 // Per-addon-instance state (one per Node environment: main thread, each worker thread).
+struct StepJob;
+
 struct AddonData {
   Napi::FunctionReference model_class;  // NativeModel's constructor, for the load worker
 };
@@ -170,7 +173,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       throw Napi::TypeError::New(info.Env(), "NativeModel cannot be constructed directly: use binding.loadModel(config)");
     }
     model_ = std::move(*info[0].As<Napi::External<std::unique_ptr<Model>>>().Data());
+    env_ = info.Env();
+    step_done_ = StepDoneFunction::New(env_, "bitnet-step", 0, 1, this);
+    step_done_.Unref(env_);
+    steps_ = std::make_unique<bitnet::JobThread>();
+    // Added after the thread-safe function's own teardown hook, so it runs before it (hooks run
+    // last in, first out): a process that exits mid-step lets the step finish, then ends the
+    // thread while the function can still take its call.
+    napi_add_env_cleanup_hook(env_, StopStepsAtExit, this);
   }
+
+  ~NativeModel() override { StopSteps(); }
 
   Model* model() { return model_.get(); }
 
@@ -234,9 +247,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return out;
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    StopSteps();
     model_.reset();
     return info.Env().Undefined();
   }
+  // Lets the steps already posted finish (their promises still settle), then ends the step
+  // thread and lets the thread-safe function go once those calls are delivered.
+  void StopSteps() {
+    if (!steps_) return;
+    napi_remove_env_cleanup_hook(env_, StopStepsAtExit, this);
+    steps_->stop();
+    steps_.reset();
+    step_done_.Release();
+  }
+  static void StopStepsAtExit(void* self) { static_cast<NativeModel*>(self)->StopSteps(); }
   bool Alive(Napi::Env env) {
     if (!model_) {
       Napi::Error::New(env, "the native model was disposed").ThrowAsJavaScriptException();
@@ -246,79 +270,113 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value Step(const Napi::CallbackInfo& info);
+  static void StepDone(Napi::Env env, Napi::Function, NativeModel* self, StepJob* job);
+  using StepDoneFunction = Napi::TypedThreadSafeFunction<NativeModel, StepJob, &NativeModel::StepDone>;
 
   std::unique_ptr<Model> model_;
+  napi_env env_ = nullptr;
+  std::unique_ptr<bitnet::JobThread> steps_;  // null once stopped (dispose, finalizer or exit)
+  StepDoneFunction step_done_;
+  int steps_in_flight_ = 0;  // main thread only
 };
 
-class StepWorker : public Napi::AsyncWorker {
- public:
-  StepWorker(Napi::Env env, NativeModel* owner, const Napi::CallbackInfo& info)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner) {
-    owner_->Ref();
-    for (size_t i = 0; i < 6; i++) {
-      keep_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
-    }
-    tokens_ = info[0].As<Napi::Int32Array>();
-    seqs_ = info[1].As<Napi::Int32Array>();
-    positions_ = info[2].As<Napi::Int32Array>();
-    want_ = info[3].As<Napi::Uint8Array>();
-    logits_ = info[4].As<Napi::Float32Array>();
-    const Napi::Int32Array capture = info[5].As<Napi::Int32Array>();
-    for (size_t i = 0; i < capture.ElementLength(); i++) capture_.push_back(capture[i]);
-    if (info.Length() > 6 && info[6].IsArray()) {
-      const Napi::Array outs = info[6].As<Napi::Array>();
-      for (uint32_t i = 0; i < outs.Length(); i++) {
-        Napi::Float32Array a = outs.Get(i).As<Napi::Float32Array>();
-        keep_.push_back(Napi::Persistent(a.As<Napi::Object>()));
-        capture_out_.push_back(a.Data());
-      }
-    }
-    if (info.Length() > 8 && info[7].IsTypedArray() && info[8].IsArray()) {
-      const Napi::Int32Array ids = info[7].As<Napi::Int32Array>();
-      const Napi::Array data = info[8].As<Napi::Array>();
-      const uint32_t n = std::min<uint32_t>(data.Length(), (uint32_t)ids.ElementLength());  // the TS side checks they match
-      for (uint32_t i = 0; i < n; i++) {
-        Napi::Float32Array a = data.Get(i).As<Napi::Float32Array>();
-        keep_.push_back(Napi::Persistent(a.As<Napi::Object>()));
-        inject_.push_back(ids[i]);
-        inject_data_.push_back(a.Data());
-      }
-    }
-  }
-  ~StepWorker() override { owner_->Unref(); }
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      owner_->model()->step(tokens_.Data(), seqs_.Data(), positions_.Data(), (int64_t)tokens_.ElementLength(), want_.Data(),
-                            logits_.Data(), capture_, capture_out_, inject_, inject_data_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  NativeModel* owner_;
-  std::vector<Napi::ObjectReference> keep_;
-  Napi::Int32Array tokens_, seqs_, positions_;
-  Napi::Uint8Array want_;
-  Napi::Float32Array logits_;
-  std::vector<int32_t> capture_;
-  std::vector<float*> capture_out_;
-  std::vector<int32_t> inject_;
-  std::vector<const float*> inject_data_;
+// A step's inputs and outcome, from Step() until its promise settles on the main thread: the
+// typed arrays it reads and writes stay referenced (so garbage collection cannot free them while
+// the step thread uses them), and only the main thread creates or drops those references.
+struct StepJob {
+  explicit StepJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise::Deferred deferred;
+  std::vector<Napi::ObjectReference> keep;
+  const int32_t* tokens = nullptr;
+  const int32_t* seqs = nullptr;
+  const int32_t* positions = nullptr;
+  const uint8_t* want = nullptr;
+  float* logits = nullptr;
+  int64_t count = 0;
+  std::vector<int32_t> capture;
+  std::vector<float*> capture_out;
+  std::vector<int32_t> inject;
+  std::vector<const float*> inject_data;
+  std::string error;
+  bool failed = false;
 };
 
+// step(tokens, seqs, positions, want, logits, captureIds, captureOut?, injectIds?, injectData?):
+// runs on the model's own step thread (job_thread.h), which is worker 0 of its thread pool, and
+// settles the promise through a thread-safe function. Not libuv's pool: its threads sleep between
+// jobs, and waking one cost a token 50-120 µs on a VM.
 Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
-  if (!Alive(info.Env())) return info.Env().Undefined();
-  auto* worker = new StepWorker(info.Env(), this, info);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
+  Napi::Env env = info.Env();
+  if (!Alive(env)) return env.Undefined();
+  if (!steps_) {
+    Napi::Error::New(env, "the model's step thread has stopped (the environment is shutting down)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto job = std::make_unique<StepJob>(env);
+  for (size_t i = 0; i < 6; i++) job->keep.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+  const Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+  job->tokens = tokens.Data();
+  job->count = (int64_t)tokens.ElementLength();
+  job->seqs = info[1].As<Napi::Int32Array>().Data();
+  job->positions = info[2].As<Napi::Int32Array>().Data();
+  job->want = info[3].As<Napi::Uint8Array>().Data();
+  job->logits = info[4].As<Napi::Float32Array>().Data();
+  const Napi::Int32Array capture = info[5].As<Napi::Int32Array>();
+  for (size_t i = 0; i < capture.ElementLength(); i++) job->capture.push_back(capture[i]);
+  if (info.Length() > 6 && info[6].IsArray()) {
+    const Napi::Array outs = info[6].As<Napi::Array>();
+    for (uint32_t i = 0; i < outs.Length(); i++) {
+      Napi::Float32Array a = outs.Get(i).As<Napi::Float32Array>();
+      job->keep.push_back(Napi::Persistent(a.As<Napi::Object>()));
+      job->capture_out.push_back(a.Data());
+    }
+  }
+  if (info.Length() > 8 && info[7].IsTypedArray() && info[8].IsArray()) {
+    const Napi::Int32Array ids = info[7].As<Napi::Int32Array>();
+    const Napi::Array data = info[8].As<Napi::Array>();
+    const uint32_t n = std::min<uint32_t>(data.Length(), (uint32_t)ids.ElementLength());  // the TS side checks they match
+    for (uint32_t i = 0; i < n; i++) {
+      Napi::Float32Array a = data.Get(i).As<Napi::Float32Array>();
+      job->keep.push_back(Napi::Persistent(a.As<Napi::Object>()));
+      job->inject.push_back(ids[i]);
+      job->inject_data.push_back(a.Data());
+    }
+  }
+  Napi::Promise promise = job->deferred.Promise();
+  // While a step is in flight the model object (referenced by the job) stays alive, and the
+  // thread-safe function keeps the event loop running (unreferenced otherwise, so an idle model
+  // never holds a process open).
+  job->keep.push_back(Napi::Persistent(info.This().As<Napi::Object>()));
+  if (steps_in_flight_++ == 0) step_done_.Ref(env);
+  StepJob* raw = job.release();
+  steps_->post([this, raw] {
+    try {
+      model_->step(raw->tokens, raw->seqs, raw->positions, raw->count, raw->want, raw->logits, raw->capture, raw->capture_out,
+                   raw->inject, raw->inject_data);
+    } catch (const std::exception& e) {
+      raw->failed = true;
+      raw->error = e.what();
+    }
+    // If the environment is already torn down (the process exits), the job is left behind.
+    step_done_.NonBlockingCall(raw);
+  });
   return promise;
+}
+
+// On the main thread: settles a finished step's promise and drops its references.
+void NativeModel::StepDone(Napi::Env env, Napi::Function, NativeModel* self, StepJob* raw) {
+  std::unique_ptr<StepJob> job(raw);
+  if (env == nullptr) {
+    // The environment is being torn down: its references go with it, and nothing settles.
+    for (Napi::ObjectReference& r : job->keep) r.SuppressDestruct();
+    return;
+  }
+  if (job->failed) {
+    job->deferred.Reject(Napi::Error::New(env, job->error).Value());
+  } else {
+    job->deferred.Resolve(env.Undefined());
+  }
+  if (--self->steps_in_flight_ == 0 && self->steps_) self->step_done_.Unref(env);
 }
 
 // One progress report of a load: a phase name (a string literal) and bytes done of total.

@@ -1,7 +1,7 @@
 /**
  * The whole native surface of the addon, as one TypeScript declaration. Bulk data crosses only
- * as typed arrays; everything slow is a Promise (an AsyncWorker in C++): loading a model, a step,
- * a bandwidth probe.
+ * as typed arrays; everything slow is a Promise: loading a model and a bandwidth probe (AsyncWorkers
+ * on libuv's pool), and a step (on the model's own step thread, native/job_thread.h).
  */
 
 /** ggml type ids the native code executes. */
