@@ -24,3 +24,11 @@ inline void for_head_groups(const float* in, int64_t nq, int64_t in_stride, floa
     h += n;
   }
 }
+
+// Positions per tile of the value pass: a kernel that walks the positions once per group of
+// output lanes (two to eight passes for a 128-wide head) reads a tile's rows (kvw f16 values
+// each) from L1 after the first pass instead of from memory every pass. 16 KiB: half the
+// smallest L1 of the x86 cores this runs on, beside the probabilities and outputs.
+inline int64_t value_tile_positions(int64_t kvw) {
+  return std::max<int64_t>(16, 16 * 1024 / std::max<int64_t>(1, 2 * kvw));
+}

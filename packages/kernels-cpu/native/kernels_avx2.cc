@@ -7,6 +7,7 @@
 // ---------------------------------------------------------------------------------------------
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 #include "kernels.h"
@@ -488,15 +489,22 @@ void attn_scores_avx2(const float* q, int64_t nq, const uint16_t* kt, int64_t st
 }
 
 // Output lanes over i, each summing in j order (exact). 64 lanes per pass walk the positions
-// once for eight accumulators instead of once per 8 lanes.
-void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+// once for eight accumulators instead of once per 8 lanes. With `carry`, out holds the sums over
+// earlier positions and they continue from there (attn_values_avx2 walks positions in tiles);
+// `next` as in values_heads_avx2.
+void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
+                          bool carry, const uint16_t* next = nullptr) {
+  auto start = [carry](const float* o) { return carry ? _mm256_loadu_ps(o) : _mm256_setzero_ps(); };
   int64_t i = 0;
   for (; i + 64 <= hd; i += 64) {
     __m256 a[8];
-    for (int c = 0; c < 8; c++) a[c] = _mm256_setzero_ps();
+    for (int c = 0; c < 8; c++) a[c] = start(out + i + 8 * c);
     for (int64_t j = 0; j < len; j++) {
       const __m256 pj = _mm256_set1_ps(p[j]);
       const uint16_t* row = v + j * kvw + i;
+      if (next != nullptr) {
+        for (int c = 0; c < 2; c++) _mm_prefetch((const char*)(next + j * kvw + i + 32 * c), _MM_HINT_T0);
+      }
       for (int c = 0; c < 8; c++) {
         a[c] = _mm256_fmadd_ps(pj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c))), a[c]);
       }
@@ -504,7 +512,7 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
     for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + i + 8 * c, a[c]);
   }
   for (; i + 8 <= hd; i += 8) {
-    __m256 a = _mm256_setzero_ps();
+    __m256 a = start(out + i);
     for (int64_t j = 0; j < len; j++) {
       const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + j * kvw + i)));
       a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), vv, a);
@@ -512,7 +520,7 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
     _mm256_storeu_ps(out + i, a);
   }
   for (; i < hd; i++) {
-    float a = 0.0f;
+    float a = carry ? out[i] : 0.0f;
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
@@ -522,19 +530,27 @@ void attn_values_one_avx2(const float* p, const uint16_t* v, int64_t kvw, int64_
 // converted once for all NQ heads (2 × NQ accumulators ≤ 8 of 16 registers), where one head at a
 // time converted them once per head (a conversion is two of the five operations per 8 values and
 // head). Each lane still sums in j order (FMA, exact: kernels.h): the same bits as
-// attn_values_one_avx2.
+// attn_values_one_avx2. `carry` as there. With `next`, the next tile's rows (as many, kvw apart)
+// are asked for L1 as this one's are read: its first pass over output lanes reads only every
+// fourth line of a 128-wide row and would otherwise wait on memory for each.
 template <int NQ>
-void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
+                       bool carry, const uint16_t* next) {
   if constexpr (NQ == 1) {
-    attn_values_one_avx2(p, v, kvw, hd, len, out);
+    attn_values_one_avx2(p, v, kvw, hd, len, out, carry, next);
     return;
   }
+  auto start = [carry](const float* o) { return carry ? _mm256_loadu_ps(o) : _mm256_setzero_ps(); };
   int64_t i = 0;
   for (; i + 16 <= hd; i += 16) {
     __m256 a[NQ][2];
-    for (int h = 0; h < NQ; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+    for (int h = 0; h < NQ; h++) {
+      a[h][0] = start(out + h * hd + i);
+      a[h][1] = start(out + h * hd + i + 8);
+    }
     for (int64_t j = 0; j < len; j++) {
       const uint16_t* row = v + j * kvw + i;
+      if (next != nullptr) _mm_prefetch((const char*)(next + j * kvw + i), _MM_HINT_T0);
       const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)row));
       const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8)));
       for (int h = 0; h < NQ; h++) {
@@ -550,16 +566,23 @@ void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kv
   }
   if (i < hd) {
     // The last hd % 16 lanes: one head at a time.
-    for (int h = 0; h < NQ; h++) attn_values_one_avx2(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i);
+    for (int h = 0; h < NQ; h++) attn_values_one_avx2(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i, carry);
   }
 }
 
-// Up to four heads per pass over the values (values_heads_avx2).
+// Up to four heads per pass over the values (values_heads_avx2), the positions in tiles that
+// stay in L1 (value_tile_positions) while the passes over output lanes read them again.
 void attn_values_avx2(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
                       int64_t len, float* out) {
-  for_head_groups(p, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
-    values_heads_avx2<decltype(heads)::value>(ph, p_stride, v, kvw, hd, len, oh);
-  });
+  const int64_t tile = value_tile_positions(kvw);
+  for (int64_t j0 = 0; j0 < len; j0 += tile) {
+    const int64_t n = std::min(tile, len - j0);
+    // The next tile's first n rows (it may be shorter: a prefetch past the values never faults).
+    const uint16_t* next = j0 + tile < len ? v + (j0 + tile) * kvw : nullptr;
+    for_head_groups(p + j0, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
+      values_heads_avx2<decltype(heads)::value>(ph, p_stride, v + j0 * kvw, kvw, hd, n, oh, j0 > 0, next);
+    });
+  }
 }
 
 double sum_squares_avx2(const float* x, int64_t n) {

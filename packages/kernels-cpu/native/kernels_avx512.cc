@@ -687,15 +687,22 @@ void attn_scores_avx512(const float* q, int64_t nq, const uint16_t* kt, int64_t 
 }
 
 // Output lanes over i, each summing in j order (exact). 128 lanes per pass walk the positions
-// once with eight independent accumulators (one accumulator waited on its add latency).
-void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+// once with eight independent accumulators (one accumulator waited on its add latency). With
+// `carry`, out holds the sums over earlier positions and they continue from there
+// (attn_values_avx512 walks positions in tiles); `next` as in values_heads_avx512.
+void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
+                            bool carry, const uint16_t* next = nullptr) {
+  auto start = [carry](const float* o) { return carry ? _mm512_loadu_ps(o) : _mm512_setzero_ps(); };
   int64_t i = 0;
   for (; i + 128 <= hd; i += 128) {
     __m512 a[8];
-    for (int c = 0; c < 8; c++) a[c] = _mm512_setzero_ps();
+    for (int c = 0; c < 8; c++) a[c] = start(out + i + 16 * c);
     for (int64_t j = 0; j < len; j++) {
       const __m512 pj = _mm512_set1_ps(p[j]);
       const uint16_t* row = v + j * kvw + i;
+      if (next != nullptr) {
+        for (int c = 0; c < 4; c++) _mm_prefetch((const char*)(next + j * kvw + i + 32 * c), _MM_HINT_T0);
+      }
       for (int c = 0; c < 8; c++) {
         a[c] = _mm512_fmadd_ps(pj, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c))), a[c]);
       }
@@ -703,7 +710,7 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
     for (int c = 0; c < 8; c++) _mm512_storeu_ps(out + i + 16 * c, a[c]);
   }
   for (; i + 16 <= hd; i += 16) {
-    __m512 a = _mm512_setzero_ps();
+    __m512 a = start(out + i);
     for (int64_t j = 0; j < len; j++) {
       const __m512 vv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(v + j * kvw + i)));
       a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), vv, a);
@@ -711,7 +718,7 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
     _mm512_storeu_ps(out + i, a);
   }
   for (; i < hd; i++) {
-    float a = 0.0f;
+    float a = carry ? out[i] : 0.0f;
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
@@ -720,16 +727,23 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
 // NQ heads against one KV head's values, 64 output lanes per pass: each V row's f16 values are
 // converted once for all NQ heads (4 × NQ accumulators ≤ 16 of 32 registers), where one head at a
 // time converted them once per head. Each lane still sums in j order (FMA, exact: kernels.h):
-// the same bits as attn_values_one_avx512.
+// the same bits as attn_values_one_avx512. `carry` as there. With `next`, the next tile's rows
+// (as many, kvw apart) are asked for L1 as this one's are read: a pass over 64 output lanes reads
+// two of a 128-wide row's four lines and would otherwise wait on memory for each.
 template <int NQ>
-void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
+                         bool carry, const uint16_t* next) {
+  auto start = [carry](const float* o) { return carry ? _mm512_loadu_ps(o) : _mm512_setzero_ps(); };
   int64_t i = 0;
   for (; i + 64 <= hd; i += 64) {
     __m512 a[NQ][4];
     for (int h = 0; h < NQ; h++)
-      for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
+      for (int c = 0; c < 4; c++) a[h][c] = start(out + h * hd + i + 16 * c);
     for (int64_t j = 0; j < len; j++) {
       const uint16_t* row = v + j * kvw + i;
+      if (next != nullptr) {
+        for (int c = 0; c < 2; c++) _mm_prefetch((const char*)(next + j * kvw + i + 32 * c), _MM_HINT_T0);
+      }
       __m512 vc[4];
       for (int c = 0; c < 4; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)));
       for (int h = 0; h < NQ; h++) {
@@ -742,16 +756,23 @@ void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t 
   }
   if (i < hd) {
     // The last hd % 64 lanes (head dims that are not multiples of 64): one head at a time.
-    for (int h = 0; h < NQ; h++) attn_values_one_avx512(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i);
+    for (int h = 0; h < NQ; h++) attn_values_one_avx512(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i, carry);
   }
 }
 
-// Up to four heads per pass over the values (values_heads_avx512).
+// Up to four heads per pass over the values (values_heads_avx512), the positions in tiles that
+// stay in L1 (value_tile_positions) while the passes over output lanes read them again.
 void attn_values_avx512(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
                         int64_t len, float* out) {
-  for_head_groups(p, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
-    values_heads_avx512<decltype(heads)::value>(ph, p_stride, v, kvw, hd, len, oh);
-  });
+  const int64_t tile = value_tile_positions(kvw);
+  for (int64_t j0 = 0; j0 < len; j0 += tile) {
+    const int64_t n = std::min(tile, len - j0);
+    // The next tile's first n rows (it may be shorter: a prefetch past the values never faults).
+    const uint16_t* next = j0 + tile < len ? v + (j0 + tile) * kvw : nullptr;
+    for_head_groups(p + j0, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
+      values_heads_avx512<decltype(heads)::value>(ph, p_stride, v + j0 * kvw, kvw, hd, n, oh, j0 > 0, next);
+    });
+  }
 }
 
 double sum_squares_avx512(const float* x, int64_t n) {

@@ -171,14 +171,14 @@ describe("attention outputs equal the reference arithmetic bit for bit", () => {
     const skip = pathSkipReason(path);
     const suffix = skip ? ` (skipped: ${skip})` : "";
     it.skipIf(skip !== undefined)(
-      `${path}: 1-6 heads, head dims 64, 128, 80 and 72, lengths 1-40 and 300${suffix}`,
+      `${path}: 1-6 heads, head dims 64, 128, 80 and 72, lengths 1-40, 300 and 1000 (several position tiles)${suffix}`,
       () => {
         const binding = loadBinding();
         const random = rng(0x7a1e ^ path.length);
         // 80 and 72 leave tails after the 64- and 16-lane passes.
         for (const hd of [64, 128, 80, 72]) {
           for (let heads = 1; heads <= 6; heads++) {
-            for (const len of [...Array.from({ length: 40 }, (_, i) => i + 1), 300]) {
+            for (const len of [...Array.from({ length: 40 }, (_, i) => i + 1), 300, 1000]) {
               // Rows wider than hd (another head's values beside them) that must not be read.
               const kvw = hd + 16 * Math.floor(random() * 3);
               const values = new Uint16Array((len - 1) * kvw + hd).map((_, n) =>
