@@ -32,3 +32,22 @@ inline void for_head_groups(const float* in, int64_t nq, int64_t in_stride, floa
 inline int64_t value_tile_positions(int64_t kvw) {
   return std::max<int64_t>(16, 16 * 1024 / std::max<int64_t>(1, 2 * kvw));
 }
+
+// The value pass of attention over tiles of positions (value_tile_positions), up to four heads
+// at a time within each: calls pass(heads, the group's probabilities from the tile's first
+// position, the tile's first value row, the tile's positions, the group's outputs, carry, next),
+// where carry says the outputs hold the sums over earlier tiles (to continue in position order)
+// and next is the next tile's first row (nullptr for the last tile).
+template <typename Pass>
+inline void for_value_tiles(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
+                            int64_t len, float* out, Pass&& pass) {
+  const int64_t tile = value_tile_positions(kvw);
+  for (int64_t j0 = 0; j0 < len; j0 += tile) {
+    const int64_t n = std::min(tile, len - j0);
+    // The next tile's first n rows (it may be shorter: a prefetch past the values never faults).
+    const uint16_t* next = j0 + tile < len ? v + (j0 + tile) * kvw : nullptr;
+    for_head_groups(p + j0, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
+      pass(heads, ph, v + j0 * kvw, n, oh, j0 > 0, next);
+    });
+  }
+}

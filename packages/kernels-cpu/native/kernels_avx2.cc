@@ -571,18 +571,13 @@ void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kv
 }
 
 // Up to four heads per pass over the values (values_heads_avx2), the positions in tiles that
-// stay in L1 (value_tile_positions) while the passes over output lanes read them again.
+// stay in L1 while the passes over output lanes read them again (for_value_tiles).
 void attn_values_avx2(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
                       int64_t len, float* out) {
-  const int64_t tile = value_tile_positions(kvw);
-  for (int64_t j0 = 0; j0 < len; j0 += tile) {
-    const int64_t n = std::min(tile, len - j0);
-    // The next tile's first n rows (it may be shorter: a prefetch past the values never faults).
-    const uint16_t* next = j0 + tile < len ? v + (j0 + tile) * kvw : nullptr;
-    for_head_groups(p + j0, nq, p_stride, out, hd, [&](auto heads, const float* ph, float* oh) {
-      values_heads_avx2<decltype(heads)::value>(ph, p_stride, v + j0 * kvw, kvw, hd, n, oh, j0 > 0, next);
-    });
-  }
+  for_value_tiles(p, nq, p_stride, v, kvw, hd, len, out,
+                  [&](auto heads, const float* ph, const uint16_t* vt, int64_t n, float* oh, bool carry, const uint16_t* next) {
+                    values_heads_avx2<decltype(heads)::value>(ph, p_stride, vt, kvw, hd, n, oh, carry, next);
+                  });
 }
 
 double sum_squares_avx2(const float* x, int64_t n) {
