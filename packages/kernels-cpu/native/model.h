@@ -116,10 +116,13 @@ void dequant_row(const Tensor& t, int64_t row, float* out);
 constexpr int64_t kKeyBlock = 32;
 inline int64_t round_up_blocks(int64_t positions) { return (positions + kKeyBlock - 1) / kKeyBlock * kKeyBlock; }
 
+// A sequence's KV cache lies in one reservation of address space for the whole context (laid out
+// as Model::ensure_capacity says), whose pages the OS backs as positions are first written: the
+// cache never moves, so reaching a longer context copies nothing and stalls no step.
 struct Sequence {
   int64_t length = 0;
-  int64_t capacity = 0;                        // a whole number of key blocks
-  std::vector<AlignedVector<uint16_t>> k, v;  // per layer, capacity × kv_width f16 each
+  int64_t capacity = 0;  // positions the cache has been asked to hold: whole key blocks, the high-water mark
+  PageReservation kv;    // per layer: keys, then values, each n_head_kv × kv_stride positions × head_dim f16
 };
 
 class Model {
@@ -159,7 +162,8 @@ class Model {
   int threads() const { return pool_->size(); }
   // KV cache bytes per token of one sequence: n_layer × (K and V) × n_head_kv × head_dim × f16.
   uint64_t kv_bytes_per_token() const { return (uint64_t)(cfg_.n_layer * 2 * cfg_.n_head_kv * cfg_.head_dim * 2); }
-  // KV cache bytes allocated for all sequences (their capacities, not their lengths).
+  // KV cache bytes held for all sequences (their capacities, not their lengths): what their pages
+  // take once written.
   uint64_t kv_allocated_bytes() const { return kv_allocated_.load(std::memory_order_relaxed); }
   // KV cache memory of freed sequences kept for the next new one (not in kv_allocated_bytes).
   uint64_t kv_spare_bytes() const { return kv_spare_.load(std::memory_order_relaxed); }
@@ -205,6 +209,17 @@ class Model {
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }
   void ensure_capacity(Sequence& s, int64_t needed);
   bool adopt_spare_kv(Sequence& s, int64_t needed);
+  // A fresh KV cache reservation for one sequence (throws std::runtime_error when refused).
+  PageReservation reserve_kv() const;
+  // Positions between one KV head's keys (or values) and the next: the context in whole key blocks.
+  int64_t kv_stride() const { return round_up_blocks(cfg_.context); }
+  // Layer `layer`'s keys (n_head_kv × kv_stride() × head_dim, blocked) and values of sequence s.
+  uint16_t* layer_keys(const Sequence& s, int64_t layer) const {
+    return (uint16_t*)s.kv.data() + layer * 2 * cfg_.n_head_kv * cfg_.head_dim * kv_stride();
+  }
+  uint16_t* layer_values(const Sequence& s, int64_t layer) const {
+    return layer_keys(s, layer) + cfg_.n_head_kv * cfg_.head_dim * kv_stride();
+  }
 
   ModelConfig cfg_;
   const Kernels* kernels_;

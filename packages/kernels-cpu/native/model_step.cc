@@ -638,12 +638,9 @@ bool Model::amx_eligible(const Tensor& w, int64_t T) const {
 }
 
 void Model::create_sequence(int32_t id) {
-  Sequence s;
-  s.k.resize((size_t)cfg_.n_layer);
-  s.v.resize((size_t)cfg_.n_layer);
   Sequence& slot = seqs_[id];
   kv_allocated_.fetch_sub((uint64_t)slot.capacity * kv_bytes_per_token(), std::memory_order_relaxed);
-  slot = std::move(s);
+  slot = Sequence();
 }
 
 void Model::free_sequence(int32_t id) {
@@ -666,10 +663,10 @@ void Model::free_sequence(int32_t id) {
 }
 
 // Gives an empty sequence the spare cache that best fits `needed` positions: the smallest that
-// holds them, else the largest (which ensure_capacity then grows). Its old contents stay behind
-// the new length, never read.
+// holds them, else the largest (whose capacity ensure_capacity then extends). Its old contents
+// stay behind the new length, never read.
 bool Model::adopt_spare_kv(Sequence& s, int64_t needed) {
-  if (spare_kv_.empty() || s.capacity != 0) return false;
+  if (spare_kv_.empty() || s.kv.data() != nullptr) return false;
   size_t best = 0;
   for (size_t i = 1; i < spare_kv_.size(); i++) {
     const int64_t c = spare_kv_[i].capacity, b = spare_kv_[best].capacity;
@@ -691,9 +688,25 @@ void Model::fork_sequence(int32_t src, int32_t dst) {
   if (src == dst) return;
   const Sequence& source = it->second;  // references survive a rehash; iterators do not
   Sequence& target = seqs_[dst];
-  const int64_t before = target.capacity;
-  target = source;
-  kv_allocated_.fetch_add((uint64_t)(target.capacity - before) * kv_bytes_per_token(), std::memory_order_relaxed);
+  // The copy holds the source's positions (its cache's pages past them are not touched).
+  Sequence copy;
+  copy.length = source.length;
+  if (source.kv.data() != nullptr && source.length > 0) {
+    copy.kv = reserve_kv();
+    copy.capacity = round_up_blocks(source.length);
+    const int64_t hd = cfg_.head_dim, stride = kv_stride();
+    for (int64_t l = 0; l < cfg_.n_layer; l++) {
+      for (int64_t kh = 0; kh < cfg_.n_head_kv; kh++) {
+        std::memcpy(layer_keys(copy, l) + kh * hd * stride, layer_keys(source, l) + kh * hd * stride,
+                    (size_t)(copy.capacity * hd) * 2);
+        std::memcpy(layer_values(copy, l) + kh * stride * hd, layer_values(source, l) + kh * stride * hd,
+                    (size_t)(source.length * hd) * 2);
+      }
+    }
+  }
+  kv_allocated_.fetch_sub((uint64_t)target.capacity * kv_bytes_per_token(), std::memory_order_relaxed);
+  target = std::move(copy);
+  kv_allocated_.fetch_add((uint64_t)target.capacity * kv_bytes_per_token(), std::memory_order_relaxed);
 }
 
 void Model::truncate_sequence(int32_t id, int64_t length) {
@@ -710,27 +723,31 @@ void Model::truncate_sequence(int32_t id, int64_t length) {
 // (Keys as [head_dim][capacity] rows put a head's few positions per dimension on lines
 // capacity × 2 bytes apart, and values as [position][kv width] one head's 256 bytes every kv
 // width: with this layout a 2B-4T decode step's attention took 0.49 instead of 0.58 ms,
-// avx512vnni, two threads.) Capacities are whole blocks.
+// avx512vnni, two threads.) Each KV head's keys and values span the whole context (kv_stride(),
+// whole blocks) in one reservation per sequence (Sequence), of which a position's first write
+// brings in the pages: the capacity only counts the positions asked for. The cache used to
+// double into fresh vectors, copying the old: on a Zen 5 VM, where a new page's first touch
+// costs ~13 µs, the first bench-i2s token past 2048 positions took 0.8-1.1 s instead of ~40 ms
+// (315 MB of new cache zeroed and half of it copied, on the step's thread), and every doubling
+// touched the whole cache again.
 void Model::ensure_capacity(Sequence& s, int64_t needed) {
   if (needed <= s.capacity) return;
-  if (adopt_spare_kv(s, needed) && needed <= s.capacity) return;
-  const int64_t hd = cfg_.head_dim, nkv = cfg_.n_head_kv, kvw = hd * nkv;
-  int64_t cap = std::max<int64_t>(64, s.capacity * 2);
-  while (cap < needed) cap *= 2;
-  cap = round_up_blocks(std::min(cap, cfg_.context));
-  const int64_t live_blocks = (s.length + kKeyBlock - 1) / kKeyBlock;
-  for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    AlignedVector<uint16_t> k((size_t)(cap * kvw)), v((size_t)(cap * kvw));
-    for (int64_t kh = 0; kh < nkv && s.capacity > 0; kh++) {
-      std::memcpy(k.data() + kh * hd * cap, s.k[(size_t)l].data() + kh * hd * s.capacity,
-                  (size_t)(live_blocks * kKeyBlock * hd) * 2);
-      std::memcpy(v.data() + kh * cap * hd, s.v[(size_t)l].data() + kh * s.capacity * hd, (size_t)(s.length * hd) * 2);
-    }
-    s.k[(size_t)l] = std::move(k);
-    s.v[(size_t)l] = std::move(v);
-  }
+  if (needed > kv_stride()) throw std::runtime_error("position beyond the model's context");
+  if (s.kv.data() == nullptr && !adopt_spare_kv(s, needed)) s.kv = reserve_kv();
+  if (needed <= s.capacity) return;
+  const int64_t cap = round_up_blocks(needed);
   kv_allocated_.fetch_add((uint64_t)(cap - s.capacity) * kv_bytes_per_token(), std::memory_order_relaxed);
   s.capacity = cap;
+}
+
+PageReservation Model::reserve_kv() const {
+  const uint64_t bytes = (uint64_t)kv_stride() * kv_bytes_per_token();
+  try {
+    return PageReservation((size_t)bytes);
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error("could not reserve " + std::to_string(bytes >> 20) + " MiB of address space for a sequence's KV cache (" +
+                             std::to_string(cfg_.context) + " positions)");
+  }
 }
 
 // The reference's angles, in its order: θ_i = p · s^i by repeated f32 multiplication (s =
@@ -1132,9 +1149,9 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
           kh_row = rotated;
         }
         kernels_->to_f16(kh_row, k16, hd);
-        uint16_t* kd = s->k[(size_t)op.layer].data() + kh * hd * s->capacity + (pos / kKeyBlock) * hd * kKeyBlock + pos % kKeyBlock;
+        uint16_t* kd = layer_keys(*s, op.layer) + kh * hd * kv_stride() + (pos / kKeyBlock) * hd * kKeyBlock + pos % kKeyBlock;
         for (int64_t j = 0; j < hd; j++) kd[j * kKeyBlock] = k16[j];
-        kernels_->to_f16(v + t * kvw + kh * hd, s->v[(size_t)op.layer].data() + (kh * s->capacity + pos) * hd, hd);
+        kernels_->to_f16(v + t * kvw + kh * hd, layer_values(*s, op.layer) + (kh * kv_stride() + pos) * hd, hd);
       }
       pool_->barrier().wait();
       // Phase 2: (token, head) pairs split across threads. A thread's consecutive heads of one
@@ -1149,8 +1166,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         const int64_t heads = std::min(b1 - p, (kvh + 1) * group - h);
         const int64_t len = positions_[t] + 1;
         const Sequence* s = owners_[(size_t)t];
-        const uint16_t* keys = s->k[(size_t)op.layer].data() + kvh * hd * s->capacity;
-        const uint16_t* vals = s->v[(size_t)op.layer].data() + kvh * s->capacity * hd;
+        const uint16_t* keys = layer_keys(*s, op.layer) + kvh * hd * kv_stride();
+        const uint16_t* vals = layer_values(*s, op.layer) + kvh * kv_stride() * hd;
         for (int64_t r = 0; r < heads; r++) {
           const float* head = q + t * d + (h + r) * hd;
           if (rotate_q) {

@@ -87,4 +87,56 @@ inline void advise_dont_need(const void* p, size_t n) {
 #endif
 }
 
+// Address space for `bytes` of anonymous memory that the OS backs page by page as it is first
+// written (MAP_NORESERVE: not counted against the commit limit where overcommit allows), read
+// as zeros before that; no transparent huge pages (MADV_NOHUGEPAGE), so resident memory follows
+// the pages written whatever the system's THP mode. Move-only; unmapped by the destructor.
+// data() is nullptr for an empty reservation.
+class PageReservation {
+ public:
+  PageReservation() = default;
+  // Throws std::bad_alloc when the address space cannot be had.
+  explicit PageReservation(size_t bytes) : size_(bytes) {
+    if (bytes == 0) return;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+    flags |= MAP_NORESERVE;
+#endif
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_NOHUGEPAGE
+    ::madvise(p, bytes, MADV_NOHUGEPAGE);
+#endif
+    data_ = (uint8_t*)p;
+  }
+  ~PageReservation() { release(); }
+  PageReservation(PageReservation&& o) noexcept : data_(o.data_), size_(o.size_) {
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  PageReservation& operator=(PageReservation&& o) noexcept {
+    if (this != &o) {
+      release();
+      data_ = o.data_;
+      size_ = o.size_;
+      o.data_ = nullptr;
+      o.size_ = 0;
+    }
+    return *this;
+  }
+  PageReservation(const PageReservation&) = delete;
+  PageReservation& operator=(const PageReservation&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void release() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 }  // namespace bitnet

@@ -374,15 +374,15 @@ describe("loadModel", () => {
       );
       expect(logits.every(Number.isFinite)).toBe(true);
       const info1 = model.info();
-      expect(info1.kvAllocatedBytes).toBe(64 * info0.kvBytesPerToken); // the first capacity: 64 tokens
+      expect(info1.kvAllocatedBytes).toBe(32 * info0.kvBytesPerToken); // one key block: 32 positions
       expect(info1.scratchBytes).toBeGreaterThan(info0.scratchBytes); // activation buffers for the step
       model.forkSequence(0, 1);
-      expect(model.info().kvAllocatedBytes).toBe(2 * 64 * info0.kvBytesPerToken);
+      expect(model.info().kvAllocatedBytes).toBe(2 * 32 * info0.kvBytesPerToken);
       model.freeSequence(0);
       model.freeSequence(1);
       expect(model.info().kvAllocatedBytes).toBe(0);
       // Freed caches are kept for new sequences (up to one full-context sequence's bytes).
-      expect(model.info().kvSpareBytes).toBe(2 * 64 * info0.kvBytesPerToken);
+      expect(model.info().kvSpareBytes).toBe(2 * 32 * info0.kvBytesPerToken);
       const step = (seq: number, tokens: number[], out: Float32Array) =>
         model.step(
           Int32Array.from(tokens),
@@ -395,15 +395,15 @@ describe("loadModel", () => {
         );
       model.createSequence(2);
       await step(2, [5, 9, 300], new Float32Array(3 * vocab));
-      expect(model.info().kvAllocatedBytes).toBe(64 * info0.kvBytesPerToken);
-      expect(model.info().kvSpareBytes).toBe(64 * info0.kvBytesPerToken);
+      expect(model.info().kvAllocatedBytes).toBe(32 * info0.kvBytesPerToken);
+      expect(model.info().kvSpareBytes).toBe(32 * info0.kvBytesPerToken);
       model.freeSequence(2);
       // A sequence on a reused cache never sees what the last owner left behind its length.
       model.createSequence(3);
       const again = new Float32Array(vocab);
       await step(3, [791], again);
       expect(again).toEqual(logits);
-      expect(model.info().kvAllocatedBytes).toBe(64 * info0.kvBytesPerToken);
+      expect(model.info().kvAllocatedBytes).toBe(32 * info0.kvBytesPerToken);
       model.freeSequence(3);
     } finally {
       model.dispose();
