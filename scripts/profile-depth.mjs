@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Decode at depth on the CPU backend: for each depth, a prompt of that many tokens fills a
-// sequence's KV cache, then `tokens` single-token steps are timed; prints ms a token, the
-// attention's share (from the addon's op timers) and the rate at which attention read the KV
-// cache (its bytes a token at the mean position over its milliseconds), as a table.
+// sequence's KV cache, then the first token after it and `tokens` more single-token steps are
+// timed; prints the first token's ms, ms a token of the others, the attention's share (from the
+// addon's op timers) and the rate at which attention read the KV cache (its bytes a token at the
+// mean position over its milliseconds), as a table.
 //   node scripts/profile-depth.mjs model.gguf <kernel-path> [depths=0,1024,4000] [tokens=32]
 //     [threads=2]
 // Set BITNET_KERNELS_CPU_PATH to time another build of the addon.
@@ -44,6 +45,10 @@ for (const depth of depths) {
     await m.step([{ sequence: seq, tokens, logits: "last", transient: true }]);
     process.stderr.write(`\rdepth ${depth}: prompt ${p + n}/${depth}`);
   }
+  // The first token after the prompt apart (it once paid for the KV cache's growth), then N more.
+  const f0 = performance.now();
+  await m.step([{ sequence: seq, tokens: [1 + (999 % (vocab - 1))], transient: true }]);
+  const first = performance.now() - f0;
   const before = { ...m.info().opMilliseconds };
   const t0 = performance.now();
   for (let t = 0; t < N; t++) {
@@ -52,15 +57,17 @@ for (const depth of depths) {
   const ms = (performance.now() - t0) / N;
   const after = m.info().opMilliseconds;
   const attention = (sum(after, "attention") - sum(before, "attention")) / N;
-  const kvBytes = m.info().kvBytesPerToken * (depth + N / 2);
-  rows.push([depth, ms, attention, kvBytes / 1e6 / attention]);
+  const kvBytes = m.info().kvBytesPerToken * (depth + 1 + N / 2);
+  rows.push([depth, first, ms, attention, kvBytes / 1e6 / attention]);
   m.freeSequence(seq);
   process.stderr.write("\r\x1b[K");
 }
 console.log(`${file}, ${m.info().kernelPath}, ${N} tokens per depth`);
-console.log("| depth | ms a token | attention ms | KV read in attention (GB/s) |");
-console.log("| ---: | ---: | ---: | ---: |");
-for (const [depth, ms, attention, rate] of rows) {
-  console.log(`| ${depth} | ${ms.toFixed(2)} | ${attention.toFixed(2)} | ${rate.toFixed(1)} |`);
+console.log("| depth | first token ms | ms a token | attention ms | KV read in attention (GB/s) |");
+console.log("| ---: | ---: | ---: | ---: | ---: |");
+for (const [depth, first, ms, attention, rate] of rows) {
+  console.log(
+    `| ${depth} | ${first.toFixed(1)} | ${ms.toFixed(2)} | ${attention.toFixed(2)} | ${rate.toFixed(1)} |`,
+  );
 }
 await m.dispose();
