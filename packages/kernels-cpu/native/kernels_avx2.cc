@@ -7,7 +7,6 @@
 // ---------------------------------------------------------------------------------------------
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 #include <utility>
 #include "kernels.h"

@@ -59,15 +59,30 @@ function expectSameRows(got: readonly Top[], want: readonly Top[], what: string)
   }
 }
 
+/** Runs `use` on a fresh tiny-i2s model of `context` positions, disposed afterwards. */
+async function withModel<T>(context: number, use: (model: CpuModel) => Promise<T>): Promise<T> {
+  const model = await cpuModel("tiny-i2s", { threads: 2 }, context);
+  try {
+    return await use(model);
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** The top-k rows of `tokens` given to a new sequence in one step (the sequence freed after). */
+async function oneStepRows(model: CpuModel, tokens: readonly number[]): Promise<Top[]> {
+  const seq = model.createSequence();
+  const rows = await topRows(model, seq, tokens, [tokens.length]);
+  model.freeSequence(seq);
+  return rows;
+}
+
 describe("the KV cache of a sequence", () => {
   it("keeps every position across key blocks and the old reallocation points: one token a step gives the rows of one long step", {
     timeout: SLOW_TEST_MS,
   }, async () => {
-    const model = await cpuModel("tiny-i2s", { threads: 2 }, CONTEXT);
-    try {
-      const whole = model.createSequence();
-      const want = await topRows(model, whole, TOKENS, [TOKENS.length]);
-      model.freeSequence(whole);
+    await withModel(CONTEXT, async (model) => {
+      const want = await oneStepRows(model, TOKENS);
       // A prompt of 20, then single tokens (and a few uneven steps around 64 and 256).
       const sizes = [
         20,
@@ -89,27 +104,18 @@ describe("the KV cache of a sequence", () => {
       // Capacity follows the positions asked for, in whole 32-position key blocks.
       expect(info.kvAllocatedBytes).toBe(320 * info.kvBytesPerToken);
       model.freeSequence(stepped);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   it("forks: the copy holds its source's positions, and each goes on as a sequence given its own tokens in one step would", {
     timeout: SLOW_TEST_MS,
   }, async () => {
-    const model = await cpuModel("tiny-i2s", { threads: 2 }, CONTEXT);
-    try {
+    await withModel(CONTEXT, async (model) => {
       const prefix = TOKENS.slice(0, 150);
       const tailA = TOKENS.slice(150, 200);
       const tailB = TOKENS.slice(200, 260);
-      const expected = async (tokens: readonly number[]): Promise<Top[]> => {
-        const s = model.createSequence();
-        const rows = await topRows(model, s, tokens, [tokens.length]);
-        model.freeSequence(s);
-        return rows.slice(prefix.length);
-      };
-      const wantA = await expected([...prefix, ...tailA]);
-      const wantB = await expected([...prefix, ...tailB]);
+      const wantA = (await oneStepRows(model, [...prefix, ...tailA])).slice(prefix.length);
+      const wantB = (await oneStepRows(model, [...prefix, ...tailB])).slice(prefix.length);
       const source = model.createSequence();
       await topRows(model, source, prefix, [100, 50]);
       const before = model.info();
@@ -130,50 +136,32 @@ describe("the KV cache of a sequence", () => {
       );
       model.freeSequence(source);
       model.freeSequence(fork);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   it("reused after a long sequence, a cache gives a new one the rows of a fresh model", {
     timeout: SLOW_TEST_MS,
   }, async () => {
-    const fresh = await cpuModel("tiny-i2s", { threads: 2 }, CONTEXT);
     const short = TOKENS.slice(0, 40);
-    let want: Top[];
-    try {
-      want = await topRows(fresh, fresh.createSequence(), short, [
-        20,
-        ...Array<number>(20).fill(1),
-      ]);
-    } finally {
-      await fresh.dispose();
-    }
-    const model = await cpuModel("tiny-i2s", { threads: 2 }, CONTEXT);
-    try {
-      const long = model.createSequence();
-      await topRows(model, long, TOKENS, [TOKENS.length]);
-      model.freeSequence(long);
+    const sizes = [20, ...Array<number>(20).fill(1)];
+    const want = await withModel(CONTEXT, (fresh) =>
+      topRows(fresh, fresh.createSequence(), short, sizes),
+    );
+    await withModel(CONTEXT, async (model) => {
+      await oneStepRows(model, TOKENS);
       expect(model.info().kvSpareBytes).toBe(320 * model.info().kvBytesPerToken);
       const again = model.createSequence();
-      expectSameRows(
-        await topRows(model, again, short, [20, ...Array<number>(20).fill(1)]),
-        want,
-        "reused",
-      );
+      expectSameRows(await topRows(model, again, short, sizes), want, "reused");
       // It took the spare over: the long sequence's capacity, no fresh pages.
       expect(model.info().kvSpareBytes).toBe(0);
       expect(model.info().kvAllocatedBytes).toBe(320 * model.info().kvBytesPerToken);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   it("refuses a position past the context in the addon itself", {
     timeout: SLOW_TEST_MS,
   }, async () => {
-    const model = await cpuModel("tiny-i2s", { threads: 2 }, 64);
-    try {
+    await withModel(64, async (model) => {
       model.native.createSequence(7);
       const vocab = model.description.hparams.vocabSize;
       const step = (position: number) =>
@@ -189,8 +177,6 @@ describe("the KV cache of a sequence", () => {
       await expect(step(64)).rejects.toThrow(/position beyond the model's context/);
       // The model still steps afterwards.
       await expect(step(63)).resolves.toBeUndefined();
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 });
