@@ -766,9 +766,10 @@ Napi::Value AttnScores(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// attnValues(kernelPath, p, heads, values, kvw, hd, len): one path's attention output of `heads`
-// query heads (p: heads × len probabilities, f16-rounded by the caller) against one KV head's f16
-// values (len rows, kvw apart, the first hd of each used); heads × hd outputs.
+// attnValues(kernelPath, p, heads, values, kvw, hd, len[, carry]): one path's attention output of
+// `heads` query heads (p: heads × len probabilities, f16-rounded by the caller) against one KV
+// head's f16 values (len rows, kvw apart, the first hd of each used); heads × hd outputs, continuing
+// the sums in `carry` when given.
 Napi::Value AttnValues(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[0].IsString() || !info[1].IsTypedArray() ||
@@ -792,14 +793,24 @@ Napi::Value AttnValues(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  // An optional eighth argument: sums over earlier positions (heads × hd) to continue from.
+  const bool carry = info.Length() > 7 && !info[7].IsUndefined();
+  if (carry && (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+                (int64_t)info[7].As<Napi::Float32Array>().ElementLength() != heads * hd)) {
+    Napi::TypeError::New(env, "attnValues: the sums to continue from must be a Float32Array of heads × hd")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(heads * hd));
-  k->attn_values(p.Data(), heads, len, values.Data(), kvw, hd, len, out.Data());
+  if (carry) std::memcpy(out.Data(), info[7].As<Napi::Float32Array>().Data(), (size_t)(heads * hd) * sizeof(float));
+  k->attn_values(p.Data(), heads, len, values.Data(), kvw, hd, len, out.Data(), carry);
   return out;
 }
 
-// softmaxRows(kernelPath, scores, rows, len, scale): the model's attention softmax (softmax.h)
-// over `rows` rows of `len` scores (a Float32Array of rows × len), with the path's exp; returns
-// the probabilities (before the f16 rounding the model applies next).
+// softmaxRows(kernelPath, scores, rows, len, scale[, lengths]): the model's attention softmax
+// (softmax.h) over `rows` rows of `len` scores (a Float32Array of rows × len; with lengths, row r
+// holds lengths[r] of them), with the path's exp; returns the probabilities (before the f16
+// rounding the model applies next; a short row's slots past its length unchanged).
 Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsString() || !info[1].IsTypedArray() ||
@@ -820,9 +831,32 @@ Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  // An optional sixth argument: each row's own length (≤ len; the row keeps `len` slots), as the
+  // model's attention tiles give the rows of a prompt's tokens.
+  std::vector<int64_t> lengths;
+  if (info.Length() > 5 && !info[5].IsUndefined()) {
+    if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        (int64_t)info[5].As<Napi::Int32Array>().ElementLength() != rows) {
+      Napi::TypeError::New(env, "softmaxRows: row lengths must be an Int32Array of one length a row")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const Napi::Int32Array given = info[5].As<Napi::Int32Array>();
+    for (int64_t r = 0; r < rows; r++) {
+      if (given[(size_t)r] < 1 || given[(size_t)r] > len) {
+        Napi::RangeError::New(env, "softmaxRows: each row length must be between 1 and len").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      lengths.push_back(given[(size_t)r]);
+    }
+  }
   Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(rows * len));
   std::memcpy(out.Data(), scores.Data(), (size_t)(rows * len) * sizeof(float));
-  bitnet::softmax_rows(*k, out.Data(), rows, len, scale);
+  if (lengths.empty()) {
+    bitnet::softmax_rows(*k, out.Data(), rows, len, len, scale);
+  } else {
+    bitnet::softmax_ragged_rows(*k, out.Data(), rows, len, scale, [&](int64_t r) { return lengths[(size_t)r]; });
+  }
   return out;
 }
 

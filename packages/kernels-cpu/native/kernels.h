@@ -7,6 +7,8 @@
 // outputs are out[t * out_stride + r] for rows r in [r0, r1) — each thread takes a row range.
 // ---------------------------------------------------------------------------------------------
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 #include "common.h"
@@ -56,9 +58,12 @@ struct Kernels {
   // For the nq query heads that share one KV head: out[h·hd + i] = Σ_j p[h·p_stride + j]·v[j·kvw +
   // i] for h < nq, i < hd, summed in j order (lanes over i: exact). p holds f16-rounded values
   // (the model rounds the probabilities), so FMA gives the same bits here too. A path may convert
-  // each f16 value row once for all nq heads.
+  // each f16 value row once for all nq heads. With `carry`, out already holds each lane's sum over
+  // earlier positions and the sums continue from it, in order: one call over positions [0, len)
+  // and two over [0, m) then [m, len) with carry give the same bits (the model splits a batch's
+  // tokens, whose lengths differ, this way).
   void (*attn_values)(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                      int64_t len, float* out);
+                      int64_t len, float* out, bool carry);
 
   // Σ (double)(x[i]·x[i]) — the RMSNorm sum (scalar: in order; SIMD: in lanes).
   double (*sum_squares)(const float* x, int64_t n);
@@ -66,6 +71,13 @@ struct Kernels {
   // y[i] = (float)exp((double)x[i]) — SIMD paths evaluate exp in double precision, so the result
   // differs from libm's only when it lies within ~1e-16 of a float rounding boundary.
   void (*exp)(const float* x, float* y, int64_t n);
+
+  // The exponentials of one attention row: s[i] = (float)exp((double)(s[i]·scale − max)) where
+  // max is the largest s[j]·scale (NaN skipped, as std::max does); the product and the difference
+  // in f32, the exp as `exp` computes it. One pass for the maximum and one for the rest, in the
+  // path's vectors, where four scalar passes (scale, maximum, difference, exp) took as long as
+  // the exp itself.
+  void (*softmax_exp)(float* s, int64_t n, float scale);
 
   // y = relu(g)² · u, elementwise (exact on every path).
   void (*relu2_glu)(const float* g, const float* u, float* y, int64_t n);
@@ -112,12 +124,30 @@ struct Kernels {
   void (*tq1_to_tq2)(const BlockTQ1* src, BlockTQ2* dst, int64_t n);
 };
 
+// softmax_exp in portable code around a path's exp (the scalar and NEON paths): the maximum over
+// eight interleaved partial maxima (exact in any order), then the differences, then Exp.
+template <void (*Exp)(const float* x, float* y, int64_t n)>
+void softmax_exp_portable(float* s, int64_t n, float scale) {
+  for (int64_t j = 0; j < n; j++) s[j] = s[j] * scale;
+  float part[8];
+  for (float& m : part) m = -INFINITY;
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int i = 0; i < 8; i++) part[i] = std::max(part[i], s[j + i]);
+  }
+  for (; j < n; j++) part[0] = std::max(part[0], s[j]);
+  float max = part[0];
+  for (int i = 1; i < 8; i++) max = std::max(max, part[i]);
+  for (int64_t i = 0; i < n; i++) s[i] = s[i] - max;
+  Exp(s, s, n);
+}
+
 // attn_values for a path whose kernel takes one query head at a time: the nq heads (probability
 // rows p_stride apart, outputs hd apart) one after another.
-template <void (*One)(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out)>
+template <void (*One)(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out, bool carry)>
 void attn_values_each_head(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                           int64_t len, float* out) {
-  for (int64_t h = 0; h < nq; h++) One(p + h * p_stride, v, kvw, hd, len, out + h * hd);
+                           int64_t len, float* out, bool carry) {
+  for (int64_t h = 0; h < nq; h++) One(p + h * p_stride, v, kvw, hd, len, out + h * hd, carry);
 }
 
 // The scalar TQ1_0 kernels (shared by paths without their own).

@@ -572,10 +572,10 @@ void values_heads_avx2(const float* p, int64_t ps, const uint16_t* v, int64_t kv
 // Up to four heads per pass over the values (values_heads_avx2), the positions in tiles that
 // stay in L1 while the passes over output lanes read them again (for_value_tiles).
 void attn_values_avx2(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                      int64_t len, float* out) {
-  for_value_tiles(p, nq, p_stride, v, kvw, hd, len, out,
-                  [&](auto heads, const float* ph, const uint16_t* vt, int64_t n, float* oh, bool carry, const uint16_t* next) {
-                    values_heads_avx2<decltype(heads)::value>(ph, p_stride, vt, kvw, hd, n, oh, carry, next);
+                      int64_t len, float* out, bool carry) {
+  for_value_tiles(p, nq, p_stride, v, kvw, hd, len, out, carry,
+                  [&](auto heads, const float* ph, const uint16_t* vt, int64_t n, float* oh, bool continues, const uint16_t* next) {
+                    values_heads_avx2<decltype(heads)::value>(ph, p_stride, vt, kvw, hd, n, oh, continues, next);
                   });
 }
 
@@ -618,6 +618,37 @@ void exp_avx2(const float* x, float* y, int64_t n) {
     _mm_storeu_ps(y + i, _mm256_cvtpd_ps(exp_pd4(v)));
   }
   for (; i < n; i++) y[i] = (float)std::exp((double)x[i]);
+}
+
+// kernels.h softmax_exp: the maximum of s·scale over two vectors of lanes (VMAXPS returns its
+// second operand, the running maximum, for a NaN lane: std::max's NaN rule), then the
+// differences and their exps, two vectors of four doubles at a time.
+void softmax_exp_avx2(float* s, int64_t n, float scale) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(s + i), vs), m0);
+    m1 = _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(s + i + 8), vs), m1);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float max = lanes[0];
+  for (int k = 1; k < 8; k++) max = std::max(max, lanes[k]);
+  for (; i < n; i++) max = std::max(max, s[i] * scale);
+  const __m256 vm = _mm256_set1_ps(max);
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(s + i), vs), vm);
+    const __m128 lo = _mm256_cvtpd_ps(exp_pd4(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+    const __m128 hi = _mm256_cvtpd_ps(exp_pd4(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+    _mm256_storeu_ps(s + i, _mm256_set_m128(hi, lo));
+  }
+  for (; i + 4 <= n; i += 4) {
+    const __m128 x = _mm_sub_ps(_mm_mul_ps(_mm_loadu_ps(s + i), _mm256_castps256_ps128(vs)), _mm256_castps256_ps128(vm));
+    _mm_storeu_ps(s + i, _mm256_cvtpd_ps(exp_pd4(_mm256_cvtps_pd(x))));
+  }
+  for (; i < n; i++) s[i] = (float)std::exp((double)(s[i] * scale - max));
 }
 
 void relu2_glu_avx2(const float* g, const float* u, float* y, int64_t n) {
@@ -773,7 +804,7 @@ uint64_t stream_read_avx2(const uint8_t* p, int64_t n, int variant) {
 
 const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq2_gemm_avx2,
                       f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
-                      sum_squares_avx2, exp_avx2,         relu2_glu_avx2,     quantize_i8_avx2,
+                      sum_squares_avx2, exp_avx2,         softmax_exp_avx2, relu2_glu_avx2,     quantize_i8_avx2,
                       quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2,
                       q6_k_gemm_x86,    tq1_gemm_avx2,    tq1_to_tq2_x86};
 

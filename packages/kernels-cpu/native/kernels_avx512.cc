@@ -678,10 +678,11 @@ void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int
   }
 }
 
-// Up to four heads per pass over the keys (8 accumulators of 32 registers).
+// Up to eight heads per pass over the keys (16 accumulators of 32 registers): a prompt's tiles
+// score four tokens' heads at a time (the 2B shape's 16 rows in two passes instead of four).
 void attn_scores_avx512(const float* q, int64_t nq, const uint16_t* kt, int64_t stride, int64_t hd, int64_t len,
                         float* scores, int64_t score_stride) {
-  for_head_groups(q, nq, hd, scores, score_stride, [&](auto heads, const float* qh, float* sh) {
+  for_head_groups<8>(q, nq, hd, scores, score_stride, [&](auto heads, const float* qh, float* sh) {
     scores_heads_avx512<decltype(heads)::value>(qh, kt, stride, hd, len, sh, score_stride);
   });
 }
@@ -724,49 +725,52 @@ void attn_values_one_avx512(const float* p, const uint16_t* v, int64_t kvw, int6
   }
 }
 
-// NQ heads against one KV head's values, 64 output lanes per pass: each V row's f16 values are
-// converted once for all NQ heads (4 × NQ accumulators ≤ 16 of 32 registers), where one head at a
-// time converted them once per head. Each lane still sums in j order (FMA, exact: kernels.h):
-// the same bits as attn_values_one_avx512. `carry` as there. With `next`, the next tile's rows
-// (as many, kvw apart) are asked for L1 as this one's are read: a pass over 64 output lanes reads
-// two of a 128-wide row's four lines and would otherwise wait on memory for each.
+// NQ heads against one KV head's values, 64 output lanes per pass (32 for more than four heads):
+// each V row's f16 values are converted once for all NQ heads (NQ × 64 or 32 lanes: ≤ 16 of 32
+// registers of accumulators), where one head at a time converted them once per head. Each lane
+// still sums in j order (FMA, exact: kernels.h): the same bits as attn_values_one_avx512. `carry`
+// as there. With `next`, the next tile's rows (as many, kvw apart) are asked for L1 as this
+// one's are read: a pass over 64 output lanes reads two of a 128-wide row's four lines and would
+// otherwise wait on memory for each.
 template <int NQ>
 void values_heads_avx512(const float* p, int64_t ps, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
                          bool carry, const uint16_t* next) {
+  constexpr int C = NQ > 4 ? 2 : 4;  // 16-lane vectors per pass
   auto start = [carry](const float* o) { return carry ? _mm512_loadu_ps(o) : _mm512_setzero_ps(); };
   int64_t i = 0;
-  for (; i + 64 <= hd; i += 64) {
-    __m512 a[NQ][4];
+  for (; i + 16 * C <= hd; i += 16 * C) {
+    __m512 a[NQ][C];
     for (int h = 0; h < NQ; h++)
-      for (int c = 0; c < 4; c++) a[h][c] = start(out + h * hd + i + 16 * c);
+      for (int c = 0; c < C; c++) a[h][c] = start(out + h * hd + i + 16 * c);
     for (int64_t j = 0; j < len; j++) {
       const uint16_t* row = v + j * kvw + i;
       if (next != nullptr) {
-        for (int c = 0; c < 2; c++) _mm_prefetch((const char*)(next + j * kvw + i + 32 * c), _MM_HINT_T0);
+        for (int c = 0; c < C; c += 2) _mm_prefetch((const char*)(next + j * kvw + i + 16 * c), _MM_HINT_T0);
       }
-      __m512 vc[4];
-      for (int c = 0; c < 4; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)));
+      __m512 vc[C];
+      for (int c = 0; c < C; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * c)));
       for (int h = 0; h < NQ; h++) {
         const __m512 pj = _mm512_set1_ps(p[h * ps + j]);
-        for (int c = 0; c < 4; c++) a[h][c] = _mm512_fmadd_ps(pj, vc[c], a[h][c]);
+        for (int c = 0; c < C; c++) a[h][c] = _mm512_fmadd_ps(pj, vc[c], a[h][c]);
       }
     }
     for (int h = 0; h < NQ; h++)
-      for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + h * hd + i + 16 * c, a[h][c]);
+      for (int c = 0; c < C; c++) _mm512_storeu_ps(out + h * hd + i + 16 * c, a[h][c]);
   }
   if (i < hd) {
-    // The last hd % 64 lanes (head dims that are not multiples of 64): one head at a time.
+    // The last lanes (head dims that are not multiples of 64 or 32): one head at a time.
     for (int h = 0; h < NQ; h++) attn_values_one_avx512(p + h * ps, v + i, kvw, hd - i, len, out + h * hd + i, carry);
   }
 }
 
-// Up to four heads per pass over the values (values_heads_avx512), the positions in tiles that
+// Up to eight heads per pass over the values (values_heads_avx512), the positions in tiles that
 // stay in L1 while the passes over output lanes read them again (for_value_tiles).
 void attn_values_avx512(const float* p, int64_t nq, int64_t p_stride, const uint16_t* v, int64_t kvw, int64_t hd,
-                        int64_t len, float* out) {
-  for_value_tiles(p, nq, p_stride, v, kvw, hd, len, out,
-                  [&](auto heads, const float* ph, const uint16_t* vt, int64_t n, float* oh, bool carry, const uint16_t* next) {
-                    values_heads_avx512<decltype(heads)::value>(ph, p_stride, vt, kvw, hd, n, oh, carry, next);
+                        int64_t len, float* out, bool carry) {
+  for_value_tiles<8>(p, nq, p_stride, v, kvw, hd, len, out, carry,
+                     [&](auto heads, const float* ph, const uint16_t* vt, int64_t n, float* oh, bool continues,
+                         const uint16_t* next) {
+                       values_heads_avx512<decltype(heads)::value>(ph, p_stride, vt, kvw, hd, n, oh, continues, next);
                   });
 }
 
@@ -807,6 +811,38 @@ void exp_avx512(const float* x, float* y, int64_t n) {
     _mm256_storeu_ps(y + i, _mm512_cvtpd_ps(exp_pd(v)));
   }
   for (; i < n; i++) y[i] = (float)std::exp((double)x[i]);
+}
+
+// kernels.h softmax_exp: the maximum of s·scale over two vectors of lanes (VMAXPS returns its
+// second operand, the running maximum, for a NaN lane: std::max's NaN rule), then the
+// differences and their exps, two vectors of eight doubles at a time.
+void softmax_exp_avx512(float* s, int64_t n, float scale) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(s + i), vs), m0);
+    m1 = _mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(s + i + 16), vs), m1);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, _mm512_max_ps(m0, m1));
+  float max = lanes[0];
+  for (int k = 1; k < 16; k++) max = std::max(max, lanes[k]);
+  for (; i < n; i++) max = std::max(max, s[i] * scale);
+  const __m512 vm = _mm512_set1_ps(max);
+  i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(s + i), vs), vm);
+    const __m256 lo = _mm512_cvtpd_ps(exp_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x))));
+    const __m256 hi = _mm512_cvtpd_ps(exp_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))));
+    _mm256_storeu_ps(s + i, lo);
+    _mm256_storeu_ps(s + i + 8, hi);
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(s + i), _mm512_castps512_ps256(vs)), _mm512_castps512_ps256(vm));
+    _mm256_storeu_ps(s + i, _mm512_cvtpd_ps(exp_pd(_mm512_cvtps_pd(x))));
+  }
+  for (; i < n; i++) s[i] = (float)std::exp((double)(s[i] * scale - max));
 }
 
 void relu2_glu_avx512(const float* g, const float* u, float* y, int64_t n) {
@@ -1007,7 +1043,7 @@ void f16_gemm_avx512_path(const uint16_t* w, int64_t cols, int64_t r0, int64_t r
 
 const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx512,    tq2_gemm_avx512,
                         f16_gemm_avx512_path, q8_0_gemm_avx512,   attn_scores_avx512, attn_values_avx512,
-                        sum_squares_avx512, exp_avx512,           relu2_glu_avx512,   quantize_i8_avx512,
+                        sum_squares_avx512, exp_avx512,           softmax_exp_avx512, relu2_glu_avx512,   quantize_i8_avx512,
                         quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512,
                         q6_k_gemm_x86,      tq1_gemm_avx512,      tq1_to_tq2_x86};
 

@@ -82,10 +82,12 @@ void attn_scores_neon(const float* q, int64_t nq, const uint16_t* kt, int64_t st
   for (int64_t h = 0; h < nq; h++) attn_scores_neon_head(q + h * hd, kt, stride, hd, len, scores + h * score_stride);
 }
 
-void attn_values_one_neon(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void attn_values_one_neon(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
+                          bool carry) {
   int64_t i = 0;
   for (; i + 8 <= hd; i += 8) {
-    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
+    float32x4_t a0 = carry ? vld1q_f32(out + i) : vdupq_n_f32(0.0f);
+    float32x4_t a1 = carry ? vld1q_f32(out + i + 4) : vdupq_n_f32(0.0f);
     for (int64_t j = 0; j < len; j++) {
       const uint16_t* vj = v + j * kvw + i;
       a0 = vaddq_f32(a0, vmulq_n_f32(load_f16x4(vj), p[j]));
@@ -95,7 +97,7 @@ void attn_values_one_neon(const float* p, const uint16_t* v, int64_t kvw, int64_
     vst1q_f32(out + i + 4, a1);
   }
   for (; i < hd; i++) {
-    float a = 0.0f;
+    float a = carry ? out[i] : 0.0f;
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
@@ -497,20 +499,20 @@ namespace {
 
 const Kernels NEON = {"neon",           LAYOUT_NATURAL,      i2s_gemm_neon,    tq2_gemm_neon,
                       f16_gemm_neon,    q8_0_gemm_neon,      attn_scores_neon, attn_values_each_head<attn_values_one_neon>,
-                      sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
+                      sum_squares_neon, exp_neon,            softmax_exp_portable<exp_neon>, relu2_glu_neon,   quantize_i8_scalar,
                       quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
                       q6_k_gemm_neon,   tq1_gemm_neon,       tq1_to_tq2_neon};
 
 const Kernels NEON_DOTPROD = {"neon-dotprod",   LAYOUT_NATURAL,      dotprod::i2s_gemm, dotprod::tq2_gemm,
                               f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon,  attn_values_each_head<attn_values_one_neon>,
-                              sum_squares_neon, exp_neon,            relu2_glu_neon,    quantize_i8_scalar,
+                              sum_squares_neon, exp_neon,            softmax_exp_portable<exp_neon>, relu2_glu_neon,    quantize_i8_scalar,
                               quantize_q8k_scalar, stream_read_neon, to_f16_neon,       round_f16_neon,
                               dotprod::q6_k_gemm, dotprod::tq1_gemm, tq1_to_tq2_neon};
 
 // The Q8_0 head keeps SDOT: one token per call row (decode), where SMMLA's pairs would be half empty.
 const Kernels NEON_I8MM = {"neon-i8mm",      LAYOUT_NATURAL,      i8mm::i2s_gemm,   i8mm::tq2_gemm,
                            f16_gemm_neon,    dotprod::q8_0_gemm,  attn_scores_neon, attn_values_each_head<attn_values_one_neon>,
-                           sum_squares_neon, exp_neon,            relu2_glu_neon,   quantize_i8_scalar,
+                           sum_squares_neon, exp_neon,            softmax_exp_portable<exp_neon>, relu2_glu_neon,   quantize_i8_scalar,
                            quantize_q8k_scalar, stream_read_neon, to_f16_neon,      round_f16_neon,
                            dotprod::q6_k_gemm, dotprod::tq1_gemm, tq1_to_tq2_neon};
 

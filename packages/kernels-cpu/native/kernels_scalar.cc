@@ -202,9 +202,10 @@ void attn_scores_scalar(const float* q, int64_t nq, const uint16_t* kt, int64_t 
   }
 }
 
-void attn_values_one_scalar(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out) {
+void attn_values_one_scalar(const float* p, const uint16_t* v, int64_t kvw, int64_t hd, int64_t len, float* out,
+                            bool carry) {
   for (int64_t i = 0; i < hd; i++) {
-    float a = 0.0f;
+    float a = carry ? out[i] : 0.0f;
     for (int64_t j = 0; j < len; j++) a += p[j] * f16_to_f32(v[j * kvw + i]);
     out[i] = a;
   }
@@ -229,7 +230,7 @@ void relu2_glu_scalar(const float* g, const float* u, float* y, int64_t n) {
 
 const Kernels SCALAR = {"scalar",           LAYOUT_NATURAL,     i2s_gemm_scalar,    tq2_gemm_scalar,
                         f16_gemm_scalar,    q8_0_gemm_scalar,   attn_scores_scalar, attn_values_each_head<attn_values_one_scalar>,
-                        sum_squares_scalar, exp_scalar,         relu2_glu_scalar,   quantize_i8_scalar,
+                        sum_squares_scalar, exp_scalar,         softmax_exp_portable<exp_scalar>, relu2_glu_scalar,   quantize_i8_scalar,
                         quantize_q8k_scalar, stream_read_scalar, to_f16_scalar,     round_f16_scalar,
                         q6_k_gemm_scalar,   tq1_gemm_scalar,    tq1_to_tq2_scalar};
 

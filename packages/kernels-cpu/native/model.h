@@ -196,6 +196,8 @@ class Model {
   const float* fused_prologue(int32_t norm_op, int tid, int64_t t = 0);
   int32_t fused_norm(int32_t input) const;
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
+  // Attention of a prompt's tokens in tiles (attention_tiles_), each against one KV head at a time.
+  void attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth);
   bool warm_weights(int tid);
   // Per thread: the weights it will stream next that it may still ask L2 for while it waits at
   // a barrier (see warm_weights), [next, end).
@@ -264,6 +266,11 @@ class Model {
   float* logits_ = nullptr;
   std::vector<Sequence*> owners_;
   std::vector<int64_t> logit_rows_;
+  // This step's attention tiles: runs of up to attention_tile_tokens_ consecutive tokens of one
+  // sequence at consecutive positions, as their first tokens and then T (empty: one token at a
+  // time, as a short step splits its heads across threads).
+  std::vector<int64_t> attention_tiles_;
+  int64_t attention_tile_tokens_ = 4;
   // Quantized activations of the last quantized buffer (shared by q/k/v and gate/up).
   // Each thread tracks which buffer q_ holds (the same value on every thread, kept per thread so
   // no thread reads it while another updates it).

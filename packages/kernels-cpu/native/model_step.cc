@@ -215,9 +215,14 @@ void Model::prepare_execution() {
     l.sum.resize((size_t)(widest / 256 + 1));
   }
   scratch_.resize((size_t)pool_->size());
-  // Attention scores of one KV head's query heads (context each), or a row of the head's work.
+  // Attention scores of one tile's tokens × one KV head's query heads (context each) and their
+  // outputs, or a row of the head's work.
   const int64_t group = std::max<int64_t>(1, cfg_.n_head / std::max<int64_t>(1, cfg_.n_head_kv));
-  for (auto& s : scratch_) s.resize((size_t)std::max<int64_t>(std::max<int64_t>(cfg_.context * group, cfg_.n_embd), 256) + 1024);
+  if (const char* tile = std::getenv("BITNET_ATTENTION_TILE")) attention_tile_tokens_ = std::max(1, std::atoi(tile));
+  const int64_t tile_rows = attention_tile_tokens_ * group;
+  for (auto& s : scratch_) {
+    s.resize((size_t)std::max<int64_t>(std::max<int64_t>(tile_rows * (cfg_.context + cfg_.head_dim), cfg_.n_embd), 256) + 1024);
+  }
   prologue_width_ = 0;
   for (size_t i = 0; i < cfg_.ops.size(); i++) {
     if (fusion_[i] == FUSE_NORM) prologue_width_ = std::max(prologue_width_, cfg_.buffer_widths[(size_t)cfg_.ops[i].out]);
@@ -789,6 +794,18 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     ensure_capacity(it->second, positions[t] + 1);
     if (want_logits[t]) logit_rows_.push_back(t);
   }
+  // A prompt's attention in tiles of consecutive tokens (attend_token_tiles); below 8 tokens the
+  // (token, head) pairs split more evenly across threads.
+  attention_tiles_.clear();
+  if (T >= 8 && attention_tile_tokens_ > 1) {
+    for (int64_t t = 0; t < T; t++) {
+      if (t == 0 || t - attention_tiles_.back() == attention_tile_tokens_ || owners_[(size_t)t] != owners_[(size_t)t - 1] ||
+          positions[t] != positions[t - 1] + 1) {
+        attention_tiles_.push_back(t);
+      }
+    }
+    attention_tiles_.push_back(T);
+  }
   std::fill(quant_buffer_.begin(), quant_buffer_.end(), -1);
   // Which kernel each op runs this step (AMX tiles only from AMX_MIN_TOKENS_I2S or _TQ2 tokens
   // on), and whether the barrier after it can be skipped: consecutive projections of the same
@@ -1003,6 +1020,78 @@ void Model::share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int6
   if (!started) b0 = b1;
 }
 
+// A prompt's attention, phase 2: each unit is one tile of consecutive tokens (attention_tiles_)
+// against one KV head, its tokens' query heads scored together. Deep in a context a token's keys
+// and values (~10 MB a layer at 4096 positions of the 2B shape) come from memory or L3; a tile
+// reads each key block and value tile once for all its tokens (the kernels' passes over four
+// heads at a time reread it from L1). The scores run to the tile's last position (each token's
+// softmax takes its own length, the rest unused); the values run over the first token's length
+// for every row, then each later token's own few positions continue its sums (attn_values with
+// carry), so every lane sums in position order: the bits of one token at a time.
+void Model::attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth) {
+  const int64_t hd = cfg_.head_dim, nh = cfg_.n_head, nkv = cfg_.n_head_kv, d = cfg_.n_embd, group = nh / nkv;
+  const float scale = (float)(1.0 / std::sqrt((double)hd));
+  const int64_t tiles = (int64_t)attention_tiles_.size() - 1, units = tiles * nkv;
+  // Units split across threads by their cost, like share_attention_pairs (a unit's positions).
+  auto cost = [&](int64_t u) {
+    const int64_t t0 = attention_tiles_[(size_t)(u / nkv)], t1 = attention_tiles_[(size_t)(u / nkv) + 1];
+    return (t1 - t0) * (positions_[t1 - 1] + 1 + 32);
+  };
+  int64_t total = 0;
+  for (int64_t u = 0; u < units; u++) total += cost(u);
+  const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
+  int64_t u0 = units, u1 = units, before = 0;
+  for (int64_t u = 0; u < units; u++) {
+    if (u0 == units && before >= lo) u0 = u;
+    if (before >= hi) {
+      u1 = u;
+      break;
+    }
+    before += cost(u);
+  }
+  if (u0 > u1) u0 = u1;
+  float* scores = scratch_[(size_t)tid].data();
+  float* sums = scores + attention_tile_tokens_ * group * cfg_.context;
+  std::vector<float> qh((size_t)(attention_tile_tokens_ * group * hd));
+  for (int64_t u = u0; u < u1; u++) {
+    const int64_t t0 = attention_tiles_[(size_t)(u / nkv)], n = attention_tiles_[(size_t)(u / nkv) + 1] - t0;
+    const int64_t kvh = u % nkv, rows = n * group;
+    const int64_t first_len = positions_[t0] + 1, last_len = positions_[t0 + n - 1] + 1;
+    const Sequence* s = owners_[(size_t)t0];
+    const uint16_t* keys = layer_keys(*s, op.layer) + kvh * hd * kv_stride();
+    const uint16_t* vals = layer_values(*s, op.layer) + kvh * kv_stride() * hd;
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t t = t0 + r / group;
+      const float* head = q + t * d + (kvh * group + r % group) * hd;
+      if (rotate_q) {
+        rope_head(head, qh.data() + r * hd, t);
+        head = qh.data() + r * hd;
+      }
+      kernels_->round_f16(head, qh.data() + r * hd, hd);
+    }
+    for (int64_t j = 0; j < last_len; j += kKeyBlock) {
+      if (j + kKeyBlock < last_len) {
+        const char* next = (const char*)(keys + (j + kKeyBlock) * hd);
+        for (int64_t o = 0; o < kKeyBlock * hd * 2; o += 64) __builtin_prefetch(next + o, 0, 3);
+      }
+      kernels_->attn_scores(qh.data(), rows, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, last_len - j), scores + j,
+                            last_len);
+    }
+    auto row_length = [&](int64_t r) { return positions_[t0 + r / group] + 1; };
+    softmax_ragged_rows(*kernels_, scores, rows, last_len, scale, row_length);
+    for (int64_t r = 0; r < rows; r++) kernels_->round_f16(scores + r * last_len, scores + r * last_len, row_length(r));
+    kernels_->attn_values(scores, rows, last_len, vals, hd, hd, first_len, sums, false);
+    for (int64_t k = 1; k < n; k++) {
+      const int64_t len = positions_[t0 + k] + 1;
+      kernels_->attn_values(scores + k * group * last_len + first_len, group, last_len, vals + first_len * hd, hd, hd,
+                            len - first_len, sums + k * group * hd, true);
+    }
+    for (int64_t k = 0; k < n; k++) {
+      std::memcpy(out + (t0 + k) * d + kvh * group * hd, sums + k * group * hd, (size_t)(group * hd) * sizeof(float));
+    }
+  }
+}
+
 void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* steal) {
   const int64_t d = cfg_.n_embd;
   int64_t b0, b1;
@@ -1154,6 +1243,10 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         kernels_->to_f16(v + t * kvw + kh * hd, layer_values(*s, op.layer) + (kh * kv_stride() + pos) * hd, hd);
       }
       pool_->barrier().wait();
+      if (!attention_tiles_.empty()) {
+        attend_token_tiles(op, q, rotate_q, out, tid, nth);
+        return;
+      }
       // Phase 2: (token, head) pairs split across threads. A thread's consecutive heads of one
       // token that share a KV head are scored together, each key row read once for all of them.
       const int64_t group = nh / nkv;
@@ -1187,9 +1280,9 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
           }
           kernels_->attn_scores(qh.data(), heads, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
         }
-        softmax_rows(*kernels_, scores, heads, len, scale);
+        softmax_rows(*kernels_, scores, heads, len, len, scale);
         kernels_->round_f16(scores, scores, heads * len);
-        kernels_->attn_values(scores, heads, len, vals, hd, hd, len, out + t * d + h * hd);
+        kernels_->attn_values(scores, heads, len, vals, hd, hd, len, out + t * d + h * hd, false);
         p += heads;
       }
       return;

@@ -136,10 +136,52 @@ describe("the attention softmax equals the reference arithmetic bit for bit", ()
       },
     );
   }
+  // A prompt's tokens scored together (the model's attention tiles): rows of different lengths,
+  // eight at a time sharing their common positions, then each row's own.
+  for (const path of ALL_KERNEL_PATHS.filter((p) => p !== "amx")) {
+    const skip = pathSkipReason(path);
+    const suffix = skip ? ` (skipped: ${skip})` : "";
+    it.skipIf(skip !== undefined)(
+      `${path}: rows of different lengths, each its own softmax, the slots past it untouched${suffix}`,
+      () => {
+        const binding = loadBinding();
+        const random = rng(0x7a9e ^ path.length);
+        const scale = 1 / Math.sqrt(128);
+        for (const rows of [1, 4, 9, 16]) {
+          for (const len of [3, 40, 700]) {
+            const lengths = Int32Array.from({ length: rows }, (_, r) =>
+              r % 4 === 3 ? len : 1 + Math.floor(random() * len),
+            );
+            const scores = new Float32Array(rows * len).map(() => fround((random() * 2 - 1) * 60));
+            const got = binding.softmaxRows(path, scores, rows, len, scale, lengths);
+            for (let r = 0; r < rows; r++) {
+              const n = lengths[r]!;
+              const want = referenceSoftmax(scores.subarray(r * len, r * len + n), scale);
+              for (let j = 0; j < len; j++) {
+                const expected = j < n ? want[j]! : scores[r * len + j]!;
+                if (!Object.is(got[r * len + j], expected)) {
+                  expect(
+                    got[r * len + j],
+                    `${rows} rows of ${len}: row ${r} (${n} long), position ${j}`,
+                  ).toBe(expected);
+                }
+              }
+            }
+          }
+        }
+      },
+    );
+  }
   it("refuses inconsistent shapes with a RangeError", () => {
     const binding = loadBinding();
     const path = binding.availablePaths()[0]!;
     expect(() => binding.softmaxRows(path, new Float32Array(10), 3, 4, 1)).toThrow(RangeError);
+    expect(() =>
+      binding.softmaxRows(path, new Float32Array(8), 2, 4, 1, Int32Array.of(4, 5)),
+    ).toThrow(RangeError);
+    expect(() => binding.softmaxRows(path, new Float32Array(8), 2, 4, 1, Int32Array.of(4))).toThrow(
+      TypeError,
+    );
     expect(() => binding.softmaxRows(path, new Float32Array(0), 0, 4, 1)).toThrow(RangeError);
   });
 });
@@ -199,6 +241,69 @@ describe("attention outputs equal the reference arithmetic bit for bit", () => {
       },
     );
   }
+  // The model splits a batch's tokens (whose lengths differ) into a shared run of positions and
+  // each token's own tail, continuing the sums: the two calls must give the one call's bits.
+  for (const path of ALL_KERNEL_PATHS.filter((p) => p !== "amx")) {
+    const skip = pathSkipReason(path);
+    const suffix = skip ? ` (skipped: ${skip})` : "";
+    it.skipIf(skip !== undefined)(
+      `${path}: positions split in two calls, the second continuing the sums, give one call's bits${suffix}`,
+      () => {
+        const binding = loadBinding();
+        const random = rng(0xca77 ^ path.length);
+        for (const hd of [128, 72]) {
+          for (const heads of [1, 3, 4, 8, 16]) {
+            for (const len of [2, 33, 300, 1000]) {
+              const kvw = hd;
+              const values = new Uint16Array(len * kvw).map(() => f32ToF16((random() * 2 - 1) * 8));
+              const p = new Float32Array(heads * len).map(() => roundToF16(random()));
+              const whole = binding.attnValues(path, p, heads, values, kvw, hd, len);
+              for (const m of [1, 1 + Math.floor(random() * (len - 1)), len - 1]) {
+                if (m < 1 || m >= len) {
+                  continue;
+                }
+                const rows = (from: number, to: number) => {
+                  const part = new Float32Array(heads * (to - from));
+                  for (let h = 0; h < heads; h++) {
+                    part.set(p.subarray(h * len + from, h * len + to), h * (to - from));
+                  }
+                  return part;
+                };
+                const first = binding.attnValues(
+                  path,
+                  rows(0, m),
+                  heads,
+                  values.subarray(0, m * kvw),
+                  kvw,
+                  hd,
+                  m,
+                );
+                const rest = values.subarray(m * kvw);
+                const got = binding.attnValues(
+                  path,
+                  rows(m, len),
+                  heads,
+                  rest,
+                  kvw,
+                  hd,
+                  len - m,
+                  first,
+                );
+                for (let n = 0; n < whole.length; n++) {
+                  if (!Object.is(got[n], whole[n])) {
+                    expect(
+                      got[n],
+                      `hd ${hd}, ${heads} heads, len ${len} split at ${m}: lane ${n}`,
+                    ).toBe(whole[n]);
+                  }
+                }
+              }
+            }
+          }
+        }
+      },
+    );
+  }
   it("refuses inconsistent shapes with a RangeError", () => {
     const binding = loadBinding();
     const path = binding.availablePaths()[0]!;
@@ -212,5 +317,17 @@ describe("attention outputs equal the reference arithmetic bit for bit", () => {
     expect(() => binding.attnValues(path, new Float32Array(2 * 11), 2, values, 64, 64, 11)).toThrow(
       RangeError,
     );
+    expect(() =>
+      binding.attnValues(
+        path,
+        new Float32Array(2 * 10),
+        2,
+        values,
+        64,
+        64,
+        10,
+        new Float32Array(64),
+      ),
+    ).toThrow(TypeError);
   });
 });

@@ -251,7 +251,8 @@ export interface NativeBinding {
   /**
    * One path's attention output of `heads` query heads sharing one KV head: `p` holds heads × len
    * f16-rounded probabilities, `values` the head's f16 values (len rows, `kvw` apart, the first
-   * `hd` of each used). heads × hd outputs, each Σ_j p·v summed in j order. For tests.
+   * `hd` of each used). heads × hd outputs, each Σ_j p·v summed in j order; with `carry` (heads ×
+   * hd sums over earlier positions) the sums continue from it. For tests.
    */
   attnValues(
     kernelPath: string,
@@ -261,11 +262,13 @@ export interface NativeBinding {
     kvw: number,
     hd: number,
     len: number,
+    carry?: Float32Array,
   ): Float32Array;
   /**
    * The model's attention softmax with one path's exp: `rows` rows of `len` scores (rows × len)
    * scaled, then exp(s − row max) / Σ (the sum in double, in position order). Returns the
-   * probabilities before their f16 rounding. For tests.
+   * probabilities before their f16 rounding. With `lengths`, row r holds only its first
+   * lengths[r] scores (the rest left as given), as a prompt's tokens scored together. For tests.
    */
   softmaxRows(
     kernelPath: string,
@@ -273,6 +276,7 @@ export interface NativeBinding {
     rows: number,
     len: number,
     scale: number,
+    lengths?: Int32Array,
   ): Float32Array;
   /**
    * One path's ternary projection as a model runs it: the T rows of `x` (T × cols) quantized by
