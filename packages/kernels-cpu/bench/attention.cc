@@ -4,12 +4,15 @@
 // tile of four tokens) over `len` positions. Prints GFLOP/s (2 per multiply-add) of each half
 // and the softmax's time per score, best of 7, and checks all three against the scalar path bit
 // for bit.
+// COPIES=<n> spreads the keys and values over n copies taken in turn, so they come from memory
+// (a model reads 30 layers × its KV heads' caches) instead of staying in cache.
 //   bash packages/kernels-cpu/bench/build-run.sh attention <path> [rows len hd]
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <random>
 #include <vector>
 #include "../native/kernels.h"
@@ -29,9 +32,20 @@ int main(int argc, char** argv) {
   const int64_t blocks = (len + kBlock - 1) / kBlock;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<uint16_t> keys((size_t)(blocks * kBlock * hd)), values((size_t)(blocks * kBlock * hd));
-  for (auto& x : keys) x = f32_to_f16(u(rng));
-  for (auto& x : values) x = f32_to_f16(u(rng));
+  const int64_t copies = getenv("COPIES") ? std::max(1, atoi(getenv("COPIES"))) : 1, per = blocks * kBlock * hd;
+  std::vector<uint16_t> key_copies((size_t)(copies * per)), value_copies((size_t)(copies * per));
+  for (auto& x : key_copies) x = f32_to_f16(u(rng));
+  for (int64_t c = 1; c < copies; c++) std::copy(key_copies.begin(), key_copies.begin() + per, key_copies.begin() + c * per);
+  for (auto& x : value_copies) x = f32_to_f16(u(rng));
+  for (int64_t c = 1; c < copies; c++) std::copy(value_copies.begin(), value_copies.begin() + per, value_copies.begin() + c * per);
+  int64_t copy = 0;
+  const uint16_t* keys_at = key_copies.data();
+  const uint16_t* values_at = value_copies.data();
+  auto next_copy = [&] {
+    copy = (copy + 1) % copies;
+    keys_at = key_copies.data() + copy * per;
+    values_at = value_copies.data() + copy * per;
+  };
   std::vector<float> q((size_t)(rows * hd));
   for (auto& x : q) x = f16_to_f32(f32_to_f16(u(rng)));
   std::vector<float> scores((size_t)(rows * len)), want((size_t)(rows * len)), p((size_t)(rows * len));
@@ -39,7 +53,7 @@ int main(int argc, char** argv) {
   std::vector<float> out((size_t)(rows * hd)), out_ref((size_t)(rows * hd));
   auto run_scores = [&](const Kernels* kk, float* s) {
     for (int64_t j = 0; j < len; j += kBlock) {
-      kk->attn_scores(q.data(), rows, keys.data() + j * hd, kBlock, hd, std::min(kBlock, len - j), s + j, len);
+      kk->attn_scores(q.data(), rows, keys_at + j * hd, kBlock, hd, std::min(kBlock, len - j), s + j, len);
     }
   };
   const double flops = 2.0 * (double)rows * (double)len * (double)hd;
@@ -50,10 +64,16 @@ int main(int argc, char** argv) {
   for (int rep = 0; rep < 7; rep++) {
     const int inner = std::max<int64_t>(1, (int64_t)(2e8 / flops));
     double t0 = now();
-    for (int i = 0; i < inner; i++) run_scores(k, scores.data());
+    for (int i = 0; i < inner; i++) {
+      run_scores(k, scores.data());
+      next_copy();
+    }
     best_s = std::min(best_s, (now() - t0) / inner);
     t0 = now();
-    for (int i = 0; i < inner; i++) k->attn_values(p.data(), rows, len, values.data(), hd, hd, len, out.data(), false);
+    for (int i = 0; i < inner; i++) {
+      k->attn_values(p.data(), rows, len, values_at, hd, hd, len, out.data(), false);
+      next_copy();
+    }
     best_v = std::min(best_v, (now() - t0) / inner);
     double spent = 0;
     for (int i = 0; i < inner; i++) {
@@ -66,8 +86,12 @@ int main(int argc, char** argv) {
   }
   probs_ref = raw;
   softmax_rows(*ref, probs_ref.data(), rows, len, len, scale);
+  copy = copies - 1;
+  next_copy();
+  run_scores(k, scores.data());
+  k->attn_values(p.data(), rows, len, values_at, hd, hd, len, out.data(), false);
   run_scores(ref, want.data());
-  ref->attn_values(p.data(), rows, len, values.data(), hd, hd, len, out_ref.data(), false);
+  ref->attn_values(p.data(), rows, len, values_at, hd, hd, len, out_ref.data(), false);
   const bool same = memcmp(scores.data(), want.data(), scores.size() * 4) == 0 && memcmp(out.data(), out_ref.data(), out.size() * 4) == 0 &&
                     memcmp(probs.data(), probs_ref.data(), probs.size() * 4) == 0;
   printf("%s rows %lld len %lld hd %lld: scores %.1f GFLOP/s (%.1f us), values %.1f GFLOP/s (%.1f us), softmax %.2f ns a score%s\n",
