@@ -196,6 +196,8 @@ class Model {
   const float* fused_prologue(int32_t norm_op, int tid, int64_t t = 0);
   int32_t fused_norm(int32_t input) const;
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
+  void attention_query(const float* q, bool rotate_q, int64_t t, int64_t h, float* dest) const;
+  void attention_scores(const float* qh, int64_t rows, const uint16_t* keys, int64_t len, float* scores) const;
   // Attention of a prompt's tokens in tiles (attention_tiles_), each against one KV head at a time.
   void attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth);
   bool warm_weights(int tid);

@@ -993,31 +993,65 @@ void Model::linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const st
   }
 }
 
-// Thread tid's share [b0, b1) of a step's (token, head) attention pairs, token-major. A pair
-// costs about its key count plus a fixed part, and the count grows along a prompt: equal counts
-// of pairs gave the second of two threads three times the first's work on a 128-token prompt,
-// so the threads take equal shares of the total cost instead.
-void Model::share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const {
-  const int64_t nh = cfg_.n_head;
-  auto cost = [&](int64_t t) { return positions_[t] + 1 + 32; };
+// Thread tid's share [b0, b1) of `count` consecutive units of attention work, by their cost
+// (cost(u): about the unit's key count plus a fixed part, growing along a prompt): equal counts
+// of units gave the second of two threads three times the first's work on a 128-token prompt, so
+// the threads take equal shares of the total cost instead.
+template <typename Cost>
+static void share_by_cost(int64_t count, Cost&& cost, int tid, int nth, int64_t& b0, int64_t& b1) {
   int64_t total = 0;
-  for (int64_t t = 0; t < T; t++) total += nh * cost(t);
+  for (int64_t u = 0; u < count; u++) total += cost(u);
   const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
-  b0 = b1 = T * nh;
-  int64_t before = 0;  // the cost of the pairs before pair p
+  b0 = b1 = count;
+  int64_t before = 0;  // the cost of the units before unit u
   bool started = false;
-  for (int64_t p = 0; p < T * nh; p++) {
+  for (int64_t u = 0; u < count; u++) {
     if (!started && before >= lo) {
-      b0 = p;
+      b0 = u;
       started = true;
     }
     if (before >= hi) {
-      b1 = p;
+      b1 = u;
       break;
     }
-    before += cost(p / nh);
+    before += cost(u);
   }
   if (!started) b0 = b1;
+}
+
+// Thread tid's share of a step's (token, head) attention pairs, token-major.
+void Model::share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const {
+  const int64_t nh = cfg_.n_head;
+  share_by_cost(T * nh, [&](int64_t p) { return positions_[p / nh] + 1 + 32; }, tid, nth, b0, b1);
+}
+
+// Query head h of token t as attention reads it: rotated here when RoPE is fused into it, then
+// rounded to f16 values (dest: hd floats).
+void Model::attention_query(const float* q, bool rotate_q, int64_t t, int64_t h, float* dest) const {
+  const int64_t hd = cfg_.head_dim;
+  const float* head = q + t * cfg_.n_embd + h * hd;
+  if (rotate_q) {
+    rope_head(head, dest, t);
+    head = dest;
+  }
+  kernels_->round_f16(head, dest, hd);
+}
+
+// Scores of `rows` query rows (qh, hd apart) against one KV head's keys over positions [0, len),
+// row r at scores + r × len, one 32-position key block at a time.
+void Model::attention_scores(const float* qh, int64_t rows, const uint16_t* keys, int64_t len, float* scores) const {
+  const int64_t hd = cfg_.head_dim;
+  for (int64_t j = 0; j < len; j += kKeyBlock) {
+    // The next key block (kKeyBlock × hd f16, 8 KiB for 128-wide heads) into L1 while this one is
+    // scored: a long context's keys come from memory, and the kernels read a block's rows a half
+    // or a quarter line at a time. At 4000 positions of bench-i2s, 14 → 10.5 ms of scores a token
+    // per thread (`avx2`, Xeon with AMX).
+    if (j + kKeyBlock < len) {
+      const char* next = (const char*)(keys + (j + kKeyBlock) * hd);
+      for (int64_t o = 0; o < kKeyBlock * hd * 2; o += 64) __builtin_prefetch(next + o, 0, 3);
+    }
+    kernels_->attn_scores(qh, rows, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
+  }
 }
 
 // A prompt's attention, phase 2: each unit is one tile of consecutive tokens (attention_tiles_)
@@ -1032,24 +1066,15 @@ void Model::attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, 
   const int64_t hd = cfg_.head_dim, nh = cfg_.n_head, nkv = cfg_.n_head_kv, d = cfg_.n_embd, group = nh / nkv;
   const float scale = (float)(1.0 / std::sqrt((double)hd));
   const int64_t tiles = (int64_t)attention_tiles_.size() - 1, units = tiles * nkv;
-  // Units split across threads by their cost, like share_attention_pairs (a unit's positions).
-  auto cost = [&](int64_t u) {
-    const int64_t t0 = attention_tiles_[(size_t)(u / nkv)], t1 = attention_tiles_[(size_t)(u / nkv) + 1];
-    return (t1 - t0) * (positions_[t1 - 1] + 1 + 32);
-  };
-  int64_t total = 0;
-  for (int64_t u = 0; u < units; u++) total += cost(u);
-  const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
-  int64_t u0 = units, u1 = units, before = 0;
-  for (int64_t u = 0; u < units; u++) {
-    if (u0 == units && before >= lo) u0 = u;
-    if (before >= hi) {
-      u1 = u;
-      break;
-    }
-    before += cost(u);
-  }
-  if (u0 > u1) u0 = u1;
+  // Units split across threads by their cost (a unit's positions), as the pairs are.
+  int64_t u0, u1;
+  share_by_cost(
+      units,
+      [&](int64_t u) {
+        const int64_t t0 = attention_tiles_[(size_t)(u / nkv)], t1 = attention_tiles_[(size_t)(u / nkv) + 1];
+        return (t1 - t0) * (positions_[t1 - 1] + 1 + 32);
+      },
+      tid, nth, u0, u1);
   float* scores = scratch_[(size_t)tid].data();
   float* sums = scores + attention_tile_tokens_ * group * cfg_.context;
   std::vector<float> qh((size_t)(attention_tile_tokens_ * group * hd));
@@ -1060,23 +1085,8 @@ void Model::attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, 
     const Sequence* s = owners_[(size_t)t0];
     const uint16_t* keys = layer_keys(*s, op.layer) + kvh * hd * kv_stride();
     const uint16_t* vals = layer_values(*s, op.layer) + kvh * kv_stride() * hd;
-    for (int64_t r = 0; r < rows; r++) {
-      const int64_t t = t0 + r / group;
-      const float* head = q + t * d + (kvh * group + r % group) * hd;
-      if (rotate_q) {
-        rope_head(head, qh.data() + r * hd, t);
-        head = qh.data() + r * hd;
-      }
-      kernels_->round_f16(head, qh.data() + r * hd, hd);
-    }
-    for (int64_t j = 0; j < last_len; j += kKeyBlock) {
-      if (j + kKeyBlock < last_len) {
-        const char* next = (const char*)(keys + (j + kKeyBlock) * hd);
-        for (int64_t o = 0; o < kKeyBlock * hd * 2; o += 64) __builtin_prefetch(next + o, 0, 3);
-      }
-      kernels_->attn_scores(qh.data(), rows, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, last_len - j), scores + j,
-                            last_len);
-    }
+    for (int64_t r = 0; r < rows; r++) attention_query(q, rotate_q, t0 + r / group, kvh * group + r % group, qh.data() + r * hd);
+    attention_scores(qh.data(), rows, keys, last_len, scores);
     auto row_length = [&](int64_t r) { return positions_[t0 + r / group] + 1; };
     softmax_ragged_rows(*kernels_, scores, rows, last_len, scale, row_length);
     for (int64_t r = 0; r < rows; r++) kernels_->round_f16(scores + r * last_len, scores + r * last_len, row_length(r));
@@ -1261,25 +1271,8 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
         const Sequence* s = owners_[(size_t)t];
         const uint16_t* keys = layer_keys(*s, op.layer) + kvh * hd * kv_stride();
         const uint16_t* vals = layer_values(*s, op.layer) + kvh * kv_stride() * hd;
-        for (int64_t r = 0; r < heads; r++) {
-          const float* head = q + t * d + (h + r) * hd;
-          if (rotate_q) {
-            rope_head(head, qh.data() + r * hd, t);
-            head = qh.data() + r * hd;
-          }
-          kernels_->round_f16(head, qh.data() + r * hd, hd);
-        }
-        for (int64_t j = 0; j < len; j += kKeyBlock) {
-          // The next key block (kKeyBlock × hd f16, 8 KiB for 128-wide heads) into L1 while this one
-          // is scored: a long context's keys come from memory, and the kernels read a block's rows
-          // a half or a quarter line at a time. At 4000 positions of bench-i2s, 14 → 10.5 ms of
-          // scores a token per thread (`avx2`, Xeon with AMX).
-          if (j + kKeyBlock < len) {
-            const char* next = (const char*)(keys + (j + kKeyBlock) * hd);
-            for (int64_t o = 0; o < kKeyBlock * hd * 2; o += 64) __builtin_prefetch(next + o, 0, 3);
-          }
-          kernels_->attn_scores(qh.data(), heads, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
-        }
+        for (int64_t r = 0; r < heads; r++) attention_query(q, rotate_q, t, h + r, qh.data() + r * hd);
+        attention_scores(qh.data(), heads, keys, len, scores);
         softmax_rows(*kernels_, scores, heads, len, len, scale);
         kernels_->round_f16(scores, scores, heads * len);
         kernels_->attn_values(scores, heads, len, vals, hd, hd, len, out + t * d + h * hd, false);
