@@ -218,7 +218,8 @@ void Model::prepare_execution() {
   // Attention scores of one tile's tokens × one KV head's query heads (context each) and their
   // outputs, or a row of the head's work.
   const int64_t group = std::max<int64_t>(1, cfg_.n_head / std::max<int64_t>(1, cfg_.n_head_kv));
-  if (const char* tile = std::getenv("BITNET_ATTENTION_TILE")) attention_tile_tokens_ = std::max(1, std::atoi(tile));
+  // BITNET_ATTENTION_TILE=<tokens> (1-64; 1: one token at a time) for measurements.
+  if (const char* tile = std::getenv("BITNET_ATTENTION_TILE")) attention_tile_tokens_ = std::clamp(std::atoi(tile), 1, 64);
   const int64_t tile_rows = attention_tile_tokens_ * group;
   for (auto& s : scratch_) {
     s.resize((size_t)std::max<int64_t>(std::max<int64_t>(tile_rows * (cfg_.context + cfg_.head_dim), cfg_.n_embd), 256) + 1024);
@@ -1057,11 +1058,11 @@ void Model::attention_scores(const float* qh, int64_t rows, const uint16_t* keys
 // A prompt's attention, phase 2: each unit is one tile of consecutive tokens (attention_tiles_)
 // against one KV head, its tokens' query heads scored together. Deep in a context a token's keys
 // and values (~10 MB a layer at 4096 positions of the 2B shape) come from memory or L3; a tile
-// reads each key block and value tile once for all its tokens (the kernels' passes over four
-// heads at a time reread it from L1). The scores run to the tile's last position (each token's
-// softmax takes its own length, the rest unused); the values run over the first token's length
-// for every row, then each later token's own few positions continue its sums (attn_values with
-// carry), so every lane sums in position order: the bits of one token at a time.
+// reads each key block and value tile once for all its tokens (the kernels' passes over four or
+// eight heads at a time reread it from L1). The scores run to the tile's last position (each
+// token's softmax takes its own length, the rest unused); the values run over the first token's
+// length for every row, then each later token's own few positions continue its sums (attn_values
+// with carry), so every lane sums in position order: the bits of one token at a time.
 void Model::attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth) {
   const int64_t hd = cfg_.head_dim, nh = cfg_.n_head, nkv = cfg_.n_head_kv, d = cfg_.n_embd, group = nh / nkv;
   const float scale = (float)(1.0 / std::sqrt((double)hd));
