@@ -3,10 +3,9 @@
 // round each runs one P-token prompt (transient, a fresh sequence, logits of the last token
 // only), the order reversed every other round. With DEPTH, each build first fills a sequence with
 // DEPTH tokens and every prompt continues a fork of it, so the prompt's attention reads a deep
-// cache. Prints the median tokens/s and the median
-// milliseconds the prompt spent in attention (the op's own timer), so two builds are compared
-// minute by minute on a machine whose speed drifts. Run `pnpm build` in packages/engine-core
-// and here first.
+// cache. Prints the median tokens/s and the median milliseconds the prompt spent in attention
+// (the op's own timer), so two builds are compared minute by minute on a machine whose speed
+// drifts. Run `pnpm build` in packages/engine-core and here first.
 //   node packages/kernels-cpu/bench/ab-prefill.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
 // Environment: P (prompt tokens, default 128), DEPTH (positions before the prompt, default 0),
 // THREADS (default 2).
@@ -41,11 +40,11 @@ const attentionMs = (ops) =>
     .filter(([k]) => k.startsWith("attention"))
     .reduce((a, [, v]) => a + v, 0);
 
-for (const model of models) {
+for (let i = 0; i < models.length; i++) {
   // Warm-up, not counted: the first prompt also allocates the cache and faults in its pages.
-  const seq = promptSequence(models.indexOf(model));
-  await model.step([{ sequence: seq, tokens, logits: "last", transient: true }]);
-  model.freeSequence(seq);
+  const seq = promptSequence(i);
+  await models[i].step([{ sequence: seq, tokens, logits: "last", transient: true }]);
+  models[i].freeSequence(seq);
 }
 for (let r = 0; r < rounds; r++) {
   const order = names.map((_, i) => i);
