@@ -4,26 +4,46 @@
 // round. Prints per round and at the end the medians of the time per token, of the head's and
 // the projections' times (from the ops' own timers) and of the time outside every op (`outside`:
 // setting a step up, handing it to native code and its promise back), so two builds are compared
-// minute by minute on a machine whose memory speed drifts. Run `pnpm build` in packages/engine-core and
-// here first.
+// minute by minute on a machine whose memory speed drifts. With DEPTH, each build first fills a
+// sequence with DEPTH tokens and every turn decodes on a fork of it, so each token's attention
+// reads a deep cache (the attention's own milliseconds are printed too). Run `pnpm build` in
+// packages/engine-core and here first.
 //   node packages/kernels-cpu/bench/ab-addons.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
-// Environment: N (tokens per turn, default 32), THREADS (default 2).
+// Environment: N (tokens per turn, default 32), DEPTH (positions before them, default 0),
+// THREADS (default 2).
 import { measureReadBandwidth } from "../dist/index.js";
 import { openBuilds } from "./ab-builds.mjs";
 
 const N = Number(process.env.N ?? 32);
-const { file, rounds, threads, names, models } = await openBuilds("ab-addons.mjs", N + 8);
+const DEPTH = Number(process.env.DEPTH ?? 0);
+const { file, rounds, threads, names, models } = await openBuilds("ab-addons.mjs", DEPTH + N + 8);
 // Milliseconds of the ops whose names start with prefix ("output": the head; "linear": projections).
 const sum = (ops, prefix) =>
   Object.entries(ops)
     .filter(([k]) => k.startsWith(prefix))
     .reduce((a, [, v]) => a + v, 0);
-const results = names.map(() => ({ token: [], head: [], linear: [], outside: [] }));
+const results = names.map(() => ({ token: [], head: [], linear: [], attention: [], outside: [] }));
+// Each build's sequence of DEPTH tokens that the turns continue (forks of it), or none.
+const bases = [];
+for (const model of models) {
+  if (DEPTH === 0) {
+    bases.push(undefined);
+    continue;
+  }
+  const vocab = model.description.hparams.vocabSize;
+  const base = model.createSequence();
+  for (let p = 0; p < DEPTH; p += 512) {
+    const n = Math.min(512, DEPTH - p);
+    const fill = Array.from({ length: n }, (_, i) => 1000 + (((p + i) * 104729) % (vocab - 1000)));
+    await model.step([{ sequence: base, tokens: fill, logits: "last", transient: true }]);
+  }
+  bases.push(base);
+}
 
 async function turn(i) {
   const m = models[i];
   const before = { ...m.info().opMilliseconds };
-  const seq = m.createSequence();
+  const seq = bases[i] === undefined ? m.createSequence() : m.forkSequence(bases[i]);
   const t0 = performance.now();
   for (let t = 0; t < N; t++) {
     await m.step([{ sequence: seq, tokens: [1000 + t], transient: true }]);
@@ -34,6 +54,7 @@ async function turn(i) {
   results[i].token.push(ms);
   results[i].head.push((sum(after, "output") - sum(before, "output")) / N);
   results[i].linear.push((sum(after, "linear") - sum(before, "linear")) / N);
+  results[i].attention.push((sum(after, "attention") - sum(before, "attention")) / N);
   results[i].outside.push(ms - (sum(after, "") - sum(before, "")) / N);
 }
 
@@ -59,7 +80,7 @@ for (let round = 0; round < rounds; round++) {
     `round ${round + 1}: probe ${probe.toFixed(1)} GB/s; ${names
       .map(
         (n, i) =>
-          `${n} ${results[i].token.at(-1).toFixed(2)} ms/token (head ${results[i].head.at(-1).toFixed(2)}, projections ${results[i].linear.at(-1).toFixed(2)}, outside ${results[i].outside.at(-1).toFixed(2)} ms)`,
+          `${n} ${results[i].token.at(-1).toFixed(2)} ms/token (head ${results[i].head.at(-1).toFixed(2)}, projections ${results[i].linear.at(-1).toFixed(2)}, attention ${results[i].attention.at(-1).toFixed(2)}, outside ${results[i].outside.at(-1).toFixed(2)} ms)`,
       )
       .join("; ")}`,
   );
@@ -67,13 +88,15 @@ for (let round = 0; round < rounds; round++) {
 for (let i = 0; i < names.length; i++) {
   const r = results[i];
   console.log(
-    `${names[i]}: median ${median(r.token).toFixed(2)} ms/token, head ${median(r.head).toFixed(2)} ms, projections ${median(r.linear).toFixed(2)} ms, outside the ops ${median(r.outside).toFixed(2)} ms`,
+    `${names[i]}: median ${median(r.token).toFixed(2)} ms/token, head ${median(r.head).toFixed(2)} ms, projections ${median(r.linear).toFixed(2)} ms, attention ${median(r.attention).toFixed(2)} ms, outside the ops ${median(r.outside).toFixed(2)} ms`,
   );
 }
 if (names.length === 2) {
-  const faster = results[0].linear.filter((x, k) => results[1].linear[k] < x).length;
+  // Deep in a context the attention is what a change there moves; otherwise the projections.
+  const [key, what] = DEPTH > 0 ? ["attention", "attention"] : ["linear", "projections"];
+  const faster = results[0][key].filter((x, k) => results[1][key][k] < x).length;
   console.log(
-    `${names[1]}'s projections faster than ${names[0]}'s in ${faster} of ${results[0].linear.length} rounds`,
+    `${names[1]}'s ${what} faster than ${names[0]}'s in ${faster} of ${results[0][key].length} rounds`,
   );
 }
 for (const m of models) {
