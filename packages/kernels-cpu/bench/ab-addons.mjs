@@ -12,7 +12,7 @@
 // Environment: N (tokens per turn, default 32), DEPTH (positions before them, default 0),
 // THREADS (default 2).
 import { measureReadBandwidth } from "../dist/index.js";
-import { openBuilds } from "./ab-builds.mjs";
+import { fillBaseSequences, openBuilds, sequenceFor } from "./ab-builds.mjs";
 
 const N = Number(process.env.N ?? 32);
 const DEPTH = Number(process.env.DEPTH ?? 0);
@@ -24,26 +24,12 @@ const sum = (ops, prefix) =>
     .reduce((a, [, v]) => a + v, 0);
 const results = names.map(() => ({ token: [], head: [], linear: [], attention: [], outside: [] }));
 // Each build's sequence of DEPTH tokens that the turns continue (forks of it), or none.
-const bases = [];
-for (const model of models) {
-  if (DEPTH === 0) {
-    bases.push(undefined);
-    continue;
-  }
-  const vocab = model.description.hparams.vocabSize;
-  const base = model.createSequence();
-  for (let p = 0; p < DEPTH; p += 512) {
-    const n = Math.min(512, DEPTH - p);
-    const fill = Array.from({ length: n }, (_, i) => 1000 + (((p + i) * 104729) % (vocab - 1000)));
-    await model.step([{ sequence: base, tokens: fill, logits: "last", transient: true }]);
-  }
-  bases.push(base);
-}
+const bases = await fillBaseSequences(models, DEPTH);
 
 async function turn(i) {
   const m = models[i];
   const before = { ...m.info().opMilliseconds };
-  const seq = bases[i] === undefined ? m.createSequence() : m.forkSequence(bases[i]);
+  const seq = sequenceFor(models, bases, i);
   const t0 = performance.now();
   for (let t = 0; t < N; t++) {
     await m.step([{ sequence: seq, tokens: [1000 + t], transient: true }]);

@@ -71,3 +71,35 @@ export async function openBuilds(script, contextLength) {
   }
   return { file, kernelPath, rounds: Number(rounds), threads, names, models };
 }
+
+/**
+ * For each model, a sequence filled with `depth` tokens (in 512-token prompt steps, transient)
+ * whose forks the measurements continue, or undefined when depth is 0. Each model is one build,
+ * and all fill the same tokens.
+ */
+export async function fillBaseSequences(models, depth) {
+  const bases = [];
+  for (const model of models) {
+    if (depth === 0) {
+      bases.push(undefined);
+      continue;
+    }
+    const vocab = model.description.hparams.vocabSize;
+    const base = model.createSequence();
+    for (let p = 0; p < depth; p += 512) {
+      const n = Math.min(512, depth - p);
+      const fill = Array.from(
+        { length: n },
+        (_, i) => 1000 + (((p + i) * 104729) % (vocab - 1000)),
+      );
+      await model.step([{ sequence: base, tokens: fill, logits: "last", transient: true }]);
+    }
+    bases.push(base);
+  }
+  return bases;
+}
+
+/** A fresh sequence of build i, or a fork of its base sequence when it has one. */
+export function sequenceFor(models, bases, i) {
+  return bases[i] === undefined ? models[i].createSequence() : models[i].forkSequence(bases[i]);
+}

@@ -9,7 +9,7 @@
 //   node packages/kernels-cpu/bench/ab-prefill.mjs <model.gguf> <kernel path> <rounds> <a.node> <b.node> [...]
 // Environment: P (prompt tokens, default 128), DEPTH (positions before the prompt, default 0),
 // THREADS (default 2).
-import { openBuilds } from "./ab-builds.mjs";
+import { fillBaseSequences, openBuilds, sequenceFor } from "./ab-builds.mjs";
 
 const P = Number(process.env.P ?? 128);
 const DEPTH = Number(process.env.DEPTH ?? 0);
@@ -17,22 +17,8 @@ const { rounds, names, models } = await openBuilds("ab-prefill.mjs", DEPTH + P +
 const vocab = models[0].description.hparams.vocabSize;
 const tokens = Array.from({ length: P }, (_, i) => 1000 + ((i * 7919) % (vocab - 1000)));
 // Each build's sequence of DEPTH tokens that the prompts continue (forks of it), or none.
-const bases = [];
-for (const model of models) {
-  if (DEPTH === 0) {
-    bases.push(undefined);
-    continue;
-  }
-  const base = model.createSequence();
-  for (let p = 0; p < DEPTH; p += 512) {
-    const n = Math.min(512, DEPTH - p);
-    const fill = Array.from({ length: n }, (_, i) => 1000 + (((p + i) * 104729) % (vocab - 1000)));
-    await model.step([{ sequence: base, tokens: fill, logits: "last", transient: true }]);
-  }
-  bases.push(base);
-}
-const promptSequence = (i) =>
-  bases[i] === undefined ? models[i].createSequence() : models[i].forkSequence(bases[i]);
+const bases = await fillBaseSequences(models, DEPTH);
+const promptSequence = (i) => sequenceFor(models, bases, i);
 const speeds = names.map(() => []);
 const attention = names.map(() => []);
 const attentionMs = (ops) =>
