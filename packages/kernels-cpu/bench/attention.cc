@@ -51,8 +51,14 @@ int main(int argc, char** argv) {
   std::vector<float> scores((size_t)(rows * len)), want((size_t)(rows * len)), p((size_t)(rows * len));
   for (auto& x : p) x = f16_to_f32(f32_to_f16((u(rng) + 1.0f) / 2.0f));
   std::vector<float> out((size_t)(rows * hd)), out_ref((size_t)(rows * hd));
+  // As Model::attention_scores calls it: block by block, the next block asked for first where the
+  // path's kernel does not ask for its key lines itself (Kernels::key_prefetch_bytes).
   auto run_scores = [&](const Kernels* kk, float* s) {
     for (int64_t j = 0; j < len; j += kBlock) {
+      if (kk->key_prefetch_bytes == 0 && j + kBlock < len) {
+        const char* next = (const char*)(keys_at + (j + kBlock) * hd);
+        for (int64_t o = 0; o < kBlock * hd * 2; o += 64) __builtin_prefetch(next + o, 0, 3);
+      }
       kk->attn_scores(q.data(), rows, keys_at + j * hd, kBlock, hd, std::min(kBlock, len - j), s + j, len);
     }
   };

@@ -23,6 +23,13 @@ enum ActLayout : int { LAYOUT_NATURAL = 0, LAYOUT_INTERLEAVE256 = 1 };
 // The ways Kernels::stream_read can read memory (its `variant` argument).
 constexpr int kStreamReadVariants = 3;
 
+// How far ahead the x86 scores kernels ask L2 for key lines, one line for each they read: 16 KiB,
+// two key blocks of a 128-wide head. On a Zen 5, four heads' scores over 3000 positions from
+// memory (`COPIES=64 bench/build-run.sh attention <path> 4 3000 128`, two at once) took 21.7-33.1
+// instead of 46.5-50.9 µs (`avx512vnni`) and 39.7-43.8 instead of 62.2-70.3 (`avx2`) against the
+// model's old request of each next block's 128 lines in one burst before scoring it.
+constexpr int64_t kKeyPrefetchBytes = 16384;
+
 struct Kernels {
   const char* name;
   ActLayout layout;
@@ -122,6 +129,10 @@ struct Kernels {
 
   // TQ1_0 → TQ2_0, n blocks (lossless: same codes, same scale).
   void (*tq1_to_tq2)(const BlockTQ1* src, BlockTQ2* dst, int64_t n);
+
+  // How far ahead attn_scores asks for the key lines it will read, itself (kKeyPrefetchBytes);
+  // 0: it does not, and the model asks for each next key block before scoring this one.
+  int64_t key_prefetch_bytes = 0;
 };
 
 // softmax_exp in portable code around a path's exp (the scalar and NEON paths): the maximum over

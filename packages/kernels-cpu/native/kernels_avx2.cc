@@ -432,8 +432,11 @@ void scores_heads_avx2(const float* q, const uint16_t* kt, int64_t stride, int64
     for (int h = 0; h < NQ; h++) {
       for (int v = 0; v < V; v++) acc[h][v] = _mm256_setzero_ps();
     }
+    // Each key row's line asked for kKeyPrefetchBytes ahead as its first half is read (kernels.h).
+    const bool ask = (j & 31) == 0;
     for (int64_t i = 0; i < hd; i++) {
       const uint16_t* row = kt + i * stride + j;
+      if (ask) _mm_prefetch((const char*)row + kKeyPrefetchBytes, _MM_HINT_T1);
       __m256 k[V];
       for (int v = 0; v < V; v++) k[v] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * v)));
       for (int h = 0; h < NQ; h++) {
@@ -806,7 +809,8 @@ const Kernels AVX2 = {"avx2",           LAYOUT_NATURAL,   i2s_gemm_avx2,      tq
                       f16_gemm_avx2,    q8_0_gemm_avx2,   attn_scores_avx2,   attn_values_avx2,
                       sum_squares_avx2, exp_avx2,         softmax_exp_avx2, relu2_glu_avx2,     quantize_i8_avx2,
                       quantize_q8k_avx2, stream_read_avx2, to_f16_avx2,       round_f16_avx2,
-                      q6_k_gemm_x86,    tq1_gemm_avx2,    tq1_to_tq2_x86};
+                      q6_k_gemm_x86,    tq1_gemm_avx2,    tq1_to_tq2_x86,
+                      kKeyPrefetchBytes};
 
 }  // namespace
 

@@ -649,6 +649,7 @@ void scores_heads_avx512(const float* q, const uint16_t* kt, int64_t stride, int
     for (int h = 0; h < NQ; h++) s0[h] = s1[h] = _mm512_setzero_ps();
     for (int64_t i = 0; i < hd; i++) {
       const uint16_t* row = kt + i * stride + j;
+      _mm_prefetch((const char*)row + kKeyPrefetchBytes, _MM_HINT_T1);  // kernels.h
       const __m512 k0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)row));
       const __m512 k1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16)));
       for (int h = 0; h < NQ; h++) {
@@ -1045,7 +1046,8 @@ const Kernels AVX512 = {"avx512vnni",       LAYOUT_INTERLEAVE256, i2s_gemm_avx51
                         f16_gemm_avx512_path, q8_0_gemm_avx512,   attn_scores_avx512, attn_values_avx512,
                         sum_squares_avx512, exp_avx512,           softmax_exp_avx512, relu2_glu_avx512,   quantize_i8_avx512,
                         quantize_q8k_avx512, stream_read_avx512, to_f16_avx512,   round_f16_avx512,
-                        q6_k_gemm_x86,      tq1_gemm_avx512,      tq1_to_tq2_x86};
+                        q6_k_gemm_x86,      tq1_gemm_avx512,      tq1_to_tq2_x86,
+                        kKeyPrefetchBytes};
 
 }  // namespace
 

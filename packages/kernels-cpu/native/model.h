@@ -115,6 +115,9 @@ void dequant_row(const Tensor& t, int64_t row, float* out);
 // Positions per block of the key cache (Model::ensure_capacity says how the cache is laid out).
 constexpr int64_t kKeyBlock = 32;
 inline int64_t round_up_blocks(int64_t positions) { return (positions + kKeyBlock - 1) / kKeyBlock * kKeyBlock; }
+// A one-token step attends with Model::attend_one_token from this many positions (where it
+// starts to gain with 2 threads: Model::attends_by_work).
+constexpr int64_t kSplitAttentionFrom = 256;
 
 // A sequence's KV cache lies in one reservation of address space for the whole context (laid out
 // as Model::ensure_capacity says), whose pages the OS backs as positions are first written: the
@@ -198,6 +201,12 @@ class Model {
   void share_attention_pairs(int64_t T, int tid, int nth, int64_t& b0, int64_t& b1) const;
   void attention_query(const float* q, bool rotate_q, int64_t t, int64_t h, float* dest) const;
   void attention_scores(const float* qh, int64_t rows, const uint16_t* keys, int64_t len, float* scores) const;
+  void attention_scores(const float* qh, int64_t rows, const uint16_t* keys, int64_t j0, int64_t len, int64_t stride,
+                        float* scores) const;
+  // One token's attention split across threads by its work rather than by its heads (decode deep
+  // in a context): see attend_one_token in model_step.cc.
+  void attend_one_token(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth);
+  bool attends_by_work(int64_t T) const;
   // Attention of a prompt's tokens in tiles (attention_tiles_), each against one KV head at a time.
   void attend_token_tiles(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth);
   bool warm_weights(int tid);
@@ -255,6 +264,7 @@ class Model {
   // its AMX variant; per op kind the accumulated wall time.
   std::vector<std::string> kernel_names_;
   std::vector<int64_t> kernel_calls_;
+  int32_t attention_split_kernel_ = 0;  // kernel_names_' id of attend_one_token
   std::vector<int32_t> op_kernel_id_, op_kernel_amx_;
   std::vector<std::string> op_kind_names_;
   std::vector<int64_t> op_ns_;
@@ -273,6 +283,10 @@ class Model {
   // time, as a short step splits its heads across threads).
   std::vector<int64_t> attention_tiles_;
   int64_t attention_tile_tokens_ = 4;
+  // One-token steps attend to this many positions or more with attend_one_token (0: never), and
+  // its query heads' scores, shared by the threads (n_head × context).
+  int64_t split_attention_from_ = kSplitAttentionFrom;
+  AlignedVector<float> split_scores_;
   // Quantized activations of the last quantized buffer (shared by q/k/v and gate/up).
   // Each thread tracks which buffer q_ holds (the same value on every thread, kept per thread so
   // no thread reads it while another updates it).

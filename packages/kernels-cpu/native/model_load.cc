@@ -436,6 +436,8 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
     };
     op_kernel_id_.push_back(intern("cpu." + path + "." + id));
     op_kernel_amx_.push_back(intern("cpu.amx." + id));
+    // One token's attention split by its work (attend_one_token) counts as its own kernel.
+    if (op.kind == OP_ATTENTION) attention_split_kernel_ = intern("cpu." + path + "." + id + ".split");
     int32_t kind_id = -1;
     for (size_t k = 0; k < op_kind_names_.size(); k++) {
       if (op_kind_names_[k] == id) kind_id = (int32_t)k;

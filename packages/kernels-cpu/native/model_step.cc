@@ -221,6 +221,9 @@ void Model::prepare_execution() {
   // BITNET_ATTENTION_TILE=<tokens> (1-64; 1: one token at a time) for measurements.
   if (const char* tile = std::getenv("BITNET_ATTENTION_TILE")) attention_tile_tokens_ = std::clamp(std::atoi(tile), 1, 64);
   const int64_t tile_rows = attention_tile_tokens_ * group;
+  // BITNET_ATTENTION_SPLIT=<positions> (0: never) for measurements and tests.
+  if (const char* from = std::getenv("BITNET_ATTENTION_SPLIT")) split_attention_from_ = std::max(0, std::atoi(from));
+  split_scores_.resize((size_t)(cfg_.n_head * cfg_.context));
   for (auto& s : scratch_) {
     s.resize((size_t)std::max<int64_t>(std::max<int64_t>(tile_rows * (cfg_.context + cfg_.head_dim), cfg_.n_embd), 256) + 1024);
   }
@@ -820,7 +823,9 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     // A fused op runs inside its consumer, an epilogue add before its projection's barrier.
     if (fused_step_ && (fusion_[i] != FUSE_NONE || in_epilogue((int32_t)i))) barrier_after[i] = 0;
     const bool amx = op.kind == OP_LINEAR && amx_eligible(tensors_[op.weight], T);
-    kernel_calls_[(size_t)(amx ? op_kernel_amx_[i] : op_kernel_id_[i])]++;
+    kernel_calls_[(size_t)(amx                                           ? op_kernel_amx_[i]
+                           : op.kind == OP_ATTENTION && attends_by_work(T) ? attention_split_kernel_
+                                                                           : op_kernel_id_[i])]++;
     if (i + 1 < cfg_.ops.size() && inject.empty() && capture.empty() && !amx) {
       const OpSpec& next = cfg_.ops[i + 1];
       if (op.kind == OP_LINEAR && next.kind == OP_LINEAR && next.in0 == op.in0 &&
@@ -1041,18 +1046,92 @@ void Model::attention_query(const float* q, bool rotate_q, int64_t t, int64_t h,
 // Scores of `rows` query rows (qh, hd apart) against one KV head's keys over positions [0, len),
 // row r at scores + r × len, one 32-position key block at a time.
 void Model::attention_scores(const float* qh, int64_t rows, const uint16_t* keys, int64_t len, float* scores) const {
+  attention_scores(qh, rows, keys, 0, len, len, scores);
+}
+
+// The same for positions [j0, len) only (j0 a multiple of kKeyBlock), rows `stride` apart.
+void Model::attention_scores(const float* qh, int64_t rows, const uint16_t* keys, int64_t j0, int64_t len,
+                             int64_t stride, float* scores) const {
   const int64_t hd = cfg_.head_dim;
-  for (int64_t j = 0; j < len; j += kKeyBlock) {
+  for (int64_t j = j0; j < len; j += kKeyBlock) {
     // The next key block (kKeyBlock × hd f16, 8 KiB for 128-wide heads) into L1 while this one is
-    // scored: a long context's keys come from memory, and the kernels read a block's rows a half
-    // or a quarter line at a time. At 4000 positions of bench-i2s, 14 → 10.5 ms of scores a token
-    // per thread (`avx2`, Xeon with AMX).
-    if (j + kKeyBlock < len) {
+    // scored, for the paths whose kernel does not ask for its lines itself (key_prefetch_bytes:
+    // the x86 ones do, a line at a time, which read the keys faster than this burst on a Zen 5).
+    // A long context's keys come from memory: at 4000 positions of bench-i2s the burst took
+    // scores from 14 to 10.5 ms a token per thread (`avx2`, Xeon with AMX).
+    if (kernels_->key_prefetch_bytes == 0 && j + kKeyBlock < len) {
       const char* next = (const char*)(keys + (j + kKeyBlock) * hd);
       for (int64_t o = 0; o < kKeyBlock * hd * 2; o += 64) __builtin_prefetch(next + o, 0, 3);
     }
-    kernels_->attn_scores(qh, rows, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, len);
+    kernels_->attn_scores(qh, rows, keys + j * hd, kKeyBlock, hd, std::min(kKeyBlock, len - j), scores + j, stride);
   }
+}
+
+// One token's attention, phase 2, split by its work instead of by its query heads. Split by heads
+// (share_attention_pairs), each thread reads the keys and values of every KV head it has a query
+// head of: with 2 threads and the 2B shape's 20 query heads on 5 KV heads, both read the middle
+// KV head's whole cache (6 heads' bytes for 5), with 8 threads 8 heads' or more; deep in a
+// context those bytes are most of attention's time. Here each byte is read by one thread:
+//   scores    (KV head, key block) units: a thread scores all of a KV head's query heads over
+//             its blocks, into split_scores_ (query head h's row at h × len);
+//   softmax   by query head (rows);
+//   values    (KV head, 64 output lanes) units: a thread sums its lanes of all of a KV head's
+//             query heads over every position.
+// Two barriers between the three. Every score is one dot product, every softmax one row and every
+// output lane one sum over the positions in order, each computed as the head split computes it:
+// the same bits for any thread count (src/attention-split.test.ts runs both ways).
+void Model::attend_one_token(const OpSpec& op, const float* q, bool rotate_q, float* out, int tid, int nth) {
+  const int64_t hd = cfg_.head_dim, nh = cfg_.n_head, nkv = cfg_.n_head_kv, group = nh / nkv;
+  const int64_t len = positions_[0] + 1, blocks = (len + kKeyBlock - 1) / kKeyBlock;
+  const Sequence* s = owners_[0];
+  float* scores = split_scores_.data();
+  float* mine = scratch_[(size_t)tid].data();  // a KV head's query heads, then their output lanes
+  int64_t u0 = 0, u1 = 0;
+  share(nkv * blocks, tid, nth, u0, u1);
+  for (int64_t u = u0; u < u1;) {
+    const int64_t kvh = u / blocks, first = u % blocks, last = std::min(blocks, first + (u1 - u));
+    for (int64_t r = 0; r < group; r++) attention_query(q, rotate_q, 0, kvh * group + r, mine + r * hd);
+    attention_scores(mine, group, layer_keys(*s, op.layer) + kvh * hd * kv_stride(), first * kKeyBlock,
+                     std::min(len, last * kKeyBlock), len, scores + kvh * group * len);
+    u += last - first;
+  }
+  pool_->barrier().wait();
+  share(nh, tid, nth, u0, u1);
+  if (u0 < u1) {
+    softmax_rows(*kernels_, scores + u0 * len, u1 - u0, len, len, (float)(1.0 / std::sqrt((double)hd)));
+    kernels_->round_f16(scores + u0 * len, scores + u0 * len, (u1 - u0) * len);
+  }
+  pool_->barrier().wait();
+  // 64 lanes: the widest value pass a kernel makes for four query heads (kernels_avx512.cc).
+  const int64_t lanes = hd % 64 == 0 ? 64 : hd, chunks = hd / lanes;
+  share(nkv * chunks, tid, nth, u0, u1);
+  for (int64_t u = u0; u < u1;) {
+    const int64_t kvh = u / chunks, first = u % chunks, last = std::min(chunks, first + (u1 - u));
+    const float* p = scores + kvh * group * len;
+    const uint16_t* vals = layer_values(*s, op.layer) + kvh * kv_stride() * hd;
+    if (first == 0 && last == chunks) {
+      // A whole KV head: one pass over its values, as the head split makes it (its rows read in
+      // full, tile by tile, rather than half a row in each of two passes over the cache).
+      kernels_->attn_values(p, group, len, vals, hd, hd, len, out + kvh * group * hd, false);
+    } else {
+      // Part of a head's lanes: the kernel writes head r's lanes at mine + r × width; they
+      // belong at r × hd of out.
+      const int64_t lane0 = first * lanes, width = (last - first) * lanes;
+      kernels_->attn_values(p, group, len, vals + lane0, hd, width, len, mine, false);
+      for (int64_t r = 0; r < group; r++) {
+        std::memcpy(out + (kvh * group + r) * hd + lane0, mine + r * width, (size_t)width * sizeof(float));
+      }
+    }
+    u += last - first;
+  }
+}
+
+// Whether this step's attention runs attend_one_token: one token, deep enough in its context
+// (split_attention_from_ positions) that reading each KV byte once outweighs two more barriers
+// (bench-i2s, `avx512vnni`, Zen 5: attention 0.62 / 0.64 ms a token at 16-48 positions, 0.92 /
+// 0.93 at 100-132, 1.60 / 1.44 at 300-332, 9.40 / 8.40 at 3000-3024).
+bool Model::attends_by_work(int64_t T) const {
+  return T == 1 && pool_->size() > 1 && split_attention_from_ > 0 && positions_[0] + 1 >= split_attention_from_;
 }
 
 // A prompt's attention, phase 2: each unit is one tile of consecutive tokens (attention_tiles_)
@@ -1256,6 +1335,10 @@ void Model::run_op(const OpSpec& op, int tid, int nth, int64_t T, RowSteal* stea
       pool_->barrier().wait();
       if (!attention_tiles_.empty()) {
         attend_token_tiles(op, q, rotate_q, out, tid, nth);
+        return;
+      }
+      if (attends_by_work(T)) {
+        attend_one_token(op, q, rotate_q, out, tid, nth);
         return;
       }
       // Phase 2: (token, head) pairs split across threads. A thread's consecutive heads of one

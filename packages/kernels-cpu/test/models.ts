@@ -20,6 +20,7 @@ import {
   BENCH_DIMS,
   type FixturePreset,
   PRESETS,
+  TINY_DIMS,
   writeFixture,
   writeWithEmbeddingType,
 } from "@bitnet-ts/fixtures";
@@ -40,6 +41,14 @@ export const SLOW_TEST_MS: number =
  * KV heads of 128, FFN 6912, relu², I2_S, the LLaMA-3 vocabulary (128256; a ~670 MB file).
  */
 export const TEST_PRESETS: Readonly<Record<string, FixturePreset>> = {
+  // Heads 128 wide (the 2B-4T's) in a small model: 8 query heads on 2 KV heads, width 1024, the
+  // LLaMA-2 vocabulary (32000) so the head stays small (attention-split.test.ts).
+  "heads128-tq2": {
+    ...PRESETS["tiny-spm"]!,
+    name: "heads128-tq2",
+    dims: { ...TINY_DIMS, nEmbd: 1024, nHead: 8, nHeadKv: 2 },
+    description: "tiny layers with 128-wide heads (8 on 2 KV heads), TQ2_0, LLaMA-2 vocabulary",
+  },
   "layer-2b4t-i2s": {
     ...PRESETS["bench-i2s"]!,
     name: "layer-2b4t-i2s",
