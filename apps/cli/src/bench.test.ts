@@ -146,6 +146,62 @@ describe("bitnet bench", () => {
     expect(r.stdout).not.toContain("peak RSS"); // llama.cpp's model shares the process
   });
 
+  it("-d measures each test after a depth, as llama-bench's --n-depth, next to llama.cpp", () => {
+    const r = bitnet([
+      ...["bench", "-m", tq2, "-p", "8", "-n", "4", "-d", "0,40", "-t", "2", "-r", "1"],
+      ...["--compare-llama", "--json"],
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as BenchReport;
+    expect(report.results.map((x) => `${x.engine} ${x.test}`)).toEqual([
+      "bitnet-ts pp8",
+      "bitnet-ts tg4",
+      "bitnet-ts pp8 @ d40",
+      "bitnet-ts tg4 @ d40",
+      "llama.cpp pp8",
+      "llama.cpp tg4",
+      "llama.cpp pp8 @ d40",
+      "llama.cpp tg4 @ d40",
+    ]);
+    expect(Object.keys(report.speedup!)).toEqual(["pp8", "tg4", "pp8 @ d40", "tg4 @ d40"]);
+    // Without pp tests llama.cpp still fills the depth in batches.
+    const tgOnly = bitnet([
+      ...["bench", "-m", tq2, "-p", "0", "-n", "2", "-d", "600", "-t", "2", "-r", "1"],
+      ...["--compare-llama", "--json"],
+    ]);
+    expect(tgOnly.code, tgOnly.stderr).toBe(0);
+    expect((JSON.parse(tgOnly.stdout) as BenchReport).results.map((x) => x.test)).toEqual([
+      "tg2 @ d600",
+      "tg2 @ d600",
+    ]);
+    expect(r.stderr).toContain("filling bitnet-ts's context with 40 tokens");
+    expect(r.stderr).toContain("filling llama.cpp's context with 40 tokens");
+    expect(r.stderr).toContain("depth 40: repetition 1/1 done");
+  });
+
+  it("-d counts the depth's KV cache in the decode bound, and decode attends to it", () => {
+    const receipt = path.join(tmp, "depth-receipt.json");
+    const r = bitnet([
+      ...["bench", "-m", i2s, "-p", "0", "-n", "4", "-d", "300", "-t", "2", "-r", "1"],
+      ...["--receipt", receipt, "--json"],
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as BenchReport;
+    expect(report.results.map((x) => x.test)).toEqual(["tg4 @ d300"]);
+    // Keys and values (f16) of every layer's KV heads at the tokens' mean position past the depth.
+    const file = readGgufFileSync(i2s);
+    const kvWidth = 2 * 32; // tiny-i2s: 2 KV heads of 32
+    const kv = 2 * 2 * kvWidth * 2 * (300 + (4 + 1) / 2);
+    expect(report.bound!.bytes_per_token).toBe(bytesPerToken(file, undefined, kv));
+    // Its four decode steps attended to 301-304 positions: past 256, with two threads, one
+    // token's attention splits across them by its work (kernels-cpu), once per layer and step.
+    const { backend } = JSON.parse(fs.readFileSync(receipt, "utf8")) as {
+      backend: { kernels: { id: string; calls: number }[] };
+    };
+    const split = backend.kernels.find((k) => k.id.endsWith(".attention.gqa.f16kv.split"));
+    expect(split?.calls).toBe(4 * 2);
+  });
+
   // With a forced kernel path llama.cpp runs only its build for the same instruction set.
   const avx2Skip = llamaSkip("avx2");
   it.skipIf(avx2Skip !== undefined)(

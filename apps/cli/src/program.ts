@@ -371,6 +371,11 @@ export function buildProgram(io: CliIo): Command {
         integerList("--n-gen", 0, 1 << 16),
       )
       .option(
+        "-d, --n-depth <n>",
+        "tokens already in the context when each test starts, comma-separated, as llama-bench's (default 0: an empty cache; e.g. -d 0,4096 measures decode deep in a conversation too)",
+        integerList("--n-depth", 0, 1 << 20),
+      )
+      .option(
         "-r, --repetitions <n>",
         "repetitions per test (default 5)",
         integer("--repetitions", 1, 1000),

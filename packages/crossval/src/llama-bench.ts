@@ -1,7 +1,8 @@
 /**
  * llama.cpp's speed on a model, measured through node-llama-cpp the way llama-bench measures
  * it: pp = one batch of N prompt tokens from an empty cache, tg = N single-token decode steps
- * from an empty cache. Used by `bitnet bench --compare-llama` to put both engines in one table.
+ * from an empty cache, or both after a depth of D tokens already in the context (llama-bench's
+ * --n-depth). Used by `bitnet bench --compare-llama` to put both engines in one table.
  */
 
 import * as fs from "node:fs";
@@ -32,9 +33,14 @@ export interface LlamaBenchSession {
   readonly label: string;
   /** The ggml CPU variant that runs, and the one that was forced. */
   readonly cpu: LlamaCpuBackend;
-  /** Milliseconds to evaluate `tokens` as one batch from an empty cache. */
+  /**
+   * Fills the context the tests start from with `tokens` (evaluated in batches, untimed); []
+   * empties it.
+   */
+  setDepth(tokens: readonly number[]): Promise<void>;
+  /** Milliseconds to evaluate `tokens` as one batch after the depth; the context is erased back to it after. */
   prefill(tokens: readonly number[]): Promise<number>;
-  /** Milliseconds to evaluate `tokens` one per step from an empty cache. */
+  /** Milliseconds to evaluate `tokens` one per step after the depth; the context is erased back to it after. */
   decode(tokens: readonly number[]): Promise<number>;
   dispose(): Promise<void>;
 }
@@ -81,23 +87,45 @@ export async function openLlamaBench(
   });
   const sequence = context.getSequence();
   const next = { generateNext: { token: true } } as const;
+  const batch = Math.max(1, Math.min(512, options.batchSize ?? contextSize));
+  // Tokens the tests start from; each test's own are erased after it.
+  let depth = 0;
+  const rewind = async (): Promise<void> => {
+    if (depth === 0) {
+      await sequence.clearHistory();
+    } else if (sequence.nextTokenIndex > depth) {
+      await sequence.eraseContextTokenRanges([{ start: depth, end: sequence.nextTokenIndex }]);
+    }
+  };
   return {
     label: `llama.cpp (node-llama-cpp ${nodeLlamaCppVersion()}, CPU${cpu.variant === null ? "" : ` ${cpu.variant}`})`,
     cpu,
-    async prefill(tokens) {
+    async setDepth(tokens) {
       await sequence.clearHistory();
+      depth = 0;
+      for (let i = 0; i < tokens.length; i += batch) {
+        await sequence.controlledEvaluate(tokens.slice(i, i + batch) as never);
+      }
+      depth = tokens.length;
+    },
+    async prefill(tokens) {
+      await rewind();
       const items = tokens.map((t, i) => (i === tokens.length - 1 ? [t, next] : t));
       const started = performance.now();
       await sequence.controlledEvaluate(items as never);
-      return performance.now() - started;
+      const ms = performance.now() - started;
+      await rewind();
+      return ms;
     },
     async decode(tokens) {
-      await sequence.clearHistory();
+      await rewind();
       const started = performance.now();
       for (const t of tokens) {
         await sequence.controlledEvaluate([[t, next]] as never);
       }
-      return performance.now() - started;
+      const ms = performance.now() - started;
+      await rewind();
+      return ms;
     },
     async dispose() {
       await context.dispose();

@@ -1,6 +1,10 @@
 /**
  * `bitnet bench`: llama-bench for our engine. pp<N> evaluates N prompt tokens as one batch from
  * an empty cache; tg<N> generates N tokens one step at a time from an empty cache. With
+ * -d <D> (llama-bench's --n-depth) each test starts from a context that already holds D tokens
+ * instead ("pp128 @ d3000"), filled once per depth and untimed, and is erased back to it after
+ * each repetition, so decode deep in a conversation is measured (its attention reads the D
+ * positions' KV cache every token). With
  * --compare-llama the same tests run through llama.cpp (node-llama-cpp) on the same file in the
  * same run, interleaved repetition by repetition so machine noise hits both alike. The decode
  * bound is bytes read per generated token / read bandwidth, both measured by this command.
@@ -37,6 +41,8 @@ import { formatHeadAccuracy, type HeadAccuracy, measureHeadAccuracy } from "./he
 export interface BenchCliOptions extends ModelOptions {
   nPrompt?: number[];
   nGen?: number[];
+  /** Tokens already in the context when each test starts (default [0]). */
+  nDepth?: number[];
   reps?: number;
   json?: boolean;
   compareLlama?: boolean;
@@ -61,7 +67,7 @@ export interface BenchBound {
   readonly bandwidth_gbs: number;
   /** Where the weights are read from: the file's mapping, anonymous memory, or GPU memory. */
   readonly memory: "file-mapping" | "anonymous" | "gpu";
-  /** Weights read per generated token (+ the KV cache at the tg test's mean position). */
+  /** Weights read per generated token (+ the KV cache at the tg test's mean position, depth included). */
   readonly bytes_per_token: number;
   /** The decode speed that bandwidth allows. */
   readonly tg_tps: number;
@@ -135,30 +141,63 @@ export interface BenchReport {
 
 interface Engine {
   readonly name: "bitnet-ts" | "llama.cpp";
+  /** Fills the context the tests start from with `tokens` (untimed); [] empties it. */
+  setDepth(tokens: readonly number[]): Promise<void>;
+  /** Milliseconds to evaluate `tokens` as one batch after the depth; the context is back to it after. */
   prefill(tokens: readonly number[]): Promise<number>;
+  /** Milliseconds to evaluate `tokens` one per step after the depth; the context is back to it after. */
   decode(tokens: readonly number[]): Promise<number>;
 }
 
+/** Prompt tokens per step while a depth is filled. */
+const DEPTH_CHUNK = 512;
+
 function ours(model: CompiledModel): Engine {
+  // The sequence every test continues and is truncated back to (one per depth).
+  let base: number | undefined;
+  let depth = 0;
+  const start = (): number => base ?? model.createSequence();
+  const finish = (seq: number): void => {
+    if (base === undefined) {
+      model.freeSequence(seq);
+    } else {
+      model.truncateSequence(seq, depth);
+    }
+  };
   return {
     name: "bitnet-ts",
+    async setDepth(tokens) {
+      if (base !== undefined) {
+        model.freeSequence(base);
+        base = undefined;
+      }
+      depth = tokens.length;
+      if (depth === 0) {
+        return;
+      }
+      base = model.createSequence();
+      for (let i = 0; i < depth; i += DEPTH_CHUNK) {
+        const chunk = tokens.slice(i, i + DEPTH_CHUNK);
+        await model.step([{ sequence: base, tokens: chunk, logits: "none" }]);
+      }
+    },
     async prefill(tokens) {
-      const seq = model.createSequence();
+      const seq = start();
       const started = performance.now();
       // transient: the logits are computed (as llama-bench does) but never kept.
       await model.step([{ sequence: seq, tokens, logits: "last", transient: true }]);
       const ms = performance.now() - started;
-      model.freeSequence(seq);
+      finish(seq);
       return ms;
     },
     async decode(tokens) {
-      const seq = model.createSequence();
+      const seq = start();
       const started = performance.now();
       for (const token of tokens) {
         await model.step([{ sequence: seq, tokens: [token], transient: true }]);
       }
       const ms = performance.now() - started;
-      model.freeSequence(seq);
+      finish(seq);
       return ms;
     },
   };
@@ -167,9 +206,15 @@ function ours(model: CompiledModel): Engine {
 function theirs(session: LlamaBenchSession): Engine {
   return {
     name: "llama.cpp",
+    setDepth: (t) => session.setDepth(t),
     prefill: (t) => session.prefill(t),
     decode: (t) => session.decode(t),
   };
+}
+
+/** A test's name as llama-bench prints it: "tg64", or "tg64 @ d3000" after a depth. */
+function testName(kind: "pp" | "tg", n: number, depth: number): string {
+  return depth === 0 ? `${kind}${n}` : `${kind}${n} @ d${depth}`;
 }
 
 /** Token ids for the tests: seeded, spread over the vocabulary (as llama-bench's random tokens). */
@@ -254,6 +299,7 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   const modelPath = options.model ?? (await defaultModelPath((line) => io.stderr(`${line}\n`)));
   const nPrompt = options.nPrompt ?? [128];
   const nGen = options.nGen ?? [64];
+  const nDepth = [...new Set(options.nDepth ?? [0])];
   if ([...nPrompt, ...nGen].every((n) => n === 0)) {
     throw new CliInputError("could not bench - -p and -n are all 0: there is nothing to measure.");
   }
@@ -279,7 +325,10 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
   progress(`loading ${path.basename(modelPath)}`);
   const started = performance.now();
   // Room for the head-accuracy text too when --head is given (the cache grows only as used).
-  const contextLength = Math.max(...nPrompt, ...nGen, headOf(options) === undefined ? 0 : 256) + 16;
+  const contextLength =
+    Math.max(...nDepth) +
+    Math.max(...nPrompt, ...nGen, headOf(options) === undefined ? 0 : 256) +
+    16;
   const loading = loadProgress();
   const model = await loadModel(modelPath, {
     onProgress: loading.onProgress,
@@ -319,7 +368,8 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       session = await openLlamaBench(modelPath, {
         threads,
         contextSize: contextLength,
-        batchSize: Math.max(...nPrompt),
+        // The longest prompt in one batch, and a depth in batches of DEPTH_CHUNK (at least 1).
+        batchSize: Math.max(...nPrompt, Math.min(DEPTH_CHUNK, Math.max(...nDepth)), 1),
         useMmap: mmap,
         ...(llamaVariant === undefined
           ? {}
@@ -333,20 +383,36 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       );
       engines.push(theirs(session));
     }
-    const tests: { name: string; run: (e: Engine) => Promise<number>; tokens: number }[] = [
+    interface Test {
+      readonly name: string;
+      readonly depth: number;
+      readonly tokens: number;
+      run(e: Engine): Promise<number>;
+    }
+    const tests: Test[] = nDepth.flatMap((depth) => [
       ...nPrompt
         .filter((n) => n > 0)
         .map((n) => {
           const tokens = benchTokens(n, hp.vocabSize, n);
-          return { name: `pp${n}`, tokens: n, run: (e: Engine) => e.prefill(tokens) };
+          return {
+            name: testName("pp", n, depth),
+            depth,
+            tokens: n,
+            run: (e: Engine) => e.prefill(tokens),
+          };
         }),
       ...nGen
         .filter((n) => n > 0)
         .map((n) => {
           const tokens = benchTokens(n, hp.vocabSize, 7919 + n);
-          return { name: `tg${n}`, tokens: n, run: (e: Engine) => e.decode(tokens) };
+          return {
+            name: testName("tg", n, depth),
+            depth,
+            tokens: n,
+            run: (e: Engine) => e.decode(tokens),
+          };
         }),
-    ];
+    ]);
     progress("warm-up");
     for (const e of engines) {
       await e.prefill(benchTokens(Math.min(32, contextLength - 1), hp.vocabSize, 1));
@@ -369,22 +435,36 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
     };
     const pairedBandwidth: number[] = [];
     const samples = new Map<string, number[]>();
-    for (let rep = 0; rep < reps; rep++) {
-      for (const test of tests) {
-        // Alternate which engine goes first, so drift in machine speed favours neither.
-        const order = rep % 2 === 0 ? engines : [...engines].reverse();
-        for (const e of order) {
-          const paired = test === pairedTest && e.name === "bitnet-ts";
-          const before = paired ? await probeWeights() : 0;
-          const ms = await test.run(e);
-          if (paired) {
-            pairedBandwidth.push(Math.max(before, await probeWeights()));
+    for (const depth of nDepth) {
+      // Each engine's context filled once per depth (untimed); every test continues it and is
+      // erased back to it.
+      if (depth > 0 || nDepth.length > 1) {
+        const tokens = benchTokens(depth, hp.vocabSize, 104729 + depth);
+        for (const e of engines) {
+          if (depth > 0) {
+            progress(`filling ${e.name}'s context with ${depth} tokens`);
           }
-          const key = `${e.name}\u0000${test.name}`;
-          samples.set(key, [...(samples.get(key) ?? []), (test.tokens * 1000) / ms]);
+          await e.setDepth(tokens);
         }
       }
-      progress(`repetition ${rep + 1}/${reps} done`);
+      const atDepth = tests.filter((t) => t.depth === depth);
+      for (let rep = 0; rep < reps; rep++) {
+        for (const test of atDepth) {
+          // Alternate which engine goes first, so drift in machine speed favours neither.
+          const order = rep % 2 === 0 ? engines : [...engines].reverse();
+          for (const e of order) {
+            const paired = test === pairedTest && e.name === "bitnet-ts";
+            const before = paired ? await probeWeights() : 0;
+            const ms = await test.run(e);
+            if (paired) {
+              pairedBandwidth.push(Math.max(before, await probeWeights()));
+            }
+            const key = `${e.name}\u0000${test.name}`;
+            samples.set(key, [...(samples.get(key) ?? []), (test.tokens * 1000) / ms]);
+          }
+        }
+        progress(`${depth > 0 ? `depth ${depth}: ` : ""}repetition ${rep + 1}/${reps} done`);
+      }
     }
     // The process's peak before the bandwidth probes (which map the file again and fill 1 GiB of
     // anonymous memory): what the engine itself needed. Not meaningful with llama.cpp loaded too.
@@ -444,10 +524,13 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       }
     }
     let bound: BenchBound | null = null;
-    const tg = nGen.find((n) => n > 0);
+    // The bound is the first tg test's (the one whose repetitions the probes pair with): its
+    // tokens' mean position, past its depth, sets how much KV cache a token reads.
+    const tgTest = tests.find((t) => t.name.startsWith("tg"));
+    const meanPosition = tgTest === undefined ? 0 : tgTest.depth + (tgTest.tokens + 1) / 2;
+    const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === tgTest?.name);
     if (gpu !== null) {
       const kvWidth = hp.nHeadKv * hp.headDim;
-      const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
       const bytes = bytesPerToken(
         file,
         undefined,
@@ -455,7 +538,6 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
         true,
       );
       const tgTps = (gpu.copy_gbs * 1e9) / bytes;
-      const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
       bound = {
         bandwidth_gbs: gpu.copy_gbs,
         memory: "gpu",
@@ -468,7 +550,6 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       };
     } else if (bandwidth !== null) {
       const kvWidth = hp.nHeadKv * hp.headDim;
-      const meanPosition = tg === undefined ? 0 : (tg + 1) / 2;
       const kvBytes = 2 * hp.nLayer * kvWidth * 2 * meanPosition; // K and V, f16
       const bytes = bytesPerToken(
         file,
@@ -476,7 +557,6 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
         kvBytes,
         model.backendName === "cpu" && options.tq1 !== "direct",
       );
-      const ourTg = results.find((r) => r.engine === "bitnet-ts" && r.test === `tg${tg}`);
       const paired = ourTg !== undefined && pairedBandwidth.length === ourTg.samples.length;
       const fractions = paired
         ? ourTg.samples.map((tps, i) => (tps * bytes) / (pairedBandwidth[i]! * 1e9))
@@ -548,7 +628,6 @@ export async function runBench(options: BenchCliOptions, io: CliIo): Promise<Ben
       const steps = results.filter((r) => r.engine === "bitnet-ts");
       const mean = (test: string) => steps.find((r) => r.test === test)?.tps_mean ?? 0;
       const pp = tests.find((t) => t.name.startsWith("pp"));
-      const tgTest = tests.find((t) => t.name.startsWith("tg"));
       writeReceipt(options.receipt, {
         ...receiptHeader(),
         kind: "bench",
