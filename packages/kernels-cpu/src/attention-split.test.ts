@@ -5,32 +5,18 @@
 // (BITNET_ATTENTION_SPLIT=0, read as each model loads), on every kernel path, for 32- and
 // 128-wide heads, with an even and an odd thread count, and the step's kernel counts say which
 // of the two ran.
+import { EngineError, EngineErrorCode } from "@bitnet-ts/engine-core";
 import { sameBits } from "@bitnet-ts/engine-core/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { argmax, cleanup, cpuModel, SLOW_TEST_MS } from "../test/models";
+import { argmax, cleanup, cpuModel, SLOW_TEST_MS, withEnv } from "../test/models";
 import { ALL_KERNEL_PATHS, pathSkipReason, pathTitle } from "../test/paths";
 import type { CpuModel } from "./backend";
 
 afterAll(cleanup);
 
 /** Loads a model with BITNET_ATTENTION_SPLIT set as given (undefined: unset) while it compiles. */
-async function withSplit<T>(value: string | undefined, load: () => Promise<T>): Promise<T> {
-  const saved = process.env["BITNET_ATTENTION_SPLIT"];
-  if (value === undefined) {
-    delete process.env["BITNET_ATTENTION_SPLIT"];
-  } else {
-    process.env["BITNET_ATTENTION_SPLIT"] = value;
-  }
-  try {
-    return await load();
-  } finally {
-    if (saved === undefined) {
-      delete process.env["BITNET_ATTENTION_SPLIT"];
-    } else {
-      process.env["BITNET_ATTENTION_SPLIT"] = saved;
-    }
-  }
-}
+const withSplit = <T>(value: string | undefined, load: () => Promise<T>): Promise<T> =>
+  withEnv("BITNET_ATTENTION_SPLIT", value, load);
 
 /** `n` token ids below `vocab`, the same every run. */
 function promptOf(n: number, vocab: number): number[] {
@@ -139,4 +125,19 @@ describe("when one token's attention splits by its work", () => {
     },
     SLOW_TEST_MS,
   );
+});
+
+describe("BITNET_ATTENTION_SPLIT", () => {
+  it("takes a number of positions and refuses anything else before a model loads", async () => {
+    for (const bad of ["-1", "256k", "never", "1e3"]) {
+      const error = await withSplit(bad, () => cpuModel("tiny-i2s", { threads: 2 })).catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(EngineError);
+      expect((error as EngineError).code).toBe(EngineErrorCode.BAD_OPTION);
+      expect((error as EngineError).message).toContain(
+        `BITNET_ATTENTION_SPLIT must be a number of positions (0: never), got "${bad}"`,
+      );
+    }
+  });
 });

@@ -534,9 +534,9 @@ export const DECODE_PREFETCH_VARIABLES = [
 
 /**
  * Rejects a prefetch distance (DECODE_PREFETCH_VARIABLES), BITNET_DECODE_VECTOR_BITS, BITNET_HEAD_VECTOR_BITS,
- * BITNET_DECODE_PREFETCH_NTA or BITNET_DECODE_FUSE the addon would ignore (it reads the prefetch
- * variables once per process and BITNET_DECODE_FUSE per model, and falls back to its defaults on
- * a value it cannot use).
+ * BITNET_DECODE_PREFETCH_NTA, BITNET_DECODE_FUSE or BITNET_ATTENTION_SPLIT the addon would ignore
+ * or misread (it reads the prefetch variables once per process and the last two per model, and
+ * falls back to its defaults on a value it cannot use).
  */
 function checkDecodePrefetchEnv(): void {
   const choices: [name: string, allowed: readonly string[], rule: string][] = [
@@ -553,6 +553,14 @@ function checkDecodePrefetchEnv(): void {
         `could not compile for the CPU backend - ${name} must be ${rule}, got "${value}".`,
       );
     }
+  }
+  // One-token steps split their attention across threads by its work from this many positions.
+  const split = process.env["BITNET_ATTENTION_SPLIT"];
+  if (split !== undefined && split !== "" && !/^\d{1,9}$/.test(split)) {
+    throw new EngineError(
+      EngineErrorCode.BAD_OPTION,
+      `could not compile for the CPU backend - BITNET_ATTENTION_SPLIT must be a number of positions (0: never), got "${split}".`,
+    );
   }
   for (const name of DECODE_PREFETCH_VARIABLES) {
     const raw = process.env[name];

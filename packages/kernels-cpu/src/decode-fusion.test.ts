@@ -8,30 +8,15 @@
 import { EngineError, EngineErrorCode } from "@bitnet-ts/engine-core";
 import { sameBits } from "@bitnet-ts/engine-core/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { argmax, cleanup, cpuModel, LONG_PROMPT, SLOW_TEST_MS } from "../test/models";
+import { argmax, cleanup, cpuModel, LONG_PROMPT, SLOW_TEST_MS, withEnv } from "../test/models";
 import { ALL_KERNEL_PATHS, pathSkipReason, pathTitle } from "../test/paths";
 import type { CpuModel } from "./backend";
 
 afterAll(cleanup);
 
 /** Loads a model with BITNET_DECODE_FUSE set as given (undefined: unset) while it compiles. */
-async function withFuse<T>(value: string | undefined, load: () => Promise<T>): Promise<T> {
-  const saved = process.env["BITNET_DECODE_FUSE"];
-  if (value === undefined) {
-    delete process.env["BITNET_DECODE_FUSE"];
-  } else {
-    process.env["BITNET_DECODE_FUSE"] = value;
-  }
-  try {
-    return await load();
-  } finally {
-    if (saved === undefined) {
-      delete process.env["BITNET_DECODE_FUSE"];
-    } else {
-      process.env["BITNET_DECODE_FUSE"] = saved;
-    }
-  }
-}
+const withFuse = <T>(value: string | undefined, load: () => Promise<T>): Promise<T> =>
+  withEnv("BITNET_DECODE_FUSE", value, load);
 
 /** The logits of a prompt fed one token per step, then of eight greedy tokens after it. */
 async function decodeOneByOne(model: CpuModel, prompt: readonly number[]): Promise<Float32Array[]> {

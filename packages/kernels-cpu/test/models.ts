@@ -97,6 +97,33 @@ export function cleanup(): void {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
+/**
+ * Runs `load` with environment variable `name` set as given (undefined: unset), restoring it
+ * after: for settings the native model reads as it loads (BITNET_DECODE_FUSE,
+ * BITNET_ATTENTION_SPLIT).
+ */
+export async function withEnv<T>(
+  name: string,
+  value: string | undefined,
+  load: () => Promise<T>,
+): Promise<T> {
+  const saved = process.env[name];
+  if (value === undefined) {
+    delete process.env[name];
+  } else {
+    process.env[name] = value;
+  }
+  try {
+    return await load();
+  } finally {
+    if (saved === undefined) {
+      delete process.env[name];
+    } else {
+      process.env[name] = saved;
+    }
+  }
+}
+
 /** The fixture compiled on the native backend. */
 export async function cpuModel(
   name: string,
