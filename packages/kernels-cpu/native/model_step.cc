@@ -223,7 +223,8 @@ void Model::prepare_execution() {
   const int64_t tile_rows = attention_tile_tokens_ * group;
   // BITNET_ATTENTION_SPLIT=<positions> (0: never) for measurements and tests.
   if (const char* from = std::getenv("BITNET_ATTENTION_SPLIT")) split_attention_from_ = std::max(0, std::atoi(from));
-  split_scores_.resize((size_t)(cfg_.n_head * cfg_.context));
+  // Only a model with threads to split between uses it (attends_by_work).
+  if (pool_->size() > 1 && split_attention_from_ > 0) split_scores_.resize((size_t)(cfg_.n_head * cfg_.context));
   for (auto& s : scratch_) {
     s.resize((size_t)std::max<int64_t>(std::max<int64_t>(tile_rows * (cfg_.context + cfg_.head_dim), cfg_.n_embd), 256) + 1024);
   }
@@ -256,7 +257,7 @@ void Model::count_scratch() {
   for (const auto& s : scratch_) total += bytes(s);
   for (const auto& p : prologue_) total += bytes(p);
   total += bytes(q_) + bytes(q_scale_) + bytes(q_sum_) + bytes(q_tiles_) + bytes(head_x_) + bytes(head_q_);
-  total += bytes(rope_cos_) + bytes(rope_sin_);
+  total += bytes(rope_cos_) + bytes(rope_sin_) + bytes(split_scores_);
   total += bytes(head_q8k_) + bytes(head_q8k_d_) + bytes(head_q8k_sum_) + bytes(head_q8k_bsum16_);
   for (const auto& t : tq1_tile_) total += bytes(t);
   scratch_bytes_.store(total, std::memory_order_relaxed);
