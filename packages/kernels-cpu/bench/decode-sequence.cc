@@ -17,8 +17,12 @@
 //   headprobe   the probe's loads over the head's bytes
 // Weights lie in 2 MiB pages, each projection on a 64-byte boundary (GGUF_PAD=1: 32 bytes apart,
 // as a GGUF file lays them out, so every other one starts halfway into a cache line), in
-// anonymous memory, or with WEIGHTS_FILE=<file> in the page cache: the file's first bytes mapped
-// as the model loader maps a GGUF (only timing is read, so any file of 530 MB or more will do).
+// anonymous memory, or with WEIGHTS_FILE=<file> in the page cache: the file's bytes from
+// WEIGHTS_OFFSET mapped as the model loader maps a GGUF (only timing is read, so any file with 530
+// MB from there will do). HEAD_FILE=<file> maps the head's bytes from HEAD_OFFSET (default: the
+// file's last 657 MB). For a GGUF, decode-sequence.sh sets both offsets from its tensor table: the
+// first ternary tensor, and output.weight (or token_embd.weight, a tied head), so each layout
+// reads the pages a model's weights really lie in.
 // The layouts named (comma-separated, default all) take turns
 // repetition by repetition, so a change in the machine's speed (a VM's neighbours) hits all of
 // them alike; each prints its median and range of GB/s over the repetitions.
@@ -52,6 +56,12 @@ static uint8_t* huge_alloc(size_t n) {
   return p;
 }
 
+// A byte offset from the environment, rounded down to a page (a mapping starts on one); 0 if unset.
+static int64_t env_offset(const char* name) {
+  const char* v = getenv(name);
+  return v == nullptr ? 0 : std::max<int64_t>(0, strtoll(v, nullptr, 10)) / 4096 * 4096;
+}
+
 struct Proj {
   int64_t rows, cols;
   const uint8_t* w;
@@ -65,18 +75,24 @@ static std::vector<Proj> make_projections(const std::vector<std::pair<int64_t, i
   const char* file = getenv("WEIGHTS_FILE");
   const bool from_file = file != nullptr && *file != '\0';
   if (from_file) {
-    // The first bytes of a real file, mapped as the model loader maps weights (their values do
-    // not matter to the timing): streaming from the page cache against anonymous memory.
+    // A real file's bytes from WEIGHTS_OFFSET (decode-sequence.sh sets it to a GGUF's first
+    // ternary tensor; 0 otherwise), mapped as the model loader maps weights (their values do not
+    // matter to the timing): streaming from the page cache against anonymous memory, and from
+    // the pages a model's projections really lie in (a VM's memory can read at different speeds
+    // in different places).
     const int fd = ::open(file, O_RDONLY);
     struct stat st {};
     FileMap map;
-    if (fd < 0 || ::fstat(fd, &st) != 0 || (size_t)st.st_size < bytes || !map_file(fd, 0, bytes, map).empty()) {
-      fprintf(stderr, "could not map %zu bytes of %s (a file at least that large is needed)\n", bytes, file);
+    const int64_t off = env_offset("WEIGHTS_OFFSET");
+    if (fd < 0 || ::fstat(fd, &st) != 0 || (size_t)(st.st_size - off) < bytes || !map_file(fd, off, bytes, map).empty()) {
+      fprintf(stderr, "could not map %zu bytes of %s from byte %lld (a file at least that large is needed)\n", bytes, file,
+              (long long)off);
       exit(1);
     }
     ::close(fd);
     arena = map.data;
-    fprintf(stderr, "weights from %s, %.0f%% in 2 MiB pages\n", file, 100.0 * (double)pmd_mapped_bytes(map) / (double)bytes);
+    fprintf(stderr, "weights from %s at byte %lld, %.0f%% in 2 MiB pages\n", file, (long long)off,
+            100.0 * (double)pmd_mapped_bytes(map) / (double)bytes);
   } else {
     arena = huge_alloc(bytes);
   }
@@ -155,12 +171,14 @@ int main(int argc, char** argv) {
   uint16_t* head = nullptr;
   const char* head_file = getenv("HEAD_FILE");
   if ((wants("head") || wants("headprobe")) && head_file != nullptr && *head_file != '\0') {
-    // The last head_bytes of a real file (a bench GGUF's F16 head is near its end), mapped as
-    // the model loader maps weights.
+    // head_bytes of a real file from HEAD_OFFSET (decode-sequence.sh: a GGUF's head tensor;
+    // otherwise the file's last bytes), mapped as the model loader maps weights.
     const int fd = ::open(head_file, O_RDONLY);
     struct stat st {};
     FileMap map;
-    const int64_t off = fd < 0 || ::fstat(fd, &st) != 0 ? -1 : ((int64_t)st.st_size - (int64_t)head_bytes) / 4096 * 4096;
+    const int64_t off = fd < 0 || ::fstat(fd, &st) != 0 ? -1
+                        : getenv("HEAD_OFFSET") != nullptr ? env_offset("HEAD_OFFSET")
+                                                           : ((int64_t)st.st_size - (int64_t)head_bytes) / 4096 * 4096;
     if (off < 0 || !map_file(fd, off, head_bytes, map).empty()) {
       fprintf(stderr, "could not map %zu bytes of %s\n", head_bytes, head_file);
       return 1;
