@@ -185,7 +185,8 @@ int main(int argc, char** argv) {
     }
     ::close(fd);
     head = (uint16_t*)map.data;
-    fprintf(stderr, "head from %s, %.0f%% in 2 MiB pages\n", head_file, 100.0 * (double)pmd_mapped_bytes(map) / (double)head_bytes);
+    fprintf(stderr, "head from %s at byte %lld, %.0f%% in 2 MiB pages\n", head_file, (long long)off,
+            100.0 * (double)pmd_mapped_bytes(map) / (double)head_bytes);
   } else if (wants("head") || wants("headprobe")) {
     head = (uint16_t*)huge_alloc(head_bytes);
     for (size_t i = 0; i < head_bytes / 2; i++) {

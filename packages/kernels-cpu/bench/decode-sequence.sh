@@ -5,9 +5,10 @@
 # put a tied head (token_embd.weight) first, so a file's first or last bytes are the wrong pages.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-gguf_offset() {  # gguf_offset <file> <weights|head>: the byte offset, or nothing for a non-GGUF file
-  node --input-type=module - "$here/../../gguf/dist/index.js" "$1" "$2" <<'JS' 2>/dev/null || true
-const [gguf, file, what] = process.argv.slice(2);
+# Prints the byte offset of a GGUF's first ternary tensor (weights) or of its output head (head:
+# output.weight, or token_embd.weight when tied); nothing for a file that is not a GGUF.
+read_offset_js='
+const [gguf, file, what] = process.argv.slice(1);
 const { readGgufFileSync } = await import(gguf);
 const { tensors } = readGgufFileSync(file);
 const pick =
@@ -15,7 +16,11 @@ const pick =
     ? (tensors.find((t) => t.name === "output.weight") ?? tensors.find((t) => t.name === "token_embd.weight"))
     : tensors.filter((t) => ["I2_S", "TQ2_0", "TQ1_0"].includes(t.type.name)).sort((a, b) => a.fileOffset - b.fileOffset)[0];
 if (pick !== undefined) console.log(pick.fileOffset);
-JS
+'
+gguf_offset() {  # gguf_offset <file> <weights|head>
+  if [ "$(head -c 4 "$1" 2>/dev/null)" != GGUF ]; then return 0; fi
+  node --input-type=module -e "$read_offset_js" "$here/../../gguf/dist/index.js" "$1" "$2" ||
+    echo "decode-sequence.sh: could not read the tensor table of $1 (is packages/gguf built?); set WEIGHTS_OFFSET / HEAD_OFFSET" >&2
 }
 if [ -n "${WEIGHTS_FILE:-}" ] && [ -z "${WEIGHTS_OFFSET:-}" ]; then
   WEIGHTS_OFFSET="$(gguf_offset "$WEIGHTS_FILE" weights)"
