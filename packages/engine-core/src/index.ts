@@ -68,6 +68,7 @@ export {
   reduceRows,
   StepQueue,
   splitLogits,
+  type TopKRowsFunction,
   topKRows,
 } from "./steps";
 export {
