@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include "job_thread.h"
 #include "softmax.h"
+#include "top_k.h"
 #include "model.h"
 #include "platform.h"
 
@@ -807,6 +809,36 @@ Napi::Value AttnValues(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// topKRows(logits, rows, vocab, k, ids, values): each row's k best logits as engine-core's
+// topKRows ranks them (top_k.h), into ids and values (Int32Array, Float32Array of rows × k); k = 1
+// is the greedy argmax. Synchronous: a 128k-entry row takes tens of microseconds.
+Napi::Value TopKRows(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto is = [&](size_t i, napi_typedarray_type t) {
+    return info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == t;
+  };
+  if (info.Length() < 6 || !is(0, napi_float32_array) || !info[1].IsNumber() || !info[2].IsNumber() ||
+      !info[3].IsNumber() || !is(4, napi_int32_array) || !is(5, napi_float32_array)) {
+    Napi::TypeError::New(env, "topKRows expects (Float32Array logits, rows, vocab, k, Int32Array ids, Float32Array values)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Napi::Float32Array logits = info[0].As<Napi::Float32Array>();
+  Napi::Int32Array ids = info[4].As<Napi::Int32Array>();
+  Napi::Float32Array values = info[5].As<Napi::Float32Array>();
+  const double rows = info[1].As<Napi::Number>().DoubleValue(), vocab = info[2].As<Napi::Number>().DoubleValue(),
+               k = info[3].As<Napi::Number>().DoubleValue();
+  const auto whole = [](double v, double lo) { return std::isfinite(v) && v == std::floor(v) && v >= lo && v <= 2147483647.0; };
+  if (!whole(rows, 0) || !whole(vocab, 1) || !whole(k, 1) || k > vocab || (double)logits.ElementLength() < rows * vocab ||
+      (double)ids.ElementLength() < rows * k || (double)values.ElementLength() < rows * k) {
+    Napi::RangeError::New(env, "topKRows: needs whole rows ≥ 0, 1 ≤ k ≤ vocab, logits of rows × vocab and ids and values of rows × k")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  bitnet::top_k_rows(logits.Data(), (int64_t)rows, (int64_t)vocab, (int64_t)k, ids.Data(), values.Data());
+  return env.Undefined();
+}
+
 // softmaxRows(kernelPath, scores, rows, len, scale[, lengths]): the model's attention softmax
 // (softmax.h) over `rows` rows of `len` scores (a Float32Array of rows × len; with lengths, row r
 // holds lengths[r] of them), with the path's exp; returns the probabilities (before the f16
@@ -990,9 +1022,10 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("f16Gemm", Napi::Function::New(env, F16Gemm));
   exports.Set("attnScores", Napi::Function::New(env, AttnScores));
   exports.Set("softmaxRows", Napi::Function::New(env, SoftmaxRows));
+  exports.Set("topKRows", Napi::Function::New(env, TopKRows));
   exports.Set("attnValues", Napi::Function::New(env, AttnValues));
   exports.Set("rowStealCoverage", Napi::Function::New(env, RowStealCoverage));
-  exports.Set("abiVersion", Napi::Number::New(env, 15));  // bump with every change to src/binding.ts
+  exports.Set("abiVersion", Napi::Number::New(env, 16));  // bump with every change to src/binding.ts
   return exports;
 }
 

@@ -270,6 +270,19 @@ export interface NativeBinding {
    * probabilities before their f16 rounding. With `lengths`, row r holds only its first
    * lengths[r] scores (the rest left as given), as a prompt's tokens scored together. For tests.
    */
+  /**
+   * Each of `rows` rows of `logits` (rows × vocab) reduced to its k best, ranked as engine-core's
+   * topKRows ranks them (higher value, then lower id; NaN after every number), into `ids` and
+   * `values` (rows × k each). k = 1 is the greedy argmax. Synchronous (tens of µs a 128k row).
+   */
+  topKRows(
+    logits: Float32Array,
+    rows: number,
+    vocab: number,
+    k: number,
+    ids: Int32Array,
+    values: Float32Array,
+  ): void;
   softmaxRows(
     kernelPath: string,
     scores: Float32Array,

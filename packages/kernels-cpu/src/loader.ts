@@ -23,7 +23,7 @@ export class KernelUnavailableError extends BitnetError {
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** The addon ABI this TypeScript expects (bumped with every change to binding.ts). */
-export const ABI_VERSION = 15;
+export const ABI_VERSION = 16;
 
 /** Where scripts/build-native.mjs records a failed build (removed by the next successful one). */
 export const BUILD_FAILURE_FILE: string = path.join(
