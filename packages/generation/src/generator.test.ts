@@ -65,6 +65,42 @@ describe("TextGenerator", () => {
     expect(asked.every((r) => r === "full")).toBe(true);
   });
 
+  it("asks the backend for the sampler's top-k when sampling, with the tokens whole rows give", async () => {
+    const model = generator.model;
+    const asked: unknown[] = [];
+    const through = (keep: boolean) =>
+      new Proxy(model, {
+        get(target, key, receiver) {
+          if (key === "step") {
+            return (runs: Parameters<typeof model.step>[0]) => {
+              asked.push(...runs.map((r) => r.reduce));
+              return target.step(keep ? runs : runs.map(({ reduce: _, ...r }) => r));
+            };
+          }
+          const value = Reflect.get(target, key, receiver);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    for (const sampling of [
+      { maxTokens: 12, temperature: 1.5, seed: 99 },
+      { maxTokens: 12, temperature: 0.7, topK: 3, topP: 0.8, minP: 0.1, seed: 5 },
+    ]) {
+      asked.length = 0;
+      const reduced = await new TextGenerator(through(true), generator.tokenizer).generate(
+        "Once upon a time",
+        sampling,
+      ).result;
+      expect(asked).toContainEqual({ topK: sampling.topK ?? 40 });
+      expect(asked.every((r) => typeof r === "object" && r !== null)).toBe(true);
+      const full = await new TextGenerator(through(false), generator.tokenizer).generate(
+        "Once upon a time",
+        sampling,
+      ).result;
+      expect(reduced.tokens).toEqual(full.tokens);
+      expect(reduced.tokens.length).toBeGreaterThan(3);
+    }
+  });
+
   it("streams the continuation and reports tokens, text and timings", async () => {
     const g = generator.generate("The capital of France is", { maxTokens: 8, temperature: 0 });
     const pieces = await collect(g);

@@ -241,6 +241,7 @@ export class TextGenerator {
     }
     const sampler = new Sampler(options, {
       contextLength: ctx,
+      vocabSize: vocab,
       ...(this.tokenizer.tokenId("Ċ") === undefined
         ? {}
         : { newlineToken: this.tokenizer.tokenId("Ċ")! }),
@@ -437,11 +438,16 @@ export class TextGenerator {
       next: undefined,
       signal,
       done: false,
-      reduce: sampler.reduction,
-      onLogits: (logits, argmax, rows, argmaxRows) => {
+      // A draft's rows are checked against whole rows (sampler.verify), or their argmax.
+      reduce: drafter === undefined || sampler.reduction === "argmax" ? sampler.reduction : "full",
+      onLogits: (logits, argmax, rows, argmaxRows, top) => {
         firstTokenAt ??= performance.now();
         if (rows <= 1) {
-          const token = argmax ?? sampler.sample(logits);
+          // A top-k reduction also names its first id as the argmax: the draw comes from `top`.
+          const token =
+            top !== undefined
+              ? sampler.sampleTop(top.ids.subarray(0, top.k), top.logits.subarray(0, top.k))
+              : (argmax ?? sampler.sample(logits));
           if (take(token, this.model.sequenceLength(sequence))) {
             continueWith(token, this.model.sequenceLength(sequence));
           }

@@ -4,7 +4,12 @@
  * share the weight reads of each step. Jobs join and leave between steps. Because backends are
  * batch-invariant, a generation's tokens do not depend on what else is running.
  */
-import type { CompiledModel, LogitsReduction, SequenceRun } from "@bitnet-ts/engine-core";
+import type {
+  CompiledModel,
+  LogitsReduction,
+  SequenceRun,
+  TopLogits,
+} from "@bitnet-ts/engine-core";
 
 interface Port {
   onmessage: (() => void) | null;
@@ -44,21 +49,24 @@ export interface SchedulerJob {
   draft?: number[];
   readonly signal: AbortSignal | undefined;
   /**
-   * What the job needs of its logits rows: "argmax" (greedy sampling) lets a GPU backend return
-   * one id instead of the vocabulary. Default "full".
+   * What the job needs of its logits rows: "argmax" (greedy sampling) lets a backend return one
+   * id instead of the vocabulary, `{ topK }` (a sampler whose chain starts with top-k) the best
+   * k ids and logits. Default "full".
    */
   readonly reduce?: LogitsReduction;
   /**
    * Called when the job's evaluated tokens asked for logits: the row (empty when the job asked
-   * for a reduction) and, for "argmax", the id of the largest logit. With a draft, `rows` is
-   * 1 + its length and `logits` / `argmaxRows` hold a row per evaluated token, in order.
-   * `logits` is valid only during the call (the backend may reuse it for the next step).
+   * for a reduction), for "argmax" or a top-k the id of the largest logit, and for a top-k the
+   * best k of each row (`top`). With a draft, `rows` is 1 + its length and `logits` /
+   * `argmaxRows` hold a row per evaluated token, in order. `logits` is valid only during the call
+   * (the backend may reuse it for the next step).
    */
   onLogits(
     logits: Float32Array,
     argmax: number | undefined,
     rows: number,
     argmaxRows: Int32Array | undefined,
+    top?: TopLogits,
   ): void;
   /** Called when the job must stop because of an abort or a failed step. */
   onError(error: unknown): void;
@@ -180,6 +188,7 @@ export class Scheduler {
                 run.argmax?.[0],
                 run.rows,
                 run.argmax,
+                run.top,
               );
             } catch (error) {
               job.done = true;

@@ -54,6 +54,20 @@ export class Candidates {
     return this;
   }
 
+  /**
+   * Refills the list with a row's best candidates, already ranked best first (a backend's top-k
+   * reduction: higher logit first, ties by lower id), as {@link keepTop} would leave them.
+   */
+  resetTop(ids: Int32Array, logits: Float32Array): this {
+    const n = ids.length;
+    this.ids = Int32Array.from(ids);
+    this.logits = Float32Array.from(logits.subarray(0, n));
+    this.probs = new Float32Array(n);
+    this.size = n;
+    this.sorted = true;
+    return this;
+  }
+
   /** Sorts by logit descending (ties: lower id first), fully. */
   sort(): void {
     if (this.sorted) {
@@ -97,7 +111,13 @@ export class Candidates {
         i = m;
       }
     };
+    // The logit of the worst kept candidate once k are kept: a logit below it is worse (its
+    // test alone decides, as worse() would), so most of a 128k vocabulary costs one comparison.
+    let floor = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < this.size; i++) {
+      if (logits[i] < floor) {
+        continue;
+      }
       if (heap.length < k) {
         heap.push(i);
         for (let j = heap.length - 1; j > 0; ) {
@@ -111,6 +131,9 @@ export class Candidates {
       } else if (worse(heap[0], i)) {
         heap[0] = i;
         siftDown(0);
+      }
+      if (heap.length === k) {
+        floor = logits[heap[0]];
       }
     }
     heap.sort((a, b) => logits[b] - logits[a] || ids[a] - ids[b]);

@@ -242,3 +242,75 @@ describe("Sampler.verify (speculative decoding)", () => {
     expect(penalized.verify(logits, 4).token).toBe(penalized.sample(logits));
   });
 });
+
+/** A row's best k as a backend's { topK } reduction ranks them: higher logit, ties by lower id. */
+function topOf(row: Float32Array, k: number): { ids: Int32Array; logits: Float32Array } {
+  const order = Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
+  const ids = Int32Array.from(order.slice(0, k));
+  return { ids, logits: Float32Array.from(ids, (id) => row[id]!) };
+}
+
+describe("Sampler.reduction and sampleTop", () => {
+  it("asks for the top-k only when the chain starts with it on the raw logits", () => {
+    const vocab = { vocabSize: 1000 };
+    expect(new Sampler({ seed: 1 }, vocab).reduction).toEqual({ topK: 40 });
+    expect(new Sampler({ seed: 1, topK: 5, minKeep: 9 }, vocab).reduction).toEqual({ topK: 9 });
+    expect(new Sampler({ seed: 1, temperature: 0 }, vocab).reduction).toBe("argmax");
+    expect(new Sampler({ seed: 1 }).reduction).toBe("full"); // no vocabulary size given
+    expect(new Sampler({ seed: 1, topK: 0 }, vocab).reduction).toBe("full");
+    expect(new Sampler({ seed: 1, topK: 1000 }, vocab).reduction).toBe("full");
+    expect(new Sampler({ seed: 1, repeatPenalty: 1.1 }, vocab).reduction).toBe("full");
+    expect(new Sampler({ seed: 1, logitBias: { 3: 2 } }, vocab).reduction).toBe("full");
+    expect(new Sampler({ seed: 1, temperature: 0, presencePenalty: 0.5 }, vocab).reduction).toBe(
+      "full",
+    );
+  });
+
+  it("draws from a row's top-k exactly what sample draws from the whole row", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.float({ noNaN: true, min: -30, max: 30 }), { minLength: 50, maxLength: 300 }),
+        fc.record({
+          topK: fc.integer({ min: 1, max: 60 }),
+          topP: fc.double({ min: 0.05, max: 1, noNaN: true }),
+          minP: fc.double({ min: 0, max: 0.5, noNaN: true }),
+          typicalP: fc.constantFrom(1, 0.9, 0.5),
+          temperature: fc.double({ min: 0.05, max: 3, noNaN: true }),
+          minKeep: fc.integer({ min: 0, max: 5 }),
+          seed: fc.integer({ min: 0, max: 0xfffffffe }),
+        }),
+        (values, settings) => {
+          const row = Float32Array.from(values);
+          const whole = new Sampler(settings, { vocabSize: row.length });
+          const reduced = new Sampler(settings, { vocabSize: row.length });
+          const r = reduced.reduction;
+          if (typeof r !== "object") {
+            return; // the whole row is needed (k not below the vocabulary)
+          }
+          for (let step = 0; step < 4; step++) {
+            const top = topOf(row, r.topK);
+            expect(reduced.sampleTop(top.ids, top.logits)).toBe(whole.sample(row));
+            row.reverse(); // another row for the next draw, from the same random stream
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("refuses top candidates it did not ask for, with a SamplingError", () => {
+    const top = topOf(Float32Array.from([1, 2, 3, 4, 5, 6]), 3);
+    expect(() => new Sampler({ seed: 1 }, { vocabSize: 6 }).sampleTop(top.ids, top.logits)).toThrow(
+      /its reduction/,
+    );
+    expect(() =>
+      new Sampler({ seed: 1, topK: 3, repeatPenalty: 1.2 }, { vocabSize: 6 }).sampleTop(
+        top.ids,
+        top.logits,
+      ),
+    ).toThrow(/the whole row/);
+    expect(() =>
+      new Sampler({ seed: 1, topK: 3 }, { vocabSize: 6 }).sampleTop(top.ids, top.logits),
+    ).not.toThrow();
+  });
+});

@@ -124,6 +124,8 @@ export interface SamplerOptions {
   readonly newlineToken?: number;
   /** Context length (for repeatLastN = -1). */
   readonly contextLength?: number;
+  /** The model's vocabulary size: with it, {@link Sampler.reduction} can ask for a top-k. */
+  readonly vocabSize?: number;
 }
 
 export class Sampler {
@@ -175,17 +177,34 @@ export class Sampler {
     return n === -1 ? (this.#options.contextLength ?? this.#history.length) : n;
   }
 
-  /**
-   * "argmax" when the next token is always the largest logit (greedy, with no logit bias and no
-   * penalties that could reorder the top): a backend may then return only that id per row
-   * instead of the whole vocabulary. Otherwise "full".
-   */
-  get reduction(): "argmax" | "full" {
+  /** Whether the repetition penalties can change a logit. */
+  get #penalized(): boolean {
     const s = this.settings;
-    const penalized =
+    return (
       s.repeatLastN !== 0 &&
-      (s.repeatPenalty !== 1 || s.frequencyPenalty !== 0 || s.presencePenalty !== 0);
-    return s.temperature <= 0 && this.#bias.size === 0 && !penalized ? "argmax" : "full";
+      (s.repeatPenalty !== 1 || s.frequencyPenalty !== 0 || s.presencePenalty !== 0)
+    );
+  }
+
+  /**
+   * What of a row of logits this sampler needs, for a backend that can reduce rows itself:
+   * "argmax" when the next token is always the largest logit (greedy, with no logit bias and no
+   * penalties that could reorder the top); `{ topK }` when the chain starts by keeping the top-k
+   * of the raw logits (top-k on, no bias, no penalties, and a vocabulary size given that k is
+   * below), so a row's best `topK` candidates draw exactly what the whole row would
+   * ({@link sampleTop}); otherwise "full".
+   */
+  get reduction(): "argmax" | "full" | { readonly topK: number } {
+    const s = this.settings;
+    if (this.#bias.size > 0 || this.#penalized) {
+      return "full";
+    }
+    if (s.temperature <= 0) {
+      return "argmax";
+    }
+    const k = Math.max(s.topK, s.minKeep);
+    const vocab = this.#options.vocabSize;
+    return s.topK > 0 && vocab !== undefined && k < vocab ? { topK: k } : "full";
   }
 
   /**
@@ -198,7 +217,7 @@ export class Sampler {
     const c = this.#candidates?.reset(logits) ?? new Candidates(logits);
     this.#candidates = c;
     applyLogitBias(c, this.#bias);
-    const window = Math.min(this.#window(), this.#history.length);
+    const window = this.#penalized ? Math.min(this.#window(), this.#history.length) : 0;
     if (window > 0) {
       const counts = new Map<number, number>();
       for (let i = this.#history.length - window; i < this.#history.length; i++) {
@@ -215,6 +234,12 @@ export class Sampler {
     if (s.temperature <= 0) {
       return { greedy: c.ids[argmax(c.logits.subarray(0, c.size))]! };
     }
+    return this.#filtered(c);
+  }
+
+  /** The chain from top-k on: what is left to draw from, and its unnormalized total. */
+  #filtered(c: Candidates): { c: Candidates; total: number } {
+    const s = this.settings;
     topK(c, s.topK, s.minKeep);
     typical(c, s.typicalP, s.minKeep);
     topP(c, s.topP, Math.max(1, s.minKeep));
@@ -250,6 +275,28 @@ export class Sampler {
   sample(logits: Float32Array): number {
     const d = this.#distribution(logits);
     return "greedy" in d ? d.greedy : this.#draw(d.c, d.total);
+  }
+
+  /**
+   * Picks the next token from a row's best candidates, ranked best first (higher logit, ties by
+   * lower id): a backend's reduction of the row to the `{ topK }` that {@link reduction} asks
+   * for. It draws the token `sample` would draw from the whole row, consuming the random stream
+   * alike (rows holding NaN aside, which the reduction ranks last). Throws SamplingError when
+   * `reduction` is not a top-k or fewer candidates than it asks for are given.
+   */
+  sampleTop(ids: Int32Array, logits: Float32Array): number {
+    const r = this.reduction;
+    if (typeof r !== "object" || ids.length < r.topK || logits.length < ids.length) {
+      throw new SamplingError(
+        `could not sample from the top candidates - this sampler needs ${typeof r === "object" ? `the row's best ${r.topK}` : "the whole row"} (its reduction), got ${ids.length} candidates.`,
+      );
+    }
+    const c =
+      this.#candidates?.resetTop(ids, logits) ??
+      new Candidates(new Float32Array(0)).resetTop(ids, logits);
+    this.#candidates = c;
+    const { total } = this.#filtered(c);
+    return this.#draw(c, total);
   }
 
   /**
