@@ -17,6 +17,26 @@ afterAll(async () => {
   cleanup();
 });
 
+/**
+ * The test model seen through a wrapper that records each run's reduction in `asked`, and with
+ * `keep` false drops it (full logits, sampled on the host).
+ */
+function recordingModel(asked: unknown[], keep: boolean): TextGenerator["model"] {
+  const model = generator.model;
+  return new Proxy(model, {
+    get(target, key, receiver) {
+      if (key === "step") {
+        return (runs: Parameters<typeof model.step>[0]) => {
+          asked.push(...runs.map((r) => r.reduce));
+          return target.step(keep ? runs : runs.map(({ reduce: _, ...r }) => r));
+        };
+      }
+      const value = Reflect.get(target, key, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 async function collect(it: AsyncIterable<string>): Promise<string[]> {
   const out: string[] = [];
   for await (const piece of it) {
@@ -27,23 +47,8 @@ async function collect(it: AsyncIterable<string>): Promise<string[]> {
 
 describe("TextGenerator", () => {
   it("asks the backend only for the argmax when sampling is greedy, with the same tokens", async () => {
-    const model = generator.model;
     const asked: unknown[] = [];
-    // The same model seen through a wrapper that records each run's reduction, and one that
-    // drops it (full logits, sampled on the host).
-    const through = (keep: boolean) =>
-      new Proxy(model, {
-        get(target, key, receiver) {
-          if (key === "step") {
-            return (runs: Parameters<typeof model.step>[0]) => {
-              asked.push(...runs.map((r) => r.reduce));
-              return target.step(keep ? runs : runs.map(({ reduce: _, ...r }) => r));
-            };
-          }
-          const value = Reflect.get(target, key, receiver);
-          return typeof value === "function" ? value.bind(target) : value;
-        },
-      });
+    const through = (keep: boolean) => recordingModel(asked, keep);
     const greedy = { maxTokens: 6, temperature: 0 };
     const reduced = await new TextGenerator(through(true), generator.tokenizer).generate(
       "The capital of France is",
@@ -66,21 +71,8 @@ describe("TextGenerator", () => {
   });
 
   it("asks the backend for the sampler's top-k when sampling, with the tokens whole rows give", async () => {
-    const model = generator.model;
     const asked: unknown[] = [];
-    const through = (keep: boolean) =>
-      new Proxy(model, {
-        get(target, key, receiver) {
-          if (key === "step") {
-            return (runs: Parameters<typeof model.step>[0]) => {
-              asked.push(...runs.map((r) => r.reduce));
-              return target.step(keep ? runs : runs.map(({ reduce: _, ...r }) => r));
-            };
-          }
-          const value = Reflect.get(target, key, receiver);
-          return typeof value === "function" ? value.bind(target) : value;
-        },
-      });
+    const through = (keep: boolean) => recordingModel(asked, keep);
     for (const sampling of [
       { maxTokens: 12, temperature: 1.5, seed: 99 },
       { maxTokens: 12, temperature: 0.7, topK: 3, topP: 0.8, minP: 0.1, seed: 5 },
