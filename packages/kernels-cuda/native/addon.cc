@@ -6,11 +6,13 @@
 // status() says why there is no GPU code, and the device entries throw.
 #include <napi.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "kernels.h"
 #include "model.h"
+#include "top_k.cuh"
 
 namespace {
 
@@ -63,6 +65,7 @@ Status i2s_linear_device(const uint8_t*, int64_t, int64_t, float, const float*, 
   return kNoDeviceCode;
 }
 Status f16_linear_device(const uint16_t*, int64_t, int64_t, const float*, int64_t, float*) { return kNoDeviceCode; }
+Status top_k_device(const float*, int64_t, int64_t, int, int32_t*, float*) { return kNoDeviceCode; }
 Status time_i2s_gemv(int64_t, int64_t, int64_t, int, double*) { return kNoDeviceCode; }
 Status time_copy(int64_t, int, double*) { return kNoDeviceCode; }
 Status time_cublas_bf16_gemv(const char*, int64_t, int64_t, int, double*, std::string*) { return kNoDeviceCode; }
@@ -139,6 +142,36 @@ Napi::Value I2sLinear(const Napi::CallbackInfo& info) {
   out.Set("q", q);
   out.Set("actScale", scale);
   out.Set("actSum", sum);
+  return out;
+}
+
+// topK(logits, rows, vocab, k, where) → { ids, values } ([rows × k] each); where is "device"
+// or "host". k from 1 to min(vocab, kMaxDeviceTopK).
+Napi::Value TopK(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t rows = int_arg(info, 1, "rows", 1);
+  const int64_t vocab = int_arg(info, 2, "vocab", 1);
+  const int64_t k = int_arg(info, 3, "k", 1);
+  if (k > vocab || k > bitnet_cuda::kMaxDeviceTopK) {
+    throw Napi::RangeError::New(env, "k must be at most the vocabulary (" + std::to_string(vocab) + ") and " +
+                                         std::to_string(bitnet_cuda::kMaxDeviceTopK));
+  }
+  if (vocab > INT32_MAX) throw Napi::RangeError::New(env, "vocab must fit in 32 bits");
+  auto logits = array_arg<float, napi_float32_array>(info, 0, "logits", (size_t)(rows * vocab));
+  if (info.Length() < 5 || !info[4].IsString()) throw Napi::TypeError::New(env, "where must be \"device\" or \"host\"");
+  const std::string where = info[4].As<Napi::String>();
+  auto ids = Napi::Int32Array::New(env, (size_t)(rows * k));
+  auto values = Napi::Float32Array::New(env, (size_t)(rows * k));
+  if (where == "host") {
+    bitnet_cuda::top_k_host(logits.Data(), rows, vocab, (int)k, ids.Data(), values.Data());
+  } else if (where == "device") {
+    throw_if(env, bitnet_cuda::top_k_device(logits.Data(), rows, vocab, (int)k, ids.Data(), values.Data()));
+  } else {
+    throw Napi::TypeError::New(env, "where must be \"device\" or \"host\"");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ids", ids);
+  out.Set("values", values);
   return out;
 }
 
@@ -377,7 +410,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   // step(tokens: Int32Array, seqs: Int32Array, positions: Int32Array, want: Uint8Array,
   //      logits: Float32Array, captureIds: Int32Array, captureOut: Float32Array[],
-  //      injectIds: Int32Array, injectData: Float32Array[]) → Promise<void>
+  //      injectIds: Int32Array, injectData: Float32Array[], rowK: Int32Array, top: Int32Array)
+  //      → Promise<void>
   Napi::Value Step(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Model> model_;
@@ -407,7 +441,33 @@ class StepWorker : public Napi::AsyncWorker {
     logits_ = logits.Data();
     size_t rows = 0;
     for (int64_t t = 0; t < T_; t++) rows += want_[t] != 0;
-    if (logits.ElementLength() < rows * (size_t)owner->vocab_) {
+    // rowK: per logit row, the top-k to select on the executor (0: the whole row); top receives
+    // 2 × maxDeviceTopK words per row. Empty arrays: every row whole.
+    for (size_t i : {9, 10}) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+        throw Napi::TypeError::New(env, i == 9 ? "rowK must be an Int32Array" : "top must be an Int32Array");
+      }
+    }
+    auto row_k = info[9].As<Napi::Int32Array>();
+    auto top = info[10].As<Napi::Int32Array>();
+    bool any_full = row_k.ElementLength() == 0;
+    if (!any_full) {
+      if (row_k.ElementLength() != rows) throw Napi::RangeError::New(env, "rowK must have one entry per logit row");
+      if (top.ElementLength() < rows * 2 * (size_t)bitnet_cuda::kMaxDeviceTopK) {
+        throw Napi::RangeError::New(env, "top is too short for the rows that want their top-k");
+      }
+      for (size_t r = 0; r < rows; r++) {
+        const int32_t k = row_k[r];
+        if (k < 0 || k > bitnet_cuda::kMaxDeviceTopK || k > owner->vocab_) {
+          throw Napi::RangeError::New(env, "rowK entries must be from 0 to " +
+                                               std::to_string(std::min<int64_t>(bitnet_cuda::kMaxDeviceTopK, owner->vocab_)));
+        }
+        any_full = any_full || k == 0;
+      }
+      row_k_ = row_k.Data();
+      top_ = top.Data();
+    }
+    if (any_full && logits.ElementLength() < rows * (size_t)owner->vocab_) {
       throw Napi::RangeError::New(env, "logits is too short for the rows that want them");
     }
     auto cap_ids = info[5].As<Napi::Int32Array>();
@@ -427,7 +487,8 @@ class StepWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      owner_->model_->step(tokens_, seqs_, positions_, want_, T_, logits_, capture_, captured_, inject_, injected_);
+      owner_->model_->step(tokens_, seqs_, positions_, want_, T_, logits_, row_k_, top_, capture_, captured_, inject_,
+                           injected_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -449,6 +510,8 @@ class StepWorker : public Napi::AsyncWorker {
   const uint8_t* want_;
   int64_t T_;
   float* logits_;
+  const int32_t* row_k_ = nullptr;
+  int32_t* top_ = nullptr;
   std::vector<int> capture_, inject_;
   std::vector<float*> captured_;
   std::vector<const float*> injected_;
@@ -457,7 +520,7 @@ class StepWorker : public Napi::AsyncWorker {
 Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
-  if (info.Length() < 9) throw Napi::TypeError::New(env, "step takes nine arguments");
+  if (info.Length() < 11) throw Napi::TypeError::New(env, "step takes eleven arguments");
   auto* worker = new StepWorker(env, this, info);
   busy_ = true;
   Napi::Promise p = worker->Promise();
@@ -486,6 +549,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("status", Napi::Function::New(env, Status_));
   exports.Set("i2sLinear", Napi::Function::New(env, I2sLinear));
   exports.Set("f16Linear", Napi::Function::New(env, F16Linear));
+  exports.Set("topK", Napi::Function::New(env, TopK));
+  exports.Set("maxDeviceTopK", Napi::Number::New(env, bitnet_cuda::kMaxDeviceTopK));
   exports.Set("timeI2sGemv", Napi::Function::New(env, TimeI2sGemv));
   exports.Set("timeCopy", Napi::Function::New(env, TimeCopy));
   return exports;

@@ -47,6 +47,18 @@ struct Exec {
   virtual void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) = 0;
   // Q8_K per 256 block: q, d and Σq per block.
   virtual void quantize_q8k(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) = 0;
+  // rms_norm into `out`, then out's quantization for a ternary projection (q8k: Q8_K, else per-token
+  // int8) into q, scale and sum: the same values as the three calls one after the other, in one
+  // pass where the executor can (the GPU: one kernel instead of two).
+  virtual void rms_norm_quantize(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out, bool q8k,
+                                 int8_t* q, float* scale, int32_t* sum) {
+    rms_norm(x, w, T, n, eps, out);
+    if (q8k) {
+      quantize_q8k(out, T, n, q, scale, sum);
+    } else {
+      quantize_i8(out, T, n, q, scale, sum);
+    }
+  }
   virtual void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q,
                         const float* scale, const int32_t* sum, int64_t T, float* y) = 0;
   // TQ2_0 codes (64 bytes per 256 block) with per-row-block scales (rows × cols/256).
@@ -71,6 +83,11 @@ struct Exec {
   virtual void glu(const float* gate, const float* up, int64_t n, Act act, float* out) = 0;
   // out[i, :] = x[rows[i], :] for n rows of `width`.
   virtual void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) = 0;
+  // Per row r of `rows` logits rows with row_k[r] > 0 (executor memory): its row_k[r] ≤ kmax best
+  // ids into out[r·2·kmax …] and their values (as f32 bits) into the kmax words after them, ranked
+  // as top_k.cuh says. Rows with row_k[r] ≤ 0 are left alone.
+  virtual void top_k(const float* logits, int64_t rows, int64_t vocab, const int32_t* row_k, int32_t* out,
+                     int kmax) = 0;
 };
 
 std::unique_ptr<Exec> make_host_exec();

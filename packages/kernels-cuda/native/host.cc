@@ -9,6 +9,7 @@
 
 #include "kernels.h"
 #include "ternary.cuh"
+#include "top_k.cuh"
 
 namespace bitnet_cuda {
 
@@ -50,6 +51,66 @@ void i2s_linear_host(const uint8_t* codes, int64_t rows, int64_t cols, float w_s
       y[t * rows + r] = i2s_finish(total, act_sum[t], act_scale[t], w_scale);
     }
   }
+}
+
+// The GPU's selection (top_k_kernel) one step after another: the same rank keys, the same
+// digit choice per pass, the same split into elements above the threshold and ties taken in id
+// order, the same rank sort.
+void top_k_row_host(const float* row, int64_t vocab, int k, int32_t* ids, float* values) {
+  std::vector<uint32_t> keys((size_t)vocab);
+  for (int64_t i = 0; i < vocab; i++) keys[i] = top_k_key(row[i]);
+  if (k == 1) {
+    uint32_t best_key = 0;
+    int32_t best_id = INT32_MAX;
+    for (int64_t i = 0; i < vocab; i++) {
+      if (top_k_before(keys[i], (int32_t)i, best_key, best_id)) {
+        best_key = keys[i];
+        best_id = (int32_t)i;
+      }
+    }
+    ids[0] = best_id;
+    values[0] = row[best_id];
+    return;
+  }
+  uint32_t prefix = 0, mask = 0, equal = 0;
+  int32_t remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    uint32_t counts[256] = {};
+    for (int64_t i = 0; i < vocab; i++) {
+      if ((keys[i] & mask) == prefix) counts[(keys[i] >> shift) & 255u]++;
+    }
+    const int d = top_k_pick_digit(counts, &remaining);
+    prefix |= (uint32_t)d << shift;
+    mask |= 255u << shift;
+    equal = counts[d];
+  }
+  const uint32_t threshold = prefix;
+  const bool all_ties = (uint32_t)remaining == equal;
+  std::vector<uint32_t> cand_key;
+  std::vector<int32_t> cand_id;
+  for (int64_t i = 0; i < vocab; i++) {
+    if (keys[i] > threshold || (all_ties && keys[i] == threshold)) {
+      cand_key.push_back(keys[i]);
+      cand_id.push_back((int32_t)i);
+    }
+  }
+  for (int64_t i = 0, taken = 0; !all_ties && i < vocab && taken < remaining; i++) {
+    if (keys[i] == threshold) {
+      cand_key.push_back(threshold);
+      cand_id.push_back((int32_t)i);
+      taken++;
+    }
+  }
+  for (int i = 0; i < k; i++) {
+    int rank = 0;
+    for (int j = 0; j < k; j++) rank += top_k_before(cand_key[j], cand_id[j], cand_key[i], cand_id[i]) ? 1 : 0;
+    ids[rank] = cand_id[i];
+    values[rank] = row[cand_id[i]];
+  }
+}
+
+void top_k_host(const float* logits, int64_t rows, int64_t vocab, int k, int32_t* ids, float* values) {
+  for (int64_t r = 0; r < rows; r++) top_k_row_host(logits + r * vocab, vocab, k, ids + r * k, values + r * k);
 }
 
 }  // namespace bitnet_cuda
@@ -325,6 +386,14 @@ struct HostExec final : Exec {
   }
   void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) override {
     for (int64_t i = 0; i < n; i++) std::memcpy(out + i * width, x + rows[i] * width, width * sizeof(float));
+  }
+
+  void top_k(const float* logits, int64_t rows, int64_t vocab, const int32_t* row_k, int32_t* out, int kmax) override {
+    for (int64_t r = 0; r < rows; r++) {
+      if (row_k[r] <= 0) continue;
+      int32_t* ids = out + r * 2 * kmax;
+      top_k_row_host(logits + r * vocab, vocab, row_k[r], ids, reinterpret_cast<float*>(ids + kmax));
+    }
   }
 };
 

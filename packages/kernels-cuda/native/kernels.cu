@@ -377,6 +377,7 @@ Status time_copy(int64_t bytes, int reps, double* median_ms) {
 // CudaExec: the model's ops as kernels, one warp per item (a token, a token's row, a head),
 // reducing across the warp in the butterfly order host.cc reproduces.
 #include "exec.h"
+#include "top_k.cuh"
 #include "twins.cuh"
 
 namespace bitnet_cuda {
@@ -420,12 +421,8 @@ __global__ void rms_norm_kernel(const float* x, const float* w, int64_t T, int64
   for (int64_t i = lane; i < n; i += kLanes) out[item * n + i] = rms_apply(xt[i], s, w[i]);
 }
 
-__global__ void quantize_q8k_kernel(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) {
-  const int64_t nb = n / 256;
-  WARP_ITEM(T * nb);
-  const int64_t t = item / nb, b = item % nb;
-  const float* xb = x + t * n + b * 256;
-  int8_t* qb = q + t * n + b * 256;
+// Q8_K of one 256-value block by one warp.
+__device__ void q8k_block_warp(const float* xb, int8_t* qb, float* d_out, int32_t* bsum_out, int lane) {
   // The first value of largest magnitude: each lane's first maximum, then the lowest index.
   float amax = 0.0f;
   int at = 256;
@@ -456,8 +453,71 @@ __global__ void quantize_q8k_kernel(const float* x, int64_t T, int64_t n, int8_t
   }
   total = warp_sum(total);
   if (lane == 0) {
-    d[item] = amax == 0.0f ? 0.0f : __fdiv_rn(1.0f, q8k_iscale(xb[at]));
-    bsum[item] = total;
+    *d_out = amax == 0.0f ? 0.0f : __fdiv_rn(1.0f, q8k_iscale(xb[at]));
+    *bsum_out = total;
+  }
+}
+
+__global__ void quantize_q8k_kernel(const float* x, int64_t T, int64_t n, int8_t* q, float* d, int32_t* bsum) {
+  const int64_t nb = n / 256;
+  WARP_ITEM(T * nb);
+  const int64_t t = item / nb, b = item % nb;
+  q8k_block_warp(x + t * n + b * 256, q + t * n + b * 256, d + item, bsum + item, lane);
+}
+
+// RMSNorm and the quantization of its output for a ternary projection in one kernel, one block
+// per token: warp 0 sums the squares in rms_norm_kernel's lane order (so the same scale), every
+// thread writes its share of the normalized row, then the row is quantized as quantize_i8_kernel
+// (max, scale, values and their sum: order-free) or per 256 block as quantize_q8k_kernel.
+__global__ void rms_norm_quantize_kernel(const float* x, const float* w, int64_t n, float eps, float* out, int q8k,
+                                         int8_t* q, float* scale, int32_t* sum) {
+  __shared__ float s_norm;
+  __shared__ float max_part[32];
+  __shared__ int32_t sum_part[32];
+  const int64_t t = blockIdx.x;
+  const float* xt = x + t * n;
+  float* ot = out + t * n;
+  const int warp = threadIdx.x / kLanes, lane = threadIdx.x % kLanes, warps = blockDim.x / kLanes;
+  if (warp == 0) {
+    const float s = rms_scale(warp_sum(rms_lane_sum(xt, n, lane)), n, eps);
+    if (lane == 0) s_norm = s;
+  }
+  __syncthreads();
+  const float norm = s_norm;
+  float m = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = rms_apply(xt[i], norm, w[i]);
+    ot[i] = v;
+    m = fmaxf(m, fabsf(v));
+  }
+  __syncthreads();
+  if (q8k != 0) {
+    const int64_t nb = n / 256;
+    for (int64_t b = warp; b < nb; b += warps) {
+      q8k_block_warp(ot + b * 256, q + t * n + b * 256, scale + t * nb + b, sum + t * nb + b, lane);
+    }
+    return;
+  }
+  m = warp_max(m);
+  if (lane == 0) max_part[warp] = m;
+  __syncthreads();
+  m = 0.0f;
+  for (int i = 0; i < warps; i++) m = fmaxf(m, max_part[i]);
+  const float s = i8_scale(m);
+  int32_t total = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const int32_t v = i8_quantize(ot[i], s);
+    q[t * n + i] = (int8_t)v;
+    total += v;
+  }
+  total = warp_sum(total);
+  if (lane == 0) sum_part[warp] = total;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t all = 0;
+    for (int i = 0; i < warps; i++) all += sum_part[i];
+    scale[t] = s;
+    sum[t] = all;
   }
 }
 
@@ -581,6 +641,140 @@ __global__ void gather_rows_kernel(const float* x, const int32_t* rows, int64_t 
   for (int64_t i = lane; i < width; i += kLanes) out[item * width + i] = x[rows[item] * width + i];
 }
 
+// One block per row whose k (row_k, in device memory, so a recorded decode step reads each
+// replay's) is positive; each row's output is kmax ids, then kmax values (top_k.cuh).
+__global__ void top_k_kernel(const float* __restrict__ logits, int64_t vocab, const int32_t* __restrict__ row_k,
+                             int32_t* __restrict__ out, int kmax) {
+  const int64_t r = blockIdx.x;
+  const int32_t k = row_k[r];
+  if (k <= 0) return;
+  const float* row = logits + r * vocab;
+  int32_t* ids = out + r * 2 * kmax;
+  float* values = reinterpret_cast<float*>(ids + kmax);
+  const int tid = threadIdx.x, lane = tid % kLanes, warp = tid / kLanes, warps = blockDim.x / kLanes;
+  __shared__ uint32_t counts[256];
+  __shared__ uint32_t cand_key[kMaxDeviceTopK];
+  __shared__ int32_t cand_id[kMaxDeviceTopK];
+  __shared__ uint32_t warp_key[32];
+  __shared__ int32_t warp_id[32];
+  __shared__ int32_t warp_ties[32];
+  __shared__ uint32_t s_prefix, s_equal;
+  __shared__ int32_t s_remaining, s_slots, s_taken;
+  if (k == 1) {
+    // Greedy: one pass, the best (key, id) per thread, then per warp, then per block.
+    uint32_t best_key = 0;
+    int32_t best_id = INT32_MAX;
+    for (int64_t i = tid; i < vocab; i += blockDim.x) {
+      const uint32_t key = top_k_key(row[i]);
+      if (top_k_before(key, (int32_t)i, best_key, best_id)) {
+        best_key = key;
+        best_id = (int32_t)i;
+      }
+    }
+    for (int o = kLanes / 2; o > 0; o /= 2) {
+      const uint32_t other_key = __shfl_xor_sync(0xffffffffu, best_key, o);
+      const int32_t other_id = __shfl_xor_sync(0xffffffffu, best_id, o);
+      if (top_k_before(other_key, other_id, best_key, best_id)) {
+        best_key = other_key;
+        best_id = other_id;
+      }
+    }
+    if (lane == 0) {
+      warp_key[warp] = best_key;
+      warp_id[warp] = best_id;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      for (int w = 1; w < warps; w++) {
+        if (top_k_before(warp_key[w], warp_id[w], best_key, best_id)) {
+          best_key = warp_key[w];
+          best_id = warp_id[w];
+        }
+      }
+      ids[0] = best_id;
+      values[0] = row[best_id];
+    }
+    return;
+  }
+  // The k-th largest key, a digit at a time from the top.
+  uint32_t prefix = 0, mask = 0;
+  if (tid == 0) s_remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int d = tid; d < 256; d += blockDim.x) counts[d] = 0;
+    __syncthreads();
+    for (int64_t i = tid; i < vocab; i += blockDim.x) {
+      const uint32_t key = top_k_key(row[i]);
+      if ((key & mask) == prefix) atomicAdd(&counts[(key >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int32_t remaining = s_remaining;
+      const int d = top_k_pick_digit(counts, &remaining);
+      s_remaining = remaining;
+      s_prefix = prefix | ((uint32_t)d << shift);
+      s_equal = counts[d];  // after the last pass: how many elements equal the threshold
+    }
+    __syncthreads();
+    prefix = s_prefix;
+    mask |= 255u << shift;
+  }
+  const uint32_t threshold = prefix;
+  const int32_t ties_wanted = s_remaining;
+  const int32_t above = k - ties_wanted;
+  // Every element above the threshold, and every one equal to it when all of those are wanted
+  // (the usual case: distinct logits), in any order (the rank sort orders them).
+  const bool all_ties = (uint32_t)ties_wanted == s_equal;
+  if (tid == 0) {
+    s_slots = 0;
+    s_taken = 0;
+  }
+  __syncthreads();
+  for (int64_t i = tid; i < vocab; i += blockDim.x) {
+    const uint32_t key = top_k_key(row[i]);
+    if (key > threshold || (all_ties && key == threshold)) {
+      const int32_t slot = atomicAdd(&s_slots, 1);
+      cand_key[slot] = key;
+      cand_id[slot] = (int32_t)i;
+    }
+  }
+  __syncthreads();
+  // Otherwise the lowest ids among the equal ones: the row in id order, a block-wide count of
+  // equal elements per chunk, until enough are taken.
+  if (!all_ties) {
+    for (int64_t base = 0; base < vocab; base += blockDim.x) {
+      const int32_t taken = s_taken;
+      if (taken >= ties_wanted) break;
+      const int64_t i = base + tid;
+      const bool tie = i < vocab && top_k_key(row[i]) == threshold;
+      const unsigned ballot = __ballot_sync(0xffffffffu, tie);
+      if (lane == 0) warp_ties[warp] = __popc(ballot);
+      __syncthreads();
+      int32_t before = taken + __popc(ballot & ((1u << lane) - 1u));
+      for (int w = 0; w < warp; w++) before += warp_ties[w];
+      if (tie && before < ties_wanted) {
+        cand_key[above + before] = threshold;
+        cand_id[above + before] = (int32_t)i;
+      }
+      __syncthreads();
+      if (tid == 0) {
+        int32_t total = 0;
+        for (int w = 0; w < warps; w++) total += warp_ties[w];
+        s_taken = taken + total;
+      }
+      __syncthreads();
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < k; i += blockDim.x) {
+    int rank = 0;
+    for (int j = 0; j < k; j++) rank += top_k_before(cand_key[j], cand_id[j], cand_key[i], cand_id[i]) ? 1 : 0;
+    ids[rank] = cand_id[i];
+    values[rank] = row[cand_id[i]];
+  }
+}
+
+constexpr int kTopKThreads = 512;
+
 unsigned flat_blocks(int64_t n) { return (unsigned)((n + 255) / 256); }
 
 struct CudaExec final : Exec {
@@ -683,6 +877,11 @@ struct CudaExec final : Exec {
     rms_norm_kernel<<<blocks_for(T), kWarpsPerBlock * kLanes, 0, stream>>>(x, w, T, n, eps, out);
     launched("rms_norm");
   }
+  void rms_norm_quantize(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out, bool q8k,
+                         int8_t* q, float* scale, int32_t* sum) override {
+    rms_norm_quantize_kernel<<<(unsigned)T, 256, 0, stream>>>(x, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
+    launched("rms_norm_quantize");
+  }
   void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) override {
     quantize_i8_kernel<<<(unsigned)T, 256, 0, stream>>>(x, n, q, scale, sum);
     launched("quantize_i8");
@@ -742,10 +941,43 @@ struct CudaExec final : Exec {
     gather_rows_kernel<<<blocks_for(n), kWarpsPerBlock * kLanes, 0, stream>>>(x, rows, n, width, out);
     launched("gather_rows");
   }
+  void top_k(const float* logits, int64_t rows, int64_t vocab, const int32_t* row_k, int32_t* out, int kmax) override {
+    top_k_kernel<<<(unsigned)rows, kTopKThreads, 0, stream>>>(logits, vocab, row_k, out, kmax);
+    launched("top_k");
+  }
 };
 
 }  // namespace
 
 std::unique_ptr<Exec> make_cuda_exec(int device) { return std::make_unique<CudaExec>(device); }
+
+Status top_k_device(const float* logits, int64_t rows, int64_t vocab, int k, int32_t* ids, float* values) {
+  DeviceBuffer<float> d_logits;
+  DeviceBuffer<int32_t> d_k, d_out;
+  Status s;
+  if (!(s = d_logits.alloc(rows * vocab, "cudaMalloc (logits)")).ok()) return s;
+  if (!(s = d_k.alloc(rows, "cudaMalloc (k per row)")).ok()) return s;
+  if (!(s = d_out.alloc(rows * 2 * kMaxDeviceTopK, "cudaMalloc (top-k)")).ok()) return s;
+  if (!(s = check(cudaMemcpy(d_logits.ptr, logits, rows * vocab * sizeof(float), cudaMemcpyHostToDevice),
+                  "copy logits")).ok()) {
+    return s;
+  }
+  const std::vector<int32_t> row_k((size_t)rows, k);
+  if (!(s = check(cudaMemcpy(d_k.ptr, row_k.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice), "copy k")).ok()) {
+    return s;
+  }
+  top_k_kernel<<<(unsigned)rows, kTopKThreads>>>(d_logits.ptr, vocab, d_k.ptr, d_out.ptr, kMaxDeviceTopK);
+  if (!(s = check(cudaGetLastError(), "top_k_kernel")).ok()) return s;
+  std::vector<int32_t> out((size_t)(rows * 2 * kMaxDeviceTopK));
+  if (!(s = check(cudaMemcpy(out.data(), d_out.ptr, out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
+                  "copy top-k")).ok()) {
+    return s;
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    std::memcpy(ids + r * k, out.data() + r * 2 * kMaxDeviceTopK, (size_t)k * 4);
+    std::memcpy(values + r * k, out.data() + r * 2 * kMaxDeviceTopK + kMaxDeviceTopK, (size_t)k * 4);
+  }
+  return s;
+}
 
 }  // namespace bitnet_cuda

@@ -34,6 +34,12 @@ Status i2s_linear_device(const uint8_t* codes, int64_t rows, int64_t cols, float
 void i2s_linear_host(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const float* x, int64_t T,
                      float* y, int8_t* q, float* act_scale, int32_t* act_sum);
 
+// The k best entries of each of `rows` rows of `vocab` logits (k ≤ kMaxDeviceTopK), ranked as
+// engine-core's topKRows: ids [rows × k] and their values. On the GPU (the kernel a step runs) and
+// on the CPU through the same selection (its host twin).
+Status top_k_device(const float* logits, int64_t rows, int64_t vocab, int k, int32_t* ids, float* values);
+void top_k_host(const float* logits, int64_t rows, int64_t vocab, int k, int32_t* ids, float* values);
+
 // y[t·rows + r] = Σ_c f16(w[r, c])·x[t, c] in f32, on the GPU (the output head's GEMV).
 Status f16_linear_device(const uint16_t* w, int64_t rows, int64_t cols, const float* x, int64_t T, float* y);
 

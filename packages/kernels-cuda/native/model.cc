@@ -1,4 +1,5 @@
 #include "model.h"
+#include "top_k.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -121,6 +122,21 @@ void Model::finish() {
     }
     if (op.kind == OpKind::Linear) max_cols_ = std::max(max_cols_, weights_[op.weight].cols);
   }
+  // For each norm, the op that reads its output first when that is a ternary projection of the
+  // same width (whose quantization the norm then does), else -1.
+  quantized_reader_.assign(ops_.size(), -1);
+  for (size_t i = 0; i < ops_.size(); i++) {
+    if (ops_[i].kind != OpKind::RmsNorm) continue;
+    for (size_t j = i + 1; j < ops_.size(); j++) {
+      const OpSpec& r = ops_[j];
+      if (r.in0 != ops_[i].out && r.in1 != ops_[i].out && r.in2 != ops_[i].out) continue;
+      const bool ternary = r.kind == OpKind::Linear && r.in0 == ops_[i].out &&
+                           (weights_[r.weight].kind == WeightKind::I2S || weights_[r.weight].kind == WeightKind::TQ2) &&
+                           weights_[r.weight].cols == widths_[ops_[i].out];
+      if (ternary) quantized_reader_[i] = (int)j;
+      break;
+    }
+  }
   const int64_t half = hp_.n_rot / 2;
   const int64_t blocks = std::max<int64_t>(1, max_cols_ / 128);
   auto scratch = [&](size_t bytes, const char* what) {
@@ -133,6 +149,8 @@ void Model::finish() {
   tokens_ = (int32_t*)scratch((size_t)(B * 4), "tokens");
   positions_ = (int32_t*)scratch((size_t)(B * 4), "positions");
   rows_ = (int32_t*)scratch((size_t)(B * 4), "logit rows");
+  row_k_ = (int32_t*)scratch((size_t)(B * 4), "top-k per logit row");
+  top_out_ = (int32_t*)scratch((size_t)(kHeadRowsPerPass * 2 * kMaxDeviceTopK * 4), "top-k results");
   cos_ = (float*)scratch((size_t)(B * std::max<int64_t>(half, 1) * 4), "rope table");
   sin_ = (float*)scratch((size_t)(B * std::max<int64_t>(half, 1) * 4), "rope table");
   kptr_ = (uint16_t**)scratch((size_t)(hp_.n_layer * B * sizeof(void*)), "KV pointers");
@@ -206,8 +224,9 @@ MemoryInfo Model::memory() const {
 }
 
 void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, const uint8_t* want, int64_t T,
-                 float* logits, const std::vector<int>& capture, const std::vector<float*>& captured,
-                 const std::vector<int>& inject, const std::vector<const float*>& injected) {
+                 float* logits, const int32_t* row_k, int32_t* top, const std::vector<int>& capture,
+                 const std::vector<float*>& captured, const std::vector<int>& inject,
+                 const std::vector<const float*>& injected) {
   if (!finished_) throw bad("the model's weights are not all uploaded");
   if (T < 1 || T > hp_.max_batch) throw bad("a step takes 1 to " + std::to_string(hp_.max_batch) + " tokens");
   // Sequences, positions and caches first: nothing runs unless the whole step is valid.
@@ -258,18 +277,33 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     if (want[t] != 0) rows.push_back((int32_t)t);
   }
   if (!rows.empty()) exec_->to_device(rows_, rows.data(), rows.size() * 4);
+  // Each logit row's top-k, 0 for the whole row (read by the top-k kernel, replays included).
+  std::vector<int32_t> ks(rows.size(), 0);
+  for (size_t r = 0; r < rows.size(); r++) {
+    const int32_t k = row_k == nullptr ? 0 : row_k[r];
+    if (k > kMaxDeviceTopK || k > hp_.vocab) throw bad("a top-k of " + std::to_string(k) + " is more than the step can reduce");
+    ks[r] = std::max<int32_t>(k, 0);
+  }
+  if (!rows.empty()) exec_->to_device(row_k_, ks.data(), ks.size() * 4);
   // A decode step (one token, its logits, nothing captured or injected) runs as one CUDA graph:
   // recorded the first time, replayed after. Everything a step changes is in device memory the
   // graph reads (tokens, positions, KV pointers, the RoPE table), uploaded above.
   const bool decode_shape = T == 1 && rows.size() == 1 && capture.empty() && inject.empty();
+  auto copy_decode_row = [&] {
+    if (ks[0] > 0) {
+      exec_->to_host(top, top_out_, (size_t)(2 * kMaxDeviceTopK * 4));
+    } else {
+      exec_->to_host(logits, head_out_, (size_t)(hp_.vocab * 4));
+    }
+  };
   if (decode_shape && decode_graph_) {
     exec_->replay();
-    exec_->to_host(logits, head_out_, (size_t)(hp_.vocab * 4));
+    copy_decode_row();
     return;
   }
   const bool recording = decode_shape && exec_->begin_capture();
   try {
-    run_ops(T, logits, rows, recording, capture, captured, inject, injected);
+    run_ops(T, logits, top, rows, ks, recording, capture, captured, inject, injected);
   } catch (...) {
     if (recording) exec_->abort_capture();
     throw;
@@ -278,12 +312,13 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     exec_->end_capture();
     decode_graph_ = true;
     exec_->replay();
-    exec_->to_host(logits, head_out_, (size_t)(hp_.vocab * 4));
+    copy_decode_row();
   }
   exec_->sync();
 }
 
-void Model::run_ops(int64_t T, float* logits, const std::vector<int32_t>& rows, bool recording,
+void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<int32_t>& rows,
+                    const std::vector<int32_t>& ks, bool recording,
                     const std::vector<int>& capture, const std::vector<float*>& captured,
                     const std::vector<int>& inject, const std::vector<const float*>& injected) {
   int quantized = -1;  // the buffer whose quantization q_ holds (q, k, v share one input)
@@ -304,9 +339,19 @@ void Model::run_ops(int64_t T, float* logits, const std::vector<int32_t>& rows, 
       case OpKind::Embed:
         exec_->embed(w->data, w->kind == WeightKind::F16, tokens_, T, w->cols, out);
         break;
-      case OpKind::RmsNorm:
-        exec_->rms_norm(buffer(op.in0), (const float*)w->data, T, widths_[op.in0], hp_.rms_eps, out);
+      case OpKind::RmsNorm: {
+        // A norm whose next reader is a ternary projection quantizes for it in the same pass.
+        const Weight* next = quantized_reader_[i] >= 0 ? &weights_[ops_[quantized_reader_[i]].weight] : nullptr;
+        if (next != nullptr) {
+          exec_->rms_norm_quantize(buffer(op.in0), (const float*)w->data, T, widths_[op.in0], hp_.rms_eps, out,
+                                   next->kind == WeightKind::TQ2, q_, act_scale_, act_sum_);
+          quantized = op.out;
+          quantized_as = next->kind;
+        } else {
+          exec_->rms_norm(buffer(op.in0), (const float*)w->data, T, widths_[op.in0], hp_.rms_eps, out);
+        }
         break;
+      }
       case OpKind::Linear: {
         const float* x = buffer(op.in0);
         if (w->kind == WeightKind::I2S || w->kind == WeightKind::TQ2) {
@@ -355,8 +400,17 @@ void Model::run_ops(int64_t T, float* logits, const std::vector<int32_t>& rows, 
           exec_->gather_rows(x, rows_ + r0, n, hp_.n_embd, head_in_);
           exec_->float_gemm(w->data, w->kind == WeightKind::F16, w->rows, w->cols, head_in_, n,
                             w->kind == WeightKind::F16, head_out_);
+          bool any_full = false, any_top = false;
+          for (int64_t r = 0; r < n; r++) (ks[r0 + r] > 0 ? any_top : any_full) = true;
+          // A recording keeps the kernel whatever this step asks: a replay's row may want top-k.
+          if (any_top || recording) exec_->top_k(head_out_, n, hp_.vocab, row_k_ + r0, top_out_, kMaxDeviceTopK);
           // A recording cannot copy to the host: the replay's caller does.
-          if (!recording) exec_->to_host(logits + r0 * hp_.vocab, head_out_, (size_t)(n * hp_.vocab * 4));
+          if (!recording && any_full) {
+            exec_->to_host(logits + r0 * hp_.vocab, head_out_, (size_t)(n * hp_.vocab * 4));
+          }
+          if (!recording && any_top) {
+            exec_->to_host(top + r0 * 2 * kMaxDeviceTopK, top_out_, (size_t)(n * 2 * kMaxDeviceTopK * 4));
+          }
         }
         break;
       }

@@ -59,12 +59,17 @@ class Model {
   void create_sequence(int id);
   void fork_sequence(int from, int to);
   void free_sequence(int id);
-  // One forward step over T tokens; `logits` receives one vocab row per token with want[t] != 0.
-  // capture: buffer ids whose T × width values are copied into `captured` (in order); inject:
-  // buffer ids overwritten with the given values right before the first op that reads them.
+  // One forward step over T tokens. Each token with want[t] != 0 has a logit row r (in order):
+  // with row_k[r] > 0 (at most kMaxDeviceTopK) its top-k is selected on the executor and only the
+  // ids and values come back, into top[r·2·kMaxDeviceTopK …] (ids, then values as f32 bits);
+  // otherwise (or row_k null) the whole row comes back into logits[r·vocab …], which then must
+  // hold every row. capture: buffer ids whose T × width values are copied into `captured` (in
+  // order); inject: buffer ids overwritten with the given values right before the first op that
+  // reads them.
   void step(const int32_t* tokens, const int32_t* seqs, const int32_t* positions, const uint8_t* want, int64_t T,
-            float* logits, const std::vector<int>& capture, const std::vector<float*>& captured,
-            const std::vector<int>& inject, const std::vector<const float*>& injected);
+            float* logits, const int32_t* row_k, int32_t* top, const std::vector<int>& capture,
+            const std::vector<float*>& captured, const std::vector<int>& inject,
+            const std::vector<const float*>& injected);
 
   MemoryInfo memory() const;
   int64_t kv_bytes_per_token() const { return 2 * hp_.n_layer * hp_.n_head_kv * hp_.head_dim * 2; }
@@ -73,7 +78,8 @@ class Model {
  private:
   void* take(size_t bytes, const char* what);
   // The graph's ops in order (recorded instead of run when `recording`).
-  void run_ops(int64_t T, float* logits, const std::vector<int32_t>& rows, bool recording,
+  void run_ops(int64_t T, float* logits, int32_t* top, const std::vector<int32_t>& rows,
+               const std::vector<int32_t>& ks, bool recording,
                const std::vector<int>& capture, const std::vector<float*>& captured, const std::vector<int>& inject,
                const std::vector<const float*>& injected);
   void ensure_capacity(Sequence& s, int64_t positions);
@@ -89,6 +95,7 @@ class Model {
   std::vector<int> slot_of_;
   std::vector<float*> slots_;
   std::vector<std::vector<int>> inputs_of_;
+  std::vector<int> quantized_reader_;  // per op: for a norm, the ternary projection it quantizes for
   // Step scratch.
   int8_t* q_ = nullptr;
   float* act_scale_ = nullptr;
@@ -96,6 +103,8 @@ class Model {
   int32_t* tokens_ = nullptr;
   int32_t* positions_ = nullptr;
   int32_t* rows_ = nullptr;
+  int32_t* row_k_ = nullptr;    // per logit row: its top-k on the executor, 0 for the whole row
+  int32_t* top_out_ = nullptr;  // kHeadRowsPerPass × 2 × kMaxDeviceTopK: ids, then values
   float* cos_ = nullptr;
   float* sin_ = nullptr;
   uint16_t** kptr_ = nullptr;  // n_layer × max_batch

@@ -12,6 +12,7 @@ import {
   EngineErrorCode,
   loadModel,
   readModelDescription,
+  topKRows,
 } from "@bitnet-ts/engine-core";
 import {
   describeBackendContract,
@@ -185,10 +186,73 @@ for (const { execution, skip, label } of EXECUTIONS) {
         expect(
           Buffer.from(b.runs[0]!.logits.buffer).equals(Buffer.from(a.runs[0]!.logits.buffer)),
         ).toBe(true);
+        // Every norm before a ternary projection quantizes for it in its own kernel; the final
+        // norm (before the f16 head) does not.
+        const layers = model.description.hparams.nLayer;
+        const counts = model.kernelCounts();
+        expect(counts.get("cuda.rms_norm_quantize.i8")).toBe(4 * layers * 3);
+        expect(counts.get("cuda.rms_norm.f32")).toBe(3);
         model.freeSequence(fork);
         model.freeSequence(seq);
         expect(model.memory().kvBytes).toBe(0);
         expect(model.capacity().kvUsedBytes).toBe(0);
+        await model.dispose();
+      },
+    );
+
+    it.skipIf(skip !== false)(
+      titled(
+        "argmax and top-k selected on the executor equal reducing the whole rows, mixed in one step and between decode steps",
+        skip,
+      ),
+      { timeout: 300_000 },
+      async () => {
+        const model = await cudaModel("tiny-i2s", execution);
+        const vocab = model.description.hparams.vocabSize;
+        const prompt = LONG_PROMPT.slice(0, 6);
+        const seqs = [0, 1, 2, 3].map(() => model.createSequence());
+        const reductions = ["full", "argmax", { topK: 7 }, { topK: 300 }] as const;
+        const first = await model.step(
+          seqs.map((sequence, i) => ({
+            sequence,
+            tokens: prompt,
+            logits: "all" as const,
+            reduce: reductions[i]!,
+          })),
+        );
+        const full = first.runs[0]!.logits;
+        const rows = prompt.length;
+        expect([...first.runs[1]!.argmax!]).toEqual([...argmaxRows(full, rows, vocab)]);
+        for (const [i, k] of [
+          [2, 7],
+          [3, 300],
+        ] as const) {
+          const want = topKRows(full, rows, vocab, k);
+          const got = first.runs[i]!.top!;
+          expect(got.k).toBe(k);
+          expect([...got.ids]).toEqual([...want.ids]);
+          expect(Buffer.from(got.logits.buffer).equals(Buffer.from(want.logits.buffer))).toBe(true);
+        }
+        // Decode steps (one recorded step replayed on a GPU) whose reduction changes each time,
+        // against the same tokens on a sequence that gets whole rows.
+        const [plain, reduced] = [seqs[0]!, seqs[1]!];
+        let token = 1234;
+        for (const reduce of ["argmax", { topK: 40 }, "full", { topK: 256 }, "argmax"] as const) {
+          const a = (await model.step([{ sequence: plain, tokens: [token] }])).runs[0]!;
+          const b = (await model.step([{ sequence: reduced, tokens: [token], reduce }])).runs[0]!;
+          const best = argmaxRows(a.logits, 1, vocab)[0]!;
+          if (reduce === "full") {
+            expect(Buffer.from(b.logits.buffer).equals(Buffer.from(a.logits.buffer))).toBe(true);
+          } else {
+            expect(b.logits.length).toBe(0);
+            expect(b.argmax![0]).toBe(best);
+            if (reduce !== "argmax") {
+              const want = topKRows(a.logits, 1, vocab, reduce.topK);
+              expect([...b.top!.ids]).toEqual([...want.ids]);
+            }
+          }
+          token = best;
+        }
         await model.dispose();
       },
     );

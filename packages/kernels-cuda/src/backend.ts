@@ -19,6 +19,8 @@ import {
   type ModelDescription,
   NATIVE_OP_IDS,
   planNativeStep,
+  type RunLogits,
+  reduceRows,
   type SequenceRun,
   SequenceTable,
   type StepOutput,
@@ -83,6 +85,8 @@ interface NativeModel {
     captureOut: Float32Array[],
     injectIds: Int32Array,
     injectData: Float32Array[],
+    rowK: Int32Array,
+    top: Int32Array,
   ): Promise<void>;
   memory(): CudaMemory;
   dispose(): void;
@@ -245,9 +249,10 @@ export class CudaBackend implements Backend {
       }
     });
     const where = this.#options.execution ?? "device";
-    const NativeCudaModel = (
-      loadAddon(this.#options.addonPath) as { NativeCudaModel: NativeModelClass }
-    ).NativeCudaModel;
+    const { NativeCudaModel, maxDeviceTopK } = loadAddon(this.#options.addonPath) as {
+      NativeCudaModel: NativeModelClass;
+      maxDeviceTopK: number;
+    };
     let native: NativeModel;
     try {
       native = new NativeCudaModel(
@@ -312,12 +317,22 @@ export class CudaBackend implements Backend {
       );
     }
     // Kernel ids per op, counted once per step ("cuda.<op>.<type>.<variant>").
-    const kernelIds = model.graph.ops.map((op) => {
+    const kernelIds = model.graph.ops.map((op, i) => {
       switch (op.kind) {
         case "embed":
           return `cuda.embed.${tags.get(op.table)}`;
-        case "rms_norm":
-          return "cuda.rms_norm.f32";
+        case "rms_norm": {
+          // The native model quantizes a norm's output in the norm's kernel when its first
+          // reader is a ternary projection (model.cc, quantized_reader_).
+          const reader = firstReader(model.graph.ops, i);
+          const tag =
+            reader?.kind === "linear" && reader.x === op.out ? tags.get(reader.weight)! : "";
+          return tag === "i2_s"
+            ? "cuda.rms_norm_quantize.i8"
+            : tag.startsWith("tq")
+              ? "cuda.rms_norm_quantize.q8_k"
+              : "cuda.rms_norm.f32";
+        }
         case "linear": {
           const tag = tags.get(op.weight)!;
           return tag === "i2_s"
@@ -338,7 +353,15 @@ export class CudaBackend implements Backend {
           return `cuda.output.${tags.get(op.weight)}`;
       }
     });
-    return new CudaModel(model, native, contextLength, maxBatch, bufferId, kernelIds);
+    return new CudaModel(
+      model,
+      native,
+      contextLength,
+      maxBatch,
+      bufferId,
+      kernelIds,
+      maxDeviceTopK,
+    );
   }
 }
 
@@ -354,6 +377,7 @@ export class CudaModel implements CompiledModel {
   readonly #maxBatch: number;
   readonly #buffers: Map<string, number>;
   readonly #kernelIds: readonly string[];
+  readonly #maxDeviceTopK: number;
   readonly #counts = new Map<string, number>();
   readonly #sequences = new SequenceTable<SequenceState>();
   readonly #steps = new StepQueue();
@@ -368,8 +392,10 @@ export class CudaModel implements CompiledModel {
     maxBatch: number,
     buffers: Map<string, number>,
     kernelIds: readonly string[],
+    maxDeviceTopK: number,
   ) {
     this.description = description;
+    this.#maxDeviceTopK = maxDeviceTopK;
     this.#native = native;
     this.contextLength = contextLength;
     this.#maxBatch = maxBatch;
@@ -472,7 +498,18 @@ export class CudaModel implements CompiledModel {
     });
     const { flat, captured } = plan;
     const vocab = hp.vocabSize;
-    const logits = new Float32Array(flat.rows * vocab);
+    // Per logit row, the top-k the GPU selects (1 for "argmax"); 0: the whole row comes back.
+    const kmax = this.#maxDeviceTopK;
+    const rowK = new Int32Array(flat.rows);
+    let fullRows = 0;
+    forEachRunRows(runs, flat.wantLogits, (run, row, rows) => {
+      const k = deviceTopK(run.reduce, Math.min(kmax, vocab));
+      rowK.fill(k, row, row + rows);
+      fullRows += k === 0 ? rows : 0;
+    });
+    const logits = new Float32Array(fullRows > 0 ? flat.rows * vocab : 0);
+    const reduced = fullRows < flat.rows;
+    const top = new Int32Array(reduced ? flat.rows * 2 * kmax : 0);
     this.#busy = true;
     try {
       for (const chunk of stepChunks(flat, this.#maxBatch)) {
@@ -486,6 +523,8 @@ export class CudaModel implements CompiledModel {
           plan.captureOut,
           plan.injectIds,
           plan.injectData,
+          reduced ? rowK.subarray(chunk.row, chunk.row + chunk.rows) : NO_TOP,
+          top.subarray(chunk.row * 2 * kmax, (chunk.row + chunk.rows) * 2 * kmax),
         );
         for (const [i, op] of this.description.graph.ops.entries()) {
           if (op.kind !== "output" || chunk.rows > 0) {
@@ -509,7 +548,10 @@ export class CudaModel implements CompiledModel {
     for (const run of runs) {
       this.#sequences.get(run.sequence).length += run.tokens.length;
     }
-    const result = splitLogits(runs, flat, logits, vocab);
+    const result =
+      fullRows === flat.rows
+        ? splitLogits(runs, flat, logits, vocab)
+        : runsFromTop(runs, flat.wantLogits, rowK, top, kmax, logits, vocab);
     return plan.captureIds.length > 0 ? { runs: result, captured } : { runs: result };
   }
 
@@ -520,4 +562,107 @@ export class CudaModel implements CompiledModel {
     await this.#steps.idle();
     this.#native.dispose();
   }
+}
+
+const NO_TOP = new Int32Array(0);
+
+/** Calls `f` with each run, its first logit row and how many rows it has, in the step's order. */
+function forEachRunRows(
+  runs: readonly SequenceRun[],
+  wantLogits: Uint8Array,
+  f: (run: SequenceRun, row: number, rows: number) => void,
+): void {
+  let row = 0;
+  let index = 0;
+  for (const run of runs) {
+    let rows = 0;
+    for (let i = 0; i < run.tokens.length; i++) {
+      rows += wantLogits[index + i]!;
+    }
+    f(run, row, rows);
+    row += rows;
+    index += run.tokens.length;
+  }
+}
+
+/**
+ * The top-k a run's rows get on the GPU: 1 for "argmax", k for `{ topK: k }` up to `limit`, else
+ * 0 (the whole row comes back and engine-core reduces it, with its own errors for a bad k).
+ */
+function deviceTopK(reduce: SequenceRun["reduce"], limit: number): number {
+  if (reduce === "argmax") {
+    return 1;
+  }
+  if (reduce === undefined || reduce === "full") {
+    return 0;
+  }
+  const k = reduce.topK;
+  return Number.isInteger(k) && k >= 1 && k <= limit ? k : 0;
+}
+
+/**
+ * Each run's result from a step whose reduced rows came back as top-k (`top`: per row, kmax
+ * ids, then kmax values as f32 bits) and whose other rows came back whole in `logits`.
+ */
+function runsFromTop(
+  runs: readonly SequenceRun[],
+  wantLogits: Uint8Array,
+  rowK: Int32Array,
+  top: Int32Array,
+  kmax: number,
+  logits: Float32Array,
+  vocab: number,
+): RunLogits[] {
+  const topValues = new Float32Array(top.buffer, top.byteOffset, top.length);
+  const result: RunLogits[] = [];
+  forEachRunRows(runs, wantLogits, (run, row, rows) => {
+    const k = rows > 0 ? rowK[row]! : 0;
+    if (k === 0) {
+      result.push(
+        reduceRows(
+          run.sequence,
+          rows,
+          logits.subarray(row * vocab, (row + rows) * vocab),
+          vocab,
+          run.reduce,
+        ),
+      );
+      return;
+    }
+    const ids = new Int32Array(rows * k);
+    const values = new Float32Array(rows * k);
+    const argmax = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      const at = (row + r) * 2 * kmax;
+      ids.set(top.subarray(at, at + k), r * k);
+      values.set(topValues.subarray(at + kmax, at + kmax + k), r * k);
+      argmax[r] = ids[r * k]!;
+    }
+    const empty = new Float32Array(0);
+    result.push(
+      run.reduce === "argmax"
+        ? { sequence: run.sequence, rows, logits: empty, argmax }
+        : { sequence: run.sequence, rows, logits: empty, argmax, top: { k, ids, logits: values } },
+    );
+  });
+  return result;
+}
+
+/** The first op after ops[i] that reads ops[i]'s output, if any. */
+function firstReader(ops: readonly GraphOp[], i: number): GraphOp | undefined {
+  const out = ops[i]!.out;
+  return ops.slice(i + 1).find((op) => {
+    switch (op.kind) {
+      case "embed":
+        return false;
+      case "attention":
+        return op.q === out || op.k === out || op.v === out;
+      case "add":
+        return op.a === out || op.b === out;
+      case "glu":
+        return op.gate === out || op.up === out;
+      default:
+        return op.x === out;
+    }
+  });
 }

@@ -111,17 +111,27 @@ describe("the native model rejects bad input with an error", () => {
       m.setWeight(0, 2, 16, 128, new Uint8Array(4096), null, 1);
       m.finish();
       m.createSequence(1);
-      const step = (tokens: number[], seqs: number[], positions: number[]) =>
+      const step = (
+        tokens: number[],
+        seqs: number[],
+        positions: number[],
+        want = new Uint8Array(tokens.length),
+        logits = new Float32Array(0),
+        rowK: unknown = new Int32Array(0),
+        top: unknown = new Int32Array(0),
+      ) =>
         m.step(
           Int32Array.from(tokens),
           Int32Array.from(seqs),
           Int32Array.from(positions),
-          new Uint8Array(tokens.length),
-          new Float32Array(0),
+          want,
+          logits,
           new Int32Array(0),
           [],
           new Int32Array(0),
           [],
+          rowK,
+          top,
         );
       await expect(step([1], [2], [0])).rejects.toThrow(/sequence 2 does not exist/);
       await expect(step([99], [1], [0])).rejects.toThrow(/token 99 is not in the vocabulary/);
@@ -140,8 +150,28 @@ describe("the native model rejects bad input with an error", () => {
           [],
           new Int32Array(0),
           [],
+          new Int32Array(0),
+          new Int32Array(0),
         ),
       ).toThrow(/one entry per token/);
+      // The top-k arguments: one k per logit row, within what the GPU selects, room for each row.
+      const one = Uint8Array.of(1);
+      const room = new Int32Array(2 * 256);
+      expect(() => step([1], [1], [0], one, new Float32Array(0), [1], room)).toThrow(
+        /rowK must be an Int32Array/,
+      );
+      expect(() =>
+        step([1], [1], [0], one, new Float32Array(0), Int32Array.of(1, 1), room),
+      ).toThrow(/one entry per logit row/);
+      expect(() => step([1], [1], [0], one, new Float32Array(0), Int32Array.of(17), room)).toThrow(
+        /rowK entries must be from 0 to 16/,
+      );
+      expect(() =>
+        step([1], [1], [0], one, new Float32Array(0), Int32Array.of(1), new Int32Array(8)),
+      ).toThrow(/top is too short/);
+      expect(() => step([1], [1], [0], one, new Float32Array(0), Int32Array.of(0), room)).toThrow(
+        /logits is too short/,
+      );
       await step([1], [1], [0]);
       m.dispose();
       expect(() => m.finish()).toThrow(/disposed/);

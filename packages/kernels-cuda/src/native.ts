@@ -71,6 +71,14 @@ interface Addon {
     x: Float32Array,
     tokens: number,
   ): Float32Array;
+  topK(
+    logits: Float32Array,
+    rows: number,
+    vocab: number,
+    k: number,
+    where: Where,
+  ): { ids: Int32Array; values: Float32Array };
+  readonly maxDeviceTopK: number;
   timeI2sGemv(rows: number, cols: number, tokens: number, reps: number): number;
   timeCopy(bytes: number, reps: number): number;
   timeCublasBf16Gemv(
@@ -154,6 +162,26 @@ export class CudaKernels {
     return native("run the I2_S linear", () =>
       this.#addon.i2sLinear(codes, rows, cols, scale, x, tokens, where),
     );
+  }
+
+  /** The largest k a step's row (or topK) selects on the GPU; larger k comes back as the full row. */
+  get maxDeviceTopK(): number {
+    return this.#addon.maxDeviceTopK;
+  }
+
+  /**
+   * Each row's k best logits, ranked as engine-core's topKRows (higher value, then lower id; NaN
+   * after every number): the selection a step runs on the GPU, or (where: "host") its host twin.
+   * `ids` and `values` are [rows × k].
+   */
+  topK(
+    logits: Float32Array,
+    rows: number,
+    vocab: number,
+    k: number,
+    where: Where = "device",
+  ): { ids: Int32Array; values: Float32Array } {
+    return native("select the top-k", () => this.#addon.topK(logits, rows, vocab, k, where));
   }
 
   /** y = W x for an f16 matrix (rows × cols, as f16 bits) and `tokens` f32 rows of x, on the GPU. */

@@ -4,7 +4,7 @@
  * process, each bounded in time, written as one JSON summary:
  *
  * - kernels: the I2_S kernel on the GPU against its host twin, bit for bit, on the 2B-4T shapes;
- *   the f16 kernel against an f64 sum;
+ *   the f16 kernel against an f64 sum; the top-k selection against engine-core's topKRows;
  * - op by op against the reference backend (tiny-i2s, tiny-tq2, tiny-tq1);
  * - the contract: one-by-one decode equals the batched prompt, a batch of two sequences equals
  *   each alone (bit for bit), and the GPU's logits against the host twins' and the CPU backend's;
@@ -19,7 +19,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel, readModelDescription, registerBackend } from "@bitnet-ts/engine-core";
+import { loadModel, readModelDescription, registerBackend, topKRows } from "@bitnet-ts/engine-core";
 import {
   captureReference,
   compareOpByOp,
@@ -196,6 +196,51 @@ if (!hostOnly) {
     assert(worst < 1e-6, `relative error ${worst}`);
     return { worstRelativeError: worst };
   });
+
+  await check(
+    "top-k kernel: the GPU's selection equals engine-core's topKRows and the host twin",
+    () => {
+      // 128k-entry rows: distinct values, a few values (ties at every threshold), ±0, ±Infinity and
+      // NaN mixed in, all equal, all NaN; k from 1 to the most the GPU selects.
+      const vocab = 128256;
+      let seed = 7;
+      const next = () => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return seed / 4294967296;
+      };
+      const specials = [Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+      const rows: Float32Array[] = [
+        Float32Array.from({ length: vocab }, () => next() * 40 - 20),
+        Float32Array.from({ length: vocab }, () => Math.floor(next() * 9)),
+        Float32Array.from({ length: vocab }, () =>
+          next() < 0.2 ? specials[Math.floor(next() * 5)]! : Math.floor(next() * 50) / 3,
+        ),
+        new Float32Array(vocab).fill(1.5),
+        new Float32Array(vocab).fill(Number.NaN),
+      ];
+      const logits = new Float32Array(rows.length * vocab);
+      rows.forEach((row, i) => logits.set(row, i * vocab));
+      let compared = 0;
+      for (const k of [1, 2, 40, 100, kernels.maxDeviceTopK]) {
+        const gpu = kernels.topK(logits, rows.length, vocab, k, "device");
+        const host = kernels.topK(logits, rows.length, vocab, k, "host");
+        const want = topKRows(logits, rows.length, vocab, k);
+        for (let i = 0; i < rows.length * k; i++) {
+          assert(
+            gpu.ids[i] === want.ids[i],
+            `k=${k} entry ${i}: id ${gpu.ids[i]}, want ${want.ids[i]}`,
+          );
+          assert(gpu.ids[i] === host.ids[i], `k=${k} entry ${i}: GPU and host twin differ`);
+          assert(
+            Object.is(gpu.values[i], want.logits[i]),
+            `k=${k} entry ${i}: value ${gpu.values[i]}, want ${want.logits[i]}`,
+          );
+          compared++;
+        }
+      }
+      return { rows: rows.length, vocab, compared };
+    },
+  );
 }
 
 for (const name of TINY) {
