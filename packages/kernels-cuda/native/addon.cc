@@ -7,11 +7,13 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "kernels.h"
 #include "model.h"
+#include "tensor_core.cuh"
 #include "top_k.cuh"
 
 namespace {
@@ -66,7 +68,7 @@ Status i2s_linear_device(const uint8_t*, int64_t, int64_t, float, const float*, 
 }
 Status f16_linear_device(const uint16_t*, int64_t, int64_t, const float*, int64_t, float*) { return kNoDeviceCode; }
 Status top_k_device(const float*, int64_t, int64_t, int, int32_t*, float*) { return kNoDeviceCode; }
-Status time_i2s_gemv(int64_t, int64_t, int64_t, int, double*) { return kNoDeviceCode; }
+Status time_i2s_gemv(int64_t, int64_t, int64_t, int, int, double*) { return kNoDeviceCode; }
 Status time_copy(int64_t, int, double*) { return kNoDeviceCode; }
 Status time_cublas_bf16_gemv(const char*, int64_t, int64_t, int, double*, std::string*) { return kNoDeviceCode; }
 std::unique_ptr<Exec> make_cuda_exec(int) { throw ExecError(kNoDeviceCode.error); }
@@ -188,15 +190,18 @@ Napi::Value F16Linear(const Napi::CallbackInfo& info) {
   return y;
 }
 
-// timeI2sGemv(rows, cols, tokens, reps) → median ms; timeCopy(bytes, reps) → median ms.
+// timeI2sGemv(rows, cols, tokens, reps, kernel) → median ms (kernel: 0 as a step picks, 1 dp4a,
+// 2 tensor cores); timeCopy(bytes, reps) → median ms.
 Napi::Value TimeI2sGemv(const Napi::CallbackInfo& info) {
   const int64_t rows = int_arg(info, 0, "rows", 1);
   const int64_t cols = int_arg(info, 1, "cols", 128);
   if (cols % 128 != 0) throw Napi::RangeError::New(info.Env(), "cols must be a multiple of 128");
   const int64_t T = int_arg(info, 2, "tokens", 1);
   const int reps = (int)int_arg(info, 3, "reps", 1);
+  const int kernel = info.Length() > 4 ? (int)int_arg(info, 4, "kernel", 0) : 0;
+  if (kernel > 2) throw Napi::RangeError::New(info.Env(), "kernel must be 0 (auto), 1 (dp4a) or 2 (tensor cores)");
   double ms = 0;
-  throw_if(info.Env(), bitnet_cuda::time_i2s_gemv(rows, cols, T, reps, &ms));
+  throw_if(info.Env(), bitnet_cuda::time_i2s_gemv(rows, cols, T, kernel, reps, &ms));
   return Napi::Number::New(info.Env(), ms);
 }
 
@@ -550,6 +555,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("i2sLinear", Napi::Function::New(env, I2sLinear));
   exports.Set("f16Linear", Napi::Function::New(env, F16Linear));
   exports.Set("topK", Napi::Function::New(env, TopK));
+  // Steps of this many tokens or more run their ternary projections on tensor cores (a
+  // function: the environment is read when first asked).
+  exports.Set("tensorCoreMinTokens", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                const int64_t n = bitnet_cuda::tensor_core_min_tokens();
+                return Napi::Number::New(info.Env(), n == INT64_MAX ? std::numeric_limits<double>::infinity() : (double)n);
+              }));
   exports.Set("maxDeviceTopK", Napi::Number::New(env, bitnet_cuda::kMaxDeviceTopK));
   exports.Set("timeI2sGemv", Napi::Function::New(env, TimeI2sGemv));
   exports.Set("timeCopy", Napi::Function::New(env, TimeCopy));

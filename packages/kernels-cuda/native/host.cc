@@ -8,14 +8,20 @@
 #include <vector>
 
 #include "kernels.h"
+#include "tensor_core.cuh"
 #include "ternary.cuh"
 #include "top_k.cuh"
+#include "twins.cuh"
 
 namespace bitnet_cuda {
 
 namespace {
 constexpr int kWarp = 32;
 }  // namespace
+
+void ternary_tc_host(bool i2s, const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols,
+                     float w_scale, const int8_t* q, const float* act_scale, const int32_t* act_sum, int64_t T,
+                     float* y);
 
 void i2s_linear_host(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const float* x, int64_t T,
                      float* y, int8_t* q, float* act_scale, int32_t* act_sum) {
@@ -31,6 +37,10 @@ void i2s_linear_host(const uint8_t* codes, int64_t rows, int64_t cols, float w_s
     }
     act_scale[t] = s;
     act_sum[t] = sum;
+  }
+  if (use_tensor_cores(T)) {
+    ternary_tc_host(true, codes, nullptr, rows, cols, w_scale, q, act_scale, act_sum, T, y);
+    return;
   }
   const int64_t chunks = cols / kI2sChunkElems;
   for (int64_t t = 0; t < T; t++) {
@@ -106,6 +116,97 @@ void top_k_row_host(const float* row, int64_t vocab, int k, int32_t* ids, float*
     for (int j = 0; j < k; j++) rank += top_k_before(cand_key[j], cand_id[j], cand_key[i], cand_id[i]) ? 1 : 0;
     ids[rank] = cand_id[i];
     values[rank] = row[cand_id[i]];
+  }
+}
+
+// The tensor-core kernel (ternary_tc_kernel) tile by tile: each of its 128 threads' loads and
+// decodes through the same tensor_core.cuh functions into the same shared-memory layout, the
+// fragments' products as plain integer sums over that layout, the same epilogues.
+void ternary_tc_host(bool i2s, const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols,
+                     float w_scale, const int8_t* q, const float* act_scale, const int32_t* act_sum, int64_t T,
+                     float* y) {
+  const int64_t steps = cols / kTcK, nb = cols / 256;
+  std::vector<int8_t> a_side(kTcSideBytes), b_side(kTcSideBytes);
+  std::vector<int32_t> acc(kTcRows * kTcTokens), sums(kTcRows * kTcSumStride);
+  std::vector<float> sumf(kTcThreads * kTcOutPerThread);
+  for (int64_t r0 = 0; r0 < rows; r0 += kTcRows) {
+    for (int64_t t0 = 0; t0 < T; t0 += kTcTokens) {
+      std::fill(acc.begin(), acc.end(), 0);
+      std::fill(sumf.begin(), sumf.end(), 0.0f);
+      for (int64_t s = 0; s < steps; s++) {
+        for (int tid = 0; tid < kTcThreads; tid++) {
+          uint32_t words[4] = {0, 0, 0, 0};
+          const int64_t code_row = r0 + tc_code_row(tid);
+          if (code_row < rows) {
+            const uint8_t* src = i2s ? codes + code_row * (cols / 4) + s * 32
+                                     : codes + (code_row * nb + s / 2) * 64 + (s % 2) * 32;
+            std::memcpy(words, src + 16 * tc_code_half(tid), 16);
+          }
+          tc_decode_codes(words, i2s, tc_code_row(tid), tc_code_half(tid), a_side.data());
+          const int64_t act_token = t0 + tc_act_token(tid);
+          for (int i = 0; i < 4; i++) {
+            const int k = tc_act_column(tid, i);
+            int8_t* dst = b_side.data() + tc_index(tc_act_token(tid), k);
+            if (act_token < T) {
+              std::memcpy(dst, q + act_token * cols + s * kTcK + k, 16);
+            } else {
+              std::memset(dst, 0, 16);
+            }
+          }
+        }
+        // The fragments' products: per chunk, 16 contiguous bytes of a row and of a token.
+        for (int row = 0; row < kTcRows; row++) {
+          for (int tok = 0; tok < kTcTokens; tok++) {
+            int32_t sum = acc[row * kTcTokens + tok];
+            for (int c = 0; c < kTcK; c += kTcChunk) {
+              const int8_t* a = a_side.data() + tc_index(row, c);
+              const int8_t* b = b_side.data() + tc_index(tok, c);
+              for (int k = 0; k < kTcChunk; k++) sum += (int32_t)a[k] * (int32_t)b[k];
+            }
+            acc[row * kTcTokens + tok] = sum;
+          }
+        }
+        if (!i2s && (s & 1) != 0) {
+          for (int row = 0; row < kTcRows; row++) {
+            for (int tok = 0; tok < kTcTokens; tok++) sums[row * kTcSumStride + tok] = acc[row * kTcTokens + tok];
+          }
+          std::fill(acc.begin(), acc.end(), 0);
+          const int64_t b = s / 2;
+          for (int tid = 0; tid < kTcThreads; tid++) {
+            const int64_t out_row = r0 + tc_out_row(tid);
+            if (out_row >= rows) continue;
+            const float dw = block_scales[out_row * nb + b];
+            for (int j = 0; j < kTcOutPerThread; j++) {
+              const int tok = tc_out_token(tid, j);
+              const int64_t t = t0 + tok;
+              if (t < T) {
+                float& f = sumf[tid * kTcOutPerThread + j];
+                f = tq2_accumulate(f, sums[tc_out_row(tid) * kTcSumStride + tok] - act_sum[t * nb + b],
+                                   act_scale[t * nb + b], dw);
+              }
+            }
+          }
+        }
+      }
+      if (i2s) {
+        for (int row = 0; row < kTcRows; row++) {
+          for (int tok = 0; tok < kTcTokens; tok++) sums[row * kTcSumStride + tok] = acc[row * kTcTokens + tok];
+        }
+      }
+      for (int tid = 0; tid < kTcThreads; tid++) {
+        const int64_t out_row = r0 + tc_out_row(tid);
+        if (out_row >= rows) continue;
+        for (int j = 0; j < kTcOutPerThread; j++) {
+          const int tok = tc_out_token(tid, j);
+          const int64_t t = t0 + tok;
+          if (t < T) {
+            y[t * rows + out_row] = i2s ? i2s_finish(sums[tc_out_row(tid) * kTcSumStride + tok], act_sum[t],
+                                                     act_scale[t], w_scale)
+                                        : sumf[tid * kTcOutPerThread + j];
+          }
+        }
+      }
+    }
   }
 }
 
@@ -300,6 +401,10 @@ struct HostExec final : Exec {
 
   void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* scale,
                 const int32_t* sum, int64_t T, float* y) override {
+    if (use_tensor_cores(T)) {
+      ternary_tc_host(true, codes, nullptr, rows, cols, w_scale, q, scale, sum, T, y);
+      return;
+    }
     const int64_t chunks = cols / kI2sChunkElems;
     for (int64_t t = 0; t < T; t++) {
       const int32_t* q32 = reinterpret_cast<const int32_t*>(q + t * cols);
@@ -318,6 +423,10 @@ struct HostExec final : Exec {
 
   void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
                 const float* d, const int32_t* bsum, int64_t T, float* y) override {
+    if (use_tensor_cores(T)) {
+      ternary_tc_host(false, codes, block_scales, rows, cols, 1.0f, q, d, bsum, T, y);
+      return;
+    }
     const int64_t nb = cols / 256;
     for (int64_t t = 0; t < T; t++) {
       for (int64_t r = 0; r < rows; r++) {

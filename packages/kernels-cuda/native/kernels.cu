@@ -9,8 +9,12 @@
 #include <cstring>
 #include <vector>
 
+#include <mma.h>
+
 #include "kernels.h"
+#include "tensor_core.cuh"
 #include "ternary.cuh"
+#include "twins.cuh"
 
 namespace bitnet_cuda {
 namespace {
@@ -125,9 +129,146 @@ void launch_i2s(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale,
                                                                    act_sum, y, t0);
 }
 
-// All T tokens in passes of up to eight, the passes balanced (9 tokens: 5 + 4).
+// A prompt step's ternary projection on int8 tensor cores: one 64-row × 64-token tile per block
+// (tensor_core.cuh), four warps of 2 × 2 WMMA fragments each. kI2s: I2_S codes, one tensor scale,
+// per-token int8 activations, finished as i2s_gemv_kernel; else TQ2_0 codes with per-block scales
+// and Q8_K activations, each 256-column block's exact sum applied in block order as
+// tq2_gemm_kernel does.
+template <bool kI2s>
+__global__ void __launch_bounds__(kTcThreads)
+    ternary_tc_kernel(const uint8_t* __restrict__ codes, const float* __restrict__ block_scales, int64_t rows,
+                      int64_t cols, float w_scale, const int8_t* __restrict__ q, const float* __restrict__ act_scale,
+                      const int32_t* __restrict__ act_sum, int64_t T, float* __restrict__ y) {
+  using namespace nvcuda;
+  __shared__ __align__(256) int8_t a_side[kTcSideBytes];
+  __shared__ __align__(256) int8_t b_side[kTcSideBytes];
+  __shared__ __align__(256) int32_t sums[kTcRows * kTcSumStride];
+  const int tid = threadIdx.x, warp = tid / kWarp;
+  const int wr = warp >> 1, wc = warp & 1;
+  const int64_t r0 = (int64_t)blockIdx.x * kTcRows, t0 = (int64_t)blockIdx.y * kTcTokens;
+  const int64_t steps = cols / kTcK, nb = cols / 256;
+  const int64_t code_row = r0 + tc_code_row(tid);
+  const int64_t act_token = t0 + tc_act_token(tid);
+  const int64_t out_row = r0 + tc_out_row(tid);
+  wmma::fragment<wmma::accumulator, 16, 16, 16, int> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0);
+  }
+  float sumf[kTcOutPerThread];
+#pragma unroll
+  for (int j = 0; j < kTcOutPerThread; j++) sumf[j] = 0.0f;
+
+  for (int64_t s = 0; s < steps; s++) {
+    uint32_t words[4] = {0, 0, 0, 0};
+    if (code_row < rows) {
+      const uint8_t* src = kI2s ? codes + code_row * (cols / 4) + s * 32
+                                : codes + (code_row * nb + s / 2) * 64 + (s % 2) * 32;
+      const uint4 v = __ldg(reinterpret_cast<const uint4*>(src + 16 * tc_code_half(tid)));
+      words[0] = v.x;
+      words[1] = v.y;
+      words[2] = v.z;
+      words[3] = v.w;
+    }
+    tc_decode_codes(words, kI2s, tc_code_row(tid), tc_code_half(tid), a_side);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int k = tc_act_column(tid, i);
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (act_token < T) v = *reinterpret_cast<const uint4*>(q + act_token * cols + s * kTcK + k);
+      *reinterpret_cast<uint4*>(b_side + tc_index(tc_act_token(tid), k)) = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTcK / 16; kk++) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, signed char, wmma::row_major> a[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, signed char, wmma::col_major> b[2];
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        wmma::load_matrix_sync(a[i], a_side + tc_index(wr * 32 + i * 16, kk * 16), kTcChunk);
+        wmma::load_matrix_sync(b[i], b_side + tc_index(wc * 32 + i * 16, kk * 16), kTcChunk);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+      }
+    }
+    __syncthreads();
+    if (!kI2s && (s & 1) != 0) {
+      // A TQ2_0 block is done: its exact sums, scaled and added in block order, then reset.
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+          wmma::store_matrix_sync(sums + (wr * 32 + i * 16) * kTcSumStride + wc * 32 + j * 16, acc[i][j],
+                                  kTcSumStride, wmma::mem_row_major);
+          wmma::fill_fragment(acc[i][j], 0);
+        }
+      }
+      __syncthreads();
+      const int64_t b = s / 2;
+      if (out_row < rows) {
+        const float dw = block_scales[out_row * nb + b];
+#pragma unroll
+        for (int j = 0; j < kTcOutPerThread; j++) {
+          const int tok = tc_out_token(tid, j);
+          const int64_t t = t0 + tok;
+          if (t < T) {
+            sumf[j] = tq2_accumulate(sumf[j], sums[tc_out_row(tid) * kTcSumStride + tok] - act_sum[t * nb + b],
+                                     act_scale[t * nb + b], dw);
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  if (kI2s) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        wmma::store_matrix_sync(sums + (wr * 32 + i * 16) * kTcSumStride + wc * 32 + j * 16, acc[i][j], kTcSumStride,
+                                wmma::mem_row_major);
+      }
+    }
+    __syncthreads();
+  }
+  if (out_row >= rows) return;
+#pragma unroll
+  for (int j = 0; j < kTcOutPerThread; j++) {
+    const int tok = tc_out_token(tid, j);
+    const int64_t t = t0 + tok;
+    if (t < T) {
+      y[t * rows + out_row] =
+          kI2s ? i2s_finish(sums[tc_out_row(tid) * kTcSumStride + tok], act_sum[t], act_scale[t], w_scale) : sumf[j];
+    }
+  }
+}
+
+void launch_ternary_tc(bool i2s, const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols,
+                       float w_scale, const int8_t* q, const float* act_scale, const int32_t* act_sum, int64_t T,
+                       float* y, cudaStream_t stream) {
+  const dim3 grid((unsigned)((rows + kTcRows - 1) / kTcRows), (unsigned)((T + kTcTokens - 1) / kTcTokens));
+  if (i2s) {
+    ternary_tc_kernel<true><<<grid, kTcThreads, 0, stream>>>(codes, block_scales, rows, cols, w_scale, q, act_scale,
+                                                             act_sum, T, y);
+  } else {
+    ternary_tc_kernel<false><<<grid, kTcThreads, 0, stream>>>(codes, block_scales, rows, cols, w_scale, q, act_scale,
+                                                              act_sum, T, y);
+  }
+}
+
+// All T tokens in passes of up to eight, the passes balanced (9 tokens: 5 + 4); from
+// tensor_core_min_tokens() tokens on, the tensor-core tiles instead.
+// kernel: 0 picks by T (use_tensor_cores), 1 the dp4a passes, 2 the tensor-core tiles.
 void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* act_scale,
-              const int32_t* act_sum, float* y, int64_t T, cudaStream_t stream) {
+              const int32_t* act_sum, float* y, int64_t T, cudaStream_t stream, int kernel = 0) {
+  if (kernel == 2 || (kernel == 0 && use_tensor_cores(T))) {
+    launch_ternary_tc(true, codes, nullptr, rows, cols, w_scale, q, act_scale, act_sum, T, y, stream);
+    return;
+  }
   int64_t t = 0;
   for (int64_t passes = (T + kMaxTokensPerPass - 1) / kMaxTokensPerPass; t < T; passes--) {
     const int64_t n = (T - t + passes - 1) / passes;
@@ -278,7 +419,7 @@ Status time_median(int reps, Run run, double* median_ms) {
 }
 }  // namespace
 
-Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int reps, double* median_ms) {
+Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int kernel, int reps, double* median_ms) {
   DeviceBuffer<uint8_t> d_codes;
   DeviceBuffer<int8_t> d_q;
   DeviceBuffer<float> d_y, d_scale;
@@ -297,7 +438,7 @@ Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int reps, double* me
   if (!(s = check(cudaMemset(d_sum.ptr, 0, T * sizeof(int32_t)), "memset sums")).ok()) return s;
   return time_median(
       reps,
-      [&] { i2s_gemm(d_codes.ptr, rows, cols, 1.0f, d_q.ptr, d_scale.ptr, d_sum.ptr, d_y.ptr, T, nullptr); },
+      [&] { i2s_gemm(d_codes.ptr, rows, cols, 1.0f, d_q.ptr, d_scale.ptr, d_sum.ptr, d_y.ptr, T, nullptr, kernel); },
       median_ms);
 }
 
@@ -897,8 +1038,12 @@ struct CudaExec final : Exec {
   }
   void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
                 const float* d, const int32_t* bsum, int64_t T, float* y) override {
-    tq2_gemm_kernel<<<blocks_for(T * rows), kWarpsPerBlock * kLanes, 0, stream>>>(codes, block_scales, rows, cols, q,
-                                                                                  d, bsum, T, y);
+    if (use_tensor_cores(T)) {
+      launch_ternary_tc(false, codes, block_scales, rows, cols, 1.0f, q, d, bsum, T, y, stream);
+    } else {
+      tq2_gemm_kernel<<<blocks_for(T * rows), kWarpsPerBlock * kLanes, 0, stream>>>(codes, block_scales, rows, cols,
+                                                                                    q, d, bsum, T, y);
+    }
     launched("tq2_gemm");
   }
   void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,

@@ -46,7 +46,8 @@ Status f16_linear_device(const uint16_t* w, int64_t rows, int64_t cols, const fl
 // Timings on the GPU, for the kernel bench: the I2_S GEMV on a rows × cols matrix of random
 // codes (one token, the matrix larger than L2 is the caller's choice), and a device-to-device
 // copy of `bytes`. Each gives the median of `reps` runs in milliseconds.
-Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int reps, double* median_ms);
+// kernel: 0 as a step picks it (by T), 1 the dp4a passes, 2 the tensor-core tiles.
+Status time_i2s_gemv(int64_t rows, int64_t cols, int64_t T, int kernel, int reps, double* median_ms);
 Status time_copy(int64_t bytes, int reps, double* median_ms);
 // cuBLAS's bf16 GEMV (cublasGemmEx, bf16 in and out, f32 compute) on a rows × cols matrix, for
 // the kernel table: cuBLAS is loaded at run time (dlopen: `library`, else libcublas.so.13, .12,

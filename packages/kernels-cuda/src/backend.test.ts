@@ -192,6 +192,9 @@ for (const { execution, skip, label } of EXECUTIONS) {
         const counts = model.kernelCounts();
         expect(counts.get("cuda.rms_norm_quantize.i8")).toBe(4 * layers * 3);
         expect(counts.get("cuda.rms_norm.f32")).toBe(3);
+        // The 20-token prompt's projections on tensor cores, the two decode steps' on dp4a.
+        expect(counts.get("cuda.linear.i2_s.mma")).toBe(7 * layers);
+        expect(counts.get("cuda.linear.i2_s.dp4a")).toBe(7 * layers * 2);
         model.freeSequence(fork);
         model.freeSequence(seq);
         expect(model.memory().kvBytes).toBe(0);

@@ -249,9 +249,12 @@ export class CudaBackend implements Backend {
       }
     });
     const where = this.#options.execution ?? "device";
-    const { NativeCudaModel, maxDeviceTopK } = loadAddon(this.#options.addonPath) as {
+    const { NativeCudaModel, maxDeviceTopK, tensorCoreMinTokens } = loadAddon(
+      this.#options.addonPath,
+    ) as {
       NativeCudaModel: NativeModelClass;
       maxDeviceTopK: number;
+      tensorCoreMinTokens: () => number;
     };
     let native: NativeModel;
     try {
@@ -361,6 +364,7 @@ export class CudaBackend implements Backend {
       bufferId,
       kernelIds,
       maxDeviceTopK,
+      tensorCoreMinTokens(),
     );
   }
 }
@@ -378,6 +382,7 @@ export class CudaModel implements CompiledModel {
   readonly #buffers: Map<string, number>;
   readonly #kernelIds: readonly string[];
   readonly #maxDeviceTopK: number;
+  readonly #tensorCoreMinTokens: number;
   readonly #counts = new Map<string, number>();
   readonly #sequences = new SequenceTable<SequenceState>();
   readonly #steps = new StepQueue();
@@ -393,9 +398,11 @@ export class CudaModel implements CompiledModel {
     buffers: Map<string, number>,
     kernelIds: readonly string[],
     maxDeviceTopK: number,
+    tensorCoreMinTokens: number,
   ) {
     this.description = description;
     this.#maxDeviceTopK = maxDeviceTopK;
+    this.#tensorCoreMinTokens = tensorCoreMinTokens;
     this.#native = native;
     this.contextLength = contextLength;
     this.#maxBatch = maxBatch;
@@ -528,7 +535,11 @@ export class CudaModel implements CompiledModel {
         );
         for (const [i, op] of this.description.graph.ops.entries()) {
           if (op.kind !== "output" || chunk.rows > 0) {
-            const id = this.#kernelIds[i]!;
+            // Ternary projections of steps from tensorCoreMinTokens tokens on run on tensor cores.
+            const id =
+              chunk.end - chunk.start >= this.#tensorCoreMinTokens
+                ? this.#kernelIds[i]!.replace(/\.dp4a$/, ".mma")
+                : this.#kernelIds[i]!;
             this.#counts.set(id, (this.#counts.get(id) ?? 0) + 1);
           }
         }

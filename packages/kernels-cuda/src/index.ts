@@ -15,6 +15,7 @@ export {
   type I2sLinearOutput,
   KERNEL_TABLE_SHAPES,
   type KernelTableRow,
+  type TernaryKernel,
   type Where,
 } from "./native";
 

@@ -27,6 +27,10 @@ export interface CudaStatus {
   readonly error?: string;
 }
 
+/** Which I2_S kernel a timing runs: as a step picks it, or one forced. */
+export type TernaryKernel = "auto" | "dp4a" | "tensor-cores";
+const TERNARY_KERNELS: readonly TernaryKernel[] = ["auto", "dp4a", "tensor-cores"];
+
 /** Where an op runs: on the GPU, or on the CPU through the same per-chunk arithmetic (tests). */
 export type Where = "device" | "host";
 
@@ -79,7 +83,7 @@ interface Addon {
     where: Where,
   ): { ids: Int32Array; values: Float32Array };
   readonly maxDeviceTopK: number;
-  timeI2sGemv(rows: number, cols: number, tokens: number, reps: number): number;
+  timeI2sGemv(rows: number, cols: number, tokens: number, reps: number, kernel: number): number;
   timeCopy(bytes: number, reps: number): number;
   timeCublasBf16Gemv(
     rows: number,
@@ -196,19 +200,26 @@ export class CudaKernels {
   }
 
   /**
-   * The I2_S GEMV on a rows × cols matrix in GPU memory (one pass per `tokens` ≤ 8): the median
-   * of `reps` runs, and the rate at which it read the codes.
+   * The I2_S projection on a rows × cols matrix in GPU memory for `tokens` tokens: the median of
+   * `reps` runs, the rate at which it read the codes, and its integer multiply-adds per second.
+   * `kernel`: "auto" as a step picks it (dp4a passes of up to eight tokens, tensor-core tiles from
+   * 16 tokens on), or either forced.
    */
   timeI2sGemv(
     rows: number,
     cols: number,
     tokens: number = 1,
     reps: number = 20,
-  ): { ms: number; gbs: number } {
+    kernel: TernaryKernel = "auto",
+  ): { ms: number; gbs: number; tops: number } {
     const ms = native("time the I2_S GEMV", () =>
-      this.#addon.timeI2sGemv(rows, cols, tokens, reps),
+      this.#addon.timeI2sGemv(rows, cols, tokens, reps, TERNARY_KERNELS.indexOf(kernel)),
     );
-    return { ms, gbs: (rows * cols) / 4 / (ms * 1e6) };
+    return {
+      ms,
+      gbs: (rows * cols) / 4 / (ms * 1e6),
+      tops: (2 * rows * cols * tokens) / (ms * 1e9),
+    };
   }
 
   /**

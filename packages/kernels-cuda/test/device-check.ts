@@ -10,8 +10,9 @@
  *   each alone (bit for bit), and the GPU's logits against the host twins' and the CPU backend's;
  * - golden greedy tokens;
  * - benchmarks on the 2B-4T-shaped bench-i2s (generated there): load, pp512, tg128, aggregate
- *   decode at 8 and 64 sequences, memory, the device copy bandwidth and the decode bound, and
- *   the ternary GEMV alone on the 2B-4T shapes.
+ *   decode at 8 and 64 sequences, memory, the device copy bandwidth and the decode bound, the
+ *   ternary GEMV alone on the 2B-4T shapes, and the prompt kernels (dp4a against tensor cores)
+ *   from 16 to 512 tokens.
  *
  * `node device-check.mjs <out-dir> [--host]`: --host runs the model checks on the host twins
  * instead (a dry run of the script on a machine without a GPU; no benchmarks).
@@ -147,7 +148,7 @@ if (!hostOnly) {
         return seed / 4294967296;
       };
       for (const [rows, cols] of shapes) {
-        for (const tokens of [1, 3, 9]) {
+        for (const tokens of [1, 3, 9, 16, 77]) {
           const codes = new Uint8Array((rows * cols) / 4);
           for (let i = 0; i < codes.length; i++) {
             // Four 2-bit codes per byte, each 0, 1 or 2.
@@ -457,6 +458,34 @@ if (!hostOnly) {
       const rows = kernels.kernelTable();
       summary.kernels = rows;
       return rows;
+    },
+  );
+
+  await check(
+    "prompt kernels: dp4a passes against tensor-core tiles on the 2B-4T shapes (16 to 512 tokens)",
+    () => {
+      const table = [];
+      for (const [rows, cols] of [
+        [3840, 2560],
+        [13824, 2560],
+        [2560, 6912],
+      ] as const) {
+        for (const tokens of [16, 32, 64, 128, 512]) {
+          const dp4a = kernels.timeI2sGemv(rows, cols, tokens, 10, "dp4a");
+          const tc = kernels.timeI2sGemv(rows, cols, tokens, 10, "tensor-cores");
+          table.push({
+            rows,
+            cols,
+            tokens,
+            dp4aUs: dp4a.ms * 1000,
+            dp4aTops: dp4a.tops,
+            tensorCoreUs: tc.ms * 1000,
+            tensorCoreTops: tc.tops,
+            speedup: dp4a.ms / tc.ms,
+          });
+        }
+      }
+      return table;
     },
   );
 }
