@@ -256,23 +256,49 @@ T butterfly_sum(T* v) {
 BITNET_FMA_CLONES
 void host_float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
                      float* y) {
-  // Lane l accumulates columns l, l + 32, … in order, as on the GPU; the 32 lanes advance
-  // together so that the inner loop runs over contiguous columns (and vectorizes).
+  // Each lane's columns in the GPU's order (twins.cuh: float_column_order). The row and the input
+  // are first gathered into that order, lane-minor within each step, so that the 32 lanes advance
+  // together over contiguous floats (and the loop vectorizes).
+  std::vector<int64_t> column((size_t)cols);
+  std::vector<int> lanes_at;  // per step: how many lanes take part
+  {
+    int64_t p = 0;
+    if (float_rows_grouped(cols)) {
+      for (int64_t c0 = 0; c0 < cols; c0 += kLanes * kFloatGroup) {
+        const int lanes = (int)std::min<int64_t>(kLanes, (cols - c0) / kFloatGroup);
+        for (int k = 0; k < kFloatGroup; k++) {
+          for (int l = 0; l < lanes; l++) column[p++] = c0 + kFloatGroup * l + k;
+          lanes_at.push_back(lanes);
+        }
+      }
+    } else {
+      for (int64_t c0 = 0; c0 < cols; c0 += kLanes) {
+        const int lanes = (int)std::min<int64_t>(kLanes, cols - c0);
+        for (int l = 0; l < lanes; l++) column[p++] = c0 + l;
+        lanes_at.push_back(lanes);
+      }
+    }
+  }
   std::vector<float> xr((size_t)cols), wr((size_t)cols);
   for (int64_t t = 0; t < T; t++) {
-    for (int64_t c = 0; c < cols; c++) xr[c] = round_x ? round_f16(x[t * cols + c]) : x[t * cols + c];
+    for (int64_t p = 0; p < cols; p++) {
+      const float v = x[t * cols + column[p]];
+      xr[p] = round_x ? round_f16(v) : v;
+    }
     for (int64_t r = 0; r < rows; r++) {
-      const float* wrow = (const float*)w + r * cols;
       if (f16) {
-        for (int64_t c = 0; c < cols; c++) wr[c] = f16_to_f32(((const uint16_t*)w)[r * cols + c]);
-        wrow = wr.data();
+        const uint16_t* row = (const uint16_t*)w + r * cols;
+        for (int64_t p = 0; p < cols; p++) wr[p] = f16_to_f32(row[column[p]]);
+      } else {
+        const float* row = (const float*)w + r * cols;
+        for (int64_t p = 0; p < cols; p++) wr[p] = row[column[p]];
       }
       float part[kLanes] = {};
-      int64_t c0 = 0;
-      for (; c0 + kLanes <= cols; c0 += kLanes) {
-        for (int l = 0; l < kLanes; l++) part[l] = fma_rn(wrow[c0 + l], xr[c0 + l], part[l]);
+      int64_t p = 0;
+      for (const int lanes : lanes_at) {
+        for (int l = 0; l < lanes; l++) part[l] = fma_rn(wr[p + l], xr[p + l], part[l]);
+        p += lanes;
       }
-      for (int l = 0; c0 + l < cols; l++) part[l] = fma_rn(wrow[c0 + l], xr[c0 + l], part[l]);
       y[t * rows + r] = butterfly_sum(part);
     }
   }

@@ -689,16 +689,43 @@ __global__ void tq2_gemm_kernel(const uint8_t* codes, const float* block_scales,
   if (lane == 0) y[t * rows + r] = sumf;
 }
 
-// One warp per (token, row), lane l taking columns l, l + 32, …: the order host.cc reproduces.
+// One warp per (token, row), each lane taking its columns in twins.cuh's order (8-column groups:
+// one 16-byte load of f16 weights, two of f32): the order host.cc reproduces.
 __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T,
                                   bool round_x, float* y) {
   WARP_ITEM(T * rows);
   const int64_t t = item / rows, r = item % rows;
+  const float* xt = x + t * cols;
   float acc = 0.0f;
-  for (int64_t c = lane; c < cols; c += kLanes) {
-    const float wv = f16 ? f16_to_f32(((const uint16_t*)w)[r * cols + c]) : ((const float*)w)[r * cols + c];
-    const float xv = round_x ? round_f16(x[t * cols + c]) : x[t * cols + c];
-    acc = fma_rn(wv, xv, acc);
+  if (float_rows_grouped(cols)) {
+    const float4* x4 = reinterpret_cast<const float4*>(xt);
+    for (int64_t g = lane; g < cols / kFloatGroup; g += kLanes) {
+      float wv[kFloatGroup];
+      if (f16) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>((const uint16_t*)w + r * cols) + g);
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
+          wv[2 * i] = f.x;
+          wv[2 * i + 1] = f.y;
+        }
+      } else {
+        const float4* row = reinterpret_cast<const float4*>((const float*)w + r * cols);
+        const float4 a = __ldg(row + 2 * g), b = __ldg(row + 2 * g + 1);
+        wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
+        wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
+      }
+      const float4 xa = x4[2 * g], xb = x4[2 * g + 1];
+      const float xv[kFloatGroup] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+      for (int i = 0; i < kFloatGroup; i++) acc = fma_rn(wv[i], round_x ? round_f16(xv[i]) : xv[i], acc);
+    }
+  } else {
+    for (int64_t c = lane; c < cols; c += kLanes) {
+      const float wv = f16 ? f16_to_f32(((const uint16_t*)w)[r * cols + c]) : ((const float*)w)[r * cols + c];
+      acc = fma_rn(wv, round_x ? round_f16(xt[c]) : xt[c], acc);
+    }
   }
   acc = warp_sum_rn(acc);
   if (lane == 0) y[t * rows + r] = acc;

@@ -137,6 +137,13 @@ BITNET_HD float fma_rn(float a, float b, float acc) {
 #endif
 }
 
+// --- Float projections and the head (float_column_order): lane l of a warp takes the groups of
+// kFloatGroup columns g ≡ l (mod 32) of a row, in order, each group's columns in order (one
+// 16-byte load of f16 weights, two of f32); a row whose width is not a multiple of the group
+// takes columns c ≡ l (mod 32) one at a time. The lanes' sums then meet in the warp's butterfly.
+constexpr int kFloatGroup = 8;
+BITNET_HD bool float_rows_grouped(int64_t cols) { return cols % kFloatGroup == 0; }
+
 // --- RMSNorm: Σ fround(x²) in double, by lanes (lane l takes i ≡ l mod 32), then the tree. ---
 BITNET_HD double rms_lane_sum(const float* x, int64_t n, int lane) {
   double s = 0;
