@@ -308,41 +308,50 @@ BITNET_FMA_CLONES
 void host_attention(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache, const int32_t* pos,
                     int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* scores, int64_t max_len,
                     float* out) {
-    const int64_t kvw = n_head_kv * head_dim, group = n_head / n_head_kv;
-    const float scale = (float)(1.0 / std::sqrt((double)head_dim));
-    std::vector<float> qh((size_t)head_dim);
-    for (int64_t t = 0; t < T; t++) {
-      const int64_t len = pos[t] + 1;
-      for (int64_t h = 0; h < n_head; h++) {
-        const int64_t kvh = h / group;
-        for (int64_t i = 0; i < head_dim; i++) qh[i] = round_f16(q[t * n_head * head_dim + h * head_dim + i]);
-        float* s = scores + (t * n_head + h) * max_len;
-        float lane_max[kLanes];
-        for (int l = 0; l < kLanes; l++) lane_max[l] = -INFINITY;
-        for (int64_t j = 0; j < len; j++) {
-          const uint16_t* kr = kcache[t] + j * kvw + kvh * head_dim;
-          float acc = 0.0f;
-          for (int64_t i = 0; i < head_dim; i++) acc = fma_rn(qh[i], f16_to_f32(kr[i]), acc);
-          s[j] = mul_rn(acc, scale);
-          lane_max[j % kLanes] = std::max(lane_max[j % kLanes], s[j]);
-        }
-        float max = -INFINITY;
-        for (int l = 0; l < kLanes; l++) max = std::max(max, lane_max[l]);
-        double part[kLanes] = {};
-        for (int64_t j = 0; j < len; j++) {
-          s[j] = softmax_exp(s[j], max);
-          part[j % kLanes] += (double)s[j];
-        }
-        const float inv = (float)(1.0 / butterfly_sum(part));
-        for (int64_t j = 0; j < len; j++) s[j] = softmax_prob(s[j], inv);
+  // The GPU's block per (token, head) (twins.cuh): threads over positions, then warps over
+  // segments of positions, in the same orders.
+  const int64_t kvw = n_head_kv * head_dim, group = n_head / n_head_kv;
+  const float scale = (float)(1.0 / std::sqrt((double)head_dim));
+  std::vector<float> qh((size_t)head_dim), partial((size_t)(kAttnWarps * head_dim));
+  for (int64_t t = 0; t < T; t++) {
+    const int64_t len = pos[t] + 1;
+    for (int64_t h = 0; h < n_head; h++) {
+      const int64_t kvh = h / group;
+      for (int64_t i = 0; i < head_dim; i++) qh[i] = round_f16(q[t * n_head * head_dim + h * head_dim + i]);
+      float* s = scores + (t * n_head + h) * max_len;
+      float max = -INFINITY;
+      for (int64_t j = 0; j < len; j++) {
+        const uint16_t* kr = kcache[t] + j * kvw + kvh * head_dim;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < head_dim; i++) acc = fma_rn(qh[i], f16_to_f32(kr[i]), acc);
+        s[j] = mul_rn(acc, scale);
+        max = std::max(max, s[j]);
+      }
+      double thread_sum[kAttnThreads] = {};
+      for (int64_t j = 0; j < len; j++) {
+        s[j] = softmax_exp(s[j], max);
+        thread_sum[j % kAttnThreads] += (double)s[j];
+      }
+      double sum = 0;
+      for (int w = 0; w < kAttnWarps; w++) sum += butterfly_sum(thread_sum + w * kLanes);
+      const float inv = (float)(1.0 / sum);
+      for (int64_t j = 0; j < len; j++) s[j] = softmax_prob(s[j], inv);
+      for (int w = 0; w < kAttnWarps; w++) {
+        const int64_t j0 = attn_segment_start(len, w), j1 = attn_segment_start(len, w + 1);
         for (int64_t i = 0; i < head_dim; i++) {
           float acc = 0.0f;
-          for (int64_t j = 0; j < len; j++) acc = fma_rn(s[j], f16_to_f32(vcache[t][j * kvw + kvh * head_dim + i]), acc);
-          out[t * n_head * head_dim + h * head_dim + i] = acc;
+          for (int64_t j = j0; j < j1; j++) acc = fma_rn(s[j], f16_to_f32(vcache[t][j * kvw + kvh * head_dim + i]), acc);
+          partial[w * head_dim + i] = acc;
         }
+      }
+      for (int64_t i = 0; i < head_dim; i++) {
+        float acc = partial[i];
+        for (int w = 1; w < kAttnWarps; w++) acc = add_rn(acc, partial[w * head_dim + i]);
+        out[t * n_head * head_dim + h * head_dim + i] = acc;
       }
     }
   }
+}
 
 struct HostExec final : Exec {
   const char* name() const override { return "host"; }

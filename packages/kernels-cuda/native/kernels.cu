@@ -758,38 +758,64 @@ __global__ void kv_store_kernel(const float* k, const float* v, uint16_t* const*
   }
 }
 
-// One warp per (token, head): lanes take positions for the scores (each score a sequential dot
-// over the head's dims) and dims for the output (each a sequential sum over positions).
-__global__ void attention_kernel(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache,
-                                 const int32_t* pos, int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-                                 float* scores, int64_t max_len, float* out) {
-  WARP_ITEM(T * n_head);
+// One block per (token, head), as twins.cuh lays out (attn_segment_start): positions split over
+// the block's threads for the scores and over its warps for the weighted sum of values. Dynamic
+// shared memory: the rounded query and each warp's sums (head_dim × (1 + kAttnWarps) floats).
+__global__ void __launch_bounds__(kAttnThreads)
+    attention_kernel(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache, const int32_t* pos,
+                     int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* scores, int64_t max_len,
+                     float* out) {
+  extern __shared__ float attn_shared[];
+  __shared__ float warp_max_part[kAttnWarps];
+  __shared__ double warp_sum_part[kAttnWarps];
+  float* qs = attn_shared;                // head_dim
+  float* partial = attn_shared + head_dim;  // kAttnWarps × head_dim
+  const int64_t item = blockIdx.x;
   const int64_t t = item / n_head, h = item % n_head;
+  const int tid = threadIdx.x, warp = tid / kLanes, lane = tid % kLanes;
   const int64_t kvw = n_head_kv * head_dim, kvh = h / (n_head / n_head_kv), len = pos[t] + 1;
   const float scale = (float)(1.0 / sqrt((double)head_dim));
   const float* qh = q + item * head_dim;
   const uint16_t* keys = kcache[t] + kvh * head_dim;
   const uint16_t* values = vcache[t] + kvh * head_dim;
   float* s = scores + item * max_len;
+  for (int64_t i = tid; i < head_dim; i += kAttnThreads) qs[i] = round_f16(qh[i]);
+  __syncthreads();
   float m = -INFINITY;
-  for (int64_t j = lane; j < len; j += kLanes) {
+  for (int64_t j = tid; j < len; j += kAttnThreads) {
     float acc = 0.0f;
-    for (int64_t i = 0; i < head_dim; i++) acc = __fmaf_rn(round_f16(qh[i]), f16_to_f32(keys[j * kvw + i]), acc);
+    for (int64_t i = 0; i < head_dim; i++) acc = __fmaf_rn(qs[i], f16_to_f32(keys[j * kvw + i]), acc);
     s[j] = __fmul_rn(acc, scale);
     m = fmaxf(m, s[j]);
   }
   m = warp_max(m);
+  if (lane == 0) warp_max_part[warp] = m;
+  __syncthreads();
+  m = -INFINITY;
+  for (int w = 0; w < kAttnWarps; w++) m = fmaxf(m, warp_max_part[w]);
   double sum = 0;
-  for (int64_t j = lane; j < len; j += kLanes) {
+  for (int64_t j = tid; j < len; j += kAttnThreads) {
     s[j] = softmax_exp(s[j], m);
     sum += (double)s[j];
   }
-  const float inv = (float)(1.0 / warp_sum(sum));
-  for (int64_t j = lane; j < len; j += kLanes) s[j] = softmax_prob(s[j], inv);
-  __syncwarp();
+  sum = warp_sum(sum);
+  if (lane == 0) warp_sum_part[warp] = sum;
+  __syncthreads();
+  sum = 0;
+  for (int w = 0; w < kAttnWarps; w++) sum += warp_sum_part[w];
+  const float inv = (float)(1.0 / sum);
+  for (int64_t j = tid; j < len; j += kAttnThreads) s[j] = softmax_prob(s[j], inv);
+  __syncthreads();
+  const int64_t j0 = attn_segment_start(len, warp), j1 = attn_segment_start(len, warp + 1);
   for (int64_t i = lane; i < head_dim; i += kLanes) {
     float acc = 0.0f;
-    for (int64_t j = 0; j < len; j++) acc = __fmaf_rn(s[j], f16_to_f32(values[j * kvw + i]), acc);
+    for (int64_t j = j0; j < j1; j++) acc = __fmaf_rn(s[j], f16_to_f32(values[j * kvw + i]), acc);
+    partial[warp * head_dim + i] = acc;
+  }
+  __syncthreads();
+  for (int64_t i = tid; i < head_dim; i += kAttnThreads) {
+    float acc = partial[i];
+    for (int w = 1; w < kAttnWarps; w++) acc = __fadd_rn(acc, partial[w * head_dim + i]);
     out[item * head_dim + i] = acc;
   }
 }
@@ -1097,8 +1123,10 @@ struct CudaExec final : Exec {
   void attention(const float* q, const uint16_t* const* kcache, const uint16_t* const* vcache, const int32_t* pos,
                  int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* scores, int64_t max_len,
                  float* out) override {
-    attention_kernel<<<blocks_for(T * n_head), kWarpsPerBlock * kLanes, 0, stream>>>(
-        q, kcache, vcache, pos, T, n_head, n_head_kv, head_dim, scores, max_len, out);
+    const size_t shared = (size_t)head_dim * (1 + kAttnWarps) * sizeof(float);
+    attention_kernel<<<(unsigned)(T * n_head), kAttnThreads, shared, stream>>>(q, kcache, vcache, pos, n_head,
+                                                                                n_head_kv, head_dim, scores, max_len,
+                                                                                out);
     launched("attention");
   }
   void add(const float* a, const float* b, int64_t n, float* out) override {

@@ -206,6 +206,15 @@ BITNET_HD float glu_silu(float g, float up) {
   return mul_rn(div_rn(g, add_rn(1.0f, e)), up);
 }
 
+// --- Attention, one block of kAttnWarps warps per (token, head). Thread τ scores the positions
+// j ≡ τ (mod kAttnThreads), each a sequential dot over the head's dims, and sums their
+// exponentials in that order (in double); the threads' sums meet per warp in the butterfly and
+// then warp after warp. Warp w then sums p·v over its segment of positions, [start(w),
+// start(w + 1)), lane l taking dims l, l + 32, …; the segments' sums are added in warp order.
+constexpr int kAttnWarps = 8;
+constexpr int kAttnThreads = kAttnWarps * kLanes;
+BITNET_HD int64_t attn_segment_start(int64_t len, int w) { return (int64_t)w * len / kAttnWarps; }
+
 // --- Attention softmax pieces: e = fround(exp(fround(s − max))), p = f16(fround(e · inv)).
 BITNET_HD float softmax_exp(float s, float max) { return (float)exp((double)sub_rn(s, max)); }
 BITNET_HD float softmax_prob(float e, float inv) { return round_f16(mul_rn(e, inv)); }
