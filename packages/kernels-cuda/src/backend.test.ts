@@ -32,7 +32,7 @@ import {
   titled,
   tmp,
 } from "../test/models";
-import { CudaBackend } from "./backend";
+import { CudaBackend, type CudaModel } from "./backend";
 import { createBackend, kernelRules } from "./index";
 
 afterAll(cleanup);
@@ -210,53 +210,14 @@ for (const { execution, skip, label } of EXECUTIONS) {
       ),
       { timeout: 300_000 },
       async () => {
-        const model = await cudaModel("tiny-i2s", execution);
-        const vocab = model.description.hparams.vocabSize;
-        const prompt = LONG_PROMPT.slice(0, 6);
-        const seqs = [0, 1, 2, 3].map(() => model.createSequence());
-        const reductions = ["full", "argmax", { topK: 7 }, { topK: 300 }] as const;
-        const first = await model.step(
-          seqs.map((sequence, i) => ({
-            sequence,
-            tokens: prompt,
-            logits: "all" as const,
-            reduce: reductions[i]!,
-          })),
-        );
-        const full = first.runs[0]!.logits;
-        const rows = prompt.length;
-        expect([...first.runs[1]!.argmax!]).toEqual([...argmaxRows(full, rows, vocab)]);
-        for (const [i, k] of [
-          [2, 7],
-          [3, 300],
-        ] as const) {
-          const want = topKRows(full, rows, vocab, k);
-          const got = first.runs[i]!.top!;
-          expect(got.k).toBe(k);
-          expect([...got.ids]).toEqual([...want.ids]);
-          expect(Buffer.from(got.logits.buffer).equals(Buffer.from(want.logits.buffer))).toBe(true);
+        await reductionsAgree(await cudaModel("tiny-i2s", execution));
+        // The same with every row brought back whole (the switch for a GPU whose selection fails).
+        process.env["BITNET_CUDA_DEVICE_TOP_K"] = "0";
+        try {
+          await reductionsAgree(await cudaModel("tiny-i2s", execution));
+        } finally {
+          delete process.env["BITNET_CUDA_DEVICE_TOP_K"];
         }
-        // Decode steps (one recorded step replayed on a GPU) whose reduction changes each time,
-        // against the same tokens on a sequence that gets whole rows.
-        const [plain, reduced] = [seqs[0]!, seqs[1]!];
-        let token = 1234;
-        for (const reduce of ["argmax", { topK: 40 }, "full", { topK: 256 }, "argmax"] as const) {
-          const a = (await model.step([{ sequence: plain, tokens: [token] }])).runs[0]!;
-          const b = (await model.step([{ sequence: reduced, tokens: [token], reduce }])).runs[0]!;
-          const best = argmaxRows(a.logits, 1, vocab)[0]!;
-          if (reduce === "full") {
-            expect(Buffer.from(b.logits.buffer).equals(Buffer.from(a.logits.buffer))).toBe(true);
-          } else {
-            expect(b.logits.length).toBe(0);
-            expect(b.argmax![0]).toBe(best);
-            if (reduce !== "argmax") {
-              const want = topKRows(a.logits, 1, vocab, reduce.topK);
-              expect([...b.top!.ids]).toEqual([...want.ids]);
-            }
-          }
-          token = best;
-        }
-        await model.dispose();
       },
     );
 
@@ -304,3 +265,57 @@ describe("the backend where there is no GPU", () => {
     expect(kernelRules.idPrefix).toBe("cuda.");
   });
 });
+
+/**
+ * A step mixing whole rows, argmax and top-k (within and beyond what the GPU selects), then
+ * decode steps whose reduction changes each time: every reduced result equals reducing the
+ * whole rows.
+ */
+async function reductionsAgree(model: CudaModel): Promise<void> {
+  const vocab = model.description.hparams.vocabSize;
+  const prompt = LONG_PROMPT.slice(0, 6);
+  const seqs = [0, 1, 2, 3].map(() => model.createSequence());
+  const reductions = ["full", "argmax", { topK: 7 }, { topK: 300 }] as const;
+  const first = await model.step(
+    seqs.map((sequence, i) => ({
+      sequence,
+      tokens: prompt,
+      logits: "all" as const,
+      reduce: reductions[i]!,
+    })),
+  );
+  const full = first.runs[0]!.logits;
+  const rows = prompt.length;
+  expect([...first.runs[1]!.argmax!]).toEqual([...argmaxRows(full, rows, vocab)]);
+  for (const [i, k] of [
+    [2, 7],
+    [3, 300],
+  ] as const) {
+    const want = topKRows(full, rows, vocab, k);
+    const got = first.runs[i]!.top!;
+    expect(got.k).toBe(k);
+    expect([...got.ids]).toEqual([...want.ids]);
+    expect(Buffer.from(got.logits.buffer).equals(Buffer.from(want.logits.buffer))).toBe(true);
+  }
+  // Decode steps (one recorded step replayed on a GPU) whose reduction changes each time,
+  // against the same tokens on a sequence that gets whole rows.
+  const [plain, reduced] = [seqs[0]!, seqs[1]!];
+  let token = 1234;
+  for (const reduce of ["argmax", { topK: 40 }, "full", { topK: 256 }, "argmax"] as const) {
+    const a = (await model.step([{ sequence: plain, tokens: [token] }])).runs[0]!;
+    const b = (await model.step([{ sequence: reduced, tokens: [token], reduce }])).runs[0]!;
+    const best = argmaxRows(a.logits, 1, vocab)[0]!;
+    if (reduce === "full") {
+      expect(Buffer.from(b.logits.buffer).equals(Buffer.from(a.logits.buffer))).toBe(true);
+    } else {
+      expect(b.logits.length).toBe(0);
+      expect(b.argmax![0]).toBe(best);
+      if (reduce !== "argmax") {
+        const want = topKRows(a.logits, 1, vocab, reduce.topK);
+        expect([...b.top!.ids]).toEqual([...want.ids]);
+      }
+    }
+    token = best;
+  }
+  await model.dispose();
+}

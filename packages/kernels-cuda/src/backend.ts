@@ -356,6 +356,8 @@ export class CudaBackend implements Backend {
           return `cuda.output.${tags.get(op.weight)}`;
       }
     });
+    // BITNET_CUDA_DEVICE_TOP_K=0 brings every row back whole (engine-core reduces it on the host).
+    const deviceTopK = process.env["BITNET_CUDA_DEVICE_TOP_K"] === "0" ? 0 : maxDeviceTopK;
     return new CudaModel(
       model,
       native,
@@ -363,7 +365,7 @@ export class CudaBackend implements Backend {
       maxBatch,
       bufferId,
       kernelIds,
-      maxDeviceTopK,
+      deviceTopK,
       tensorCoreMinTokens(),
     );
   }
@@ -601,6 +603,9 @@ function forEachRunRows(
  * 0 (the whole row comes back and engine-core reduces it, with its own errors for a bad k).
  */
 function deviceTopK(reduce: SequenceRun["reduce"], limit: number): number {
+  if (limit < 1) {
+    return 0;
+  }
   if (reduce === "argmax") {
     return 1;
   }
