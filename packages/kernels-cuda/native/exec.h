@@ -19,6 +19,21 @@ struct ExecError : std::runtime_error {
 
 enum class Act : int { Relu2 = 0, Silu = 1 };
 
+// Ternary projections of one input run as one launch (q, k and v; gate and up): each matrix's
+// codes, TQ2_0 block scales (null for I2_S), rows, I2_S tensor scale and output.
+constexpr int kMaxGroup = 4;
+struct TernaryMatrix {
+  const uint8_t* codes = nullptr;
+  const float* block_scales = nullptr;
+  int64_t rows = 0;
+  float w_scale = 1.0f;
+  float* y = nullptr;
+};
+struct TernaryGroup {
+  int count = 0;
+  TernaryMatrix m[kMaxGroup];
+};
+
 struct Exec {
   virtual ~Exec() = default;
   virtual const char* name() const = 0;
@@ -64,6 +79,19 @@ struct Exec {
   // TQ2_0 codes (64 bytes per 256 block) with per-row-block scales (rows × cols/256).
   virtual void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
                         const float* d, const int32_t* bsum, int64_t T, float* y) = 0;
+  // The group's projections of the same quantized input (I2_S when i2s, else TQ2_0): the same
+  // values as i2s_gemm / tq2_gemm on each, in one launch where the executor can.
+  virtual void ternary_group(bool i2s, const TernaryGroup& g, int64_t cols, const int8_t* q, const float* scale,
+                             const int32_t* sum, int64_t T) {
+    for (int i = 0; i < g.count; i++) {
+      const TernaryMatrix& m = g.m[i];
+      if (i2s) {
+        i2s_gemm(m.codes, m.rows, cols, m.w_scale, q, scale, sum, T, m.y);
+      } else {
+        tq2_gemm(m.codes, m.block_scales, m.rows, cols, q, scale, sum, T, m.y);
+      }
+    }
+  }
   // y = W x for f16 or f32 weights; round_x: x rounded to f16 first (ggml, before an F16 matmul).
   virtual void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T,
                           bool round_x, float* y) = 0;

@@ -11,6 +11,7 @@
 
 #include <mma.h>
 
+#include "exec.h"
 #include "kernels.h"
 #include "tensor_core.cuh"
 #include "ternary.cuh"
@@ -85,18 +86,48 @@ __global__ void quantize_i8_kernel(const float* __restrict__ x, int64_t cols, in
   }
 }
 
+// A group's matrices as one launch: each matrix's blocks follow the previous one's. A block finds
+// its matrix and its block index within it.
+struct GroupLaunch {
+  TernaryMatrix m[kMaxGroup];
+  int64_t first_block[kMaxGroup + 1];
+  int count;
+};
+
+__device__ __forceinline__ int group_member(const GroupLaunch& g, int64_t block, int64_t* local) {
+  int m = 0;
+  while (m + 1 < g.count && block >= g.first_block[m + 1]) m++;
+  *local = block - g.first_block[m];
+  return m;
+}
+
+// The launch of a group whose matrix of `rows` rows takes blocks(rows) blocks.
+template <typename Blocks>
+GroupLaunch group_launch(const TernaryGroup& g, Blocks blocks) {
+  GroupLaunch l{};
+  l.count = g.count;
+  l.first_block[0] = 0;
+  for (int i = 0; i < g.count; i++) {
+    l.m[i] = g.m[i];
+    l.first_block[i + 1] = l.first_block[i] + blocks(g.m[i].rows);
+  }
+  return l;
+}
+
 // One warp per row, NT tokens per pass: each lane loads 16 bytes of codes at a time (the warp
 // reads 512 contiguous bytes per step) and uses them for all NT tokens. Integer sums, so the lane
 // split and the shuffle tree change no bit.
 template <int NT>
-__global__ void i2s_gemv_kernel(const uint8_t* __restrict__ codes, int64_t rows, int64_t cols, float w_scale,
-                                const int8_t* __restrict__ q, const float* __restrict__ act_scale,
-                                const int32_t* __restrict__ act_sum, float* __restrict__ y, int64_t t0) {
-  const int64_t r = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+__global__ void i2s_gemv_kernel(const GroupLaunch g, int64_t cols, const int8_t* __restrict__ q,
+                                const float* __restrict__ act_scale, const int32_t* __restrict__ act_sum, int64_t t0) {
+  int64_t local;
+  const TernaryMatrix& mat = g.m[group_member(g, blockIdx.x, &local)];
+  const int64_t rows = mat.rows;
+  const int64_t r = local * kRowsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (r >= rows) return;
   const int64_t chunks = cols / kI2sChunkElems;
-  const uint4* row = reinterpret_cast<const uint4*>(codes + r * (cols / 4));
+  const uint4* row = reinterpret_cast<const uint4*>(mat.codes + r * (cols / 4));
   int32_t acc[NT];
 #pragma unroll
   for (int j = 0; j < NT; j++) acc[j] = 0;
@@ -116,17 +147,17 @@ __global__ void i2s_gemv_kernel(const uint8_t* __restrict__ codes, int64_t rows,
 #pragma unroll
     for (int j = 0; j < NT; j++) {
       const int64_t t = t0 + j;
-      y[t * rows + r] = i2s_finish(acc[j], act_sum[t], act_scale[t], w_scale);
+      mat.y[t * rows + r] = i2s_finish(acc[j], act_sum[t], act_scale[t], mat.w_scale);
     }
   }
 }
 
 template <int NT>
-void launch_i2s(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q,
-                const float* act_scale, const int32_t* act_sum, float* y, int64_t t0, cudaStream_t stream) {
-  const unsigned blocks = (unsigned)((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  i2s_gemv_kernel<NT><<<blocks, kRowsPerBlock * kWarp, 0, stream>>>(codes, rows, cols, w_scale, q, act_scale,
-                                                                   act_sum, y, t0);
+void launch_i2s(const TernaryGroup& group, int64_t cols, const int8_t* q, const float* act_scale,
+                const int32_t* act_sum, int64_t t0, cudaStream_t stream) {
+  const GroupLaunch g = group_launch(group, [](int64_t rows) { return (rows + kRowsPerBlock - 1) / kRowsPerBlock; });
+  i2s_gemv_kernel<NT><<<(unsigned)g.first_block[g.count], kRowsPerBlock * kWarp, 0, stream>>>(g, cols, q, act_scale,
+                                                                                             act_sum, t0);
 }
 
 // A prompt step's ternary projection on int8 tensor cores: one 64-row × 64-token tile per block
@@ -136,16 +167,22 @@ void launch_i2s(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale,
 // tq2_gemm_kernel does.
 template <bool kI2s>
 __global__ void __launch_bounds__(kTcThreads)
-    ternary_tc_kernel(const uint8_t* __restrict__ codes, const float* __restrict__ block_scales, int64_t rows,
-                      int64_t cols, float w_scale, const int8_t* __restrict__ q, const float* __restrict__ act_scale,
-                      const int32_t* __restrict__ act_sum, int64_t T, float* __restrict__ y) {
+    ternary_tc_kernel(const GroupLaunch g, int64_t cols, const int8_t* __restrict__ q,
+                      const float* __restrict__ act_scale, const int32_t* __restrict__ act_sum, int64_t T) {
   using namespace nvcuda;
+  int64_t tile;
+  const TernaryMatrix& mat = g.m[group_member(g, blockIdx.x, &tile)];
+  const uint8_t* __restrict__ codes = mat.codes;
+  const float* __restrict__ block_scales = mat.block_scales;
+  const int64_t rows = mat.rows;
+  const float w_scale = mat.w_scale;
+  float* __restrict__ y = mat.y;
   __shared__ __align__(256) int8_t a_side[kTcSideBytes];
   __shared__ __align__(256) int8_t b_side[kTcSideBytes];
   __shared__ __align__(256) int32_t sums[kTcRows * kTcSumStride];
   const int tid = threadIdx.x, warp = tid / kWarp;
   const int wr = warp >> 1, wc = warp & 1;
-  const int64_t r0 = (int64_t)blockIdx.x * kTcRows, t0 = (int64_t)blockIdx.y * kTcTokens;
+  const int64_t r0 = tile * kTcRows, t0 = (int64_t)blockIdx.y * kTcTokens;
   const int64_t steps = cols / kTcK, nb = cols / 256;
   const int64_t code_row = r0 + tc_code_row(tid);
   const int64_t act_token = t0 + tc_act_token(tid);
@@ -247,43 +284,53 @@ __global__ void __launch_bounds__(kTcThreads)
   }
 }
 
-void launch_ternary_tc(bool i2s, const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols,
-                       float w_scale, const int8_t* q, const float* act_scale, const int32_t* act_sum, int64_t T,
-                       float* y, cudaStream_t stream) {
-  const dim3 grid((unsigned)((rows + kTcRows - 1) / kTcRows), (unsigned)((T + kTcTokens - 1) / kTcTokens));
+void launch_ternary_tc(bool i2s, const TernaryGroup& group, int64_t cols, const int8_t* q, const float* act_scale,
+                       const int32_t* act_sum, int64_t T, cudaStream_t stream) {
+  const GroupLaunch g = group_launch(group, [](int64_t rows) { return (rows + kTcRows - 1) / kTcRows; });
+  const dim3 grid((unsigned)g.first_block[g.count], (unsigned)((T + kTcTokens - 1) / kTcTokens));
   if (i2s) {
-    ternary_tc_kernel<true><<<grid, kTcThreads, 0, stream>>>(codes, block_scales, rows, cols, w_scale, q, act_scale,
-                                                             act_sum, T, y);
+    ternary_tc_kernel<true><<<grid, kTcThreads, 0, stream>>>(g, cols, q, act_scale, act_sum, T);
   } else {
-    ternary_tc_kernel<false><<<grid, kTcThreads, 0, stream>>>(codes, block_scales, rows, cols, w_scale, q, act_scale,
-                                                              act_sum, T, y);
+    ternary_tc_kernel<false><<<grid, kTcThreads, 0, stream>>>(g, cols, q, act_scale, act_sum, T);
   }
 }
 
 // All T tokens in passes of up to eight, the passes balanced (9 tokens: 5 + 4); from
-// tensor_core_min_tokens() tokens on, the tensor-core tiles instead.
-// kernel: 0 picks by T (use_tensor_cores), 1 the dp4a passes, 2 the tensor-core tiles.
-void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* act_scale,
-              const int32_t* act_sum, float* y, int64_t T, cudaStream_t stream, int kernel = 0) {
+// tensor_core_min_tokens() tokens on, the tensor-core tiles instead. kernel: 0 picks by T
+// (use_tensor_cores), 1 the dp4a passes, 2 the tensor-core tiles.
+void i2s_group(const TernaryGroup& g, int64_t cols, const int8_t* q, const float* act_scale, const int32_t* act_sum,
+               int64_t T, cudaStream_t stream, int kernel = 0) {
   if (kernel == 2 || (kernel == 0 && use_tensor_cores(T))) {
-    launch_ternary_tc(true, codes, nullptr, rows, cols, w_scale, q, act_scale, act_sum, T, y, stream);
+    launch_ternary_tc(true, g, cols, q, act_scale, act_sum, T, stream);
     return;
   }
   int64_t t = 0;
   for (int64_t passes = (T + kMaxTokensPerPass - 1) / kMaxTokensPerPass; t < T; passes--) {
     const int64_t n = (T - t + passes - 1) / passes;
     switch (n) {
-      case 8: launch_i2s<8>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      case 7: launch_i2s<7>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      case 6: launch_i2s<6>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      case 5: launch_i2s<5>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      case 4: launch_i2s<4>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      case 3: launch_i2s<3>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      case 2: launch_i2s<2>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
-      default: launch_i2s<1>(codes, rows, cols, w_scale, q, act_scale, act_sum, y, t, stream); break;
+      case 8: launch_i2s<8>(g, cols, q, act_scale, act_sum, t, stream); break;
+      case 7: launch_i2s<7>(g, cols, q, act_scale, act_sum, t, stream); break;
+      case 6: launch_i2s<6>(g, cols, q, act_scale, act_sum, t, stream); break;
+      case 5: launch_i2s<5>(g, cols, q, act_scale, act_sum, t, stream); break;
+      case 4: launch_i2s<4>(g, cols, q, act_scale, act_sum, t, stream); break;
+      case 3: launch_i2s<3>(g, cols, q, act_scale, act_sum, t, stream); break;
+      case 2: launch_i2s<2>(g, cols, q, act_scale, act_sum, t, stream); break;
+      default: launch_i2s<1>(g, cols, q, act_scale, act_sum, t, stream); break;
     }
     t += n;
   }
+}
+
+TernaryGroup group_of_one(const uint8_t* codes, const float* block_scales, int64_t rows, float w_scale, float* y) {
+  TernaryGroup g;
+  g.count = 1;
+  g.m[0] = TernaryMatrix{codes, block_scales, rows, w_scale, y};
+  return g;
+}
+
+void i2s_gemm(const uint8_t* codes, int64_t rows, int64_t cols, float w_scale, const int8_t* q, const float* act_scale,
+              const int32_t* act_sum, float* y, int64_t T, cudaStream_t stream, int kernel = 0) {
+  i2s_group(group_of_one(codes, nullptr, rows, w_scale, y), cols, q, act_scale, act_sum, T, stream, kernel);
 }
 
 // One warp per row of f16 weights: each lane converts eight halves per 16-byte load and
@@ -664,9 +711,17 @@ __global__ void rms_norm_quantize_kernel(const float* x, const float* w, int64_t
 
 // One warp per (token, row): half-warps take alternate blocks, 16 lanes × one code word each;
 // the block's integer sum is exact, and lane 0 applies the block scales in block order.
-__global__ void tq2_gemm_kernel(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols,
-                                const int8_t* q, const float* d, const int32_t* bsum, int64_t T, float* y) {
-  WARP_ITEM(T * rows);
+__global__ void tq2_gemm_kernel(const GroupLaunch g, int64_t cols, const int8_t* q, const float* d,
+                                const int32_t* bsum, int64_t T) {
+  int64_t local;
+  const TernaryMatrix& mat = g.m[group_member(g, blockIdx.x, &local)];
+  const uint8_t* codes = mat.codes;
+  const float* block_scales = mat.block_scales;
+  const int64_t rows = mat.rows;
+  float* y = mat.y;
+  const int64_t item = local * kWarpsPerBlock + threadIdx.x / kLanes;
+  const int lane = threadIdx.x % kLanes;
+  if (item >= T * rows) return;
   const int64_t t = item / rows, r = item % rows, nb = cols / 256;
   const int half = lane / 16, w = lane % 16;
   float sumf = 0.0f;
@@ -1091,13 +1146,26 @@ struct CudaExec final : Exec {
   }
   void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
                 const float* d, const int32_t* bsum, int64_t T, float* y) override {
-    if (use_tensor_cores(T)) {
-      launch_ternary_tc(false, codes, block_scales, rows, cols, 1.0f, q, d, bsum, T, y, stream);
-    } else {
-      tq2_gemm_kernel<<<blocks_for(T * rows), kWarpsPerBlock * kLanes, 0, stream>>>(codes, block_scales, rows, cols,
-                                                                                    q, d, bsum, T, y);
-    }
+    tq2_group(group_of_one(codes, block_scales, rows, 1.0f, y), cols, q, d, bsum, T);
     launched("tq2_gemm");
+  }
+  void tq2_group(const TernaryGroup& group, int64_t cols, const int8_t* q, const float* d, const int32_t* bsum,
+                 int64_t T) {
+    if (use_tensor_cores(T)) {
+      launch_ternary_tc(false, group, cols, q, d, bsum, T, stream);
+      return;
+    }
+    const GroupLaunch g = group_launch(group, [T](int64_t rows) { return (int64_t)blocks_for(T * rows); });
+    tq2_gemm_kernel<<<(unsigned)g.first_block[g.count], kWarpsPerBlock * kLanes, 0, stream>>>(g, cols, q, d, bsum, T);
+  }
+  void ternary_group(bool i2s, const TernaryGroup& g, int64_t cols, const int8_t* q, const float* scale,
+                     const int32_t* sum, int64_t T) override {
+    if (i2s) {
+      i2s_group(g, cols, q, scale, sum, T, stream);
+    } else {
+      tq2_group(g, cols, q, scale, sum, T);
+    }
+    launched("ternary_group");
   }
   void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
                   float* y) override {

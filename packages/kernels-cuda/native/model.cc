@@ -122,6 +122,25 @@ void Model::finish() {
     }
     if (op.kind == OpKind::Linear) max_cols_ = std::max(max_cols_, weights_[op.weight].cols);
   }
+  // Ternary projections of one input, one after another (q, k, v; gate, up), run as one launch:
+  // group_size_ at the first is how many, 0 at the others (1: alone).
+  group_size_.assign(ops_.size(), 1);
+  for (size_t i = 0; i < ops_.size();) {
+    const OpSpec& head = ops_[i];
+    auto groupable = [&](const OpSpec& op) {
+      if (op.kind != OpKind::Linear || op.scale >= 0) return false;
+      const WeightKind k = weights_[op.weight].kind;
+      return (k == WeightKind::I2S || k == WeightKind::TQ2) && op.in0 == head.in0 && k == weights_[head.weight].kind &&
+             weights_[op.weight].cols == weights_[head.weight].cols;
+    };
+    size_t j = i + 1;
+    if (groupable(head)) {
+      while (j < ops_.size() && (int)(j - i) < kMaxGroup && groupable(ops_[j])) j++;
+    }
+    group_size_[i] = (int)(j - i);
+    for (size_t m = i + 1; m < j; m++) group_size_[m] = 0;
+    i = j;
+  }
   // For each norm, the op that reads its output first when that is a ternary projection of the
   // same width (whose quantization the norm then does), else -1.
   quantized_reader_.assign(ops_.size(), -1);
@@ -353,6 +372,7 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
         break;
       }
       case OpKind::Linear: {
+        if (group_size_[i] == 0) break;  // run by the first projection of its group
         const float* x = buffer(op.in0);
         if (w->kind == WeightKind::I2S || w->kind == WeightKind::TQ2) {
           if (quantized != op.in0 || quantized_as != w->kind) {
@@ -364,7 +384,17 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
             quantized = op.in0;
             quantized_as = w->kind;
           }
-          if (w->kind == WeightKind::I2S) {
+          if (group_size_[i] > 1) {
+            // This projection and the next ones of the same input, in one launch.
+            TernaryGroup g;
+            g.count = group_size_[i];
+            for (int m = 0; m < g.count; m++) {
+              const OpSpec& member = ops_[i + m];
+              const Weight& mw = weights_[member.weight];
+              g.m[m] = TernaryMatrix{(const uint8_t*)mw.data, mw.scales, mw.rows, mw.scalar, buffer(member.out)};
+            }
+            exec_->ternary_group(w->kind == WeightKind::I2S, g, w->cols, q_, act_scale_, act_sum_, T);
+          } else if (w->kind == WeightKind::I2S) {
             exec_->i2s_gemm((const uint8_t*)w->data, w->rows, w->cols, w->scalar, q_, act_scale_, act_sum_, T, out);
           } else {
             exec_->tq2_gemm((const uint8_t*)w->data, w->scales, w->rows, w->cols, q_, act_scale_, act_sum_, T, out);
