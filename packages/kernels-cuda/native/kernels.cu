@@ -837,9 +837,26 @@ __global__ void __launch_bounds__(kAttnThreads)
   for (int64_t i = tid; i < head_dim; i += kAttnThreads) qs[i] = round_f16(qh[i]);
   __syncthreads();
   float m = -INFINITY;
+  // Key rows are read 16 bytes (eight halves) at a time where they are 16-byte aligned; the dot
+  // is the same sequence of multiply-adds either way.
+  const bool wide = head_dim % 8 == 0 && kvw % 8 == 0 && (reinterpret_cast<uintptr_t>(keys) % 16) == 0;
   for (int64_t j = tid; j < len; j += kAttnThreads) {
     float acc = 0.0f;
-    for (int64_t i = 0; i < head_dim; i++) acc = __fmaf_rn(qs[i], f16_to_f32(keys[j * kvw + i]), acc);
+    if (wide) {
+      const uint4* kr = reinterpret_cast<const uint4*>(keys + j * kvw);
+      for (int64_t c = 0; c < head_dim / 8; c++) {
+        const uint4 v = kr[c];
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int h = 0; h < 4; h++) {
+          const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&words[h]));
+          acc = __fmaf_rn(qs[8 * c + 2 * h], f.x, acc);
+          acc = __fmaf_rn(qs[8 * c + 2 * h + 1], f.y, acc);
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < head_dim; i++) acc = __fmaf_rn(qs[i], f16_to_f32(keys[j * kvw + i]), acc);
+    }
     s[j] = __fmul_rn(acc, scale);
     m = fmaxf(m, s[j]);
   }
@@ -895,7 +912,8 @@ __global__ void gather_rows_kernel(const float* x, const int32_t* rows, int64_t 
 __global__ void top_k_kernel(const float* __restrict__ logits, int64_t vocab, const int32_t* __restrict__ row_k,
                              int32_t* __restrict__ out, int kmax) {
   const int64_t r = blockIdx.x;
-  const int32_t k = row_k[r];
+  // The callers keep k within both; the kernel does not trust them with its shared arrays.
+  const int32_t k = (int32_t)min((int64_t)min(row_k[r], min(kmax, kMaxDeviceTopK)), vocab);
   if (k <= 0) return;
   const float* row = logits + r * vocab;
   int32_t* ids = out + r * 2 * kmax;
@@ -951,9 +969,18 @@ __global__ void top_k_kernel(const float* __restrict__ logits, int64_t vocab, co
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int d = tid; d < 256; d += blockDim.x) counts[d] = 0;
     __syncthreads();
-    for (int64_t i = tid; i < vocab; i += blockDim.x) {
-      const uint32_t key = top_k_key(row[i]);
-      if ((key & mask) == prefix) atomicAdd(&counts[(key >> shift) & 255u], 1u);
+    // Logits share few leading digits, so a warp's lanes mostly count the same digit: one
+    // atomic per distinct digit in the warp (its lowest lane adds how many lanes have it)
+    // instead of up to 32 on one counter. Every lane runs every iteration (match_any needs them).
+    for (int64_t base = 0; base < vocab; base += blockDim.x) {
+      const int64_t i = base + tid;
+      uint32_t digit = 256;  // none: past the row, or not matching the digits chosen so far
+      if (i < vocab) {
+        const uint32_t key = top_k_key(row[i]);
+        if ((key & mask) == prefix) digit = (key >> shift) & 255u;
+      }
+      const unsigned same = __match_any_sync(0xffffffffu, digit);
+      if (digit < 256 && lane == __ffs(same) - 1) atomicAdd(&counts[digit], (uint32_t)__popc(same));
     }
     __syncthreads();
     if (tid == 0) {
