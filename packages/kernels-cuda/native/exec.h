@@ -79,6 +79,13 @@ struct Exec {
   // TQ2_0 codes (64 bytes per 256 block) with per-row-block scales (rows × cols/256).
   virtual void tq2_gemm(const uint8_t* codes, const float* block_scales, int64_t rows, int64_t cols, const int8_t* q,
                         const float* d, const int32_t* bsum, int64_t T, float* y) = 0;
+  // sum = a + b (the residual stream), then rms_norm_quantize of sum: one kernel on the GPU.
+  virtual void add_rms_norm_quantize(const float* a, const float* b, float* sum_out, const float* w, int64_t T,
+                                     int64_t n, float eps, float* out, bool q8k, int8_t* q, float* scale,
+                                     int32_t* sum) {
+    add(a, b, T * n, sum_out);
+    rms_norm_quantize(sum_out, w, T, n, eps, out, q8k, q, scale, sum);
+  }
   // The group's projections of the same quantized input (I2_S when i2s, else TQ2_0): the same
   // values as i2s_gemm / tq2_gemm on each, in one launch where the executor can.
   virtual void ternary_group(bool i2s, const TernaryGroup& g, int64_t cols, const int8_t* q, const float* scale,

@@ -657,8 +657,10 @@ __global__ void quantize_q8k_kernel(const float* x, int64_t T, int64_t n, int8_t
 // per token: warp 0 sums the squares in rms_norm_kernel's lane order (so the same scale), every
 // thread writes its share of the normalized row, then the row is quantized as quantize_i8_kernel
 // (max, scale, values and their sum: order-free) or per 256 block as quantize_q8k_kernel.
-__global__ void rms_norm_quantize_kernel(const float* x, const float* w, int64_t n, float eps, float* out, int q8k,
-                                         int8_t* q, float* scale, int32_t* sum) {
+// With b (kAdd), the input is the residual sum a + b, written to sum_out as add_kernel would.
+template <bool kAdd>
+__global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* sum_out, const float* w, int64_t n,
+                                         float eps, float* out, int q8k, int8_t* q, float* scale, int32_t* sum) {
   __shared__ float s_norm;
   __shared__ float max_part[32];
   __shared__ int32_t sum_part[32];
@@ -666,15 +668,25 @@ __global__ void rms_norm_quantize_kernel(const float* x, const float* w, int64_t
   const float* xt = x + t * n;
   float* ot = out + t * n;
   const int warp = threadIdx.x / kLanes, lane = threadIdx.x % kLanes, warps = blockDim.x / kLanes;
+  // The norm's input: x, or the residual sum (each element computed where it is needed: the same
+  // rounding every time).
+  auto input = [&](int64_t i) { return kAdd ? __fadd_rn(xt[i], b[t * n + i]) : xt[i]; };
   if (warp == 0) {
-    const float s = rms_scale(warp_sum(rms_lane_sum(xt, n, lane)), n, eps);
+    double part = 0;
+    for (int64_t i = lane; i < n; i += kLanes) {
+      const float v = input(i);
+      part += (double)mul_rn(v, v);
+    }
+    const float s = rms_scale(warp_sum(part), n, eps);
     if (lane == 0) s_norm = s;
   }
   __syncthreads();
   const float norm = s_norm;
   float m = 0.0f;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float v = rms_apply(xt[i], norm, w[i]);
+    const float in = input(i);
+    if (kAdd) sum_out[t * n + i] = in;
+    const float v = rms_apply(in, norm, w[i]);
     ot[i] = v;
     m = fmaxf(m, fabsf(v));
   }
@@ -1155,8 +1167,15 @@ struct CudaExec final : Exec {
   }
   void rms_norm_quantize(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out, bool q8k,
                          int8_t* q, float* scale, int32_t* sum) override {
-    rms_norm_quantize_kernel<<<(unsigned)T, 256, 0, stream>>>(x, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
+    rms_norm_quantize_kernel<false>
+        <<<(unsigned)T, 256, 0, stream>>>(x, nullptr, nullptr, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
     launched("rms_norm_quantize");
+  }
+  void add_rms_norm_quantize(const float* a, const float* b, float* sum_out, const float* w, int64_t T, int64_t n,
+                             float eps, float* out, bool q8k, int8_t* q, float* scale, int32_t* sum) override {
+    rms_norm_quantize_kernel<true>
+        <<<(unsigned)T, 256, 0, stream>>>(a, b, sum_out, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
+    launched("add_rms_norm_quantize");
   }
   void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) override {
     quantize_i8_kernel<<<(unsigned)T, 256, 0, stream>>>(x, n, q, scale, sum);

@@ -156,6 +156,15 @@ void Model::finish() {
       break;
     }
   }
+  // Adds whose next op is a norm of their sum that quantizes for a ternary projection.
+  add_then_norm_.assign(ops_.size(), false);
+  for (size_t i = 0; i + 1 < ops_.size(); i++) {
+    const OpSpec& add = ops_[i];
+    const OpSpec& norm = ops_[i + 1];
+    add_then_norm_[i] = add.kind == OpKind::Add && norm.kind == OpKind::RmsNorm && norm.in0 == add.out &&
+                        quantized_reader_[i + 1] >= 0 && widths_[add.in0] == widths_[add.out] &&
+                        widths_[add.in1] == widths_[add.out];
+  }
   const int64_t half = hp_.n_rot / 2;
   const int64_t blocks = std::max<int64_t>(1, max_cols_ / 128);
   auto scratch = [&](size_t bytes, const char* what) {
@@ -341,6 +350,7 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
                     const std::vector<int>& capture, const std::vector<float*>& captured,
                     const std::vector<int>& inject, const std::vector<const float*>& injected) {
   int quantized = -1;  // the buffer whose quantization q_ holds (q, k, v share one input)
+  int norm_done = -1;  // a norm already run by the residual add before it
   WeightKind quantized_as = WeightKind::F32;
   for (size_t i = 0; i < ops_.size(); i++) {
     const OpSpec& op = ops_[i];
@@ -359,6 +369,7 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
         exec_->embed(w->data, w->kind == WeightKind::F16, tokens_, T, w->cols, out);
         break;
       case OpKind::RmsNorm: {
+        if ((int)i == norm_done) break;  // run with the add before it
         // A norm whose next reader is a ternary projection quantizes for it in the same pass.
         const Weight* next = quantized_reader_[i] >= 0 ? &weights_[ops_[quantized_reader_[i]].weight] : nullptr;
         if (next != nullptr) {
@@ -417,9 +428,24 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
                          hp_.context, out);
         break;
       }
-      case OpKind::Add:
-        exec_->add(buffer(op.in0), buffer(op.in1), T * widths_[op.out], out);
+      case OpKind::Add: {
+        // A residual add whose sum the next op normalizes for a ternary projection: the add, the
+        // norm and the quantization in one pass (not in steps that inject buffers, which may
+        // replace the norm's input between the two ops).
+        if (inject.empty() && add_then_norm_[i]) {
+          const OpSpec& norm = ops_[i + 1];
+          const Weight& reader = weights_[ops_[quantized_reader_[i + 1]].weight];
+          exec_->add_rms_norm_quantize(buffer(op.in0), buffer(op.in1), out, (const float*)weights_[norm.weight].data, T,
+                                       widths_[op.out], hp_.rms_eps, buffer(norm.out),
+                                       reader.kind == WeightKind::TQ2, q_, act_scale_, act_sum_);
+          quantized = norm.out;
+          quantized_as = reader.kind;
+          norm_done = (int)(i + 1);
+        } else {
+          exec_->add(buffer(op.in0), buffer(op.in1), T * widths_[op.out], out);
+        }
         break;
+      }
       case OpKind::Glu:
         exec_->glu(buffer(op.in0), buffer(op.in1), T * widths_[op.out], op.act, out);
         break;

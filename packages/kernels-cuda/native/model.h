@@ -96,7 +96,8 @@ class Model {
   std::vector<float*> slots_;
   std::vector<std::vector<int>> inputs_of_;
   std::vector<int> group_size_;  // per op: projections launched with it (1: alone; 0: run by an earlier one)
-  std::vector<int> quantized_reader_;  // per op: for a norm, the ternary projection it quantizes for
+  std::vector<int> quantized_reader_;
+  std::vector<bool> add_then_norm_;  // per op: an add run together with the norm after it  // per op: for a norm, the ternary projection it quantizes for
   // Step scratch.
   int8_t* q_ = nullptr;
   float* act_scale_ = nullptr;

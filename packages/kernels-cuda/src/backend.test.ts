@@ -192,6 +192,10 @@ for (const { execution, skip, label } of EXECUTIONS) {
         const counts = model.kernelCounts();
         expect(counts.get("cuda.rms_norm_quantize.i8")).toBe(4 * layers * 3);
         expect(counts.get("cuda.rms_norm.f32")).toBe(3);
+        // Each layer's two residual adds run inside the next norm's kernel, but the last one
+        // (its sum goes to the output norm, before the f16 head).
+        expect(counts.get("cuda.add.f32.fused")).toBe((2 * layers - 1) * 3);
+        expect(counts.get("cuda.add.f32")).toBe(3);
         // The 20-token prompt's projections on tensor cores, the two decode steps' on dp4a.
         expect(counts.get("cuda.linear.i2_s.mma")).toBe(7 * layers);
         expect(counts.get("cuda.linear.i2_s.dp4a")).toBe(7 * layers * 2);

@@ -356,6 +356,20 @@ export class CudaBackend implements Backend {
           return `cuda.output.${tags.get(op.weight)}`;
       }
     });
+    // A residual add whose sum the next op normalizes and quantizes runs inside that norm's
+    // kernel (model.cc, add_then_norm_), except in steps that inject buffers.
+    const graphOps = model.graph.ops;
+    for (const [i, op] of graphOps.entries()) {
+      const next = graphOps[i + 1];
+      if (
+        op.kind === "add" &&
+        next?.kind === "rms_norm" &&
+        next.x === op.out &&
+        kernelIds[i + 1]!.startsWith("cuda.rms_norm_quantize.")
+      ) {
+        kernelIds[i] = "cuda.add.f32.fused";
+      }
+    }
     // BITNET_CUDA_DEVICE_TOP_K=0 brings every row back whole (engine-core reduces it on the host).
     const deviceTopK = process.env["BITNET_CUDA_DEVICE_TOP_K"] === "0" ? 0 : maxDeviceTopK;
     return new CudaModel(
@@ -538,10 +552,13 @@ export class CudaModel implements CompiledModel {
         for (const [i, op] of this.description.graph.ops.entries()) {
           if (op.kind !== "output" || chunk.rows > 0) {
             // Ternary projections of steps from tensorCoreMinTokens tokens on run on tensor cores.
-            const id =
-              chunk.end - chunk.start >= this.#tensorCoreMinTokens
-                ? this.#kernelIds[i]!.replace(/\.dp4a$/, ".mma")
-                : this.#kernelIds[i]!;
+            let id = this.#kernelIds[i]!;
+            if (chunk.end - chunk.start >= this.#tensorCoreMinTokens) {
+              id = id.replace(/\.dp4a$/, ".mma");
+            }
+            if (plan.injectIds.length > 0) {
+              id = id.replace(/\.fused$/, "");
+            }
             this.#counts.set(id, (this.#counts.get(id) ?? 0) + 1);
           }
         }
