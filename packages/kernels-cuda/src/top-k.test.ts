@@ -93,12 +93,16 @@ describe("top-k selection", () => {
       const cases: Float32Array[] = [];
       // Distinct values with the k-th one repeated across the row (the tie scan).
       const spread = new Float32Array(vocab);
-      for (let i = 0; i < vocab; i++) spread[i] = ((i * 7919) % 1000) / 10;
+      for (let i = 0; i < vocab; i++) {
+        spread[i] = ((i * 7919) % 1000) / 10;
+      }
       cases.push(spread);
       cases.push(new Float32Array(vocab).fill(3));
       cases.push(new Float32Array(vocab).fill(Number.NaN));
       const ascending = new Float32Array(vocab);
-      for (let i = 0; i < vocab; i++) ascending[i] = i;
+      for (let i = 0; i < vocab; i++) {
+        ascending[i] = i;
+      }
       cases.push(ascending);
       for (const logits of cases) {
         for (const k of [1, 40, 256]) {

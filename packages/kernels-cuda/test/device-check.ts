@@ -220,7 +220,9 @@ if (!hostOnly) {
         new Float32Array(vocab).fill(Number.NaN),
       ];
       const logits = new Float32Array(rows.length * vocab);
-      rows.forEach((row, i) => logits.set(row, i * vocab));
+      for (const [i, row] of rows.entries()) {
+        logits.set(row, i * vocab);
+      }
       let compared = 0;
       for (const k of [1, 2, 40, 100, kernels.maxDeviceTopK]) {
         const gpu = kernels.topK(logits, rows.length, vocab, k, "device");
