@@ -65,6 +65,7 @@ export {
   checkReduction,
   type FlatStep,
   flattenRuns,
+  forEachRunRows,
   reduceRows,
   StepQueue,
   splitLogits,

@@ -207,6 +207,28 @@ export function reduceRows(
   return { sequence, rows, logits: new Float32Array(0), argmax, top };
 }
 
+/**
+ * Calls `f` with each run, the index of its first logit row in the step's flat order, and how
+ * many rows it has (its tokens that want logits).
+ */
+export function forEachRunRows(
+  runs: readonly SequenceRun[],
+  wantLogits: Uint8Array,
+  f: (run: SequenceRun, row: number, rows: number) => void,
+): void {
+  let row = 0;
+  let index = 0;
+  for (const run of runs) {
+    let rows = 0;
+    for (let i = 0; i < run.tokens.length; i++) {
+      rows += wantLogits[index + i]!;
+    }
+    f(run, row, rows);
+    row += rows;
+    index += run.tokens.length;
+  }
+}
+
 /** Splits a step's logits ([rows × vocab] in flat order) back per run, reducing where asked. */
 export function splitLogits(
   runs: readonly SequenceRun[],
@@ -216,13 +238,7 @@ export function splitLogits(
   topK?: TopKRowsFunction,
 ): RunLogits[] {
   const result: RunLogits[] = [];
-  let row = 0;
-  let index = 0;
-  for (const run of runs) {
-    let rows = 0;
-    for (let i = 0; i < run.tokens.length; i++) {
-      rows += flat.wantLogits[index + i]!;
-    }
+  forEachRunRows(runs, flat.wantLogits, (run, row, rows) => {
     result.push(
       reduceRows(
         run.sequence,
@@ -233,9 +249,7 @@ export function splitLogits(
         topK,
       ),
     );
-    row += rows;
-    index += run.tokens.length;
-  }
+  });
   return result;
 }
 

@@ -52,27 +52,24 @@ struct Event {
   }
 };
 
-// One block per token: max |x| over the row (order-free, so exact), the scale, then each
-// thread quantizes a strided share and the block sums the int8 values (exact).
-__global__ void quantize_i8_kernel(const float* __restrict__ x, int64_t cols, int8_t* __restrict__ q,
-                                   float* __restrict__ act_scale, int32_t* __restrict__ act_sum) {
+// A block's per-token int8 quantization of `row` (n values), from each thread's max |x| over
+// its share: the block's max (order-free, so exact), the scale, then each thread quantizes a
+// strided share and the block sums the int8 values (exact). Blocks of up to 1024 threads.
+__device__ void block_quantize_i8(float m, const float* row, int64_t n, int8_t* q, float* act_scale,
+                                  int32_t* act_sum) {
   __shared__ float max_part[32];
   __shared__ int32_t sum_part[32];
-  const int64_t t = blockIdx.x;
-  const float* row = x + t * cols;
-  float m = 0.0f;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, fabsf(row[c]));
-  for (int o = kWarp / 2; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, warps = blockDim.x / kWarp;
+  for (int o = kWarp / 2; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
   if (lane == 0) max_part[warp] = m;
   __syncthreads();
   m = 0.0f;
   for (int i = 0; i < warps; i++) m = fmaxf(m, max_part[i]);
   const float s = i8_scale(m);
   int32_t sum = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
     const int32_t v = i8_quantize(row[c], s);
-    q[t * cols + c] = (int8_t)v;
+    q[c] = (int8_t)v;
     sum += v;
   }
   for (int o = kWarp / 2; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -81,9 +78,19 @@ __global__ void quantize_i8_kernel(const float* __restrict__ x, int64_t cols, in
   if (threadIdx.x == 0) {
     int32_t total = 0;
     for (int i = 0; i < warps; i++) total += sum_part[i];
-    act_scale[t] = s;
-    act_sum[t] = total;
+    *act_scale = s;
+    *act_sum = total;
   }
+}
+
+// One block per token.
+__global__ void quantize_i8_kernel(const float* __restrict__ x, int64_t cols, int8_t* __restrict__ q,
+                                   float* __restrict__ act_scale, int32_t* __restrict__ act_sum) {
+  const int64_t t = blockIdx.x;
+  const float* row = x + t * cols;
+  float m = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, fabsf(row[c]));
+  block_quantize_i8(m, row, cols, q + t * cols, act_scale + t, act_sum + t);
 }
 
 // A group's matrices as one launch: each matrix's blocks follow the previous one's. A block finds
@@ -662,8 +669,6 @@ template <bool kAdd>
 __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* sum_out, const float* w, int64_t n,
                                          float eps, float* out, int q8k, int8_t* q, float* scale, int32_t* sum) {
   __shared__ float s_norm;
-  __shared__ float max_part[32];
-  __shared__ int32_t sum_part[32];
   const int64_t t = blockIdx.x;
   const float* xt = x + t * n;
   float* ot = out + t * n;
@@ -698,27 +703,7 @@ __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* 
     }
     return;
   }
-  m = warp_max(m);
-  if (lane == 0) max_part[warp] = m;
-  __syncthreads();
-  m = 0.0f;
-  for (int i = 0; i < warps; i++) m = fmaxf(m, max_part[i]);
-  const float s = i8_scale(m);
-  int32_t total = 0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const int32_t v = i8_quantize(ot[i], s);
-    q[t * n + i] = (int8_t)v;
-    total += v;
-  }
-  total = warp_sum(total);
-  if (lane == 0) sum_part[warp] = total;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int32_t all = 0;
-    for (int i = 0; i < warps; i++) all += sum_part[i];
-    scale[t] = s;
-    sum[t] = all;
-  }
+  block_quantize_i8(m, ot, n, q + t * n, scale + t, sum + t);
 }
 
 // One warp per (token, row): half-warps take alternate blocks, 16 lanes × one code word each;

@@ -15,6 +15,7 @@ import {
   type CompileOptions,
   EngineError,
   EngineErrorCode,
+  forEachRunRows,
   type GraphOp,
   type ModelDescription,
   NATIVE_OP_IDS,
@@ -595,25 +596,6 @@ export class CudaModel implements CompiledModel {
 }
 
 const NO_TOP = new Int32Array(0);
-
-/** Calls `f` with each run, its first logit row and how many rows it has, in the step's order. */
-function forEachRunRows(
-  runs: readonly SequenceRun[],
-  wantLogits: Uint8Array,
-  f: (run: SequenceRun, row: number, rows: number) => void,
-): void {
-  let row = 0;
-  let index = 0;
-  for (const run of runs) {
-    let rows = 0;
-    for (let i = 0; i < run.tokens.length; i++) {
-      rows += wantLogits[index + i]!;
-    }
-    f(run, row, rows);
-    row += rows;
-    index += run.tokens.length;
-  }
-}
 
 /**
  * The top-k a run's rows get on the GPU: 1 for "argmax", k for `{ topK: k }` up to `limit`, else
