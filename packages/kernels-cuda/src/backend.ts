@@ -397,7 +397,11 @@ export class CudaModel implements CompiledModel {
   readonly #native: NativeModel;
   readonly #maxBatch: number;
   readonly #buffers: Map<string, number>;
-  readonly #kernelIds: readonly string[];
+  /**
+   * Kernel ids per op for the four kinds of native call, computed once: [dp4a, tensor cores] ×
+   * [residual adds fused, steps that inject buffers (the adds run alone)].
+   */
+  readonly #kernelIds: readonly (readonly string[])[];
   readonly #maxDeviceTopK: number;
   readonly #tensorCoreMinTokens: number;
   readonly #counts = new Map<string, number>();
@@ -424,7 +428,14 @@ export class CudaModel implements CompiledModel {
     this.contextLength = contextLength;
     this.#maxBatch = maxBatch;
     this.#buffers = buffers;
-    this.#kernelIds = kernelIds;
+    this.#kernelIds = [false, true].flatMap((tensorCores) =>
+      [false, true].map((injecting) =>
+        kernelIds.map((id) => {
+          const kernel = tensorCores ? id.replace(/\.dp4a$/, ".mma") : id;
+          return injecting ? kernel.replace(/\.fused$/, "") : kernel;
+        }),
+      ),
+    );
   }
 
   get sequenceCount(): number {
@@ -550,16 +561,13 @@ export class CudaModel implements CompiledModel {
           reduced ? rowK.subarray(chunk.row, chunk.row + chunk.rows) : NO_TOP,
           top.subarray(chunk.row * 2 * kmax, (chunk.row + chunk.rows) * 2 * kmax),
         );
+        // Ternary projections of steps from tensorCoreMinTokens tokens on run on tensor cores;
+        // steps that inject buffers run their residual adds alone.
+        const tensorCores = chunk.end - chunk.start >= this.#tensorCoreMinTokens;
+        const ids = this.#kernelIds[(tensorCores ? 2 : 0) + (plan.injectIds.length > 0 ? 1 : 0)]!;
         for (const [i, op] of this.description.graph.ops.entries()) {
           if (op.kind !== "output" || chunk.rows > 0) {
-            // Ternary projections of steps from tensorCoreMinTokens tokens on run on tensor cores.
-            let id = this.#kernelIds[i]!;
-            if (chunk.end - chunk.start >= this.#tensorCoreMinTokens) {
-              id = id.replace(/\.dp4a$/, ".mma");
-            }
-            if (plan.injectIds.length > 0) {
-              id = id.replace(/\.fused$/, "");
-            }
+            const id = ids[i]!;
             this.#counts.set(id, (this.#counts.get(id) ?? 0) + 1);
           }
         }
