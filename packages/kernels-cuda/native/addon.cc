@@ -273,7 +273,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (hp.n_head % hp.n_head_kv != 0 || hp.n_rot < 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0) {
       throw Napi::RangeError::New(env, "spec has an impossible shape (heads or rotary dimensions)");
     }
-    if (hp.max_batch * hp.n_head * hp.context > ((int64_t)1 << 32)) {
+    // In double: each factor may be up to 2^24, so the int64 product could overflow.
+    if ((double)hp.max_batch * (double)hp.n_head * (double)hp.context > (double)((int64_t)1 << 32)) {
       throw Napi::RangeError::New(env, "maxBatch × heads × context is too large for the attention scratch");
     }
     if (!(hp.rope_base > 0) || !(hp.rms_eps >= 0)) {
@@ -396,7 +397,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!model_) throw Napi::Error::New(env, "the model was disposed");
-    const bitnet_cuda::MemoryInfo mi = model_->memory();
+    // While a step runs on a worker thread, its KV cache may be growing: the figures from before
+    // the step, rather than a read racing with the writes.
+    if (!busy_ || !has_memory_) {
+      last_memory_ = model_->memory();
+      has_memory_ = true;
+    }
+    const bitnet_cuda::MemoryInfo mi = last_memory_;
     Napi::Object o = Napi::Object::New(env);
     o.Set("weightBytes", (double)mi.weight_bytes);
     o.Set("scratchBytes", (double)mi.scratch_bytes);
@@ -421,6 +428,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   std::unique_ptr<Model> model_;
   bool busy_ = false;
+  bitnet_cuda::MemoryInfo last_memory_{};
+  bool has_memory_ = false;
   int64_t vocab_ = 0;
 };
 
@@ -475,17 +484,33 @@ class StepWorker : public Napi::AsyncWorker {
     if (any_full && logits.ElementLength() < rows * (size_t)owner->vocab_) {
       throw Napi::RangeError::New(env, "logits is too short for the rows that want them");
     }
+    // Each captured or injected buffer holds T × its width values: a shorter array would be read
+    // or written past its end.
+    auto buffer_array = [&](const Napi::Array& arrays, uint32_t i, int32_t id, const char* what) {
+      const int64_t width = owner->model_->buffer_width(id);
+      if (width < 0) throw Napi::RangeError::New(env, std::string(what) + " names buffer " + std::to_string(id) + ", which does not exist");
+      if (i >= arrays.Length() || !arrays.Get(i).IsTypedArray() ||
+          arrays.Get(i).As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw Napi::TypeError::New(env, std::string(what) + " needs a Float32Array for buffer " + std::to_string(id));
+      }
+      const Napi::Float32Array a = arrays.Get(i).As<Napi::Float32Array>();
+      if (a.ElementLength() < (size_t)(T_ * width)) {
+        throw Napi::RangeError::New(env, std::string(what) + " for buffer " + std::to_string(id) + " holds " +
+                                             std::to_string(a.ElementLength()) + " values, not " + std::to_string(T_ * width));
+      }
+      return a;
+    };
     auto cap_ids = info[5].As<Napi::Int32Array>();
     auto cap_out = info[6].As<Napi::Array>();
     for (size_t i = 0; i < cap_ids.ElementLength(); i++) {
       capture_.push_back(cap_ids[i]);
-      captured_.push_back(cap_out.Get((uint32_t)i).As<Napi::Float32Array>().Data());
+      captured_.push_back(buffer_array(cap_out, (uint32_t)i, cap_ids[i], "captureOut").Data());
     }
     auto inj_ids = info[7].As<Napi::Int32Array>();
     auto inj_data = info[8].As<Napi::Array>();
     for (size_t i = 0; i < inj_ids.ElementLength(); i++) {
       inject_.push_back(inj_ids[i]);
-      injected_.push_back(inj_data.Get((uint32_t)i).As<Napi::Float32Array>().Data());
+      injected_.push_back(const_cast<const float*>(buffer_array(inj_data, (uint32_t)i, inj_ids[i], "injectData").Data()));
     }
   }
   Napi::Promise Promise() { return deferred_.Promise(); }

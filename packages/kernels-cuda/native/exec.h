@@ -45,6 +45,10 @@ struct Exec {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void sync() = 0;
+  // Makes this executor's device the calling thread's current one. CUDA keeps the current device
+  // per host thread, and a model's calls come from several (the main thread, libuv's workers):
+  // every Model entry point that reaches the executor calls this first.
+  virtual void bind() {}
 
   // CUDA graphs: the ops issued between begin_capture() and end_capture() are recorded instead of
   // run, and replay() runs the recording again (one launch for a whole decode step). An executor

@@ -741,16 +741,22 @@ __global__ void tq2_gemm_kernel(const GroupLaunch g, int64_t cols, const int8_t*
   if (lane == 0) y[t * rows + r] = sumf;
 }
 
-// One warp per (token, row), each lane taking its columns in twins.cuh's order (8-column groups:
-// one 16-byte load of f16 weights, two of f32): the order host.cc reproduces.
+// Tokens one warp of float_gemm_kernel takes: each weight row is read once per this many tokens
+// (the head of a batched decode step reads its 0.66 GB once per eight rows, not once per row).
+constexpr int kFloatTokens = 8;
+
+// One warp per (row, eight tokens), each lane taking its columns in twins.cuh's order (8-column
+// groups: one 16-byte load of f16 weights, two of f32) and applying each loaded group to every
+// token: per token the sums run in the order host.cc reproduces.
 __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T,
                                   bool round_x, float* y) {
-  WARP_ITEM(T * rows);
-  const int64_t t = item / rows, r = item % rows;
-  const float* xt = x + t * cols;
-  float acc = 0.0f;
+  WARP_ITEM(((T + kFloatTokens - 1) / kFloatTokens) * rows);
+  const int64_t t0 = item / rows * kFloatTokens, r = item % rows;
+  const int nt = (int)(T - t0 < kFloatTokens ? T - t0 : kFloatTokens);
+  float acc[kFloatTokens];
+#pragma unroll
+  for (int k = 0; k < kFloatTokens; k++) acc[k] = 0.0f;
   if (float_rows_grouped(cols)) {
-    const float4* x4 = reinterpret_cast<const float4*>(xt);
     for (int64_t g = lane; g < cols / kFloatGroup; g += kLanes) {
       float wv[kFloatGroup];
       if (f16) {
@@ -768,19 +774,37 @@ __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t
         wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
         wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
       }
-      const float4 xa = x4[2 * g], xb = x4[2 * g + 1];
-      const float xv[kFloatGroup] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
 #pragma unroll
-      for (int i = 0; i < kFloatGroup; i++) acc = fma_rn(wv[i], round_x ? round_f16(xv[i]) : xv[i], acc);
+      for (int k = 0; k < kFloatTokens; k++) {
+        if (k < nt) {
+          const float4* x4 = reinterpret_cast<const float4*>(x + (t0 + k) * cols);
+          const float4 xa = x4[2 * g], xb = x4[2 * g + 1];
+          const float xv[kFloatGroup] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+          for (int i = 0; i < kFloatGroup; i++) acc[k] = fma_rn(wv[i], round_x ? round_f16(xv[i]) : xv[i], acc[k]);
+        }
+      }
     }
   } else {
     for (int64_t c = lane; c < cols; c += kLanes) {
       const float wv = f16 ? f16_to_f32(((const uint16_t*)w)[r * cols + c]) : ((const float*)w)[r * cols + c];
-      acc = fma_rn(wv, round_x ? round_f16(xt[c]) : xt[c], acc);
+#pragma unroll
+      for (int k = 0; k < kFloatTokens; k++) {
+        if (k < nt) {
+          const float xv = x[(t0 + k) * cols + c];
+          acc[k] = fma_rn(wv, round_x ? round_f16(xv) : xv, acc[k]);
+        }
+      }
     }
   }
-  acc = warp_sum_rn(acc);
-  if (lane == 0) y[t * rows + r] = acc;
+  // nt is the same on every lane of the warp, so the shuffles inside see the whole warp.
+#pragma unroll
+  for (int k = 0; k < kFloatTokens; k++) {
+    if (k < nt) {
+      const float sum = warp_sum_rn(acc[k]);
+      if (lane == 0) y[(t0 + k) * rows + r] = sum;
+    }
+  }
 }
 
 __global__ void scale_kernel(float* y, int64_t n, float s) {
@@ -1086,7 +1110,10 @@ struct CudaExec final : Exec {
     ok(e, "cudaGraphInstantiate");
   }
   void abort_capture() override {
-    if (!capturing) return;
+    if (!capturing) {
+      cudaGetLastError();  // whatever the failed end of the capture left
+      return;
+    }
     capturing = false;
     cudaGraph_t graph = nullptr;
     cudaStreamEndCapture(stream, &graph);
@@ -1094,6 +1121,7 @@ struct CudaExec final : Exec {
     cudaGetLastError();
   }
   void replay() override { ok(cudaGraphLaunch(graph_exec, stream), "cudaGraphLaunch"); }
+  void bind() override { ok(cudaSetDevice(device), "cudaSetDevice"); }
   static void ok(cudaError_t e, const char* what) {
     if (e != cudaSuccess) throw ExecError(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
   }
@@ -1200,8 +1228,8 @@ struct CudaExec final : Exec {
   }
   void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
                   float* y) override {
-    float_gemm_kernel<<<blocks_for(T * rows), kWarpsPerBlock * kLanes, 0, stream>>>(w, f16, rows, cols, x, T, round_x,
-                                                                                    y);
+    float_gemm_kernel<<<blocks_for((T + kFloatTokens - 1) / kFloatTokens * rows), kWarpsPerBlock * kLanes, 0, stream>>>(
+        w, f16, rows, cols, x, T, round_x, y);
     launched("float_gemm");
   }
   void scale(float* y, int64_t n, float s) override {

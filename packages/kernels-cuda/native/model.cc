@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 namespace bitnet_cuda {
@@ -18,6 +19,11 @@ Model::Model(std::unique_ptr<Exec> exec, HParams hp, std::vector<OpSpec> ops, st
 }
 
 Model::~Model() {
+  try {
+    exec_->bind();
+  } catch (const std::exception&) {
+    // The device is gone: the frees below fail quietly, as they would anyway.
+  }
   for (auto& [id, s] : seqs_) {
     for (auto* p : s.k) exec_->release(p);
     for (auto* p : s.v) exec_->release(p);
@@ -33,6 +39,7 @@ void* Model::take(size_t bytes, const char* what) {
 
 void Model::set_weight(int index, WeightKind kind, int64_t rows, int64_t cols, const void* bytes, uint64_t n_bytes,
                        const float* scales, int64_t n_scales, float scalar) {
+  exec_->bind();
   if (index < 0 || index >= (int)weights_.size()) throw bad("weight index out of range");
   Weight& w = weights_[index];
   w.kind = kind;
@@ -69,6 +76,7 @@ void Model::set_weight(int index, WeightKind kind, int64_t rows, int64_t cols, c
 }
 
 void Model::finish() {
+  exec_->bind();
   const int64_t B = hp_.max_batch;
   const int n_buffers = (int)widths_.size();
   // Each buffer's last reader; buffers share a slot of the same width once the last is done.
@@ -217,6 +225,7 @@ void Model::ensure_capacity(Sequence& s, int64_t positions) {
 }
 
 void Model::fork_sequence(int from, int to) {
+  exec_->bind();
   auto it = seqs_.find(from);
   if (it == seqs_.end()) throw bad("sequence " + std::to_string(from) + " does not exist");
   create_sequence(to);
@@ -235,6 +244,7 @@ void Model::fork_sequence(int from, int to) {
 void Model::free_sequence(int id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
+  exec_->bind();
   for (auto* p : it->second.k) exec_->release(p);
   for (auto* p : it->second.v) exec_->release(p);
   kv_bytes_ -= (uint64_t)it->second.capacity * (uint64_t)(hp_.n_head_kv * hp_.head_dim) * 2 * 2 *
@@ -247,6 +257,7 @@ MemoryInfo Model::memory() const {
   m.weight_bytes = weight_bytes_;
   m.scratch_bytes = scratch_bytes_;
   m.kv_bytes = kv_bytes_;
+  exec_->bind();
   exec_->memory(&m.free_bytes, &m.total_bytes);
   return m;
 }
@@ -256,6 +267,7 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
                  const std::vector<float*>& captured, const std::vector<int>& inject,
                  const std::vector<const float*>& injected) {
   if (!finished_) throw bad("the model's weights are not all uploaded");
+  exec_->bind();
   if (T < 1 || T > hp_.max_batch) throw bad("a step takes 1 to " + std::to_string(hp_.max_batch) + " tokens");
   // Sequences, positions and caches first: nothing runs unless the whole step is valid.
   std::vector<Sequence*> owner((size_t)T);
@@ -329,19 +341,28 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     copy_decode_row();
     return;
   }
-  const bool recording = decode_shape && exec_->begin_capture();
-  try {
-    run_ops(T, logits, top, rows, ks, recording, capture, captured, inject, injected);
-  } catch (...) {
-    if (recording) exec_->abort_capture();
-    throw;
+  if (decode_shape && !graphs_failed_ && exec_->begin_capture()) {
+    // Recording runs nothing, so a recording that fails (CUDA invalidates a capture when another
+    // thread synchronizes the device meanwhile, e.g. another model freeing memory) leaves no trace:
+    // this step and every later one run op by op instead, and the reason is said once.
+    try {
+      run_ops(T, logits, top, rows, ks, true, capture, captured, inject, injected);
+      exec_->end_capture();
+      decode_graph_ = true;
+    } catch (const std::exception& e) {
+      exec_->abort_capture();
+      graphs_failed_ = true;
+      std::fprintf(stderr, "bitnet-ts cuda: recording the decode step as a CUDA graph failed (%s); decode steps run op by op\n",
+                   e.what());
+    }
+    if (decode_graph_) {
+      exec_->replay();
+      copy_decode_row();
+      exec_->sync();
+      return;
+    }
   }
-  if (recording) {
-    exec_->end_capture();
-    decode_graph_ = true;
-    exec_->replay();
-    copy_decode_row();
-  }
+  run_ops(T, logits, top, rows, ks, false, capture, captured, inject, injected);
   exec_->sync();
 }
 

@@ -72,6 +72,8 @@ class Model {
             const std::vector<const float*>& injected);
 
   MemoryInfo memory() const;
+  // Values per token of buffer `id`, or −1 when there is no such buffer.
+  int64_t buffer_width(int id) const { return id >= 0 && (size_t)id < widths_.size() ? widths_[(size_t)id] : -1; }
   int64_t kv_bytes_per_token() const { return 2 * hp_.n_layer * hp_.n_head_kv * hp_.head_dim * 2; }
   const char* exec_name() const { return exec_->name(); }
 
@@ -119,6 +121,7 @@ class Model {
   std::vector<void*> owned_;
   bool finished_ = false;
   bool decode_graph_ = false;  // the executor holds the recorded decode step
+  bool graphs_failed_ = false;  // recording failed once: decode runs op by op
 };
 
 // Rows of logits the head computes per pass (its output scratch is this × vocab floats).

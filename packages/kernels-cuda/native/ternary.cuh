@@ -79,6 +79,9 @@ BITNET_HD int32_t i8_quantize(float x, float s) {
 #else
   volatile float v = x * s;
   volatile float t = v + 12582912.0f;
+  // A NaN product (a NaN or infinite input) converts to 0 on the GPU (cvt.rzi); casting it is
+  // undefined in C++ (x86 gives INT_MIN), so the twin says 0 as the device does.
+  if (t != t) return 0;
   const int32_t r = (int32_t)(t - 12582912.0f);
 #endif
   return r > 127 ? 127 : r < -128 ? -128 : r;

@@ -120,7 +120,20 @@ if [ -z "\${BITNET_CUBLAS_PATH:-}" ]; then
   done
 fi
 "$node" "$here/device-check.mjs" "$out" "\${@:2}" 2>&1 | tee "$out/cuda-check.log"
-exit "\${PIPESTATUS[0]}"
+status="\${PIPESTATUS[0]}"
+# SANITIZE=memcheck|racecheck|synccheck|initcheck: then tiny-i2s's checks again under NVIDIA's
+# compute-sanitizer (out-of-bounds and misaligned accesses, shared-memory races, barriers),
+# whose report lands in $out/sanitize-<tool>.log.
+sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -n 1)"
+if [ -n "\${SANITIZE:-}" ] && [ -z "$sanitizer" ]; then
+  echo "SANITIZE=$SANITIZE: compute-sanitizer is not installed here" | tee -a "$out/cuda-check.log"
+elif [ -n "\${SANITIZE:-}" ]; then
+  mkdir -p "$out/sanitize"
+  "$sanitizer" --tool "$SANITIZE" --error-exitcode 9 --print-limit 20 \\
+    "$node" "$here/device-check.mjs" "$out/sanitize" --quick > "$out/sanitize-$SANITIZE.log" 2>&1
+  echo "compute-sanitizer --tool $SANITIZE: exit $? (log: sanitize-$SANITIZE.log)" | tee -a "$out/cuda-check.log"
+fi
+exit "$status"
 `,
 );
 fs.chmodSync(path.join(out, "run.sh"), 0o755);

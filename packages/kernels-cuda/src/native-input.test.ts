@@ -172,6 +172,35 @@ describe("the native model rejects bad input with an error", () => {
       expect(() => step([1], [1], [0], one, new Float32Array(0), Int32Array.of(0), room)).toThrow(
         /logits is too short/,
       );
+      // Captured and injected buffers: T × the buffer's width values each, of a buffer that exists.
+      const buffers = (ids: number[], arrays: unknown[], inject: boolean) =>
+        m.step(
+          Int32Array.of(1, 1),
+          Int32Array.of(1, 1),
+          Int32Array.of(0, 1),
+          new Uint8Array(2),
+          new Float32Array(0),
+          inject ? new Int32Array(0) : Int32Array.from(ids),
+          inject ? [] : arrays,
+          inject ? Int32Array.from(ids) : new Int32Array(0),
+          inject ? arrays : [],
+          new Int32Array(0),
+          new Int32Array(0),
+        );
+      for (const inject of [false, true]) {
+        const what = inject ? "injectData" : "captureOut";
+        expect(() => buffers([0], [new Float32Array(128)], inject)).toThrow(
+          new RegExp(`${what} for buffer 0 holds 128 values, not 256`),
+        );
+        expect(() => buffers([3], [new Float32Array(256)], inject)).toThrow(
+          /names buffer 3, which does not exist/,
+        );
+        expect(() => buffers([0], [], inject)).toThrow(
+          new RegExp(`${what} needs a Float32Array for buffer 0`),
+        );
+        expect(() => buffers([0], [new Int32Array(256)], inject)).toThrow(/needs a Float32Array/);
+      }
+      await buffers([0], [new Float32Array(256)], false);
       await step([1], [1], [0]);
       m.dispose();
       expect(() => m.finish()).toThrow(/disposed/);
