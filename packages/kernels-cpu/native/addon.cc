@@ -178,7 +178,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     env_ = info.Env();
     step_done_ = StepDoneFunction::New(env_, "bitnet-step", 0, 1, this);
     step_done_.Unref(env_);
-    steps_ = std::make_unique<bitnet::JobThread>();
+    // Between steps the step thread (worker 0 of the model's pool) asks L2 for the next step's
+    // first weights, as the pool's other workers do (Model::warm_between_steps).
+    steps_ = std::make_unique<bitnet::JobThread>([m = model_.get()] { return m->warm_between_steps(0); });
     // Added after the thread-safe function's own teardown hook, so it runs before it (hooks run
     // last in, first out): a process that exits mid-step lets the step finish, then ends the
     // thread while the function can still take its call.
@@ -239,6 +241,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       out.Set("kvAllocatedBytes", (double)model_->kv_allocated_bytes());
       out.Set("kvSpareBytes", (double)model_->kv_spare_bytes());
       out.Set("scratchBytes", (double)model_->scratch_bytes());
+      out.Set("warmedBetweenStepsBytes", (double)model_->warmed_between_steps());
       Napi::Object times = Napi::Object::New(info.Env());
       for (const auto& [k, v] : model_->op_times()) times.Set(k, Napi::Number::New(info.Env(), (double)v / 1e6));
       out.Set("opMilliseconds", times);

@@ -18,7 +18,9 @@ namespace bitnet {
 
 class JobThread {
  public:
-  JobThread() : thread_([this] { loop(); }) {}
+  // `between()`, where given, runs while the thread polls for its next job, until it returns false
+  // (a small piece of work at a time: a job posted meanwhile waits for at most one piece).
+  explicit JobThread(std::function<bool()> between = {}) : between_(std::move(between)), thread_([this] { loop(); }) {}
   JobThread(const JobThread&) = delete;
   JobThread& operator=(const JobThread&) = delete;
   ~JobThread() { stop(); }
@@ -51,7 +53,12 @@ class JobThread {
     for (;;) {
       // Poll first (yielding the core to any thread that wants it), then sleep.
       const auto until = std::chrono::steady_clock::now() + kPollBeforeSleep;
+      bool busy = seen != 0 && static_cast<bool>(between_);
       for (int polls = 0; posted_.load(std::memory_order_acquire) == seen; polls++) {
+        if (busy) {
+          busy = between_();
+          continue;
+        }
         if ((polls & 255) == 255 && std::chrono::steady_clock::now() > until) break;
         std::this_thread::yield();
       }
@@ -70,6 +77,7 @@ class JobThread {
   }
 
   static constexpr std::chrono::milliseconds kPollBeforeSleep{2};
+  const std::function<bool()> between_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;

@@ -118,6 +118,12 @@ inline int64_t round_up_blocks(int64_t positions) { return (positions + kKeyBloc
 // A one-token step attends with Model::attend_one_token from this many positions (where it
 // starts to gain with 2 threads: Model::attends_by_work).
 constexpr int64_t kSplitAttentionFrom = 256;
+// Bytes of the next one-token step's first weights the threads ask L2 for while they wait for
+// that step, shared between them (Model::warm_between_steps; BITNET_DECODE_WARM_BETWEEN_BYTES
+// overrides). On a Zen 5 VM, two threads, bench-i2s: the step's first three projection groups
+// (11 MiB of weights) took 296 and 284 µs a token with none, 271 and 216 with 8 MiB, 224 and 203
+// with 16 MiB, 274 and 219 with 32 MiB (runs alternating).
+constexpr int64_t kBetweenStepsBytes = 16 << 20;
 
 // A sequence's KV cache lies in one reservation of address space for the whole context (laid out
 // as Model::ensure_capacity says), whose pages the OS backs as positions are first written: the
@@ -217,6 +223,34 @@ class Model {
     const uint8_t* end = nullptr;
   };
   std::vector<WarmCursor> warm_;
+
+ public:
+  // Between one-token steps (called by each thread of the pool while it waits for the next step):
+  // asks L2 for 4 KiB more of the weights this thread will stream first in the next step. False
+  // when there is nothing (more) to ask for.
+  bool warm_between_steps(int tid);
+  // Bytes of weights all threads have asked L2 for between steps since the load.
+  uint64_t warmed_between_steps() const;
+
+ private:
+  // Per thread: the starts of its shares of the first matrix ops of a one-token step, armed at the
+  // end of each such step (arm_between_steps) and asked for by warm_between_steps. Each entry is
+  // touched by its own thread only.
+  struct alignas(64) BetweenCursor {
+    struct Range {
+      const uint8_t* begin;
+      const uint8_t* end;
+    };
+    Range ranges[8];
+    int count = 0, at = 0;
+    const uint8_t* next = nullptr;
+    std::atomic<int64_t> asked{0};  // bytes asked for so far (warmed_between_steps)
+    BetweenCursor() = default;
+    BetweenCursor(const BetweenCursor&) : BetweenCursor() {}
+  };
+  std::vector<BetweenCursor> between_;
+  int64_t between_bytes_ = 0;
+  void arm_between_steps(int tid, int nth);
   int64_t group_rows(size_t i) const;
   void linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const std::vector<float>& xr, int64_t b0, int64_t b1);
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }

@@ -165,7 +165,12 @@ void Model::load(const LoadProgress& progress, const char*& stage) {
   }
   use_amx_ = (want_amx || cfg_.kernel_path == "auto") && std::strcmp(kernels_->name, "avx512vnni") == 0 && amx_available();
   stage = "starting the thread pool for";
-  pool_ = std::make_unique<ThreadPool>(cfg_.threads);
+  // Before the pool: its workers read their cursors between any two jobs.
+  between_ = std::vector<BetweenCursor>((size_t)std::max(1, cfg_.threads));
+  between_bytes_ = kBetweenStepsBytes;
+  // BITNET_DECODE_WARM_BETWEEN_BYTES=<bytes per thread> (0: off) for measurements.
+  if (const char* bytes = std::getenv("BITNET_DECODE_WARM_BETWEEN_BYTES")) between_bytes_ = std::max<int64_t>(0, std::atoll(bytes));
+  pool_ = std::make_unique<ThreadPool>(cfg_.threads, [this](int tid) { return warm_between_steps(tid); });
   OpenFile file{::open(cfg_.path.c_str(), O_RDONLY)};
   if (file.fd < 0) throw std::runtime_error("could not open " + cfg_.path + ": " + std::strerror(errno));
   struct stat st;

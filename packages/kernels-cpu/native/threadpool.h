@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace bitnet {
@@ -50,7 +51,11 @@ class SpinBarrier {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int n) : n_(n < 1 ? 1 : n), barrier_(n_) {
+  // `between(i)`, where given, is worker i's work between steps: while it polls for the next step
+  // it calls between(i) (a small piece of work, e.g. asking L2 for the next step's first weights)
+  // until it returns false. Worker 0 is the caller's thread, which has its own wait.
+  explicit ThreadPool(int n, std::function<bool(int)> between = {})
+      : n_(n < 1 ? 1 : n), barrier_(n_), between_(std::move(between)) {
     for (int i = 1; i < n_; i++) {
       threads_.emplace_back([this, i] { loop(i); });
     }
@@ -100,7 +105,12 @@ class ThreadPool {
       // the next step for kSpinBeforeSleep first, yielding the core to any other thread that
       // wants it (another model's pool, say), and only then sleeps.
       const auto until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
+      bool busy = seen != 0 && static_cast<bool>(between_);
       for (int polls = 0; posted_.load(std::memory_order_acquire) == seen; polls++) {
+        if (busy) {
+          busy = between_(index);
+          continue;
+        }
         if ((polls & 255) == 255 && std::chrono::steady_clock::now() > until) break;
         std::this_thread::yield();
       }
@@ -119,6 +129,7 @@ class ThreadPool {
   static constexpr std::chrono::milliseconds kSpinBeforeSleep{2};
   const int n_;
   SpinBarrier barrier_;
+  const std::function<bool(int)> between_;
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -127,6 +127,12 @@ export interface NativeModel {
     /** Activation buffers and quantization / attention scratch as allocated now (grow with the largest step). */
     scratchBytes: number;
     /**
+     * Bytes of weights the threads asked L2 for between one-token steps since the load: the next
+     * step's first projections, requested while the threads wait for it (0 with
+     * BITNET_DECODE_WARM_BETWEEN_BYTES=0 set as the model loaded).
+     */
+    warmedBetweenStepsBytes: number;
+    /**
      * Ops that a step (of one token or several) runs inside the op that consumes them, on every
      * thread, with no barrier of their own, by kind (`rms_norm`, `glu`, `add`, `rope`), and the
      * residual adds run inside the projection before them (`add_in_projection`); empty when

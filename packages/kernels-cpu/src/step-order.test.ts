@@ -45,6 +45,7 @@ function flakyNative(log: string[]): NativeModel {
       kvAllocatedBytes: 0,
       kvSpareBytes: 0,
       scratchBytes: 0,
+      warmedBetweenStepsBytes: 0,
       decodeFusedOps: {},
     }),
     dispose: () => log.push("dispose"),
