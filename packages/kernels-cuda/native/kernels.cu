@@ -741,21 +741,21 @@ __global__ void tq2_gemm_kernel(const GroupLaunch g, int64_t cols, const int8_t*
   if (lane == 0) y[t * rows + r] = sumf;
 }
 
-// Tokens one warp of float_gemm_kernel takes: each weight row is read once per this many tokens
-// (the head of a batched decode step reads its 0.66 GB once per eight rows, not once per row).
-constexpr int kFloatTokens = 8;
-
-// One warp per (row, eight tokens), each lane taking its columns in twins.cuh's order (8-column
+// One warp per (row, TB tokens), each lane taking its columns in twins.cuh's order (8-column
 // groups: one 16-byte load of f16 weights, two of f32) and applying each loaded group to every
-// token: per token the sums run in the order host.cc reproduces.
+// token: per token the sums run in the order host.cc reproduces, and a step's rows read the
+// weights once per TB tokens (the head of a 16-sequence decode step reads its 0.66 GB once, not 16
+// times). TB is 1 for one token, where the accumulators of more would only cost registers
+// (occupancy for the head's stream), else 8 or 16 (float_gemm below).
+template <int TB>
 __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T,
                                   bool round_x, float* y) {
-  WARP_ITEM(((T + kFloatTokens - 1) / kFloatTokens) * rows);
-  const int64_t t0 = item / rows * kFloatTokens, r = item % rows;
-  const int nt = (int)(T - t0 < kFloatTokens ? T - t0 : kFloatTokens);
-  float acc[kFloatTokens];
+  WARP_ITEM(((T + TB - 1) / TB) * rows);
+  const int64_t t0 = item / rows * TB, r = item % rows;
+  const int nt = (int)(T - t0 < TB ? T - t0 : TB);
+  float acc[TB];
 #pragma unroll
-  for (int k = 0; k < kFloatTokens; k++) acc[k] = 0.0f;
+  for (int k = 0; k < TB; k++) acc[k] = 0.0f;
   if (float_rows_grouped(cols)) {
     for (int64_t g = lane; g < cols / kFloatGroup; g += kLanes) {
       float wv[kFloatGroup];
@@ -775,7 +775,7 @@ __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t
         wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
       }
 #pragma unroll
-      for (int k = 0; k < kFloatTokens; k++) {
+      for (int k = 0; k < TB; k++) {
         if (k < nt) {
           const float4* x4 = reinterpret_cast<const float4*>(x + (t0 + k) * cols);
           const float4 xa = x4[2 * g], xb = x4[2 * g + 1];
@@ -789,7 +789,7 @@ __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t
     for (int64_t c = lane; c < cols; c += kLanes) {
       const float wv = f16 ? f16_to_f32(((const uint16_t*)w)[r * cols + c]) : ((const float*)w)[r * cols + c];
 #pragma unroll
-      for (int k = 0; k < kFloatTokens; k++) {
+      for (int k = 0; k < TB; k++) {
         if (k < nt) {
           const float xv = x[(t0 + k) * cols + c];
           acc[k] = fma_rn(wv, round_x ? round_f16(xv) : xv, acc[k]);
@@ -799,7 +799,7 @@ __global__ void float_gemm_kernel(const void* w, bool f16, int64_t rows, int64_t
   }
   // nt is the same on every lane of the warp, so the shuffles inside see the whole warp.
 #pragma unroll
-  for (int k = 0; k < kFloatTokens; k++) {
+  for (int k = 0; k < TB; k++) {
     if (k < nt) {
       const float sum = warp_sum_rn(acc[k]);
       if (lane == 0) y[(t0 + k) * rows + r] = sum;
@@ -1228,8 +1228,17 @@ struct CudaExec final : Exec {
   }
   void float_gemm(const void* w, bool f16, int64_t rows, int64_t cols, const float* x, int64_t T, bool round_x,
                   float* y) override {
-    float_gemm_kernel<<<blocks_for((T + kFloatTokens - 1) / kFloatTokens * rows), kWarpsPerBlock * kLanes, 0, stream>>>(
-        w, f16, rows, cols, x, T, round_x, y);
+    auto run = [&](auto kernel, int64_t tb) {
+      kernel<<<blocks_for((T + tb - 1) / tb * rows), kWarpsPerBlock * kLanes, 0, stream>>>(w, f16, rows, cols, x, T,
+                                                                                           round_x, y);
+    };
+    if (T == 1) {
+      run(float_gemm_kernel<1>, 1);
+    } else if (T <= 8) {
+      run(float_gemm_kernel<8>, 8);
+    } else {
+      run(float_gemm_kernel<16>, 16);
+    }
     launched("float_gemm");
   }
   void scale(float* y, int64_t n, float s) override {
