@@ -42,6 +42,11 @@ struct Exec {
   virtual void* alloc(size_t bytes, const char* what) = 0;  // throws ExecError
   virtual void release(void* p) = 0;
   virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  // Host memory the executor copies from without staging it (page-locked for a GPU), and a copy
+  // from it that returns at once: src must stay as it is until the next sync().
+  virtual void* alloc_host(size_t bytes, const char* what) = 0;  // throws ExecError
+  virtual void release_host(void* p) = 0;
+  virtual void to_device_async(void* dst, const void* src, size_t bytes) = 0;
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void sync() = 0;

@@ -366,6 +366,9 @@ struct HostExec final : Exec {
   }
   void release(void* p) override { std::free(p); }
   void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void* alloc_host(size_t bytes, const char* what) override { return alloc(bytes, what); }
+  void release_host(void* p) override { std::free(p); }
+  void to_device_async(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
   void sync() override {}

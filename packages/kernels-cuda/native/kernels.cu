@@ -1156,6 +1156,26 @@ struct CudaExec final : Exec {
       cudaFree(p);
     }
   }
+  void* alloc_host(size_t bytes, const char* what) override {
+    bind();
+    void* p = nullptr;
+    const cudaError_t e = cudaMallocHost(&p, std::max<size_t>(bytes, 1));
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw ExecError(std::string("out of page-locked host memory for ") + what + ": asked " + std::to_string(bytes) +
+                      " bytes (" + cudaGetErrorString(e) + ")");
+    }
+    return p;
+  }
+  void release_host(void* p) override {
+    if (p != nullptr) {
+      cudaStreamSynchronize(stream);
+      cudaFreeHost(p);
+    }
+  }
+  void to_device_async(void* dst, const void* src, size_t bytes) override {
+    ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "copy to the GPU");
+  }
   void to_device(void* dst, const void* src, size_t bytes) override {
     // Synchronous with respect to the host buffer (it may be freed right after).
     ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "copy to the GPU");

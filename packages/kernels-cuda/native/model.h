@@ -119,6 +119,11 @@ class Model {
   int64_t max_cols_ = 0;
   uint64_t weight_bytes_ = 0, scratch_bytes_ = 0, kv_bytes_ = 0;
   std::vector<void*> owned_;
+  // Page-locked host memory the step's inputs are copied from, and where each lies in it.
+  uint8_t* staging_ = nullptr;
+  struct {
+    size_t tokens = 0, positions = 0, rows = 0, row_k = 0, cos = 0, sin = 0, kptr = 0, vptr = 0;
+  } staged_;
   bool finished_ = false;
   bool decode_graph_ = false;  // the executor holds the recorded decode step
   bool graphs_failed_ = false;  // recording failed once: decode runs op by op
