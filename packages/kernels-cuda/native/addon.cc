@@ -238,6 +238,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("freeSequence", &NativeModel::FreeSequence),
                         InstanceMethod("step", &NativeModel::Step),
                         InstanceMethod("memory", &NativeModel::Memory),
+                        InstanceMethod("fusedOps", &NativeModel::FusedOps),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
@@ -377,6 +378,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     guarded(info.Env(), [&] { model(info.Env()).finish(); });
     return info.Env().Undefined();
+  }
+  Napi::Value FusedOps(const Napi::CallbackInfo& info) {
+    std::vector<uint8_t> fused;
+    guarded(info.Env(), [&] { fused = model(info.Env()).fused_ops(); });
+    Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), fused.size());
+    std::copy(fused.begin(), fused.end(), out.Data());
+    return out;
   }
   Napi::Value CreateSequence(const Napi::CallbackInfo& info) {
     const int id = (int)int_arg(info, 0, "sequence", 0);

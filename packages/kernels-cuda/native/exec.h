@@ -124,6 +124,24 @@ struct Exec {
                          const int32_t* pos, int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                          float* scores, int64_t max_len, float* out) = 0;
   virtual void add(const float* a, const float* b, int64_t n, float* out) = 0;
+  // A layer's RoPE of q (into q_out) and of k (into k_out), and k and v stored into the cache
+  // (f16) at each token's position: the values rope(q), rope(k) and kv_store give, in one launch
+  // where the executor can.
+  virtual void rope_kv_store(const float* q, const float* k, const float* v, const float* cos, const float* sin,
+                             int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_rot,
+                             float* q_out, float* k_out, uint16_t* const* kcache, uint16_t* const* vcache,
+                             const int32_t* pos) {
+    rope(q, cos, sin, T, n_head, head_dim, n_rot, q_out);
+    rope(k, cos, sin, T, n_head_kv, head_dim, n_rot, k_out);
+    kv_store(k_out, v, kcache, vcache, pos, T, n_head_kv * head_dim);
+  }
+  // The GLU of gate and up into glu_out, then rms_norm_quantize of it: one kernel on the GPU.
+  virtual void glu_rms_norm_quantize(const float* gate, const float* up, Act act, float* glu_out, const float* w,
+                                     int64_t T, int64_t n, float eps, float* out, bool q8k, int8_t* q, float* scale,
+                                     int32_t* sum) {
+    glu(gate, up, T * n, act, glu_out);
+    rms_norm_quantize(glu_out, w, T, n, eps, out, q8k, q, scale, sum);
+  }
   virtual void glu(const float* gate, const float* up, int64_t n, Act act, float* out) = 0;
   // out[i, :] = x[rows[i], :] for n rows of `width`.
   virtual void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out) = 0;

@@ -664,10 +664,14 @@ __global__ void quantize_q8k_kernel(const float* x, int64_t T, int64_t n, int8_t
 // per token: warp 0 sums the squares in rms_norm_kernel's lane order (so the same scale), every
 // thread writes its share of the normalized row, then the row is quantized as quantize_i8_kernel
 // (max, scale, values and their sum: order-free) or per 256 block as quantize_q8k_kernel.
-// With b (kAdd), the input is the residual sum a + b, written to sum_out as add_kernel would.
-template <bool kAdd>
+// kInput says what the norm's input is: x (kNormOfX); the residual sum x + b (kNormOfSum); or the
+// GLU of gate x and up b (kNormOfRelu2, kNormOfSilu). The sum or the GLU is written to sum_out as
+// add_kernel or glu_kernel would (a step's captures read it).
+constexpr int kNormOfX = 0, kNormOfSum = 1, kNormOfRelu2 = 2, kNormOfSilu = 3;
+template <int kInput>
 __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* sum_out, const float* w, int64_t n,
                                          float eps, float* out, int q8k, int8_t* q, float* scale, int32_t* sum) {
+  constexpr bool kAdd = kInput == kNormOfSum;
   __shared__ float s_norm;
   const int64_t t = blockIdx.x;
   const float* xt = x + t * n;
@@ -675,7 +679,12 @@ __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* 
   const int warp = threadIdx.x / kLanes, lane = threadIdx.x % kLanes, warps = blockDim.x / kLanes;
   // The norm's input: x, or the residual sum (each element computed where it is needed: the same
   // rounding every time).
-  auto input = [&](int64_t i) { return kAdd ? __fadd_rn(xt[i], b[t * n + i]) : xt[i]; };
+  auto input = [&](int64_t i) {
+    if constexpr (kInput == kNormOfSum) return __fadd_rn(xt[i], b[t * n + i]);
+    if constexpr (kInput == kNormOfRelu2) return glu_relu2(xt[i], b[t * n + i]);
+    if constexpr (kInput == kNormOfSilu) return glu_silu(xt[i], b[t * n + i]);
+    return xt[i];
+  };
   if (warp == 0) {
     double part = 0;
     for (int64_t i = lane; i < n; i += kLanes) {
@@ -690,7 +699,7 @@ __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* 
   float m = 0.0f;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const float in = input(i);
-    if (kAdd) sum_out[t * n + i] = in;
+    if (kInput != kNormOfX) sum_out[t * n + i] = in;
     const float v = rms_apply(in, norm, w[i]);
     ot[i] = v;
     m = fmaxf(m, fabsf(v));
@@ -831,6 +840,51 @@ __global__ void kv_store_kernel(const float* k, const float* v, uint16_t* const*
   for (int64_t i = lane; i < kv_width; i += kLanes) {
     kcache[item][p * kv_width + i] = f32_to_f16(k[item * kv_width + i]);
     vcache[item][p * kv_width + i] = f32_to_f16(v[item * kv_width + i]);
+  }
+}
+
+// rope_kernel on q and on k and kv_store_kernel in one launch: one warp per (token, head) of q
+// (roped into q_out), of k (roped into k_out, which a step's captures read, and stored as f16 at
+// the token's position, as kv_store_kernel stores k_out) and of v (stored). Each value goes
+// through the same functions in the same order as with the three kernels. Each lane writes only
+// the elements it read (q_out may be q, k_out may be k).
+__global__ void rope_kv_store_kernel(const float* q, const float* k, const float* v, const float* cos,
+                                     const float* sin, int64_t T, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                                     int64_t n_rot, float* q_out, float* k_out, uint16_t* const* kcache,
+                                     uint16_t* const* vcache, const int32_t* pos) {
+  const int64_t per_token = n_head + 2 * n_head_kv;
+  WARP_ITEM(T * per_token);
+  const int64_t t = item / per_token, slot = item % per_token, half = n_rot / 2, kvw = n_head_kv * head_dim;
+  const float* c = cos + t * half;
+  const float* s = sin + t * half;
+  if (slot < n_head) {
+    const float* xi = q + (t * n_head + slot) * head_dim;
+    float* o = q_out + (t * n_head + slot) * head_dim;
+    for (int64_t i = lane; i < half; i += kLanes) rope_pair(xi[i], xi[i + half], c[i], s[i], &o[i], &o[i + half]);
+    for (int64_t i = n_rot + lane; i < head_dim; i += kLanes) o[i] = xi[i];
+  } else if (slot < n_head + n_head_kv) {
+    const int64_t h = slot - n_head;
+    const float* xi = k + t * kvw + h * head_dim;
+    float* o = k_out + t * kvw + h * head_dim;
+    uint16_t* kc = kcache[t] + pos[t] * kvw + h * head_dim;
+    for (int64_t i = lane; i < half; i += kLanes) {
+      float a, b;
+      rope_pair(xi[i], xi[i + half], c[i], s[i], &a, &b);
+      o[i] = a;
+      o[i + half] = b;
+      kc[i] = f32_to_f16(a);
+      kc[i + half] = f32_to_f16(b);
+    }
+    for (int64_t i = n_rot + lane; i < head_dim; i += kLanes) {
+      const float a = xi[i];
+      o[i] = a;
+      kc[i] = f32_to_f16(a);
+    }
+  } else {
+    const int64_t h = slot - n_head - n_head_kv;
+    const float* vi = v + t * kvw + h * head_dim;
+    uint16_t* vc = vcache[t] + pos[t] * kvw + h * head_dim;
+    for (int64_t i = lane; i < head_dim; i += kLanes) vc[i] = f32_to_f16(vi[i]);
   }
 }
 
@@ -1200,15 +1254,29 @@ struct CudaExec final : Exec {
   }
   void rms_norm_quantize(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out, bool q8k,
                          int8_t* q, float* scale, int32_t* sum) override {
-    rms_norm_quantize_kernel<false>
+    rms_norm_quantize_kernel<kNormOfX>
         <<<(unsigned)T, 256, 0, stream>>>(x, nullptr, nullptr, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
     launched("rms_norm_quantize");
   }
   void add_rms_norm_quantize(const float* a, const float* b, float* sum_out, const float* w, int64_t T, int64_t n,
                              float eps, float* out, bool q8k, int8_t* q, float* scale, int32_t* sum) override {
-    rms_norm_quantize_kernel<true>
+    rms_norm_quantize_kernel<kNormOfSum>
         <<<(unsigned)T, 256, 0, stream>>>(a, b, sum_out, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
     launched("add_rms_norm_quantize");
+  }
+  void glu_rms_norm_quantize(const float* gate, const float* up, Act act, float* glu_out, const float* w, int64_t T,
+                             int64_t n, float eps, float* out, bool q8k, int8_t* q, float* scale,
+                             int32_t* sum) override {
+    auto kernel = act == Act::Relu2 ? rms_norm_quantize_kernel<kNormOfRelu2> : rms_norm_quantize_kernel<kNormOfSilu>;
+    kernel<<<(unsigned)T, 256, 0, stream>>>(gate, up, glu_out, w, n, eps, out, q8k ? 1 : 0, q, scale, sum);
+    launched("glu_rms_norm_quantize");
+  }
+  void rope_kv_store(const float* q, const float* k, const float* v, const float* cos, const float* sin, int64_t T,
+                     int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_rot, float* q_out, float* k_out,
+                     uint16_t* const* kcache, uint16_t* const* vcache, const int32_t* pos) override {
+    rope_kv_store_kernel<<<blocks_for(T * (n_head + 2 * n_head_kv)), kWarpsPerBlock * kLanes, 0, stream>>>(
+        q, k, v, cos, sin, T, n_head, n_head_kv, head_dim, n_rot, q_out, k_out, kcache, vcache, pos);
+    launched("rope_kv_store");
   }
   void quantize_i8(const float* x, int64_t T, int64_t n, int8_t* q, float* scale, int32_t* sum) override {
     quantize_i8_kernel<<<(unsigned)T, 256, 0, stream>>>(x, n, q, scale, sum);

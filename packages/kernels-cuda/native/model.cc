@@ -175,6 +175,33 @@ void Model::finish() {
                         quantized_reader_[i + 1] >= 0 && widths_[add.in0] == widths_[add.out] &&
                         widths_[add.in1] == widths_[add.out];
   }
+  // GLUs whose output is normalized next for a ternary projection, and nothing else reads.
+  glu_then_norm_.assign(ops_.size(), false);
+  for (size_t i = 0; i + 1 < ops_.size(); i++) {
+    const OpSpec& glu = ops_[i];
+    const OpSpec& norm = ops_[i + 1];
+    glu_then_norm_[i] = glu.kind == OpKind::Glu && norm.kind == OpKind::RmsNorm && norm.in0 == glu.out &&
+                        last[glu.out] == (int)(i + 1) && quantized_reader_[i + 1] >= 0 &&
+                        widths_[glu.in0] == widths_[glu.out] && widths_[glu.in1] == widths_[glu.out];
+  }
+  // A layer's RoPE of q and of k right before its attention, whose outputs only the attention
+  // reads: the two ropes and the k/v stores in one launch. Its warps write the roped k while
+  // others read q, so not where the roped k took q's slot (possible when both are as wide).
+  rope_attention_.assign(ops_.size(), -1);
+  kv_stored_.assign(ops_.size(), false);
+  for (size_t i = 0; i + 2 < ops_.size(); i++) {
+    const OpSpec& rq = ops_[i];
+    const OpSpec& rk = ops_[i + 1];
+    const OpSpec& at = ops_[i + 2];
+    const int64_t kvw = hp_.n_head_kv * hp_.head_dim;
+    if (rq.kind == OpKind::Rope && rk.kind == OpKind::Rope && at.kind == OpKind::Attention && at.in0 == rq.out &&
+        at.in1 == rk.out && rq.heads == hp_.n_head && rk.heads == hp_.n_head_kv &&
+        widths_[rq.in0] == hp_.n_head * hp_.head_dim && widths_[rk.in0] == kvw && widths_[at.in2] == kvw &&
+        last[rk.out] == (int)(i + 2) && slot_of_[rk.out] != slot_of_[rq.in0]) {
+      rope_attention_[i] = (int)(i + 2);
+      kv_stored_[i + 2] = true;
+    }
+  }
   const int64_t half = hp_.n_rot / 2;
   const int64_t blocks = std::max<int64_t>(1, max_cols_ / 128);
   auto scratch = [&](size_t bytes, const char* what) {
@@ -213,6 +240,16 @@ void Model::finish() {
   staged_.vptr = part((size_t)(hp_.n_layer * B * sizeof(void*)));
   staging_ = (uint8_t*)exec_->alloc_host(at, "the step's inputs");
   finished_ = true;
+}
+
+std::vector<uint8_t> Model::fused_ops() const {
+  std::vector<uint8_t> fused(ops_.size(), 0);
+  if (!finished_) return fused;
+  for (size_t i = 0; i < ops_.size(); i++) {
+    if (add_then_norm_[i] || glu_then_norm_[i]) fused[i] = 1;
+    if (rope_attention_[i] >= 0) fused[i] = fused[i + 1] = 1;
+  }
+  return fused;
 }
 
 void Model::create_sequence(int id) {
@@ -414,7 +451,9 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
                     const std::vector<int>& capture, const std::vector<float*>& captured,
                     const std::vector<int>& inject, const std::vector<const float*>& injected) {
   int quantized = -1;  // the buffer whose quantization q_ holds (q, k, v share one input)
-  int norm_done = -1;  // a norm already run by the residual add before it
+  int norm_done = -1;  // a norm already run by the residual add or the GLU before it
+  int rope_done = -1;    // a k rope already run with the q rope before it
+  int stored_done = -1;  // an attention whose k and v that launch stored
   WeightKind quantized_as = WeightKind::F32;
   for (size_t i = 0; i < ops_.size(); i++) {
     const OpSpec& op = ops_[i];
@@ -481,13 +520,29 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
         if (op.scale >= 0) exec_->scale(out, T * w->rows, weights_[op.scale].scalar);
         break;
       }
-      case OpKind::Rope:
+      case OpKind::Rope: {
+        if ((int)i == rope_done) break;  // run with the q rope before it
+        // Not in steps that inject buffers (which may replace the k rope's input in between).
+        const int at = rope_attention_[i];
+        if (at >= 0 && inject.empty()) {
+          const OpSpec& rk = ops_[i + 1];
+          const OpSpec& attn = ops_[(size_t)at];
+          exec_->rope_kv_store(buffer(op.in0), buffer(rk.in0), buffer(attn.in2), cos_, sin_, T, hp_.n_head,
+                               hp_.n_head_kv, hp_.head_dim, hp_.n_rot, out, buffer(rk.out), kptr_ + attn.layer * T,
+                               vptr_ + attn.layer * T, positions_);
+          rope_done = (int)(i + 1);
+          stored_done = at;
+          break;
+        }
         exec_->rope(buffer(op.in0), cos_, sin_, T, op.heads, hp_.head_dim, hp_.n_rot, out);
         break;
+      }
       case OpKind::Attention: {
         uint16_t* const* kp = kptr_ + op.layer * T;
         uint16_t* const* vp = vptr_ + op.layer * T;
-        exec_->kv_store(buffer(op.in1), buffer(op.in2), kp, vp, positions_, T, hp_.n_head_kv * hp_.head_dim);
+        if ((int)i != stored_done) {
+          exec_->kv_store(buffer(op.in1), buffer(op.in2), kp, vp, positions_, T, hp_.n_head_kv * hp_.head_dim);
+        }
         exec_->attention(buffer(op.in0), kp, vp, positions_, T, hp_.n_head, hp_.n_head_kv, hp_.head_dim, scores_,
                          hp_.context, out);
         break;
@@ -510,9 +565,23 @@ void Model::run_ops(int64_t T, float* logits, int32_t* top, const std::vector<in
         }
         break;
       }
-      case OpKind::Glu:
+      case OpKind::Glu: {
+        // A GLU whose output the next op normalizes for a ternary projection: computed inside that
+        // norm (not in steps that inject buffers, which may replace the norm's input in between).
+        if (inject.empty() && glu_then_norm_[i]) {
+          const OpSpec& norm = ops_[i + 1];
+          const Weight& reader = weights_[ops_[quantized_reader_[i + 1]].weight];
+          exec_->glu_rms_norm_quantize(buffer(op.in0), buffer(op.in1), op.act, out,
+                                       (const float*)weights_[norm.weight].data, T, widths_[op.out], hp_.rms_eps,
+                                       buffer(norm.out), reader.kind == WeightKind::TQ2, q_, act_scale_, act_sum_);
+          quantized = norm.out;
+          quantized_as = reader.kind;
+          norm_done = (int)(i + 1);
+          break;
+        }
         exec_->glu(buffer(op.in0), buffer(op.in1), T * widths_[op.out], op.act, out);
         break;
+      }
       case OpKind::Output: {
         const float* x = buffer(op.in0);
         for (size_t r0 = 0; r0 < rows.size(); r0 += kHeadRowsPerPass) {

@@ -72,6 +72,10 @@ class Model {
             const std::vector<const float*>& injected);
 
   MemoryInfo memory() const;
+  // Per op, 1 where the op runs inside another's launch in steps that inject no buffers: residual
+  // adds and GLUs inside the norm after them, a layer's two RoPEs with its k/v stores (after
+  // finish()).
+  std::vector<uint8_t> fused_ops() const;
   // Values per token of buffer `id`, or −1 when there is no such buffer.
   int64_t buffer_width(int id) const { return id >= 0 && (size_t)id < widths_.size() ? widths_[(size_t)id] : -1; }
   int64_t kv_bytes_per_token() const { return 2 * hp_.n_layer * hp_.n_head_kv * hp_.head_dim * 2; }
@@ -98,8 +102,14 @@ class Model {
   std::vector<float*> slots_;
   std::vector<std::vector<int>> inputs_of_;
   std::vector<int> group_size_;  // per op: projections launched with it (1: alone; 0: run by an earlier one)
-  std::vector<int> quantized_reader_;
-  std::vector<bool> add_then_norm_;  // per op: an add run together with the norm after it  // per op: for a norm, the ternary projection it quantizes for
+  std::vector<int> quantized_reader_;  // per op: for a norm, the ternary projection it quantizes for
+  std::vector<bool> add_then_norm_;    // per op: an add run together with the norm after it
+  std::vector<bool> glu_then_norm_;    // per op: a GLU run inside the norm after it
+  // Per op: for the first of a layer's two RoPE ops (q, then k), the attention op after them, whose
+  // k and v stores run in the same launch (rope_kv_store); -1 otherwise. kv_stored_ marks those
+  // attention ops.
+  std::vector<int> rope_attention_;
+  std::vector<bool> kv_stored_;
   // Step scratch.
   int8_t* q_ = nullptr;
   float* act_scale_ = nullptr;

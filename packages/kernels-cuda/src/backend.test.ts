@@ -196,6 +196,14 @@ for (const { execution, skip, label } of EXECUTIONS) {
         // (its sum goes to the output norm, before the f16 head).
         expect(counts.get("cuda.add.f32.fused")).toBe((2 * layers - 1) * 3);
         expect(counts.get("cuda.add.f32")).toBe(3);
+        // Each layer's GLU runs inside the sub-norm after it, and its two RoPEs with its k/v
+        // stores (model.cc, fused_ops).
+        expect(
+          [...counts].filter(([id]) => id.startsWith("cuda.glu.") || id.startsWith("cuda.rope.")),
+        ).toEqual([
+          ["cuda.rope.neox.fused", 2 * layers * 3],
+          ["cuda.glu.relu2.fused", layers * 3],
+        ]);
         // The 20-token prompt's projections on tensor cores, the two decode steps' on dp4a.
         expect(counts.get("cuda.linear.i2_s.mma")).toBe(7 * layers);
         expect(counts.get("cuda.linear.i2_s.dp4a")).toBe(7 * layers * 2);

@@ -90,6 +90,8 @@ interface NativeModel {
     top: Int32Array,
   ): Promise<void>;
   memory(): CudaMemory;
+  /** Per op, 1 where it runs inside another op's launch in steps that inject no buffers. */
+  fusedOps(): Uint8Array;
   dispose(): void;
 }
 
@@ -357,18 +359,13 @@ export class CudaBackend implements Backend {
           return `cuda.output.${tags.get(op.weight)}`;
       }
     });
-    // A residual add whose sum the next op normalizes and quantizes runs inside that norm's
-    // kernel (model.cc, add_then_norm_), except in steps that inject buffers.
-    const graphOps = model.graph.ops;
-    for (const [i, op] of graphOps.entries()) {
-      const next = graphOps[i + 1];
-      if (
-        op.kind === "add" &&
-        next?.kind === "rms_norm" &&
-        next.x === op.out &&
-        kernelIds[i + 1]!.startsWith("cuda.rms_norm_quantize.")
-      ) {
-        kernelIds[i] = "cuda.add.f32.fused";
+    // Ops that run inside another op's launch, except in steps that inject buffers (model.cc,
+    // fused_ops): a residual add or a GLU inside the norm after it, a layer's two RoPEs with its
+    // k/v stores. Their ids say so (".fused").
+    const fused = native.fusedOps();
+    for (let i = 0; i < kernelIds.length; i++) {
+      if (fused[i] === 1) {
+        kernelIds[i] = `${kernelIds[i]}.fused`;
       }
     }
     // BITNET_CUDA_DEVICE_TOP_K=0 brings every row back whole (engine-core reduces it on the host).
