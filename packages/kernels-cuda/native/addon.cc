@@ -408,7 +408,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     // While a step runs on a worker thread, its KV cache may be growing: the figures from before
     // the step, rather than a read racing with the writes.
     if (!busy_ || !has_memory_) {
-      last_memory_ = model_->memory();
+      guarded(env, [&] { last_memory_ = model_->memory(); });
       has_memory_ = true;
     }
     const bitnet_cuda::MemoryInfo mi = last_memory_;

@@ -671,24 +671,31 @@ constexpr int kNormOfX = 0, kNormOfSum = 1, kNormOfRelu2 = 2, kNormOfSilu = 3;
 template <int kInput>
 __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* sum_out, const float* w, int64_t n,
                                          float eps, float* out, int q8k, int8_t* q, float* scale, int32_t* sum) {
-  constexpr bool kAdd = kInput == kNormOfSum;
   __shared__ float s_norm;
   const int64_t t = blockIdx.x;
   const float* xt = x + t * n;
   float* ot = out + t * n;
   const int warp = threadIdx.x / kLanes, lane = threadIdx.x % kLanes, warps = blockDim.x / kLanes;
-  // The norm's input: x, or the residual sum (each element computed where it is needed: the same
-  // rounding every time).
-  auto input = [&](int64_t i) {
-    if constexpr (kInput == kNormOfSum) return __fadd_rn(xt[i], b[t * n + i]);
-    if constexpr (kInput == kNormOfRelu2) return glu_relu2(xt[i], b[t * n + i]);
-    if constexpr (kInput == kNormOfSilu) return glu_silu(xt[i], b[t * n + i]);
-    return xt[i];
-  };
+  // A computed input (the residual sum or the GLU) is computed once per element by the whole
+  // block and written to sum_out, which the norm then reads: each thread reads x[i] and b[i]
+  // before it writes sum_out[i] (either may share sum_out's buffer), and out is written only
+  // after every input was read (out may share x's or b's).
+  const float* in_row = xt;
+  if constexpr (kInput != kNormOfX) {
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      float v;
+      if constexpr (kInput == kNormOfSum) v = __fadd_rn(xt[i], b[t * n + i]);
+      if constexpr (kInput == kNormOfRelu2) v = glu_relu2(xt[i], b[t * n + i]);
+      if constexpr (kInput == kNormOfSilu) v = glu_silu(xt[i], b[t * n + i]);
+      sum_out[t * n + i] = v;
+    }
+    __syncthreads();
+    in_row = sum_out + t * n;
+  }
   if (warp == 0) {
     double part = 0;
     for (int64_t i = lane; i < n; i += kLanes) {
-      const float v = input(i);
+      const float v = in_row[i];
       part += (double)mul_rn(v, v);
     }
     const float s = rms_scale(warp_sum(part), n, eps);
@@ -698,9 +705,7 @@ __global__ void rms_norm_quantize_kernel(const float* x, const float* b, float* 
   const float norm = s_norm;
   float m = 0.0f;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float in = input(i);
-    if (kInput != kNormOfX) sum_out[t * n + i] = in;
-    const float v = rms_apply(in, norm, w[i]);
+    const float v = rms_apply(in_row[i], norm, w[i]);
     ot[i] = v;
     m = fmaxf(m, fabsf(v));
   }

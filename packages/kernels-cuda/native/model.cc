@@ -78,6 +78,7 @@ void Model::set_weight(int index, WeightKind kind, int64_t rows, int64_t cols, c
 }
 
 void Model::finish() {
+  if (finished_) throw bad("finish() was already called");
   exec_->bind();
   const int64_t B = hp_.max_batch;
   const int n_buffers = (int)widths_.size();
@@ -188,7 +189,6 @@ void Model::finish() {
   // reads: the two ropes and the k/v stores in one launch. Its warps write the roped k while
   // others read q, so not where the roped k took q's slot (possible when both are as wide).
   rope_attention_.assign(ops_.size(), -1);
-  kv_stored_.assign(ops_.size(), false);
   for (size_t i = 0; i + 2 < ops_.size(); i++) {
     const OpSpec& rq = ops_[i];
     const OpSpec& rk = ops_[i + 1];
@@ -199,7 +199,6 @@ void Model::finish() {
         widths_[rq.in0] == hp_.n_head * hp_.head_dim && widths_[rk.in0] == kvw && widths_[at.in2] == kvw &&
         last[rk.out] == (int)(i + 2) && slot_of_[rk.out] != slot_of_[rq.in0]) {
       rope_attention_[i] = (int)(i + 2);
-      kv_stored_[i + 2] = true;
     }
   }
   const int64_t half = hp_.n_rot / 2;
@@ -351,6 +350,20 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   // The step's inputs are written into the page-locked staging buffer and copied without waiting
   // (one synchronous copy from pageable memory each cost a decode step ~10-20 µs); the step's
   // final sync (or the one below, if it fails) ends them before the buffer is written again.
+  // A step that fails from here on may leave copies from the staging buffer in flight: it waits
+  // for them before its error goes out, so the next step may write the buffer.
+  struct SyncOnThrow {
+    Exec* exec;
+    ~SyncOnThrow() {
+      if (std::uncaught_exceptions() > 0) {
+        try {
+          exec->sync();
+        } catch (const std::exception&) {
+          // The step's own error is the one that goes out.
+        }
+      }
+    }
+  } sync_on_throw{exec_.get()};
   auto stage = [&](size_t offset, void* dst, const void* src, size_t bytes) {
     if (bytes == 0) return;
     std::memcpy(staging_ + offset, src, bytes);
@@ -391,20 +404,6 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
   }
   stage(staged_.rows, rows_, rows.data(), rows.size() * 4);
   stage(staged_.row_k, row_k_, ks.data(), ks.size() * 4);
-  // A step that fails from here on may leave those copies in flight: it waits for them before
-  // its error goes out, so the next step may write the staging buffer.
-  struct SyncOnThrow {
-    Exec* exec;
-    ~SyncOnThrow() {
-      if (std::uncaught_exceptions() > 0) {
-        try {
-          exec->sync();
-        } catch (const std::exception&) {
-          // The step's own error is the one that goes out.
-        }
-      }
-    }
-  } sync_on_throw{exec_.get()};
   // A decode step (one token, its logits, nothing captured or injected) runs as one CUDA graph:
   // recorded the first time, replayed after. Everything a step changes is in device memory the
   // graph reads (tokens, positions, KV pointers, the RoPE table), uploaded above.
@@ -421,14 +420,16 @@ void Model::step(const int32_t* tokens, const int32_t* seqs, const int32_t* posi
     copy_decode_row();
     return;
   }
-  if (decode_shape && !graphs_failed_ && exec_->begin_capture()) {
+  if (decode_shape && !graphs_failed_) {
     // Recording runs nothing, so a recording that fails (CUDA invalidates a capture when another
     // thread synchronizes the device meanwhile, e.g. another model freeing memory) leaves no trace:
     // this step and every later one run op by op instead, and the reason is said once.
     try {
-      run_ops(T, logits, top, rows, ks, true, capture, captured, inject, injected);
-      exec_->end_capture();
-      decode_graph_ = true;
+      if (exec_->begin_capture()) {
+        run_ops(T, logits, top, rows, ks, true, capture, captured, inject, injected);
+        exec_->end_capture();
+        decode_graph_ = true;
+      }
     } catch (const std::exception& e) {
       exec_->abort_capture();
       graphs_failed_ = true;

@@ -106,10 +106,8 @@ class Model {
   std::vector<bool> add_then_norm_;    // per op: an add run together with the norm after it
   std::vector<bool> glu_then_norm_;    // per op: a GLU run inside the norm after it
   // Per op: for the first of a layer's two RoPE ops (q, then k), the attention op after them, whose
-  // k and v stores run in the same launch (rope_kv_store); -1 otherwise. kv_stored_ marks those
-  // attention ops.
+  // k and v stores run in the same launch (rope_kv_store); -1 otherwise.
   std::vector<int> rope_attention_;
-  std::vector<bool> kv_stored_;
   // Step scratch.
   int8_t* q_ = nullptr;
   float* act_scale_ = nullptr;

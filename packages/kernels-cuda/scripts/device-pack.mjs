@@ -131,7 +131,9 @@ elif [ -n "\${SANITIZE:-}" ]; then
   mkdir -p "$out/sanitize"
   "$sanitizer" --tool "$SANITIZE" --error-exitcode 9 --print-limit 20 \\
     "$node" "$here/device-check.mjs" "$out/sanitize" --quick > "$out/sanitize-$SANITIZE.log" 2>&1
-  echo "compute-sanitizer --tool $SANITIZE: exit $? (log: sanitize-$SANITIZE.log)" | tee -a "$out/cuda-check.log"
+  sanitized=$?
+  echo "compute-sanitizer --tool $SANITIZE: exit $sanitized (log: sanitize-$SANITIZE.log)" | tee -a "$out/cuda-check.log"
+  if [ "$status" = 0 ] && [ "$sanitized" != 0 ]; then status="$sanitized"; fi
 fi
 exit "$status"
 `,

@@ -110,6 +110,7 @@ describe("the native model rejects bad input with an error", () => {
       const m = new NativeCudaModel(SPEC, "host");
       m.setWeight(0, 2, 16, 128, new Uint8Array(4096), null, 1);
       m.finish();
+      expect(() => m.finish()).toThrow(/finish\(\) was already called/);
       m.createSequence(1);
       const step = (
         tokens: number[],
