@@ -251,6 +251,8 @@ class Model {
   std::vector<BetweenCursor> between_;
   int64_t between_bytes_ = 0;
   void arm_between_steps(int tid, int nth);
+  template <typename F>
+  void for_each_share_range(size_t j, int tid, int nth, F&& f) const;
   int64_t group_rows(size_t i) const;
   void linear_rows(const OpSpec& op, int tid, int64_t T, int kind, const std::vector<float>& xr, int64_t b0, int64_t b1);
   float* buf(int32_t id) { return slots_[slot_of_[id]].data(); }

@@ -547,6 +547,26 @@ static int64_t weight_row_bytes(const Tensor& w) {
                              : w.ne0 * 2;
 }
 
+// Calls f(start, bytes) for each run of weights in this thread's share of the matrix op group
+// that starts at op j (its static share of the group's rows, which work stealing starts from,
+// taken tensor by tensor in order), while f returns true.
+template <typename F>
+void Model::for_each_share_range(size_t j, int tid, int nth, F&& f) const {
+  int64_t r0, r1;
+  share(group_rows(j), tid, nth, r0, r1);
+  for (size_t m = j; m < group_end_[j] && r0 < r1; m++) {
+    const Tensor& w = tensors_[(size_t)cfg_.ops[m].weight];
+    if (r0 < w.ne1) {
+      const int64_t row_bytes = weight_row_bytes(w);
+      if (!f(w.data + r0 * row_bytes, (std::min(r1, w.ne1) - r0) * row_bytes)) return;
+      r0 = 0;
+    } else {
+      r0 -= w.ne1;
+    }
+    r1 -= w.ne1;
+  }
+}
+
 // Matrix ops whose rows threads take by work stealing: every projection and head but the AMX
 // tiles (whose kernels take whole 16-row groups, split by the static share).
 bool Model::steals_rows(const OpSpec& op, int64_t T) const {
@@ -567,25 +587,14 @@ void Model::prefetch_next_weights(size_t i, int tid, int nth) {
   for (size_t j = i + 1; j < cfg_.ops.size() && j <= i + 4; j++) {
     const OpSpec& next = cfg_.ops[j];
     if (group_end_[j] == 0 || (next.kind != OP_LINEAR && next.kind != OP_OUTPUT)) continue;
-    // The start of this thread's share of the next matrix op (of its group's rows, taken in order).
-    int64_t r0, r1;
-    share(group_rows(j), tid, nth, r0, r1);
-    for (size_t m = j; m < group_end_[j]; m++) {
-      const Tensor& w = tensors_[(size_t)cfg_.ops[m].weight];
-      if (r0 >= w.ne1) {
-        r0 -= w.ne1;
-        r1 -= w.ne1;
-        continue;
-      }
-      const int64_t row_bytes = weight_row_bytes(w);
-      const uint8_t* start = w.data + r0 * row_bytes;
-      const int64_t bytes = (std::min(r1, w.ne1) - r0) * row_bytes;
+    // The start of this thread's share of the next matrix op.
+    for_each_share_range(j, tid, nth, [&](const uint8_t* start, int64_t bytes) {
       const int64_t n = std::min<int64_t>(8192, bytes);
       for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(start + o, 0, 2);
       warm.next = start + n;
       warm.end = start + std::min<int64_t>(kWarmWindowBytes, bytes);
-      break;
-    }
+      return false;
+    });
     return;
   }
 }
@@ -617,25 +626,13 @@ void Model::arm_between_steps(int tid, int nth) {
   c.next = nullptr;
   int64_t budget = between_bytes_ / nth;
   for (size_t j = 0; j < cfg_.ops.size() && budget > 0 && c.count < 8; j++) {
-    const OpSpec& op = cfg_.ops[j];
-    if (group_end_[j] == 0 || op.kind != OP_LINEAR) continue;
-    int64_t r0, r1;
-    share(group_rows(j), tid, nth, r0, r1);
-    for (size_t m = j; m < group_end_[j] && r0 < r1 && budget > 0 && c.count < 8; m++) {
-      const Tensor& w = tensors_[(size_t)cfg_.ops[m].weight];
-      if (r0 >= w.ne1) {
-        r0 -= w.ne1;
-        r1 -= w.ne1;
-        continue;
-      }
-      const int64_t row_bytes = weight_row_bytes(w);
-      const int64_t bytes = std::min((std::min(r1, w.ne1) - r0) * row_bytes, budget);
-      const uint8_t* start = w.data + r0 * row_bytes;
+    if (group_end_[j] == 0 || cfg_.ops[j].kind != OP_LINEAR) continue;
+    for_each_share_range(j, tid, nth, [&](const uint8_t* start, int64_t bytes) {
+      bytes = std::min(bytes, budget);
       c.ranges[c.count++] = {start, start + bytes};
       budget -= bytes;
-      r1 -= w.ne1;
-      r0 = 0;
-    }
+      return budget > 0 && c.count < 8;
+    });
   }
   if (c.count > 0) c.next = c.ranges[0].begin;
 }
