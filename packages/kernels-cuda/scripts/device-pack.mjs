@@ -63,6 +63,9 @@ await build({
   target: "node20",
   outfile: path.join(out, "device-check.mjs"),
   alias: { vitest: noVitest },
+  // The server registers the WebGPU backend by a lazy import; its Dawn addon cannot travel in a
+  // bundle, and the checks never ask for that backend.
+  external: ["@bitnet-ts/kernels-webgpu", "webgpu"],
   conditions: ["source"],
   // Bundled ESM still has code that calls require() for Node's built-ins.
   banner: {

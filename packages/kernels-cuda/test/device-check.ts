@@ -9,6 +9,8 @@
  * - the contract: one-by-one decode equals the batched prompt, a batch of two sequences equals
  *   each alone (bit for bit), and the GPU's logits against the host twins' and the CPU backend's;
  * - golden greedy tokens;
+ * - `bitnet serve --backend cuda` (the server in this process): health, a greedy completion
+ *   streamed and not (the same text), 64 requests at once, all answered;
  * - benchmarks on the 2B-4T-shaped bench-i2s (generated there): load, pp512, tg128, aggregate
  *   decode at 8 and 64 sequences, memory, the device copy bandwidth and the decode bound, the
  *   ternary GEMV alone on the 2B-4T shapes, and the prompt kernels (dp4a against tensor cores)
@@ -31,6 +33,9 @@ import {
 } from "@bitnet-ts/engine-core/testing";
 import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { Tokenizer } from "@bitnet-ts/tokenizers";
+// The server by its source path, not as a dependency: the server depends on this package, and a
+// dependency back would make the workspace's graph a cycle. The bundle carries it either way.
+import { startServer } from "../../../apps/server/src/index";
 import { CudaBackend, type CudaModel } from "../src/backend";
 import { CudaKernels } from "../src/native";
 import { CUDA_OP_TOLERANCES } from "./tolerances";
@@ -370,6 +375,82 @@ if (!quick) {
     }
     return {};
   });
+
+  await check(
+    "bitnet serve --backend cuda: health, one greedy completion streamed and not, 64 requests at once",
+    async () => {
+      const server = await startServer({
+        model: await fixture("tiny-i2s"),
+        backend: "cuda",
+        backendOptions: { cuda: { execution } },
+        host: "127.0.0.1",
+        port: 0,
+        parallel: 8,
+        maxQueue: 128,
+        contextLength: 256,
+        webUi: false,
+        onLog: () => {},
+      });
+      try {
+        await server.ready;
+        const health = await fetch(`${server.url}/health`);
+        assert(health.status === 200, `/health answered ${health.status}`);
+        const complete = async (stream: boolean, prompt = "Once upon a time") => {
+          const response = await fetch(`${server.url}/v1/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              prompt,
+              max_tokens: 24,
+              temperature: 0,
+              ignore_eos: true,
+              stream,
+            }),
+          });
+          assert(response.status === 200, `/v1/completions answered ${response.status}`);
+          if (!stream) {
+            const json = (await response.json()) as {
+              choices: { text: string }[];
+              usage: { completion_tokens: number };
+            };
+            return { text: json.choices[0]!.text, tokens: json.usage.completion_tokens };
+          }
+          let text = "";
+          let done = false;
+          for (const line of (await response.text()).split("\n")) {
+            if (line === "data: [DONE]") {
+              done = true;
+            } else if (line.startsWith("data: ")) {
+              text += (JSON.parse(line.slice(6)) as { choices: { text: string }[] }).choices[0]!
+                .text;
+            }
+          }
+          assert(done, "the stream did not end with [DONE]");
+          return { text, tokens: -1 };
+        };
+        const plain = await complete(false);
+        const streamed = await complete(true);
+        assert(plain.tokens === 24, `${plain.tokens} tokens instead of 24`);
+        assert(plain.text === streamed.text, `streamed "${streamed.text}" ≠ "${plain.text}"`);
+        // 64 requests at once (8 generate together, the rest queue): every one answered.
+        const started = performance.now();
+        const replies = await Promise.all(
+          Array.from({ length: 64 }, (_, i) => complete(i % 2 === 0, `Request ${i} says`)),
+        );
+        const seconds = (performance.now() - started) / 1000;
+        const tokens = replies.reduce((n, r) => n + (r.tokens > 0 ? r.tokens : 24), 0);
+        return {
+          greedyText: plain.text,
+          requests: replies.length,
+          seconds,
+          requestsPerSecond: replies.length / seconds,
+          completionTokensPerSecond: tokens / seconds,
+        };
+      } finally {
+        await server.close();
+      }
+    },
+  );
 }
 
 if (!hostOnly && !quick) {
