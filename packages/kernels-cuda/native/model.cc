@@ -102,9 +102,14 @@ void Model::finish() {
     const OpSpec& op = ops_[i];
     if (op.kind != OpKind::Output) {
       const int64_t w = widths_[op.out];
+      // A k rope right after a q rope keeps out of the q rope's input slot: the two run in one
+      // launch (rope_attention_ below), whose warps write the roped k while others read q.
+      const int avoid = op.kind == OpKind::Rope && i > 0 && ops_[i - 1].kind == OpKind::Rope && ops_[i - 1].in0 >= 0
+                            ? slot_of_[ops_[i - 1].in0]
+                            : -1;
       int slot = -1;
       for (size_t s = 0; s < slot_width.size(); s++) {
-        if (slot_free[s] && slot_width[s] == w) {
+        if (slot_free[s] && slot_width[s] == w && (int)s != avoid) {
           slot = (int)s;
           break;
         }
@@ -187,7 +192,7 @@ void Model::finish() {
   }
   // A layer's RoPE of q and of k right before its attention, whose outputs only the attention
   // reads: the two ropes and the k/v stores in one launch. Its warps write the roped k while
-  // others read q, so not where the roped k took q's slot (possible when both are as wide).
+  // others read q, so never where the roped k shares q's slot (the planner above avoids it).
   rope_attention_.assign(ops_.size(), -1);
   for (size_t i = 0; i + 2 < ops_.size(); i++) {
     const OpSpec& rq = ops_[i];

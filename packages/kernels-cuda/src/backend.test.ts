@@ -91,7 +91,7 @@ for (const { execution, skip, label } of EXECUTIONS) {
   });
 
   describe(`agreement with the reference backend ${label}`, () => {
-    for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1"]) {
+    for (const name of ["tiny-i2s", "tiny-tq2", "tiny-tq1", "tiny-tq2-mha"]) {
       it.skipIf(skip !== false)(
         titled(`${name}: every position's logits within 1e-4 of the reference, same argmax`, skip),
         { timeout: 300_000 },
@@ -112,6 +112,10 @@ for (const { execution, skip, label } of EXECUTIONS) {
           expect([...argmaxRows(b, LONG_PROMPT.length, vocab)]).toEqual([
             ...argmaxRows(a, LONG_PROMPT.length, vocab),
           ]);
+          // Every layer's two RoPEs run with its k/v stores, grouped-query or not.
+          expect(model.kernelCounts().get("cuda.rope.neox.fused")).toBe(
+            2 * model.description.hparams.nLayer,
+          );
           await reference.dispose();
           await model.dispose();
         },

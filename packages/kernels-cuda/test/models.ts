@@ -6,16 +6,29 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { readModelDescription } from "@bitnet-ts/engine-core";
-import { PRESETS, writeFixture } from "@bitnet-ts/fixtures";
+import { type FixturePreset, PRESETS, writeFixture } from "@bitnet-ts/fixtures";
 import { cudaAvailability } from "../src/availability";
 import { CudaBackend, type CudaModel } from "../src/backend";
 
 export const tmp: string = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-cuda-"));
 
+/**
+ * Presets only these tests use. "tiny-tq2-mha": tiny-tq2 with as many KV heads as query heads (as
+ * the bitnet_b1_58 models llama.cpp runs have), so q and k are as wide and may share buffers.
+ */
+const TEST_PRESETS: Readonly<Record<string, FixturePreset>> = {
+  "tiny-tq2-mha": {
+    ...PRESETS["tiny-tq2"]!,
+    name: "tiny-tq2-mha",
+    dims: { ...PRESETS["tiny-tq2"]!.dims, nHeadKv: PRESETS["tiny-tq2"]!.dims.nHead },
+    description: "tiny-tq2 with one KV head per query head",
+  },
+};
+
 export async function fixture(name: string): Promise<string> {
   const file = path.join(tmp, `${name}.gguf`);
   if (!fs.existsSync(file)) {
-    const preset = PRESETS[name];
+    const preset = PRESETS[name] ?? TEST_PRESETS[name];
     if (preset === undefined) {
       throw new Error(`unknown fixture ${name}`);
     }
